@@ -23,8 +23,12 @@ declare const crypto: {
 
 declare const performance: { now(): number };
 
-declare function setTimeout(handler: () => void, timeout?: number): unknown;
-declare function clearTimeout(id: unknown): void;
+// Opaque handle: a number in browsers, an object in Node.
+declare function setTimeout(
+  handler: () => void,
+  timeout?: number,
+): { readonly __timer: unique symbol };
+declare function clearTimeout(id: ReturnType<typeof setTimeout> | undefined): void;
 
 declare const console: {
   log(...args: unknown[]): void;
@@ -32,27 +36,9 @@ declare const console: {
   error(...args: unknown[]): void;
 };
 
-declare namespace WebAssembly {
-  class Module {
-    constructor(bytes: ArrayBufferView | ArrayBuffer);
-    static imports(module: Module): { module: string; name: string; kind: string }[];
-    static exports(module: Module): { name: string; kind: string }[];
-  }
-  class Instance {
-    constructor(module: Module, imports?: Imports);
-    readonly exports: Record<string, unknown>;
-  }
-  class Memory {
-    constructor(descriptor: { initial: number; maximum?: number; shared?: boolean });
-    readonly buffer: ArrayBuffer;
-    grow(delta: number): number;
-  }
-  class CompileError extends Error {}
-  class LinkError extends Error {}
-  class RuntimeError extends Error {}
-  type ImportValue = ((...args: number[]) => number | undefined | void) | Memory;
-  type Imports = Record<string, Record<string, ImportValue>>;
-  function compile(bytes: ArrayBufferView | ArrayBuffer): Promise<Module>;
-  function validate(bytes: ArrayBufferView | ArrayBuffer): boolean;
-  function instantiate(module: Module, imports?: Imports): Promise<Instance>;
+declare class URL {
+  constructor(url: string, base?: string);
+  toString(): string;
+  readonly pathname: string;
+  readonly origin: string;
 }

@@ -1,0 +1,96 @@
+import { decode, encode } from '../codec';
+import { AppError, BrumeError, LogicFault, serializeError } from '../errors';
+
+/** PROTOCOL.md §3.3. */
+export type InvokeResult =
+  | { t: 'done'; value: unknown }
+  | { t: 'error'; message: string; code?: string }
+  | {
+      t: 'call';
+      service: string;
+      rpc: string;
+      payload: unknown;
+      continuation: string;
+      state?: unknown;
+    };
+
+/** What a callee answered, as a continuation sees it. */
+export interface CallOutcome {
+  value: unknown;
+  service: string;
+  rpc: string;
+}
+
+/** Runs `service`/`rpc` of the same app for a Logic's `call`; the QoS of the request is bound in. */
+export type Dispatch = (service: string, rpc: string, payload: unknown) => Promise<CallOutcome>;
+
+/** One step of a Logic: export name and request bytes in, InvokeResult bytes out. */
+export type Step = (exportName: string, request: Uint8Array) => Promise<Uint8Array>;
+
+export const maxCallsPerRequest = 64;
+
+/** Validates guest output against §3.3; a malformed result is the guest's fault. */
+export function parseInvokeResult(bytes: Uint8Array, from: string): InvokeResult {
+  let r: unknown;
+  try {
+    r = decode(bytes);
+  } catch (e) {
+    throw new LogicFault(
+      `"${from}" returned bytes that are not MessagePack: ${(e as Error).message}`,
+    );
+  }
+  const o = r as Record<string, unknown> | null;
+  const str = (k: string) => typeof o?.[k] === 'string';
+  if (o && o.t === 'done' && 'value' in o) return o as InvokeResult;
+  if (o && o.t === 'error' && str('message')) return o as InvokeResult;
+  if (
+    o &&
+    o.t === 'call' &&
+    str('service') &&
+    str('rpc') &&
+    str('continuation') &&
+    'payload' in o
+  ) {
+    return o as InvokeResult;
+  }
+  throw new LogicFault(
+    `"${from}" returned something that is not an InvokeResult (PROTOCOL.md §3.3)`,
+  );
+}
+
+/**
+ * Invokes `rpc` and follows every `call` through its continuation until `done` or `error`.
+ * Continuations may run on any instance: all a guest keeps across a call is in `state`.
+ * @example const value = await invokeLogic(pool.step, 'classify', input, dispatch);
+ */
+export async function invokeLogic(
+  step: Step,
+  rpc: string,
+  input: unknown,
+  dispatch: Dispatch,
+): Promise<unknown> {
+  let exportName = rpc;
+  let request = encode(input);
+  for (let calls = 0; ; calls++) {
+    const result = parseInvokeResult(await step(exportName, request), exportName);
+    if (result.t === 'done') return result.value;
+    if (result.t === 'error') throw new AppError(result.message, result.code ?? 'E_APP');
+    if (calls >= maxCallsPerRequest) {
+      throw new LogicFault(
+        `request made more than ${maxCallsPerRequest} calls; stopped (a call loop?)`,
+      );
+    }
+    let reply: Record<string, unknown>;
+    try {
+      const outcome = await dispatch(result.service, result.rpc, result.payload);
+      reply = { ok: true, value: outcome.value, service: outcome.service, rpc: outcome.rpc };
+    } catch (e) {
+      // Faults of the platform itself (timeouts of this Logic's worker...) are not the callee's.
+      if (!(e instanceof BrumeError)) throw e;
+      reply = { ok: false, error: serializeError(e) };
+    }
+    if ('state' in result) reply.state = result.state;
+    exportName = result.continuation;
+    request = encode(reply);
+  }
+}

@@ -1,0 +1,408 @@
+import { inspectLogic } from './abi/inspect';
+import { type CallOutcome, invokeLogic } from './abi/invoke';
+import {
+  type BrumeError,
+  InputError,
+  LogicFault,
+  LogicLoadError,
+  NotFoundError,
+  reviveError,
+} from './errors';
+import { createLogicPool, type LogicPool, type WorkerHandle } from './exec/logic-pool';
+import type { BackendInfo, BackendName, ModelRunnerApi } from './exec/model-runner';
+import {
+  type LogicService,
+  type Manifest,
+  type ModelService,
+  parseManifest,
+  verifyFile,
+} from './manifest';
+import { chooseVariant, type Qos } from './scheduler';
+import { LatencyStats } from './stats';
+import { checkSpec, type Tensor, toTensor } from './tensor';
+
+/** Where a node gets apps: the relay over HTTP in a tab, a directory or a relay in Node. */
+export interface AppSource {
+  list(): Promise<{ name: string }[]>;
+  manifest(app: string): Promise<unknown>;
+  /** File bytes by content hash; `onProgress` gets (received, total) bytes for large files. */
+  blob(sha256: string, onProgress?: (received: number, total: number) => void): Promise<Uint8Array>;
+}
+
+/** What a platform (web/, relay/) gives the runtime. */
+export interface Platform {
+  source: AppSource;
+  spawnLogicWorker(): WorkerHandle;
+  models: ModelRunnerApi;
+  /** Backends to try for models, most preferred first. */
+  backendOrder: BackendName[];
+}
+
+export interface CallOptions {
+  /** A Logic's rpc, or a Model's variant; default: the first rpc / the scheduler's choice. */
+  rpc?: string;
+  /** Force a model backend (tests, benchmarks). */
+  backend?: BackendName;
+  /** Variants to use per model service, also for calls a Logic makes (tests, benchmarks). */
+  pin?: Record<string, string>;
+}
+
+export interface TraceEntry {
+  service: string;
+  rpc: string;
+  kind: 'logic' | 'model';
+  ms: number;
+  backend?: BackendName;
+  reason?: string;
+}
+
+export interface CallResult {
+  value: unknown;
+  /** The rpc or variant that answered the top-level call. */
+  rpc: string;
+  ms: number;
+  /** Every service that ran for this request, innermost first. */
+  trace: TraceEntry[];
+}
+
+export interface NodeDescription {
+  id: string;
+  backends: BackendInfo[];
+  apps: { name: string; version: string; services: string[] }[];
+  stats: ReturnType<LatencyStats['all']>;
+}
+
+const maxDepth = 16;
+
+/**
+ * A Brume node's executor: loads apps from its source, runs Logics in pooled workers and Models on
+ * the model runner, and follows Logic calls from service to service.
+ * @example const node = createRuntime(platform); await node.refresh();
+ *          const { value } = await node.call('digits', 'classify', { width, height, pixels });
+ */
+export function createRuntime(
+  platform: Platform,
+  options: { id?: string; logicWorkers?: number } = {},
+) {
+  return new Runtime(platform, options);
+}
+
+export class Runtime {
+  readonly id: string;
+  readonly stats = new LatencyStats();
+  /** Compile times (ms) by wasm sha256: compiled once per node. */
+  readonly compileMs = new Map<string, number>();
+  private readonly manifests = new Map<string, Manifest>();
+  private readonly files = new Map<string, Promise<Uint8Array>>();
+  private readonly modules = new Map<
+    string,
+    Promise<{ module: WebAssembly.Module; minPages: number }>
+  >();
+  private readonly pools = new Map<string, Promise<LogicPool>>();
+  private readonly models = new Map<string, Promise<BackendName>>();
+  private backendList: Promise<BackendInfo[]> | undefined;
+
+  constructor(
+    private readonly platform: Platform,
+    private readonly options: { id?: string; logicWorkers?: number },
+  ) {
+    this.id = options.id ?? crypto.randomUUID();
+  }
+
+  /** Fetches the app list and every manifest. A manifest that fails verification is skipped and reported. */
+  async refresh(): Promise<{ loaded: string[]; failed: { app: string; error: BrumeError }[] }> {
+    const loaded: string[] = [];
+    const failed: { app: string; error: BrumeError }[] = [];
+    for (const { name } of await this.platform.source.list()) {
+      try {
+        this.install(parseManifest(await this.platform.source.manifest(name)));
+        loaded.push(name);
+      } catch (e) {
+        failed.push({ app: name, error: reviveError(e) });
+      }
+    }
+    return { loaded, failed };
+  }
+
+  /** Makes an app (a verified manifest) callable; files are fetched when first needed. */
+  install(manifest: Manifest): void {
+    const old = this.manifests.get(manifest.name);
+    if (old && old.version === manifest.version) return;
+    this.manifests.set(manifest.name, manifest);
+    if (old) this.unloadPools(manifest.name);
+  }
+
+  apps(): Manifest[] {
+    return [...this.manifests.values()];
+  }
+
+  async backends(): Promise<BackendInfo[]> {
+    this.backendList ??= this.platform.models.backends();
+    return this.backendList;
+  }
+
+  async describe(): Promise<NodeDescription> {
+    return {
+      id: this.id,
+      backends: await this.backends(),
+      apps: this.apps().map((m) => ({
+        name: m.name,
+        version: m.version,
+        services: Object.keys(m.services),
+      })),
+      stats: this.stats.all(),
+    };
+  }
+
+  /** Runs `service` of `app` on this node. */
+  async call(
+    app: string,
+    service: string,
+    input: unknown,
+    qos: Qos = {},
+    opts: CallOptions = {},
+  ): Promise<CallResult> {
+    const trace: TraceEntry[] = [];
+    const t0 = performance.now();
+    const outcome = await this.run(app, service, opts.rpc ?? '', input, qos, opts, trace, 0);
+    return { value: outcome.value, rpc: outcome.rpc, ms: performance.now() - t0, trace };
+  }
+
+  /** Pre-warms an app: fetches, verifies and compiles its files, starts a worker per Logic. */
+  async warm(app: string): Promise<void> {
+    const m = this.manifest(app);
+    for (const [name, svc] of Object.entries(m.services)) {
+      if (svc.kind === 'logic') await (await this.pool(m, name, svc)).warm();
+      else for (const v of Object.keys(svc.variants)) await this.loadModel(m, name, v, undefined);
+    }
+  }
+
+  close(): void {
+    for (const app of this.manifests.keys()) this.unloadPools(app);
+  }
+
+  private manifest(app: string): Manifest {
+    const m = this.manifests.get(app);
+    if (!m) {
+      throw new NotFoundError(
+        `app "${app}" is not deployed here (known: ${[...this.manifests.keys()].join(', ') || 'none'})`,
+      );
+    }
+    return m;
+  }
+
+  private async run(
+    app: string,
+    service: string,
+    rpc: string,
+    input: unknown,
+    qos: Qos,
+    opts: CallOptions,
+    trace: TraceEntry[],
+    depth: number,
+  ): Promise<CallOutcome> {
+    if (depth > maxDepth)
+      throw new LogicFault(`call chain deeper than ${maxDepth} services; stopped`);
+    const m = this.manifest(app);
+    const svc = m.services[service];
+    if (!svc) {
+      throw new NotFoundError(
+        `app "${app}" has no service "${service}" (it has: ${Object.keys(m.services).join(', ')})`,
+      );
+    }
+    const t0 = performance.now();
+    if (svc.kind === 'logic') {
+      const chosen = rpc || svc.rpcs[0]!;
+      if (!svc.rpcs.includes(chosen)) {
+        throw new NotFoundError(
+          `service "${app}/${service}" has no rpc "${chosen}" (it has: ${svc.rpcs.join(', ')})`,
+        );
+      }
+      const pool = await this.pool(m, service, svc);
+      const dispatch = (s: string, r: string, payload: unknown) =>
+        this.run(
+          app,
+          s,
+          r,
+          payload,
+          qos,
+          { backend: opts.backend, pin: opts.pin },
+          trace,
+          depth + 1,
+        );
+      const value = await invokeLogic(pool.step, chosen, input, dispatch);
+      const ms = performance.now() - t0;
+      this.stats.record(`${app}/${service}/${chosen}@logic`, ms);
+      trace.push({ service, rpc: chosen, kind: 'logic', ms });
+      return { value, service, rpc: chosen };
+    }
+    return this.runModel(m, service, svc, rpc, input, qos, opts, trace);
+  }
+
+  private async runModel(
+    m: Manifest,
+    service: string,
+    svc: ModelService,
+    rpc: string,
+    input: unknown,
+    qos: Qos,
+    opts: CallOptions,
+    trace: TraceEntry[],
+  ): Promise<CallOutcome> {
+    const t0 = performance.now();
+    const backends = await this.backends();
+    const backend = opts.backend ?? backends[0]?.name ?? 'wasm';
+    let variant = rpc || opts.pin?.[service] || '';
+    let reason: string | undefined;
+    if (!variant) {
+      const candidates = Object.entries(svc.variants).map(([id, v]) => {
+        const seen = this.stats.get(`${m.name}/${service}/${id}@${backend}`);
+        const measured = seen !== undefined && seen.count >= 3;
+        return {
+          rpc: id,
+          accuracy: v.accuracy,
+          estimateMs: measured ? seen.p50 : v.latencyMs,
+          measured,
+        };
+      });
+      const decision = chooseVariant(service, candidates, qos);
+      variant = decision.rpc;
+      reason = decision.reason;
+    } else if (!svc.variants[variant]) {
+      throw new NotFoundError(
+        `service "${m.name}/${service}" has no variant "${variant}" (it has: ${Object.keys(svc.variants).join(', ')})`,
+      );
+    }
+    const inputs = (input as { inputs?: unknown } | null)?.inputs;
+    if (!inputs || typeof inputs !== 'object') {
+      throw new InputError(
+        `model service "${m.name}/${service}" takes { inputs: { name: tensor } } (PROTOCOL.md §4)`,
+      );
+    }
+    const feeds: Record<string, Tensor> = {};
+    for (const spec of svc.inputs) {
+      const t = toTensor((inputs as Record<string, unknown>)[spec.name], `inputs.${spec.name}`);
+      checkSpec(t, spec);
+      feeds[spec.name] = t;
+    }
+    const key = await this.loadModel(m, service, variant, opts.backend);
+    const reply = await this.platform.models.run(key, feeds);
+    if (!reply.ok) throw reviveError(reply.error);
+    const ms = performance.now() - t0;
+    const ran = reply.value.backend;
+    this.stats.record(`${m.name}/${service}/${variant}@${ran}`, ms);
+    trace.push({
+      service,
+      rpc: variant,
+      kind: 'model',
+      ms,
+      backend: ran,
+      ...(reason ? { reason } : {}),
+    });
+    return { value: { outputs: reply.value.outputs }, service, rpc: variant };
+  }
+
+  /** Loads a variant on the model runner once; answers its runner key. */
+  private async loadModel(
+    m: Manifest,
+    service: string,
+    variant: string,
+    backend: BackendName | undefined,
+  ) {
+    const svc = m.services[service] as ModelService;
+    const file = svc.variants[variant]!.file;
+    const sha = m.files[file]!.sha256;
+    const key = backend ? `${sha}@${backend}` : sha;
+    let loading = this.models.get(key);
+    if (!loading) {
+      loading = (async () => {
+        const bytes = await this.file(m, file);
+        const reply = await this.platform.models.load(
+          key,
+          bytes,
+          backend ? [backend] : this.platform.backendOrder,
+        );
+        if (!reply.ok) throw reviveError(reply.error);
+        return reply.value.backend;
+      })();
+      this.models.set(key, loading);
+      // A failed load is not cached: the next request tries again (a transient fetch error...).
+      loading.catch(() => this.models.delete(key));
+    }
+    await loading;
+    return key;
+  }
+
+  private async file(m: Manifest, path: string): Promise<Uint8Array> {
+    const entry = m.files[path];
+    if (!entry) throw new NotFoundError(`app "${m.name}" lists no file "${path}"`);
+    let p = this.files.get(entry.sha256);
+    if (!p) {
+      p = this.platform.source.blob(entry.sha256).then(async (bytes) => {
+        await verifyFile(m, path, bytes);
+        return bytes;
+      });
+      this.files.set(entry.sha256, p);
+      p.catch(() => this.files.delete(entry.sha256));
+    }
+    return p;
+  }
+
+  private pool(m: Manifest, service: string, svc: LogicService): Promise<LogicPool> {
+    const key = `${m.name}/${service}`;
+    let p = this.pools.get(key);
+    if (!p) {
+      p = (async () => {
+        const { module, minPages } = await this.compile(m, svc.file);
+        return createLogicPool({
+          name: key,
+          module,
+          minPages,
+          maxPages: Math.floor((svc.limits?.memoryMiB ?? 64) * 16),
+          timeoutMs: svc.limits?.timeoutMs ?? 5000,
+          size: this.options.logicWorkers ?? 1,
+          spawn: () => this.platform.spawnLogicWorker(),
+        });
+      })();
+      this.pools.set(key, p);
+      p.catch(() => this.pools.delete(key));
+    }
+    return p;
+  }
+
+  /** Compiles each distinct wasm once per node, whatever app or service names it. */
+  private compile(m: Manifest, path: string) {
+    const sha = m.files[path]!.sha256;
+    let p = this.modules.get(sha);
+    if (!p) {
+      p = (async () => {
+        const bytes = await this.file(m, path);
+        const t0 = performance.now();
+        let module: WebAssembly.Module;
+        try {
+          module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+        } catch (e) {
+          throw new LogicLoadError(
+            `${m.name}: ${path} is not valid WebAssembly (${(e as Error).message})`,
+          );
+        }
+        this.compileMs.set(sha, performance.now() - t0);
+        return { module, minPages: inspectLogic(bytes, module).memoryMinPages };
+      })();
+      this.modules.set(sha, p);
+    }
+    return p;
+  }
+
+  private unloadPools(app: string): void {
+    for (const [key, pool] of this.pools) {
+      if (key.startsWith(`${app}/`)) {
+        pool.then(
+          (p) => p.close(),
+          () => {},
+        );
+        this.pools.delete(key);
+      }
+    }
+  }
+}

@@ -1,0 +1,86 @@
+import { BrumeError, NotFoundError, reviveError } from './errors';
+import type { AppSource } from './runtime';
+
+/** The slice of the Fetch API a source needs; pass the platform's `fetch`. */
+export type FetchLike = (url: string) => Promise<{
+  ok: boolean;
+  status: number;
+  headers: { get(name: string): string | null };
+  json(): Promise<unknown>;
+  arrayBuffer(): Promise<ArrayBuffer>;
+  body: { getReader(): { read(): Promise<{ done: boolean; value?: Uint8Array }> } } | null;
+}>;
+
+/**
+ * Apps from a relay's HTTP API (`/api/apps`, `/api/apps/:name`, `/api/blobs/:sha256`).
+ * @example const source = httpAppSource('http://127.0.0.1:8787', fetch);
+ */
+export function httpAppSource(base: string, fetchImpl: FetchLike): AppSource {
+  const get = async (path: string) => {
+    const res = await fetchImpl(new URL(path, base).toString());
+    if (!res.ok) {
+      const body = (await res.json().catch(() => undefined)) as { error?: unknown } | undefined;
+      if (body?.error) throw reviveError(body.error);
+      if (res.status === 404) throw new NotFoundError(`${path} not found at ${base}`);
+      throw new BrumeError('E_HTTP', `GET ${path} answered ${res.status}`);
+    }
+    return res;
+  };
+  return {
+    list: async () => (await (await get('/api/apps')).json()) as { name: string }[],
+    manifest: async (app) => (await get(`/api/apps/${encodeURIComponent(app)}`)).json(),
+    async blob(sha256, onProgress) {
+      const res = await get(`/api/blobs/${sha256}`);
+      const total = Number(res.headers.get('content-length') ?? 0);
+      if (!onProgress || !res.body) return new Uint8Array(await res.arrayBuffer());
+      const reader = res.body.getReader();
+      const parts: Uint8Array[] = [];
+      let received = 0;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done || !value) break;
+        parts.push(value);
+        received += value.byteLength;
+        onProgress(received, total);
+      }
+      const out = new Uint8Array(received);
+      let at = 0;
+      for (const p of parts) {
+        out.set(p, at);
+        at += p.byteLength;
+      }
+      return out;
+    },
+  };
+}
+
+/** Apps held in memory (unpacked bundles): for Node nodes and tests. */
+export function memoryAppSource(
+  bundles: {
+    manifest: { name: string; files: Record<string, { sha256: string }> };
+    files: Record<string, Uint8Array>;
+  }[],
+): AppSource {
+  const blobs = new Map<string, Uint8Array>();
+  const manifests = new Map<string, unknown>();
+  for (const b of bundles) {
+    manifests.set(b.manifest.name, b.manifest);
+    for (const [path, entry] of Object.entries(b.manifest.files)) {
+      const bytes = b.files[path];
+      if (bytes) blobs.set(entry.sha256, bytes);
+    }
+  }
+  return {
+    list: async () => [...manifests.keys()].map((name) => ({ name })),
+    manifest: async (app) => {
+      const m = manifests.get(app);
+      if (!m) throw new NotFoundError(`no app "${app}"`);
+      return m;
+    },
+    blob: async (sha256) => {
+      const b = blobs.get(sha256);
+      if (!b) throw new NotFoundError(`no file with sha256 ${sha256}`);
+      return b;
+    },
+  };
+}

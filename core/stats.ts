@@ -1,0 +1,41 @@
+/** Latency of one (service, rpc, backend), measured on this node. */
+export interface LatencySummary {
+  count: number;
+  p50: number;
+  p99: number;
+  mean: number;
+}
+
+const window = 256;
+
+/** Keeps the most recent latencies per key; the scheduler trusts these over manifest priors. */
+export class LatencyStats {
+  private readonly samples = new Map<string, { ring: number[]; next: number; count: number }>();
+
+  record(key: string, ms: number): void {
+    let s = this.samples.get(key);
+    if (!s) {
+      s = { ring: [], next: 0, count: 0 };
+      this.samples.set(key, s);
+    }
+    if (s.ring.length < window) s.ring.push(ms);
+    else s.ring[s.next] = ms;
+    s.next = (s.next + 1) % window;
+    s.count++;
+  }
+
+  get(key: string): LatencySummary | undefined {
+    const s = this.samples.get(key);
+    if (!s) return undefined;
+    const sorted = [...s.ring].sort((a, b) => a - b);
+    const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+    const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
+    return { count: s.count, p50: at(0.5), p99: at(0.99), mean };
+  }
+
+  all(): Record<string, LatencySummary> {
+    const out: Record<string, LatencySummary> = {};
+    for (const key of this.samples.keys()) out[key] = this.get(key)!;
+    return out;
+  }
+}

@@ -1,0 +1,110 @@
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import * as Comlink from 'comlink';
+import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import * as ort from 'onnxruntime-node';
+import { ModelRunError, serializeError } from '../core/errors';
+import type { LogicWorkerApi } from '../core/exec/logic-worker';
+import type { ModelRunnerApi } from '../core/exec/model-runner';
+import type { AppSource, Platform } from '../core/runtime';
+import { type Tensor, type TensorType, tensorValues } from '../core/tensor';
+
+const threadEntry = new URL('./logic-thread.ts', import.meta.url);
+
+/**
+ * The Node platform for createRuntime(): Logics in worker_threads, Models on onnxruntime-node.
+ * @example const node = createRuntime(nodePlatform(memoryAppSource(bundles)));
+ */
+export function nodePlatform(source: AppSource, options: { threads?: number } = {}): Platform {
+  return {
+    source,
+    models: onnxNodeRunner(options.threads ?? 1),
+    backendOrder: ['cpu'],
+    spawnLogicWorker() {
+      // tsx's loader lets the thread run TypeScript like its parent.
+      const worker = new Worker(threadEntry, { execArgv: ['--import', 'tsx'] });
+      worker.unref();
+      const remote = Comlink.wrap<LogicWorkerApi>(nodeEndpoint(worker));
+      return {
+        api: {
+          load: (module, o) => remote.load(module, o),
+          step: (name, request) => remote.step(name, request),
+        },
+        terminate: () => void worker.terminate(),
+      };
+    },
+  };
+}
+
+/** Models on onnxruntime-node (CPU), in process: its run() works on its own thread pool. */
+export function onnxNodeRunner(threads: number): ModelRunnerApi {
+  const sessions = new Map<string, ort.InferenceSession>();
+  return {
+    async backends() {
+      return [
+        {
+          name: 'cpu',
+          detail: `onnxruntime-node, ${threads} thread(s) of ${os.cpus().length} cores`,
+        },
+      ];
+    },
+    async load(key, bytes) {
+      try {
+        const t0 = performance.now();
+        const session = await ort.InferenceSession.create(bytes, {
+          intraOpNumThreads: threads,
+          interOpNumThreads: 1,
+        });
+        sessions.set(key, session);
+        return {
+          ok: true,
+          value: {
+            backend: 'cpu',
+            inputNames: [...session.inputNames],
+            outputNames: [...session.outputNames],
+            loadMs: performance.now() - t0,
+          },
+        };
+      } catch (e) {
+        const error = new ModelRunError(`model could not be loaded: ${(e as Error).message}`);
+        return { ok: false, error: { ...serializeError(error), code: 'E_MODEL_LOAD' } };
+      }
+    },
+    async run(key, inputs) {
+      const session = sessions.get(key);
+      if (!session)
+        return {
+          ok: false,
+          error: serializeError(new ModelRunError(`model ${key} is not loaded`)),
+        };
+      try {
+        const feeds: Record<string, ort.Tensor> = {};
+        for (const [name, t] of Object.entries(inputs)) {
+          feeds[name] = new ort.Tensor(t.type, tensorValues(t) as Float32Array, t.dims);
+        }
+        const t0 = performance.now();
+        const results = await session.run(feeds);
+        const ms = performance.now() - t0;
+        const outputs: Record<string, Tensor> = {};
+        for (const [name, t] of Object.entries(results)) {
+          const data = t.data as Float32Array;
+          outputs[name] = {
+            type: t.type as TensorType,
+            dims: [...t.dims],
+            data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+          };
+        }
+        return { ok: true, value: { outputs, backend: 'cpu', ms } };
+      } catch (e) {
+        return {
+          ok: false,
+          error: serializeError(new ModelRunError(`model failed to run: ${(e as Error).message}`)),
+        };
+      }
+    },
+    async unload(key) {
+      await sessions.get(key)?.release();
+      sessions.delete(key);
+    },
+  };
+}

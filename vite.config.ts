@@ -1,0 +1,15 @@
+import { defineConfig } from 'vite';
+
+const isolation = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+};
+
+export default defineConfig({
+  build: { outDir: 'dist/web', target: 'es2022', emptyOutDir: true, chunkSizeWarningLimit: 2048 },
+  worker: { format: 'es' },
+  // onnxruntime-web locates its .wasm next to its own module; pre-bundling would move it.
+  optimizeDeps: { exclude: ['onnxruntime-web'] },
+  server: { headers: isolation, proxy: { '/api': 'http://127.0.0.1:8787' } },
+  preview: { headers: isolation },
+});

@@ -1,0 +1,95 @@
+// The join page: boots this tab as a node, shows its status, and runs the digits demo.
+import type { Qos } from '../core/scheduler';
+import { type BrumeApi, startBrume } from './brume';
+
+declare global {
+  interface Window {
+    brume: BrumeApi;
+  }
+}
+
+const brume = startBrume();
+window.brume = brume;
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+
+brume.ready
+  .then(async () => {
+    const d = await brume.describe();
+    $('node-state').textContent = 'ready';
+    $('node-id').textContent = d.id.slice(0, 8);
+    $('node-backends').textContent = d.backends.map((b) => `${b.name} (${b.detail})`).join(', ');
+    $('node-apps').textContent =
+      d.apps.map((a) => `${a.name}@${a.version}`).join(', ') || 'none deployed';
+  })
+  .catch((e: Error) => {
+    $('node-state').textContent = `failed: ${e.message}`;
+    $('node-state').classList.add('error');
+  });
+
+const pad = $<HTMLCanvasElement>('pad');
+const ctx = pad.getContext('2d', { willReadFrequently: true })!;
+let drawing = false;
+let last: [number, number] | undefined;
+
+function point(e: PointerEvent): [number, number] {
+  const r = pad.getBoundingClientRect();
+  return [
+    ((e.clientX - r.left) * pad.width) / r.width,
+    ((e.clientY - r.top) * pad.height) / r.height,
+  ];
+}
+pad.addEventListener('pointerdown', (e) => {
+  drawing = true;
+  last = point(e);
+  pad.setPointerCapture(e.pointerId);
+});
+pad.addEventListener('pointermove', (e) => {
+  if (!drawing || !last) return;
+  const p = point(e);
+  ctx.strokeStyle = '#fff';
+  ctx.lineWidth = 18;
+  ctx.lineCap = 'round';
+  ctx.beginPath();
+  ctx.moveTo(...last);
+  ctx.lineTo(...p);
+  ctx.stroke();
+  last = p;
+});
+pad.addEventListener('pointerup', () => {
+  drawing = false;
+  void classify();
+});
+$('clear').addEventListener('click', () => {
+  ctx.clearRect(0, 0, pad.width, pad.height);
+  $('digit').textContent = '?';
+  $('detail').textContent = 'Draw a digit from 0 to 9.';
+});
+
+async function classify(): Promise<void> {
+  const img = ctx.getImageData(0, 0, pad.width, pad.height);
+  const pixels = new Uint8Array(pad.width * pad.height);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = img.data[i * 4 + 3]!;
+  const qos: Qos = {};
+  const acc = $<HTMLSelectElement>('accuracy').value;
+  const lat = $<HTMLSelectElement>('latency').value;
+  if (acc) qos.accuracy = Number(acc);
+  if (lat) qos.latencyMs = Number(lat);
+  const detail = $('detail');
+  detail.classList.remove('error');
+  try {
+    const r = await brume.invoke(
+      'digits',
+      'classify',
+      { width: pad.width, height: pad.height, pixels },
+      qos,
+    );
+    const v = r.value as { digit: number; confidence: number; variant: string };
+    const model = r.trace.find((t) => t.kind === 'model');
+    $('digit').textContent = String(v.digit);
+    detail.textContent = `confidence ${(v.confidence * 100).toFixed(1)}% · variant ${v.variant} on ${model?.backend ?? '?'} · ${r.ms.toFixed(1)} ms`;
+  } catch (e) {
+    detail.textContent = (e as Error).message;
+    detail.classList.add('error');
+  }
+}
