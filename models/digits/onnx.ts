@@ -1,0 +1,144 @@
+/**
+ * Writes an Mlp as an ONNX model (opset 13, IR version 8) and reads one back, with the
+ * protobufjs types of the `onnx-proto` package.
+ *
+ * Graph: pixels[N,784] → Gemm → Relu → … → Gemm → Softmax(axis=1) → probs[N,10]. Gemm's B is
+ * the layer's in×out weight matrix (transB = 0), C its bias; initializers hold little-endian
+ * float32 raw_data. Reading accepts exactly that shape of graph.
+ */
+
+import type { onnx as Onnx } from 'onnx-proto';
+import onnxProto from 'onnx-proto';
+import type { Dense, Mlp } from './mlp';
+
+// onnx-proto is CommonJS; Node's ESM loader only sees its default export.
+const { onnx } = onnxProto;
+
+export const INPUT_NAME = 'pixels';
+export const OUTPUT_NAME = 'probs';
+export const PRODUCER_NAME = 'brume models/digits/train.ts';
+export const OPSET = 13;
+export const IR_VERSION = 8;
+
+function floatTensor(name: string, dims: number[], values: Float32Array): Onnx.ITensorProto {
+  const raw = new Uint8Array(values.length * 4);
+  const view = new DataView(raw.buffer);
+  for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i]!, true);
+  return { name, dims, dataType: onnx.TensorProto.DataType.FLOAT, rawData: raw };
+}
+
+function floatValueInfo(name: string, dims: (number | string)[]): Onnx.IValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType: onnx.TensorProto.DataType.FLOAT,
+        shape: {
+          dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })),
+        },
+      },
+    },
+  };
+}
+
+/** The ONNX bytes of `mlp`; `metadata` goes into the model's metadata_props. */
+export function mlpToOnnx(
+  mlp: Mlp,
+  opts: { graphName: string; docString: string; metadata?: Record<string, string> },
+): Uint8Array {
+  const nodes: Onnx.INodeProto[] = [];
+  const initializer: Onnx.ITensorProto[] = [];
+  let current = INPUT_NAME;
+  const last = mlp.layers.length - 1;
+  mlp.layers.forEach((layer, l) => {
+    const n = l + 1;
+    const w = `fc${n}.weight`;
+    const b = `fc${n}.bias`;
+    initializer.push(floatTensor(w, [layer.inDim, layer.outDim], layer.w));
+    initializer.push(floatTensor(b, [layer.outDim], layer.b));
+    const gemmOut = l < last ? `fc${n}` : 'logits';
+    nodes.push({
+      name: `fc${n}`,
+      opType: 'Gemm',
+      input: [current, w, b],
+      output: [gemmOut],
+      attribute: [
+        { name: 'transB', type: onnx.AttributeProto.AttributeType.INT, i: 0 },
+        { name: 'alpha', type: onnx.AttributeProto.AttributeType.FLOAT, f: 1 },
+        { name: 'beta', type: onnx.AttributeProto.AttributeType.FLOAT, f: 1 },
+      ],
+    });
+    if (l < last) {
+      nodes.push({ name: `relu${n}`, opType: 'Relu', input: [gemmOut], output: [`relu${n}`] });
+      current = `relu${n}`;
+    } else {
+      current = gemmOut;
+    }
+  });
+  nodes.push({
+    name: 'softmax',
+    opType: 'Softmax',
+    input: [current],
+    output: [OUTPUT_NAME],
+    attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 }],
+  });
+  const model: Onnx.IModelProto = {
+    irVersion: IR_VERSION,
+    opsetImport: [{ domain: '', version: OPSET }],
+    producerName: PRODUCER_NAME,
+    producerVersion: '1',
+    docString: opts.docString,
+    graph: {
+      name: opts.graphName,
+      node: nodes,
+      initializer,
+      input: [floatValueInfo(INPUT_NAME, ['N', mlp.layers[0]!.inDim])],
+      output: [floatValueInfo(OUTPUT_NAME, ['N', mlp.layers[last]!.outDim])],
+    },
+    metadataProps: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),
+  };
+  return onnx.ModelProto.encode(onnx.ModelProto.create(model)).finish();
+}
+
+function readFloats(t: Onnx.ITensorProto): Float32Array {
+  if (t.dataType !== onnx.TensorProto.DataType.FLOAT) throw new Error(`${t.name}: not float32`);
+  if (t.rawData && t.rawData.length > 0) {
+    const raw = t.rawData;
+    const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    const out = new Float32Array(raw.byteLength / 4);
+    for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
+    return out;
+  }
+  return Float32Array.from(t.floatData ?? []);
+}
+
+/** The model's metadata_props as a plain object. */
+export function onnxMetadata(bytes: Uint8Array): Record<string, string> {
+  const model = onnx.ModelProto.decode(bytes);
+  return Object.fromEntries(model.metadataProps.map((p) => [p.key ?? '', p.value ?? '']));
+}
+
+/** Reads back the weights of a model written by `mlpToOnnx` (Gemm/Relu chain, Softmax last). */
+export function onnxToMlp(bytes: Uint8Array): Mlp {
+  const model = onnx.ModelProto.decode(bytes);
+  const graph = model.graph;
+  if (!graph) throw new Error('ONNX model has no graph');
+  const inits = new Map<string, Onnx.ITensorProto>();
+  for (const t of graph.initializer ?? []) inits.set(t.name ?? '', t);
+  const layers: Dense[] = [];
+  for (const node of graph.node ?? []) {
+    if (node.opType !== 'Gemm') continue;
+    const attr = (name: string) => node.attribute?.find((a) => a.name === name);
+    if (Number(attr('transA')?.i ?? 0) !== 0 || Number(attr('transB')?.i ?? 0) !== 0) {
+      throw new Error(`${node.name}: transposed Gemm is not supported`);
+    }
+    const wt = inits.get(node.input?.[1] ?? '');
+    const bt = inits.get(node.input?.[2] ?? '');
+    if (!wt || !bt) throw new Error(`${node.name}: weights are not initializers`);
+    const [inDim, outDim] = (wt.dims ?? []).map(Number);
+    if (inDim === undefined || outDim === undefined) throw new Error(`${node.name}: bad dims`);
+    layers.push({ inDim, outDim, w: readFloats(wt), b: readFloats(bt) });
+  }
+  if (layers.length === 0) throw new Error('ONNX model has no Gemm layers');
+  return { layers };
+}
