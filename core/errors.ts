@@ -95,6 +95,12 @@ export class InputError extends BrumeError {
     super('E_INPUT', message);
   }
 }
+/** A write that contradicts what is stored, e.g. an app version re-deployed with new content. */
+export class ConflictError extends BrumeError {
+  constructor(message: string) {
+    super('E_CONFLICT', message);
+  }
+}
 /** No variant or node can satisfy the requested QoS; `best` says what was achievable. */
 export class QosError extends BrumeError {
   readonly constraint: 'latencyMs' | 'accuracy' | 'privacy';
@@ -133,6 +139,7 @@ const byCode: Record<string, new (message: string) => BrumeError> = {
   E_MODEL_RUN: ModelRunError,
   E_NOT_FOUND: NotFoundError,
   E_INPUT: InputError,
+  E_CONFLICT: ConflictError,
   E_TIMEOUT: TimeoutError,
   E_INTERNAL: InternalError,
 };

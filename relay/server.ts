@@ -1,0 +1,387 @@
+/**
+ * The relay's HTTP side: serves the web app (cross-origin isolated, so tabs get SharedArrayBuffer
+ * and threaded wasm), and the app API: deploy `.brume` bundles, list apps, fetch files by hash.
+ *
+ * @example
+ * const relay = await createRelay({ port: 0, dataDir: '/tmp/brume', webRoot: 'dist/web' });
+ * await fetch(`${relay.url}/api/health`);
+ * await relay.close();
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { relative, resolve, sep } from 'node:path';
+import fastifyStatic from '@fastify/static';
+import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import {
+  BrumeError,
+  ConflictError,
+  InputError,
+  InternalError,
+  NotFoundError,
+  serializeError,
+} from '../core/errors';
+import { type Manifest, manifestSha256, type Service, unpackBundle } from '../core/manifest';
+import { createStore, type Store } from './store';
+
+export interface RelayLogger {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export interface RelayOptions {
+  /** Interface to listen on; default 127.0.0.1 (this machine only). */
+  host?: string;
+  /** Default 8787; 0 picks a free port (read it back from `Relay.port`). */
+  port?: number;
+  /** Storage directory, default `.brume`; ignored when `store` is given. */
+  dataDir?: string;
+  /** A ready store (e.g. Redis-backed) instead of the file system under `dataDir`. */
+  store?: Store;
+  /** The built web app, default `dist/web`. */
+  webRoot?: string;
+  /** `.brume` files deployed, in order, when the store holds no app yet. */
+  appsToSeed?: string[];
+  /** Largest bundle accepted by `POST /api/apps`, in bytes; default 256 MiB. */
+  bodyLimit?: number;
+  /** Where relay events go; default the console. */
+  logger?: RelayLogger;
+}
+
+export interface DeployResult {
+  name: string;
+  version: string;
+  manifestSha256: string;
+  /** false when this exact version was already deployed (it is made current again). */
+  created: boolean;
+}
+
+export interface Relay {
+  /** Base URL to open in a browser, e.g. `http://127.0.0.1:8787`. */
+  readonly url: string;
+  readonly port: number;
+  readonly store: Store;
+  /** Verifies and stores a bundle, as `POST /api/apps` does. */
+  deploy(bundle: Uint8Array): Promise<DeployResult>;
+  /** Stops listening and waits for requests in flight; idempotent. */
+  close(): Promise<void>;
+}
+
+export interface AppSummary {
+  name: string;
+  version: string;
+  description?: string;
+  services: Record<string, ServiceSummary>;
+  manifestSha256: string;
+}
+
+export type ServiceSummary =
+  | { kind: 'logic'; rpcs: string[] }
+  | {
+      kind: 'model';
+      task: string;
+      variants: Record<
+        string,
+        { accuracy: number; latencyMs: number; params: number; weights: 'trained' | 'random' }
+      >;
+    };
+
+const MiB = 1024 * 1024;
+const BUNDLE_TYPES = ['application/vnd.brume.bundle', 'application/octet-stream'];
+const SHA256 = /^[0-9a-f]{64}$/;
+
+// Cross-origin isolation: without it browsers withhold SharedArrayBuffer (threaded wasm, ort-web).
+const ISOLATION_HEADERS = {
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-embedder-policy': 'require-corp',
+  'cross-origin-resource-policy': 'same-origin',
+};
+
+/** Starts a relay; resolves once it listens and any seed apps are deployed. */
+export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
+  const startedAt = performance.now();
+  const log = options.logger ?? consoleLogger;
+  const bodyLimit = options.bodyLimit ?? 256 * MiB;
+  const webRoot = resolve(options.webRoot ?? 'dist/web');
+  const store = options.store ?? (await createStore(options.dataDir ?? '.brume'));
+  const relayVersion = packageVersion();
+
+  // Deploys one at a time, so two uploads of one version cannot both pass the conflict check.
+  let deploys: Promise<unknown> = Promise.resolve();
+  function deploy(bytes: Uint8Array): Promise<DeployResult> {
+    const run = deploys.then(() => deployNow(bytes));
+    deploys = run.catch(() => undefined); // the caller gets the error through `run`
+    return run;
+  }
+
+  async function deployNow(bytes: Uint8Array): Promise<DeployResult> {
+    const { manifest, files } = await unpackBundle(bytes, {
+      maxBytes: bodyLimit,
+      maxBinLength: bodyLimit,
+    });
+    const { name, version } = manifest;
+    const sha = await manifestSha256(manifest);
+    const existing = await store.apps.get(name, version);
+    if (existing && (await manifestSha256(existing)) !== sha) {
+      throw new ConflictError(
+        `${name}@${version} is already deployed with different content: bump the version to deploy a change`,
+      );
+    }
+    // Blobs before the manifest: a recorded manifest never names a file the store lacks.
+    for (const [path, entry] of Object.entries(manifest.files)) {
+      await store.blobs.put(entry.sha256, files[path]!);
+    }
+    await store.apps.put(manifest);
+    return { name, version, manifestSha256: sha, created: !existing };
+  }
+
+  const app = Fastify({ logger: false, return503OnClosing: true });
+
+  app.addHook('onSend', async (_req, reply, payload) => {
+    reply.headers(ISOLATION_HEADERS);
+    return payload;
+  });
+
+  app.setErrorHandler((error: FastifyError, req, reply) => {
+    const { status, body } = httpError(error, bodyLimit);
+    if (status >= 500) log.error(`${req.method} ${req.url}: ${errorText(error)}`);
+    return reply.code(status).send(body);
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    if (!req.url.startsWith('/api/') && !existsSync(webRoot)) return webNotBuilt(req, reply);
+    const err = new NotFoundError(`nothing at ${req.method} ${req.url.split('?')[0]}`);
+    return reply.code(404).send({ error: errorBody(err) });
+  });
+
+  function webNotBuilt(req: FastifyRequest, reply: FastifyReply) {
+    const message = `web app not built: run npm run build (looked in ${webRoot})`;
+    reply.code(503);
+    if (req.headers.accept?.includes('text/html')) {
+      return reply.type('text/html; charset=utf-8').send(`<!doctype html><title>Brume</title>
+<p>Brume relay is running, but the ${escapeHtml(message)}.</p>`);
+    }
+    return reply.send({ error: { code: 'E_UNAVAILABLE', message } });
+  }
+
+  app.addContentTypeParser(BUNDLE_TYPES, { parseAs: 'buffer' }, (_req, body, done) => {
+    done(null, body);
+  });
+
+  // Static files; a missing file (or a missing webRoot) falls through to the not-found handler.
+  await app.register(fastifyStatic, {
+    root: webRoot,
+    prefix: '/',
+    suppressWarning: true,
+    setHeaders(reply, path) {
+      // Vite names built assets by content hash, so they never change under one name.
+      if (relative(webRoot, path).startsWith(`assets${sep}`)) {
+        reply.header('cache-control', 'public, max-age=31536000, immutable');
+      }
+    },
+  });
+
+  app.get('/api/health', async () => ({
+    ok: true,
+    version: relayVersion,
+    uptimeS: Math.round(performance.now() - startedAt) / 1000,
+  }));
+
+  app.get('/api/apps', async () => {
+    const out: AppSummary[] = [];
+    for (const name of await store.apps.names()) {
+      const manifest = await store.apps.current(name);
+      if (manifest) out.push(await summarize(manifest));
+    }
+    return out;
+  });
+
+  app.get<{ Params: { name: string } }>('/api/apps/:name', async (req) => {
+    const manifest = await findApp(req.params.name);
+    return manifest;
+  });
+
+  app.get<{ Params: { name: string } }>('/api/apps/:name/versions', async (req) => {
+    await findApp(req.params.name);
+    return store.apps.versions(req.params.name);
+  });
+
+  app.get<{ Params: { name: string; version: string } }>(
+    '/api/apps/:name/versions/:version',
+    async (req) => {
+      const { name, version } = req.params;
+      const valid = validName(name) && /^\d+\.\d+\.\d+$/.test(version);
+      const manifest = valid ? await store.apps.get(name, version) : undefined;
+      if (!manifest) throw new NotFoundError(`no version ${version} of app "${name}"`);
+      return manifest;
+    },
+  );
+
+  app.get<{ Params: { sha256: string } }>('/api/blobs/:sha256', async (req, reply) => {
+    const { sha256 } = req.params;
+    if (!SHA256.test(sha256)) {
+      throw new InputError(`"${sha256}" is not a sha256: expected 64 lowercase hex digits`);
+    }
+    const etag = `"${sha256}"`;
+    reply.header('cache-control', 'public, max-age=31536000, immutable').header('etag', etag);
+    if (req.headers['if-none-match'] === etag) return reply.code(304).send();
+    const bytes = await store.blobs.get(sha256);
+    if (!bytes) throw new NotFoundError(`no file with sha256 ${sha256} on this relay`);
+    return reply
+      .type('application/octet-stream')
+      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  });
+
+  app.post('/api/apps', { bodyLimit }, async (req, reply) => {
+    if (!(req.body instanceof Uint8Array)) {
+      const err = new InputError(
+        `unsupported content-type ${req.headers['content-type'] ?? '(none)'}: send the bundle as ${BUNDLE_TYPES.join(' or ')}`,
+      );
+      return reply.code(415).send({ error: errorBody(err) });
+    }
+    const result = await deploy(req.body).catch((e: unknown) => {
+      log.warn(`deploy refused: ${errorText(e)}`);
+      throw e;
+    });
+    log.info(`deployed ${result.name}@${result.version}${result.created ? '' : ' (unchanged)'}`);
+    return reply
+      .code(result.created ? 201 : 200)
+      .send({ name: result.name, version: result.version, manifestSha256: result.manifestSha256 });
+  });
+
+  async function findApp(name: string): Promise<Manifest> {
+    const manifest = validName(name) ? await store.apps.current(name) : undefined;
+    if (!manifest) throw new NotFoundError(`no app named "${name}" (GET /api/apps lists them)`);
+    return manifest;
+  }
+
+  if (options.appsToSeed?.length && (await store.apps.names()).length === 0) {
+    for (const file of options.appsToSeed) {
+      let result: DeployResult;
+      try {
+        result = await deploy(await readFile(file));
+      } catch (e) {
+        await app.close();
+        throw new InternalError(`cannot seed app from ${file}: ${errorText(e)}`, { cause: e });
+      }
+      log.info(`seeded ${result.name}@${result.version} from ${file}`);
+    }
+  }
+
+  try {
+    await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 8787 });
+  } catch (e) {
+    await app.close();
+    throw e;
+  }
+  const address = app.server.address() as AddressInfo;
+  const url = `http://${urlHost(address.address)}:${address.port}`;
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port: address.port,
+    store,
+    deploy,
+    close() {
+      closing ??= app.close();
+      return closing;
+    },
+  };
+}
+
+/** HTTP status and `{ error: { code, message } }` for anything a handler threw. */
+function httpError(error: unknown, bodyLimit: number): { status: number; body: unknown } {
+  if (error instanceof BrumeError) {
+    return { status: statusFor(error.code), body: { error: errorBody(error) } };
+  }
+  const fe = error as Partial<FastifyError>;
+  const status = typeof fe.statusCode === 'number' ? fe.statusCode : 500;
+  if (status >= 500) {
+    return { status, body: { error: errorBody(new InternalError(errorText(error))) } };
+  }
+  let message = fe.message ?? 'bad request';
+  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    message = `request body is larger than the relay's limit of ${Math.floor(bodyLimit / MiB)} MiB`;
+  } else if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    message = `unsupported content-type: send bundles as ${BUNDLE_TYPES.join(' or ')}`;
+  }
+  return { status, body: { error: { code: 'E_INPUT', message } } };
+}
+
+function statusFor(code: string): number {
+  switch (code) {
+    case 'E_MANIFEST':
+    case 'E_INTEGRITY':
+    case 'E_CODEC':
+    case 'E_INPUT':
+      return 400;
+    case 'E_NOT_FOUND':
+      return 404;
+    case 'E_CONFLICT':
+      return 409;
+    default:
+      return 500;
+  }
+}
+
+function errorBody(e: unknown): { code: string; message: string } {
+  const { code, message } = serializeError(e);
+  return { code, message };
+}
+
+async function summarize(manifest: Manifest): Promise<AppSummary> {
+  const services: Record<string, ServiceSummary> = {};
+  for (const [name, s] of Object.entries(manifest.services)) services[name] = summarizeService(s);
+  return {
+    name: manifest.name,
+    version: manifest.version,
+    ...(manifest.description !== undefined && { description: manifest.description }),
+    services,
+    manifestSha256: await manifestSha256(manifest),
+  };
+}
+
+function summarizeService(s: Service): ServiceSummary {
+  if (s.kind === 'logic') return { kind: 'logic', rpcs: s.rpcs };
+  const variants: Extract<ServiceSummary, { kind: 'model' }>['variants'] = {};
+  for (const [id, v] of Object.entries(s.variants)) {
+    variants[id] = {
+      accuracy: v.accuracy,
+      latencyMs: v.latencyMs,
+      params: v.params,
+      weights: v.weights,
+    };
+  }
+  return { kind: 'model', task: s.task, variants };
+}
+
+function validName(name: string): boolean {
+  return /^[a-z][a-z0-9-]{0,63}$/.test(name);
+}
+
+function urlHost(address: string): string {
+  // A wildcard address is not something a browser can open; this machine is.
+  if (address === '0.0.0.0' || address === '::') return 'localhost';
+  return address.includes(':') ? `[${address}]` : address;
+}
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+  return String(pkg.version);
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+const consoleLogger: RelayLogger = {
+  info: (m) => console.log(m),
+  warn: (m) => console.warn(m),
+  error: (m) => console.error(m),
+};

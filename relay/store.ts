@@ -1,0 +1,178 @@
+/**
+ * The relay's durable storage, behind two small interfaces so a Redis-backed store can replace the
+ * file-system one for fabrics of several relays.
+ *
+ * Layout under `dataDir`:
+ *   blobs/<sha256>             file bytes, content-addressed
+ *   apps/<name>.json           the app's current manifest
+ *   apps/<name>/<version>.json every version ever deployed
+ *   tmp/                       writes in progress (renamed into place when complete)
+ *
+ * @example
+ * const store = await createStore('.brume');
+ * await store.blobs.put(sha, bytes);
+ * await store.apps.put(manifest);
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { InputError, InternalError } from '../core/errors';
+import { type Manifest, parseManifest } from '../core/manifest';
+
+/** Immutable bytes named by their sha256. */
+export interface BlobStore {
+  has(sha256: string): Promise<boolean>;
+  /** The bytes, or undefined when no blob has that hash. */
+  get(sha256: string): Promise<Uint8Array | undefined>;
+  /** Stores `bytes` under `sha256` after checking that it is their hash; a no-op if present. */
+  put(sha256: string, bytes: Uint8Array): Promise<void>;
+}
+
+/** Manifests by app name and version; one version per app is current. */
+export interface AppStore {
+  /** Names of every app with a current version, sorted. */
+  names(): Promise<string[]>;
+  current(name: string): Promise<Manifest | undefined>;
+  get(name: string, version: string): Promise<Manifest | undefined>;
+  /** Every version ever deployed, sorted by semver. */
+  versions(name: string): Promise<string[]>;
+  /** Records `manifest` in the history and makes it the app's current version. */
+  put(manifest: Manifest): Promise<void>;
+}
+
+export interface Store {
+  /** Where it lives, for people (a directory, a Redis URL). */
+  readonly location: string;
+  readonly blobs: BlobStore;
+  readonly apps: AppStore;
+}
+
+const SHA256 = /^[0-9a-f]{64}$/;
+const NAME = /^[a-z][a-z0-9-]{0,63}$/;
+const VERSION = /^\d+\.\d+\.\d+$/;
+
+/** A Store in the file system under `dataDir` (created if missing). One relay per directory. */
+export async function createStore(dataDir = '.brume'): Promise<Store> {
+  const root = resolve(dataDir);
+  const dirs = { blobs: join(root, 'blobs'), apps: join(root, 'apps'), tmp: join(root, 'tmp') };
+  // Whatever is in tmp/ was being written when a previous process died: never complete, never used.
+  await rm(dirs.tmp, { recursive: true, force: true });
+  for (const dir of Object.values(dirs)) await mkdir(dir, { recursive: true });
+
+  // Write to tmp/, fsync, then rename: a reader sees the whole file or none of it, even after a crash.
+  async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
+    const tmp = join(dirs.tmp, randomUUID());
+    const handle = await open(tmp, 'wx');
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await rename(tmp, path);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  function blobPath(sha256: string): string {
+    if (!SHA256.test(sha256)) {
+      throw new InputError(`"${sha256}" is not a sha256: expected 64 lowercase hex digits`);
+    }
+    return join(dirs.blobs, sha256);
+  }
+
+  async function readManifest(path: string): Promise<Manifest | undefined> {
+    const text = await readOptional(path);
+    if (text === undefined) return undefined;
+    try {
+      return parseManifest(JSON.parse(text.toString('utf8')));
+    } catch (e) {
+      throw new InternalError(`stored manifest ${path} is unreadable: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+  }
+
+  function checkName(name: string, version?: string): void {
+    if (!NAME.test(name) || (version !== undefined && !VERSION.test(version))) {
+      throw new InputError(`"${name}${version ? `@${version}` : ''}" is not a valid app name`);
+    }
+  }
+
+  const blobs: BlobStore = {
+    async has(sha256) {
+      return (await stat(blobPath(sha256)).catch(ignoreMissing)) !== undefined;
+    },
+    async get(sha256) {
+      return readOptional(blobPath(sha256));
+    },
+    async put(sha256, bytes) {
+      const path = blobPath(sha256);
+      const actual = createHash('sha256').update(bytes).digest('hex');
+      if (actual !== sha256) {
+        throw new InternalError(`refusing to store a blob as ${sha256}: its sha256 is ${actual}`);
+      }
+      if (await blobs.has(sha256)) return;
+      await writeAtomic(path, bytes);
+    },
+  };
+
+  const apps: AppStore = {
+    async names() {
+      const entries = await readdir(dirs.apps);
+      return entries
+        .filter((f) => f.endsWith('.json') && NAME.test(f.slice(0, -5)))
+        .map((f) => f.slice(0, -5))
+        .sort();
+    },
+    async current(name) {
+      checkName(name);
+      return readManifest(join(dirs.apps, `${name}.json`));
+    },
+    async get(name, version) {
+      checkName(name, version);
+      return readManifest(join(dirs.apps, name, `${version}.json`));
+    },
+    async versions(name) {
+      checkName(name);
+      const entries = await readdir(join(dirs.apps, name)).catch(ignoreMissing);
+      return (entries ?? [])
+        .filter((f) => f.endsWith('.json') && VERSION.test(f.slice(0, -5)))
+        .map((f) => f.slice(0, -5))
+        .sort(compareSemver);
+    },
+    async put(manifest) {
+      checkName(manifest.name, manifest.version);
+      const json = new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`);
+      await mkdir(join(dirs.apps, manifest.name), { recursive: true });
+      // History first: the current pointer never names a version that is not recorded.
+      await writeAtomic(join(dirs.apps, manifest.name, `${manifest.version}.json`), json);
+      await writeAtomic(join(dirs.apps, `${manifest.name}.json`), json);
+    },
+  };
+
+  return { location: root, blobs, apps };
+}
+
+/** Orders `MAJOR.MINOR.PATCH` strings numerically. */
+export function compareSemver(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < 3; i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+async function readOptional(path: string): Promise<Buffer | undefined> {
+  return readFile(path).catch(ignoreMissing);
+}
+
+function ignoreMissing(e: unknown): undefined {
+  if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+  throw e;
+}

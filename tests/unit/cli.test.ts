@@ -1,0 +1,321 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InputError } from '../../core/errors';
+import { unpackBundle } from '../../core/manifest';
+import { createRelay, type Relay } from '../../relay/server';
+import { packApp } from '../../scripts/pack-apps';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+// tsx itself rather than `npx tsx`: npm exec dies of a SIGTERM instead of passing it on, which
+// would orphan the relay and hide its exit code.
+const tsx = join(root, 'node_modules', '.bin', 'tsx');
+const cli = join(root, 'relay', 'cli.ts');
+
+interface Done {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function brume(args: string[], env: Record<string, string> = {}): Promise<Done> {
+  return new Promise((resolve) => {
+    execFile(
+      tsx,
+      [cli, ...args],
+      { cwd: root, env: { ...process.env, ...env } },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** Resolves with the first match of `pattern` in the child's stdout. */
+function waitForLine(child: ChildProcess, pattern: RegExp): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    child.stderr!.on('data', (d) => (err += d));
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = out.match(pattern);
+      if (m) resolve(m);
+    });
+    child.once('exit', (code) =>
+      reject(new Error(`exited ${code} before ${pattern}: ${out}${err}`)),
+    );
+  });
+}
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'brume-cli-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('brume start', () => {
+  it('runs a real relay on the port it prints and exits 0 on SIGTERM', async () => {
+    const data = join(dir, 'start-data');
+    const child = spawn(
+      tsx,
+      [
+        cli,
+        'start',
+        '--port',
+        '0',
+        '--data',
+        data,
+        '--web',
+        join(dir, 'web'),
+        '--apps',
+        join(dir, 'none'),
+      ],
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const exited = new Promise<number | null>((resolve) =>
+      child.once('exit', (code) => resolve(code)),
+    );
+    try {
+      const [, url, dataLine] = await waitForLine(
+        child,
+        /^Brume relay listening on (http:\/\/127\.0\.0\.1:\d+) — open it in a browser to join\n(.*)\n/m,
+      );
+      expect(dataLine).toBe(`data: ${data}`);
+      const health = await (await fetch(`${url}/api/health`)).json();
+      expect(health).toMatchObject({ ok: true });
+      expect(url).not.toMatch(/:0$/);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  });
+
+  it('takes its port from BRUME_PORT', async () => {
+    const bad = await brume(['start', '--data', join(dir, 'x')], { BRUME_PORT: 'eighty' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--port must be a whole number');
+  });
+});
+
+describe('brume usage', () => {
+  it('prints help for every command', async () => {
+    const { code, stdout } = await brume(['--help']);
+    expect(code).toBe(0);
+    for (const word of [
+      'start',
+      'pack <dir>',
+      'deploy',
+      '--port',
+      '--host',
+      '--data',
+      '--web',
+      '--relay',
+      '--out',
+      'BRUME_PORT',
+    ]) {
+      expect(stdout).toContain(word);
+    }
+    expect((await brume(['start', '--help'])).stdout).toContain('Usage: brume');
+  });
+
+  it('exits non-zero with a clear message on a bad flag, command or argument', async () => {
+    const [flag, command, port, none, pack] = await Promise.all([
+      brume(['start', '--bogus']),
+      brume(['launch']),
+      brume(['start', '--port', '99999']),
+      brume([]),
+      brume(['pack']),
+    ]);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toContain("'--bogus'");
+    expect(flag.stderr).toContain('brume --help');
+    expect(command.code).toBe(2);
+    expect(command.stderr).toContain('unknown command "launch"');
+    expect(port.code).toBe(2);
+    expect(port.stderr).toContain('--port must be a whole number from 0 to 65535, got "99999"');
+    expect(none.code).toBe(2);
+    expect(pack.code).toBe(2);
+  });
+});
+
+describe('brume pack and deploy', () => {
+  let relay: Relay;
+  let appDir: string;
+  beforeAll(async () => {
+    relay = await createRelay({
+      port: 0,
+      dataDir: join(dir, 'deploy-data'),
+      webRoot: dir,
+      logger: { info() {}, warn() {}, error() {} },
+    });
+    appDir = join(dir, 'hello');
+    await mkdir(join(appDir, 'logic'), { recursive: true });
+    await writeFile(join(appDir, 'logic', 'hello.wasm'), 'pretend wasm');
+    await writeFile(join(dir, 'labels.txt'), 'zero\none\n');
+    await writeFile(
+      join(appDir, 'brume.json'),
+      JSON.stringify({
+        brume: 1,
+        name: 'hello',
+        version: '0.1.0',
+        services: { main: { kind: 'logic', file: 'logic/hello.wasm', rpcs: ['hello'] } },
+        sources: { 'assets/labels.txt': '../labels.txt' },
+      }),
+    );
+  });
+  afterAll(async () => {
+    await relay?.close();
+  });
+
+  it('packs a directory into <name>-<version>.brume and deploys it', async () => {
+    const packed = await brume(['pack', appDir]);
+    expect(packed.stderr).toBe('');
+    expect(packed.code).toBe(0);
+    const file = join(appDir, 'hello-0.1.0.brume');
+    expect(packed.stdout).toContain(file);
+    const { manifest, files } = await unpackBundle(await readFile(file));
+    expect(Object.keys(files).sort()).toEqual(['assets/labels.txt', 'logic/hello.wasm']);
+    expect(manifest).not.toHaveProperty('sources');
+
+    const deployed = await brume(['deploy', file, '--relay', relay.url]);
+    expect(deployed.code).toBe(0);
+    expect(deployed.stdout).toContain('deployed hello@0.1.0');
+    const apps = await (await fetch(`${relay.url}/api/apps`)).json();
+    expect(apps.map((a: { name: string }) => a.name)).toEqual(['hello']);
+  });
+
+  it('writes to --out, and reports a conflicting redeploy with exit 1', async () => {
+    await writeFile(join(appDir, 'logic', 'hello.wasm'), 'changed wasm, same version');
+    const out = join(dir, 'out', 'hello.brume');
+    expect((await brume(['pack', appDir, '--out', out])).code).toBe(0);
+    const conflict = await brume(['deploy', out], { BRUME_RELAY: relay.url });
+    expect(conflict.code).toBe(1);
+    expect(conflict.stderr).toContain('409 E_CONFLICT');
+    expect(conflict.stderr).toContain('hello@0.1.0');
+  });
+
+  it('says so when no relay is there', async () => {
+    const out = join(dir, 'out', 'hello.brume');
+    const r = await brume(['deploy', out, '--relay', 'http://127.0.0.1:9']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('cannot reach the relay');
+  });
+});
+
+describe('packApp', () => {
+  it('fills variant figures from metrics.json and strips sources/metrics', async () => {
+    const app = join(dir, 'metrics-app');
+    await mkdir(app, { recursive: true });
+    await writeFile(join(app, 'small.onnx'), 'small');
+    await writeFile(join(app, 'l.wasm'), 'logic');
+    await writeFile(
+      join(app, 'metrics.json'),
+      JSON.stringify({
+        measured: 'by the test',
+        variants: {
+          small: {
+            file: 'small.onnx',
+            accuracy: 0.9,
+            latencyMs: 0.5,
+            params: 10,
+            bytes: 5,
+            weights: 'trained',
+          },
+        },
+      }),
+    );
+    const draft = join(app, 'brume.json');
+    await writeFile(
+      draft,
+      JSON.stringify({
+        brume: 1,
+        name: 'm',
+        version: '1.0.0',
+        services: {
+          logic: { kind: 'logic', file: 'logic/l.wasm', rpcs: ['run'] },
+          model: {
+            kind: 'model',
+            task: 't',
+            inputs: [{ name: 'x', type: 'float32', dims: [-1, 2] }],
+            outputs: [{ name: 'y', type: 'float32', dims: [-1, 2] }],
+            variants: { small: { file: 'models/small.onnx' } },
+          },
+        },
+        sources: { 'logic/l.wasm': 'l.wasm', 'models/small.onnx': 'small.onnx' },
+        metrics: 'metrics.json',
+      }),
+    );
+    const r = await packApp(draft, join(app, 'out.brume'));
+    const { manifest } = await unpackBundle(await readFile(r.outPath));
+    expect(manifest).toEqual(r.manifest);
+    expect(manifest).not.toHaveProperty('metrics');
+    const model = manifest.services.model!;
+    expect(model.kind === 'model' && model.variants.small).toEqual({
+      file: 'models/small.onnx',
+      accuracy: 0.9,
+      latencyMs: 0.5,
+      params: 10,
+      weights: 'trained',
+      measured: 'by the test',
+    });
+  });
+
+  it('names a missing build output and the command that builds it', async () => {
+    const app = join(dir, 'missing-app');
+    await mkdir(app, { recursive: true });
+    const missing = join(root, 'logics', 'build', 'no-such-app.wasm');
+    const draft = join(app, 'brume.json');
+    await writeFile(
+      draft,
+      JSON.stringify({
+        brume: 1,
+        name: 'missing',
+        version: '1.0.0',
+        services: { main: { kind: 'logic', file: 'logic/main.wasm', rpcs: ['run'] } },
+        sources: { 'logic/main.wasm': missing },
+      }),
+    );
+    const e = await packApp(draft, join(app, 'out.brume')).catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(InputError);
+    expect((e as Error).message).toContain('logic/main.wasm');
+    expect((e as Error).message).toContain('logics/build/no-such-app.wasm');
+    expect((e as Error).message).toContain('npm run build:logics');
+  });
+
+  it('packs the digits sample app, or says which command builds what is missing', async () => {
+    const draft = join(root, 'logics', 'digits', 'brume.json');
+    const needed = [
+      [join(root, 'logics', 'build', 'classify.wasm'), 'npm run build:logics'],
+      [join(root, 'models', 'digits', 'metrics.json'), 'npm run models'],
+      [join(root, 'models', 'digits', 'small.onnx'), 'npm run models'],
+      [join(root, 'models', 'digits', 'large.onnx'), 'npm run models'],
+    ] as const;
+    const result = await packApp(draft, join(dir, 'digits.brume')).catch((e: Error) => e);
+    const missing = needed.filter(([path]) => !existsSync(path));
+    if (missing.length) {
+      expect(result).toBeInstanceOf(InputError);
+      expect((result as Error).message).toMatch(/npm run (build:logics|models)/);
+      return;
+    }
+    if (result instanceof Error) throw result;
+    const { manifest } = result;
+    expect(Object.keys(manifest.files).sort()).toEqual([
+      'logic/classify.wasm',
+      'models/large.onnx',
+      'models/small.onnx',
+    ]);
+    expect(manifest.services.classify).toMatchObject({ rpcs: ['classify', 'preprocess'] });
+    const model = manifest.services.model!;
+    expect(model.kind === 'model' && Object.keys(model.variants).sort()).toEqual([
+      'large',
+      'small',
+    ]);
+  });
+});
