@@ -1,0 +1,175 @@
+// The guest side of the Logic ABI (PROTOCOL.md §3): allocator exports, request decoding and the
+// result frames an RPC returns. Buffers the host sees come from heap.alloc, outside the GC.
+import { Value, Writer, decodeAt, fail } from "./msgpack";
+
+// @ts-ignore: decorator
+@external("brume", "log")
+declare function hostLog(ptr: usize, len: usize): void;
+
+/** PROTOCOL.md §3.2. Re-export it from every Logic: `export { brume_alloc, brume_free } from "../sdk";` */
+export function brume_alloc(len: i32): i32 {
+  if (len < 0) fail("brume_alloc: negative length " + len.toString());
+  return <i32>heap.alloc(<usize>len);
+}
+
+/** PROTOCOL.md §3.2: frees a request buffer or a result frame. */
+export function brume_free(ptr: i32): void {
+  if (ptr != 0) heap.free(<usize>ptr);
+}
+
+/** Writes `message` (UTF-8) to the node's log. */
+export function log(message: string): void {
+  const bytes = String.UTF8.encode(message);
+  hostLog(changetype<usize>(bytes), <usize>bytes.byteLength);
+}
+
+/**
+ * The request an RPC export received: its input, decoded.
+ *
+ *     export function classify(ptr: i32, len: i32): i32 {
+ *       const req = Request.read(ptr, len);
+ */
+export class Request {
+  constructor(
+    /** The RPC's input: whatever the caller sent. */
+    public readonly input: Value,
+  ) {}
+
+  /** Decodes the request the host wrote at `ptr` (the RPC export's two arguments). */
+  static read(ptr: i32, len: i32): Request {
+    if (len < 0) fail("Request.read: negative length " + len.toString());
+    return new Request(decodeAt(<usize>ptr, <usize>len));
+  }
+}
+
+/**
+ * What a continuation export receives after a `call` (PROTOCOL.md §3.3):
+ * the callee's `value` if `ok`, else `errorCode`/`errorMessage`, and the `state` given to `call`.
+ */
+export class Continuation {
+  constructor(
+    /** Whether the callee succeeded. */
+    public readonly ok: bool,
+    /** The callee's result (nil when not ok). */
+    public readonly value: Value,
+    /** The service that answered ("" when not ok). */
+    public readonly service: string,
+    /** The RPC or Model variant that answered, e.g. "small" ("" when not ok). */
+    public readonly rpc: string,
+    /** The callee's error code, e.g. "E_APP" ("" when ok). */
+    public readonly errorCode: string,
+    /** The callee's error message ("" when ok). */
+    public readonly errorMessage: string,
+    /** What `call` was given as state (nil if none). */
+    public readonly state: Value,
+  ) {}
+
+  /** Decodes the continuation request the host wrote at `ptr`. */
+  static read(ptr: i32, len: i32): Continuation {
+    if (len < 0) fail("Continuation.read: negative length " + len.toString());
+    const m = decodeAt(<usize>ptr, <usize>len);
+    if (!m.isMap()) fail("continuation: expected map, got " + m.kindName());
+    const ok = m.get("ok").asBool();
+    const state = orNil(m.find("state"));
+    if (ok) {
+      return new Continuation(
+        true,
+        orNil(m.find("value")),
+        optString(m, "service"),
+        optString(m, "rpc"),
+        "",
+        "",
+        state,
+      );
+    }
+    let code = "";
+    let message = "";
+    const e = m.find("error");
+    if (e != null && e.isMap()) {
+      code = optString(e, "code");
+      message = optString(e, "message");
+    }
+    if (message.length == 0) message = "the call failed (no message)";
+    return new Continuation(
+      false,
+      Value.nil(),
+      optString(m, "service"),
+      optString(m, "rpc"),
+      code,
+      message,
+      state,
+    );
+  }
+}
+
+/** Result: the RPC's value (nil if `value` is null). Return what it returns from the export. */
+export function done(value: Writer | null = null): i32 {
+  const f = new Writer().map(2).key("t").str("done").key("value");
+  if (value != null) f.embed(value);
+  else f.nil();
+  return frame(f);
+}
+
+/**
+ * Result: the application's own failure; the caller gets `code` (default, or if "": E_APP) and
+ * `message`.
+ */
+export function error(message: string, code: string | null = null): i32 {
+  const hasCode = code != null && code.length > 0;
+  const f = new Writer()
+    .map(hasCode ? 3 : 2)
+    .key("t")
+    .str("error")
+    .key("message")
+    .str(message);
+  if (hasCode) f.key("code").str(code!);
+  return frame(f);
+}
+
+/**
+ * Result: call `service` of the same app with `payload`, then have the host invoke the export
+ * named `continuation` with a `Continuation`. `rpc` "" lets the scheduler choose (a Model's
+ * variant, a Logic's default RPC). Keep what the continuation needs in `state`, not in globals:
+ * it may run on another instance.
+ */
+export function call(
+  service: string,
+  rpc: string,
+  payload: Writer,
+  continuation: string,
+  state: Writer | null = null,
+): i32 {
+  const f = new Writer()
+    .map(state != null ? 6 : 5)
+    .key("t")
+    .str("call")
+    .key("service")
+    .str(service)
+    .key("rpc")
+    .str(rpc)
+    .key("payload")
+    .embed(payload)
+    .key("continuation")
+    .str(continuation);
+  if (state != null) f.key("state").embed(state);
+  return frame(f);
+}
+
+// A result frame: u32 little-endian length, then the bytes; the host frees it with brume_free.
+function frame(w: Writer): i32 {
+  w.mustBeComplete("result");
+  const n = w.length;
+  const p = heap.alloc(4 + <usize>n);
+  store<u32>(p, <u32>n);
+  w.copyTo(p + 4);
+  return <i32>p;
+}
+
+function orNil(v: Value | null): Value {
+  return v != null ? v : Value.nil();
+}
+
+function optString(m: Value, key: string): string {
+  const v = m.find(key);
+  return v != null && v.isString() ? v.asString() : "";
+}

@@ -1,0 +1,243 @@
+/**
+ * Compiles every Logic to `logics/build/<name>.wasm`: each `.ts` (AssemblyScript) or `.wat` file
+ * directly inside a folder of `logics/` (not `sdk/` or `build/`; helpers go in subfolders), named
+ * as `findLogics` says (`logics/digits/classify.ts` → `digits.wasm`). A module whose output is
+ * newer than all its inputs is not rebuilt. Offline and deterministic: same sources, same bytes.
+ * @example npx tsx scripts/build-logics.ts [--force]
+ *          const built = await buildLogics();   // [{ name: 'digits', output, size, ... }]
+ */
+import { execFile } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { createRequire } from 'node:module';
+import { basename, dirname, extname, join, relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import wabt from 'wabt';
+
+const here = fileURLToPath(import.meta.url);
+/** The repository root. */
+export const repoRoot = resolve(dirname(here), '..');
+
+/**
+ * asc flags for every Logic (PROTOCOL.md §3.1): memory imported from env.memory so the host can
+ * bound it, and not re-exported; the incremental GC so one instance serves many invocations
+ * without growing. -O3s: -O3's speed, ~15% smaller (-Oz saves 2% more but echoes 20% slower).
+ */
+export const ascFlags = [
+  '-O3s',
+  '--importMemory',
+  '--noExportMemory',
+  '--runtime',
+  'incremental',
+] as const;
+
+export interface BuiltLogic {
+  /** Module name (`digits`, `echo`, ...): see findLogics. */
+  name: string;
+  /** Source path, relative to the repository root. */
+  source: string;
+  /** Absolute path of the `.wasm`. */
+  output: string;
+  /** Size in bytes. */
+  size: number;
+  /** Whether it was compiled now (false: it was up to date). */
+  compiled: boolean;
+  /** Milliseconds spent compiling (0 if up to date). */
+  ms: number;
+}
+
+export interface BuildOptions {
+  /** Repository root (default: the one this script lives in). */
+  root?: string;
+  /** Rebuild even what is up to date. */
+  force?: boolean;
+  /** Only these module names (default: all). */
+  only?: string[];
+  /** Where the one-line-per-module report goes (default: nowhere). */
+  log?: (line: string) => void;
+}
+
+/** Compiles what is stale and returns every module, in name order. Throws on a compile error. */
+export async function buildLogics(options: BuildOptions = {}): Promise<BuiltLogic[]> {
+  const root = options.root ?? repoRoot;
+  const outDir = join(root, 'logics', 'build');
+  mkdirSync(outDir, { recursive: true });
+  // A change of this script's flags or of the compiler makes every module stale.
+  const ascPackage = createRequire(import.meta.url).resolve('assemblyscript/package.json');
+  const script = Math.max(statSync(here).mtimeMs, statSync(ascPackage).mtimeMs);
+  const jobs = findLogics(root)
+    .filter(({ name }) => !options.only || options.only.includes(name))
+    .map(({ source, name }) => {
+      const output = join(outDir, `${name}.wasm`);
+      const newest = Math.max(script, ...inputsOf(root, source).map((f) => statSync(f).mtimeMs));
+      const stale = options.force || !existsSync(output) || statSync(output).mtimeMs <= newest;
+      return { source, name, output, stale };
+    });
+  const times = new Map<string, number>();
+  const stale = jobs.filter((j) => j.stale);
+  for (const job of stale.filter((j) => j.source.endsWith('.wat'))) {
+    const start = performance.now();
+    writeAtomically(job.output, await compileWat(root, job.source));
+    times.set(job.name, performance.now() - start);
+  }
+  const asJobs = stale.filter((j) => j.source.endsWith('.ts'));
+  if (asJobs.length > 0) {
+    const compiled = await compileAs(
+      root,
+      asJobs.map((j) => j.source),
+    );
+    asJobs.forEach((job, i) => {
+      writeAtomically(job.output, compiled[i]!.bytes);
+      times.set(job.name, compiled[i]!.ms);
+    });
+  }
+  return jobs.map(({ source, name, output, stale }) => {
+    const size = statSync(output).size;
+    const ms = times.get(name) ?? 0;
+    options.log?.(
+      `${relative(root, output).padEnd(34)} ${(size / 1024).toFixed(1).padStart(6)} KiB  ${
+        stale ? `compiled in ${(ms / 1000).toFixed(1)} s` : 'up to date'
+      }`,
+    );
+    return { name, source, output, size, compiled: stale, ms };
+  });
+}
+
+/**
+ * The entry points and the names they build to, by name. An app's Logic `logics/<app>/<file>.ts`
+ * builds to `<app>.wasm` (`<app>-<file>.wasm` when the app has several); a fixture
+ * `logics/fixtures/<file>.{ts,wat}` to `<file>.wasm`. Two entries with one name are refused.
+ */
+export function findLogics(root: string = repoRoot): { name: string; source: string }[] {
+  const logics = join(root, 'logics');
+  const found = new Map<string, string>();
+  for (const dir of readdirSync(logics, { withFileTypes: true })) {
+    if (!dir.isDirectory() || dir.name === 'sdk' || dir.name === 'build') continue;
+    const entries = readdirSync(join(logics, dir.name), { withFileTypes: true })
+      .filter((f) => f.isFile() && /^[a-z][a-z0-9-]*\.(ts|wat)$/.test(f.name))
+      .map((f) => f.name);
+    for (const file of entries) {
+      const stem = basename(file, extname(file));
+      const name =
+        dir.name === 'fixtures' ? stem : entries.length === 1 ? dir.name : `${dir.name}-${stem}`;
+      const source = `logics/${dir.name}/${file}`;
+      const other = found.get(name);
+      if (other) {
+        throw new Error(`${other} and ${source} would both build to ${name}.wasm; rename one`);
+      }
+      found.set(name, source);
+    }
+  }
+  return [...found]
+    .map(([name, source]) => ({ name, source }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+// What a module is built from: the sources of its folder (helpers included) and of the SDK.
+function inputsOf(root: string, source: string): string[] {
+  if (source.endsWith('.wat')) return [join(root, source)];
+  return [...listSources(join(root, dirname(source))), ...listSources(join(root, 'logics', 'sdk'))];
+}
+
+function listSources(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.ts'))
+    .map((e) => join(e.parentPath, e.name));
+}
+
+const run = promisify(execFile);
+
+// The compiler runs in one child process for all modules: importing it under tsx takes seconds,
+// and later modules compile faster once the first has warmed it up.
+const compilerScript = `
+const [ascUrl, flags, ...sources] = process.argv.slice(1);
+const asc = await import(ascUrl);
+for (const source of sources) {
+  const start = performance.now();
+  let binary;
+  const stderr = asc.createMemoryStream();
+  const { error } = await asc.main([source, '--outFile', 'out.wasm', ...JSON.parse(flags)], {
+    stderr,
+    writeFile: (name, contents) => { if (name.endsWith('out.wasm')) binary = contents; },
+  });
+  if (error || !binary) {
+    process.stderr.write('asc could not compile ' + source + ':\\n' + stderr.toString());
+    process.exit(1);
+  }
+  process.stdout.write(JSON.stringify({ ms: performance.now() - start, wasm: Buffer.from(binary).toString('base64') }) + '\\n');
+}
+`;
+
+async function compileAs(
+  root: string,
+  sources: string[],
+): Promise<{ bytes: Uint8Array; ms: number }[]> {
+  const ascPackage = createRequire(import.meta.url).resolve('assemblyscript/package.json');
+  const ascUrl = pathToFileURL(join(dirname(ascPackage), 'dist', 'asc.js')).href;
+  try {
+    const { stdout } = await run(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        compilerScript,
+        '--',
+        ascUrl,
+        JSON.stringify(ascFlags),
+        ...sources,
+      ],
+      { cwd: root, maxBuffer: 256 * 1024 * 1024 },
+    );
+    return stdout
+      .trim()
+      .split('\n')
+      .map((line) => {
+        const { ms, wasm } = JSON.parse(line) as { ms: number; wasm: string };
+        return { ms, bytes: Buffer.from(wasm, 'base64') };
+      });
+  } catch (e) {
+    const err = e as Error & { stderr?: string };
+    throw new Error(err.stderr || err.message, { cause: e });
+  }
+}
+
+let wabtModule: ReturnType<typeof wabt> | undefined;
+
+async function compileWat(root: string, source: string): Promise<Uint8Array> {
+  wabtModule ??= wabt();
+  const w = await wabtModule;
+  let module: ReturnType<typeof w.parseWat> | undefined;
+  try {
+    module = w.parseWat(source, readFileSync(join(root, source), 'utf8'));
+    module.validate();
+    return module.toBinary({ log: false, write_debug_names: false }).buffer.slice();
+  } catch (e) {
+    throw new Error(`wabt could not compile ${source}:\n${(e as Error).message}`, { cause: e });
+  } finally {
+    module?.destroy();
+  }
+}
+
+// Tests in parallel processes may build at once: readers see the old file or the new one, whole.
+function writeAtomically(path: string, bytes: Uint8Array): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, bytes);
+  renameSync(tmp, path);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  const force = process.argv.includes('--force');
+  buildLogics({ force, log: (line) => console.log(line) }).catch((e: Error) => {
+    console.error(e.message);
+    process.exitCode = 1;
+  });
+}
