@@ -12,6 +12,7 @@ import { createLogicPool, type LogicPool, type WorkerHandle } from './exec/logic
 import type { BackendInfo, BackendName, ModelRunnerApi } from './exec/model-runner';
 import {
   type LogicService,
+  logicLimits,
   type Manifest,
   type ModelService,
   parseManifest,
@@ -354,12 +355,13 @@ export class Runtime {
     if (!p) {
       p = (async () => {
         const { module, minPages } = await this.compile(m, svc.file);
+        const limits = logicLimits(svc);
         return createLogicPool({
           name: key,
           module,
           minPages,
-          maxPages: Math.floor((svc.limits?.memoryMiB ?? 64) * 16),
-          timeoutMs: svc.limits?.timeoutMs ?? 5000,
+          maxPages: Math.floor(limits.memoryMiB * 16),
+          timeoutMs: limits.timeoutMs,
           size: this.options.logicWorkers ?? 1,
           spawn: () => this.platform.spawnLogicWorker(),
         });

@@ -21,8 +21,9 @@ export function nodePlatform(source: AppSource, options: { threads?: number } = 
     models: onnxNodeRunner(options.threads ?? 1),
     backendOrder: ['cpu'],
     spawnLogicWorker() {
-      // tsx's loader lets the thread run TypeScript like its parent.
-      const worker = new Worker(threadEntry, { execArgv: ['--import', 'tsx'] });
+      // Workers ignore --import in execArgv: register tsx's loader in the thread, then load the entry.
+      const boot = `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(threadEntry.href)}); })`;
+      const worker = new Worker(boot, { eval: true });
       worker.unref();
       const remote = Comlink.wrap<LogicWorkerApi>(nodeEndpoint(worker));
       return {

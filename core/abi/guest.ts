@@ -88,7 +88,7 @@ export function createGuest(module: WebAssembly.Module, options: GuestOptions): 
         free(r);
         return out;
       } catch (e) {
-        throw classify(e, exportName, atLimit(), options.maxPages);
+        throw classify(e, exportName, atLimit(), memory.buffer.byteLength, options.maxPages);
       }
     },
   };
@@ -96,7 +96,13 @@ export function createGuest(module: WebAssembly.Module, options: GuestOptions): 
 
 class GuestAbort extends Error {}
 
-function classify(e: unknown, exportName: string, atLimit: boolean, maxPages: number): Error {
+function classify(
+  e: unknown,
+  exportName: string,
+  atLimit: boolean,
+  usedBytes: number,
+  maxPages: number,
+): Error {
   if (e instanceof LogicFault) return e;
   const message = (e as Error)?.message ?? String(e);
   // A guest that hits the memory maximum sees memory.grow fail and then aborts or traps.
@@ -107,7 +113,14 @@ function classify(e: unknown, exportName: string, atLimit: boolean, maxPages: nu
     );
   }
   if (e instanceof GuestAbort) return new LogicFault(`Logic "${exportName}" aborted: ${message}`);
-  return new LogicFault(`Logic "${exportName}" trapped: ${message}`, { cause: e });
+  // A failed memory.grow is invisible to the host: a guest that asked for a large block near its
+  // limit traps without saying why, so say how full memory was.
+  const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+  const usage =
+    usedBytes > (maxPages * PAGE) / 2
+      ? ` (memory in use ${mib(usedBytes)} of ${mib(maxPages * PAGE)} MiB: an allocation may have failed)`
+      : '';
+  return new LogicFault(`Logic "${exportName}" trapped: ${message}${usage}`, { cause: e });
 }
 
 function checkRange(memory: WebAssembly.Memory, ptr: number, len: number, what: string): void {

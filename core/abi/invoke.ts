@@ -28,6 +28,7 @@ export type Dispatch = (service: string, rpc: string, payload: unknown) => Promi
 export type Step = (exportName: string, request: Uint8Array) => Promise<Uint8Array>;
 
 export const maxCallsPerRequest = 64;
+const abiExports = new Set(['brume_alloc', 'brume_free']);
 
 /** Validates guest output against §3.3; a malformed result is the guest's fault. */
 export function parseInvokeResult(bytes: Uint8Array, from: string): InvokeResult {
@@ -80,6 +81,11 @@ export async function invokeLogic(
         `request made more than ${maxCallsPerRequest} calls; stopped (a call loop?)`,
       );
     }
+    if (abiExports.has(result.continuation)) {
+      throw new LogicFault(
+        `"${exportName}" named the ABI function ${result.continuation} as its continuation`,
+      );
+    }
     let reply: Record<string, unknown>;
     try {
       const outcome = await dispatch(result.service, result.rpc, result.payload);
@@ -87,7 +93,7 @@ export async function invokeLogic(
     } catch (e) {
       // Faults of the platform itself (timeouts of this Logic's worker...) are not the callee's.
       if (!(e instanceof BrumeError)) throw e;
-      reply = { ok: false, error: serializeError(e) };
+      reply = { ok: false, error: serializeError(e), service: result.service, rpc: result.rpc };
     }
     if ('state' in result) reply.state = result.state;
     exportName = result.continuation;

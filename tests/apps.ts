@@ -1,0 +1,155 @@
+// Test apps built from the real Logic and model files (npm run build:logics first), shared by
+// the Node and browser suites. Each bundle goes through the same packBundle a user's would.
+import { readFileSync } from 'node:fs';
+import { type Bundle, buildManifest, type ManifestDraft, packBundle } from '../core/manifest';
+
+const root = new URL('..', import.meta.url);
+const read = (path: string) => new Uint8Array(readFileSync(new URL(path, root)));
+const wasm = (name: string) => read(`logics/build/${name}.wasm`);
+const metrics = JSON.parse(readFileSync(new URL('models/digits/metrics.json', root), 'utf8')) as {
+  measured: string;
+  variants: Record<string, { accuracy: number; latencyMs: number; params: number }>;
+};
+
+const tensorIo = {
+  inputs: [{ name: 'pixels', type: 'float32' as const, dims: [-1, 784] }],
+  outputs: [{ name: 'probs', type: 'float32' as const, dims: [-1, 10] }],
+};
+const variant = (id: string, file: string) => ({
+  file,
+  accuracy: metrics.variants[id]!.accuracy,
+  latencyMs: metrics.variants[id]!.latencyMs,
+  params: metrics.variants[id]!.params,
+  weights: 'trained' as const,
+  measured: metrics.measured,
+});
+
+async function bundle(draft: ManifestDraft, files: Record<string, Uint8Array>): Promise<Bundle> {
+  return { manifest: await buildManifest(draft, files), files };
+}
+
+/** Logics that misbehave: loop forever, exhaust memory, trap, fail; plus echo for the healthy path. */
+export function hostileApp(): Promise<Bundle> {
+  return bundle(
+    {
+      brume: 1,
+      name: 'hostile',
+      version: '1.0.0',
+      description: 'test fixtures: Logics that misbehave',
+      services: {
+        loop: {
+          kind: 'logic',
+          file: 'loop.wasm',
+          rpcs: ['run'],
+          limits: { timeoutMs: 500, memoryMiB: 4 },
+        },
+        hog: {
+          kind: 'logic',
+          file: 'hog.wasm',
+          rpcs: ['run'],
+          limits: { timeoutMs: 5000, memoryMiB: 4 },
+        },
+        echo: { kind: 'logic', file: 'echo.wasm', rpcs: ['echo', 'fail', 'trap'] },
+      },
+    },
+    {
+      'loop.wasm': wasm('loop-forever'),
+      'hog.wasm': wasm('memory-hog'),
+      'echo.wasm': wasm('echo'),
+    },
+  );
+}
+
+/** Files whose hashes match the manifest but whose content is not WebAssembly / ONNX. */
+export function brokenApp(): Promise<Bundle> {
+  const junk = new TextEncoder().encode('this is not a wasm module nor an onnx model');
+  return bundle(
+    {
+      brume: 1,
+      name: 'broken',
+      version: '1.0.0',
+      description: 'test fixtures: corrupt files with honest hashes',
+      services: {
+        logic: { kind: 'logic', file: 'corrupt.wasm', rpcs: ['run'] },
+        imports: { kind: 'logic', file: 'bad-import.wasm', rpcs: ['run'] },
+        ownmem: { kind: 'logic', file: 'own-memory.wasm', rpcs: ['run'] },
+        model: {
+          kind: 'model',
+          task: 'digit-classification',
+          ...tensorIo,
+          variants: { bad: { ...variant('small', 'corrupt.onnx') } },
+        },
+      },
+    },
+    {
+      'corrupt.wasm': junk,
+      'corrupt.onnx': junk.slice(0, 30),
+      'bad-import.wasm': wasm('bad-import'),
+      'own-memory.wasm': wasm('own-memory'),
+    },
+  );
+}
+
+/** Logic → Logic → Model: `front` calls `classify`, which calls `model`. */
+export function hopsApp(): Promise<Bundle> {
+  return bundle(
+    {
+      brume: 1,
+      name: 'hops',
+      version: '1.0.0',
+      description: 'test fixture: a request that crosses three services',
+      services: {
+        front: { kind: 'logic', file: 'front.wasm', rpcs: ['entry'] },
+        classify: { kind: 'logic', file: 'classify.wasm', rpcs: ['classify', 'preprocess'] },
+        model: {
+          kind: 'model',
+          task: 'digit-classification',
+          ...tensorIo,
+          variants: {
+            small: variant('small', 'small.onnx'),
+            large: variant('large', 'large.onnx'),
+          },
+        },
+      },
+    },
+    {
+      'front.wasm': wasm('front'),
+      'classify.wasm': wasm('digits'),
+      'small.onnx': read('models/digits/small.onnx'),
+      'large.onnx': read('models/digits/large.onnx'),
+    },
+  );
+}
+
+export async function testBundles(): Promise<Uint8Array[]> {
+  return (await Promise.all([hostileApp(), brokenApp(), hopsApp()])).map((b) =>
+    packBundle(b.manifest, b.files),
+  );
+}
+
+/**
+ * A held-out digit drawn as a caller would send it: scaled by `scale`, placed at (dx, dy) on a
+ * `width`×`height` canvas, as grayscale bytes (0 background, 255 ink).
+ */
+export function drawDigit(
+  x: Float32Array,
+  index: number,
+  {
+    width,
+    height,
+    scale,
+    dx,
+    dy,
+  }: { width: number; height: number; scale: number; dx: number; dy: number },
+): Uint8Array {
+  const out = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    for (let xx = 0; xx < width; xx++) {
+      const sx = Math.floor((xx - dx) / scale);
+      const sy = Math.floor((y - dy) / scale);
+      if (sx < 0 || sy < 0 || sx >= 28 || sy >= 28) continue;
+      out[y * width + xx] = Math.round(x[index * 784 + sy * 28 + sx]! * 255);
+    }
+  }
+  return out;
+}
