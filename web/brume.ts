@@ -3,6 +3,12 @@ import { createRuntime } from '../core/runtime';
 import type { Qos } from '../core/scheduler';
 import { browserPlatform } from './platform';
 
+declare global {
+  interface Window {
+    brume: BrumeApi;
+  }
+}
+
 /** The page-facing API, as `window.brume`. */
 export interface BrumeApi {
   /** Resolves once the node knows the deployed apps. */

@@ -1,12 +1,6 @@
 // The join page: boots this tab as a node, shows its status, and runs the digits demo.
 import type { Qos } from '../core/scheduler';
-import { type BrumeApi, startBrume } from './brume';
-
-declare global {
-  interface Window {
-    brume: BrumeApi;
-  }
-}
+import { startBrume } from './brume';
 
 const brume = startBrume();
 window.brume = brume;

@@ -58,7 +58,7 @@ export async function deploy(relayUrl: string, bundle: Uint8Array): Promise<Resp
   return fetch(`${relayUrl}/api/apps`, {
     method: 'POST',
     headers: { 'content-type': 'application/vnd.brume.bundle' },
-    body: bundle,
+    body: Buffer.from(bundle),
   });
 }
 
@@ -74,6 +74,7 @@ export async function openNode(page: Page, relayUrl: string): Promise<void> {
 /** A relay shared by the tests of one worker, with the sample apps and the test apps deployed. */
 export const test = base.extend<object, { relay: RelayProcess }>({
   relay: [
+    // biome-ignore lint/correctness/noEmptyPattern: Playwright reads fixture dependencies from this pattern
     async ({}, use) => {
       const relay = await startRelay();
       for (const b of await testBundles()) {

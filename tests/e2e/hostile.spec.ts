@@ -95,11 +95,9 @@ test('a request crosses Logic → Logic → Model with continuations', async ({ 
   const r = await call(page, 'hops', 'front', stroke);
   expect(r.ok).toBe(true);
   expect(r.value).toMatchObject({ via: 'front', hops: 2, result: { variant: 'large' } });
-  expect(r.ok && r.trace.map((t) => `${t.kind}:${t.service}`)).toEqual([
-    'model:model',
-    'logic:classify',
-    'logic:front',
-  ]);
+  expect(
+    r.ok && r.trace.map((t: { kind: string; service: string }) => `${t.kind}:${t.service}`),
+  ).toEqual(['model:model', 'logic:classify', 'logic:front']);
 });
 
 test('a tampered bundle is refused by the relay, and a tampered file by the tab', async ({
