@@ -53,6 +53,8 @@ export interface TraceEntry {
   rpc: string;
   kind: 'logic' | 'model';
   ms: number;
+  /** Models: the time inside onnxruntime's run() alone; `ms - engineMs` is what Brume added. */
+  engineMs?: number;
   backend?: BackendName;
   reason?: string;
 }
@@ -297,6 +299,7 @@ export class Runtime {
       rpc: variant,
       kind: 'model',
       ms,
+      engineMs: reply.value.ms,
       backend: ran,
       ...(reason ? { reason } : {}),
     });

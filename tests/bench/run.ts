@@ -1,0 +1,250 @@
+// `npm run bench`: the digits app, after Laqista's Table II and Fig. 5. Prints a table and writes
+// bench-results/bench.json. Every figure is a median over repeated runs in one process; ratios
+// compare figures taken side by side in the same run.
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { chromium } from 'playwright-core';
+import { createRuntime } from '../../core/runtime';
+import { memoryAppSource } from '../../core/sources';
+import { loadDigits } from '../../models/digits/data';
+import { chromiumArgs, chromiumPath } from '../../playwright.config';
+import { nodePlatform } from '../../relay/platform';
+import { hopsApp } from '../apps';
+import { startRelay } from '../relay-process';
+
+const runs = Number(process.env.BENCH_RUNS ?? 300);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+interface Row {
+  where: string;
+  backend: string;
+  variant: string;
+  /** onnxruntime's run() alone */
+  engineMs: number;
+  /** the Model service through the executor (validation, worker hop, stats) */
+  modelMs: number;
+  /** the Logic (preprocess, call) + the Model + the continuation: the whole app */
+  appMs: number;
+}
+interface Setup {
+  where: string;
+  compileMs: number;
+  instantiateMs: number;
+  logicOnlyMs: number;
+}
+
+/** Runs in the page: the same measurements through window.brume. */
+async function inPage(args: { runs: number; backend: string; digit: number[] }) {
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const brume = window.brume;
+  await brume.ready;
+  const input = { width: 28, height: 28, pixels: new Uint8Array(args.digit) };
+  const backend = args.backend as 'wasm' | 'webgpu';
+  // Table II: compile and instantiate the digits Logic, on this page's thread.
+  const m = (await (await fetch('/api/apps/digits')).json()) as {
+    files: Record<string, { sha256: string }>;
+  };
+  const bytes = await (
+    await fetch(`/api/blobs/${m.files['logic/classify.wasm']!.sha256}`)
+  ).arrayBuffer();
+  const compiles: number[] = [];
+  let module: WebAssembly.Module | undefined;
+  for (let i = 0; i < 20; i++) {
+    const t0 = performance.now();
+    module = await WebAssembly.compile(bytes);
+    compiles.push(performance.now() - t0);
+  }
+  const inst: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 768 });
+    const t0 = performance.now();
+    new WebAssembly.Instance(module!, {
+      env: { memory, abort: () => {}, seed: () => 1 },
+      brume: { log: () => {} },
+    });
+    inst.push(performance.now() - t0);
+  }
+  const pre = (await brume.invoke('digits', 'classify', input, {}, { rpc: 'preprocess' }))
+    .value as {
+    pixels: Uint8Array;
+  };
+  const logicOnly: number[] = [];
+  for (let i = 0; i < args.runs; i++) {
+    logicOnly.push((await brume.invoke('digits', 'classify', input, {}, { rpc: 'preprocess' })).ms);
+  }
+  const rows = [];
+  for (const variant of ['small', 'large']) {
+    const tensor = { inputs: { pixels: { type: 'float32', dims: [1, 784], data: pre.pixels } } };
+    const engine: number[] = [];
+    const model: number[] = [];
+    const app: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      await brume.invoke('digits', 'classify', input, {}, { pin: { model: variant }, backend });
+    }
+    for (let i = 0; i < args.runs; i++) {
+      const r = await brume.invoke('digits', 'model', tensor, {}, { rpc: variant, backend });
+      model.push(r.ms);
+      engine.push(r.trace[0]!.engineMs!);
+      app.push(
+        (await brume.invoke('digits', 'classify', input, {}, { pin: { model: variant }, backend }))
+          .ms,
+      );
+    }
+    rows.push({ variant, engineMs: med(engine), modelMs: med(model), appMs: med(app) });
+  }
+  return {
+    compileFirstMs: compiles[0]!,
+    compileMs: med(compiles),
+    instantiateMs: med(inst),
+    logicOnlyMs: med(logicOnly),
+    backends: (await brume.describe()).backends,
+    rows,
+  };
+}
+
+async function tab(url: string, digit: number[], webgpu: boolean) {
+  const browser = await chromium.launch({
+    executablePath: chromiumPath,
+    args: [...chromiumArgs, ...(webgpu ? ['--enable-unsafe-webgpu'] : [])],
+  });
+  try {
+    const page = await browser.newPage();
+    // tsx (esbuild keepNames) wraps functions in __name(); the page needs it to run inPage.
+    await page.addInitScript('globalThis.__name = (f) => f');
+    await page.goto(url);
+    return await page.evaluate(inPage, { runs, backend: webgpu ? 'webgpu' : 'wasm', digit });
+  } finally {
+    await browser.close();
+  }
+}
+
+async function nodeRuntime(digit: Uint8Array) {
+  const hops = await hopsApp();
+  const node = createRuntime(nodePlatform(memoryAppSource([hops])));
+  await node.refresh();
+  const input = { width: 28, height: 28, pixels: digit };
+  const wasm = hops.files['classify.wasm']!;
+  const compiles: number[] = [];
+  let module: WebAssembly.Module | undefined;
+  for (let i = 0; i < 20; i++) {
+    const t0 = performance.now();
+    module = await WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>);
+    compiles.push(performance.now() - t0);
+  }
+  const inst: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 768 });
+    const t0 = performance.now();
+    new WebAssembly.Instance(module!, {
+      env: { memory, abort: () => {}, seed: () => 1 },
+      brume: { log: () => {} },
+    });
+    inst.push(performance.now() - t0);
+  }
+  const pre = (await node.call('hops', 'classify', input, {}, { rpc: 'preprocess' })).value as {
+    pixels: Uint8Array;
+  };
+  const logicOnly: number[] = [];
+  for (let i = 0; i < runs; i++)
+    logicOnly.push((await node.call('hops', 'classify', input, {}, { rpc: 'preprocess' })).ms);
+  const rows = [];
+  for (const variant of ['small', 'large']) {
+    const tensor = { inputs: { pixels: { type: 'float32', dims: [1, 784], data: pre.pixels } } };
+    const engine: number[] = [];
+    const model: number[] = [];
+    const app: number[] = [];
+    for (let i = 0; i < 20; i++)
+      await node.call('hops', 'classify', input, {}, { pin: { model: variant } });
+    for (let i = 0; i < runs; i++) {
+      const r = await node.call('hops', 'model', tensor, {}, { rpc: variant });
+      model.push(r.ms);
+      engine.push(r.trace[0]!.engineMs!);
+      app.push((await node.call('hops', 'classify', input, {}, { pin: { model: variant } })).ms);
+    }
+    rows.push({ variant, engineMs: median(engine), modelMs: median(model), appMs: median(app) });
+  }
+  node.close();
+  return {
+    compileFirstMs: compiles[0]!,
+    compileMs: median(compiles),
+    instantiateMs: median(inst),
+    logicOnlyMs: median(logicOnly),
+    rows,
+  };
+}
+
+const { heldout } = loadDigits();
+const digit = Uint8Array.from(heldout.x.subarray(0, 784), (v) => Math.round(v * 255));
+console.log(
+  `digits app, ${runs} runs per figure, medians; ${os.cpus()[0]?.model}, ${os.cpus().length} cores\n`,
+);
+
+const relay = await startRelay();
+const setups: (Setup & { compileFirstMs: number })[] = [];
+const rows: Row[] = [];
+try {
+  const results = [
+    { where: 'tab', label: 'wasm', r: await tab(relay.url, Array.from(digit), false) },
+    {
+      where: 'tab',
+      label: 'webgpu (SwiftShader: CPU)',
+      r: await tab(relay.url, Array.from(digit), true),
+    },
+    { where: 'node', label: 'cpu (onnxruntime-node)', r: await nodeRuntime(digit) },
+  ];
+  for (const { where, label, r } of results) {
+    if (!(where === 'tab' && label.startsWith('webgpu'))) {
+      setups.push({
+        where,
+        compileFirstMs: r.compileFirstMs,
+        compileMs: r.compileMs,
+        instantiateMs: r.instantiateMs,
+        logicOnlyMs: r.logicOnlyMs,
+      });
+    }
+    for (const row of r.rows) rows.push({ where, backend: label, ...row });
+  }
+} finally {
+  await relay.stop();
+  rmSync(relay.dataDir, { recursive: true, force: true });
+}
+
+const f = (x: number) => x.toFixed(3);
+console.log('Logic: compile and instantiate the digits Logic (Table II)');
+console.table(
+  setups.map((s) => ({
+    where: s.where,
+    'compile, first (ms)': f(s.compileFirstMs),
+    'compile, median (ms)': f(s.compileMs),
+    'instantiate (ms)': f(s.instantiateMs),
+    'Logic alone via executor (ms)': f(s.logicOnlyMs),
+  })),
+);
+console.log(
+  'Model alone vs Logic + Model through the executor (Fig. 5); baseline: onnxruntime run()',
+);
+console.table(
+  rows.map((r) => ({
+    where: r.where,
+    backend: r.backend,
+    variant: r.variant,
+    'onnxruntime run (ms)': f(r.engineMs),
+    'model service (ms)': f(r.modelMs),
+    'Logic+Model (ms)': f(r.appMs),
+    'added (ms)': f(r.appMs - r.engineMs),
+    'ratio app/engine': (r.appMs / r.engineMs).toFixed(1),
+  })),
+);
+mkdirSync('bench-results', { recursive: true });
+const out = {
+  date: new Date().toISOString(),
+  machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version },
+  runs,
+  logic: setups,
+  model: rows,
+};
+writeFileSync('bench-results/bench.json', `${JSON.stringify(out, null, 2)}\n`);
+console.log('wrote bench-results/bench.json');
