@@ -93,8 +93,6 @@ export function createRuntime(
 export class Runtime {
   readonly id: string;
   readonly stats = new LatencyStats();
-  /** Compile times (ms) by wasm sha256: compiled once per node. */
-  readonly compileMs = new Map<string, number>();
   private readonly manifests = new Map<string, Manifest>();
   private readonly files = new Map<string, Promise<Uint8Array>>();
   private readonly modules = new Map<
@@ -382,7 +380,6 @@ export class Runtime {
     if (!p) {
       p = (async () => {
         const bytes = await this.file(m, path);
-        const t0 = performance.now();
         let module: WebAssembly.Module;
         try {
           module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
@@ -391,7 +388,6 @@ export class Runtime {
             `${m.name}: ${path} is not valid WebAssembly (${(e as Error).message})`,
           );
         }
-        this.compileMs.set(sha, performance.now() - t0);
         return { module, minPages: inspectLogic(bytes, module).memoryMinPages };
       })();
       this.modules.set(sha, p);

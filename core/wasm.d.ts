@@ -19,7 +19,7 @@ declare namespace WebAssembly {
   class CompileError extends Error {}
   class LinkError extends Error {}
   class RuntimeError extends Error {}
-  type ImportValue = ((...args: number[]) => number | undefined | void) | Memory;
+  type ImportValue = ((...args: number[]) => unknown) | Memory;
   type Imports = Record<string, Record<string, ImportValue>>;
   function compile(bytes: ArrayBufferView<ArrayBuffer> | ArrayBuffer): Promise<Module>;
   function validate(bytes: ArrayBufferView<ArrayBuffer> | ArrayBuffer): boolean;
