@@ -15,6 +15,12 @@ brume.ready
     $('node-backends').textContent = d.backends.map((b) => `${b.name} (${b.detail})`).join(', ');
     $('node-apps').textContent =
       d.apps.map((a) => `${a.name}@${a.version}`).join(', ') || 'none deployed';
+    // Fetch, verify and compile the demo now, so the first drawing is answered at full speed.
+    if (d.apps.some((a) => a.name === 'digits')) {
+      brume.node
+        .warm('digits')
+        .catch((e: Error) => console.warn(`[brume] warming digits: ${e.message}`));
+    }
   })
   .catch((e: Error) => {
     $('node-state').textContent = `failed: ${e.message}`;

@@ -13,10 +13,6 @@ import { hopsApp } from '../apps';
 import { startRelay } from '../relay-process';
 
 const runs = Number(process.env.BENCH_RUNS ?? 300);
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 interface Row {
   where: string;
@@ -36,62 +32,60 @@ interface Setup {
   logicOnlyMs: number;
 }
 
-/** Runs in the page: the same measurements through window.brume. */
-async function inPage(args: { runs: number; backend: string; digit: number[] }) {
+type Invoke = (
+  service: string,
+  input: unknown,
+  opts: { rpc?: string; pin?: Record<string, string>; backend?: string },
+) => Promise<{ value: unknown; ms: number; trace: { engineMs?: number }[] }>;
+
+/**
+ * The measurements, the same in a tab and in Node. Self-contained (it is sent to the page as
+ * source): `invoke` calls a service of the digits app, `wasm` is its Logic's bytes.
+ */
+async function measure(
+  invoke: Invoke,
+  wasm: ArrayBuffer,
+  pixels: Uint8Array,
+  runs: number,
+  backend?: string,
+) {
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  const brume = window.brume;
-  await brume.ready;
-  const input = { width: 28, height: 28, pixels: new Uint8Array(args.digit) };
-  const backend = args.backend as 'wasm' | 'webgpu';
-  // Table II: compile and instantiate the digits Logic, on this page's thread.
-  const m = (await (await fetch('/api/apps/digits')).json()) as {
-    files: Record<string, { sha256: string }>;
-  };
-  const bytes = await (
-    await fetch(`/api/blobs/${m.files['logic/classify.wasm']!.sha256}`)
-  ).arrayBuffer();
+  const input = { width: 28, height: 28, pixels };
+  // Table II: compile and instantiate the Logic on this thread.
   const compiles: number[] = [];
   let module: WebAssembly.Module | undefined;
   for (let i = 0; i < 20; i++) {
     const t0 = performance.now();
-    module = await WebAssembly.compile(bytes);
+    module = await WebAssembly.compile(wasm);
     compiles.push(performance.now() - t0);
   }
   const inst: number[] = [];
   for (let i = 0; i < 200; i++) {
     const memory = new WebAssembly.Memory({ initial: 1, maximum: 768 });
+    const imports = { env: { memory, abort: () => {}, seed: () => 1 }, brume: { log: () => {} } };
     const t0 = performance.now();
-    new WebAssembly.Instance(module!, {
-      env: { memory, abort: () => {}, seed: () => 1 },
-      brume: { log: () => {} },
-    });
+    new WebAssembly.Instance(module!, imports);
     inst.push(performance.now() - t0);
   }
-  const pre = (await brume.invoke('digits', 'classify', input, {}, { rpc: 'preprocess' }))
-    .value as {
+  const pre = (await invoke('classify', input, { rpc: 'preprocess' })).value as {
     pixels: Uint8Array;
   };
   const logicOnly: number[] = [];
-  for (let i = 0; i < args.runs; i++) {
-    logicOnly.push((await brume.invoke('digits', 'classify', input, {}, { rpc: 'preprocess' })).ms);
-  }
+  for (let i = 0; i < runs; i++)
+    logicOnly.push((await invoke('classify', input, { rpc: 'preprocess' })).ms);
   const rows = [];
   for (const variant of ['small', 'large']) {
     const tensor = { inputs: { pixels: { type: 'float32', dims: [1, 784], data: pre.pixels } } };
     const engine: number[] = [];
     const model: number[] = [];
     const app: number[] = [];
-    for (let i = 0; i < 20; i++) {
-      await brume.invoke('digits', 'classify', input, {}, { pin: { model: variant }, backend });
-    }
-    for (let i = 0; i < args.runs; i++) {
-      const r = await brume.invoke('digits', 'model', tensor, {}, { rpc: variant, backend });
+    for (let i = 0; i < 20; i++)
+      await invoke('classify', input, { pin: { model: variant }, backend });
+    for (let i = 0; i < runs; i++) {
+      const r = await invoke('model', tensor, { rpc: variant, backend });
       model.push(r.ms);
       engine.push(r.trace[0]!.engineMs!);
-      app.push(
-        (await brume.invoke('digits', 'classify', input, {}, { pin: { model: variant }, backend }))
-          .ms,
-      );
+      app.push((await invoke('classify', input, { pin: { model: variant }, backend })).ms);
     }
     rows.push({ variant, engineMs: med(engine), modelMs: med(model), appMs: med(app) });
   }
@@ -100,22 +94,40 @@ async function inPage(args: { runs: number; backend: string; digit: number[] }) 
     compileMs: med(compiles),
     instantiateMs: med(inst),
     logicOnlyMs: med(logicOnly),
-    backends: (await brume.describe()).backends,
     rows,
   };
 }
 
-async function tab(url: string, digit: number[], webgpu: boolean) {
+async function tab(url: string, digit: Uint8Array, webgpu: boolean) {
   const browser = await chromium.launch({
     executablePath: chromiumPath,
     args: [...chromiumArgs, ...(webgpu ? ['--enable-unsafe-webgpu'] : [])],
   });
   try {
     const page = await browser.newPage();
-    // tsx (esbuild keepNames) wraps functions in __name(); the page needs it to run inPage.
+    // tsx (esbuild keepNames) wraps functions in __name(); the page needs it to run `measure`.
     await page.addInitScript('globalThis.__name = (f) => f');
     await page.goto(url);
-    return await page.evaluate(inPage, { runs, backend: webgpu ? 'webgpu' : 'wasm', digit });
+    return await page.evaluate(
+      async ({ source, runs, backend, digit }) => {
+        const run = new Function(`return ${source}`)() as typeof measure;
+        await window.brume.ready;
+        const m = (await (await fetch('/api/apps/digits')).json()) as {
+          files: Record<string, { sha256: string }>;
+        };
+        const sha = m.files['logic/classify.wasm']!.sha256;
+        const wasm = await (await fetch(`/api/blobs/${sha}`)).arrayBuffer();
+        const invoke: Invoke = (service, input, opts) =>
+          window.brume.invoke('digits', service, input, {}, opts as never);
+        return run(invoke, wasm, new Uint8Array(digit), runs, backend);
+      },
+      {
+        source: measure.toString(),
+        runs,
+        backend: webgpu ? 'webgpu' : 'wasm',
+        digit: Array.from(digit),
+      },
+    );
   } finally {
     await browser.close();
   }
@@ -125,55 +137,14 @@ async function nodeRuntime(digit: Uint8Array) {
   const hops = await hopsApp();
   const node = createRuntime(nodePlatform(memoryAppSource([hops])));
   await node.refresh();
-  const input = { width: 28, height: 28, pixels: digit };
   const wasm = hops.files['classify.wasm']!;
-  const compiles: number[] = [];
-  let module: WebAssembly.Module | undefined;
-  for (let i = 0; i < 20; i++) {
-    const t0 = performance.now();
-    module = await WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>);
-    compiles.push(performance.now() - t0);
+  const invoke: Invoke = (service, input, opts) =>
+    node.call('hops', service, input, {}, opts as never);
+  try {
+    return await measure(invoke, wasm.slice().buffer, digit, runs);
+  } finally {
+    node.close();
   }
-  const inst: number[] = [];
-  for (let i = 0; i < 200; i++) {
-    const memory = new WebAssembly.Memory({ initial: 1, maximum: 768 });
-    const t0 = performance.now();
-    new WebAssembly.Instance(module!, {
-      env: { memory, abort: () => {}, seed: () => 1 },
-      brume: { log: () => {} },
-    });
-    inst.push(performance.now() - t0);
-  }
-  const pre = (await node.call('hops', 'classify', input, {}, { rpc: 'preprocess' })).value as {
-    pixels: Uint8Array;
-  };
-  const logicOnly: number[] = [];
-  for (let i = 0; i < runs; i++)
-    logicOnly.push((await node.call('hops', 'classify', input, {}, { rpc: 'preprocess' })).ms);
-  const rows = [];
-  for (const variant of ['small', 'large']) {
-    const tensor = { inputs: { pixels: { type: 'float32', dims: [1, 784], data: pre.pixels } } };
-    const engine: number[] = [];
-    const model: number[] = [];
-    const app: number[] = [];
-    for (let i = 0; i < 20; i++)
-      await node.call('hops', 'classify', input, {}, { pin: { model: variant } });
-    for (let i = 0; i < runs; i++) {
-      const r = await node.call('hops', 'model', tensor, {}, { rpc: variant });
-      model.push(r.ms);
-      engine.push(r.trace[0]!.engineMs!);
-      app.push((await node.call('hops', 'classify', input, {}, { pin: { model: variant } })).ms);
-    }
-    rows.push({ variant, engineMs: median(engine), modelMs: median(model), appMs: median(app) });
-  }
-  node.close();
-  return {
-    compileFirstMs: compiles[0]!,
-    compileMs: median(compiles),
-    instantiateMs: median(inst),
-    logicOnlyMs: median(logicOnly),
-    rows,
-  };
 }
 
 const { heldout } = loadDigits();
@@ -187,11 +158,11 @@ const setups: (Setup & { compileFirstMs: number })[] = [];
 const rows: Row[] = [];
 try {
   const results = [
-    { where: 'tab', label: 'wasm', r: await tab(relay.url, Array.from(digit), false) },
+    { where: 'tab', label: 'wasm', r: await tab(relay.url, digit, false) },
     {
       where: 'tab',
       label: 'webgpu (SwiftShader: CPU)',
-      r: await tab(relay.url, Array.from(digit), true),
+      r: await tab(relay.url, digit, true),
     },
     { where: 'node', label: 'cpu (onnxruntime-node)', r: await nodeRuntime(digit) },
   ];

@@ -6,22 +6,14 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { decode, encode } from '@msgpack/msgpack';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { allowedImports as hostImports } from '../../core/abi/inspect';
+import type { InvokeResult } from '../../core/abi/invoke';
 import { type BuiltLogic, buildLogics } from '../../scripts/build-logics';
 
 const PAGE = 65536;
-const allowedImports = ['env.memory', 'env.abort', 'env.seed', 'brume.log'];
+const allowedImports = Object.keys(hostImports);
 
-type Result =
-  | { t: 'done'; value: unknown }
-  | { t: 'error'; message: string; code?: string }
-  | {
-      t: 'call';
-      service: string;
-      rpc: string;
-      payload: unknown;
-      continuation: string;
-      state?: unknown;
-    };
+type Result = InvokeResult;
 
 /** What classify sends the model (PROTOCOL.md §4). */
 interface ModelRequest {
