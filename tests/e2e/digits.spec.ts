@@ -57,6 +57,10 @@ test('window.brume classifies held-out digits at the manifest accuracy', async (
       },
       { data, variant, frame },
     );
+    const manifest = await manifestAccuracy(relay.url, variant);
+    console.log(
+      `digits/${variant}: ${result.accuracy} on 2,000 held-out digits drawn at 100×90 (manifest ${manifest})`,
+    );
     expect(result.variants).toEqual([variant]);
     // 1 point of tolerance: reframing a scaled drawing is not exactly MNIST's own framing.
     expect(result.accuracy).toBeGreaterThanOrEqual(
