@@ -1,0 +1,275 @@
+/**
+ * The fabric's wire protocol (PROTOCOL.md §5): MessagePack frames over WebSocket (node ↔ relay)
+ * and WebRTC data channels (node ↔ node). Frames are data; every one is validated on arrival,
+ * because the other end may be hostile.
+ * @example ws.send(encodeFrame({ t: 'schedule', id: 7, app: 'digits', service: 'classify', qos: {} }));
+ *          const msg = decodeFrame(bytes, 'toRelay'); // throws ProtocolError on anything else
+ */
+import { z } from 'zod';
+import { type DecodeLimits, decode, defaultLimits, encode } from './codec';
+import { BrumeError } from './errors';
+
+export const PROTOCOL_VERSION = 1;
+
+/** Limits for frames from the network; the relay's WebSocket also caps the frame size. */
+export const frameLimits: DecodeLimits = {
+  ...defaultLimits,
+  maxBytes: 16 * 1024 * 1024,
+  maxBinLength: 16 * 1024 * 1024,
+  maxStrLength: 64 * 1024,
+  maxArrayLength: 100_000,
+  maxMapLength: 10_000,
+};
+
+/** A frame that breaks this protocol; the connection that sent it is closed with this reason. */
+export class ProtocolError extends BrumeError {
+  constructor(message: string) {
+    super('E_PROTOCOL', message);
+  }
+}
+
+const name = z.string().regex(/^[a-z][a-z0-9-]{0,63}$/);
+const rpcName = z.string().max(64);
+const nodeId = z.string().regex(/^[0-9a-f]{32}$/);
+const id = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const bin = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected binary');
+export const roles = ['cloud', 'fog', 'dew'] as const;
+const role = z.enum(roles);
+const backend = z.enum(['webgpu', 'wasm', 'cpu']);
+
+export const qosSchema = z.strictObject({
+  latencyMs: z.number().positive().max(3_600_000).optional(),
+  accuracy: z.number().min(0).max(1).optional(),
+  privacy: z.string().min(1).max(256).optional(),
+});
+
+const error = z.object({
+  code: z.string().max(64),
+  message: z.string().max(4096),
+  constraint: z.string().max(32).optional(),
+  best: z.union([z.number(), z.string().max(256)]).optional(),
+});
+
+export const capabilitiesSchema = z.object({
+  backends: z.array(z.object({ name: backend, detail: z.string().max(512) })).max(8),
+  cores: z.number().int().min(1).max(1024).optional(),
+  memoryGiB: z.number().min(0).max(65536).optional(),
+  battery: z.object({ level: z.number().min(0).max(1), charging: z.boolean() }).optional(),
+  visible: z.boolean().optional(),
+  agent: z.string().max(256).optional(),
+});
+
+const stats = z.record(
+  z.string().max(256),
+  z.object({ count: z.number().int().nonnegative(), p50: z.number().nonnegative() }),
+);
+
+/** Node → relay. */
+export const toRelay = z.discriminatedUnion('t', [
+  z.object({
+    t: z.literal('hello'),
+    v: z.number().int(),
+    role,
+    publicKey: z.string().max(512),
+    caps: capabilitiesSchema,
+  }),
+  z.object({ t: z.literal('join'), nonce: bin, signature: bin }),
+  z.object({
+    t: z.literal('heartbeat'),
+    load: z.object({
+      queue: z.number().int().nonnegative(),
+      maxConcurrency: z.number().int().min(1).max(1024),
+    }),
+    apps: z.array(name).max(1000),
+    stats: stats.refine((s) => Object.keys(s).length <= 4096, 'too many stats keys'),
+    paused: z.boolean(),
+    caps: capabilitiesSchema.optional(),
+  }),
+  z.object({ t: z.literal('pong'), ts: z.number() }),
+  z.object({
+    t: z.literal('schedule'),
+    id,
+    app: name,
+    service: name,
+    qos: qosSchema,
+    exclude: z.array(nodeId).max(64).optional(),
+  }),
+  z.object({
+    t: z.literal('call'),
+    id,
+    to: nodeId,
+    app: name,
+    service: name,
+    rpc: rpcName,
+    input: z.unknown(),
+    qos: qosSchema,
+  }),
+  z.object({
+    t: z.literal('result'),
+    id,
+    value: z.unknown(),
+    rpc: rpcName,
+    ms: z.number().nonnegative(),
+  }),
+  z.object({ t: z.literal('error'), id, error }),
+]);
+
+/** Relay → node. */
+export const toNode = z.discriminatedUnion('t', [
+  z.object({
+    t: z.literal('challenge'),
+    v: z.number().int(),
+    nonce: bin,
+    relayId: z.string().max(128),
+  }),
+  z.object({
+    t: z.literal('welcome'),
+    nodeId,
+    role,
+    trusted: z.boolean(),
+    heartbeatMs: z.number().int().positive(),
+    parent: nodeId.optional(),
+  }),
+  z.object({ t: z.literal('ping'), ts: z.number() }),
+  z.object({
+    t: z.literal('decision'),
+    id,
+    node: nodeId,
+    rpc: rpcName,
+    estimateMs: z.number().nonnegative(),
+    reason: z.string().max(1024),
+  }),
+  z.object({
+    t: z.literal('call'),
+    id,
+    from: z.string().max(64),
+    app: name,
+    service: name,
+    rpc: rpcName,
+    input: z.unknown(),
+    qos: qosSchema,
+  }),
+  z.object({
+    t: z.literal('result'),
+    id,
+    value: z.unknown(),
+    rpc: rpcName,
+    ms: z.number().nonnegative(),
+    node: nodeId,
+  }),
+  z.object({ t: z.literal('error'), id: id.optional(), error }),
+]);
+
+/** Node ↔ node over a data channel: calls and their answers, chunked past one chunk. */
+export const peerFrame = z.discriminatedUnion('t', [
+  z.object({
+    t: z.literal('call'),
+    id,
+    app: name,
+    service: name,
+    rpc: rpcName,
+    input: z.unknown(),
+    qos: qosSchema,
+  }),
+  z.object({
+    t: z.literal('result'),
+    id,
+    value: z.unknown(),
+    rpc: rpcName,
+    ms: z.number().nonnegative(),
+  }),
+  z.object({ t: z.literal('error'), id, error }),
+  z.object({
+    t: z.literal('chunk'),
+    id,
+    seq: z.number().int().nonnegative(),
+    last: z.boolean(),
+    data: bin,
+  }),
+]);
+
+export type ToRelay = z.infer<typeof toRelay>;
+export type ToNode = z.infer<typeof toNode>;
+export type PeerFrame = z.infer<typeof peerFrame>;
+export type Capabilities = z.infer<typeof capabilitiesSchema>;
+export type Role = (typeof roles)[number];
+export type WireError = z.infer<typeof error>;
+
+const schemas = { toRelay, toNode, peer: peerFrame };
+type Direction = keyof typeof schemas;
+type Frame<D extends Direction> = z.infer<(typeof schemas)[D]>;
+
+export function encodeFrame(frame: ToRelay | ToNode | PeerFrame): Uint8Array {
+  return encode(frame);
+}
+
+/** Decodes and validates one frame; anything malformed is a ProtocolError naming the problem. */
+export function decodeFrame<D extends Direction>(bytes: Uint8Array, direction: D): Frame<D> {
+  let raw: unknown;
+  try {
+    raw = decode(bytes, frameLimits);
+  } catch (e) {
+    throw new ProtocolError(`undecodable frame: ${(e as Error).message}`);
+  }
+  const parsed = schemas[direction].safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
+    const t = (raw as { t?: unknown } | null)?.t;
+    throw new ProtocolError(
+      `invalid ${typeof t === 'string' ? `"${t.slice(0, 32)}" ` : ''}frame: ${where}${issue?.message ?? 'malformed'}`,
+    );
+  }
+  return parsed.data as Frame<D>;
+}
+
+/** Splits a payload into data-channel chunks (a message over ~256 KB closes a channel). */
+export const chunkBytes = 64 * 1024;
+export function* chunk(id: number, bytes: Uint8Array): Generator<PeerFrame> {
+  const n = Math.max(1, Math.ceil(bytes.byteLength / chunkBytes));
+  for (let seq = 0; seq < n; seq++) {
+    const data = bytes.subarray(seq * chunkBytes, (seq + 1) * chunkBytes);
+    yield { t: 'chunk', id, seq, last: seq === n - 1, data };
+  }
+}
+
+/** Reassembles chunks per id, in order; a gap or an oversized message is a ProtocolError. */
+export class Reassembler {
+  private readonly parts = new Map<number, { next: number; size: number; bufs: Uint8Array[] }>();
+  constructor(private readonly maxBytes = frameLimits.maxBytes) {}
+
+  /** Answers the whole payload when `c` completes one, else undefined. */
+  add(c: Extract<PeerFrame, { t: 'chunk' }>): Uint8Array | undefined {
+    const p = this.parts.get(c.id) ?? { next: 0, size: 0, bufs: [] };
+    if (c.seq !== p.next) {
+      this.parts.delete(c.id);
+      throw new ProtocolError(
+        `chunk ${c.seq} of message ${c.id} arrived where ${p.next} was expected`,
+      );
+    }
+    p.next++;
+    p.size += c.data.byteLength;
+    if (p.size > this.maxBytes) {
+      this.parts.delete(c.id);
+      throw new ProtocolError(`message ${c.id} exceeds ${this.maxBytes} bytes`);
+    }
+    p.bufs.push(c.data.slice());
+    if (!c.last) {
+      this.parts.set(c.id, p);
+      return undefined;
+    }
+    this.parts.delete(c.id);
+    const out = new Uint8Array(p.size);
+    let at = 0;
+    for (const b of p.bufs) {
+      out.set(b, at);
+      at += b.byteLength;
+    }
+    return out;
+  }
+
+  /** Drops partial messages (their link dropped). */
+  clear(): void {
+    this.parts.clear();
+  }
+}
