@@ -81,6 +81,8 @@ export const toRelay = z.discriminatedUnion('t', [
       maxConcurrency: z.number().int().min(1).max(1024),
     }),
     apps: z.array(name).max(1000),
+    /** Model variants this node can run, by `app/service`. */
+    models: z.record(z.string().max(130), z.array(rpcName).max(64)),
     stats: stats.refine((s) => Object.keys(s).length <= 4096, 'too many stats keys'),
     paused: z.boolean(),
     caps: capabilitiesSchema.optional(),

@@ -18,7 +18,7 @@ import {
   parseManifest,
   verifyFile,
 } from './manifest';
-import { chooseVariant, type Qos } from './scheduler';
+import { chooseVariant, type Decision, type Qos } from './scheduler';
 import { LatencyStats } from './stats';
 import { checkSpec, type Tensor, toTensor } from './tensor';
 
@@ -83,10 +83,14 @@ const maxDepth = 16;
  * @example const node = createRuntime(platform); await node.refresh();
  *          const { value } = await node.call('digits', 'classify', { width, height, pixels });
  */
-export function createRuntime(
-  platform: Platform,
-  options: { id?: string; logicWorkers?: number } = {},
-) {
+export interface RuntimeOptions {
+  id?: string;
+  logicWorkers?: number;
+  /** Model files larger than this are not run on this node (default: no limit). */
+  maxModelBytes?: number;
+}
+
+export function createRuntime(platform: Platform, options: RuntimeOptions = {}) {
   return new Runtime(platform, options);
 }
 
@@ -103,11 +107,15 @@ export class Runtime {
   private readonly models = new Map<string, Promise<BackendName>>();
   private backendList: Promise<BackendInfo[]> | undefined;
 
+  /** Larger model files are not run here (a device with little memory). */
+  readonly maxModelBytes: number;
+
   constructor(
     private readonly platform: Platform,
-    private readonly options: { id?: string; logicWorkers?: number },
+    private readonly options: RuntimeOptions,
   ) {
     this.id = options.id ?? crypto.randomUUID();
+    this.maxModelBytes = options.maxModelBytes ?? Number.POSITIVE_INFINITY;
   }
 
   /** Fetches the app list and every manifest. A manifest that fails verification is skipped and reported. */
@@ -256,16 +264,7 @@ export class Runtime {
     let variant = rpc || opts.pin?.[service] || '';
     let reason: string | undefined;
     if (!variant) {
-      const candidates = Object.entries(svc.variants).map(([id, v]) => {
-        const seen = this.stats.get(`${m.name}/${service}/${id}@${backend}`);
-        const measured = seen !== undefined && seen.count >= 3;
-        return {
-          rpc: id,
-          accuracy: v.accuracy,
-          estimateMs: measured ? seen.p50 : v.latencyMs,
-          measured,
-        };
-      });
+      const candidates = this.candidates(m, service, svc, backend);
       const decision = chooseVariant(service, candidates, qos);
       variant = decision.rpc;
       reason = decision.reason;
@@ -302,6 +301,65 @@ export class Runtime {
       ...(reason ? { reason } : {}),
     });
     return { value: { outputs: reply.value.outputs }, service, rpc: variant };
+  }
+
+  /** The variants of a model service this node can hold, with its latency estimate for each. */
+  private candidates(m: Manifest, service: string, svc: ModelService, backend: BackendName) {
+    return Object.entries(svc.variants)
+      .filter(([, v]) => m.files[v.file]!.size <= this.maxModelBytes)
+      .map(([id, v]) => {
+        const seen = this.stats.get(`${m.name}/${service}/${id}@${backend}`);
+        const measured = seen !== undefined && seen.count >= 3;
+        return {
+          rpc: id,
+          accuracy: v.accuracy,
+          estimateMs: measured ? seen.p50 : v.latencyMs,
+          measured,
+        };
+      });
+  }
+
+  /** Model variants this node can run, per app and model service (`app/service` → rpcs). */
+  runnable(): Record<string, string[]> {
+    const out: Record<string, string[]> = {};
+    for (const m of this.manifests.values()) {
+      for (const [name, svc] of Object.entries(m.services)) {
+        if (svc.kind !== 'model') continue;
+        out[`${m.name}/${name}`] = Object.entries(svc.variants)
+          .filter(([, v]) => m.files[v.file]!.size <= this.maxModelBytes)
+          .map(([id]) => id);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Whether this node can serve `service` within `qos`, and how: the local-first check before
+   * a request is sent elsewhere. A Logic is judged by the model service it calls (if it calls one).
+   * Throws QosError when it cannot.
+   */
+  async plan(app: string, service: string, qos: Qos = {}): Promise<Decision> {
+    const m = this.manifest(app);
+    const svc = m.services[service];
+    if (!svc) throw new NotFoundError(`app "${app}" has no service "${service}"`);
+    const backend = (await this.backends())[0]?.name ?? 'wasm';
+    const model =
+      svc.kind === 'model'
+        ? ([service, svc] as const)
+        : (Object.entries(m.services).find(([, s]) => s.kind === 'model') as
+            | [string, ModelService]
+            | undefined);
+    const logicMs =
+      svc.kind === 'logic'
+        ? (this.stats.get(`${app}/${service}/${svc.rpcs[0]}@logic`)?.p50 ?? 0)
+        : 0;
+    if (!model) return { rpc: '', estimateMs: logicMs, reason: 'a Logic that calls no model' };
+    const [name, ms] = model;
+    const d = chooseVariant(name, this.candidates(m, name, ms, backend), {
+      ...qos,
+      ...(qos.latencyMs !== undefined ? { latencyMs: qos.latencyMs - logicMs } : {}),
+    });
+    return { ...d, estimateMs: d.estimateMs + logicMs };
   }
 
   /** Loads a variant on the model runner once; answers its runner key. */

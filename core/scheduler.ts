@@ -32,6 +32,9 @@ export function chooseVariant(
   candidates: VariantCandidate[],
   qos: Qos = {},
 ): Decision {
+  if (candidates.length === 0) {
+    throw new QosError('accuracy', undefined, `no variant of "${service}" can run on this node`);
+  }
   const accurate = candidates.filter(
     (c) => qos.accuracy === undefined || c.accuracy >= qos.accuracy,
   );

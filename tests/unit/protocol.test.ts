@@ -28,6 +28,7 @@ describe('frames', () => {
         t: 'heartbeat',
         load: { queue: 2, maxConcurrency: 1 },
         apps: ['digits'],
+        models: { 'digits/model': ['small', 'large'] },
         stats: { 'digits/model/small@wasm': { count: 3, p50: 0.2 } },
         paused: false,
       },
