@@ -10,14 +10,60 @@ declare class TextDecoder {
   decode(input?: ArrayBufferView | ArrayBuffer): string;
 }
 
+interface CryptoKey {
+  readonly type: 'public' | 'private' | 'secret';
+  readonly extractable: boolean;
+  readonly algorithm: { name: string };
+  readonly usages: string[];
+}
+interface CryptoKeyPair {
+  publicKey: CryptoKey;
+  privateKey: CryptoKey;
+}
+type BufferSourceLike = ArrayBufferView | ArrayBuffer;
+/** WebCrypto algorithm parameters (ECDSA, ECDH, HKDF, AES-GCM...), loosely typed. */
+type AlgorithmLike = string | { name: string; [param: string]: unknown };
+type KeyFormatLike = 'raw' | 'spki' | 'pkcs8' | 'jwk';
+
 declare const crypto: {
   getRandomValues<T extends ArrayBufferView>(array: T): T;
   randomUUID(): string;
   readonly subtle: {
     digest(
       algorithm: 'SHA-256' | 'SHA-384' | 'SHA-512',
-      data: ArrayBufferView | ArrayBuffer,
+      data: BufferSourceLike,
     ): Promise<ArrayBuffer>;
+    generateKey(
+      algorithm: AlgorithmLike,
+      extractable: boolean,
+      usages: string[],
+    ): Promise<CryptoKeyPair | CryptoKey>;
+    importKey(
+      format: KeyFormatLike,
+      keyData: BufferSourceLike | object,
+      algorithm: AlgorithmLike,
+      extractable: boolean,
+      usages: string[],
+    ): Promise<CryptoKey>;
+    exportKey(format: 'raw' | 'spki' | 'pkcs8', key: CryptoKey): Promise<ArrayBuffer>;
+    exportKey(format: 'jwk', key: CryptoKey): Promise<object>;
+    sign(algorithm: AlgorithmLike, key: CryptoKey, data: BufferSourceLike): Promise<ArrayBuffer>;
+    verify(
+      algorithm: AlgorithmLike,
+      key: CryptoKey,
+      signature: BufferSourceLike,
+      data: BufferSourceLike,
+    ): Promise<boolean>;
+    encrypt(algorithm: AlgorithmLike, key: CryptoKey, data: BufferSourceLike): Promise<ArrayBuffer>;
+    decrypt(algorithm: AlgorithmLike, key: CryptoKey, data: BufferSourceLike): Promise<ArrayBuffer>;
+    deriveBits(algorithm: AlgorithmLike, baseKey: CryptoKey, length: number): Promise<ArrayBuffer>;
+    deriveKey(
+      algorithm: AlgorithmLike,
+      baseKey: CryptoKey,
+      derivedKeyType: AlgorithmLike,
+      extractable: boolean,
+      usages: string[],
+    ): Promise<CryptoKey>;
   };
 };
 

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { type DecodeLimits, decode, defaultLimits, encode } from './codec';
-import { BrumeError } from './errors';
+import { BrumeError, QosError, reviveError, serializeError } from './errors';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -59,6 +59,21 @@ export const capabilitiesSchema = z.object({
   agent: z.string().max(256).optional(),
 });
 
+/** Model variants to use, by model service: the relay's choice travels with the call. */
+const pin = z.record(name, rpcName).optional();
+const trace = z
+  .array(
+    z.object({
+      service: name,
+      rpc: rpcName,
+      kind: z.enum(['logic', 'model']),
+      ms: z.number().nonnegative(),
+      backend: backend.optional(),
+    }),
+  )
+  .max(64)
+  .optional();
+
 const stats = z.record(
   z.string().max(256),
   z.object({ count: z.number().int().nonnegative(), p50: z.number().nonnegative() }),
@@ -94,6 +109,8 @@ export const toRelay = z.discriminatedUnion('t', [
     app: name,
     service: name,
     qos: qosSchema,
+    /** A Logic's rpc ('' or absent: its first). */
+    rpc: rpcName.optional(),
     exclude: z.array(nodeId).max(64).optional(),
   }),
   z.object({
@@ -105,6 +122,7 @@ export const toRelay = z.discriminatedUnion('t', [
     rpc: rpcName,
     input: z.unknown(),
     qos: qosSchema,
+    pin,
   }),
   z.object({
     t: z.literal('result'),
@@ -112,6 +130,7 @@ export const toRelay = z.discriminatedUnion('t', [
     value: z.unknown(),
     rpc: rpcName,
     ms: z.number().nonnegative(),
+    trace,
   }),
   z.object({ t: z.literal('error'), id, error }),
 ]);
@@ -130,6 +149,8 @@ export const toNode = z.discriminatedUnion('t', [
     role,
     trusted: z.boolean(),
     heartbeatMs: z.number().int().positive(),
+    /** Lets this node register its id with the relay's PeerJS server (and no one else). */
+    peerToken: z.string().max(64),
     parent: nodeId.optional(),
   }),
   z.object({ t: z.literal('ping'), ts: z.number() }),
@@ -137,7 +158,10 @@ export const toNode = z.discriminatedUnion('t', [
     t: z.literal('decision'),
     id,
     node: nodeId,
+    /** The rpc to call, the model variants to use, and the variant that decided accuracy. */
     rpc: rpcName,
+    pin,
+    variant: rpcName,
     estimateMs: z.number().nonnegative(),
     reason: z.string().max(1024),
   }),
@@ -150,6 +174,7 @@ export const toNode = z.discriminatedUnion('t', [
     rpc: rpcName,
     input: z.unknown(),
     qos: qosSchema,
+    pin,
   }),
   z.object({
     t: z.literal('result'),
@@ -158,6 +183,7 @@ export const toNode = z.discriminatedUnion('t', [
     rpc: rpcName,
     ms: z.number().nonnegative(),
     node: nodeId,
+    trace,
   }),
   z.object({ t: z.literal('error'), id: id.optional(), error }),
 ]);
@@ -172,6 +198,7 @@ export const peerFrame = z.discriminatedUnion('t', [
     rpc: rpcName,
     input: z.unknown(),
     qos: qosSchema,
+    pin,
   }),
   z.object({
     t: z.literal('result'),
@@ -179,6 +206,7 @@ export const peerFrame = z.discriminatedUnion('t', [
     value: z.unknown(),
     rpc: rpcName,
     ms: z.number().nonnegative(),
+    trace,
   }),
   z.object({ t: z.literal('error'), id, error }),
   z.object({
@@ -274,4 +302,23 @@ export class Reassembler {
   clear(): void {
     this.parts.clear();
   }
+}
+
+/** An error as it travels: code and message, plus which QoS constraint failed and the best figure. */
+export function toWireError(e: unknown): WireError {
+  const { code, message } = serializeError(e);
+  const out: WireError = { code, message: message.slice(0, 4096) };
+  if (e instanceof QosError) {
+    out.constraint = e.constraint;
+    if (e.best !== undefined) out.best = e.best;
+  }
+  return out;
+}
+
+export function fromWireError(e: WireError): BrumeError {
+  if (e.code !== 'E_QOS') return reviveError(e);
+  const constraint = (['latencyMs', 'accuracy', 'privacy'] as const).find(
+    (c) => c === e.constraint,
+  );
+  return new QosError(constraint ?? 'latencyMs', e.best, e.message);
 }

@@ -6,6 +6,7 @@ import {
   LogicFault,
   LogicLoadError,
   NotFoundError,
+  QosError,
   reviveError,
 } from './errors';
 import { createLogicPool, type LogicPool, type WorkerHandle } from './exec/logic-pool';
@@ -109,6 +110,17 @@ export class Runtime {
 
   /** Larger model files are not run here (a device with little memory). */
   readonly maxModelBytes: number;
+  /**
+   * Where a Logic's calls go when this node cannot meet their QoS (the fabric sets it); without
+   * it every call runs here.
+   */
+  remote?: (
+    app: string,
+    service: string,
+    rpc: string,
+    input: unknown,
+    qos: Qos,
+  ) => Promise<{ value: unknown; rpc: string; trace: TraceEntry[] }>;
 
   constructor(
     private readonly platform: Platform,
@@ -139,6 +151,12 @@ export class Runtime {
     if (old && old.version === manifest.version) return;
     this.manifests.set(manifest.name, manifest);
     if (old) this.unloadPools(manifest.name);
+  }
+
+  /** Fetches and installs `app` when this node does not know it yet (deployed after start). */
+  async ensure(app: string): Promise<void> {
+    if (!this.manifests.has(app))
+      this.install(parseManifest(await this.platform.source.manifest(app)));
   }
 
   apps(): Manifest[] {
@@ -228,8 +246,21 @@ export class Runtime {
         );
       }
       const pool = await this.pool(m, service, svc);
-      const dispatch = (s: string, r: string, payload: unknown) =>
-        this.run(
+      const dispatch = async (s: string, r: string, payload: unknown) => {
+        // A call this node cannot serve within the QoS goes where the fabric places it,
+        // unless the caller pinned its variant here.
+        if (this.remote && !opts.pin?.[s]) {
+          const away = await this.plan(app, s, qos, r).then(
+            () => false,
+            (e: unknown) => e instanceof QosError,
+          );
+          if (away) {
+            const out = await this.remote(app, s, r, payload, qos);
+            trace.push(...out.trace);
+            return { value: out.value, service: s, rpc: out.rpc };
+          }
+        }
+        return this.run(
           app,
           s,
           r,
@@ -239,6 +270,7 @@ export class Runtime {
           trace,
           depth + 1,
         );
+      };
       const value = await invokeLogic(pool.step, chosen, input, dispatch);
       const ms = performance.now() - t0;
       this.stats.record(`${app}/${service}/${chosen}@logic`, ms);
@@ -338,7 +370,7 @@ export class Runtime {
    * a request is sent elsewhere. A Logic is judged by the model service it calls (if it calls one).
    * Throws QosError when it cannot.
    */
-  async plan(app: string, service: string, qos: Qos = {}): Promise<Decision> {
+  async plan(app: string, service: string, qos: Qos = {}, rpc?: string): Promise<Decision> {
     const m = this.manifest(app);
     const svc = m.services[service];
     if (!svc) throw new NotFoundError(`app "${app}" has no service "${service}"`);
@@ -351,9 +383,18 @@ export class Runtime {
             | undefined);
     const logicMs =
       svc.kind === 'logic'
-        ? (this.stats.get(`${app}/${service}/${svc.rpcs[0]}@logic`)?.p50 ?? 0)
+        ? (this.stats.get(`${app}/${service}/${rpc || svc.rpcs[0]}@logic`)?.p50 ?? 0)
         : 0;
-    if (!model) return { rpc: '', estimateMs: logicMs, reason: 'a Logic that calls no model' };
+    if (!model) {
+      if (qos.latencyMs !== undefined && logicMs > qos.latencyMs) {
+        throw new QosError(
+          'latencyMs',
+          logicMs,
+          `${app}/${service} takes ~${logicMs.toFixed(1)} ms here, over the ${qos.latencyMs} ms budget`,
+        );
+      }
+      return { rpc: '', estimateMs: logicMs, reason: 'a Logic that calls no model' };
+    }
     const [name, ms] = model;
     const d = chooseVariant(name, this.candidates(m, name, ms, backend), {
       ...qos,

@@ -23,6 +23,7 @@ Commands:
   start                 run a relay: serves the web app and the app API
   pack <dir>            pack <dir>/brume.json and the files it names into a .brume bundle
   deploy <file.brume>   upload a bundle to a relay
+  trust [<publicKey>]   list the fog/cloud trust list, or add (or --revoke) a node's public key
 
 start:
   --port <n>            port (env BRUME_PORT, default 8787; 0 picks a free one)
@@ -31,12 +32,21 @@ start:
   --web <dir>           the built web app (default dist/web)
   --apps <dir>          .brume files deployed when the store has no app yet (default dist/apps)
   --max-bundle-mib <n>  largest bundle a deploy may upload (default 256)
+  --origin <url>        also let pages from this origin open node sockets (repeatable;
+                        env BRUME_ORIGINS, comma-separated); the relay's own is always allowed
+  --no-cloud            do not run the relay's own cloud node (onnxruntime-node)
 
 pack:
   --out <file>          where to write (default <dir>/<name>-<version>.brume)
 
-deploy:
+deploy, trust:
   --relay <url>         the relay (env BRUME_RELAY, default http://127.0.0.1:8787)
+
+trust:
+  --label <text>        a note kept with the key (e.g. "lab desktop")
+  --revoke              remove the key instead
+  --token <token>       the admin token (env BRUME_ADMIN_TOKEN; default: read from --data)
+  --data <dir>          the relay's storage directory, to read its token (default .brume)
 
   -h, --help            this text
   -v, --version         the Brume version
@@ -57,9 +67,18 @@ const commands: Record<string, Options> = {
     web: { type: 'string' },
     apps: { type: 'string' },
     'max-bundle-mib': { type: 'string' },
+    origin: { type: 'string', multiple: true },
+    'no-cloud': { type: 'boolean' },
   },
   pack: { out: { type: 'string' } },
   deploy: { relay: { type: 'string' } },
+  trust: {
+    relay: { type: 'string' },
+    label: { type: 'string' },
+    revoke: { type: 'boolean' },
+    token: { type: 'string' },
+    data: { type: 'string' },
+  },
 };
 
 /** A mistake in how the command was called: exit code 2 and a pointer to --help. */
@@ -104,6 +123,11 @@ async function main(argv: string[]): Promise<number> {
         web: flag('web') ? resolve(flag('web')!) : join(packageRoot, 'dist/web'),
         apps: flag('apps') ? resolve(flag('apps')!) : join(packageRoot, 'dist/apps'),
         bodyLimit: integer('--max-bundle-mib', flag('max-bundle-mib') ?? '256', 1, 4096) * 2 ** 20,
+        origins: [
+          ...((values.origin as string[] | undefined) ?? []),
+          ...(process.env.BRUME_ORIGINS?.split(',').filter(Boolean) ?? []),
+        ].map(origin),
+        cloud: !values['no-cloud'],
       });
     }
     case 'pack': {
@@ -121,6 +145,19 @@ async function main(argv: string[]): Promise<number> {
       if (!file || extra.length) throw new UsageError('deploy takes one file: brume deploy <file>');
       return deploy(file, flag('relay') ?? process.env.BRUME_RELAY ?? 'http://127.0.0.1:8787');
     }
+    case 'trust': {
+      const [key, ...extra] = positionals;
+      if (extra.length) throw new UsageError('trust takes at most one public key');
+      if (values.revoke && !key) throw new UsageError('--revoke needs the public key to remove');
+      const data = resolve(flag('data') ?? process.env.BRUME_DATA ?? '.brume');
+      const token =
+        flag('token') ??
+        process.env.BRUME_ADMIN_TOKEN ??
+        (await readFile(join(data, 'admin-token'), 'utf8').catch(() => '')).trim();
+      if (!token) throw new UsageError(`no admin token: pass --token, or --data <the relay's dir>`);
+      const relayUrl = flag('relay') ?? process.env.BRUME_RELAY ?? 'http://127.0.0.1:8787';
+      return trust(relayUrl, token, key, flag('label') ?? '', Boolean(values.revoke));
+    }
   }
   return 0;
 }
@@ -132,6 +169,8 @@ interface StartOptions {
   web: string;
   apps: string;
   bodyLimit: number;
+  origins: string[];
+  cloud: boolean;
 }
 
 async function start(o: StartOptions): Promise<number> {
@@ -146,8 +185,11 @@ async function start(o: StartOptions): Promise<number> {
     webRoot: o.web,
     appsToSeed: seeds,
     bodyLimit: o.bodyLimit,
+    origins: o.origins,
+    cloudNode: o.cloud,
   });
   console.log(`Brume relay listening on ${relay.url} — open it in a browser to join`);
+  console.log(`admin token: ${relay.admin.token} (also in ${join(o.data, 'admin-token')})`);
   console.log(`data: ${relay.store.location}`);
 
   return new Promise<number>((done) => {
@@ -200,6 +242,59 @@ async function deploy(file: string, relayUrl: string): Promise<number> {
   const what = res.status === 201 ? 'deployed' : 'already deployed, made current:';
   console.log(`${what} ${reply.name}@${reply.version} to ${relayUrl}`);
   return 0;
+}
+
+async function trust(
+  relayUrl: string,
+  token: string,
+  key: string | undefined,
+  label: string,
+  revoke: boolean,
+): Promise<number> {
+  const headers = { authorization: `Bearer ${token}` };
+  const url = new URL(
+    key && revoke ? `/api/trust/${encodeURIComponent(key)}` : '/api/trust',
+    relayUrl,
+  );
+  let res: Response;
+  try {
+    if (!key) res = await fetch(url, { headers });
+    else if (revoke) res = await fetch(url, { method: 'DELETE', headers });
+    else
+      res = await fetch(url, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/json' },
+        body: JSON.stringify({ publicKey: key, label }),
+      });
+  } catch (e) {
+    const why = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+    console.error(`cannot reach the relay at ${relayUrl} (${why}): is it running? (brume start)`);
+    return 1;
+  }
+  const body = (await res.json().catch(() => ({}))) as {
+    error?: { code: string; message: string };
+    nodeId?: string;
+  } & { publicKey: string; label: string }[];
+  if (!res.ok) {
+    console.error(
+      `trust refused (${res.status} ${body.error?.code ?? ''}): ${body.error?.message ?? res.statusText}`,
+    );
+    return 1;
+  }
+  if (!key) {
+    if (body.length === 0) console.log('the trust list is empty');
+    for (const e of body) console.log(`${e.publicKey}${e.label ? `  ${e.label}` : ''}`);
+  } else if (revoke) console.log(`revoked ${key.slice(0, 16)}…`);
+  else console.log(`trusted node ${body.nodeId} (${key.slice(0, 16)}…)`);
+  return 0;
+}
+
+function origin(text: string): string {
+  try {
+    return new URL(text).origin;
+  } catch {
+    throw new UsageError(`--origin must be a URL like http://localhost:5173, got "${text}"`);
+  }
 }
 
 function integer(name: string, text: string, min: number, max: number): number {

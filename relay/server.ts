@@ -19,9 +19,12 @@ import {
   InputError,
   InternalError,
   NotFoundError,
-  serializeError,
 } from '../core/errors';
 import { type Manifest, manifestSha256, type Service, unpackBundle } from '../core/manifest';
+import { type Admin, loadAdmin } from './admin';
+import { startCloudNode } from './cloud-node';
+import { errorBody, mountFabric } from './fabric-http';
+import { createHub, type Hub } from './hub';
 import { createStore, type Store } from './store';
 
 export interface RelayLogger {
@@ -47,6 +50,16 @@ export interface RelayOptions {
   bodyLimit?: number;
   /** Where relay events go; default the console. */
   logger?: RelayLogger;
+  /** Page origins allowed to open node sockets, besides the relay's own. */
+  origins?: string[];
+  /** Node heartbeat period; a node silent for 3 periods is evicted. Default 2000 ms. */
+  heartbeatMs?: number;
+  /** Frames per second one node socket may send (burst: twice that). Default 500. */
+  frameRate?: number;
+  /** Largest frame a node socket may send, in bytes. Default 16 MiB. */
+  maxFrameBytes?: number;
+  /** Run a `cloud` node in this process (onnxruntime-node); default true. */
+  cloudNode?: boolean;
 }
 
 export interface DeployResult {
@@ -62,6 +75,10 @@ export interface Relay {
   readonly url: string;
   readonly port: number;
   readonly store: Store;
+  /** The WebSocket hub: connected nodes, scheduling decisions, events. */
+  readonly hub: Hub;
+  /** The admin token and the fog trust list. */
+  readonly admin: Admin;
   /** Verifies and stores a bundle, as `POST /api/apps` does. */
   deploy(bundle: Uint8Array): Promise<DeployResult>;
   /** Stops listening and waits for requests in flight; idempotent. */
@@ -104,7 +121,9 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const log = options.logger ?? consoleLogger;
   const bodyLimit = options.bodyLimit ?? 256 * MiB;
   const webRoot = resolve(options.webRoot ?? 'dist/web');
-  const store = options.store ?? (await createStore(options.dataDir ?? '.brume'));
+  const dataDir = options.dataDir ?? '.brume';
+  const store = options.store ?? (await createStore(dataDir));
+  const admin = await loadAdmin(dataDir);
   const relayVersion = packageVersion();
 
   // Deploys one at a time, so two uploads of one version cannot both pass the conflict check.
@@ -136,7 +155,23 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     return { name, version, manifestSha256: sha, created: !existing };
   }
 
-  const app = Fastify({ logger: false, return503OnClosing: true });
+  // Public keys (base64url SPKI, 124 characters) travel in paths: DELETE /api/trust/:publicKey.
+  const app = Fastify({ logger: false, return503OnClosing: true, maxParamLength: 512 });
+  // Known once listening: the relay's own origins are always allowed to open sockets.
+  const allowedOrigins = new Set(options.origins ?? []);
+  // Keys of the nodes this process runs itself (its cloud node).
+  const ownKeys = new Set<string>();
+  const hub = createHub({
+    relayId: crypto.randomUUID(),
+    manifest: (name) => store.apps.current(name),
+    trusted: (key) => admin.trusted(key) || ownKeys.has(key),
+    origins: (origin) => allowedOrigins.has(origin),
+    log,
+    ...(options.heartbeatMs !== undefined && { heartbeatMs: options.heartbeatMs }),
+    ...(options.frameRate !== undefined && { frameRate: options.frameRate }),
+    ...(options.maxFrameBytes !== undefined && { maxFrameBytes: options.maxFrameBytes }),
+  });
+  mountFabric(app, { hub, admin, log, origins: (origin) => allowedOrigins.has(origin) });
 
   app.addHook('onSend', async (_req, reply, payload) => {
     reply.headers(ISOLATION_HEADERS);
@@ -277,14 +312,31 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   }
   const address = app.server.address() as AddressInfo;
   const url = `http://${urlHost(address.address)}:${address.port}`;
+  allowedOrigins.add(url);
+  if (urlHost(address.address) === '127.0.0.1' || urlHost(address.address) === 'localhost') {
+    allowedOrigins.add(`http://localhost:${address.port}`).add(`http://127.0.0.1:${address.port}`);
+  }
+
+  const cloud =
+    options.cloudNode === false
+      ? undefined
+      : await startCloudNode(
+          url,
+          (key) => ownKeys.add(key),
+          (l) => log.warn(`cloud node: ${l}`),
+        );
 
   let closing: Promise<void> | undefined;
   return {
     url,
     port: address.port,
     store,
+    hub,
+    admin,
     deploy,
     close() {
+      cloud?.close();
+      hub.close();
       closing ??= app.close();
       return closing;
     },
@@ -321,14 +373,16 @@ function statusFor(code: string): number {
       return 404;
     case 'E_CONFLICT':
       return 409;
+    case 'E_QOS':
+      return 422;
+    case 'E_UNAVAILABLE':
+    case 'E_DISCONNECTED':
+      return 503;
+    case 'E_TIMEOUT':
+      return 504;
     default:
       return 500;
   }
-}
-
-function errorBody(e: unknown): { code: string; message: string } {
-  const { code, message } = serializeError(e);
-  return { code, message };
 }
 
 async function summarize(manifest: Manifest): Promise<AppSummary> {

@@ -49,7 +49,12 @@ export function hostileApp(): Promise<Bundle> {
           rpcs: ['run'],
           limits: { timeoutMs: 5000, memoryMiB: 4 },
         },
-        echo: { kind: 'logic', file: 'echo.wasm', rpcs: ['echo', 'fail', 'trap'] },
+        echo: {
+          kind: 'logic',
+          file: 'echo.wasm',
+          rpcs: ['echo', 'fail', 'trap', 'spin'],
+          limits: { timeoutMs: 20_000, memoryMiB: 16 },
+        },
       },
     },
     {

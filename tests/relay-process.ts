@@ -1,11 +1,14 @@
 // The relay as a real child process, for browser tests and benchmarks.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export interface RelayProcess {
   url: string;
+  /** The admin token it printed. */
+  token: string;
   child: ChildProcess;
   dataDir: string;
   /** Everything the relay printed, for failure messages. */
@@ -15,11 +18,12 @@ export interface RelayProcess {
 
 /** Starts `relay/cli.ts start` as a real process on a free port with a fresh data directory. */
 export async function startRelay(
-  dataDir = mkdtempSync(join(tmpdir(), 'brume-e2e-')),
+  options: { dataDir?: string; args?: string[] } = {},
 ): Promise<RelayProcess> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'brume-e2e-'));
   const child = spawn(
     'node_modules/.bin/tsx',
-    ['relay/cli.ts', 'start', '--port', '0', '--data', dataDir],
+    ['relay/cli.ts', 'start', '--port', '0', '--data', dataDir, ...(options.args ?? [])],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
     },
@@ -27,19 +31,20 @@ export async function startRelay(
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
-  const url = await new Promise<string>((resolve, reject) => {
+  const [url, token] = await new Promise<[string, string]>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`relay did not start:\n${out}`)), 30_000);
     child.stdout!.on('data', () => {
-      const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(out);
+      const m = /listening on (http:\/\/[\d.]+:\d+)[\s\S]*admin token: (\S+)/.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve(m[1]!);
+        resolve([m[1]!, m[2]!]);
       }
     });
     child.on('exit', (code) => reject(new Error(`relay exited with ${code}:\n${out}`)));
   });
   return {
     url,
+    token,
     child,
     dataDir,
     output: () => out,
@@ -59,4 +64,51 @@ export async function deploy(relayUrl: string, bundle: Uint8Array): Promise<Resp
     headers: { 'content-type': 'application/vnd.brume.bundle' },
     body: Buffer.from(bundle),
   });
+}
+
+/**
+ * A TCP proxy in front of the relay: pages opened through it can be cut off from the relay (every
+ * open socket destroyed, new ones refused) and healed, as a network failure would.
+ */
+export async function startProxy(): Promise<{
+  url: string;
+  /** Where connections go (set before the first one). */
+  target: string;
+  cut(): void;
+  heal(): void;
+  close(): Promise<void>;
+}> {
+  const sockets = new Set<Socket>();
+  let open = true;
+  const server = createServer((client) => {
+    if (!open) return client.destroy();
+    const { port, hostname } = new URL(proxy.target);
+    const upstream = connect(Number(port), hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {});
+    }
+    client.pipe(upstream).pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const proxy = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    target: '',
+    cut() {
+      open = false;
+      for (const s of sockets) s.destroy();
+    },
+    heal() {
+      open = true;
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+  return proxy;
 }

@@ -1,6 +1,13 @@
-import type { CallOptions, CallResult, NodeDescription, Runtime } from '../core/runtime';
+import { connectFabric, type Fabric, type FabricCallResult, type SocketLike } from '../core/fabric';
+import type { Role } from '../core/protocol';
+import type { CallOptions, NodeDescription, Runtime } from '../core/runtime';
 import { createRuntime } from '../core/runtime';
 import type { Qos } from '../core/scheduler';
+import { httpAppSource } from '../core/sources';
+import { cachedAppSource, type DownloadProgress } from './cache';
+import { tabCapabilities } from './capabilities';
+import { tabIdentity } from './identity';
+import { peerLinks } from './peers';
 import { browserPlatform } from './platform';
 
 declare global {
@@ -11,46 +18,87 @@ declare global {
 
 /** The page-facing API, as `window.brume`. */
 export interface BrumeApi {
-  /** Resolves once the node knows the deployed apps. */
+  /** Resolves once the node knows the deployed apps (from the relay, or its cache when cut off). */
   ready: Promise<void>;
-  /** Runs `service` of `app` and answers its result. */
+  /** Runs `service` of `app` wherever the fabric best meets `qos`, and answers its result. */
   call(app: string, service: string, input: unknown, qos?: Qos): Promise<unknown>;
-  /** Like call, with the variant, latency and trace of every service that ran. */
+  /** Like call, with the node, path, variant, latency and trace of every service that ran. */
   invoke(
     app: string,
     service: string,
     input: unknown,
     qos?: Qos,
     opts?: CallOptions,
-  ): Promise<CallResult>;
+  ): Promise<FabricCallResult>;
   describe(): Promise<NodeDescription>;
-  /** The node's runtime, for tests and benchmarks. */
+  /** The node's runtime and fabric link, for the page, tests and benchmarks. */
   node: Runtime;
+  fabric: Promise<Fabric>;
+}
+
+export interface BrumeConfig {
+  /** The relay's origin; default this page's. */
+  relay?: string;
+  role?: Exclude<Role, 'cloud'>;
+  /** Model files larger than this are not run here (a small device). */
+  maxModelBytes?: number;
+  onProgress?: (p: DownloadProgress) => void;
+}
+
+/** The config a page URL asks for: `?role=fog`, `?maxModelMiB=0.5`. */
+export function configFromUrl(search: string): BrumeConfig {
+  const q = new URLSearchParams(search);
+  const config: BrumeConfig = {};
+  const role = q.get('role');
+  if (role === 'fog' || role === 'dew') config.role = role;
+  const mib = Number(q.get('maxModelMiB'));
+  if (q.has('maxModelMiB') && mib > 0) config.maxModelBytes = mib * 2 ** 20;
+  return config;
 }
 
 /**
- * Boots this tab as a Brume node against `relay` (default: this page's origin).
- * @example const brume = startBrume(); await brume.ready;
- *          await brume.call('digits', 'classify', { width, height, pixels });
+ * Boots this tab as a Brume node: its runtime (workers, cached apps) and its link to the fabric.
+ * @example const brume = startBrume(configFromUrl(location.search)); await brume.ready;
+ *          await brume.call('digits', 'classify', { width, height, pixels }, { accuracy: 0.96 });
  */
-export function startBrume(relay: string = location.origin): BrumeApi {
-  const node = createRuntime(browserPlatform(relay), {
+export function startBrume(config: BrumeConfig = {}): BrumeApi {
+  const relay = new URL(config.relay ?? location.origin);
+  const platform = browserPlatform(relay.origin);
+  platform.source = cachedAppSource(
+    httpAppSource(relay.origin, (u) => fetch(u)),
+    config.onProgress,
+  );
+  const node = createRuntime(platform, {
     logicWorkers: Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1)),
+    ...(config.maxModelBytes !== undefined && { maxModelBytes: config.maxModelBytes }),
   });
   const ready = node.refresh().then(({ failed }) => {
     for (const f of failed) console.warn(`[brume] app ${f.app} not loaded: ${f.error.message}`);
   });
+  const fabric = tabIdentity().then((identity) => {
+    const ws = new URL('/ws', relay);
+    ws.protocol = relay.protocol === 'https:' ? 'wss:' : 'ws:';
+    return connectFabric({
+      url: ws.toString(),
+      socket: (u) => new WebSocket(u) as unknown as SocketLike,
+      identity,
+      role: config.role ?? 'dew',
+      runtime: node,
+      capabilities: () => tabCapabilities(node),
+      links: peerLinks(relay, { log: (l) => console.warn(`[brume] ${l}`) }),
+      log: (l) => console.warn(`[brume] ${l}`),
+    });
+  });
+  const invoke: BrumeApi['invoke'] = async (app, service, input, qos, opts) => {
+    await ready;
+    return (await fabric).call(app, service, input, qos, opts);
+  };
   return {
     ready,
     node,
-    async call(app, service, input, qos) {
-      await ready;
-      return (await node.call(app, service, input, qos)).value;
-    },
-    async invoke(app, service, input, qos, opts) {
-      await ready;
-      return node.call(app, service, input, qos, opts);
-    },
+    fabric,
+    invoke,
+    call: async (app, service, input, qos) => (await invoke(app, service, input, qos)).value,
     describe: () => node.describe(),
   };
 }

@@ -1,17 +1,37 @@
 // The join page: boots this tab as a node, shows its status, and runs the digits demo.
 import type { Qos } from '../core/scheduler';
-import { startBrume } from './brume';
-
-const brume = startBrume();
-window.brume = brume;
+import { configFromUrl, startBrume } from './brume';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+
+const brume = startBrume({
+  ...configFromUrl(location.search),
+  onProgress: ({ sha256, received, total }) => {
+    const of = total ? ` of ${(total / 2 ** 20).toFixed(1)} MiB` : '';
+    $('node-download').textContent =
+      received >= total && total
+        ? 'done'
+        : `${sha256.slice(0, 8)}: ${(received / 2 ** 20).toFixed(1)} MiB${of}`;
+  },
+});
+window.brume = brume;
+
+void brume.fabric.then((fabric) => {
+  const show = () => {
+    $('node-fabric').textContent = fabric.status;
+    $('node-id').textContent = fabric.nodeId.slice(0, 8);
+    $('node-role').textContent = `${fabric.role}${fabric.trusted ? ' (trusted)' : ''}`;
+    $('node-served').textContent = `${fabric.served} requests for others`;
+  };
+  fabric.onStatus(show);
+  show();
+  setInterval(show, 1000);
+});
 
 brume.ready
   .then(async () => {
     const d = await brume.describe();
     $('node-state').textContent = 'ready';
-    $('node-id').textContent = d.id.slice(0, 8);
     $('node-backends').textContent = d.backends.map((b) => `${b.name} (${b.detail})`).join(', ');
     $('node-apps').textContent =
       d.apps.map((a) => `${a.name}@${a.version}`).join(', ') || 'none deployed';
@@ -87,7 +107,8 @@ async function classify(): Promise<void> {
     const v = r.value as { digit: number; confidence: number; variant: string };
     const model = r.trace.find((t) => t.kind === 'model');
     $('digit').textContent = String(v.digit);
-    detail.textContent = `confidence ${(v.confidence * 100).toFixed(1)}% · variant ${v.variant} on ${model?.backend ?? '?'} · ${r.ms.toFixed(1)} ms`;
+    const where = r.via === 'local' ? 'this tab' : `${r.node.slice(0, 8)} via ${r.via}`;
+    detail.textContent = `confidence ${(v.confidence * 100).toFixed(1)}% · variant ${v.variant} on ${model?.backend ?? '?'} · ${where} · ${r.ms.toFixed(1)} ms`;
   } catch (e) {
     detail.textContent = (e as Error).message;
     detail.classList.add('error');

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InputError } from '../../core/errors';
+import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import { unpackBundle } from '../../core/manifest';
 import { createRelay, type Relay } from '../../relay/server';
 import { packApp } from '../../scripts/pack-apps';
@@ -82,14 +83,29 @@ describe('brume start', () => {
       child.once('exit', (code) => resolve(code)),
     );
     try {
-      const [, url, dataLine] = await waitForLine(
+      const [, url, token, dataLine] = await waitForLine(
         child,
-        /^Brume relay listening on (http:\/\/127\.0\.0\.1:\d+) — open it in a browser to join\n(.*)\n/m,
+        /^Brume relay listening on (http:\/\/127\.0\.0\.1:\d+) — open it in a browser to join\nadmin token: (\S+) .*\n(.*)\n/m,
       );
       expect(dataLine).toBe(`data: ${data}`);
+      expect((await readFile(join(data, 'admin-token'), 'utf8')).trim()).toBe(token);
       const health = await (await fetch(`${url}/api/health`)).json();
       expect(health).toMatchObject({ ok: true });
       expect(url).not.toMatch(/:0$/);
+
+      // brume trust: adds, lists and revokes a key, reading the token from the data dir.
+      const fog = await loadOrCreateIdentity(memoryKeyStore(), 'fog');
+      const relayArgs = ['--relay', url!, '--data', data];
+      const added = await brume(['trust', fog.publicKey, '--label', 'lab', ...relayArgs]);
+      expect(added.stdout).toContain(`trusted node ${fog.id}`);
+      expect((await brume(['trust', ...relayArgs])).stdout).toContain(`${fog.publicKey}  lab`);
+      const wrong = await brume(['trust', '--relay', url!, '--token', 'nope']);
+      expect(wrong.code).toBe(1);
+      expect(wrong.stderr).toMatch(/401 E_AUTH/);
+      const junk = await brume(['trust', 'not-a-key', ...relayArgs]);
+      expect(junk.stderr).toMatch(/400 E_INPUT.*P-256/);
+      expect((await brume(['trust', fog.publicKey, '--revoke', ...relayArgs])).code).toBe(0);
+      expect((await brume(['trust', ...relayArgs])).stdout).toContain('the trust list is empty');
     } finally {
       child.kill('SIGTERM');
     }

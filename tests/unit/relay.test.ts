@@ -69,7 +69,14 @@ describe('relay', () => {
     await mkdir(join(webRoot, 'assets'), { recursive: true });
     await writeFile(join(webRoot, 'index.html'), '<!doctype html><title>Brume</title>');
     await writeFile(join(webRoot, 'assets', 'ort.wasm'), new Uint8Array([0, 97, 115, 109]));
-    relay = await createRelay({ host: '127.0.0.1', port: 0, dataDir, webRoot, logger: silent });
+    relay = await createRelay({
+      host: '127.0.0.1',
+      port: 0,
+      dataDir,
+      webRoot,
+      logger: silent,
+      cloudNode: false,
+    });
     v1 = await bundle(draft('1.0.0'));
   });
 
@@ -241,7 +248,7 @@ describe('relay', () => {
 
   it('keeps apps across a restart with the same dataDir, on disk as documented', async () => {
     await relay.close();
-    relay = await createRelay({ port: 0, dataDir, webRoot, logger: silent });
+    relay = await createRelay({ port: 0, dataDir, webRoot, logger: silent, cloudNode: false });
     const list = await (await get('/api/apps')).json();
     expect(list.map((a: { name: string; version: string }) => `${a.name}@${a.version}`)).toEqual([
       'echo@1.1.0',
@@ -281,7 +288,14 @@ describe('relay start-up', () => {
     const lines: string[] = [];
     const logger: RelayLogger = { info: (m) => lines.push(m), warn() {}, error() {} };
     const dataDir = join(dir, 'data');
-    const relay = await createRelay({ port: 0, dataDir, webRoot: dir, appsToSeed: [seed], logger });
+    const relay = await createRelay({
+      port: 0,
+      dataDir,
+      webRoot: dir,
+      appsToSeed: [seed],
+      logger,
+      cloudNode: false,
+    });
     const list = await (await fetch(`${relay.url}/api/apps`)).json();
     expect(list[0]).toMatchObject({ name: 'echo', version: '3.0.0' });
     expect(lines).toEqual([`seeded echo@3.0.0 from ${seed}`]);
@@ -290,7 +304,14 @@ describe('relay start-up', () => {
     // The store has apps now: seeds are not deployed over them.
     await writeFile(seed, (await bundle(draft('4.0.0'))).bytes);
     lines.length = 0;
-    const again = await createRelay({ port: 0, dataDir, webRoot: dir, appsToSeed: [seed], logger });
+    const again = await createRelay({
+      port: 0,
+      dataDir,
+      webRoot: dir,
+      appsToSeed: [seed],
+      logger,
+      cloudNode: false,
+    });
     expect((await (await fetch(`${again.url}/api/apps/echo`)).json()).version).toBe('3.0.0');
     expect(lines).toEqual([]);
     await again.close();

@@ -1,0 +1,446 @@
+/**
+ * A node's link to the fabric: joins the relay by challenge–response, reports load by heartbeat,
+ * serves calls the relay forwards, and routes its own calls local-first: it runs a request itself
+ * when its own statistics say it meets the QoS, asks the relay otherwise (a QoS miss, not only an
+ * error), and serves itself with the best variant it can run when it is cut off.
+ * @example const fabric = connectFabric({ url: 'ws://127.0.0.1:8787/ws', socket: (u) => new WebSocket(u),
+ *            identity, role: 'dew', runtime, capabilities });
+ *          const r = await fabric.call('digits', 'classify', input, { accuracy: 0.96 });
+ */
+import { BrumeError, QosError, reviveError, TimeoutError } from './errors';
+import { type Identity, signJoin } from './identity';
+import {
+  type Capabilities,
+  decodeFrame,
+  encodeFrame,
+  fromWireError,
+  type PeerFrame,
+  PROTOCOL_VERSION,
+  type Role,
+  type ToNode,
+  type ToRelay,
+  toWireError as wireError,
+} from './protocol';
+import type { CallOptions, CallResult, Runtime, TraceEntry } from './runtime';
+import type { Qos } from './scheduler';
+
+/** The part of WebSocket (browser or `ws`) the fabric uses. */
+export interface SocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+
+type PeerCall = Extract<PeerFrame, { t: 'call' }>;
+type PeerResult = Extract<PeerFrame, { t: 'result' }>;
+
+/**
+ * Direct node-to-node channels (WebRTC data channels in a tab). `call` rejects with E_NO_LINK when
+ * no channel can be opened (the caller then goes through the relay) and with E_DISCONNECTED when
+ * the channel drops before the answer (the caller places the request again elsewhere).
+ */
+export interface PeerLinks {
+  /** Registers this node with the signalling server after each join. */
+  start(nodeId: string, peerToken: string, serve: (call: PeerCall) => Promise<PeerResult>): void;
+  call(node: string, call: PeerCall): Promise<PeerResult>;
+  close(): void;
+}
+
+export type FabricStatus = 'connecting' | 'joined' | 'offline' | 'closed';
+
+export interface FabricOptions {
+  /** The relay's WebSocket endpoint, e.g. ws://127.0.0.1:8787/ws */
+  url: string;
+  socket: (url: string) => SocketLike;
+  identity: Identity;
+  role: Role;
+  runtime: Runtime;
+  capabilities: () => Promise<Capabilities>;
+  /** Direct channels to other nodes; without them every remote call goes through the relay. */
+  links?: PeerLinks;
+  /** Requests this node runs at once for others. */
+  maxConcurrency?: number;
+  /** Time a request to the relay may take. */
+  requestTimeoutMs?: number;
+  backoff?: { initialMs: number; maxMs: number };
+  log?: (line: string) => void;
+}
+
+export interface FabricCallResult extends CallResult {
+  /** The node that ran it, and how the request got there. */
+  node: string;
+  via: 'local' | 'peer' | 'relay';
+  reason: string;
+}
+
+interface Pending {
+  resolve(frame: ToNode): void;
+  reject(e: BrumeError): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+export function connectFabric(options: FabricOptions): Fabric {
+  return new Fabric(options);
+}
+
+export class Fabric {
+  status: FabricStatus = 'connecting';
+  nodeId: string;
+  trusted = false;
+  /** The user paused contributing: this node serves only itself. */
+  paused = false;
+  /** Requests served for other nodes. */
+  served = 0;
+  readonly role: Role;
+  private socket: SocketLike | undefined;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private running = 0;
+  private heartbeat: ReturnType<typeof setTimeout> | undefined;
+  private retry: ReturnType<typeof setTimeout> | undefined;
+  private attempt = 0;
+  private readonly listeners = new Set<(s: FabricStatus) => void>();
+
+  constructor(private readonly options: FabricOptions) {
+    this.nodeId = options.identity.id;
+    this.role = options.role;
+    // A Logic's calls are scheduled like any other request: a request can hop across nodes.
+    options.runtime.remote = (app, service, rpc, input, qos) =>
+      this.call(app, service, input, qos, rpc ? { rpc } : {});
+    this.connect();
+  }
+
+  get publicKey(): string {
+    return this.options.identity.publicKey;
+  }
+
+  /** Requests this node is running for others right now. */
+  get busy(): number {
+    return this.running;
+  }
+
+  /** Calls `listener` on every status change; answers a function that unsubscribes. */
+  onStatus(listener: (s: FabricStatus) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Resolves when joined (or rejects after `timeoutMs`). */
+  whenJoined(timeoutMs = 10_000): Promise<void> {
+    if (this.status === 'joined') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        off();
+        reject(new TimeoutError(`not joined to ${this.options.url} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const off = this.onStatus((s) => {
+        if (s !== 'joined') return;
+        clearTimeout(timer);
+        off();
+        resolve();
+      });
+    });
+  }
+
+  /** Runs `service` of `app` wherever the QoS is best met. */
+  async call(
+    app: string,
+    service: string,
+    input: unknown,
+    qos: Qos = {},
+    opts: CallOptions = {},
+  ): Promise<FabricCallResult> {
+    if (qos.privacy === 'device' || qos.privacy === this.nodeId) {
+      return this.local(app, service, input, qos, opts, 'privacy keeps it on this device');
+    }
+    if (qos.privacy === this.options.identity.publicKey) {
+      return this.local(app, service, input, qos, opts, "privacy names this node's key");
+    }
+    if (qos.privacy === undefined) {
+      try {
+        await this.options.runtime.ensure(app);
+        const d = await this.options.runtime.plan(app, service, qos, opts.rpc);
+        return await this.local(app, service, input, qos, opts, `served locally: ${d.reason}`);
+      } catch (e) {
+        if (!(e instanceof QosError)) throw e;
+        if (this.status !== 'joined') {
+          // Cut off: the best this node can do beats no answer.
+          const why = `offline, best local variant (wanted: ${e.message})`;
+          return this.local(app, service, input, {}, opts, why);
+        }
+      }
+    } else if (this.status !== 'joined') {
+      throw new QosError(
+        'privacy',
+        undefined,
+        `privacy ${qos.privacy} needs the fabric, and this node is offline`,
+      );
+    }
+    return this.remote(app, service, input, qos, opts.rpc ?? '', []);
+  }
+
+  private async local(
+    app: string,
+    service: string,
+    input: unknown,
+    qos: Qos,
+    opts: CallOptions,
+    reason: string,
+  ): Promise<FabricCallResult> {
+    const r = await this.options.runtime.call(app, service, input, qos, opts);
+    return { ...r, node: this.nodeId, via: 'local', reason };
+  }
+
+  /** Asks the relay where to run, then goes there: a data channel if one opens, the relay if not. */
+  private async remote(
+    app: string,
+    service: string,
+    input: unknown,
+    qos: Qos,
+    rpc: string,
+    exclude: string[],
+  ): Promise<FabricCallResult> {
+    const d = await this.request({ t: 'schedule', id: 0, app, service, qos, rpc, exclude });
+    if (d.t !== 'decision') throw new BrumeError('E_PROTOCOL', `expected a decision, got ${d.t}`);
+    const pin = d.pin;
+    const opts: CallOptions = { ...(d.rpc ? { rpc: d.rpc } : {}), ...(pin ? { pin } : {}) };
+    if (d.node === this.nodeId) return this.local(app, service, input, qos, opts, d.reason);
+    const frame = { app, service, rpc: d.rpc, input, qos, ...(pin ? { pin } : {}) };
+    const t0 = performance.now();
+    const links = this.options.links;
+    if (links) {
+      try {
+        const r = await links.call(d.node, { t: 'call', id: 0, ...frame });
+        return this.answer(r, d.node, 'peer', d.reason, t0);
+      } catch (e) {
+        const err = reviveError(e);
+        if (err.code === 'E_DISCONNECTED' && exclude.length < 3) {
+          // The node went away mid-call: place it again without that node. Whatever it might
+          // still send for this attempt has nowhere to go.
+          this.options.log?.(`${d.node.slice(0, 8)} lost mid-call; placing again`);
+          return this.remote(app, service, input, qos, rpc, [...exclude, d.node]);
+        }
+        if (err.code !== 'E_NO_LINK') throw err;
+        this.options.log?.(
+          `no data channel to ${d.node.slice(0, 8)} (${err.message}); via the relay`,
+        );
+      }
+    }
+    const reply = await this.request({ t: 'call', id: 0, to: d.node, ...frame });
+    if (reply.t !== 'result')
+      throw new BrumeError('E_PROTOCOL', `expected a result, got ${reply.t}`);
+    return this.answer(reply, reply.node, 'relay', d.reason, t0);
+  }
+
+  private answer(
+    r: { value: unknown; rpc: string; trace?: TraceEntry[] | undefined },
+    node: string,
+    via: 'peer' | 'relay',
+    reason: string,
+    t0: number,
+  ): FabricCallResult {
+    const ms = performance.now() - t0;
+    return { value: r.value, rpc: r.rpc, ms, trace: r.trace ?? [], node, via, reason };
+  }
+
+  /** Runs a call another node sent (through the relay or a data channel) and answers it. */
+  async serveCall(msg: {
+    app: string;
+    service: string;
+    rpc: string;
+    input: unknown;
+    qos: Qos;
+    pin?: Record<string, string> | undefined;
+  }): Promise<{ value: unknown; rpc: string; ms: number; trace: TraceEntry[] }> {
+    if (this.paused) throw new BrumeError('E_UNAVAILABLE', 'this node is paused');
+    const p = msg.qos.privacy;
+    // The relay placed it here, but privacy is checked where the data lands too.
+    if (p !== undefined && p !== this.nodeId && p !== this.options.identity.publicKey) {
+      throw new QosError('privacy', undefined, `privacy ${p} does not allow this node`);
+    }
+    this.running++;
+    try {
+      await this.options.runtime.ensure(msg.app);
+      const opts: CallOptions = {
+        ...(msg.rpc ? { rpc: msg.rpc } : {}),
+        ...(msg.pin ? { pin: msg.pin } : {}),
+      };
+      const r = await this.options.runtime.call(msg.app, msg.service, msg.input, msg.qos, opts);
+      this.served++;
+      const trace = r.trace.map(({ service, rpc, kind, ms, backend }) => ({
+        service,
+        rpc,
+        kind,
+        ms,
+        ...(backend ? { backend } : {}),
+      }));
+      return { value: r.value, rpc: r.rpc, ms: r.ms, trace };
+    } finally {
+      this.running--;
+    }
+  }
+
+  close(): void {
+    this.setStatus('closed');
+    clearTimeout(this.retry);
+    clearTimeout(this.heartbeat);
+    this.socket?.close(1000, 'node closing');
+    this.options.links?.close();
+    this.failPending(new BrumeError('E_CLOSED', 'the fabric link was closed'));
+  }
+
+  private setStatus(s: FabricStatus): void {
+    if (this.status === s || this.status === 'closed') return;
+    this.status = s;
+    for (const l of this.listeners) l(s);
+  }
+
+  private connect(): void {
+    if (this.status === 'closed') return;
+    this.setStatus(this.attempt === 0 ? 'connecting' : 'offline');
+    const ws = this.options.socket(this.options.url);
+    this.socket = ws;
+    ws.binaryType = 'arraybuffer';
+    ws.onmessage = (ev) => {
+      let msg: ToNode;
+      try {
+        msg = decodeFrame(new Uint8Array(ev.data as ArrayBuffer), 'toNode');
+      } catch (e) {
+        this.options.log?.(`relay sent a bad frame: ${(e as Error).message}`);
+        ws.close(1008, 'bad frame');
+        return;
+      }
+      void this.onFrame(ws, msg).catch((e: unknown) =>
+        this.options.log?.(`fabric: ${(e as Error).message}`),
+      );
+    };
+    ws.onclose = (ev) => {
+      if (this.socket !== ws) return;
+      clearTimeout(this.heartbeat);
+      this.failPending(
+        new BrumeError(
+          'E_DISCONNECTED',
+          `lost the relay (${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`,
+        ),
+      );
+      if (this.status === 'closed') return;
+      this.setStatus('offline');
+      const { initialMs, maxMs } = this.options.backoff ?? { initialMs: 250, maxMs: 10_000 };
+      const delay = Math.min(maxMs, initialMs * 2 ** this.attempt++) * (0.75 + Math.random() / 2);
+      this.retry = setTimeout(() => this.connect(), delay);
+    };
+    ws.onerror = () => {};
+  }
+
+  private send(ws: SocketLike, frame: ToRelay): void {
+    if (ws.readyState === 1) ws.send(encodeFrame(frame));
+  }
+
+  private async onFrame(ws: SocketLike, msg: ToNode): Promise<void> {
+    switch (msg.t) {
+      case 'challenge': {
+        const { identity, role } = this.options;
+        const caps = await this.options.capabilities();
+        this.send(ws, {
+          t: 'hello',
+          v: PROTOCOL_VERSION,
+          role,
+          publicKey: identity.publicKey,
+          caps,
+        });
+        const signature = await signJoin(identity, msg.nonce, msg.relayId, role);
+        this.send(ws, { t: 'join', nonce: msg.nonce, signature });
+        return;
+      }
+      case 'welcome':
+        this.nodeId = msg.nodeId;
+        this.trusted = msg.trusted;
+        this.attempt = 0;
+        this.options.links?.start(msg.nodeId, msg.peerToken, async (call) => ({
+          ...(await this.serveCall(call)),
+          t: 'result',
+          id: call.id,
+        }));
+        this.setStatus('joined');
+        this.beat(ws, msg.heartbeatMs, true);
+        return;
+      case 'ping':
+        this.send(ws, { t: 'pong', ts: msg.ts });
+        return;
+      case 'call':
+        return this.serve(ws, msg);
+      default: {
+        const id = msg.id;
+        const p = id === undefined ? undefined : this.pending.get(id);
+        if (!p) {
+          if (msg.t === 'error') this.options.log?.(`relay: ${msg.error.message}`);
+          return;
+        }
+        this.pending.delete(id!);
+        clearTimeout(p.timer);
+        if (msg.t === 'error') {
+          p.reject(fromWireError(msg.error));
+        } else p.resolve(msg);
+      }
+    }
+  }
+
+  private async serve(ws: SocketLike, msg: Extract<ToNode, { t: 'call' }>): Promise<void> {
+    try {
+      const r = await this.serveCall(msg);
+      this.send(ws, { t: 'result', id: msg.id, ...r });
+    } catch (e) {
+      this.send(ws, { t: 'error', id: msg.id, error: wireError(e) });
+    }
+  }
+
+  private beat(ws: SocketLike, everyMs: number, withCaps = false): void {
+    void (async () => {
+      const rt = this.options.runtime;
+      const stats: Record<string, { count: number; p50: number }> = {};
+      for (const [k, v] of Object.entries(rt.stats.all()))
+        stats[k] = { count: v.count, p50: v.p50 };
+      this.send(ws, {
+        t: 'heartbeat',
+        load: { queue: this.running, maxConcurrency: this.options.maxConcurrency ?? 1 },
+        apps: rt.apps().map((m) => m.name),
+        models: rt.runnable(),
+        stats,
+        paused: this.paused,
+        ...(withCaps ? { caps: await this.options.capabilities() } : {}),
+      });
+    })();
+    this.heartbeat = setTimeout(() => this.beat(ws, everyMs), everyMs);
+  }
+
+  /** One request to the relay: an id, a timeout, and a rejection if the link drops. */
+  private request(frame: Extract<ToRelay, { t: 'schedule' | 'call' }>): Promise<ToNode> {
+    const ws = this.socket;
+    if (!ws || this.status !== 'joined') {
+      return Promise.reject(new BrumeError('E_DISCONNECTED', 'not connected to the relay'));
+    }
+    const id = this.nextId++;
+    const timeoutMs = this.options.requestTimeoutMs ?? 60_000;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new TimeoutError(`the relay did not answer "${frame.t}" within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.send(ws, { ...frame, id });
+    });
+  }
+
+  private failPending(e: BrumeError): void {
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(e);
+    }
+    this.pending.clear();
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * The relay's own executor: a `cloud` node in this process, joined to the hub over a real socket
+ * like any other node, running Logics in worker threads and Models on onnxruntime-node. HTTP
+ * callers get answers with no tab open, and tabs can offload to it.
+ * @example const cloud = await startCloudNode(relay.url, (key) => ownKeys.add(key));
+ */
+import os from 'node:os';
+import { WebSocket } from 'ws';
+import { connectFabric, type Fabric, type SocketLike } from '../core/fabric';
+import { loadOrCreateIdentity, memoryKeyStore } from '../core/identity';
+import { createRuntime } from '../core/runtime';
+import { httpAppSource } from '../core/sources';
+import { nodePlatform } from './platform';
+
+export async function startCloudNode(
+  relayUrl: string,
+  vouch: (publicKey: string) => void,
+  log: (line: string) => void,
+): Promise<Fabric> {
+  const identity = await loadOrCreateIdentity(memoryKeyStore(), 'cloud');
+  vouch(identity.publicKey);
+  const threads = Math.max(1, Math.min(4, os.availableParallelism() - 1));
+  const runtime = createRuntime(nodePlatform(httpAppSource(relayUrl, fetch), { threads }), {
+    id: identity.id,
+    logicWorkers: threads,
+  });
+  await runtime.refresh();
+  const url = new URL('/ws', relayUrl);
+  url.protocol = 'ws:';
+  const fabric = connectFabric({
+    url: url.toString(),
+    socket: (u) => new WebSocket(u) as unknown as SocketLike,
+    identity,
+    role: 'cloud',
+    runtime,
+    maxConcurrency: threads,
+    capabilities: async () => ({
+      backends: [{ name: 'cpu', detail: `onnxruntime-node, ${threads} threads` }],
+      cores: os.availableParallelism(),
+      memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+      agent: `node ${process.version}`,
+    }),
+    log,
+  });
+  await fabric.whenJoined();
+  return fabric;
+}

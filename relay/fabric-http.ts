@@ -1,0 +1,149 @@
+/**
+ * The fabric's HTTP and upgrade surface on the relay's one port: the node WebSocket (`/ws`), the
+ * PeerJS signalling socket (`/peerjs/peerjs`), calls for HTTP clients, and the admin API (nodes,
+ * decisions, events, trust) behind the admin token.
+ * @example mountFabric(app, { hub, admin, origins: (o) => o === relayUrl });
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ExpressPeerServer } from 'peer';
+import { WebSocketServer } from 'ws';
+import { decode, encode } from '../core/codec';
+import { BrumeError, InputError, QosError, serializeError } from '../core/errors';
+import { nodeIdOf } from '../core/identity';
+import { frameLimits, qosSchema } from '../core/protocol';
+import type { Admin } from './admin';
+import type { Hub } from './hub';
+
+export const MSGPACK_TYPES = ['application/msgpack', 'application/vnd.msgpack'];
+
+export interface FabricHttpOptions {
+  hub: Hub;
+  admin: Admin;
+  origins(origin: string): boolean;
+  log: { warn(m: string): void };
+}
+
+export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): void {
+  const { hub, admin } = o;
+
+  // PeerJS signalling, on a socket server this file routes upgrades to (see upgrade below). The
+  // peer package starts its server when its express app is mounted; nodes never use its HTTP
+  // routes (they register under their own id), so it is mounted on a bare stand-in parent.
+  let peerSockets: WebSocketServer | undefined;
+  ExpressPeerServer(app.server, {
+    key: 'brume',
+    allow_discovery: false,
+    createWebSocketServer: (options) => {
+      peerSockets = new WebSocketServer({ ...options, server: undefined, noServer: true });
+      return peerSockets;
+    },
+  }).emit('mount', { settings: {}, request: {}, response: {}, engines: {} });
+
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = new URL(req.url ?? '/', 'http://relay');
+    if (url.pathname === '/ws') return hub.upgrade(req, socket, head);
+    if (url.pathname === '/peerjs/peerjs' && peerSockets) {
+      // Only a node the hub admitted may register its own id: no one can take another's id.
+      const origin = req.headers.origin;
+      const id = url.searchParams.get('id') ?? '';
+      const token = url.searchParams.get('token') ?? '';
+      if ((origin !== undefined && !o.origins(origin)) || !hub.peerTokenOk(id, token)) {
+        o.log.warn(`peer signalling refused for "${id.slice(0, 32)}"`);
+        socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      const wss = peerSockets;
+      return wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    }
+    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+  });
+
+  app.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer' }, (_req, body, done) => {
+    try {
+      done(null, decode(body as Buffer, frameLimits));
+    } catch (e) {
+      done(new InputError(`the body is not valid MessagePack: ${(e as Error).message}`));
+    }
+  });
+
+  app.post<{ Params: { app: string; service: string } }>(
+    '/api/call/:app/:service',
+    async (req, reply) => {
+      const body = (req.body ?? {}) as { input?: unknown; qos?: unknown; rpc?: unknown };
+      if (typeof body !== 'object' || !('input' in body)) {
+        throw new InputError('send { input, qos? } as JSON or MessagePack');
+      }
+      const qos = qosSchema.safeParse(body.qos ?? {});
+      if (!qos.success) throw new InputError(`bad qos: ${qos.error.issues[0]?.message}`);
+      const rpc = typeof body.rpc === 'string' ? body.rpc : '';
+      const answer = await hub.call(req.params.app, req.params.service, body.input, qos.data, rpc);
+      return send(req, reply, 200, answer);
+    },
+  );
+
+  const guarded = { onRequest: [requireAdmin] };
+  app.get('/api/nodes', guarded, async () =>
+    hub.nodes().map((n) => ({ ...n, shortId: n.id.slice(0, 8) })),
+  );
+  app.get('/api/decisions', guarded, async () => hub.decisions());
+  app.get('/api/events', guarded, async () => hub.events());
+  app.get('/api/trust', guarded, async () => admin.trustList());
+  app.post<{ Body: { publicKey?: unknown; label?: unknown } }>(
+    '/api/trust',
+    guarded,
+    async (req, reply) => {
+      const { publicKey, label } = req.body ?? {};
+      if (typeof publicKey !== 'string') throw new InputError('send { publicKey, label? }');
+      const id = await nodeIdOf(publicKey); // refuses what is not a P-256 SPKI key
+      const entry = await admin.trust(publicKey, typeof label === 'string' ? label : '');
+      hub.retrust();
+      return reply.code(201).send({ ...entry, nodeId: id });
+    },
+  );
+  app.delete<{ Params: { publicKey: string } }>(
+    '/api/trust/:publicKey',
+    guarded,
+    async (req, reply) => {
+      const had = await admin.revoke(req.params.publicKey);
+      hub.retrust();
+      if (!had) throw new BrumeError('E_NOT_FOUND', 'that key is not on the trust list');
+      return reply.code(204).send();
+    },
+  );
+
+  async function requireAdmin(req: FastifyRequest, reply: FastifyReply) {
+    if (!admin.authorized(req.headers.authorization)) {
+      const message = 'admin API: send Authorization: Bearer <token> (printed by brume start)';
+      return reply.code(401).send({ error: { code: 'E_AUTH', message } });
+    }
+  }
+}
+
+/** Answers in MessagePack to a MessagePack request, JSON otherwise. */
+function send(req: FastifyRequest, reply: FastifyReply, status: number, body: unknown) {
+  const accept = `${req.headers.accept ?? ''} ${req.headers['content-type'] ?? ''}`;
+  if (MSGPACK_TYPES.some((t) => accept.includes(t))) {
+    const bytes = encode(body);
+    return reply
+      .code(status)
+      .type('application/msgpack')
+      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  }
+  return reply.code(status).send(body);
+}
+
+/** The `error` body of a QoS miss carries which constraint failed and the best figure. */
+export function errorBody(e: unknown): Record<string, unknown> {
+  const { code, message } = serializeError(e);
+  if (e instanceof QosError) {
+    return {
+      code,
+      message,
+      constraint: e.constraint,
+      ...(e.best !== undefined && { best: e.best }),
+    };
+  }
+  return { code, message };
+}

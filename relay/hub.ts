@@ -1,0 +1,550 @@
+/**
+ * The relay's WebSocket hub: nodes join by challenge–response, report load and statistics by
+ * heartbeat, ask for scheduling decisions, and reach each other through it when no data channel
+ * can be opened. A node that stops answering is evicted and its forwarded calls run elsewhere.
+ * @example const hub = createHub({ relayId, manifests, trust, log });
+ *          server.on('upgrade', (req, socket, head) => hub.upgrade(req, socket, head));
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { BrumeError, NotFoundError, TimeoutError } from '../core/errors';
+import { NonceBook, nodeIdOf, verifyJoin } from '../core/identity';
+import type { Manifest } from '../core/manifest';
+import { type NodeView, place } from '../core/placement';
+import {
+  type Capabilities,
+  decodeFrame,
+  encodeFrame,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  type Role,
+  type ToNode,
+  type ToRelay,
+  toWireError as wireError,
+} from '../core/protocol';
+import type { Qos } from '../core/scheduler';
+
+export interface HubOptions {
+  relayId: string;
+  /** The current manifest of an app, for variants and their figures. */
+  manifest(app: string): Promise<Manifest | undefined>;
+  /** Is this public key (base64url SPKI) on the trust list? */
+  trusted(publicKey: string): boolean;
+  /** Origins allowed to open a socket; requests with no Origin (non-browser nodes) are allowed. */
+  origins: (origin: string) => boolean;
+  maxFrameBytes?: number;
+  heartbeatMs?: number;
+  /** Silence after which a node is evicted; default 3 heartbeats. */
+  evictAfterMs?: number;
+  /** Frames per second a connection may send, with a burst of twice that. */
+  frameRate?: number;
+  /** How long a forwarded call may take before the caller is told. */
+  callTimeoutMs?: number;
+  log: { info(m: string): void; warn(m: string): void };
+}
+
+export interface NodeRecord extends NodeView {
+  caps: Capabilities;
+  joinedAt: number;
+  lastSeen: number;
+}
+
+export interface DecisionRecord {
+  at: number;
+  app: string;
+  service: string;
+  qos: Qos;
+  caller: string;
+  node?: string;
+  rpc?: string;
+  estimateMs?: number;
+  reason: string;
+  ok: boolean;
+}
+
+export interface HubEvent {
+  at: number;
+  kind: 'joined' | 'left' | 'evicted' | 'refused' | 'closed';
+  node?: string;
+  detail: string;
+}
+
+/** Where a request goes: the node, the rpc to call there and the model variants it must use. */
+export interface Route {
+  node: string;
+  rpc: string;
+  pin?: Record<string, string>;
+  /** The model variant that decided accuracy ('' when no model is involved). */
+  variant: string;
+  estimateMs: number;
+  reason: string;
+}
+
+export interface CallAnswer {
+  value: unknown;
+  rpc: string;
+  ms: number;
+  node: string;
+  trace?: Extract<ToNode, { t: 'result' }>['trace'];
+}
+
+interface Conn {
+  ws: WebSocket;
+  node?: NodeRecord;
+  nonce?: Uint8Array;
+  hello?: Extract<ToRelay, { t: 'hello' }>;
+  tokens: number;
+  refill: number;
+  pingAt?: number;
+}
+
+interface Forward {
+  /** Who asked: a connection and its call id, or an HTTP caller's promise. */
+  reply(answer: ({ ok: true } & CallAnswer) | { ok: false; error: BrumeError }): void;
+  app: string;
+  service: string;
+  rpc: string;
+  pin?: Record<string, string>;
+  input: unknown;
+  qos: Qos;
+  caller: string;
+  target: string;
+  tried: string[];
+  timer: ReturnType<typeof setTimeout>;
+}
+
+const closeCodes = { protocol: 1008, tooBig: 1009, policy: 1008, going: 1001 };
+
+export function createHub(options: HubOptions) {
+  const heartbeatMs = options.heartbeatMs ?? 2000;
+  const evictAfterMs = options.evictAfterMs ?? 3 * heartbeatMs;
+  const frameRate = options.frameRate ?? 500;
+  const callTimeoutMs = options.callTimeoutMs ?? 30_000;
+  const nonces = new NonceBook();
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: options.maxFrameBytes ?? 16 * 1024 * 1024,
+  });
+  const conns = new Set<Conn>();
+  const nodes = new Map<string, { record: NodeRecord; conn: Conn; peerToken: string }>();
+  const forwards = new Map<number, Forward>();
+  const decisions: DecisionRecord[] = [];
+  const events: HubEvent[] = [];
+  let nextId = 1;
+
+  const remember = <T>(list: T[], item: T, max = 1000) => {
+    list.push(item);
+    if (list.length > max) list.shift();
+  };
+  const event = (kind: HubEvent['kind'], detail: string, node?: string) => {
+    remember(events, { at: Date.now(), kind, detail, ...(node ? { node } : {}) });
+    (kind === 'refused' || kind === 'evicted' ? options.log.warn : options.log.info)(
+      `${kind}${node ? ` ${node.slice(0, 8)}` : ''}: ${detail}`,
+    );
+  };
+  const send = (conn: Conn, frame: ToNode) => {
+    if (conn.ws.readyState === conn.ws.OPEN) conn.ws.send(encodeFrame(frame));
+  };
+  const close = (conn: Conn, code: number, reason: string) => {
+    // A close reason is at most 123 bytes.
+    conn.ws.close(code, Buffer.from(reason).subarray(0, 123).toString());
+  };
+
+  // Liveness: ping for RTT; evict the silent.
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const { record, conn } of nodes.values()) {
+      if (now - record.lastSeen > evictAfterMs) {
+        event('evicted', `no heartbeat for ${now - record.lastSeen} ms`, record.id);
+        conn.ws.terminate();
+        drop(conn);
+      } else {
+        conn.pingAt = performance.now();
+        send(conn, { t: 'ping', ts: conn.pingAt });
+      }
+    }
+  }, heartbeatMs);
+  sweep.unref();
+
+  function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const origin = req.headers.origin;
+    if (origin !== undefined && !options.origins(origin)) {
+      event('refused', `socket from origin ${origin} is not allowed`);
+      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => accept(ws));
+  }
+
+  function accept(ws: WebSocket): void {
+    const conn: Conn = { ws, tokens: 2 * frameRate, refill: performance.now() };
+    conns.add(conn);
+    conn.nonce = nonces.issue();
+    send(conn, {
+      t: 'challenge',
+      v: PROTOCOL_VERSION,
+      nonce: conn.nonce,
+      relayId: options.relayId,
+    });
+    ws.on('message', (data, isBinary) => {
+      void onFrame(conn, data as Buffer, isBinary).catch((e: unknown) => {
+        const reason =
+          e instanceof BrumeError ? e.message : `internal error: ${(e as Error).message}`;
+        event('closed', reason, conn.node?.id);
+        close(conn, closeCodes.protocol, reason);
+      });
+    });
+    ws.on('error', (e) => {
+      // ws reports oversized frames here and closes with 1009.
+      event('closed', e.message, conn.node?.id);
+    });
+    ws.on('close', () => drop(conn));
+  }
+
+  function rateLimited(conn: Conn): boolean {
+    const now = performance.now();
+    conn.tokens = Math.min(2 * frameRate, conn.tokens + ((now - conn.refill) / 1000) * frameRate);
+    conn.refill = now;
+    if (conn.tokens < 1) return true;
+    conn.tokens--;
+    return false;
+  }
+
+  async function onFrame(conn: Conn, data: Buffer, isBinary: boolean): Promise<void> {
+    if (rateLimited(conn)) throw new ProtocolError(`more than ${frameRate} frames per second`);
+    if (!isBinary)
+      throw new ProtocolError('text frames are not part of the protocol: send MessagePack');
+    const msg = decodeFrame(
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      'toRelay',
+    );
+    if (conn.node) conn.node.lastSeen = Date.now();
+    if (!conn.node) return joining(conn, msg);
+    const node = conn.node;
+    switch (msg.t) {
+      case 'heartbeat':
+        node.queue = msg.load.queue;
+        node.maxConcurrency = msg.load.maxConcurrency;
+        node.apps = msg.apps;
+        node.models = msg.models;
+        node.stats = msg.stats;
+        node.paused = msg.paused;
+        if (msg.caps) {
+          node.caps = msg.caps;
+          node.backends = msg.caps.backends.map((b) => b.name);
+        }
+        return;
+      case 'pong':
+        if (conn.pingAt !== undefined && msg.ts === conn.pingAt)
+          node.rttMs = performance.now() - msg.ts;
+        return;
+      case 'schedule': {
+        try {
+          const r = await decide(msg.app, msg.service, msg.qos, node.id, msg.exclude, msg.rpc);
+          send(conn, { t: 'decision', id: msg.id, ...r });
+        } catch (e) {
+          send(conn, { t: 'error', id: msg.id, error: wireError(e) });
+        }
+        return;
+      }
+      case 'call':
+        forward(
+          {
+            app: msg.app,
+            service: msg.service,
+            rpc: msg.rpc,
+            ...(msg.pin ? { pin: msg.pin } : {}),
+            input: msg.input,
+            qos: msg.qos,
+            caller: node.id,
+            target: msg.to,
+          },
+          (r) => {
+            if (!r.ok) return send(conn, { t: 'error', id: msg.id, error: wireError(r.error) });
+            const { ok: _, ...answer } = r;
+            send(conn, { t: 'result', id: msg.id, ...answer });
+          },
+        );
+        return;
+      case 'result':
+      case 'error': {
+        const f = forwards.get(msg.id);
+        // A late answer from an attempt already moved elsewhere, or from a node not asked: dropped.
+        if (!f || f.target !== node.id) return;
+        forwards.delete(msg.id);
+        clearTimeout(f.timer);
+        if (msg.t === 'result') {
+          const { t: _, id: __, ...answer } = msg;
+          f.reply({ ok: true, ...answer, node: node.id });
+        } else f.reply({ ok: false, error: new BrumeError(msg.error.code, msg.error.message) });
+        return;
+      }
+      default:
+        throw new ProtocolError(`"${msg.t}" after joining`);
+    }
+  }
+
+  async function joining(conn: Conn, msg: ToRelay): Promise<void> {
+    if (msg.t === 'hello' && !conn.hello) {
+      if (msg.v !== PROTOCOL_VERSION) {
+        throw new ProtocolError(
+          `protocol version ${msg.v} is not supported (this relay speaks ${PROTOCOL_VERSION})`,
+        );
+      }
+      conn.hello = msg;
+      return;
+    }
+    if (msg.t !== 'join' || !conn.hello || !conn.nonce)
+      throw new ProtocolError('join first: send hello, then join');
+    const { hello } = conn;
+    const nonce = conn.nonce;
+    conn.nonce = undefined; // one attempt per connection
+    const sameNonce =
+      nonce.length === msg.nonce.length && nonce.every((b, i) => b === msg.nonce[i]);
+    const id = await nodeIdOf(hello.publicKey).catch(() => '');
+    const valid =
+      sameNonce &&
+      nonces.consume(msg.nonce) &&
+      id !== '' &&
+      (await verifyJoin(
+        hello.publicKey,
+        msg.nonce,
+        options.relayId,
+        id,
+        hello.role,
+        msg.signature,
+      ));
+    if (!valid) {
+      event(
+        'refused',
+        sameNonce
+          ? 'join signature does not verify'
+          : 'join answered a nonce this connection was not given',
+      );
+      throw new ProtocolError(
+        'join refused: the signature does not prove this key answered this challenge',
+      );
+    }
+    const vouched = options.trusted(hello.publicKey);
+    if (hello.role === 'cloud' && !vouched) {
+      event('refused', 'the cloud role needs a key on the trust list', id);
+      throw new ProtocolError('join refused: the cloud role is for keys on the relay trust list');
+    }
+    const previous = nodes.get(id);
+    if (previous) {
+      // The same key again (a reload): the newer connection wins.
+      close(previous.conn, closeCodes.policy, 'replaced by a newer connection of this node');
+      drop(previous.conn);
+    }
+    const record: NodeRecord = {
+      id,
+      role: hello.role as Role,
+      publicKey: hello.publicKey,
+      // A dew's key may be listed, but trust means something for fog and cloud only.
+      trusted: hello.role !== 'dew' && vouched,
+      online: true,
+      rttMs: 1,
+      backends: hello.caps.backends.map((b) => b.name),
+      queue: 0,
+      maxConcurrency: 1,
+      apps: [],
+      models: {},
+      stats: {},
+      paused: false,
+      caps: hello.caps,
+      joinedAt: Date.now(),
+      lastSeen: Date.now(),
+    };
+    conn.node = record;
+    const peerToken = crypto.randomUUID();
+    nodes.set(id, { record, conn, peerToken });
+    send(conn, {
+      t: 'welcome',
+      nodeId: id,
+      role: record.role,
+      trusted: record.trusted,
+      heartbeatMs,
+      peerToken,
+    });
+    event('joined', `${record.role}${record.trusted ? ' (trusted)' : ''}`, id);
+  }
+
+  function drop(conn: Conn): void {
+    if (!conns.delete(conn)) return;
+    const node = conn.node;
+    if (!node || nodes.get(node.id)?.conn !== conn) return;
+    nodes.delete(node.id);
+    event('left', 'connection closed', node.id);
+    // Work forwarded to it runs elsewhere; its late answers are dropped (forwards no longer match).
+    for (const [fid, f] of forwards) {
+      if (f.target !== node.id) continue;
+      forwards.delete(fid);
+      clearTimeout(f.timer);
+      forward({ ...f, tried: [...f.tried, node.id] }, f.reply, true);
+    }
+  }
+
+  /** Places a request: the node, the rpc to call there and the variants it must use. */
+  async function decide(
+    app: string,
+    service: string,
+    qos: Qos,
+    caller: string,
+    exclude: string[] = [],
+    rpc = '',
+  ): Promise<Route> {
+    const record: DecisionRecord = {
+      at: Date.now(),
+      app,
+      service,
+      qos,
+      caller,
+      reason: '',
+      ok: false,
+    };
+    try {
+      const manifest = await options.manifest(app);
+      const svc = manifest?.services[service];
+      if (!manifest || !svc)
+        throw new NotFoundError(`no service "${service}" in app "${app}" on this relay`);
+      // A Logic is judged by the model service it calls, as a node judges itself (Runtime.plan).
+      const modelService =
+        svc.kind === 'model'
+          ? service
+          : Object.entries(manifest.services).find(([, s]) => s.kind === 'model')?.[0];
+      const model = modelService ? manifest.services[modelService] : undefined;
+      const variants =
+        model?.kind === 'model'
+          ? Object.entries(model.variants).map(([id, v]) => ({
+              rpc: id,
+              accuracy: v.accuracy,
+              latencyMs: v.latencyMs,
+            }))
+          : [{ rpc: '', accuracy: 1, latencyMs: 1 }];
+      const logicRpc = svc.kind === 'logic' ? rpc || svc.rpcs[0]! : '';
+      const p = place(
+        [...nodes.values()].map((n) => n.record),
+        {
+          app,
+          service,
+          ...(svc.kind === 'logic'
+            ? { logic: { rpc: logicRpc, ...(modelService ? { modelService } : {}) } }
+            : {}),
+          variants,
+          qos,
+          caller,
+          exclude,
+        },
+      );
+      const route: Route = {
+        node: p.node,
+        rpc: svc.kind === 'model' ? p.rpc : logicRpc,
+        ...(svc.kind === 'logic' && modelService && p.rpc
+          ? { pin: { [modelService]: p.rpc } }
+          : {}),
+        variant: p.rpc,
+        estimateMs: p.estimateMs,
+        reason: p.reason,
+      };
+      Object.assign(record, {
+        node: p.node,
+        rpc: p.rpc,
+        estimateMs: p.estimateMs,
+        reason: p.reason,
+        ok: true,
+      });
+      return route;
+    } catch (e) {
+      record.reason = (e as Error).message;
+      throw e;
+    } finally {
+      remember(decisions, record);
+    }
+  }
+
+  /** Runs a call on `target` (or a placed node when it is ''), moving it if the node is lost. */
+  function forward(
+    call: Omit<Forward, 'reply' | 'timer' | 'tried'> & { tried?: string[] },
+    reply: Forward['reply'],
+    replace = false,
+  ): void {
+    const tried = call.tried ?? [];
+    void (async () => {
+      let routed = call;
+      if (replace || !call.target || !nodes.has(call.target)) {
+        if (tried.length >= 3)
+          throw new BrumeError('E_UNAVAILABLE', `gave up after ${tried.length} nodes were lost`);
+        const r = await decide(call.app, call.service, call.qos, call.caller, tried, call.rpc);
+        routed = { ...call, target: r.node, rpc: r.rpc, ...(r.pin ? { pin: r.pin } : {}) };
+      }
+      const { target } = routed;
+      const n = nodes.get(target)!;
+      const id = nextId++;
+      const timer = setTimeout(() => {
+        forwards.delete(id);
+        reply({
+          ok: false,
+          error: new TimeoutError(
+            `${target.slice(0, 8)} did not answer within ${callTimeoutMs} ms`,
+          ),
+        });
+      }, callTimeoutMs);
+      forwards.set(id, { ...routed, tried, reply, timer });
+      send(n.conn, {
+        t: 'call',
+        id,
+        from: call.caller,
+        app: call.app,
+        service: call.service,
+        rpc: routed.rpc,
+        ...(routed.pin ? { pin: routed.pin } : {}),
+        input: call.input,
+        qos: call.qos,
+      });
+    })().catch((e: unknown) =>
+      reply({
+        ok: false,
+        error: e instanceof BrumeError ? e : new BrumeError('E_INTERNAL', String(e)),
+      }),
+    );
+  }
+
+  return {
+    upgrade,
+    /** Nodes as the scheduler sees them. */
+    nodes: () => [...nodes.values()].map((n) => n.record),
+    decisions: () => [...decisions],
+    events: () => [...events],
+    decide,
+    /** A call from an HTTP client: placed here, run on a node, answered once. */
+    call(app: string, service: string, input: unknown, qos: Qos, rpc = '') {
+      return new Promise<CallAnswer>((resolve, reject) => {
+        forward({ app, service, rpc, input, qos, caller: '', target: '' }, (r) => {
+          if (!r.ok) return reject(r.error);
+          const { ok: _, ...answer } = r;
+          resolve(answer);
+        });
+      });
+    },
+    /** Whether `token` is what this relay gave node `id` for the PeerJS server. */
+    peerTokenOk(id: string, token: string): boolean {
+      const n = nodes.get(id);
+      return n !== undefined && token.length === n.peerToken.length && token === n.peerToken;
+    },
+    /** Re-reads trust for every connected node (after the trust list changed). */
+    retrust(): void {
+      for (const { record } of nodes.values()) {
+        if (record.role !== 'dew') record.trusted = options.trusted(record.publicKey);
+      }
+    },
+    close(): void {
+      clearInterval(sweep);
+      for (const conn of conns) close(conn, closeCodes.going, 'relay shutting down');
+      for (const f of forwards.values()) clearTimeout(f.timer);
+      wss.close();
+    },
+  };
+}
+
+export type Hub = ReturnType<typeof createHub>;

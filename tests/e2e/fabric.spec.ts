@@ -1,0 +1,290 @@
+// Several real tabs, each its own browser context (its own IndexedDB, so its own node key), on one
+// relay started without its cloud node, so every remote call lands on a tab.
+import { rmSync } from 'node:fs';
+import type { Browser, BrowserContext, Page } from '@playwright/test';
+import { testBundles } from '../apps';
+import { deploy, type RelayProcess, startProxy, startRelay } from '../relay-process';
+import { expect, test } from './fixtures';
+
+type Proxy = Awaited<ReturnType<typeof startProxy>>;
+let relay: RelayProcess;
+let proxy: Proxy;
+
+test.beforeAll(async () => {
+  // The proxy's port is known first, so the relay can let pages served through it connect.
+  proxy = await startProxy();
+  relay = await startRelay({ args: ['--no-cloud', '--origin', proxy.url] });
+  proxy.target = relay.url;
+  for (const b of await testBundles()) expect((await deploy(relay.url, b)).ok).toBe(true);
+});
+
+test.afterAll(async () => {
+  await proxy.close();
+  await relay.stop();
+  rmSync(relay.dataDir, { recursive: true, force: true });
+});
+
+const contexts: BrowserContext[] = [];
+test.afterEach(async () => {
+  for (const c of contexts.splice(0)) await c.close();
+});
+
+interface Tab {
+  page: Page;
+  id: string;
+  publicKey: string;
+}
+
+/** A tab joined to the fabric; `init` runs before the page's scripts (e.g. to break WebRTC). */
+async function tab(
+  browser: Browser,
+  query = '',
+  base = relay.url,
+  init?: () => void,
+): Promise<Tab> {
+  const context = await browser.newContext();
+  contexts.push(context);
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  if (init) await page.addInitScript(init);
+  await page.addInitScript(() => {
+    (globalThis as { __name?: unknown }).__name = (f: unknown) => f;
+  });
+  await page.goto(`${base}/${query}`);
+  const me = await page.evaluate(async () => {
+    await window.brume.ready;
+    const f = await window.brume.fabric;
+    await f.whenJoined(20_000);
+    return { id: f.nodeId, publicKey: f.publicKey };
+  });
+  expect(errors).toEqual([]);
+  return { page, ...me };
+}
+
+const digitInput = () => {
+  // A "7"-like stroke: enough for the model to answer; the tests check where it ran.
+  const pixels = new Uint8Array(100 * 90);
+  for (let x = 30; x < 70; x++) for (let y = 20; y < 26; y++) pixels[y * 100 + x] = 255;
+  for (let i = 0; i < 50; i++)
+    for (let w = 0; w < 6; w++) pixels[(25 + i) * 100 + 66 - i / 2 + w] = 255;
+  return { width: 100, height: 90, pixels: Array.from(pixels) };
+};
+
+/** Calls digits/classify in `t` with `qos`; answers where and how it ran (or the error). */
+function classify(t: Tab, qos: Record<string, unknown>) {
+  return t.page.evaluate(
+    async ({ input, qos }) => {
+      try {
+        const r = await window.brume.invoke(
+          'digits',
+          'classify',
+          { ...input, pixels: Uint8Array.from(input.pixels) },
+          qos,
+        );
+        const v = r.value as { digit: number; variant: string };
+        return {
+          ok: true as const,
+          node: r.node,
+          via: r.via,
+          variant: v.variant,
+          digit: v.digit,
+          reason: r.reason,
+        };
+      } catch (e) {
+        const err = e as { code?: string; constraint?: string; message: string };
+        return {
+          ok: false as const,
+          code: err.code,
+          constraint: err.constraint,
+          message: err.message,
+        };
+      }
+    },
+    { input: digitInput(), qos },
+  );
+}
+
+test('a dew that cannot meet the accuracy asked runs it on another tab, over a data channel', async ({
+  browser,
+}) => {
+  // 0.5 MiB: this dew can hold the small variant (0.1 MB) but not the large one (0.9 MB).
+  const small = await tab(browser, '?maxModelMiB=0.5');
+  const big = await tab(browser);
+  const local = await classify(small, {});
+  expect(local).toMatchObject({ ok: true, via: 'local', node: small.id, variant: 'small' });
+  const far = await classify(small, { accuracy: 0.96 });
+  expect(far).toMatchObject({ ok: true, via: 'peer', node: big.id, variant: 'large' });
+  expect(far.ok && far.digit).toBe(local.ok && local.digit);
+  const served = await big.page.evaluate(async () => (await window.brume.fabric).served);
+  expect(served).toBe(1);
+});
+
+test('with WebRTC broken, the same request goes through the relay', async ({ browser }) => {
+  const noRtc = () => {
+    // biome-ignore lint/suspicious/noExplicitAny: removing a browser global on purpose
+    delete (globalThis as any).RTCPeerConnection;
+  };
+  const small = await tab(browser, '?maxModelMiB=0.5', relay.url, noRtc);
+  const big = await tab(browser, '', relay.url, noRtc);
+  const far = await classify(small, { accuracy: 0.96 });
+  expect(far).toMatchObject({ ok: true, via: 'relay', node: big.id, variant: 'large' });
+});
+
+test('privacy pinned to a fog key runs only there, and device never leaves the tab', async ({
+  browser,
+}) => {
+  const dew = await tab(browser, '?maxModelMiB=0.5');
+  const other = await tab(browser);
+  const fog = await tab(browser, '?role=fog');
+  // Not on the trust list yet: refused, with the constraint named.
+  const refused = await classify(dew, { privacy: fog.publicKey });
+  expect(refused).toMatchObject({ ok: false, code: 'E_QOS', constraint: 'privacy' });
+  expect(refused.ok || refused.message).toMatch(/not trusted/);
+
+  const auth = { authorization: `Bearer ${relay.token}`, 'content-type': 'application/json' };
+  const wrong = await fetch(`${relay.url}/api/trust`, {
+    method: 'POST',
+    headers: { ...auth, authorization: 'Bearer nope' },
+    body: JSON.stringify({ publicKey: fog.publicKey }),
+  });
+  expect(wrong.status).toBe(401);
+  const trusted = await fetch(`${relay.url}/api/trust`, {
+    method: 'POST',
+    headers: auth,
+    body: JSON.stringify({ publicKey: fog.publicKey, label: 'test fog' }),
+  });
+  expect(trusted.status).toBe(201);
+  expect(((await trusted.json()) as { nodeId: string }).nodeId).toBe(fog.id);
+
+  for (let i = 0; i < 4; i++) {
+    const r = await classify(dew, { privacy: fog.publicKey, accuracy: 0.96 });
+    expect(r).toMatchObject({ ok: true, node: fog.id, variant: 'large' });
+  }
+  // By node id too; and the other dew never served any of it.
+  expect(await classify(dew, { privacy: fog.id })).toMatchObject({ ok: true, node: fog.id });
+  expect(await other.page.evaluate(async () => (await window.brume.fabric).served)).toBe(0);
+
+  const before = await decisions();
+  const device = await classify(dew, { privacy: 'device' });
+  expect(device).toMatchObject({ ok: true, via: 'local', node: dew.id, variant: 'small' });
+  // This tab cannot reach 0.96 itself, and device forbids asking anyone: a typed refusal.
+  const cannot = await classify(dew, { privacy: 'device', accuracy: 0.96 });
+  expect(cannot).toMatchObject({ ok: false, code: 'E_QOS', constraint: 'accuracy' });
+  expect(await decisions()).toBe(before); // the relay was never asked
+
+  await fetch(`${relay.url}/api/trust/${fog.publicKey}`, { method: 'DELETE', headers: auth });
+  expect(await classify(dew, { privacy: fog.publicKey })).toMatchObject({
+    ok: false,
+    constraint: 'privacy',
+  });
+});
+
+async function decisions(): Promise<number> {
+  const res = await fetch(`${relay.url}/api/decisions`, {
+    headers: { authorization: `Bearer ${relay.token}` },
+  });
+  return ((await res.json()) as unknown[]).length;
+}
+
+test('a dew cut off from the relay still answers from its cached apps', async ({ browser }) => {
+  const dew = await tab(browser, '?maxModelMiB=0.5', proxy.url);
+  await dew.page.evaluate(() => window.brume.node.warm('digits'));
+  proxy.cut();
+  await dew.page.evaluate(async () => {
+    const f = await window.brume.fabric;
+    while (f.status === 'joined') await new Promise((r) => setTimeout(r, 50));
+  });
+  // It cannot reach 0.96 alone and cannot ask: the best it can run, saying so.
+  const offline = await classify(dew, { accuracy: 0.96 });
+  expect(offline).toMatchObject({ ok: true, via: 'local', node: dew.id, variant: 'small' });
+  expect(offline.ok && offline.reason).toMatch(/offline/);
+
+  // Back online: it rejoins by itself; a reload reads every app file from the Cache API.
+  proxy.heal();
+  await dew.page.evaluate(async () => (await window.brume.fabric).whenJoined(20_000));
+  const blobs: string[] = [];
+  dew.page.on('request', (r) => {
+    if (r.url().includes('/api/blobs/')) blobs.push(r.url());
+  });
+  await dew.page.reload();
+  const again = await dew.page.evaluate(async () => {
+    await window.brume.ready;
+    await window.brume.node.warm('digits');
+    return (await window.brume.fabric).nodeId;
+  });
+  expect(again).toBe(dew.id); // the same key from IndexedDB: the same node
+  expect(blobs).toEqual([]);
+});
+
+test('closing the executing tab mid-request gives exactly one correct result', async ({
+  browser,
+}) => {
+  const caller = await tab(browser);
+  const a = await tab(browser);
+  const b = await tab(browser);
+  const n = 400_000_000;
+  // What the Logic computes, here: n rounds of x = x * 1664525 + 1013904223 (mod 2^32) from 1.
+  let x = 1;
+  for (let i = 0; i < n; i++) x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+
+  // The caller learns that spin takes ~100 ms here, so a 10 ms budget is a QoS miss it forwards
+  // (the others have no figures yet, so the relay's estimate for them is the network alone).
+  await caller.page.evaluate(async () => {
+    for (let i = 0; i < 3; i++) {
+      await window.brume.invoke('hostile', 'echo', { n: 100_000_000 }, {}, { rpc: 'spin' });
+    }
+  });
+  const answer = caller.page.evaluate(async (n) => {
+    const r = await window.brume.invoke(
+      'hostile',
+      'echo',
+      { n },
+      { latencyMs: 10 },
+      { rpc: 'spin' },
+    );
+    return { value: r.value as { n: number; x: number }, node: r.node, via: r.via };
+  }, n);
+  const busy = async () => {
+    for (;;) {
+      for (const t of [a, b]) {
+        if (await t.page.evaluate(async () => (await window.brume.fabric).busy)) return t;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const executing = await busy();
+  await executing.page.context().close();
+  const result = await answer;
+  const survivor = executing === a ? b : a;
+  expect(result.node).toBe(survivor.id);
+  expect(result.value).toEqual({ n, x });
+  // One result: the survivor ran it once, and nothing else arrives later.
+  await caller.page.waitForTimeout(500);
+  expect(await survivor.page.evaluate(async () => (await window.brume.fabric).served)).toBe(1);
+});
+
+test('an HTTP client gets one result when the executing tab closes mid-request', async ({
+  browser,
+}) => {
+  const a = await tab(browser);
+  const b = await tab(browser);
+  const n = 400_000_000;
+  const call = fetch(`${relay.url}/api/call/hostile/echo`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ input: { n }, rpc: 'spin' }),
+  });
+  let executing: Tab | undefined;
+  while (!executing) {
+    for (const t of [a, b]) {
+      if (await t.page.evaluate(async () => (await window.brume.fabric).busy)) executing = t;
+    }
+  }
+  await executing.page.context().close();
+  const res = await call;
+  expect(res.status).toBe(200);
+  const body = (await res.json()) as { node: string; value: { n: number } };
+  expect(body.node).toBe((executing === a ? b : a).id);
+  expect(body.value.n).toBe(n);
+});

@@ -1,0 +1,86 @@
+// A node speaking the wire protocol by hand over `ws`: for hostile-input tests (it can send what a
+// real node never would) and for the benchmark's thousand simulated nodes.
+import { WebSocket } from 'ws';
+import { type Identity, loadOrCreateIdentity, memoryKeyStore, signJoin } from '../core/identity';
+import {
+  decodeFrame,
+  encodeFrame,
+  PROTOCOL_VERSION,
+  type Role,
+  type ToNode,
+  type ToRelay,
+} from '../core/protocol';
+
+export interface RawNode {
+  ws: WebSocket;
+  identity: Identity;
+  /** Frames received, in order. */
+  frames: ToNode[];
+  /** The next frame matching `t` (already received or still to come). */
+  next<T extends ToNode['t']>(t: T, timeoutMs?: number): Promise<Extract<ToNode, { t: T }>>;
+  send(frame: ToRelay): void;
+  /** Resolves with the close code and reason. */
+  closed: Promise<{ code: number; reason: string }>;
+}
+
+export const caps = { backends: [{ name: 'wasm' as const, detail: 'simulated' }], cores: 1 };
+
+export async function openRaw(
+  wsUrl: string,
+  identity?: Identity,
+  origin?: string,
+): Promise<RawNode> {
+  const me = identity ?? (await loadOrCreateIdentity(memoryKeyStore(), 'n'));
+  const ws = new WebSocket(wsUrl, origin ? { origin } : {});
+  const frames: ToNode[] = [];
+  const waiters: (() => void)[] = [];
+  ws.on('message', (data) => {
+    frames.push(decodeFrame(new Uint8Array(data as Buffer), 'toNode'));
+    for (const w of waiters.splice(0)) w();
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+  );
+  ws.on('error', () => {});
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('unexpected-response', (_req, res) =>
+      reject(new Error(`upgrade refused: ${res.statusCode}`)),
+    );
+    ws.once('error', reject);
+  });
+  let seen = 0;
+  return {
+    ws,
+    identity: me,
+    frames,
+    closed,
+    send: (frame) => ws.send(encodeFrame(frame)),
+    async next(t, timeoutMs = 5000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const i = frames.findIndex((f, k) => k >= seen && f.t === t);
+        if (i >= 0) {
+          seen = i + 1;
+          return frames[i] as never;
+        }
+        if (Date.now() > deadline) throw new Error(`no "${t}" frame within ${timeoutMs} ms`);
+        await new Promise<void>((r) => {
+          waiters.push(r);
+          setTimeout(r, 50);
+        });
+      }
+    },
+  };
+}
+
+/** Opens a socket and joins properly; answers the node and its welcome. */
+export async function joinRaw(wsUrl: string, role: Role = 'dew', identity?: Identity) {
+  const node = await openRaw(wsUrl, identity);
+  const challenge = await node.next('challenge');
+  node.send({ t: 'hello', v: PROTOCOL_VERSION, role, publicKey: node.identity.publicKey, caps });
+  const signature = await signJoin(node.identity, challenge.nonce, challenge.relayId, role);
+  node.send({ t: 'join', nonce: challenge.nonce, signature });
+  const welcome = await node.next('welcome');
+  return { node, welcome, challenge };
+}

@@ -1,0 +1,61 @@
+/**
+ * Apps kept in the browser: files by content hash in the Cache API (a reload never downloads a
+ * file twice), and the app list and manifests too, so a tab cut off from the relay still starts.
+ * Files are verified by the runtime on every load, so a corrupted cache entry is an error, never
+ * a wrong answer.
+ * @example const source = cachedAppSource(httpAppSource(origin, fetch), (p) => show(p));
+ */
+import type { AppSource } from '../core/runtime';
+
+export interface DownloadProgress {
+  sha256: string;
+  received: number;
+  total: number;
+}
+
+const cacheName = 'brume-apps-v1';
+
+export function cachedAppSource(
+  network: AppSource,
+  onProgress: (p: DownloadProgress) => void = () => {},
+): AppSource {
+  const open = () => caches.open(cacheName);
+  const key = (path: string) => new Request(new URL(path, location.origin));
+
+  /** Network first (apps change), the cached copy when the relay cannot be reached. */
+  async function metadata<T>(path: string, load: () => Promise<T>): Promise<T> {
+    try {
+      const value = await load();
+      await (await open()).put(key(path), Response.json(value));
+      return value;
+    } catch (e) {
+      const hit = await (await open()).match(key(path));
+      if (!hit) throw e;
+      return (await hit.json()) as T;
+    }
+  }
+
+  return {
+    list: () => metadata('/brume-cache/apps', () => network.list()),
+    manifest: (app) => metadata(`/brume-cache/apps/${app}`, () => network.manifest(app)),
+    async blob(sha256) {
+      const cache = await open();
+      const path = `/brume-cache/blobs/${sha256}`;
+      const hit = await cache.match(key(path));
+      if (hit) return new Uint8Array(await hit.arrayBuffer());
+      const bytes = await network.blob(sha256, (received, total) =>
+        onProgress({ sha256, received, total }),
+      );
+      await cache.put(key(path), new Response(bytes as Uint8Array<ArrayBuffer>));
+      return bytes;
+    },
+  };
+}
+
+/** Whether a file is in the cache (tests, the join page's "apps cached"). */
+export async function isCached(sha256: string): Promise<boolean> {
+  const cache = await caches.open(cacheName);
+  return (
+    (await cache.match(new URL(`/brume-cache/blobs/${sha256}`, location.origin))) !== undefined
+  );
+}

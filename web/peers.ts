@@ -1,0 +1,213 @@
+/**
+ * Direct tab-to-tab calls over WebRTC data channels (PeerJS, signalled by the relay's PeerJS
+ * server). Frames are the protocol's peer frames; one larger than a chunk is split, and sending
+ * waits while the channel's buffer is full. The relay admits a PeerJS id only with the token it
+ * gave that node at join, so an id on this server is a node the relay verified.
+ * @example fabric options: { links: peerLinks(new URL(location.origin)) }
+ */
+import Peer, { type DataConnection } from 'peerjs';
+import { BrumeError, TimeoutError } from '../core/errors';
+import type { PeerLinks } from '../core/fabric';
+import {
+  chunk,
+  chunkBytes,
+  decodeFrame,
+  encodeFrame,
+  fromWireError,
+  type PeerFrame,
+  Reassembler,
+  toWireError,
+} from '../core/protocol';
+
+type PeerCall = Extract<PeerFrame, { t: 'call' }>;
+type PeerResult = Extract<PeerFrame, { t: 'result' }>;
+type Serve = (call: PeerCall) => Promise<PeerResult>;
+
+interface Link {
+  conn: DataConnection;
+  pending: Map<number, { resolve(r: PeerResult): void; reject(e: BrumeError): void }>;
+  reassembler: Reassembler;
+}
+
+export interface PeerLinkOptions {
+  /** Time to open a channel before the call goes through the relay instead. */
+  openTimeoutMs?: number;
+  /** Buffered bytes above which sending waits. */
+  highWaterBytes?: number;
+  log?: (line: string) => void;
+}
+
+export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks {
+  const openTimeoutMs = options.openTimeoutMs ?? 4000;
+  const highWater = options.highWaterBytes ?? 1024 * 1024;
+  let peer: Peer | undefined;
+  let ready: Promise<void> = Promise.reject(new BrumeError('E_NO_LINK', 'not registered yet'));
+  ready.catch(() => {});
+  let serve: Serve | undefined;
+  const links = new Map<string, Promise<Link>>();
+  let nextId = 1;
+
+  function start(nodeId: string, token: string, handler: Serve): void {
+    serve = handler;
+    close();
+    if (typeof RTCPeerConnection === 'undefined') {
+      ready = Promise.reject(new BrumeError('E_NO_LINK', 'this browser has no WebRTC'));
+      ready.catch(() => {});
+      return;
+    }
+    const p = new Peer(nodeId, {
+      host: relay.hostname,
+      port: Number(relay.port || (relay.protocol === 'https:' ? 443 : 80)),
+      path: '/peerjs',
+      key: 'brume',
+      token,
+      secure: relay.protocol === 'https:',
+      // Loopback and LAN need no STUN; nothing is fetched from outside the fabric.
+      config: { iceServers: [] },
+      debug: 0,
+    });
+    peer = p;
+    ready = new Promise<void>((resolve, reject) => {
+      p.on('open', () => resolve());
+      p.on('error', (e) => {
+        reject(new BrumeError('E_NO_LINK', `signalling: ${e.message}`));
+        options.log?.(`peer: ${e.type}: ${e.message}`);
+      });
+    });
+    ready.catch(() => {});
+    p.on('connection', (conn) => {
+      // The remote id was admitted by the relay; a call is served like one through the relay.
+      const link = attach(conn);
+      conn.on('open', () => links.set(conn.peer, Promise.resolve(link)));
+    });
+  }
+
+  function attach(conn: DataConnection): Link {
+    const link: Link = { conn, pending: new Map(), reassembler: new Reassembler() };
+    conn.on('data', (data) => {
+      try {
+        onBytes(link, new Uint8Array(data as ArrayBuffer));
+      } catch (e) {
+        options.log?.(`peer ${conn.peer.slice(0, 8)} sent a bad frame: ${(e as Error).message}`);
+        conn.close();
+      }
+    });
+    const lost = () => {
+      if (links.get(conn.peer) && conn === (link as Link).conn) links.delete(conn.peer);
+      link.reassembler.clear();
+      for (const p of link.pending.values()) {
+        p.reject(
+          new BrumeError('E_DISCONNECTED', `the channel to ${conn.peer.slice(0, 8)} closed`),
+        );
+      }
+      link.pending.clear();
+    };
+    conn.on('close', lost);
+    conn.on('error', lost);
+    return link;
+  }
+
+  function onBytes(link: Link, bytes: Uint8Array): void {
+    let frame = decodeFrame(bytes, 'peer');
+    if (frame.t === 'chunk') {
+      const whole = link.reassembler.add(frame);
+      if (!whole) return;
+      frame = decodeFrame(whole, 'peer');
+      if (frame.t === 'chunk') throw new BrumeError('E_PROTOCOL', 'a chunk inside a chunk');
+    }
+    if (frame.t === 'call') {
+      const call = frame;
+      const run = serve ?? (() => Promise.reject(new BrumeError('E_UNAVAILABLE', 'not serving')));
+      run(call).then(
+        (r) => sendFrame(link, { ...r, id: call.id }),
+        (e: unknown) => sendFrame(link, { t: 'error', id: call.id, error: toWireError(e) }),
+      );
+      return;
+    }
+    const p = link.pending.get(frame.id);
+    if (!p) return; // an answer nobody waits for any more
+    link.pending.delete(frame.id);
+    if (frame.t === 'result') p.resolve(frame);
+    else p.reject(fromWireError(frame.error));
+  }
+
+  async function sendFrame(link: Link, frame: PeerFrame): Promise<void> {
+    const bytes = encodeFrame(frame);
+    const parts =
+      bytes.byteLength <= chunkBytes ? [bytes] : [...chunk(frame.id, bytes)].map(encodeFrame);
+    const dc = link.conn.dataChannel;
+    for (const part of parts) {
+      if (dc.bufferedAmount > highWater) await drained(dc, highWater / 2);
+      if (dc.readyState !== 'open') {
+        throw new BrumeError(
+          'E_DISCONNECTED',
+          `the channel to ${link.conn.peer.slice(0, 8)} closed`,
+        );
+      }
+      dc.send(part as Uint8Array<ArrayBuffer>);
+    }
+  }
+
+  function open(node: string): Promise<Link> {
+    let p = links.get(node);
+    if (!p) {
+      p = (async () => {
+        await ready;
+        const conn = peer!.connect(node, { reliable: true, serialization: 'raw' });
+        const link = attach(conn);
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => {
+            conn.close();
+            reject(new TimeoutError(`no channel within ${openTimeoutMs} ms`));
+          }, openTimeoutMs);
+          conn.on('open', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+        return link;
+      })();
+      links.set(node, p);
+      p.catch(() => links.delete(node));
+    }
+    return p;
+  }
+
+  async function call(node: string, frame: PeerCall): Promise<PeerResult> {
+    let link: Link;
+    try {
+      link = await open(node);
+    } catch (e) {
+      throw new BrumeError('E_NO_LINK', (e as Error).message);
+    }
+    const id = nextId++;
+    return new Promise<PeerResult>((resolve, reject) => {
+      link.pending.set(id, { resolve, reject });
+      sendFrame(link, { ...frame, id }).catch((e: BrumeError) => {
+        link.pending.delete(id);
+        reject(e);
+      });
+    });
+  }
+
+  function close(): void {
+    for (const p of links.values())
+      p.then(
+        (l) => l.conn.close(),
+        () => {},
+      );
+    links.clear();
+    peer?.destroy();
+    peer = undefined;
+  }
+
+  return { start, call, close };
+}
+
+function drained(dc: RTCDataChannel, low: number): Promise<void> {
+  return new Promise((resolve) => {
+    dc.bufferedAmountLowThreshold = low;
+    dc.addEventListener('bufferedamountlow', () => resolve(), { once: true });
+    dc.addEventListener('close', () => resolve(), { once: true });
+  });
+}
