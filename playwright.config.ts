@@ -9,6 +9,8 @@ export const chromiumArgs = [
   '--disable-sync',
   '--no-first-run',
   '--disable-quic',
+  // WebRTC between tabs on loopback (inside the test's network namespace there is nothing else).
+  '--allow-loopback-in-peer-connection',
 ];
 
 export default defineConfig({

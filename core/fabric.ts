@@ -48,6 +48,8 @@ export interface PeerLinks {
   /** Registers this node with the signalling server after each join. */
   start(nodeId: string, peerToken: string, serve: (call: PeerCall) => Promise<PeerResult>): void;
   call(node: string, call: PeerCall): Promise<PeerResult>;
+  /** `node` is gone (the relay says so): fail its calls in flight with E_DISCONNECTED. */
+  drop(node: string): void;
   close(): void;
 }
 
@@ -97,6 +99,8 @@ export class Fabric {
   /** Requests served for other nodes. */
   served = 0;
   readonly role: Role;
+  /** The trusted fog the relay gave this dew as parent, while it is there. */
+  parent: string | undefined;
   private socket: SocketLike | undefined;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
@@ -161,6 +165,8 @@ export class Fabric {
     if (qos.privacy === this.options.identity.publicKey) {
       return this.local(app, service, input, qos, opts, "privacy names this node's key");
     }
+    // After a local QoS miss this node knows it cannot serve it, whatever its last report said.
+    let missed = false;
     if (qos.privacy === undefined) {
       try {
         await this.options.runtime.ensure(app);
@@ -168,6 +174,7 @@ export class Fabric {
         return await this.local(app, service, input, qos, opts, `served locally: ${d.reason}`);
       } catch (e) {
         if (!(e instanceof QosError)) throw e;
+        missed = true;
         if (this.status !== 'joined') {
           // Cut off: the best this node can do beats no answer.
           const why = `offline, best local variant (wanted: ${e.message})`;
@@ -181,7 +188,11 @@ export class Fabric {
         `privacy ${qos.privacy} needs the fabric, and this node is offline`,
       );
     }
-    return this.remote(app, service, input, qos, opts.rpc ?? '', []);
+    if (missed && this.parent) {
+      const r = await this.viaParent(app, service, input, qos, opts.rpc ?? '');
+      if (r) return r;
+    }
+    return this.remote(app, service, input, qos, opts.rpc ?? '', missed ? [this.nodeId] : []);
   }
 
   private async local(
@@ -196,6 +207,64 @@ export class Fabric {
     return { ...r, node: this.nodeId, via: 'local', reason };
   }
 
+  /** Where a request would run, and why: this node if it meets the QoS, else the relay's choice. */
+  async schedule(
+    app: string,
+    service: string,
+    qos: Qos = {},
+    rpc = '',
+  ): Promise<{ node: string; rpc: string; estimateMs: number; reason: string }> {
+    const local = async () => {
+      const d = await this.options.runtime.plan(app, service, qos, rpc);
+      return { node: this.nodeId, rpc: d.rpc, estimateMs: d.estimateMs, reason: d.reason };
+    };
+    const p = qos.privacy;
+    if (p === 'device' || p === this.nodeId || p === this.options.identity.publicKey)
+      return local();
+    let exclude: string[] = [];
+    if (p === undefined) {
+      await this.options.runtime.ensure(app);
+      try {
+        return await local();
+      } catch (e) {
+        if (!(e instanceof QosError) || this.status !== 'joined') throw e;
+        exclude = [this.nodeId];
+      }
+    }
+    const d = await this.request({ t: 'schedule', id: 0, app, service, qos, rpc, exclude });
+    if (d.t !== 'decision') throw new BrumeError('E_PROTOCOL', `expected a decision, got ${d.t}`);
+    return { node: d.node, rpc: d.variant || d.rpc, estimateMs: d.estimateMs, reason: d.reason };
+  }
+
+  /** Offers a request to this dew's parent fog; undefined when it cannot take it. */
+  private async viaParent(
+    app: string,
+    service: string,
+    input: unknown,
+    qos: Qos,
+    rpc: string,
+  ): Promise<FabricCallResult | undefined> {
+    const parent = this.parent!;
+    const t0 = performance.now();
+    try {
+      const frame = { t: 'call' as const, id: 0, app, service, rpc, input, qos, probe: true };
+      const r = await this.options.links!.call(parent, frame);
+      return this.answer(r, parent, 'peer', `parent fog ${parent.slice(0, 8)} met the QoS`, t0);
+    } catch (e) {
+      const err = reviveError(e);
+      if (
+        !(err instanceof QosError) &&
+        !['E_NO_LINK', 'E_DISCONNECTED', 'E_UNAVAILABLE'].includes(err.code)
+      ) {
+        throw err;
+      }
+      this.options.log?.(
+        `parent ${parent.slice(0, 8)} did not take it (${err.message}); asking the relay`,
+      );
+      return undefined;
+    }
+  }
+
   /** Asks the relay where to run, then goes there: a data channel if one opens, the relay if not. */
   private async remote(
     app: string,
@@ -205,6 +274,8 @@ export class Fabric {
     rpc: string,
     exclude: string[],
   ): Promise<FabricCallResult> {
+    // The relay places by what this node last reported: report first if that changed since.
+    if (this.socket && this.reported !== this.capacity()) this.sendBeat(this.socket, false);
     const d = await this.request({ t: 'schedule', id: 0, app, service, qos, rpc, exclude });
     if (d.t !== 'decision') throw new BrumeError('E_PROTOCOL', `expected a decision, got ${d.t}`);
     const pin = d.pin;
@@ -219,7 +290,7 @@ export class Fabric {
         return this.answer(r, d.node, 'peer', d.reason, t0);
       } catch (e) {
         const err = reviveError(e);
-        if (err.code === 'E_DISCONNECTED' && exclude.length < 3) {
+        if (err.code === 'E_DISCONNECTED' && exclude.filter((n) => n !== this.nodeId).length < 3) {
           // The node went away mid-call: place it again without that node. Whatever it might
           // still send for this attempt has nowhere to go.
           this.options.log?.(`${d.node.slice(0, 8)} lost mid-call; placing again`);
@@ -256,6 +327,7 @@ export class Fabric {
     input: unknown;
     qos: Qos;
     pin?: Record<string, string> | undefined;
+    probe?: boolean | undefined;
   }): Promise<{ value: unknown; rpc: string; ms: number; trace: TraceEntry[] }> {
     if (this.paused) throw new BrumeError('E_UNAVAILABLE', 'this node is paused');
     const p = msg.qos.privacy;
@@ -266,6 +338,8 @@ export class Fabric {
     this.running++;
     try {
       await this.options.runtime.ensure(msg.app);
+      // A child's offer: taken only if this node meets the QoS (it throws the QosError if not).
+      if (msg.probe) await this.options.runtime.plan(msg.app, msg.service, msg.qos, msg.rpc);
       const opts: CallOptions = {
         ...(msg.rpc ? { rpc: msg.rpc } : {}),
         ...(msg.pin ? { pin: msg.pin } : {}),
@@ -360,6 +434,7 @@ export class Fabric {
       case 'welcome':
         this.nodeId = msg.nodeId;
         this.trusted = msg.trusted;
+        this.parent = msg.parent;
         this.attempt = 0;
         this.options.links?.start(msg.nodeId, msg.peerToken, async (call) => ({
           ...(await this.serveCall(call)),
@@ -371,6 +446,10 @@ export class Fabric {
         return;
       case 'ping':
         this.send(ws, { t: 'pong', ts: msg.ts });
+        return;
+      case 'gone':
+        if (msg.node === this.parent) this.parent = undefined;
+        this.options.links?.drop(msg.node);
         return;
       case 'call':
         return this.serve(ws, msg);
@@ -399,23 +478,34 @@ export class Fabric {
     }
   }
 
+  /** Apps and runnable variants, as last put in a heartbeat. */
+  private reported = '';
+  private capacity(): string {
+    const rt = this.options.runtime;
+    return JSON.stringify([rt.apps().map((m) => m.name), rt.runnable()]);
+  }
+
   private beat(ws: SocketLike, everyMs: number, withCaps = false): void {
-    void (async () => {
-      const rt = this.options.runtime;
-      const stats: Record<string, { count: number; p50: number }> = {};
-      for (const [k, v] of Object.entries(rt.stats.all()))
-        stats[k] = { count: v.count, p50: v.p50 };
-      this.send(ws, {
-        t: 'heartbeat',
-        load: { queue: this.running, maxConcurrency: this.options.maxConcurrency ?? 1 },
-        apps: rt.apps().map((m) => m.name),
-        models: rt.runnable(),
-        stats,
-        paused: this.paused,
-        ...(withCaps ? { caps: await this.options.capabilities() } : {}),
-      });
-    })();
+    this.sendBeat(ws, withCaps);
     this.heartbeat = setTimeout(() => this.beat(ws, everyMs), everyMs);
+  }
+
+  private sendBeat(ws: SocketLike, withCaps: boolean): void {
+    const rt = this.options.runtime;
+    const stats: Record<string, { count: number; p50: number }> = {};
+    for (const [k, v] of Object.entries(rt.stats.all())) stats[k] = { count: v.count, p50: v.p50 };
+    this.reported = this.capacity();
+    const frame: ToRelay = {
+      t: 'heartbeat',
+      load: { queue: this.running, maxConcurrency: this.options.maxConcurrency ?? 1 },
+      apps: rt.apps().map((m) => m.name),
+      models: rt.runnable(),
+      stats,
+      paused: this.paused,
+    };
+    if (withCaps)
+      void this.options.capabilities().then((caps) => this.send(ws, { ...frame, caps }));
+    else this.send(ws, frame);
   }
 
   /** One request to the relay: an id, a timeout, and a rejection if the link drops. */

@@ -80,14 +80,24 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
   const modelKey = modelService ? `${app}/${modelService}` : '';
   const logicKey = req.logic ? `${app}/${req.service}/${req.logic.rpc}@logic` : '';
   const callerRtt = caller ? (nodes.find((n) => n.id === caller)?.rttMs ?? 0) : 0;
-  const exclude = req.exclude ?? [];
+  const exclude = req.exclude?.length ? new Set(req.exclude) : undefined;
+  // Stats keys per backend, built once per decision rather than once per node and variant.
+  const statKeys = new Map<BackendName, string[]>();
+  const keysFor = (backend: BackendName) => {
+    let keys = statKeys.get(backend);
+    if (!keys) {
+      keys = req.variants.map((v) => `${modelKey}/${v.rpc}@${backend}`);
+      statKeys.set(backend, keys);
+    }
+    return keys;
+  };
 
   let best: Candidate | undefined;
   let bestAccuracy = Number.NEGATIVE_INFINITY; // over pairs privacy and capacity allow
   let fastestAccurate = Number.POSITIVE_INFINITY; // over pairs that also meet accuracy
   let eligible = 0;
   for (const n of allowed) {
-    if (!n.online || exclude.includes(n.id) || (n.paused && n.id !== caller)) continue;
+    if (!n.online || exclude?.has(n.id) || (n.paused && n.id !== caller)) continue;
     eligible++;
     const backend = n.backends[0] ?? 'wasm';
     const runnable = modelKey ? n.models[modelKey] : undefined;
@@ -95,11 +105,13 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
     const logicMs = logicStat && logicStat.count >= minSamples ? logicStat.p50 : 0;
     const networkMs = n.id === caller ? 0 : n.rttMs + callerRtt;
     const load = n.queue / Math.max(1, n.maxConcurrency);
-    for (const v of req.variants) {
+    const keys = keysFor(backend);
+    for (let i = 0; i < req.variants.length; i++) {
+      const v = req.variants[i]!;
       if (runnable && v.rpc && !runnable.includes(v.rpc)) continue;
       if (v.accuracy > bestAccuracy) bestAccuracy = v.accuracy;
       if (qos.accuracy !== undefined && v.accuracy < qos.accuracy) continue;
-      const stat = v.rpc ? n.stats[`${modelKey}/${v.rpc}@${backend}`] : undefined;
+      const stat = v.rpc ? n.stats[keys[i]!] : undefined;
       const measured = stat !== undefined && stat.count >= minSamples;
       const modelMs = !v.rpc ? 0 : measured ? stat.p50 : v.latencyMs * backendPrior[backend];
       const execMs = modelMs + logicMs;
@@ -107,8 +119,8 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       const total = networkMs + queueMs + execMs;
       if (total < fastestAccurate) fastestAccurate = total;
       if (qos.latencyMs !== undefined && total > qos.latencyMs) continue;
-      const c: Candidate = { n, v, total, load, networkMs, queueMs, execMs, measured };
-      if (!best || better(c, best)) best = c;
+      if (best && !better(v.accuracy, total, load, n.id, best)) continue;
+      best = { n, v, total, load, networkMs, queueMs, execMs, measured };
     }
   }
 
@@ -155,11 +167,12 @@ interface Candidate {
   measured: boolean;
 }
 
-function better(a: Candidate, b: Candidate): boolean {
-  if (a.v.accuracy !== b.v.accuracy) return a.v.accuracy > b.v.accuracy;
-  if (a.total !== b.total) return a.total < b.total;
-  if (a.load !== b.load) return a.load < b.load;
-  return a.n.id < b.n.id;
+/** Whether a pair with these figures beats `b` (compared without building it). */
+function better(accuracy: number, total: number, load: number, id: string, b: Candidate): boolean {
+  if (accuracy !== b.v.accuracy) return accuracy > b.v.accuracy;
+  if (total !== b.total) return total < b.total;
+  if (load !== b.load) return load < b.load;
+  return id < b.n.id;
 }
 
 /** The nodes `qos.privacy` allows: the caller, one node by id, or the trusted holders of a key. */

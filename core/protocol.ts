@@ -16,7 +16,7 @@ export const frameLimits: DecodeLimits = {
   ...defaultLimits,
   maxBytes: 16 * 1024 * 1024,
   maxBinLength: 16 * 1024 * 1024,
-  maxStrLength: 64 * 1024,
+  maxStrLength: 1024 * 1024,
   maxArrayLength: 100_000,
   maxMapLength: 10_000,
 };
@@ -151,9 +151,12 @@ export const toNode = z.discriminatedUnion('t', [
     heartbeatMs: z.number().int().positive(),
     /** Lets this node register its id with the relay's PeerJS server (and no one else). */
     peerToken: z.string().max(64),
+    /** A trusted fog this dew may send work to directly before asking the relay. */
     parent: nodeId.optional(),
   }),
   z.object({ t: z.literal('ping'), ts: z.number() }),
+  /** A node left or was evicted: drop direct channels to it, and place its calls again. */
+  z.object({ t: z.literal('gone'), node: nodeId }),
   z.object({
     t: z.literal('decision'),
     id,
@@ -199,6 +202,8 @@ export const peerFrame = z.discriminatedUnion('t', [
     input: z.unknown(),
     qos: qosSchema,
     pin,
+    /** From a dew to its parent fog: serve only if you meet the QoS yourself, else refuse. */
+    probe: z.boolean().optional(),
   }),
   z.object({
     t: z.literal('result'),

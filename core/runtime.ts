@@ -305,6 +305,15 @@ export class Runtime {
         `service "${m.name}/${service}" has no variant "${variant}" (it has: ${Object.keys(svc.variants).join(', ')})`,
       );
     }
+    const size = m.files[svc.variants[variant]!.file]!.size;
+    if (size > this.maxModelBytes) {
+      // Asked for by name (a pin, or the relay's choice from stale figures): still not run here.
+      throw new QosError(
+        'accuracy',
+        undefined,
+        `variant ${variant} (${(size / 2 ** 20).toFixed(2)} MiB) is over this node's model limit of ${(this.maxModelBytes / 2 ** 20).toFixed(2)} MiB`,
+      );
+    }
     const inputs = (input as { inputs?: unknown } | null)?.inputs;
     if (!inputs || typeof inputs !== 'object') {
       throw new InputError(

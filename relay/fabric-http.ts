@@ -36,7 +36,11 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): void {
     key: 'brume',
     allow_discovery: false,
     createWebSocketServer: (options) => {
-      peerSockets = new WebSocketServer({ ...options, server: undefined, noServer: true });
+      // Upgrades reach it only through the routing below, which has checked the path.
+      peerSockets = new WebSocketServer({
+        noServer: true,
+        maxPayload: options.maxPayload ?? 64 * 1024,
+      });
       return peerSockets;
     },
   }).emit('mount', { settings: {}, request: {}, response: {}, engines: {} });
@@ -80,6 +84,18 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): void {
       const rpc = typeof body.rpc === 'string' ? body.rpc : '';
       const answer = await hub.call(req.params.app, req.params.service, body.input, qos.data, rpc);
       return send(req, reply, 200, answer);
+    },
+  );
+
+  // The Edgeless API for clients outside the fabric: where a call would run, and why.
+  app.post<{ Params: { app: string; service: string } }>(
+    '/api/schedule/:app/:service',
+    async (req) => {
+      const body = (req.body ?? {}) as { qos?: unknown; rpc?: unknown };
+      const qos = qosSchema.safeParse(body.qos ?? {});
+      if (!qos.success) throw new InputError(`bad qos: ${qos.error.issues[0]?.message}`);
+      const rpc = typeof body.rpc === 'string' ? body.rpc : '';
+      return hub.decide(req.params.app, req.params.service, qos.data, '', [], rpc);
     },
   );
 

@@ -133,9 +133,10 @@ export function createHub(options: HubOptions) {
   const events: HubEvent[] = [];
   let nextId = 1;
 
+  // Bounded logs: the newest `max` entries, dropped a tenth at a time (not one shift per entry).
   const remember = <T>(list: T[], item: T, max = 1000) => {
     list.push(item);
-    if (list.length > max) list.shift();
+    if (list.length > max + max / 10) list.splice(0, list.length - max);
   };
   const event = (kind: HubEvent['kind'], detail: string, node?: string) => {
     remember(events, { at: Date.now(), kind, detail, ...(node ? { node } : {}) });
@@ -359,6 +360,8 @@ export function createHub(options: HubOptions) {
     conn.node = record;
     const peerToken = crypto.randomUUID();
     nodes.set(id, { record, conn, peerToken });
+    recordList = undefined;
+    const parent = record.role === 'dew' ? parentFor() : undefined;
     send(conn, {
       t: 'welcome',
       nodeId: id,
@@ -366,8 +369,28 @@ export function createHub(options: HubOptions) {
       trusted: record.trusted,
       heartbeatMs,
       peerToken,
+      ...(parent ? { parent } : {}),
     });
     event('joined', `${record.role}${record.trusted ? ' (trusted)' : ''}`, id);
+  }
+
+  /** The nodes as the scheduler sees them, rebuilt only when one joins or leaves. */
+  let recordList: NodeRecord[] | undefined;
+  function records(): NodeRecord[] {
+    recordList ??= [...nodes.values()].map((n) => n.record);
+    return recordList;
+  }
+
+  /** A dew's parent: the least loaded trusted fog, then the nearest to the relay. */
+  function parentFor(): string | undefined {
+    let best: NodeRecord | undefined;
+    const load = (n: NodeRecord) => n.queue / n.maxConcurrency;
+    for (const { record: n } of nodes.values()) {
+      if (n.role !== 'fog' || !n.trusted || n.paused) continue;
+      if (!best || load(n) < load(best) || (load(n) === load(best) && n.rttMs < best.rttMs))
+        best = n;
+    }
+    return best?.id;
   }
 
   function drop(conn: Conn): void {
@@ -375,7 +398,9 @@ export function createHub(options: HubOptions) {
     const node = conn.node;
     if (!node || nodes.get(node.id)?.conn !== conn) return;
     nodes.delete(node.id);
+    recordList = undefined;
     event('left', 'connection closed', node.id);
+    for (const other of nodes.values()) send(other.conn, { t: 'gone', node: node.id });
     // Work forwarded to it runs elsewhere; its late answers are dropped (forwards no longer match).
     for (const [fid, f] of forwards) {
       if (f.target !== node.id) continue;
@@ -423,20 +448,17 @@ export function createHub(options: HubOptions) {
             }))
           : [{ rpc: '', accuracy: 1, latencyMs: 1 }];
       const logicRpc = svc.kind === 'logic' ? rpc || svc.rpcs[0]! : '';
-      const p = place(
-        [...nodes.values()].map((n) => n.record),
-        {
-          app,
-          service,
-          ...(svc.kind === 'logic'
-            ? { logic: { rpc: logicRpc, ...(modelService ? { modelService } : {}) } }
-            : {}),
-          variants,
-          qos,
-          caller,
-          exclude,
-        },
-      );
+      const p = place(records(), {
+        app,
+        service,
+        ...(svc.kind === 'logic'
+          ? { logic: { rpc: logicRpc, ...(modelService ? { modelService } : {}) } }
+          : {}),
+        variants,
+        qos,
+        caller,
+        exclude,
+      });
       const route: Route = {
         node: p.node,
         rpc: svc.kind === 'model' ? p.rpc : logicRpc,
@@ -513,9 +535,9 @@ export function createHub(options: HubOptions) {
   return {
     upgrade,
     /** Nodes as the scheduler sees them. */
-    nodes: () => [...nodes.values()].map((n) => n.record),
-    decisions: () => [...decisions],
-    events: () => [...events],
+    nodes: () => [...records()],
+    decisions: () => decisions.slice(-1000),
+    events: () => events.slice(-1000),
     decide,
     /** A call from an HTTP client: placed here, run on a node, answered once. */
     call(app: string, service: string, input: unknown, qos: Qos, rpc = '') {

@@ -152,18 +152,36 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
       await store.blobs.put(entry.sha256, files[path]!);
     }
     await store.apps.put(manifest);
+    manifests.delete(name);
     return { name, version, manifestSha256: sha, created: !existing };
   }
 
   // Public keys (base64url SPKI, 124 characters) travel in paths: DELETE /api/trust/:publicKey.
-  const app = Fastify({ logger: false, return503OnClosing: true, maxParamLength: 512 });
+  // Current manifests, read once per deploy: the hub asks for one on every scheduling decision.
+  const manifests = new Map<string, Promise<Manifest | undefined>>();
+  function currentManifest(name: string): Promise<Manifest | undefined> {
+    let m = manifests.get(name);
+    if (!m) {
+      m = store.apps.current(name).catch(() => undefined);
+      manifests.set(name, m);
+      // Only apps that exist are remembered: names from the network are not a way to fill memory.
+      void m.then((found) => found || manifests.delete(name));
+    }
+    return m;
+  }
+
+  const app = Fastify({
+    logger: false,
+    return503OnClosing: true,
+    routerOptions: { maxParamLength: 512 },
+  });
   // Known once listening: the relay's own origins are always allowed to open sockets.
   const allowedOrigins = new Set(options.origins ?? []);
   // Keys of the nodes this process runs itself (its cloud node).
   const ownKeys = new Set<string>();
   const hub = createHub({
     relayId: crypto.randomUUID(),
-    manifest: (name) => store.apps.current(name),
+    manifest: currentManifest,
     trusted: (key) => admin.trusted(key) || ownKeys.has(key),
     origins: (origin) => allowedOrigins.has(origin),
     log,

@@ -1,8 +1,9 @@
 // `npm test`: everything CI runs, in order, stopping at the first failure.
 // Browser tests run inside a loopback-only network namespace where the machine allows one, so
 // nothing a test does can reach another host (ENVIRONMENT.md); WebRTC tests require it.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { netnsPrefix } from './netns';
 
 const chromium = process.env.BRUME_CHROMIUM ?? '/usr/bin/chromium';
 const isRoot = process.getuid?.() === 0;
@@ -30,20 +31,6 @@ function ensureChromium(): void {
   ]);
 }
 
-/** How to wrap a command in a fresh network namespace with only `lo`, or undefined. */
-function netnsPrefix(): string[] | undefined {
-  if (process.env.BRUME_NO_NETNS) return undefined;
-  for (const flags of isRoot ? ['-n', '-rn'] : ['-rn']) {
-    try {
-      execFileSync('unshare', [flags, 'sh', '-c', 'ip link set lo up'], { stdio: 'ignore' });
-      return ['unshare', flags, 'sh', '-c', 'ip link set lo up && exec "$@"', 'netns'];
-    } catch {
-      // try the next way, or run without a namespace
-    }
-  }
-  return undefined;
-}
-
 const only = process.argv[2];
 ensureChromium();
 if (!only || only === 'static') {
@@ -57,7 +44,7 @@ if (!only || only === 'browser') {
   const ns = netnsPrefix();
   if (!ns) {
     console.log(
-      "\n(no network namespace could be made here: browser tests run on the host's loopback, and WebRTC cases are skipped)",
+      "\n(no network namespace could be made here: browser tests run on the host's loopback with WebRTC turned off in the tabs, so calls between tabs take the relay path)",
     );
   }
   const [cmd, ...args] = [...(ns ?? []), 'npx', 'playwright', 'test'];

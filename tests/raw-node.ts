@@ -25,17 +25,30 @@ export interface RawNode {
 
 export const caps = { backends: [{ name: 'wasm' as const, detail: 'simulated' }], cores: 1 };
 
-export async function openRaw(
-  wsUrl: string,
-  identity?: Identity,
-  origin?: string,
-): Promise<RawNode> {
+export interface RawOptions {
+  identity?: Identity;
+  /** The page origin to claim (browsers send one; other clients none). */
+  origin?: string;
+  /** Do not answer pings: a node that hangs without closing its socket. */
+  silent?: boolean;
+  /** Frames to keep in `frames` (default all but pings); others are dropped on arrival. */
+  keep?: (frame: ToNode) => boolean;
+}
+
+export async function openRaw(wsUrl: string, options: RawOptions = {}): Promise<RawNode> {
+  const { identity, origin } = options;
   const me = identity ?? (await loadOrCreateIdentity(memoryKeyStore(), 'n'));
   const ws = new WebSocket(wsUrl, origin ? { origin } : {});
   const frames: ToNode[] = [];
   const waiters: (() => void)[] = [];
   ws.on('message', (data) => {
-    frames.push(decodeFrame(new Uint8Array(data as Buffer), 'toNode'));
+    const frame = decodeFrame(new Uint8Array(data as Buffer), 'toNode');
+    // Answering pings keeps it alive (and measured) like a real node.
+    if (frame.t === 'ping' && !options.silent) {
+      return ws.send(encodeFrame({ t: 'pong', ts: frame.ts }));
+    }
+    if (options.keep && !options.keep(frame)) return;
+    frames.push(frame);
     for (const w of waiters.splice(0)) w();
   });
   const closed = new Promise<{ code: number; reason: string }>((resolve) =>
@@ -75,8 +88,8 @@ export async function openRaw(
 }
 
 /** Opens a socket and joins properly; answers the node and its welcome. */
-export async function joinRaw(wsUrl: string, role: Role = 'dew', identity?: Identity) {
-  const node = await openRaw(wsUrl, identity);
+export async function joinRaw(wsUrl: string, role: Role = 'dew', options: RawOptions = {}) {
+  const node = await openRaw(wsUrl, options);
   const challenge = await node.next('challenge');
   node.send({ t: 'hello', v: PROTOCOL_VERSION, role, publicKey: node.identity.publicKey, caps });
   const signature = await signJoin(node.identity, challenge.nonce, challenge.relayId, role);

@@ -30,6 +30,12 @@ export interface BrumeApi {
     qos?: Qos,
     opts?: CallOptions,
   ): Promise<FabricCallResult>;
+  /** The Edgeless API: where a request would run (node, variant, estimate) and why. */
+  schedule(
+    app: string,
+    service: string,
+    qos?: Qos,
+  ): Promise<{ node: string; rpc: string; estimateMs: number; reason: string }>;
   describe(): Promise<NodeDescription>;
   /** The node's runtime and fabric link, for the page, tests and benchmarks. */
   node: Runtime;
@@ -99,6 +105,10 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
     fabric,
     invoke,
     call: async (app, service, input, qos) => (await invoke(app, service, input, qos)).value,
+    schedule: async (app, service, qos) => {
+      await ready;
+      return (await fabric).schedule(app, service, qos);
+    },
     describe: () => node.describe(),
   };
 }

@@ -92,19 +92,21 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
         conn.close();
       }
     });
-    const lost = () => {
-      if (links.get(conn.peer) && conn === (link as Link).conn) links.delete(conn.peer);
-      link.reassembler.clear();
-      for (const p of link.pending.values()) {
-        p.reject(
-          new BrumeError('E_DISCONNECTED', `the channel to ${conn.peer.slice(0, 8)} closed`),
-        );
-      }
-      link.pending.clear();
-    };
+    const lost = () => fail(link, `the channel to ${conn.peer.slice(0, 8)} closed`);
     conn.on('close', lost);
     conn.on('error', lost);
     return link;
+  }
+
+  /** Fails what is in flight on `link`: the caller places those requests again. */
+  function fail(link: Link, why: string): void {
+    const peerId = link.conn.peer;
+    void links.get(peerId)?.then((l) => {
+      if (l === link) links.delete(peerId);
+    });
+    link.reassembler.clear();
+    for (const p of link.pending.values()) p.reject(new BrumeError('E_DISCONNECTED', why));
+    link.pending.clear();
   }
 
   function onBytes(link: Link, bytes: Uint8Array): void {
@@ -190,6 +192,18 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
     });
   }
 
+  function drop(node: string): void {
+    const p = links.get(node);
+    links.delete(node);
+    p?.then(
+      (l) => {
+        fail(l, `${node.slice(0, 8)} left the fabric`);
+        l.conn.close();
+      },
+      () => {},
+    );
+  }
+
   function close(): void {
     for (const p of links.values())
       p.then(
@@ -201,7 +215,7 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
     peer = undefined;
   }
 
-  return { start, call, close };
+  return { start, call, drop, close };
 }
 
 function drained(dc: RTCDataChannel, low: number): Promise<void> {

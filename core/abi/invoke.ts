@@ -1,5 +1,5 @@
 import { decode, encode } from '../codec';
-import { AppError, BrumeError, LogicFault, serializeError } from '../errors';
+import { AppError, BrumeError, LogicFault, QosError, serializeError } from '../errors';
 
 /** PROTOCOL.md §3.3. */
 export type InvokeResult =
@@ -72,10 +72,20 @@ export async function invokeLogic(
 ): Promise<unknown> {
   let exportName = rpc;
   let request = encode(input);
+  // The error the last call answered: a Logic that passes it on passes on the error itself
+  // (its class, and a QoS miss's constraint and best figure), whatever it added to the message.
+  let calleeError: BrumeError | undefined;
   for (let calls = 0; ; calls++) {
     const result = parseInvokeResult(await step(exportName, request), exportName);
     if (result.t === 'done') return result.value;
-    if (result.t === 'error') throw new AppError(result.message, result.code ?? 'E_APP');
+    if (result.t === 'error') {
+      const e = calleeError;
+      if (e instanceof QosError && result.code === e.code) {
+        throw new QosError(e.constraint, e.best, result.message);
+      }
+      if (e && e.code === result.code && e.message === result.message) throw e;
+      throw new AppError(result.message, result.code ?? 'E_APP');
+    }
     if (calls >= maxCallsPerRequest) {
       throw new LogicFault(
         `request made more than ${maxCallsPerRequest} calls; stopped (a call loop?)`,
@@ -87,12 +97,14 @@ export async function invokeLogic(
       );
     }
     let reply: Record<string, unknown>;
+    calleeError = undefined;
     try {
       const outcome = await dispatch(result.service, result.rpc, result.payload);
       reply = { ok: true, value: outcome.value, service: outcome.service, rpc: outcome.rpc };
     } catch (e) {
       // Faults of the platform itself (timeouts of this Logic's worker...) are not the callee's.
       if (!(e instanceof BrumeError)) throw e;
+      calleeError = e;
       reply = { ok: false, error: serializeError(e), service: result.service, rpc: result.rpc };
     }
     if ('state' in result) reply.state = result.state;

@@ -1,6 +1,8 @@
 // `npm run bench`: the digits app, after Laqista's Table II and Fig. 5. Prints a table and writes
 // bench-results/bench.json. Every figure is a median over repeated runs in one process; ratios
 // compare figures taken side by side in the same run.
+
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { chromium } from 'playwright-core';
@@ -9,8 +11,24 @@ import { memoryAppSource } from '../../core/sources';
 import { loadDigits } from '../../models/digits/data';
 import { chromiumArgs, chromiumPath } from '../../playwright.config';
 import { nodePlatform } from '../../relay/platform';
-import { hopsApp } from '../apps';
-import { startRelay } from '../relay-process';
+import { netnsPrefix } from '../../scripts/netns';
+import { hopsApp, testBundles } from '../apps';
+import { deploy, startRelay } from '../relay-process';
+import { hopCosts, placementRate, relayRate } from './fabric';
+
+// Tabs open WebRTC channels to each other: run in a loopback-only namespace when one can be made.
+if (!process.env.BRUME_NETNS && !process.env.BRUME_NO_NETNS) {
+  const ns = netnsPrefix();
+  if (ns) {
+    const [cmd, ...args] = [...ns, process.execPath, ...process.execArgv, ...process.argv.slice(1)];
+    const r = spawnSync(cmd!, args, {
+      stdio: 'inherit',
+      env: { ...process.env, BRUME_NETNS: '1' },
+    });
+    process.exit(r.status ?? 1);
+  }
+  console.log('(no network namespace here: tab-to-tab calls are measured over the relay only)\n');
+}
 
 const runs = Number(process.env.BENCH_RUNS ?? 300);
 
@@ -153,19 +171,24 @@ console.log(
   `digits app, ${runs} runs per figure, medians; ${os.cpus()[0]?.model}, ${os.cpus().length} cores\n`,
 );
 
+// BENCH_ONLY=fabric skips the executor figures (Table II, Fig. 5).
+const only = process.env.BENCH_ONLY;
 const relay = await startRelay();
 const setups: (Setup & { compileFirstMs: number })[] = [];
 const rows: Row[] = [];
 try {
-  const results = [
-    { where: 'tab', label: 'wasm', r: await tab(relay.url, digit, false) },
-    {
-      where: 'tab',
-      label: 'webgpu (SwiftShader: CPU)',
-      r: await tab(relay.url, digit, true),
-    },
-    { where: 'node', label: 'cpu (onnxruntime-node)', r: await nodeRuntime(digit) },
-  ];
+  const results =
+    only === 'fabric'
+      ? []
+      : [
+          { where: 'tab', label: 'wasm', r: await tab(relay.url, digit, false) },
+          {
+            where: 'tab',
+            label: 'webgpu (SwiftShader: CPU)',
+            r: await tab(relay.url, digit, true),
+          },
+          { where: 'node', label: 'cpu (onnxruntime-node)', r: await nodeRuntime(digit) },
+        ];
   for (const { where, label, r } of results) {
     if (!(where === 'tab' && label.startsWith('webgpu'))) {
       setups.push({
@@ -184,31 +207,93 @@ try {
 }
 
 const f = (x: number) => x.toFixed(3);
-console.log('Logic: compile and instantiate the digits Logic (Table II)');
-console.table(
-  setups.map((s) => ({
-    where: s.where,
-    'compile, first (ms)': f(s.compileFirstMs),
-    'compile, median (ms)': f(s.compileMs),
-    'instantiate (ms)': f(s.instantiateMs),
-    'Logic alone via executor (ms)': f(s.logicOnlyMs),
-  })),
-);
+if (setups.length) console.log('Logic: compile and instantiate the digits Logic (Table II)');
+if (setups.length)
+  console.table(
+    setups.map((s) => ({
+      where: s.where,
+      'compile, first (ms)': f(s.compileFirstMs),
+      'compile, median (ms)': f(s.compileMs),
+      'instantiate (ms)': f(s.instantiateMs),
+      'Logic alone via executor (ms)': f(s.logicOnlyMs),
+    })),
+  );
+if (rows.length) {
+  console.log(
+    'Model alone vs Logic + Model through the executor (Fig. 5); baseline: onnxruntime run()',
+  );
+  console.table(
+    rows.map((r) => ({
+      where: r.where,
+      backend: r.backend,
+      variant: r.variant,
+      'onnxruntime run (ms)': f(r.engineMs),
+      'model service (ms)': f(r.modelMs),
+      'Logic+Model (ms)': f(r.appMs),
+      'added (ms)': f(r.appMs - r.engineMs),
+      'ratio app/engine': (r.appMs / r.engineMs).toFixed(1),
+    })),
+  );
+}
+// ——— The fabric ———
+console.log('\nThe fabric: scheduling decisions per second (Laqista: 7,296/s)');
+const inProcess = placementRate(1000);
+const fabricRelay = await startRelay({ args: ['--no-cloud'] });
+let viaRelay: Awaited<ReturnType<typeof relayRate>>;
+const hops: {
+  path: string;
+  app: string;
+  runtimeMs: number;
+  fabricLocalMs: number;
+  hopMs: number;
+}[] = [];
+try {
+  for (const b of await testBundles()) await deploy(fabricRelay.url, b);
+  viaRelay = await relayRate(`${fabricRelay.url.replace('http', 'ws')}/ws`, 1000, {
+    log: console.log,
+  });
+  const browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
+  try {
+    for (const rtc of process.env.BRUME_NETNS ? [true, false] : [false]) {
+      const r = await hopCosts(browser, fabricRelay.url, runs, rtc);
+      for (const [app, m] of Object.entries(r)) {
+        hops.push({
+          path: String(m.via),
+          app,
+          runtimeMs: Number(m.runtimeMs),
+          fabricLocalMs: Number(m.fabricLocalMs),
+          hopMs: Number(m.hopMs),
+        });
+      }
+    }
+  } finally {
+    await browser.close();
+  }
+} finally {
+  await fabricRelay.stop();
+  rmSync(fabricRelay.dataDir, { recursive: true, force: true });
+}
+console.table([
+  { where: 'place() in process, 1,000 nodes', 'decisions/s': Math.round(inProcess) },
+  {
+    where: 'through the relay, 1,000 nodes connected (50 asking)',
+    'decisions/s': Math.round(viaRelay.perSecond),
+  },
+]);
 console.log(
-  'Model alone vs Logic + Model through the executor (Fig. 5); baseline: onnxruntime run()',
+  'One call across the fabric, in a tab (medians); baseline: the runtime called directly',
 );
 console.table(
-  rows.map((r) => ({
-    where: r.where,
-    backend: r.backend,
-    variant: r.variant,
-    'onnxruntime run (ms)': f(r.engineMs),
-    'model service (ms)': f(r.modelMs),
-    'Logic+Model (ms)': f(r.appMs),
-    'added (ms)': f(r.appMs - r.engineMs),
-    'ratio app/engine': (r.appMs / r.engineMs).toFixed(1),
+  hops.map((h) => ({
+    app: h.app,
+    'runtime (ms)': f(h.runtimeMs),
+    'fabric, local (ms)': f(h.fabricLocalMs),
+    [`one hop (ms)`]: f(h.hopMs),
+    path: h.path,
+    'hop − runtime (ms)': f(h.hopMs - h.runtimeMs),
   })),
 );
+
 mkdirSync('bench-results', { recursive: true });
 const out = {
   date: new Date().toISOString(),
@@ -216,6 +301,11 @@ const out = {
   runs,
   logic: setups,
   model: rows,
+  fabric: {
+    decisionsPerSecond: { inProcess1000Nodes: inProcess, viaRelay1000Nodes: viaRelay.perSecond },
+    joinSecondsFor1000Nodes: viaRelay.joinS,
+    hops,
+  },
 };
 writeFileSync('bench-results/bench.json', `${JSON.stringify(out, null, 2)}\n`);
 console.log('wrote bench-results/bench.json');

@@ -79,7 +79,9 @@ test('a person draws a digit on the pad and sees the answer', async ({ page, rel
   for (let y = 50; y <= 230; y += 10) await page.mouse.move(box.x + 142, box.y + y);
   await page.mouse.up();
   await expect(page.locator('#digit')).toHaveText('1');
-  await expect(page.locator('#detail')).toContainText(/variant (small|large) on wasm · [\d.]+ ms/);
+  await expect(page.locator('#detail')).toContainText(
+    /variant (small|large) on wasm · this tab · [\d.]+ ms/,
+  );
   await expect(page.locator('#node-backends')).toContainText('wasm');
 });
 

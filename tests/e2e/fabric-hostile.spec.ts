@@ -30,11 +30,12 @@ test('forged joins, replayed nonces, oversized frames and garbage are refused; t
     await f.whenJoined(20_000);
     return f.nodeId;
   });
+  // Pinned to the tab: the raw nodes below join but serve nothing.
   const echo = async () => {
     const res = await fetch(`${relay.url}/api/call/hostile/echo`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ input: 'still here' }),
+      body: JSON.stringify({ input: 'still here', qos: { privacy: tabId } }),
     });
     return { status: res.status, body: (await res.json()) as { value: unknown; node: string } };
   };
@@ -54,7 +55,7 @@ test('forged joins, replayed nonces, oversized frames and garbage are refused; t
 
   // Replayed: a valid join of one connection, sent again on another.
   const { node: honest, challenge } = await joinRaw(ws);
-  const replay = await openRaw(ws, honest.identity);
+  const replay = await openRaw(ws, { identity: honest.identity });
   await replay.next('challenge');
   replay.send({
     t: 'hello',
@@ -111,7 +112,7 @@ test('forged joins, replayed nonces, oversized frames and garbage are refused; t
   expect(await flooder.closed).toMatchObject({ code: 1008, reason: /frames per second/ });
 
   // Sockets from a page origin not on the allow-list are refused at the upgrade.
-  await expect(openRaw(ws, undefined, 'http://evil.example')).rejects.toThrow(/403/);
+  await expect(openRaw(ws, { origin: 'http://evil.example' })).rejects.toThrow(/403/);
 
   // Through all of it: the honest raw node is still joined and the tab still serves.
   expect(honest.ws.readyState).toBe(honest.ws.OPEN);

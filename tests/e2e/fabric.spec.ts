@@ -35,14 +35,33 @@ interface Tab {
   publicKey: string;
 }
 
+/** Turns WebRTC off in a page: every call to another tab then goes through the relay. */
+const noRtc = () => {
+  const broken = class {
+    constructor() {
+      throw new Error('WebRTC is disabled by this test');
+    }
+  };
+  for (const name of ['RTCPeerConnection', 'webkitRTCPeerConnection']) {
+    Object.defineProperty(globalThis, name, { value: broken, configurable: true });
+  }
+};
+
+// Outside a loopback-only namespace tabs must not open peer connections (ENVIRONMENT.md): they
+// run without WebRTC, and what would go over a data channel goes through the relay.
+const netns = !process.env.BRUME_NO_NETNS;
+const direct = netns ? 'peer' : 'relay';
+
 /** A tab joined to the fabric; `init` runs before the page's scripts (e.g. to break WebRTC). */
 async function tab(
   browser: Browser,
   query = '',
   base = relay.url,
-  init?: () => void,
+  init: (() => void) | undefined = netns ? undefined : noRtc,
 ): Promise<Tab> {
   const context = await browser.newContext();
+  // Chromium gathers loopback ICE candidates only for an origin with media permission.
+  await context.grantPermissions(['microphone', 'camera'], { origin: base });
   contexts.push(context);
   const page = await context.newPage();
   const errors: string[] = [];
@@ -114,17 +133,13 @@ test('a dew that cannot meet the accuracy asked runs it on another tab, over a d
   const local = await classify(small, {});
   expect(local).toMatchObject({ ok: true, via: 'local', node: small.id, variant: 'small' });
   const far = await classify(small, { accuracy: 0.96 });
-  expect(far).toMatchObject({ ok: true, via: 'peer', node: big.id, variant: 'large' });
+  expect(far).toMatchObject({ ok: true, via: direct, node: big.id, variant: 'large' });
   expect(far.ok && far.digit).toBe(local.ok && local.digit);
   const served = await big.page.evaluate(async () => (await window.brume.fabric).served);
   expect(served).toBe(1);
 });
 
 test('with WebRTC broken, the same request goes through the relay', async ({ browser }) => {
-  const noRtc = () => {
-    // biome-ignore lint/suspicious/noExplicitAny: removing a browser global on purpose
-    delete (globalThis as any).RTCPeerConnection;
-  };
   const small = await tab(browser, '?maxModelMiB=0.5', relay.url, noRtc);
   const big = await tab(browser, '', relay.url, noRtc);
   const far = await classify(small, { accuracy: 0.96 });
@@ -173,11 +188,48 @@ test('privacy pinned to a fog key runs only there, and device never leaves the t
   expect(cannot).toMatchObject({ ok: false, code: 'E_QOS', constraint: 'accuracy' });
   expect(await decisions()).toBe(before); // the relay was never asked
 
-  await fetch(`${relay.url}/api/trust/${fog.publicKey}`, { method: 'DELETE', headers: auth });
+  const revoked = await fetch(`${relay.url}/api/trust/${fog.publicKey}`, {
+    method: 'DELETE',
+    headers: { authorization: auth.authorization },
+  });
+  expect(revoked.status).toBe(204);
   expect(await classify(dew, { privacy: fog.publicKey })).toMatchObject({
     ok: false,
     constraint: 'privacy',
   });
+});
+
+test('a dew offers work to its parent fog first, and large payloads cross in chunks', async ({
+  browser,
+}) => {
+  const fog = await tab(browser, '?role=fog');
+  const auth = { authorization: `Bearer ${relay.token}` };
+  const trusted = await fetch(`${relay.url}/api/trust`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify({ publicKey: fog.publicKey, label: 'parent' }),
+  });
+  expect(trusted.status).toBe(201);
+  const dew = await tab(browser, '?maxModelMiB=0.5');
+  expect(await dew.page.evaluate(async () => (await window.brume.fabric).parent)).toBe(fog.id);
+
+  const before = await decisions();
+  const r = await classify(dew, { accuracy: 0.96 });
+  expect(r).toMatchObject({ ok: true, node: fog.id, variant: 'large', via: direct });
+  if (netns) {
+    // Straight to the parent over the data channel: the relay was not asked.
+    expect(r.ok && r.reason).toMatch(/parent fog/);
+    expect(await decisions()).toBe(before);
+  }
+
+  // 300 KB each way: five chunks out, five back.
+  const echoed = await dew.page.evaluate(async (to) => {
+    const big = 'brume '.repeat(50_000);
+    const r = await window.brume.invoke('hostile', 'echo', big, { privacy: to });
+    return { same: r.value === big, via: r.via, node: r.node };
+  }, fog.id);
+  expect(echoed).toEqual({ same: true, via: direct, node: fog.id });
+  await fetch(`${relay.url}/api/trust/${fog.publicKey}`, { method: 'DELETE', headers: auth });
 });
 
 async function decisions(): Promise<number> {
@@ -223,13 +275,13 @@ test('closing the executing tab mid-request gives exactly one correct result', a
   const caller = await tab(browser);
   const a = await tab(browser);
   const b = await tab(browser);
-  const n = 400_000_000;
+  const n = 1_000_000_000;
   // What the Logic computes, here: n rounds of x = x * 1664525 + 1013904223 (mod 2^32) from 1.
   let x = 1;
   for (let i = 0; i < n; i++) x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
 
-  // The caller learns that spin takes ~100 ms here, so a 10 ms budget is a QoS miss it forwards
-  // (the others have no figures yet, so the relay's estimate for them is the network alone).
+  // The caller learns that spin takes over 100 ms here, so a 50 ms budget is a QoS miss it
+  // forwards (the others have no figures yet: the relay's estimate for them is the network).
   await caller.page.evaluate(async () => {
     for (let i = 0; i < 3; i++) {
       await window.brume.invoke('hostile', 'echo', { n: 100_000_000 }, {}, { rpc: 'spin' });
@@ -240,47 +292,49 @@ test('closing the executing tab mid-request gives exactly one correct result', a
       'hostile',
       'echo',
       { n },
-      { latencyMs: 10 },
+      { latencyMs: 50 },
       { rpc: 'spin' },
     );
     return { value: r.value as { n: number; x: number }, node: r.node, via: r.via };
   }, n);
-  const busy = async () => {
-    for (;;) {
-      for (const t of [a, b]) {
-        if (await t.page.evaluate(async () => (await window.brume.fabric).busy)) return t;
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
-  const executing = await busy();
+  const executing = await whoIsBusy([a, b], answer);
   await executing.page.context().close();
   const result = await answer;
   const survivor = executing === a ? b : a;
-  expect(result.node).toBe(survivor.id);
-  expect(result.value).toEqual({ n, x });
+  expect(result).toMatchObject({ node: survivor.id, via: direct, value: { n, x } });
   // One result: the survivor ran it once, and nothing else arrives later.
   await caller.page.waitForTimeout(500);
   expect(await survivor.page.evaluate(async () => (await window.brume.fabric).served)).toBe(1);
 });
+
+/** The tab running a request for someone else; fails if `done` settles first. */
+async function whoIsBusy(tabs: Tab[], done: Promise<unknown>): Promise<Tab> {
+  let settled = false;
+  void done.finally(() => {
+    settled = true;
+  });
+  while (!settled) {
+    for (const t of tabs) {
+      if (await t.page.evaluate(async () => (await window.brume.fabric).busy)) return t;
+    }
+  }
+  throw new Error(
+    `the request finished before any tab was seen running it: ${JSON.stringify(await done)}`,
+  );
+}
 
 test('an HTTP client gets one result when the executing tab closes mid-request', async ({
   browser,
 }) => {
   const a = await tab(browser);
   const b = await tab(browser);
-  const n = 400_000_000;
+  const n = 1_000_000_000;
   const call = fetch(`${relay.url}/api/call/hostile/echo`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ input: { n }, rpc: 'spin' }),
   });
-  let executing: Tab | undefined;
-  while (!executing) {
-    for (const t of [a, b]) {
-      if (await t.page.evaluate(async () => (await window.brume.fabric).busy)) executing = t;
-    }
-  }
+  const executing = await whoIsBusy([a, b], call);
   await executing.page.context().close();
   const res = await call;
   expect(res.status).toBe(200);

@@ -139,3 +139,37 @@ describe('runtime in Node', () => {
     tampered.close();
   });
 });
+
+describe('a Logic call the node cannot serve within the QoS', () => {
+  it('goes to `remote`, and a request hops across nodes', async () => {
+    // A small node (no room for the large model) and a big one; the small one's Logic calls
+    // the model at accuracy 0.96, which only the big one can give.
+    const small = createRuntime(nodePlatform(memoryAppSource(apps)), { maxModelBytes: 500_000 });
+    const big = createRuntime(nodePlatform(memoryAppSource(apps)));
+    await small.refresh();
+    await big.refresh();
+    const hops: string[] = [];
+    small.remote = async (app, service, rpc, input, qos) => {
+      hops.push(`${app}/${service}`);
+      return big.call(app, service, input, qos, rpc ? { rpc } : {});
+    };
+    try {
+      const { heldout } = loadDigits();
+      const pixels = drawDigit(heldout.x, 0, { width: 28, height: 28, scale: 1, dx: 0, dy: 0 });
+      const input = { width: 28, height: 28, pixels };
+      const r = await small.call('hops', 'classify', input, { accuracy: 0.96 });
+      expect(hops).toEqual(['hops/model']);
+      expect((r.value as { variant: string }).variant).toBe('large');
+      expect(r.trace.map((t) => `${t.service}:${t.rpc}`)).toEqual([
+        'model:large',
+        'classify:classify',
+      ]);
+      // What it can serve itself stays here.
+      await small.call('hops', 'classify', input, { accuracy: 0.9 });
+      expect(hops).toHaveLength(1);
+    } finally {
+      small.close();
+      big.close();
+    }
+  });
+});

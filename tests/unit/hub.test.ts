@@ -1,0 +1,116 @@
+// The relay's hub against hand-driven nodes on a real port: eviction and rescheduling, one answer
+// per call, HTTP calls in JSON and MessagePack, and the admin API's guard.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decode, encode } from '../../core/codec';
+import { packBundle } from '../../core/manifest';
+import { decodeFrame, encodeFrame, type ToNode } from '../../core/protocol';
+import { createRelay, type Relay } from '../../relay/server';
+import { hostileApp } from '../apps';
+import { joinRaw, type RawNode } from '../raw-node';
+
+const silent = { info() {}, warn() {}, error() {} };
+let dir: string;
+let relay: Relay;
+let ws: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'brume-hub-'));
+  relay = await createRelay({
+    port: 0,
+    dataDir: dir,
+    webRoot: join(dir, 'web'),
+    logger: silent,
+    cloudNode: false,
+    heartbeatMs: 100,
+  });
+  const b = await hostileApp();
+  await relay.deploy(packBundle(b.manifest, b.files));
+  ws = `${relay.url.replace('http', 'ws')}/ws`;
+});
+afterAll(async () => {
+  await relay.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Answers every call with `answer(input)` after `delayMs`; counts the calls it got. */
+function serve(node: RawNode, answer: (input: unknown) => unknown, delayMs = 0) {
+  const got: number[] = [];
+  node.ws.on('message', (data) => {
+    const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode') as ToNode;
+    if (f.t !== 'call') return;
+    got.push(f.id);
+    setTimeout(() => {
+      if (node.ws.readyState !== node.ws.OPEN) return;
+      node.ws.send(
+        encodeFrame({ t: 'result', id: f.id, value: answer(f.input), rpc: f.rpc, ms: delayMs }),
+      );
+    }, delayMs);
+  });
+  return got;
+}
+
+const call = (body: unknown, type = 'application/json') =>
+  fetch(`${relay.url}/api/call/hostile/echo`, {
+    method: 'POST',
+    headers: { 'content-type': type },
+    body: type === 'application/json' ? JSON.stringify(body) : Buffer.from(encode(body)),
+  });
+
+describe('hub', () => {
+  it('evicts a node that stops answering and runs its call elsewhere, once', async () => {
+    const { node: hung } = await joinRaw(ws, 'dew', { silent: true });
+    const hungCalls = serve(hung, () => 'from the hung node', 60_000);
+    const pending = call({ input: 'hi' });
+    // Only the hung node is there: the call goes to it, then it misses three heartbeats.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(hungCalls).toHaveLength(1);
+    const { node: good, welcome } = await joinRaw(ws);
+    const goodCalls = serve(good, (input) => `echo ${input}`);
+    const res = await pending;
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ value: 'echo hi', node: welcome.nodeId });
+    expect(goodCalls).toHaveLength(1);
+    expect((await hung.closed).code).toBe(1006);
+    const events = relay.hub.events().filter((e) => e.kind === 'evicted');
+    expect(events.at(-1)?.detail).toMatch(/no heartbeat/);
+    good.ws.close();
+  });
+
+  it('answers HTTP calls in MessagePack, with bytes intact', async () => {
+    const { node } = await joinRaw(ws);
+    serve(node, (input) => input);
+    const bytes = Uint8Array.from({ length: 100_000 }, (_, i) => i % 251);
+    const res = await call({ input: { bytes }, qos: { latencyMs: 5000 } }, 'application/msgpack');
+    expect(res.headers.get('content-type')).toBe('application/msgpack');
+    const body = decode(new Uint8Array(await res.arrayBuffer())) as {
+      value: { bytes: Uint8Array };
+    };
+    expect(body.value.bytes).toEqual(bytes);
+    node.ws.close();
+  });
+
+  it('gives a typed QoS error and a 503 when nothing can run it', async () => {
+    const none = await call({ input: 1 });
+    expect(none.status).toBe(503);
+    const { node } = await joinRaw(ws);
+    const privacy = await call({ input: 1, qos: { privacy: 'device' } });
+    expect(privacy.status).toBe(422);
+    expect((await privacy.json()).error).toMatchObject({ code: 'E_QOS', constraint: 'privacy' });
+    const bad = await call({ input: 1, qos: { latencyMs: -1 } });
+    expect(bad.status).toBe(400);
+    node.ws.close();
+  });
+
+  it('guards the admin API with the token', async () => {
+    for (const path of ['/api/nodes', '/api/decisions', '/api/events', '/api/trust']) {
+      expect((await fetch(`${relay.url}${path}`)).status).toBe(401);
+      const ok = await fetch(`${relay.url}${path}`, {
+        headers: { authorization: `Bearer ${relay.admin.token}` },
+      });
+      expect(ok.status).toBe(200);
+    }
+  });
+});
