@@ -6,7 +6,19 @@ const isolation = {
 };
 
 export default defineConfig({
-  build: { outDir: 'dist/web', target: 'es2022', emptyOutDir: true, chunkSizeWarningLimit: 2048 },
+  build: {
+    outDir: 'dist/web',
+    target: 'es2022',
+    emptyOutDir: true,
+    chunkSizeWarningLimit: 2048,
+    rollupOptions: {
+      // The service worker must live at /sw.js (its scope is the folder it is served from).
+      input: { main: 'index.html', sw: 'worker/sw.ts' },
+      output: {
+        entryFileNames: (chunk) => (chunk.name === 'sw' ? 'sw.js' : 'assets/[name]-[hash].js'),
+      },
+    },
+  },
   worker: { format: 'es' },
   // onnxruntime-web locates its .wasm next to its own module; pre-bundling would move it.
   optimizeDeps: { exclude: ['onnxruntime-web'] },

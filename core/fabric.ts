@@ -159,11 +159,8 @@ export class Fabric {
     qos: Qos = {},
     opts: CallOptions = {},
   ): Promise<FabricCallResult> {
-    if (qos.privacy === 'device' || qos.privacy === this.nodeId) {
-      return this.local(app, service, input, qos, opts, 'privacy keeps it on this device');
-    }
-    if (qos.privacy === this.options.identity.publicKey) {
-      return this.local(app, service, input, qos, opts, "privacy names this node's key");
+    if (this.isMe(qos.privacy)) {
+      return this.local(app, service, input, qos, opts, 'privacy keeps it on this node');
     }
     // After a local QoS miss this node knows it cannot serve it, whatever its last report said.
     let missed = false;
@@ -207,6 +204,13 @@ export class Fabric {
     return { ...r, node: this.nodeId, via: 'local', reason };
   }
 
+  /** Whether a privacy constraint names this node: the device itself, its id or its key. */
+  private isMe(privacy: string | undefined): boolean {
+    return (
+      privacy === 'device' || privacy === this.nodeId || privacy === this.options.identity.publicKey
+    );
+  }
+
   /** Where a request would run, and why: this node if it meets the QoS, else the relay's choice. */
   async schedule(
     app: string,
@@ -219,8 +223,7 @@ export class Fabric {
       return { node: this.nodeId, rpc: d.rpc, estimateMs: d.estimateMs, reason: d.reason };
     };
     const p = qos.privacy;
-    if (p === 'device' || p === this.nodeId || p === this.options.identity.publicKey)
-      return local();
+    if (this.isMe(p)) return local();
     let exclude: string[] = [];
     if (p === undefined) {
       await this.options.runtime.ensure(app);
@@ -332,7 +335,7 @@ export class Fabric {
     if (this.paused) throw new BrumeError('E_UNAVAILABLE', 'this node is paused');
     const p = msg.qos.privacy;
     // The relay placed it here, but privacy is checked where the data lands too.
-    if (p !== undefined && p !== this.nodeId && p !== this.options.identity.publicKey) {
+    if (p !== undefined && (p === 'device' || !this.isMe(p))) {
       throw new QosError('privacy', undefined, `privacy ${p} does not allow this node`);
     }
     this.running++;

@@ -16,6 +16,11 @@ const brume = startBrume({
 });
 window.brume = brume;
 
+// Keeps this page for an offline start (worker/sw.ts); apps themselves are in the Cache API.
+navigator.serviceWorker
+  ?.register('/sw.js', { type: 'module' })
+  .catch((e: Error) => console.warn(`[brume] no offline start: ${e.message}`));
+
 void brume.fabric.then((fabric) => {
   const show = () => {
     $('node-fabric').textContent = fabric.status;

@@ -239,7 +239,9 @@ async function decisions(): Promise<number> {
   return ((await res.json()) as unknown[]).length;
 }
 
-test('a dew cut off from the relay still answers from its cached apps', async ({ browser }) => {
+test('a dew cut off from the relay still answers from its cached apps, and starts offline', async ({
+  browser,
+}) => {
   const dew = await tab(browser, '?maxModelMiB=0.5', proxy.url);
   await dew.page.evaluate(() => window.brume.node.warm('digits'));
   proxy.cut();
@@ -267,6 +269,17 @@ test('a dew cut off from the relay still answers from its cached apps', async ({
   });
   expect(again).toBe(dew.id); // the same key from IndexedDB: the same node
   expect(blobs).toEqual([]);
+
+  // An offline start: the relay unreachable, the page comes from its service worker and the
+  // apps from the Cache API, and the tab answers by itself.
+  proxy.cut();
+  await dew.page.reload();
+  const cold = await classify(dew, {});
+  expect(cold).toMatchObject({ ok: true, via: 'local', node: dew.id, variant: 'small' });
+  expect(await dew.page.evaluate(async () => (await window.brume.fabric).status)).not.toBe(
+    'joined',
+  );
+  proxy.heal();
 });
 
 test('closing the executing tab mid-request gives exactly one correct result', async ({

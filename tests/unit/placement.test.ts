@@ -9,6 +9,7 @@ import {
   type VariantInfo,
 } from '../../core/placement';
 import type { Role } from '../../core/protocol';
+import { mulberry32 } from '../../models/digits/mlp';
 
 const id = (n: number) => n.toString(16).padStart(32, '0');
 const node = (n: number, over: Partial<NodeView> = {}): NodeView => ({
@@ -125,17 +126,6 @@ describe('place', () => {
 });
 
 // ——— The property: over thousands of random fabrics, compared with a brute-force oracle. ———
-
-function mulberry32(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomCase(seed: number) {
   const r = mulberry32(seed);
