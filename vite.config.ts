@@ -12,10 +12,20 @@ export default defineConfig({
     emptyOutDir: true,
     chunkSizeWarningLimit: 2048,
     rollupOptions: {
-      // The service worker must live at /sw.js (its scope is the folder it is served from).
-      input: { main: 'index.html', sw: 'worker/sw.ts' },
+      // The service worker must live at /sw.js (its scope is the folder it is served from), and
+      // the embed script at the stable /brume.js that sites put in their script tag.
+      input: {
+        main: 'index.html',
+        admin: 'admin.html',
+        embed: 'embed.html',
+        sw: 'worker/sw.ts',
+        brume: 'web/embed-tag.ts',
+      },
       output: {
-        entryFileNames: (chunk) => (chunk.name === 'sw' ? 'sw.js' : 'assets/[name]-[hash].js'),
+        entryFileNames: (chunk) =>
+          chunk.name === 'sw' || chunk.name === 'brume'
+            ? `${chunk.name}.js`
+            : 'assets/[name]-[hash].js',
       },
     },
   },

@@ -50,6 +50,8 @@ export interface PeerLinks {
   call(node: string, call: PeerCall): Promise<PeerResult>;
   /** `node` is gone (the relay says so): fail its calls in flight with E_DISCONNECTED. */
   drop(node: string): void;
+  /** Nodes with an open channel now. */
+  connected(): string[];
   close(): void;
 }
 
@@ -94,8 +96,12 @@ export class Fabric {
   status: FabricStatus = 'connecting';
   nodeId: string;
   trusted = false;
-  /** The user paused contributing: this node serves only itself. */
-  paused = false;
+  /** Why this node serves only itself now ('user', 'battery'...); empty: it contributes. */
+  private readonly pausedBy = new Set<string>();
+  /** Requests it runs at once for others (lowered while the tab is hidden). */
+  concurrency: number;
+  /** Milliseconds of compute spent on requests from other nodes. */
+  contributedMs = 0;
   /** Requests served for other nodes. */
   served = 0;
   readonly role: Role;
@@ -113,10 +119,43 @@ export class Fabric {
   constructor(private readonly options: FabricOptions) {
     this.nodeId = options.identity.id;
     this.role = options.role;
+    this.concurrency = options.maxConcurrency ?? 1;
     // A Logic's calls are scheduled like any other request: a request can hop across nodes.
     options.runtime.remote = (app, service, rpc, input, qos) =>
       this.call(app, service, input, qos, rpc ? { rpc } : {});
     this.connect();
+  }
+
+  get paused(): boolean {
+    return this.pausedBy.size > 0;
+  }
+
+  /** Stops (or resumes) serving others for `reason`; the relay hears of it at once. */
+  pause(reason: string, on = true): void {
+    const was = this.paused;
+    if (on) this.pausedBy.add(reason);
+    else this.pausedBy.delete(reason);
+    if (was !== this.paused) this.beatNow();
+  }
+
+  /** Why it is paused, for the page. */
+  pauseReasons(): string[] {
+    return [...this.pausedBy];
+  }
+
+  setConcurrency(n: number): void {
+    if (n === this.concurrency) return;
+    this.concurrency = n;
+    this.beatNow();
+  }
+
+  private beatNow(): void {
+    if (this.socket && this.status === 'joined') this.sendBeat(this.socket, false);
+  }
+
+  /** Nodes this one has a direct channel to now. */
+  peers(): string[] {
+    return this.options.links?.connected() ?? [];
   }
 
   get publicKey(): string {
@@ -278,7 +317,7 @@ export class Fabric {
     exclude: string[],
   ): Promise<FabricCallResult> {
     // The relay places by what this node last reported: report first if that changed since.
-    if (this.socket && this.reported !== this.capacity()) this.sendBeat(this.socket, false);
+    if (this.socket && this.reported !== this.capacityKey()) this.sendBeat(this.socket, false);
     const d = await this.request({ t: 'schedule', id: 0, app, service, qos, rpc, exclude });
     if (d.t !== 'decision') throw new BrumeError('E_PROTOCOL', `expected a decision, got ${d.t}`);
     const pin = d.pin;
@@ -349,6 +388,7 @@ export class Fabric {
       };
       const r = await this.options.runtime.call(msg.app, msg.service, msg.input, msg.qos, opts);
       this.served++;
+      this.contributedMs += r.ms;
       const trace = r.trace.map(({ service, rpc, kind, ms, backend }) => ({
         service,
         rpc,
@@ -483,7 +523,7 @@ export class Fabric {
 
   /** Apps and runnable variants, as last put in a heartbeat. */
   private reported = '';
-  private capacity(): string {
+  private capacityKey(): string {
     const rt = this.options.runtime;
     return JSON.stringify([rt.apps().map((m) => m.name), rt.runnable()]);
   }
@@ -497,10 +537,10 @@ export class Fabric {
     const rt = this.options.runtime;
     const stats: Record<string, { count: number; p50: number }> = {};
     for (const [k, v] of Object.entries(rt.stats.all())) stats[k] = { count: v.count, p50: v.p50 };
-    this.reported = this.capacity();
+    this.reported = this.capacityKey();
     const frame: ToRelay = {
       t: 'heartbeat',
-      load: { queue: this.running, maxConcurrency: this.options.maxConcurrency ?? 1 },
+      load: { queue: this.running, maxConcurrency: this.concurrency },
       apps: rt.apps().map((m) => m.name),
       models: rt.runnable(),
       stats,

@@ -72,6 +72,16 @@ export interface Manifest {
   description?: string;
   files: Record<string, FileEntry>;
   services: Record<string, Service>;
+  /** Inputs a person can try from the join page. */
+  demos?: Demo[];
+}
+
+export interface Demo {
+  title: string;
+  service: string;
+  rpc?: string;
+  /** JSON: the join page sends it as it is. */
+  input: unknown;
 }
 
 /** A manifest whose `files` are still to be computed from the bytes (see `buildManifest`). */
@@ -185,6 +195,19 @@ const manifestSchema = z
     services: z
       .record(name, service)
       .refine((s) => Object.keys(s).length > 0, { error: 'must hold at least one service' }),
+    demos: z
+      .array(
+        z.strictObject({
+          title: z.string().min(1).max(128),
+          service: name,
+          rpc: z.string().max(64).optional(),
+          input: z.unknown().refine((v) => JSON.stringify(v ?? null).length <= 64 * 1024, {
+            error: 'a demo input is at most 64 KiB of JSON',
+          }),
+        }),
+      )
+      .max(16)
+      .optional(),
   })
   .superRefine((m, ctx) => {
     const listed = (file: string, path: PropertyKey[]) => {
@@ -192,6 +215,15 @@ const manifestSchema = z
         ctx.addIssue({ code: 'custom', path, message: `"${file}" is not listed in files` });
       }
     };
+    (m.demos ?? []).forEach((d, i) => {
+      if (!Object.hasOwn(m.services, d.service)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['demos', i, 'service'],
+          message: `no service "${d.service}"`,
+        });
+      }
+    });
     for (const [sname, s] of Object.entries(m.services)) {
       if (s.kind === 'logic') {
         listed(s.file, ['services', sname, 'file']);

@@ -105,6 +105,7 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): void {
   );
   app.get('/api/decisions', guarded, async () => hub.decisions());
   app.get('/api/events', guarded, async () => hub.events());
+  app.get('/api/calls', guarded, async () => hub.calls());
   app.get('/api/trust', guarded, async () => admin.trustList());
   app.post<{ Body: { publicKey?: unknown; label?: unknown } }>(
     '/api/trust',

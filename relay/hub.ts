@@ -8,12 +8,12 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
+import type { CallRecord, DecisionRecord, HubEvent, NodeRecord } from '../core/api';
 import { BrumeError, NotFoundError, TimeoutError } from '../core/errors';
 import { NonceBook, nodeIdOf, verifyJoin } from '../core/identity';
 import type { Manifest } from '../core/manifest';
-import { type NodeView, place } from '../core/placement';
+import { place } from '../core/placement';
 import {
-  type Capabilities,
   decodeFrame,
   encodeFrame,
   PROTOCOL_VERSION,
@@ -42,32 +42,6 @@ export interface HubOptions {
   /** How long a forwarded call may take before the caller is told. */
   callTimeoutMs?: number;
   log: { info(m: string): void; warn(m: string): void };
-}
-
-export interface NodeRecord extends NodeView {
-  caps: Capabilities;
-  joinedAt: number;
-  lastSeen: number;
-}
-
-export interface DecisionRecord {
-  at: number;
-  app: string;
-  service: string;
-  qos: Qos;
-  caller: string;
-  node?: string;
-  rpc?: string;
-  estimateMs?: number;
-  reason: string;
-  ok: boolean;
-}
-
-export interface HubEvent {
-  at: number;
-  kind: 'joined' | 'left' | 'evicted' | 'refused' | 'closed';
-  node?: string;
-  detail: string;
 }
 
 /** Where a request goes: the node, the rpc to call there and the model variants it must use. */
@@ -130,6 +104,7 @@ export function createHub(options: HubOptions) {
   const nodes = new Map<string, { record: NodeRecord; conn: Conn; peerToken: string }>();
   const forwards = new Map<number, Forward>();
   const decisions: DecisionRecord[] = [];
+  const calls: CallRecord[] = [];
   const events: HubEvent[] = [];
   let nextId = 1;
 
@@ -261,11 +236,11 @@ export function createHub(options: HubOptions) {
             caller: node.id,
             target: msg.to,
           },
-          (r) => {
+          logged(msg.app, msg.service, (r) => {
             if (!r.ok) return send(conn, { t: 'error', id: msg.id, error: wireError(r.error) });
             const { ok: _, ...answer } = r;
             send(conn, { t: 'result', id: msg.id, ...answer });
-          },
+          }),
         );
         return;
       case 'result':
@@ -362,6 +337,7 @@ export function createHub(options: HubOptions) {
     nodes.set(id, { record, conn, peerToken });
     recordList = undefined;
     const parent = record.role === 'dew' ? parentFor() : undefined;
+    if (parent) record.parent = parent;
     send(conn, {
       t: 'welcome',
       nodeId: id,
@@ -485,6 +461,24 @@ export function createHub(options: HubOptions) {
     }
   }
 
+  /** `reply`, recording the call's outcome and latency in the bounded call log. */
+  function logged(app: string, service: string, reply: Forward['reply']): Forward['reply'] {
+    const t0 = performance.now();
+    return (answer) => {
+      const model = answer.ok ? answer.trace?.find((t) => t.kind === 'model') : undefined;
+      remember(calls, {
+        at: Date.now(),
+        app,
+        service,
+        variant: model?.rpc ?? (answer.ok ? answer.rpc : ''),
+        node: answer.ok ? answer.node : '',
+        ms: performance.now() - t0,
+        ok: answer.ok,
+      });
+      reply(answer);
+    };
+  }
+
   /** Runs a call on `target` (or a placed node when it is ''), moving it if the node is lost. */
   function forward(
     call: Omit<Forward, 'reply' | 'timer' | 'tried'> & { tried?: string[] },
@@ -537,16 +531,20 @@ export function createHub(options: HubOptions) {
     /** Nodes as the scheduler sees them. */
     nodes: () => [...records()],
     decisions: () => decisions.slice(-1000),
+    calls: () => calls.slice(-1000),
     events: () => events.slice(-1000),
     decide,
     /** A call from an HTTP client: placed here, run on a node, answered once. */
     call(app: string, service: string, input: unknown, qos: Qos, rpc = '') {
       return new Promise<CallAnswer>((resolve, reject) => {
-        forward({ app, service, rpc, input, qos, caller: '', target: '' }, (r) => {
-          if (!r.ok) return reject(r.error);
-          const { ok: _, ...answer } = r;
-          resolve(answer);
-        });
+        forward(
+          { app, service, rpc, input, qos, caller: '', target: '' },
+          logged(app, service, (r) => {
+            if (!r.ok) return reject(r.error);
+            const { ok: _, ...answer } = r;
+            resolve(answer);
+          }),
+        );
       });
     },
     /** Whether `token` is what this relay gave node `id` for the PeerJS server. */

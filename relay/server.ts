@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { relative, resolve, sep } from 'node:path';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { AppSummary, ServiceSummary } from '../core/api';
 import {
   BrumeError,
   ConflictError,
@@ -84,25 +85,6 @@ export interface Relay {
   /** Stops listening and waits for requests in flight; idempotent. */
   close(): Promise<void>;
 }
-
-export interface AppSummary {
-  name: string;
-  version: string;
-  description?: string;
-  services: Record<string, ServiceSummary>;
-  manifestSha256: string;
-}
-
-export type ServiceSummary =
-  | { kind: 'logic'; rpcs: string[] }
-  | {
-      kind: 'model';
-      task: string;
-      variants: Record<
-        string,
-        { accuracy: number; latencyMs: number; params: number; weights: 'trained' | 'random' }
-      >;
-    };
 
 const MiB = 1024 * 1024;
 const BUNDLE_TYPES = ['application/vnd.brume.bundle', 'application/octet-stream'];
@@ -191,8 +173,14 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   });
   mountFabric(app, { hub, admin, log, origins: (origin) => allowedOrigins.has(origin) });
 
-  app.addHook('onSend', async (_req, reply, payload) => {
+  app.addHook('onSend', async (req, reply, payload) => {
     reply.headers(ISOLATION_HEADERS);
+    if (req.url.split('?')[0] === '/brume.js') {
+      // The embed script is loaded by other sites' pages, with Subresource Integrity (CORS).
+      reply.header('cross-origin-resource-policy', 'cross-origin');
+      reply.header('access-control-allow-origin', '*');
+      reply.header('cache-control', 'no-cache');
+    }
     return payload;
   });
 
@@ -234,6 +222,9 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
       }
     },
   });
+
+  // The admin console; its data comes from the admin API, which checks the token.
+  app.get('/admin', (_req, reply) => reply.sendFile('admin.html'));
 
   app.get('/api/health', async () => ({
     ok: true,

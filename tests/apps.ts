@@ -36,6 +36,7 @@ export function hostileApp(): Promise<Bundle> {
       name: 'hostile',
       version: '1.0.0',
       description: 'test fixtures: Logics that misbehave',
+      demos: [{ title: 'Echo a greeting', service: 'echo', rpc: 'echo', input: 'hello, fabric' }],
       services: {
         loop: {
           kind: 'logic',

@@ -49,6 +49,8 @@ export interface BrumeConfig {
   /** Model files larger than this are not run here (a small device). */
   maxModelBytes?: number;
   onProgress?: (p: DownloadProgress) => void;
+  /** false: this node never runs requests for others (a site's or a person's choice). */
+  contribute?: boolean;
 }
 
 /** The config a page URL asks for: `?role=fog`, `?maxModelMiB=0.5`. */
@@ -74,8 +76,9 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
     httpAppSource(relay.origin, (u) => fetch(u)),
     config.onProgress,
   );
+  const workers = Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1));
   const node = createRuntime(platform, {
-    logicWorkers: Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1)),
+    logicWorkers: workers,
     ...(config.maxModelBytes !== undefined && { maxModelBytes: config.maxModelBytes }),
   });
   const ready = node.refresh().then(({ failed }) => {
@@ -92,9 +95,11 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
       runtime: node,
       capabilities: () => tabCapabilities(node),
       links: peerLinks(relay, { log: (l) => console.warn(`[brume] ${l}`) }),
+      maxConcurrency: workers,
       log: (l) => console.warn(`[brume] ${l}`),
     });
   });
+  void fabric.then((f) => throttle(f, workers, config.contribute !== false));
   const invoke: BrumeApi['invoke'] = async (app, service, input, qos, opts) => {
     await ready;
     return (await fabric).call(app, service, input, qos, opts);
@@ -111,4 +116,24 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
     },
     describe: () => node.describe(),
   };
+}
+
+/**
+ * Keeps a tab a good citizen: one request at a time for others while hidden, none on a low
+ * battery that is not charging, none at all when the site or the person said so.
+ */
+function throttle(f: Fabric, workers: number, contribute: boolean): void {
+  if (!contribute) f.pause('site');
+  const visibility = () => f.setConcurrency(document.visibilityState === 'hidden' ? 1 : workers);
+  document.addEventListener('visibilitychange', visibility);
+  visibility();
+  const nav = navigator as Navigator & {
+    getBattery?: () => Promise<EventTarget & { level: number; charging: boolean }>;
+  };
+  void nav.getBattery?.().then((b) => {
+    const check = () => f.pause('battery', b.level < 0.2 && !b.charging);
+    b.addEventListener('levelchange', check);
+    b.addEventListener('chargingchange', check);
+    check();
+  });
 }

@@ -52,10 +52,8 @@ export function cachedAppSource(
   };
 }
 
-/** Whether a file is in the cache (tests, the join page's "apps cached"). */
-export async function isCached(sha256: string): Promise<boolean> {
-  const cache = await caches.open(cacheName);
-  return (
-    (await cache.match(new URL(`/brume-cache/blobs/${sha256}`, location.origin))) !== undefined
-  );
+/** How many app files this browser holds (the join page shows it). */
+export async function cachedFiles(): Promise<number> {
+  const keys = await (await caches.open(cacheName)).keys();
+  return keys.filter((r) => new URL(r.url).pathname.startsWith('/brume-cache/blobs/')).length;
 }

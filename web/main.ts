@@ -1,6 +1,7 @@
 // The join page: boots this tab as a node, shows its status, and runs the digits demo.
 import type { Qos } from '../core/scheduler';
 import { configFromUrl, startBrume } from './brume';
+import { cachedFiles } from './cache';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -22,11 +23,29 @@ navigator.serviceWorker
   .catch((e: Error) => console.warn(`[brume] no offline start: ${e.message}`));
 
 void brume.fabric.then((fabric) => {
+  const pause = $<HTMLButtonElement>('pause');
+  pause.addEventListener('click', () => {
+    fabric.pause('user', !fabric.pauseReasons().includes('user'));
+    show();
+  });
   const show = () => {
+    const reasons = fabric.pauseReasons();
     $('node-fabric').textContent = fabric.status;
     $('node-id').textContent = fabric.nodeId.slice(0, 8);
+    $('node-id').title = fabric.nodeId;
     $('node-role').textContent = `${fabric.role}${fabric.trusted ? ' (trusted)' : ''}`;
+    $('node-parent').textContent = fabric.parent ? `fog ${fabric.parent.slice(0, 8)}` : 'none';
+    const peers = fabric.peers();
+    $('node-peers').textContent = peers.length
+      ? `${peers.length} open: ${peers.map((p) => p.slice(0, 8)).join(', ')}`
+      : 'no open channels';
     $('node-served').textContent = `${fabric.served} requests for others`;
+    $('node-contributed').textContent = `${fabric.contributedMs.toFixed(0)} ms of compute`;
+    $('node-contributing').textContent = reasons.length
+      ? `Paused (${reasons.join(', ')}): this tab serves only itself.`
+      : `Contributing: up to ${fabric.concurrency} request${fabric.concurrency > 1 ? 's' : ''} at a time for others.`;
+    pause.textContent = reasons.includes('user') ? 'Resume contributing' : 'Pause contributing';
+    pause.setAttribute('aria-pressed', String(reasons.includes('user')));
   };
   fabric.onStatus(show);
   show();
@@ -38,12 +57,18 @@ brume.ready
     const d = await brume.describe();
     $('node-state').textContent = 'ready';
     $('node-backends').textContent = d.backends.map((b) => `${b.name} (${b.detail})`).join(', ');
-    $('node-apps').textContent =
-      d.apps.map((a) => `${a.name}@${a.version}`).join(', ') || 'none deployed';
+    const apps = d.apps.map((a) => `${a.name}@${a.version}`).join(', ') || 'none deployed';
+    const showApps = async () => {
+      $('node-apps').textContent = `${apps} · ${await cachedFiles()} files cached`;
+    };
+    await showApps();
+    showDemos();
     // Fetch, verify and compile the demo now, so the first drawing is answered at full speed.
     if (d.apps.some((a) => a.name === 'digits')) {
       brume.node
         .warm('digits')
+        .then(showApps)
+        .then(() => $('node-state').setAttribute('data-warm', 'digits'))
         .catch((e: Error) => console.warn(`[brume] warming digits: ${e.message}`));
     }
   })
@@ -118,4 +143,37 @@ async function classify(): Promise<void> {
     detail.textContent = (e as Error).message;
     detail.classList.add('error');
   }
+}
+
+/** A button per demo input of each deployed app; the answer shows where it ran. */
+function showDemos(): void {
+  const list = $('demo-list');
+  const demos = brume.node
+    .apps()
+    .flatMap((m) => (m.demos ?? []).map((d) => ({ app: m.name, ...d })));
+  if (demos.length === 0) return;
+  list.replaceChildren(
+    ...demos.map((d) => {
+      const row = document.createElement('p');
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.textContent = `${d.app}: ${d.title}`;
+      const out = document.createElement('output');
+      out.className = 'demo-output';
+      button.addEventListener('click', async () => {
+        out.textContent = 'running…';
+        out.classList.remove('error');
+        try {
+          const r = await brume.invoke(d.app, d.service, d.input, {}, d.rpc ? { rpc: d.rpc } : {});
+          const where = r.via === 'local' ? 'this tab' : `${r.node.slice(0, 8)} via ${r.via}`;
+          out.textContent = ` ${JSON.stringify(r.value).slice(0, 200)} · ${where} · ${r.ms.toFixed(1)} ms`;
+        } catch (e) {
+          out.textContent = ` ${(e as Error).message}`;
+          out.classList.add('error');
+        }
+      });
+      row.append(button, out);
+      return row;
+    }),
+  );
 }

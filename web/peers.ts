@@ -45,6 +45,8 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
   ready.catch(() => {});
   let serve: Serve | undefined;
   const links = new Map<string, Promise<Link>>();
+  /** Nodes with an open channel (the page shows them). */
+  const openPeers = new Set<string>();
   let nextId = 1;
 
   function start(nodeId: string, token: string, handler: Serve): void {
@@ -92,7 +94,11 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
         conn.close();
       }
     });
-    const lost = () => fail(link, `the channel to ${conn.peer.slice(0, 8)} closed`);
+    conn.on('open', () => openPeers.add(conn.peer));
+    const lost = () => {
+      openPeers.delete(conn.peer);
+      fail(link, `the channel to ${conn.peer.slice(0, 8)} closed`);
+    };
     conn.on('close', lost);
     conn.on('error', lost);
     return link;
@@ -215,7 +221,7 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
     peer = undefined;
   }
 
-  return { start, call, drop, close };
+  return { start, call, drop, close, connected: () => [...openPeers] };
 }
 
 function drained(dc: RTCDataChannel, low: number): Promise<void> {

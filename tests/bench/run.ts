@@ -288,7 +288,7 @@ console.table(
     app: h.app,
     'runtime (ms)': f(h.runtimeMs),
     'fabric, local (ms)': f(h.fabricLocalMs),
-    [`one hop (ms)`]: f(h.hopMs),
+    'one hop (ms)': f(h.hopMs),
     path: h.path,
     'hop − runtime (ms)': f(h.hopMs - h.runtimeMs),
   })),

@@ -1,0 +1,66 @@
+/**
+ * The shapes the relay's HTTP API answers with (PROTOCOL.md §6): shared by the relay that
+ * produces them and the admin console that draws them.
+ */
+import type { NodeView } from './placement';
+import type { Capabilities } from './protocol';
+import type { Qos } from './scheduler';
+
+export interface NodeRecord extends NodeView {
+  caps: Capabilities;
+  /** A dew's parent fog, as given at join. */
+  parent?: string;
+  joinedAt: number;
+  lastSeen: number;
+}
+
+export interface DecisionRecord {
+  at: number;
+  app: string;
+  service: string;
+  qos: Qos;
+  caller: string;
+  node?: string;
+  rpc?: string;
+  estimateMs?: number;
+  reason: string;
+  ok: boolean;
+}
+
+/** A call that went through the relay (HTTP clients, and nodes without a data channel). */
+export interface CallRecord {
+  at: number;
+  app: string;
+  service: string;
+  /** The model variant that ran (from the trace), else the rpc. */
+  variant: string;
+  node: string;
+  ms: number;
+  ok: boolean;
+}
+
+export interface HubEvent {
+  at: number;
+  kind: 'joined' | 'left' | 'evicted' | 'refused' | 'closed';
+  node?: string;
+  detail: string;
+}
+
+export interface AppSummary {
+  name: string;
+  version: string;
+  description?: string;
+  services: Record<string, ServiceSummary>;
+  manifestSha256: string;
+}
+
+export type ServiceSummary =
+  | { kind: 'logic'; rpcs: string[] }
+  | {
+      kind: 'model';
+      task: string;
+      variants: Record<
+        string,
+        { accuracy: number; latencyMs: number; params: number; weights: 'trained' | 'random' }
+      >;
+    };
