@@ -7,11 +7,12 @@
  * npx tsx relay/cli.ts pack my-app --out my-app.brume
  * npx tsx relay/cli.ts deploy my-app.brume --relay http://127.0.0.1:8787
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { BrumeError } from '../core/errors';
+import { loadAdmin } from './admin';
 import { packApp } from './pack';
 import { createRelay } from './server';
 
@@ -24,6 +25,7 @@ Commands:
   pack <dir>            pack <dir>/brume.json and the files it names into a .brume bundle
   deploy <file.brume>   upload a bundle to a relay
   trust [<publicKey>]   list the fog/cloud trust list, or add (or --revoke) a node's public key
+  token                 print the admin token of a data directory (--rotate: issue a new one)
 
 start:
   --port <n>            port (env BRUME_PORT, default 8787; 0 picks a free one)
@@ -47,6 +49,10 @@ trust:
   --revoke              remove the key instead
   --token <token>       the admin token (env BRUME_ADMIN_TOKEN; default: read from --data)
   --data <dir>          the relay's storage directory, to read its token (default .brume)
+
+token:
+  --data <dir>          the relay's storage directory (env BRUME_DATA, default .brume)
+  --rotate              replace the token; a running relay takes the new one when restarted
 
   -h, --help            this text
   -v, --version         the Brume version
@@ -72,6 +78,7 @@ const commands: Record<string, Options> = {
   },
   pack: { out: { type: 'string' } },
   deploy: { relay: { type: 'string' } },
+  token: { data: { type: 'string' }, rotate: { type: 'boolean' } },
   trust: {
     relay: { type: 'string' },
     label: { type: 'string' },
@@ -144,6 +151,15 @@ async function main(argv: string[]): Promise<number> {
       const [file, ...extra] = positionals;
       if (!file || extra.length) throw new UsageError('deploy takes one file: brume deploy <file>');
       return deploy(file, flag('relay') ?? process.env.BRUME_RELAY ?? 'http://127.0.0.1:8787');
+    }
+    case 'token': {
+      noPositionals(positionals);
+      const data = resolve(flag('data') ?? process.env.BRUME_DATA ?? '.brume');
+      if (values.rotate) await rm(join(data, 'admin-token'), { force: true });
+      const admin = await loadAdmin(data);
+      console.log(admin.token);
+      if (values.rotate) console.error('new token written; restart the relay to use it');
+      return 0;
     }
     case 'trust': {
       const [key, ...extra] = positionals;

@@ -56,18 +56,9 @@ export function placementRate(n: number, ms = 1000): number {
   return (count * 1000) / (performance.now() - t0);
 }
 
-/**
- * Joins `n` simulated nodes to a relay (real sockets, real signed joins, one heartbeat each), then
- * has `senders` of them ask for decisions on digits, keeping `window` requests in flight each.
- */
-export async function relayRate(
-  wsUrl: string,
-  n: number,
-  options: { senders?: number; window?: number; ms?: number; log?: (l: string) => void } = {},
-) {
-  const { senders = 50, window = 8, ms = 3000 } = options;
+/** `n` nodes joined over real sockets with signed joins, each having sent one heartbeat. */
+export async function joinMany(wsUrl: string, n: number): Promise<RawNode[]> {
   const nodes: RawNode[] = [];
-  const t0 = performance.now();
   for (let i = 0; i < n; i += 50) {
     const batch = await Promise.all(
       Array.from({ length: Math.min(50, n - i) }, () =>
@@ -80,12 +71,27 @@ export async function relayRate(
         load: { queue: 0, maxConcurrency: 1 },
         apps: ['digits'],
         models: { 'digits/model': ['small', 'large'] },
-        stats: {},
+        stats: { 'digits/model/small@wasm': { count: 10, p50: 0.3 } },
         paused: false,
       });
       nodes.push(node);
     }
   }
+  return nodes;
+}
+
+/**
+ * Joins `n` simulated nodes to a relay (real sockets, real signed joins, one heartbeat each), then
+ * has `senders` of them ask for decisions on digits, keeping `window` requests in flight each.
+ */
+export async function relayRate(
+  wsUrl: string,
+  n: number,
+  options: { senders?: number; window?: number; ms?: number; log?: (l: string) => void } = {},
+) {
+  const { senders = 50, window = 8, ms = 3000 } = options;
+  const t0 = performance.now();
+  const nodes = await joinMany(wsUrl, n);
   const joinS = (performance.now() - t0) / 1000;
   options.log?.(`  ${n} simulated nodes joined in ${joinS.toFixed(1)} s`);
   let answered = 0;
@@ -191,5 +197,45 @@ export async function hopCosts(browser: Browser, url: string, runs: number, rtc:
   } finally {
     await from.context.close();
     await to.context.close();
+  }
+}
+
+/**
+ * The admin console with `n` nodes connected: time to the first full node table, and how much of
+ * each second the page's main thread then spends (it polls and redraws once a second).
+ */
+export async function consoleCost(
+  browser: Browser,
+  url: string,
+  token: string,
+  wsUrl: string,
+  n: number,
+) {
+  const nodes = await joinMany(wsUrl, n);
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.addInitScript((t) => localStorage.setItem('brume-admin-token', t), token);
+    const t0 = performance.now();
+    await page.goto(`${url}/admin`);
+    await page.waitForFunction((n) => document.querySelectorAll('#nodes tbody tr').length >= n, n, {
+      timeout: 60_000,
+    });
+    const firstMs = performance.now() - t0;
+    const busy = await page.evaluate(
+      () =>
+        new Promise<number>((resolve) => {
+          // Long tasks (over 50 ms) are what a person feels; count their share of 5 s.
+          let total = 0;
+          new PerformanceObserver((list) => {
+            for (const e of list.getEntries()) total += e.duration;
+          }).observe({ type: 'longtask' });
+          setTimeout(() => resolve(total / 5000), 5000);
+        }),
+    );
+    return { nodes: n, firstTableMs: firstMs, longTaskShare: busy };
+  } finally {
+    await context.close();
+    for (const node of nodes) node.ws.close();
   }
 }

@@ -14,7 +14,7 @@ import { nodePlatform } from '../../relay/platform';
 import { netnsPrefix } from '../../scripts/netns';
 import { hopsApp, testBundles } from '../apps';
 import { deploy, startRelay } from '../relay-process';
-import { hopCosts, placementRate, relayRate } from './fabric';
+import { consoleCost, hopCosts, placementRate, relayRate } from './fabric';
 
 // Tabs open WebRTC channels to each other: run in a loopback-only namespace when one can be made.
 if (!process.env.BRUME_NETNS && !process.env.BRUME_NO_NETNS) {
@@ -240,6 +240,7 @@ console.log('\nThe fabric: scheduling decisions per second (Laqista: 7,296/s)');
 const inProcess = placementRate(1000);
 const fabricRelay = await startRelay({ args: ['--no-cloud'] });
 let viaRelay: Awaited<ReturnType<typeof relayRate>>;
+let consoleRun: Awaited<ReturnType<typeof consoleCost>> | undefined;
 const hops: {
   path: string;
   app: string;
@@ -254,6 +255,13 @@ try {
   });
   const browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
   try {
+    consoleRun = await consoleCost(
+      browser,
+      fabricRelay.url,
+      fabricRelay.token,
+      `${fabricRelay.url.replace('http', 'ws')}/ws`,
+      500,
+    );
     for (const rtc of process.env.BRUME_NETNS ? [true, false] : [false]) {
       const r = await hopCosts(browser, fabricRelay.url, runs, rtc);
       for (const [app, m] of Object.entries(r)) {
@@ -294,6 +302,12 @@ console.table(
   })),
 );
 
+if (consoleRun) {
+  console.log(
+    `Admin console with ${consoleRun.nodes} nodes: first full node table ${consoleRun.firstTableMs.toFixed(0)} ms after opening; long tasks take ${(consoleRun.longTaskShare * 100).toFixed(1)}% of the main thread while it updates every second`,
+  );
+}
+
 mkdirSync('bench-results', { recursive: true });
 const out = {
   date: new Date().toISOString(),
@@ -304,6 +318,7 @@ const out = {
   fabric: {
     decisionsPerSecond: { inProcess1000Nodes: inProcess, viaRelay1000Nodes: viaRelay.perSecond },
     joinSecondsFor1000Nodes: viaRelay.joinS,
+    adminConsole: consoleRun,
     hops,
   },
 };

@@ -106,6 +106,11 @@ describe('brume start', () => {
       expect(junk.stderr).toMatch(/400 E_INPUT.*P-256/);
       expect((await brume(['trust', fog.publicKey, '--revoke', ...relayArgs])).code).toBe(0);
       expect((await brume(['trust', ...relayArgs])).stdout).toContain('the trust list is empty');
+      // brume token prints the token; --rotate issues another.
+      expect((await brume(['token', '--data', data])).stdout.trim()).toBe(token);
+      const rotated = (await brume(['token', '--rotate', '--data', data])).stdout.trim();
+      expect(rotated).toMatch(/^[A-Za-z0-9_-]{32}$/);
+      expect(rotated).not.toBe(token);
     } finally {
       child.kill('SIGTERM');
     }

@@ -123,6 +123,16 @@ describe('parseManifest', () => {
     ['version not semver', (m) => (m.version = '1.0'), 'version:'],
     ['version with a v', (m) => (m.version = 'v1.0.0'), 'version:'],
     [
+      'demo for a service the app lacks',
+      (m) => (m.demos = [{ title: 'try', service: 'nope', input: 1 }]),
+      'demos[0].service:',
+    ],
+    [
+      'demo input over 64 KiB',
+      (m) => (m.demos = [{ title: 'big', service: 'classify', input: 'x'.repeat(70_000) }]),
+      'demos[0].input:',
+    ],
+    [
       'path escaping with ..',
       (m) => (m.files['../evil'] = m.files['models/small.onnx']),
       'files["../evil"]:',
