@@ -491,7 +491,9 @@ export function createHub(options: HubOptions) {
       if (replace || !call.target || !nodes.has(call.target)) {
         if (tried.length >= 3)
           throw new BrumeError('E_UNAVAILABLE', `gave up after ${tried.length} nodes were lost`);
-        const r = await decide(call.app, call.service, call.qos, call.caller, tried, call.rpc);
+        // A node that sent its call elsewhere did not want to run it: not back to it either.
+        const exclude = call.caller ? [...tried, call.caller] : tried;
+        const r = await decide(call.app, call.service, call.qos, call.caller, exclude, call.rpc);
         routed = { ...call, target: r.node, rpc: r.rpc, ...(r.pin ? { pin: r.pin } : {}) };
       }
       const { target } = routed;
