@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import { decode, encode } from '../../core/codec';
+import { Clock, compareStamp } from '../../core/context/hlc';
+import { memoryKV, Outbox } from '../../core/context/outbox';
+import { type ContextOp, ContextReplica } from '../../core/context/replica';
+import { generateAgreementKey, seal, unseal } from '../../core/context/seal';
+
+const now = 1_000_000;
+const op = (over: Partial<ContextOp> & { opId: string }): ContextOp => ({
+  app: 'a',
+  key: 'k',
+  scope: 'app',
+  stamp: { wall: now, count: 0, node: 'n1' },
+  kind: 'put',
+  value: encode(over.opId),
+  ...over,
+});
+
+describe('hybrid logical clock', () => {
+  it('orders by wall, then counter, then node, and never goes back', () => {
+    let t = 100;
+    const c = new Clock('b', () => t);
+    const a = c.tick();
+    const b = c.tick(); // same millisecond: the counter moves
+    expect(compareStamp(a, b)).toBeLessThan(0);
+    c.receive({ wall: 500, count: 3, node: 'z' }); // a clock ahead of ours
+    t = 200;
+    expect(compareStamp(c.tick(), { wall: 500, count: 3, node: 'z' })).toBeGreaterThan(0);
+    expect(
+      compareStamp({ wall: 1, count: 0, node: 'a' }, { wall: 1, count: 0, node: 'b' }),
+    ).toBeLessThan(0);
+  });
+
+  it('refuses a stamp too far in the future', () => {
+    const c = new Clock('a', () => 0, 1000);
+    expect(() => c.receive({ wall: 5000, count: 0, node: 'x' })).toThrow(/ahead of this clock/);
+  });
+});
+
+describe('replica', () => {
+  it('is idempotent and order-free: the greater stamp wins', () => {
+    const older = op({ opId: 'o1', stamp: { wall: 1, count: 0, node: 'x' } });
+    const newer = op({ opId: 'o2', stamp: { wall: 2, count: 0, node: 'x' } });
+    const a = new ContextReplica();
+    const b = new ContextReplica();
+    expect([a.apply(older), a.apply(newer), a.apply(newer)]).toEqual([true, true, false]);
+    expect([b.apply(newer), b.apply(older)]).toEqual([true, false]);
+    expect(decode(a.get('a', 'k', {}, 0)!.value!)).toBe('o2');
+    expect(b.state()).toEqual(a.state());
+  });
+
+  it('says a key expired, also offline, and forgets it after the horizon', () => {
+    const r = new ContextReplica();
+    r.apply(op({ opId: 'ttl', expiresAt: now + 100 }));
+    expect(r.get('a', 'k', {}, now + 99)).toHaveProperty('value');
+    expect(r.get('a', 'k', {}, now + 100)).toEqual({ expired: true });
+    expect(r.gc(now + 1101, 1000)).toBe(1);
+    expect(r.get('a', 'k', {}, now + 1100)).toBeUndefined();
+  });
+
+  it('keeps apps and node scopes apart', () => {
+    const r = new ContextReplica();
+    r.apply(op({ opId: 'app' }));
+    r.apply(op({ opId: 'mine', scope: 'node', owner: 'n1' }));
+    r.apply(op({ opId: 'other-app', app: 'b' }));
+    expect(decode(r.get('a', 'k', {}, 0)!.value!)).toBe('app');
+    expect(decode(r.get('a', 'k', { scope: 'node', owner: 'n1' }, 0)!.value!)).toBe('mine');
+    expect(r.get('a', 'k', { scope: 'node', owner: 'n2' }, 0)).toBeUndefined();
+    expect(decode(r.get('b', 'k', {}, 0)!.value!)).toBe('other-app');
+  });
+
+  it('refuses values and apps over their limits with a clear error', () => {
+    const r = new ContextReplica({ maxValueBytes: 10, maxAppBytes: 25 });
+    expect(() => r.check(op({ opId: 'x', value: new Uint8Array(11) }))).toThrow(
+      /11 bytes is over the limit of 10/,
+    );
+    r.apply(op({ opId: 'y', key: 'y', value: new Uint8Array(10) }));
+    r.apply(op({ opId: 'z', key: 'z', value: new Uint8Array(10) }));
+    expect(() => r.check(op({ opId: 'w', key: 'w', value: new Uint8Array(10) }))).toThrow(
+      /30 bytes, over the limit of 25/,
+    );
+    expect(() => r.check(op({ opId: 'w2', key: 'y', value: new Uint8Array(5) }))).not.toThrow();
+  });
+
+  it('catches up from its log, or with a snapshot after a long absence', () => {
+    const r = new ContextReplica({ logLength: 3 });
+    for (let i = 0; i < 10; i++)
+      r.apply(op({ opId: `o${i}`, key: `k${i}`, stamp: { wall: i, count: 0, node: 'x' } }));
+    const short = r.since(9);
+    expect('ops' in short && short.ops.map((e) => e.op.opId)).toEqual(['o9']);
+    const long = r.since(1);
+    expect('snapshot' in long && long.snapshot).toHaveLength(10);
+  });
+});
+
+describe('outbox', () => {
+  it('replays until acknowledged, and an expired write without its value', async () => {
+    const box = new Outbox(memoryKV());
+    await box.add(op({ opId: 'keep' }));
+    await box.add(op({ opId: 'short', key: 's', expiresAt: now + 10 }));
+    expect((await box.due(now)).map((o) => o.opId)).toEqual(['keep', 'short']);
+    const later = await box.due(now + 10);
+    expect(later.find((o) => o.opId === 'short')).not.toHaveProperty('value');
+    await box.ack('keep');
+    await box.ack('short');
+    expect(await box.due(now + 20)).toEqual([]);
+  });
+});
+
+describe('sealing', () => {
+  it('opens for its recipients only, and not once altered', async () => {
+    const [a, b, c] = await Promise.all([
+      generateAgreementKey(),
+      generateAgreementKey(),
+      generateAgreementKey(),
+    ]);
+    const box = await seal(encode({ secret: 42 }), [a, b]);
+    expect(decode(await unseal(box, a))).toEqual({ secret: 42 });
+    expect(decode(await unseal(box, b))).toEqual({ secret: 42 });
+    await expect(unseal(box, c)).rejects.toThrow(/not sealed for this node/);
+    const env = decode(box) as { ct: Uint8Array };
+    env.ct[0]! ^= 1;
+    await expect(unseal(encode(env), a)).rejects.toThrow(/does not open/);
+  });
+});
