@@ -34,7 +34,7 @@ export interface ContextOp {
 export type Read =
   | { value: Uint8Array; sealed?: undefined; op: ContextOp }
   | { sealed: Uint8Array; value?: undefined; op: ContextOp }
-  | { expired: true };
+  | { expired: true; value?: undefined; sealed?: undefined };
 
 export interface ContextLimits {
   maxValueBytes: number;
