@@ -7,6 +7,7 @@
  *            identity, role: 'dew', runtime, capabilities });
  *          const r = await fabric.call('digits', 'classify', input, { accuracy: 0.96 });
  */
+import type { NodeContext } from './context/client';
 import { BrumeError, QosError, reviveError, TimeoutError } from './errors';
 import { type Identity, signJoin } from './identity';
 import {
@@ -65,6 +66,8 @@ export interface FabricOptions {
   role: Role;
   runtime: Runtime;
   capabilities: () => Promise<Capabilities>;
+  /** This node's context store, kept in sync through the relay. */
+  context?: NodeContext;
   /** Direct channels to other nodes; without them every remote call goes through the relay. */
   links?: PeerLinks;
   /** Requests this node runs at once for others. */
@@ -439,6 +442,7 @@ export class Fabric {
     ws.onclose = (ev) => {
       if (this.socket !== ws) return;
       clearTimeout(this.heartbeat);
+      this.options.context?.offline();
       this.failPending(
         new BrumeError(
           'E_DISCONNECTED',
@@ -486,10 +490,19 @@ export class Fabric {
         }));
         this.setStatus('joined');
         this.beat(ws, msg.heartbeatMs, true);
+        void this.options.context?.online((frame) => this.send(ws, frame));
         return;
       case 'ping':
         this.send(ws, { t: 'pong', ts: msg.ts });
         return;
+      case 'ctx-ack':
+      case 'ctx-op':
+      case 'ctx-catchup':
+        return this.options.context?.receive(msg);
+      case 'ctx-nack':
+        // Refused for good (a limit, a clock far off): replaying it would only be refused again.
+        this.options.log?.(`context write refused: ${msg.error.message}`);
+        return this.options.context?.receive({ t: 'ctx-ack', opId: msg.opId });
       case 'gone':
         if (msg.node === this.parent) this.parent = undefined;
         this.options.links?.drop(msg.node);

@@ -79,6 +79,25 @@ const stats = z.record(
   z.object({ count: z.number().int().nonnegative(), p50: z.number().nonnegative() }),
 );
 
+/** A context-store operation (core/context/replica.ts). */
+export const contextOpSchema = z.strictObject({
+  opId: z.string().min(1).max(64),
+  app: name,
+  key: z.string().min(1).max(256),
+  scope: z.enum(['app', 'node']),
+  owner: nodeId.optional(),
+  stamp: z.strictObject({
+    wall: z.number().int().nonnegative(),
+    count: z.number().int().nonnegative().max(1_000_000),
+    node: z.string().max(64),
+  }),
+  kind: z.enum(['put', 'delete']),
+  value: bin.optional(),
+  sealed: bin.optional(),
+  privacy: z.array(z.string().max(512)).max(32).optional(),
+  expiresAt: z.number().nonnegative().optional(),
+});
+
 /** Node → relay. */
 export const toRelay = z.discriminatedUnion('t', [
   z.object({
@@ -133,6 +152,8 @@ export const toRelay = z.discriminatedUnion('t', [
     trace,
   }),
   z.object({ t: z.literal('error'), id, error }),
+  z.object({ t: z.literal('ctx-op'), op: contextOpSchema }),
+  z.object({ t: z.literal('ctx-sync'), cursor: z.number().int().nonnegative() }),
 ]);
 
 /** Relay → node. */
@@ -189,6 +210,19 @@ export const toNode = z.discriminatedUnion('t', [
     trace,
   }),
   z.object({ t: z.literal('error'), id: id.optional(), error }),
+  z.object({ t: z.literal('ctx-ack'), opId: z.string().max(64) }),
+  z.object({ t: z.literal('ctx-nack'), opId: z.string().max(64), error }),
+  z.object({
+    t: z.literal('ctx-op'),
+    prev: z.number().int().nonnegative(),
+    seq: z.number().int().nonnegative(),
+    op: contextOpSchema,
+  }),
+  z.object({
+    t: z.literal('ctx-catchup'),
+    ops: z.array(contextOpSchema).max(100_000),
+    cursor: z.number().int().nonnegative(),
+  }),
 ]);
 
 /** Node ↔ node over a data channel: calls and their answers, chunked past one chunk. */

@@ -14,6 +14,7 @@ import { BrumeError, InputError, QosError, serializeError } from '../core/errors
 import { nodeIdOf } from '../core/identity';
 import { frameLimits, qosSchema } from '../core/protocol';
 import type { Admin } from './admin';
+import type { RelayContext } from './context';
 import type { Hub } from './hub';
 
 export const MSGPACK_TYPES = ['application/msgpack', 'application/vnd.msgpack'];
@@ -21,11 +22,13 @@ export const MSGPACK_TYPES = ['application/msgpack', 'application/vnd.msgpack'];
 export interface FabricHttpOptions {
   hub: Hub;
   admin: Admin;
+  context: RelayContext;
   origins(origin: string): boolean;
   log: { warn(m: string): void };
 }
 
-export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): void {
+/** Mounts the routes and upgrade handling; answers a function that closes the peer sockets. */
+export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => void {
   const { hub, admin } = o;
 
   // PeerJS signalling, on a socket server this file routes upgrades to (see upgrade below). The
@@ -99,6 +102,81 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): void {
     },
   );
 
+  // The context store over HTTP: app-scoped keys only; private values are never served.
+  const contextKey = (p: { app: string; key: string }) => {
+    if (!/^[a-z][a-z0-9-]{0,63}$/.test(p.app) || p.key.length === 0 || p.key.length > 256) {
+      throw new InputError('an app name and a key of 1 to 256 characters');
+    }
+    return p;
+  };
+  app.get<{ Params: { app: string; key: string } }>(
+    '/api/context/:app/:key',
+    async (req, reply) => {
+      const { app: name, key } = contextKey(req.params);
+      const r = o.context.replica.get(name, key, {}, Date.now());
+      if (!r) throw new BrumeError('E_NOT_FOUND', `no key "${key}" in the context of "${name}"`);
+      if ('expired' in r) throw new BrumeError('E_EXPIRED', `"${key}" of "${name}" has expired`);
+      if (!r.value) throw new BrumeError('E_PRIVACY', `"${key}" of "${name}" is private`);
+      const body = {
+        value: decode(r.value),
+        stamp: r.op.stamp,
+        ...(r.op.expiresAt !== undefined && { expiresAt: r.op.expiresAt }),
+      };
+      return send(req, reply, 200, body);
+    },
+  );
+  const write = async (
+    name: string,
+    key: string,
+    kind: 'put' | 'delete',
+    value?: unknown,
+    ttlMs?: number,
+  ) => {
+    const stamp = o.context.tick();
+    const op = {
+      opId: crypto.randomUUID(),
+      app: name,
+      key,
+      scope: 'app' as const,
+      stamp,
+      kind,
+      ...(kind === 'put' && { value: encode(value) }),
+      ...(ttlMs !== undefined && { expiresAt: stamp.wall + ttlMs }),
+    };
+    const seq = await o.context.accept(op, '');
+    if (seq) hub.publish(op, seq);
+    return op;
+  };
+  app.put<{ Params: { app: string; key: string } }>(
+    '/api/context/:app/:key',
+    async (req, reply) => {
+      const { app: name, key } = contextKey(req.params);
+      const body = (req.body ?? {}) as { value?: unknown; ttlMs?: unknown; privacy?: unknown };
+      if (!('value' in body)) throw new InputError('send { value, ttlMs? } as JSON or MessagePack');
+      if (body.privacy !== undefined) {
+        throw new BrumeError(
+          'E_UNSUPPORTED',
+          'private values are written by trusted nodes, not over HTTP',
+        );
+      }
+      const ttl = body.ttlMs;
+      if (ttl !== undefined && !(typeof ttl === 'number' && ttl > 0))
+        throw new InputError('ttlMs must be a positive number');
+      const op = await write(name, key, 'put', body.value, ttl as number | undefined);
+      return reply
+        .code(200)
+        .send({ stamp: op.stamp, ...(op.expiresAt !== undefined && { expiresAt: op.expiresAt }) });
+    },
+  );
+  app.delete<{ Params: { app: string; key: string } }>(
+    '/api/context/:app/:key',
+    async (req, reply) => {
+      const { app: name, key } = contextKey(req.params);
+      await write(name, key, 'delete');
+      return reply.code(204).send();
+    },
+  );
+
   const guarded = { onRequest: [requireAdmin] };
   app.get('/api/nodes', guarded, async () =>
     hub.nodes().map((n) => ({ ...n, shortId: n.id.slice(0, 8) })),
@@ -129,6 +207,12 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): void {
       return reply.code(204).send();
     },
   );
+
+  return () => {
+    // Upgraded sockets count as open connections: the HTTP server cannot close while they live.
+    for (const ws of peerSockets?.clients ?? []) ws.terminate();
+    peerSockets?.close();
+  };
 
   async function requireAdmin(req: FastifyRequest, reply: FastifyReply) {
     if (!admin.authorized(req.headers.authorization)) {

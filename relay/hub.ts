@@ -9,6 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { CallRecord, DecisionRecord, HubEvent, NodeRecord } from '../core/api';
+import type { ContextOp } from '../core/context/replica';
 import { BrumeError, NotFoundError, TimeoutError } from '../core/errors';
 import { NonceBook, nodeIdOf, verifyJoin } from '../core/identity';
 import type { Manifest } from '../core/manifest';
@@ -24,6 +25,7 @@ import {
   toWireError as wireError,
 } from '../core/protocol';
 import type { Qos } from '../core/scheduler';
+import type { RelayContext } from './context';
 
 export interface HubOptions {
   relayId: string;
@@ -41,6 +43,8 @@ export interface HubOptions {
   frameRate?: number;
   /** How long a forwarded call may take before the caller is told. */
   callTimeoutMs?: number;
+  /** The context store nodes sync with. */
+  context?: RelayContext;
   log: { info(m: string): void; warn(m: string): void };
 }
 
@@ -70,6 +74,8 @@ interface Conn {
   hello?: Extract<ToRelay, { t: 'hello' }>;
   tokens: number;
   refill: number;
+  /** The context log position last sent to this node. */
+  ctxSent?: number;
   pingAt?: number;
 }
 
@@ -243,6 +249,29 @@ export function createHub(options: HubOptions) {
           }),
         );
         return;
+      case 'ctx-op': {
+        const ctx = options.context;
+        if (!ctx) throw new ProtocolError('this relay keeps no context store');
+        try {
+          const seq = await ctx.accept(msg.op, node.id);
+          send(conn, { t: 'ctx-ack', opId: msg.op.opId });
+          if (seq) publish(msg.op, seq);
+        } catch (e) {
+          send(conn, { t: 'ctx-nack', opId: msg.op.opId, error: wireError(e) });
+        }
+        return;
+      }
+      case 'ctx-sync': {
+        const ctx = options.context;
+        if (!ctx) throw new ProtocolError('this relay keeps no context store');
+        const c = ctx.replica.since(msg.cursor);
+        const ops = ('ops' in c ? c.ops.map((e) => e.op) : c.snapshot).filter((op) =>
+          visibleTo(op, node.id),
+        );
+        conn.ctxSent = c.cursor;
+        send(conn, { t: 'ctx-catchup', ops, cursor: c.cursor });
+        return;
+      }
       case 'result':
       case 'error': {
         const f = forwards.get(msg.id);
@@ -355,6 +384,18 @@ export function createHub(options: HubOptions) {
   function records(): NodeRecord[] {
     recordList ??= [...nodes.values()].map((n) => n.record);
     return recordList;
+  }
+
+  /** A node-scoped key goes only to its owner. */
+  const visibleTo = (op: ContextOp, node: string) => op.scope !== 'node' || op.owner === node;
+
+  /** Sends a context change to every node that may hold it, numbered so gaps show. */
+  function publish(op: ContextOp, seq: number): void {
+    for (const { record, conn } of nodes.values()) {
+      if (!visibleTo(op, record.id)) continue;
+      send(conn, { t: 'ctx-op', prev: conn.ctxSent ?? 0, seq, op });
+      conn.ctxSent = seq;
+    }
   }
 
   /** A dew's parent: the least loaded trusted fog, then the nearest to the relay. */
@@ -549,6 +590,7 @@ export function createHub(options: HubOptions) {
         );
       });
     },
+    publish,
     /** Whether `token` is what this relay gave node `id` for the PeerJS server. */
     peerTokenOk(id: string, token: string): boolean {
       const n = nodes.get(id);
@@ -562,7 +604,11 @@ export function createHub(options: HubOptions) {
     },
     close(): void {
       clearInterval(sweep);
-      for (const conn of conns) close(conn, closeCodes.going, 'relay shutting down');
+      for (const conn of conns) {
+        close(conn, closeCodes.going, 'relay shutting down');
+        // A node that does not answer the close handshake must not hold the relay open.
+        setTimeout(() => conn.ws.terminate(), 1000).unref();
+      }
       for (const f of forwards.values()) clearTimeout(f.timer);
       wss.close();
     },

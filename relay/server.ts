@@ -24,6 +24,7 @@ import {
 import { type Manifest, manifestSha256, type Service, unpackBundle } from '../core/manifest';
 import { type Admin, loadAdmin } from './admin';
 import { startCloudNode } from './cloud-node';
+import { openContext } from './context';
 import { errorBody, mountFabric } from './fabric-http';
 import { createHub, type Hub } from './hub';
 import { createStore, type Store } from './store';
@@ -106,6 +107,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const dataDir = options.dataDir ?? '.brume';
   const store = options.store ?? (await createStore(dataDir));
   const admin = await loadAdmin(dataDir);
+  const context = await openContext(dataDir);
   const relayVersion = packageVersion();
 
   // Deploys one at a time, so two uploads of one version cannot both pass the conflict check.
@@ -165,13 +167,20 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     relayId: crypto.randomUUID(),
     manifest: currentManifest,
     trusted: (key) => admin.trusted(key) || ownKeys.has(key),
+    context,
     origins: (origin) => allowedOrigins.has(origin),
     log,
     ...(options.heartbeatMs !== undefined && { heartbeatMs: options.heartbeatMs }),
     ...(options.frameRate !== undefined && { frameRate: options.frameRate }),
     ...(options.maxFrameBytes !== undefined && { maxFrameBytes: options.maxFrameBytes }),
   });
-  mountFabric(app, { hub, admin, log, origins: (origin) => allowedOrigins.has(origin) });
+  const closePeers = mountFabric(app, {
+    hub,
+    admin,
+    context,
+    log,
+    origins: (origin) => allowedOrigins.has(origin),
+  });
 
   app.addHook('onSend', async (req, reply, payload) => {
     reply.headers(ISOLATION_HEADERS);
@@ -346,6 +355,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     close() {
       cloud?.close();
       hub.close();
+      void context.close();
+      closePeers();
       closing ??= app.close();
       return closing;
     },
@@ -382,6 +393,12 @@ function statusFor(code: string): number {
       return 404;
     case 'E_CONFLICT':
       return 409;
+    case 'E_EXPIRED':
+      return 410;
+    case 'E_LIMIT':
+      return 413;
+    case 'E_UNSUPPORTED':
+      return 501;
     case 'E_QOS':
       return 422;
     case 'E_UNAVAILABLE':

@@ -1,3 +1,6 @@
+import { createStore, del, get, keys, set } from 'idb-keyval';
+import { type ContextRead, NodeContext, type PutOptions } from '../core/context/client';
+import type { Scope } from '../core/context/replica';
 import { connectFabric, type Fabric, type FabricCallResult, type SocketLike } from '../core/fabric';
 import type { Role } from '../core/protocol';
 import type { CallOptions, NodeDescription, Runtime } from '../core/runtime';
@@ -14,6 +17,15 @@ declare global {
   interface Window {
     brume: BrumeApi;
   }
+}
+
+export interface AppContext {
+  /** `{ value, expiresAt? }`, `{ expired: true }`, or undefined for a key never set or deleted. */
+  get(key: string, scope?: Scope): Promise<ContextRead>;
+  put(key: string, value: unknown, options?: PutOptions): Promise<void>;
+  delete(key: string, scope?: Scope): Promise<void>;
+  /** Calls `cb` once per change under `prefix`, in order per key; answers an unsubscribe. */
+  watch(prefix: string, cb: (key: string, read: ContextRead) => void): () => void;
 }
 
 /** The page-facing API, as `window.brume`. */
@@ -36,6 +48,8 @@ export interface BrumeApi {
     service: string,
     qos?: Qos,
   ): Promise<{ node: string; rpc: string; estimateMs: number; reason: string }>;
+  /** The context store of `app` (DESIGN.md §4): shared with the app's instances everywhere. */
+  context(app: string): AppContext;
   describe(): Promise<NodeDescription>;
   /** The node's runtime and fabric link, for the page, tests and benchmarks. */
   node: Runtime;
@@ -84,7 +98,21 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
   const ready = node.refresh().then(({ failed }) => {
     for (const f of failed) console.warn(`[brume] app ${f.app} not loaded: ${f.error.message}`);
   });
-  const fabric = tabIdentity().then((identity) => {
+  const identity = tabIdentity();
+  // The context store lives in IndexedDB per node identity (tabs of one profile are two nodes).
+  const context = identity.then(async (me) => {
+    const store = createStore(`brume-context-${me.id}`, 'ops');
+    const kv = {
+      get: (k: string) => get(k, store),
+      set: (k: string, v: unknown) => set(k, v, store),
+      del: (k: string) => del(k, store),
+      keys: async () => (await keys(store)).map(String),
+    };
+    const ctx = new NodeContext(me.id, kv);
+    await ctx.load();
+    return ctx;
+  });
+  const fabric = Promise.all([identity, context]).then(([identity, ctx]) => {
     const ws = new URL('/ws', relay);
     ws.protocol = relay.protocol === 'https:' ? 'wss:' : 'ws:';
     return connectFabric({
@@ -93,6 +121,7 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
       identity,
       role: config.role ?? 'dew',
       runtime: node,
+      context: ctx,
       capabilities: () => tabCapabilities(node),
       links: peerLinks(relay, { log: (l) => console.warn(`[brume] ${l}`) }),
       maxConcurrency: workers,
@@ -115,6 +144,22 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
       return (await fabric).schedule(app, service, qos);
     },
     describe: () => node.describe(),
+    context: (app) => ({
+      get: async (key, scope) => (await context).get(app, key, scope),
+      put: async (key, value, options) => (await context).put(app, key, value, options),
+      delete: async (key, scope) => (await context).delete(app, key, scope),
+      watch(prefix, cb) {
+        let off: (() => void) | undefined;
+        let cancelled = false;
+        void context.then((c) => {
+          if (!cancelled) off = c.watch(app, prefix, cb);
+        });
+        return () => {
+          cancelled = true;
+          off?.();
+        };
+      },
+    }),
   };
 }
 

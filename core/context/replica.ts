@@ -126,8 +126,8 @@ export class ContextReplica {
     );
     if (!op || op.kind === 'delete') return undefined;
     if (op.expiresAt !== undefined && op.expiresAt <= now) return { expired: true };
-    // A private value's metadata only (this node is not among its keys): nothing to read.
-    if (op.privacy && !op.sealed) return undefined;
+    // Metadata only (a private value this node may not hold): nothing to read.
+    if (!op.value && !op.sealed) return undefined;
     return op.sealed ? { sealed: op.sealed, op } : { value: op.value ?? new Uint8Array(), op };
   }
 

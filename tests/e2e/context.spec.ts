@@ -1,0 +1,176 @@
+// The context store with real tabs: a write in one tab reaches another; a reload keeps it; expiry
+// reads as such everywhere; node-scoped and device-private values stay where they belong; a relay
+// killed with SIGKILL loses no write it acknowledged.
+import { rmSync } from 'node:fs';
+import type { Browser, BrowserContext } from '@playwright/test';
+import { startProxy, startRelay } from '../relay-process';
+import { expect, test } from './fixtures';
+
+const contexts: BrowserContext[] = [];
+test.afterEach(async () => {
+  for (const c of contexts.splice(0)) await c.close();
+});
+
+async function tab(browser: Browser, url: string) {
+  const context = await browser.newContext();
+  contexts.push(context);
+  const page = await context.newPage();
+  await page.addInitScript(() => {
+    (globalThis as { __name?: unknown }).__name = (f: unknown) => f;
+  });
+  await page.goto(url);
+  await page.evaluate(async () => {
+    await window.brume.ready;
+    await (await window.brume.fabric).whenJoined(20_000);
+  });
+  return page;
+}
+
+test('context: shared, persisted, expiring, scoped, private, and durable at the relay', async ({
+  browser,
+  relay,
+}) => {
+  const a = await tab(browser, relay.url);
+  const b = await tab(browser, relay.url);
+
+  // B watches; A writes; B sees the change once, and reads it.
+  await b.evaluate(() => {
+    (globalThis as { seen?: unknown[] }).seen = [];
+    window.brume.context('demo').watch('greet', (key, read) => {
+      (globalThis as unknown as { seen: unknown[] }).seen.push([key, read]);
+    });
+  });
+  await a.evaluate(() => window.brume.context('demo').put('greeting', { text: 'hello' }));
+  await expect
+    .poll(() => b.evaluate(() => (globalThis as { seen?: unknown[] }).seen))
+    .toEqual([['greeting', { value: { text: 'hello' } }]]);
+
+  // Over HTTP too, and the other way.
+  const http = await (await fetch(`${relay.url}/api/context/demo/greeting`)).json();
+  expect(http).toMatchObject({ value: { text: 'hello' } });
+  await fetch(`${relay.url}/api/context/demo/short`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ value: 42, ttlMs: 800 }),
+  });
+  await expect
+    .poll(() => a.evaluate(() => window.brume.context('demo').get('short')))
+    .toMatchObject({ value: 42 });
+  await a.waitForTimeout(900);
+  expect(await a.evaluate(() => window.brume.context('demo').get('short'))).toEqual({
+    expired: true,
+  });
+  expect((await fetch(`${relay.url}/api/context/demo/short`)).status).toBe(410);
+
+  // Node scope stays with its node; device privacy never leaves it; limits are clear errors.
+  await a.evaluate(async () => {
+    const ctx = window.brume.context('demo');
+    await ctx.put('mine', 1, { scope: 'node' });
+    await ctx.put('secret', 's3cr3t', { privacy: ['device'] });
+  });
+  expect(await a.evaluate(() => window.brume.context('demo').get('secret'))).toEqual({
+    value: 's3cr3t',
+  });
+  await a.waitForTimeout(300);
+  expect(await b.evaluate(() => window.brume.context('demo').get('mine', 'node'))).toBeUndefined();
+  expect(await b.evaluate(() => window.brume.context('demo').get('secret'))).toBeUndefined();
+  expect((await fetch(`${relay.url}/api/context/demo/secret`)).status).toBe(404);
+  const tooBig = await a.evaluate(() =>
+    window.brume
+      .context('demo')
+      .put('big', 'x'.repeat(70_000))
+      .then(
+        () => 'stored',
+        (e: { code?: string; message: string }) => `${e.code}: ${e.message}`,
+      ),
+  );
+  expect(tooBig).toMatch(/^E_LIMIT: .*over the limit of 65536/);
+
+  // A reload keeps the tab's context (IndexedDB), before it has even rejoined.
+  await b.reload();
+  const kept = await b.evaluate(() => window.brume.context('demo').get('greeting'));
+  expect(kept).toEqual({ value: { text: 'hello' } });
+});
+
+test('a relay killed with SIGKILL loses no acknowledged context write', async () => {
+  const first = await startRelay({ args: ['--no-cloud'] });
+  const put = async (url: string, key: string, value: unknown) =>
+    fetch(`${url}/api/context/demo/${key}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ value }),
+    });
+  const acked: number[] = [];
+  for (let i = 0; i < 50; i++) if ((await put(first.url, `k${i}`, i)).ok) acked.push(i);
+  first.child.kill('SIGKILL');
+  await new Promise((r) => first.child.once('exit', r));
+  const second = await startRelay({ dataDir: first.dataDir, args: ['--no-cloud'] });
+  try {
+    for (const i of acked) {
+      const res = await fetch(`${second.url}/api/context/demo/k${i}`);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ value: i });
+    }
+    expect(acked).toHaveLength(50);
+  } finally {
+    await second.stop();
+    rmSync(first.dataDir, { recursive: true, force: true });
+  }
+});
+
+test('a tab cut off from the relay reads until expiry, queues writes, and converges on reconnect', async ({
+  browser,
+}) => {
+  const proxy = await startProxy();
+  const relay = await startRelay({ args: ['--no-cloud', '--origin', proxy.url] });
+  proxy.target = relay.url;
+  try {
+    const cut = await tab(browser, proxy.url);
+    const other = await tab(browser, relay.url);
+    await other.evaluate(() => window.brume.context('demo').put('lease', 'held', { ttlMs: 1500 }));
+    await expect
+      .poll(() => cut.evaluate(() => window.brume.context('demo').get('lease')))
+      .toMatchObject({ value: 'held' });
+    proxy.cut();
+    await cut.evaluate(async () => {
+      const f = await window.brume.fabric;
+      while (f.status === 'joined') await new Promise((r) => setTimeout(r, 50));
+    });
+    // Offline: the local copy serves reads while valid, then says it expired.
+    expect(await cut.evaluate(() => window.brume.context('demo').get('lease'))).toMatchObject({
+      value: 'held',
+    });
+    await cut.evaluate(async () => {
+      const ctx = window.brume.context('demo');
+      for (let i = 0; i < 5; i++) await ctx.put(`offline-${i}`, i);
+    });
+    await cut.waitForTimeout(1600);
+    expect(await cut.evaluate(() => window.brume.context('demo').get('lease'))).toEqual({
+      expired: true,
+    });
+    expect(
+      await other.evaluate(() => window.brume.context('demo').get('offline-0')),
+    ).toBeUndefined();
+
+    // Back: the outbox replays, the other tab gets every write, the relay holds each once.
+    proxy.heal();
+    await cut.evaluate(async () => (await window.brume.fabric).whenJoined(20_000));
+    for (let i = 0; i < 5; i++) {
+      await expect
+        .poll(() => other.evaluate((k) => window.brume.context('demo').get(k), `offline-${i}`))
+        .toEqual({ value: i });
+    }
+    // A second reconnect replays nothing new (the outbox was acknowledged).
+    proxy.cut();
+    proxy.heal();
+    await cut.evaluate(async () => (await window.brume.fabric).whenJoined(20_000));
+    const log = (await (await fetch(`${relay.url}/api/context/demo/offline-4`)).json()) as {
+      value: number;
+    };
+    expect(log.value).toBe(4);
+  } finally {
+    await proxy.close();
+    await relay.stop();
+    rmSync(relay.dataDir, { recursive: true, force: true });
+  }
+});
