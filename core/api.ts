@@ -64,3 +64,16 @@ export type ServiceSummary =
         { accuracy: number; latencyMs: number; params: number; weights: 'trained' | 'random' }
       >;
     };
+
+/** A context key as the admin API lists it: never its value. */
+export interface ContextKeyInfo {
+  app: string;
+  key: string;
+  scope: 'app' | 'node';
+  owner?: string;
+  deleted: boolean;
+  expiresAt?: number;
+  privacy?: string[];
+  bytes: number;
+  stamp: { wall: number; count: number; node: string };
+}

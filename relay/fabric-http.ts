@@ -185,6 +185,19 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   app.get('/api/events', guarded, async () => hub.events());
   app.get('/api/calls', guarded, async () => hub.calls());
   app.get('/api/trust', guarded, async () => admin.trustList());
+  app.get('/api/context', guarded, async () =>
+    o.context.replica.state().map((op) => ({
+      app: op.app,
+      key: op.key,
+      scope: op.scope,
+      ...(op.owner && { owner: op.owner }),
+      deleted: op.kind === 'delete',
+      ...(op.expiresAt !== undefined && { expiresAt: op.expiresAt }),
+      ...(op.privacy && { privacy: op.privacy }),
+      bytes: (op.value?.byteLength ?? 0) + (op.sealed?.byteLength ?? 0),
+      stamp: op.stamp,
+    })),
+  );
   app.post<{ Body: { publicKey?: unknown; label?: unknown } }>(
     '/api/trust',
     guarded,

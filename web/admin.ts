@@ -8,7 +8,14 @@ import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
-import type { AppSummary, CallRecord, DecisionRecord, HubEvent, NodeRecord } from '../core/api';
+import type {
+  AppSummary,
+  CallRecord,
+  ContextKeyInfo,
+  DecisionRecord,
+  HubEvent,
+  NodeRecord,
+} from '../core/api';
 
 const tokenKey = 'brume-admin-token';
 
@@ -32,6 +39,7 @@ interface State {
   calls: CallRecord[];
   apps: AppSummary[];
   trust: { publicKey: string; label: string }[];
+  context: ContextKeyInfo[];
 }
 
 function App() {
@@ -52,7 +60,8 @@ function App() {
           api<State['trust']>(token, '/api/trust'),
         ]);
         const apps = await api<AppSummary[]>(token, '/api/apps');
-        if (!stop) setState({ nodes, decisions, events, calls, apps, trust });
+        const context = await api<ContextKeyInfo[]>(token, '/api/context');
+        if (!stop) setState({ nodes, decisions, events, calls, apps, trust, context });
         setError('');
       } catch (e) {
         if (e instanceof Unauthorized) {
@@ -105,11 +114,35 @@ function App() {
         <${LatencyDistribution} calls=${state.calls} />
       </div>
       <${Decisions} decisions=${state.decisions} />
-      <section class="card" id="context">
-        <h2>Context store</h2>
-        <p>No context store on this relay yet: keys, scopes, TTLs and privacy will show here.</p>
-      </section>
+      <${Context} keys=${state.context} />
     </div>`;
+}
+
+function Context({ keys }: { keys: ContextKeyInfo[] }) {
+  const now = Date.now();
+  const live = keys.filter((k) => !k.deleted);
+  return html`<section class="card" id="context">
+    <h2>Context store (${live.length} keys)</h2>
+    ${
+      live.length === 0
+        ? html`<p>No context keys yet.</p>`
+        : html`<div class="scroll"><table>
+            <thead><tr><th>app</th><th>key</th><th>scope</th><th>expires</th><th>privacy</th><th>size</th><th>written</th></tr></thead>
+            <tbody>
+              ${live.map(
+                (k) => html`<tr key=${`${k.app}/${k.scope}/${k.owner ?? ''}/${k.key}`}>
+                  <td>${k.app}</td><td><code>${k.key}</code></td>
+                  <td>${k.scope}${k.owner ? ` (${short(k.owner)})` : ''}</td>
+                  <td>${k.expiresAt === undefined ? 'never' : k.expiresAt <= now ? html`<span class="error">expired</span>` : `in ${((k.expiresAt - now) / 1000).toFixed(1)} s`}</td>
+                  <td>${k.privacy ? `private (${k.privacy.length} key${k.privacy.length > 1 ? 's' : ''})` : 'app-wide'}</td>
+                  <td>${k.bytes} B</td>
+                  <td>${new Date(k.stamp.wall).toLocaleTimeString()} by ${k.stamp.node === 'relay' ? 'HTTP' : short(k.stamp.node)}</td>
+                </tr>`,
+              )}
+            </tbody>
+          </table></div>`
+    }
+  </section>`;
 }
 
 function Login({ error, onToken }: { error: string; onToken: (t: string) => void }) {

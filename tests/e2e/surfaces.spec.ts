@@ -288,6 +288,15 @@ test('the admin console: token, roles, trust, deploys, decisions and latency plo
   await expect(page.locator('#latency-plot canvas')).toHaveCount(1);
   await expect(page.locator('#distribution-plot canvas')).toHaveCount(1);
   await expect(page.locator('#latency .u-legend')).toContainText('digits/classify/large');
+  // The context store: keys with scope and expiry, never their values.
+  await fetch(`${relay.url}/api/context/digits/last-digit`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ value: 'the value stays hidden', ttlMs: 60_000 }),
+  });
+  await expect(page.locator('#context')).toContainText('last-digit');
+  await expect(page.locator('#context')).toContainText(/in \d+\.\d s/);
+  await expect(page.locator('#context')).not.toContainText('the value stays hidden');
   await shot(page, info, 'admin-console');
   await context.close();
   for (const t of [fog, ...dews]) await t.page.context().close();

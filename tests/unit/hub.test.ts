@@ -105,7 +105,14 @@ describe('hub', () => {
   });
 
   it('guards the admin API with the token', async () => {
-    for (const path of ['/api/nodes', '/api/decisions', '/api/events', '/api/trust']) {
+    for (const path of [
+      '/api/nodes',
+      '/api/decisions',
+      '/api/events',
+      '/api/trust',
+      '/api/context',
+      '/api/calls',
+    ]) {
       expect((await fetch(`${relay.url}${path}`)).status).toBe(401);
       const ok = await fetch(`${relay.url}${path}`, {
         headers: { authorization: `Bearer ${relay.admin.token}` },
