@@ -224,6 +224,7 @@ export function createHub(options: HubOptions) {
       case 'schedule': {
         try {
           const r = await decide(msg.app, msg.service, msg.qos, node.id, msg.exclude, msg.rpc);
+          if (r.node !== node.id) watch(r.node, node.id);
           send(conn, { t: 'decision', id: msg.id, ...r });
         } catch (e) {
           send(conn, { t: 'error', id: msg.id, error: wireError(e) });
@@ -366,7 +367,10 @@ export function createHub(options: HubOptions) {
     nodes.set(id, { record, conn, peerToken });
     recordList = undefined;
     const parent = record.role === 'dew' ? parentFor() : undefined;
-    if (parent) record.parent = parent;
+    if (parent) {
+      record.parent = parent;
+      watch(parent, id);
+    }
     send(conn, {
       t: 'welcome',
       nodeId: id,
@@ -384,6 +388,14 @@ export function createHub(options: HubOptions) {
   function records(): NodeRecord[] {
     recordList ??= [...nodes.values()].map((n) => n.record);
     return recordList;
+  }
+
+  /** Nodes to tell when a node leaves: those sent to it. Bounded per node. */
+  const watchers = new Map<string, Set<string>>();
+  function watch(target: string, by: string): void {
+    let set = watchers.get(target);
+    if (!set) watchers.set(target, (set = new Set()));
+    if (set.size < 10_000) set.add(by);
   }
 
   /** A node-scoped key goes only to its owner. */
@@ -417,7 +429,13 @@ export function createHub(options: HubOptions) {
     nodes.delete(node.id);
     recordList = undefined;
     event('left', 'connection closed', node.id);
-    for (const other of nodes.values()) send(other.conn, { t: 'gone', node: node.id });
+    // Told only to nodes that were sent to it (decisions, parenthood): a thousand nodes leaving
+    // at once must not cost a million frames.
+    for (const id of watchers.get(node.id) ?? []) {
+      const other = nodes.get(id);
+      if (other) send(other.conn, { t: 'gone', node: node.id });
+    }
+    watchers.delete(node.id);
     // Work forwarded to it runs elsewhere; its late answers are dropped (forwards no longer match).
     for (const [fid, f] of forwards) {
       if (f.target !== node.id) continue;

@@ -1,4 +1,4 @@
-import { createStore, del, get, keys, set } from 'idb-keyval';
+import { createStore, del, get, keys, set, setMany } from 'idb-keyval';
 import { type ContextRead, NodeContext, type PutOptions } from '../core/context/client';
 import type { Scope } from '../core/context/replica';
 import { connectFabric, type Fabric, type FabricCallResult, type SocketLike } from '../core/fabric';
@@ -107,6 +107,7 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
       set: (k: string, v: unknown) => set(k, v, store),
       del: (k: string) => del(k, store),
       keys: async () => (await keys(store)).map(String),
+      setMany: (entries: [string, unknown][]) => setMany(entries, store),
     };
     const ctx = new NodeContext(me.id, kv);
     await ctx.load();

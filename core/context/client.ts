@@ -26,6 +26,9 @@ export type ContextSend = (
   frame: { t: 'ctx-op'; op: ContextOp } | { t: 'ctx-sync'; cursor: number },
 ) => void;
 
+const entryKey = (op: ContextOp) =>
+  `entry/${op.app}\u0000${op.scope}\u0000${op.owner ?? ''}\u0000${op.key}`;
+
 export class NodeContext {
   readonly replica = new ContextReplica();
   private readonly clock: Clock;
@@ -73,7 +76,13 @@ export class NodeContext {
   ): Promise<void> {
     if (frame.t === 'ctx-ack') return this.outbox.ack(frame.opId);
     if (frame.t === 'ctx-catchup') {
-      for (const op of frame.ops) await this.take(op);
+      const changed: [string, unknown][] = [];
+      for (const op of frame.ops) {
+        this.clock.receive(op.stamp);
+        if (this.replica.apply(op)) changed.push([entryKey(op), op]);
+      }
+      if (this.kv.setMany) await this.kv.setMany(changed);
+      else for (const [k, v] of changed) await this.kv.set(k, v);
       return this.moveCursor(frame.cursor);
     }
     if (frame.prev !== this.cursor && frame.seq > this.cursor) {
@@ -151,12 +160,7 @@ export class NodeContext {
 
   private async take(op: ContextOp): Promise<void> {
     this.clock.receive(op.stamp);
-    if (this.replica.apply(op)) {
-      await this.kv.set(
-        `entry/${op.app}\u0000${op.scope}\u0000${op.owner ?? ''}\u0000${op.key}`,
-        op,
-      );
-    }
+    if (this.replica.apply(op)) await this.kv.set(entryKey(op), op);
   }
 
   private async moveCursor(to: number): Promise<void> {

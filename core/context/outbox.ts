@@ -12,6 +12,8 @@ export interface KV {
   set(key: string, value: unknown): Promise<void>;
   del(key: string): Promise<void>;
   keys(): Promise<string[]>;
+  /** Many writes in one transaction (a catch-up of thousands of keys), where the store can. */
+  setMany?(entries: [string, unknown][]): Promise<void>;
 }
 
 export function memoryKV(): KV & { map: Map<string, unknown> } {

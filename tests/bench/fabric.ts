@@ -1,6 +1,7 @@
 // The fabric's benchmarks: scheduling decisions per second (in process, and through a relay with a
 // thousand simulated nodes connected), and what a call pays to cross the fabric.
 import type { Browser } from 'playwright-core';
+import { encode } from '../../core/codec';
 import { type NodeView, place, type VariantInfo } from '../../core/placement';
 import { decodeFrame, type ToNode } from '../../core/protocol';
 import { joinRaw, type RawNode } from '../raw-node';
@@ -237,5 +238,156 @@ export async function consoleCost(
   } finally {
     await context.close();
     for (const node of nodes) node.ws.close();
+  }
+}
+
+/** A context write as a node sends it. */
+function ctxOp(node: RawNode, key: string, value: unknown, count: number) {
+  return {
+    opId: crypto.randomUUID(),
+    app: 'bench',
+    key,
+    scope: 'app' as const,
+    stamp: { wall: Date.now(), count, node: node.identity.id },
+    kind: 'put' as const,
+    value: encode(value),
+  };
+}
+
+const pct = (xs: number[], q: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))] ?? Number.NaN;
+
+/**
+ * Context propagation to `n` simulated nodes: one writes, every other one times the write's
+ * arrival (same process, same clock). Also writes per second acknowledged by the relay (each one
+ * fsynced before its acknowledgement), with `window` writes in flight from each of 10 writers.
+ */
+export async function contextRates(wsUrl: string, n: number, writes = 50) {
+  const nodes = await joinMany(wsUrl, n);
+  const [writer, ...watchers] = nodes;
+  const arrivals = new Map<string, number[]>();
+  const sentAt = new Map<string, number>();
+  for (const w of watchers) {
+    w.ws.on('message', (data) => {
+      const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode');
+      if (f.t !== 'ctx-op') return;
+      const t0 = sentAt.get(f.op.opId);
+      if (t0 !== undefined) arrivals.get(f.op.opId)!.push(performance.now() - t0);
+    });
+  }
+  const all: number[] = [];
+  const lastArrival: number[] = [];
+  for (let i = 0; i < writes; i++) {
+    const op = ctxOp(writer!, `k${i % 10}`, i, i);
+    arrivals.set(op.opId, []);
+    sentAt.set(op.opId, performance.now());
+    writer!.send({ t: 'ctx-op', op });
+    const deadline = performance.now() + 10_000;
+    while (arrivals.get(op.opId)!.length < watchers.length && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    const got = arrivals.get(op.opId)!;
+    all.push(...got);
+    lastArrival.push(Math.max(...got));
+  }
+  // Throughput: 10 writers, 8 writes in flight each, for 3 s.
+  let acked = 0;
+  let stop = false;
+  const writers = nodes.slice(0, 10);
+  const t0 = performance.now();
+  await Promise.all(
+    writers.map(
+      (w, s) =>
+        new Promise<void>((resolve) => {
+          let inFlight = 0;
+          let k = 0;
+          const write = () => {
+            inFlight++;
+            w.send({ t: 'ctx-op', op: ctxOp(w, `w${s}-${k % 20}`, k, k++) });
+          };
+          w.ws.on('message', (data) => {
+            const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode');
+            if (f.t !== 'ctx-ack' && f.t !== 'ctx-nack') return;
+            inFlight--;
+            if (f.t === 'ctx-ack') acked++;
+            if (!stop) write();
+            else if (inFlight === 0) resolve();
+          });
+          for (let i = 0; i < 8; i++) write();
+          setTimeout(() => {
+            stop = true;
+          }, 3000);
+        }),
+    ),
+  );
+  const writesPerSecond = (acked * 1000) / (performance.now() - t0);
+  for (const node of nodes) node.ws.close();
+  return {
+    nodes: n,
+    p50Ms: pct(all, 0.5),
+    p99Ms: pct(all, 0.99),
+    allReachedP50Ms: pct(lastArrival, 0.5),
+    allReachedP99Ms: pct(lastArrival, 0.99),
+    writesPerSecond,
+  };
+}
+
+/** Context propagation to `n` tabs: one writes, the others' watchers time the arrival. */
+export async function contextToTabs(browser: Browser, url: string, n: number, writes = 50) {
+  const run = crypto.randomUUID();
+  const contexts = await Promise.all(Array.from({ length: n + 1 }, () => browser.newContext()));
+  try {
+    const pages = await Promise.all(
+      contexts.map(async (c) => {
+        const page = await c.newPage();
+        await page.addInitScript('globalThis.__name = (f) => f');
+        await page.goto(url);
+        await page.evaluate(async (run) => {
+          await window.brume.ready;
+          await (await window.brume.fabric).whenJoined(20_000);
+          const g = globalThis as unknown as { arrivals: number[][] };
+          g.arrivals = [];
+          window.brume.context('bench-tabs').watch('', (_k, read) => {
+            const v = (read as { value?: { run: string; i: number; at: number } } | undefined)
+              ?.value;
+            if (v?.run !== run) return; // older values arriving with the catch-up
+            // Absolute time from the same machine clock as the writer's.
+            g.arrivals.push([v.i, performance.timeOrigin + performance.now() - v.at]);
+          });
+        }, run);
+        return page;
+      }),
+    );
+    const [writer, ...watchers] = pages;
+    for (let i = 0; i < writes; i++) {
+      await writer!.evaluate(
+        ([i, run]) =>
+          window.brume
+            .context('bench-tabs')
+            .put(`k${Number(i) % 5}`, { run, i, at: performance.timeOrigin + performance.now() }),
+        [i, run] as const,
+      );
+      await writer!.waitForTimeout(20);
+    }
+    // Every watcher sees every write (50, across 5 keys: each a change), or 10 s pass.
+    for (const w of watchers) {
+      await w
+        .waitForFunction(
+          (n) => (globalThis as unknown as { arrivals: unknown[] }).arrivals.length >= n,
+          writes,
+          { timeout: 10_000 },
+        )
+        .catch(() => undefined);
+    }
+    const lat: number[] = [];
+    for (const w of watchers) {
+      const got = await w.evaluate(
+        () => (globalThis as unknown as { arrivals: number[][] }).arrivals,
+      );
+      lat.push(...got.map(([, ms]) => ms!));
+    }
+    return { tabs: n, samples: lat.length, p50Ms: pct(lat, 0.5), p99Ms: pct(lat, 0.99) };
+  } finally {
+    for (const c of contexts) await c.close();
   }
 }

@@ -14,7 +14,14 @@ import { nodePlatform } from '../../relay/platform';
 import { netnsPrefix } from '../../scripts/netns';
 import { hopsApp, testBundles } from '../apps';
 import { deploy, startRelay } from '../relay-process';
-import { consoleCost, hopCosts, placementRate, relayRate } from './fabric';
+import {
+  consoleCost,
+  contextRates,
+  contextToTabs,
+  hopCosts,
+  placementRate,
+  relayRate,
+} from './fabric';
 
 // Tabs open WebRTC channels to each other: run in a loopback-only namespace when one can be made.
 if (!process.env.BRUME_NETNS && !process.env.BRUME_NO_NETNS) {
@@ -241,6 +248,8 @@ const inProcess = placementRate(1000);
 const fabricRelay = await startRelay({ args: ['--no-cloud'] });
 let viaRelay: Awaited<ReturnType<typeof relayRate>>;
 let consoleRun: Awaited<ReturnType<typeof consoleCost>> | undefined;
+const contextRuns: Awaited<ReturnType<typeof contextRates>>[] = [];
+let contextTabs: Awaited<ReturnType<typeof contextToTabs>> | undefined;
 const hops: {
   path: string;
   app: string;
@@ -255,13 +264,6 @@ try {
   });
   const browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
   try {
-    consoleRun = await consoleCost(
-      browser,
-      fabricRelay.url,
-      fabricRelay.token,
-      `${fabricRelay.url.replace('http', 'ws')}/ws`,
-      500,
-    );
     for (const rtc of process.env.BRUME_NETNS ? [true, false] : [false]) {
       const r = await hopCosts(browser, fabricRelay.url, runs, rtc);
       for (const [app, m] of Object.entries(r)) {
@@ -274,6 +276,17 @@ try {
         });
       }
     }
+    // Last, as they leave thousands of context operations and departures behind them.
+    consoleRun = await consoleCost(
+      browser,
+      fabricRelay.url,
+      fabricRelay.token,
+      `${fabricRelay.url.replace('http', 'ws')}/ws`,
+      500,
+    );
+    const ws = `${fabricRelay.url.replace('http', 'ws')}/ws`;
+    contextTabs = await contextToTabs(browser, fabricRelay.url, 4);
+    for (const n of [10, 100, 1000]) contextRuns.push(await contextRates(ws, n));
   } finally {
     await browser.close();
   }
@@ -302,6 +315,27 @@ console.table(
   })),
 );
 
+console.log('Context: a write reaching N watchers (medians and 99th percentiles of 50 writes)');
+console.table([
+  ...(contextTabs
+    ? [
+        {
+          watchers: `${contextTabs.tabs} tabs`,
+          'p50 (ms)': f(contextTabs.p50Ms),
+          'p99 (ms)': f(contextTabs.p99Ms),
+          'all reached p50 (ms)': '',
+          'writes/s acked': '',
+        },
+      ]
+    : []),
+  ...contextRuns.map((c) => ({
+    watchers: `${c.nodes - 1} simulated nodes`,
+    'p50 (ms)': f(c.p50Ms),
+    'p99 (ms)': f(c.p99Ms),
+    'all reached p50 (ms)': f(c.allReachedP50Ms),
+    'writes/s acked': Math.round(c.writesPerSecond),
+  })),
+]);
 if (consoleRun) {
   console.log(
     `Admin console with ${consoleRun.nodes} nodes: first full node table ${consoleRun.firstTableMs.toFixed(0)} ms after opening; long tasks take ${(consoleRun.longTaskShare * 100).toFixed(1)}% of the main thread while it updates every second`,
@@ -319,6 +353,7 @@ const out = {
     decisionsPerSecond: { inProcess1000Nodes: inProcess, viaRelay1000Nodes: viaRelay.perSecond },
     joinSecondsFor1000Nodes: viaRelay.joinS,
     adminConsole: consoleRun,
+    context: { tabs: contextTabs, simulated: contextRuns },
     hops,
   },
 };
