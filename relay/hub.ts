@@ -393,8 +393,8 @@ export function createHub(options: HubOptions) {
   /** Nodes to tell when a node leaves: those sent to it. Bounded per node. */
   const watchers = new Map<string, Set<string>>();
   function watch(target: string, by: string): void {
-    let set = watchers.get(target);
-    if (!set) watchers.set(target, (set = new Set()));
+    const set = watchers.get(target) ?? new Set<string>();
+    watchers.set(target, set);
     if (set.size < 10_000) set.add(by);
   }
 
