@@ -1,18 +1,35 @@
 /**
- * The relay's choice of node and variant for a request: among the nodes privacy allows, the most
- * accurate (node, variant) pair whose estimate — network RTT + queue wait + execution — fits the
- * latency budget; ties go to the faster, then the less loaded, then the lower id.
- * Execution is the node's own measured p50 once it has three samples, before that the manifest's
- * figure scaled by a prior for the node's backend.
- * @example const p = place(hub.nodes(), { app: 'digits', service: 'model', variants, qos: { accuracy: 0.96 }, caller });
- *          p.node, p.rpc === 'large', p.reason
+ * The relay's choice of node and variant for a request (DESIGN.md §2 step 2, costs after Nimbus
+ * §7): among the nodes privacy allows, the most accurate (node, variant) pair whose estimate —
+ * network + queue wait + execution — fits the latency budget; ties go to the faster, then the
+ * less loaded, then the lower id, so the same fabric always gets the same answer.
+ *
+ * - network: 0 on the caller itself, else the node's RTT to the relay plus the caller's.
+ * - execution: the node's measured p50 for the variant on its first backend once it has three
+ *   samples, before that the manifest's figure × `backendPrior`; plus a Logic's own measured p50.
+ * - queue: execution × queue / maxConcurrency (each request ahead costs one execution per slot).
+ *
+ * One pass over the nodes, no sorting and no allocation per node: the relay decides for a
+ * thousand nodes many times a second. Throws QosError naming the most fundamental constraint
+ * that cannot be met (privacy, then accuracy, then latency) with what was achievable as `best`.
+ * @example
+ * const qos = { accuracy: 0.96, latencyMs: 20 };
+ * const p = place(nodes, { app: 'digits', service: 'model', variants, qos, caller: '' });
+ * p.node; // 'a1b2c3d4…'
+ * p.rpc; // 'large'
+ * p.reason; // 'a1b2c3d4 (fog, webgpu): large, acc 0.969, ~3.1 ms
+ *           //  (net 0.4 + queue 0 + exec 2.7 measured); most accurate within 20 ms'
  */
 import { BrumeError, QosError } from './errors';
 import type { BackendName } from './exec/model-runner';
 import type { Role } from './protocol';
 import type { Qos } from './scheduler';
 
+export type { BackendName } from './exec/model-runner';
+
+/** What the relay knows of one node when it places a request. */
 export interface NodeView {
+  /** 32 hex chars: the hash of its public key. */
   id: string;
   role: Role;
   /** base64url SPKI. */
@@ -22,18 +39,22 @@ export interface NodeView {
   online: boolean;
   /** The user paused contributing: it serves only its own requests. */
   paused: boolean;
+  /** Measured relay ↔ node round trip. */
   rttMs: number;
   /** Most preferred first: models run on backends[0]. */
   backends: BackendName[];
+  /** Requests running or queued now. */
   queue: number;
+  /** At least 1. */
   maxConcurrency: number;
   apps: string[];
-  /** By `app/service/rpc@backend` (models) or `app/service/rpc@logic`. */
+  /** Measured latency by `app/service/rpc@backend` (models) or `app/service/rpc@logic` (Logics). */
   stats: Record<string, { count: number; p50: number }>;
   /** Variants it can hold, by `app/modelService`; no key: not reported yet, all allowed. */
   models: Record<string, string[]>;
 }
 
+/** A model variant's figures from the manifest. */
 export interface VariantInfo {
   rpc: string;
   accuracy: number;
@@ -42,14 +63,20 @@ export interface VariantInfo {
 
 export interface PlacementRequest {
   app: string;
+  /** The service called. */
   service: string;
   /** When the service is a Logic: its rpc and the model service that decides its accuracy. */
   logic?: { rpc: string; modelService?: string };
-  /** Variants of the model service that decides accuracy; one `{ rpc: '' }` when none does. */
+  /**
+   * Variants of the model service that decides accuracy (the service itself or the Logic's
+   * model). For a Logic that calls no model, one `{ rpc: '', accuracy: 1, latencyMs }` whose
+   * latency is the Logic's own prior (the manifest's figure, or 1).
+   */
   variants: VariantInfo[];
   qos: Qos;
   /** The asking node, or '' for an HTTP client of the relay. */
   caller: string;
+  /** Nodes not to use: already tried and lost. */
   exclude?: string[];
 }
 
@@ -57,90 +84,177 @@ export interface Placement {
   node: string;
   /** The model variant ('' when no model decides). */
   rpc: string;
+  /** networkMs + queueMs + execMs. */
   estimateMs: number;
   breakdown: { networkMs: number; queueMs: number; execMs: number; measured: boolean };
+  /** One line for people: where, what, how long, from which figures, and why. */
   reason: string;
 }
 
 /**
- * Before a node has measured a variant, the manifest's latency scaled by this for its backend.
- * onnxruntime-node's CPU kernels beat the browser's WASM build (SIMD and threads); for the small
- * models Brume ships, a WebGPU dispatch costs more than it saves.
+ * Before a node has measured a variant, the manifest's latency (measured on a browser's WASM
+ * build) scaled by this for the node's backend. onnxruntime-node's CPU kernels beat the browser's
+ * WASM build (native SIMD and threads): 0.6. For the small models Brume ships, a WebGPU dispatch
+ * and readback cost more than the kernels save: 1.2. Three samples replace the guess.
  */
 export const backendPrior: Record<BackendName, number> = { cpu: 0.6, wasm: 1, webgpu: 1.2 };
 
+/** Samples a measured p50 needs before it replaces the prior. */
 const minSamples = 3;
 
+/** How `qos.privacy` restricts nodes: not at all, to the caller, to one node id, to a key. */
+type Pin = 'none' | 'device' | 'node' | 'key';
+
+/**
+ * The node and variant for `req` among `nodes`.
+ * Throws BrumeError E_UNAVAILABLE when no node is connected (or none can take work and no privacy
+ * was asked), else QosError: 'privacy' (nothing privacy allows can take it), 'accuracy' (nothing
+ * reaches it; `best` = the best accuracy on offer), 'latencyMs' (nothing accurate enough fits the
+ * budget; `best` = the fastest such estimate).
+ */
 export function place(nodes: readonly NodeView[], req: PlacementRequest): Placement {
-  if (nodes.length === 0)
-    throw new BrumeError('E_UNAVAILABLE', 'no node is connected to the relay');
-  const { qos, caller, app } = req;
-  const allowed = privacyFilter(nodes, req);
+  if (nodes.length === 0) throw new BrumeError('E_UNAVAILABLE', 'no node is connected');
+  const { qos, caller, app, variants } = req;
+  const privacy = qos.privacy;
+  const pin = pinOf(privacy);
+  if (pin === 'device' && !caller) {
+    throw new QosError(
+      'privacy',
+      undefined,
+      'privacy "device" keeps a request on its caller, and an HTTP caller has no device',
+    );
+  }
   const modelService = req.logic ? req.logic.modelService : req.service;
   const modelKey = modelService ? `${app}/${modelService}` : '';
   const logicKey = req.logic ? `${app}/${req.service}/${req.logic.rpc}@logic` : '';
   const callerRtt = caller ? (nodes.find((n) => n.id === caller)?.rttMs ?? 0) : 0;
-  const exclude = req.exclude?.length ? new Set(req.exclude) : undefined;
-  // Stats keys per backend, built once per decision rather than once per node and variant.
-  const statKeys = new Map<BackendName, string[]>();
-  const keysFor = (backend: BackendName) => {
-    let keys = statKeys.get(backend);
-    if (!keys) {
-      keys = req.variants.map((v) => `${modelKey}/${v.rpc}@${backend}`);
-      statKeys.set(backend, keys);
-    }
-    return keys;
-  };
+  const exclude = req.exclude?.length ? req.exclude : undefined;
+  const minAccuracy = qos.accuracy ?? Number.NEGATIVE_INFINITY;
+  const budget = qos.latencyMs ?? Number.POSITIVE_INFINITY;
+  const keys: Partial<Record<BackendName, string[]>> = {};
+  const { cpu, wasm, webgpu } = backendPrior;
 
-  let best: Candidate | undefined;
+  let holders = 0; // nodes with the asked key, trusted or not
+  let trustedHolders = 0;
+  let eligible = 0; // nodes privacy allows that can take work now
   let bestAccuracy = Number.NEGATIVE_INFINITY; // over pairs privacy and capacity allow
-  let fastestAccurate = Number.POSITIVE_INFINITY; // over pairs that also meet accuracy
-  let eligible = 0;
-  for (const n of allowed) {
-    if (!n.online || exclude?.has(n.id) || (n.paused && n.id !== caller)) continue;
+  let fastestAccurate = Number.POSITIVE_INFINITY; // over those that also meet accuracy
+  // The best pair so far, kept in locals rather than an object per improvement.
+  let bn: NodeView | undefined;
+  let bv: VariantInfo | undefined;
+  let bTotal = 0;
+  let bLoad = 0;
+  let bNet = 0;
+  let bQueue = 0;
+  let bExec = 0;
+  let bMeasured = false;
+
+  for (let j = 0; j < nodes.length; j++) {
+    const n = nodes[j]!;
+    const isCaller = caller !== '' && n.id === caller;
+    if (pin !== 'none') {
+      if (
+        pin === 'device' ? !isCaller : pin === 'node' ? n.id !== privacy : n.publicKey !== privacy
+      )
+        continue;
+      if (pin === 'key') {
+        holders++;
+        if (!n.trusted) continue;
+        trustedHolders++;
+      }
+    }
+    if (!n.online || (n.paused && !isCaller) || exclude?.includes(n.id)) continue;
     eligible++;
     const backend = n.backends[0] ?? 'wasm';
+    const prior = backend === 'wasm' ? wasm : backend === 'webgpu' ? webgpu : cpu;
     const runnable = modelKey ? n.models[modelKey] : undefined;
     const logicStat = logicKey ? n.stats[logicKey] : undefined;
-    const logicMs = logicStat && logicStat.count >= minSamples ? logicStat.p50 : 0;
-    const networkMs = n.id === caller ? 0 : n.rttMs + callerRtt;
-    const load = n.queue / Math.max(1, n.maxConcurrency);
-    const keys = keysFor(backend);
-    for (let i = 0; i < req.variants.length; i++) {
-      const v = req.variants[i]!;
+    const logicMeasured = logicStat !== undefined && logicStat.count >= minSamples;
+    const logicMs = logicMeasured ? logicStat.p50 : 0;
+    const networkMs = isCaller ? 0 : n.rttMs + callerRtt;
+    const slots = Math.max(1, n.maxConcurrency);
+    const load = n.queue / slots;
+    let statKeys: string[] | undefined;
+    for (let i = 0; i < variants.length; i++) {
+      const v = variants[i]!;
       if (runnable && v.rpc && !runnable.includes(v.rpc)) continue;
       if (v.accuracy > bestAccuracy) bestAccuracy = v.accuracy;
-      if (qos.accuracy !== undefined && v.accuracy < qos.accuracy) continue;
-      const stat = v.rpc ? n.stats[keys[i]!] : undefined;
-      const measured = stat !== undefined && stat.count >= minSamples;
-      const modelMs = !v.rpc ? 0 : measured ? stat.p50 : v.latencyMs * backendPrior[backend];
+      if (v.accuracy < minAccuracy) continue;
+      let modelMs: number;
+      let measured: boolean;
+      if (v.rpc) {
+        statKeys ??= keys[backend] ??= variants.map((w) => `${modelKey}/${w.rpc}@${backend}`);
+        const stat = n.stats[statKeys[i]!];
+        measured = stat !== undefined && stat.count >= minSamples;
+        modelMs = measured ? stat!.p50 : v.latencyMs * prior;
+      } else {
+        // No model decides: the variant's latency is the Logic's own prior, until it is measured.
+        measured = logicMeasured;
+        modelMs = logicMeasured ? 0 : v.latencyMs;
+      }
       const execMs = modelMs + logicMs;
-      const queueMs = execMs * load;
+      const queueMs = (execMs * n.queue) / slots;
       const total = networkMs + queueMs + execMs;
       if (total < fastestAccurate) fastestAccurate = total;
-      if (qos.latencyMs !== undefined && total > qos.latencyMs) continue;
-      if (best && !better(v.accuracy, total, load, n.id, best)) continue;
-      best = { n, v, total, load, networkMs, queueMs, execMs, measured };
+      if (total > budget) continue;
+      if (bn && bv) {
+        if (v.accuracy !== bv.accuracy) {
+          if (v.accuracy < bv.accuracy) continue;
+        } else if (total !== bTotal) {
+          if (total > bTotal) continue;
+        } else if (load !== bLoad) {
+          if (load > bLoad) continue;
+        } else if (n.id >= bn.id) continue;
+      }
+      bn = n;
+      bv = v;
+      bTotal = total;
+      bLoad = load;
+      bNet = networkMs;
+      bQueue = queueMs;
+      bExec = execMs;
+      bMeasured = measured;
     }
   }
 
-  if (best) return describe(best, req);
+  if (bn && bv) {
+    const breakdown = {
+      networkMs: bNet,
+      queueMs: bQueue,
+      execMs: bExec,
+      measured: bMeasured,
+    };
+    return {
+      node: bn.id,
+      rpc: bv.rpc,
+      estimateMs: bTotal,
+      breakdown,
+      reason: explain(bn, bv, bTotal, breakdown, req),
+    };
+  }
   const what = `${app}/${req.service}`;
-  if (eligible === 0) {
-    if (qos.privacy !== undefined) {
-      throw new QosError(
-        'privacy',
-        undefined,
-        `no node allowed by privacy ${short(qos.privacy)} can take ${what} now`,
-      );
-    }
-    throw new BrumeError(
-      'E_UNAVAILABLE',
-      `no node can take ${what} now (all paused, busy elsewhere or lost)`,
+  if (pin === 'key' && holders > 0 && trustedHolders === 0) {
+    throw new QosError(
+      'privacy',
+      undefined,
+      `the node with key ${short(privacy!)} is not trusted by this relay (brume trust <key>)`,
     );
   }
+  if (eligible === 0) {
+    if (pin === 'none') {
+      throw new BrumeError(
+        'E_UNAVAILABLE',
+        `no node can take ${what} now (all offline, paused or already tried)`,
+      );
+    }
+    throw new QosError('privacy', undefined, privacyMiss(pin, privacy!, nodes, req));
+  }
   if (bestAccuracy === Number.NEGATIVE_INFINITY) {
-    throw new QosError('accuracy', undefined, `no connected node can hold any variant of ${what}`);
+    throw new QosError(
+      'accuracy',
+      undefined,
+      `no node ${pin === 'none' ? '' : 'privacy allows '}can hold any variant of ${what}`,
+    );
   }
   if (fastestAccurate === Number.POSITIVE_INFINITY) {
     throw new QosError(
@@ -149,86 +263,65 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       `no node reaches accuracy ${qos.accuracy} for ${what}; the best available is ${bestAccuracy}`,
     );
   }
+  const at = qos.accuracy !== undefined ? ` at accuracy ${qos.accuracy}` : '';
   throw new QosError(
     'latencyMs',
     fastestAccurate,
-    `no node runs ${what}${qos.accuracy !== undefined ? ` at accuracy ${qos.accuracy}` : ''} within ${qos.latencyMs} ms; the fastest takes ~${fastestAccurate.toFixed(1)} ms`,
+    `no node runs ${what}${at} within ${qos.latencyMs} ms; the fastest takes ~${ms(fastestAccurate)} ms`,
   );
 }
 
-interface Candidate {
-  n: NodeView;
-  v: VariantInfo;
-  total: number;
-  load: number;
-  networkMs: number;
-  queueMs: number;
-  execMs: number;
-  measured: boolean;
+/**
+ * 'device'; a node id (32 hex chars, the only form ids take); else a public key (a base64url SPKI
+ * is far longer than 32 chars, so the two never collide).
+ */
+function pinOf(privacy: string | undefined): Pin {
+  if (privacy === undefined) return 'none';
+  if (privacy === 'device') return 'device';
+  return /^[0-9a-f]{32}$/.test(privacy) ? 'node' : 'key';
 }
 
-/** Whether a pair with these figures beats `b` (compared without building it). */
-function better(accuracy: number, total: number, load: number, id: string, b: Candidate): boolean {
-  if (accuracy !== b.v.accuracy) return accuracy > b.v.accuracy;
-  if (total !== b.total) return total < b.total;
-  if (load !== b.load) return load < b.load;
-  return id < b.n.id;
+/** Why nothing privacy allows can take the request, naming what was asked. */
+function privacyMiss(pin: Pin, privacy: string, nodes: readonly NodeView[], req: PlacementRequest) {
+  const asked =
+    pin === 'device'
+      ? 'privacy "device" (the caller itself)'
+      : pin === 'node'
+        ? `privacy node ${short(privacy)}`
+        : `privacy key ${short(privacy)}`;
+  const known =
+    pin === 'key'
+      ? nodes.some((n) => n.publicKey === privacy)
+      : pin === 'node'
+        ? nodes.some((n) => n.id === privacy)
+        : nodes.some((n) => n.id === req.caller);
+  return known
+    ? `${asked} allows no node that can take ${req.app}/${req.service} now (offline, paused or already tried)`
+    : `${asked}: no such node is connected`;
 }
 
-/** The nodes `qos.privacy` allows: the caller, one node by id, or the trusted holders of a key. */
-function privacyFilter(nodes: readonly NodeView[], req: PlacementRequest): readonly NodeView[] {
-  const p = req.qos.privacy;
-  if (p === undefined) return nodes;
-  if (p === 'device') {
-    if (!req.caller) {
-      throw new QosError(
-        'privacy',
-        undefined,
-        'privacy "device" keeps a request on its caller, and an HTTP caller has no device',
-      );
-    }
-    return nodes.filter((n) => n.id === req.caller);
-  }
-  if (/^[0-9a-f]{32}$/.test(p)) return nodes.filter((n) => n.id === p);
-  const holders = nodes.filter((n) => n.publicKey === p);
-  const trusted = holders.filter((n) => n.trusted);
-  if (holders.length > 0 && trusted.length === 0) {
-    throw new QosError(
-      'privacy',
-      undefined,
-      `the node with key ${short(p)} is not trusted by this relay (brume trust)`,
-    );
-  }
-  if (holders.length === 0) {
-    throw new QosError('privacy', undefined, `no node with key ${short(p)} is connected`);
-  }
-  return trusted;
+/** `a1b2c3d4 (fog, webgpu): large, acc 0.969, ~3.1 ms (net 0.4 + queue 0 + exec 2.7 measured); …` */
+function explain(
+  n: NodeView,
+  v: VariantInfo,
+  total: number,
+  b: Placement['breakdown'],
+  req: PlacementRequest,
+): string {
+  const backend = n.backends[0] ?? 'wasm';
+  const where = `${n.id.slice(0, 8)} (${n.role}, ${backend}${n.id === req.caller ? ', the caller' : ''})`;
+  const what = v.rpc ? `${v.rpc}, acc ${v.accuracy}` : 'Logic only';
+  const source = b.measured ? 'measured' : v.rpc ? `prior ×${backendPrior[backend]}` : 'prior';
+  const figures = `net ${ms(b.networkMs)} + queue ${ms(b.queueMs)} + exec ${ms(b.execMs)} ${source}`;
+  const pick = req.variants.length > 1 ? 'most accurate' : 'fastest';
+  const within =
+    req.qos.latencyMs !== undefined ? `within ${req.qos.latencyMs} ms` : '(no latency budget)';
+  return `${where}: ${what}, ~${ms(total)} ms (${figures}); ${pick} ${within}`;
 }
 
-function describe(c: Candidate, req: PlacementRequest): Placement {
-  const { n, v } = c;
-  const source = c.measured ? 'measured' : `prior ×${backendPrior[n.backends[0] ?? 'wasm']}`;
-  const variant = v.rpc ? `${v.rpc}, acc ${v.accuracy}, ` : '';
-  const why =
-    req.qos.latencyMs !== undefined
-      ? `most accurate within ${req.qos.latencyMs} ms`
-      : 'most accurate (no latency budget)';
-  const where =
-    n.id === req.caller
-      ? 'the caller itself'
-      : `${n.id.slice(0, 8)} (${n.role}, ${n.backends[0] ?? '?'})`;
-  return {
-    node: n.id,
-    rpc: v.rpc,
-    estimateMs: c.total,
-    breakdown: {
-      networkMs: c.networkMs,
-      queueMs: c.queueMs,
-      execMs: c.execMs,
-      measured: c.measured,
-    },
-    reason: `${where}: ${variant}~${c.total.toFixed(1)} ms (net ${c.networkMs.toFixed(1)} + queue ${c.queueMs.toFixed(1)} + exec ${c.execMs.toFixed(1)} ${source}); ${why}`,
-  };
+/** One decimal, without a trailing `.0`. */
+function ms(x: number): string {
+  return String(Math.round(x * 10) / 10);
 }
 
 function short(p: string): string {
