@@ -14,6 +14,7 @@ import {
   type VariantInfo,
 } from '../../core/placement';
 import type { Role } from '../../core/protocol';
+import { mulberry32 } from '../../models/digits/mlp';
 
 const id = (n: number) => n.toString(16).padStart(32, '0');
 const node = (n: number, over: Partial<NodeView> = {}): NodeView => ({
@@ -237,18 +238,6 @@ describe('place: failures and ties', () => {
 });
 
 // ——— The property: thousands of random fabrics, each checked by a brute-force oracle. ———
-
-/** A small seeded PRNG (mulberry32): the same seed always draws the same fabric. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const backendNames: BackendName[] = ['wasm', 'webgpu', 'cpu'];
 const roles: Role[] = ['dew', 'fog', 'cloud'];
