@@ -76,6 +76,8 @@ interface Conn {
   refill: number;
   /** The context log position last sent to this node. */
   ctxSent?: number;
+  /** Recent ping round trips, newest last. */
+  rtts?: number[];
   pingAt?: number;
 }
 
@@ -218,8 +220,11 @@ export function createHub(options: HubOptions) {
         }
         return;
       case 'pong':
-        if (conn.pingAt !== undefined && msg.ts === conn.pingAt)
-          node.rttMs = performance.now() - msg.ts;
+        if (conn.pingAt !== undefined && msg.ts === conn.pingAt) {
+          // The least of the last few pings: a busy moment in the tab is not network distance.
+          conn.rtts = [...(conn.rtts ?? []), performance.now() - msg.ts].slice(-5);
+          node.rttMs = Math.min(...conn.rtts);
+        }
         return;
       case 'schedule': {
         try {
