@@ -21,7 +21,7 @@ const packageRoot = fileURLToPath(new URL('..', import.meta.url));
 const USAGE = `Usage: brume <command> [options]
 
 Commands:
-  start                 run a relay: serves the web app and the app API
+  start                 run a relay: the page, the app API, the fabric (nodes, calls, context)
   pack <dir>            pack <dir>/brume.json and the files it names into a .brume bundle
   deploy <file.brume>   upload a bundle to a relay
   trust [<publicKey>]   list the fog/cloud trust list, or add (or --revoke) a node's public key
