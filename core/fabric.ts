@@ -126,6 +126,8 @@ export class Fabric {
     // A Logic's calls are scheduled like any other request: a request can hop across nodes.
     options.runtime.remote = (app, service, rpc, input, qos) =>
       this.call(app, service, input, qos, rpc ? { rpc } : {});
+    const context = options.context;
+    if (context) options.runtime.context = (app, request) => context.serve(app, request);
     this.connect();
   }
 
@@ -495,14 +497,13 @@ export class Fabric {
       case 'ping':
         this.send(ws, { t: 'pong', ts: msg.ts });
         return;
+      case 'ctx-nack':
+        this.options.log?.(`context write refused: ${msg.error.message}`);
+        return this.options.context?.receive(msg);
       case 'ctx-ack':
       case 'ctx-op':
       case 'ctx-catchup':
         return this.options.context?.receive(msg);
-      case 'ctx-nack':
-        // Refused for good (a limit, a clock far off): replaying it would only be refused again.
-        this.options.log?.(`context write refused: ${msg.error.message}`);
-        return this.options.context?.receive({ t: 'ctx-ack', opId: msg.opId });
       case 'gone':
         if (msg.node === this.parent) this.parent = undefined;
         this.options.links?.drop(msg.node);

@@ -1,7 +1,13 @@
 import { inspectLogic } from './abi/inspect';
-import { type CallOutcome, invokeLogic } from './abi/invoke';
 import {
-  type BrumeError,
+  type CallOutcome,
+  type ContextReply,
+  type ContextRequest,
+  type Dispatch,
+  invokeLogic,
+} from './abi/invoke';
+import {
+  BrumeError,
   InputError,
   LogicFault,
   LogicLoadError,
@@ -121,6 +127,11 @@ export class Runtime {
     input: unknown,
     qos: Qos,
   ) => Promise<{ value: unknown; rpc: string; trace: TraceEntry[] }>;
+  /**
+   * A Logic's context operations on its app's store (the node's context client sets it); without
+   * it they fail with E_UNSUPPORTED.
+   */
+  context?: (app: string, request: ContextRequest) => Promise<ContextReply>;
 
   constructor(
     private readonly platform: Platform,
@@ -246,30 +257,38 @@ export class Runtime {
         );
       }
       const pool = await this.pool(m, service, svc);
-      const dispatch = async (s: string, r: string, payload: unknown) => {
-        // A call this node cannot serve within the QoS goes where the fabric places it,
-        // unless the caller pinned its variant here.
-        if (this.remote && !opts.pin?.[s]) {
-          const away = await this.plan(app, s, qos, r).then(
-            () => false,
-            (e: unknown) => e instanceof QosError,
-          );
-          if (away) {
-            const out = await this.remote(app, s, r, payload, qos);
-            trace.push(...out.trace);
-            return { value: out.value, service: s, rpc: out.rpc };
+      const dispatch: Dispatch = {
+        call: async (s, r, payload) => {
+          // A call this node cannot serve within the QoS goes where the fabric places it,
+          // unless the caller pinned its variant here.
+          if (this.remote && !opts.pin?.[s]) {
+            const away = await this.plan(app, s, qos, r).then(
+              () => false,
+              (e: unknown) => e instanceof QosError,
+            );
+            if (away) {
+              const out = await this.remote(app, s, r, payload, qos);
+              trace.push(...out.trace);
+              return { value: out.value, service: s, rpc: out.rpc };
+            }
           }
-        }
-        return this.run(
-          app,
-          s,
-          r,
-          payload,
-          qos,
-          { backend: opts.backend, pin: opts.pin },
-          trace,
-          depth + 1,
-        );
+          return this.run(
+            app,
+            s,
+            r,
+            payload,
+            qos,
+            { backend: opts.backend, pin: opts.pin },
+            trace,
+            depth + 1,
+          );
+        },
+        context: (request) => {
+          if (!this.context) {
+            throw new BrumeError('E_UNSUPPORTED', 'this node keeps no context store');
+          }
+          return this.context(app, request);
+        },
       };
       const value = await invokeLogic(pool.step, chosen, input, dispatch);
       const ms = performance.now() - t0;

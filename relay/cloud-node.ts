@@ -1,11 +1,14 @@
 /**
  * The relay's own executor: a `cloud` node in this process, joined to the hub over a real socket
  * like any other node, running Logics in worker threads and Models on onnxruntime-node. HTTP
- * callers get answers with no tab open, and tabs can offload to it.
+ * callers get answers with no tab open, and tabs can offload to it. Its Logics use the context
+ * store like a tab's.
  * @example const cloud = await startCloudNode(relay.url, (key) => ownKeys.add(key));
  */
 import os from 'node:os';
 import { WebSocket } from 'ws';
+import { NodeContext } from '../core/context/client';
+import { memoryKV } from '../core/context/outbox';
 import { connectFabric, type Fabric, type SocketLike } from '../core/fabric';
 import { loadOrCreateIdentity, memoryKeyStore } from '../core/identity';
 import { createRuntime } from '../core/runtime';
@@ -33,6 +36,8 @@ export async function startCloudNode(
     identity,
     role: 'cloud',
     runtime,
+    // Its Logics' context: a replica in memory, caught up from the relay's store at each join.
+    context: new NodeContext(identity.id, memoryKV()),
     maxConcurrency: threads,
     capabilities: async () => ({
       backends: [{ name: 'cpu', detail: `onnxruntime-node, ${threads} threads` }],

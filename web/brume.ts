@@ -147,8 +147,12 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
     describe: () => node.describe(),
     context: (app) => ({
       get: async (key, scope) => (await context).get(app, key, scope),
-      put: async (key, value, options) => (await context).put(app, key, value, options),
-      delete: async (key, scope) => (await context).delete(app, key, scope),
+      put: async (key, value, options) => {
+        await (await context).put(app, key, value, options);
+      },
+      delete: async (key, scope) => {
+        await (await context).delete(app, key, scope);
+      },
       watch(prefix, cb) {
         let off: (() => void) | undefined;
         let cancelled = false;

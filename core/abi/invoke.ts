@@ -12,7 +12,28 @@ export type InvokeResult =
       payload: unknown;
       continuation: string;
       state?: unknown;
-    };
+    }
+  | ({ t: 'ctx'; continuation: string; state?: unknown } & ContextRequest);
+
+/** A Logic's context operation (PROTOCOL.md §3.4), on its own app's context store. */
+export type ContextRequest =
+  | { op: 'get'; key: string; scope?: 'app' | 'node' }
+  | {
+      op: 'put';
+      key: string;
+      value: unknown;
+      scope?: 'app' | 'node';
+      ttlMs?: number;
+      privacy?: string[];
+    }
+  | { op: 'delete'; key: string; scope?: 'app' | 'node' };
+
+/** What a get answers a Logic: the value, or that there is none (or it expired). */
+export interface ContextReply {
+  value?: unknown;
+  found?: boolean;
+  expired?: boolean;
+}
 
 /** What a callee answered, as a continuation sees it. */
 export interface CallOutcome {
@@ -21,14 +42,18 @@ export interface CallOutcome {
   rpc: string;
 }
 
-/** Runs `service`/`rpc` of the same app for a Logic's `call`; the QoS of the request is bound in. */
-export type Dispatch = (service: string, rpc: string, payload: unknown) => Promise<CallOutcome>;
+/** What the host does for a Logic: its calls (the QoS of the request bound in) and its context. */
+export interface Dispatch {
+  call(service: string, rpc: string, payload: unknown): Promise<CallOutcome>;
+  context(request: ContextRequest): Promise<ContextReply>;
+}
 
 /** One step of a Logic: export name and request bytes in, InvokeResult bytes out. */
 export type Step = (exportName: string, request: Uint8Array) => Promise<Uint8Array>;
 
 export const maxCallsPerRequest = 64;
 const abiExports = new Set(['brume_alloc', 'brume_free']);
+const contextOps = new Set(['get', 'put', 'delete']);
 
 /** Validates guest output against §3.3; a malformed result is the guest's fault. */
 export function parseInvokeResult(bytes: Uint8Array, from: string): InvokeResult {
@@ -54,6 +79,12 @@ export function parseInvokeResult(bytes: Uint8Array, from: string): InvokeResult
   ) {
     return o as InvokeResult;
   }
+  if (o && o.t === 'ctx' && str('continuation') && str('key') && contextOps.has(o.op as string)) {
+    if (o.op === 'put' && !('value' in o)) {
+      throw new LogicFault(`"${from}" asked for a context put without a value`);
+    }
+    return o as InvokeResult;
+  }
   throw new LogicFault(
     `"${from}" returned something that is not an InvokeResult (PROTOCOL.md §3.3)`,
   );
@@ -62,6 +93,7 @@ export function parseInvokeResult(bytes: Uint8Array, from: string): InvokeResult
 /**
  * Invokes `rpc` and follows every `call` through its continuation until `done` or `error`.
  * Continuations may run on any instance: all a guest keeps across a call is in `state`.
+ * Context operations (`ctx`) continue the same way and count towards the same limit.
  * @example const value = await invokeLogic(pool.step, 'classify', input, dispatch);
  */
 export async function invokeLogic(
@@ -98,14 +130,26 @@ export async function invokeLogic(
     }
     let reply: Record<string, unknown>;
     calleeError = undefined;
-    try {
-      const outcome = await dispatch(result.service, result.rpc, result.payload);
-      reply = { ok: true, value: outcome.value, service: outcome.service, rpc: outcome.rpc };
-    } catch (e) {
-      // Faults of the platform itself (timeouts of this Logic's worker...) are not the callee's.
-      if (!(e instanceof BrumeError)) throw e;
-      calleeError = e;
-      reply = { ok: false, error: serializeError(e), service: result.service, rpc: result.rpc };
+    if (result.t === 'ctx') {
+      const { t: _t, continuation: _c, state: _s, ...request } = result;
+      try {
+        reply = { ok: true, ...(await dispatch.context(request as ContextRequest)) };
+      } catch (e) {
+        if (!(e instanceof BrumeError)) throw e;
+        reply = { ok: false, error: serializeError(e) };
+      }
+      reply.service = 'context';
+      reply.rpc = result.op;
+    } else {
+      try {
+        const outcome = await dispatch.call(result.service, result.rpc, result.payload);
+        reply = { ok: true, value: outcome.value, service: outcome.service, rpc: outcome.rpc };
+      } catch (e) {
+        // Faults of the platform itself (timeouts of this Logic's worker...) are not the callee's.
+        if (!(e instanceof BrumeError)) throw e;
+        calleeError = e;
+        reply = { ok: false, error: serializeError(e), service: result.service, rpc: result.rpc };
+      }
     }
     if ('state' in result) reply.state = result.state;
     exportName = result.continuation;

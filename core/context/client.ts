@@ -6,8 +6,10 @@
  * @example const ctx = new NodeContext(nodeId, kv); await ctx.load();
  *          await ctx.put('vad', 'state', { h: [...] }, { ttlMs: 2000 });
  */
+import type { ContextReply, ContextRequest } from '../abi/invoke';
 import { decode, encode } from '../codec';
 import { BrumeError, InputError } from '../errors';
+import { fromWireError, type WireError } from '../protocol';
 import { Clock } from './hlc';
 import { type KV, Outbox } from './outbox';
 import { type ContextOp, ContextReplica, type Scope } from './replica';
@@ -35,6 +37,14 @@ export class NodeContext {
   private readonly outbox: Outbox;
   private cursor = 0;
   private send: ContextSend | undefined;
+  /** Writes whose sender waits for the relay's answer. */
+  private readonly waiting = new Map<string, { done: () => void; fail: (e: Error) => void }>();
+  /** Catch-ups asked for and received on this connection: the relay answers each sync in turn. */
+  private syncsSent = 0;
+  private catchUps = 0;
+  private readonly syncWaiters: { after: number; done: () => void }[] = [];
+  /** Writes sent and not yet answered by the relay. */
+  private readonly outboxed = new Set<string>();
 
   constructor(
     private readonly nodeId: string,
@@ -58,24 +68,95 @@ export class NodeContext {
 
   /** The relay is reachable through `send`: replay the outbox, then catch up. */
   async online(send: ContextSend): Promise<void> {
+    this.offline();
     this.send = send;
     for (const op of await this.outbox.due(this.now())) send({ t: 'ctx-op', op });
-    send({ t: 'ctx-sync', cursor: this.cursor });
+    this.sync();
   }
 
   offline(): void {
     this.send = undefined;
+    this.syncsSent = this.catchUps = 0;
+    for (const w of this.syncWaiters.splice(0)) w.done();
+    for (const w of this.waiting.values()) w.done(); // it waits in the outbox now
+    this.waiting.clear();
+  }
+
+  private sync(): void {
+    if (!this.send) return;
+    this.syncsSent++;
+    this.send({ t: 'ctx-sync', cursor: this.cursor });
+  }
+
+  /**
+   * Resolves once this replica holds everything the relay had acknowledged when it was called
+   * (one catch-up round trip), or at once offline, or after `timeoutMs`.
+   */
+  fresh(timeoutMs = 5000): Promise<void> {
+    if (!this.send) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, timeoutMs);
+      this.syncWaiters.push({ after: this.syncsSent + 1, done: () => (clearTimeout(t), resolve()) });
+      this.sync();
+    });
+  }
+
+  /**
+   * Resolves when the relay acknowledges write `opId` (or at once offline, or after `timeoutMs`:
+   * it stays in the outbox); rejects with the relay's error when it refuses it.
+   */
+  settled(opId: string, timeoutMs = 5000): Promise<void> {
+    if (!this.send || !this.outboxed.has(opId)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => (this.waiting.delete(opId), resolve()), timeoutMs);
+      this.waiting.set(opId, {
+        done: () => (clearTimeout(t), resolve()),
+        fail: (e) => (clearTimeout(t), reject(e)),
+      });
+    });
+  }
+
+  /** A Logic's context operation on its app (PROTOCOL.md §3.4). */
+  async serve(app: string, r: ContextRequest): Promise<ContextReply> {
+    if (r.op === 'get') {
+      await this.fresh();
+      const read = this.get(app, r.key, r.scope);
+      if (!read) return { found: false };
+      if ('expired' in read) return { found: false, expired: true };
+      return { found: true, value: read.value };
+    }
+    const opId =
+      r.op === 'put'
+        ? await this.put(app, r.key, r.value, {
+            scope: r.scope,
+            ttlMs: r.ttlMs,
+            privacy: r.privacy,
+          })
+        : await this.delete(app, r.key, r.scope);
+    await this.settled(opId);
+    return {};
   }
 
   /** A frame from the relay. */
   async receive(
     frame:
       | { t: 'ctx-ack'; opId: string }
+      | { t: 'ctx-nack'; opId: string; error: WireError }
       | { t: 'ctx-op'; prev: number; seq: number; op: ContextOp }
       | { t: 'ctx-catchup'; ops: ContextOp[]; cursor: number },
   ): Promise<void> {
-    if (frame.t === 'ctx-ack') return this.outbox.ack(frame.opId);
+    if (frame.t === 'ctx-ack' || frame.t === 'ctx-nack') {
+      // A refusal is for good (a limit, a clock far off): replaying it would be refused again.
+      await this.outbox.ack(frame.opId);
+      this.outboxed.delete(frame.opId);
+      const w = this.waiting.get(frame.opId);
+      this.waiting.delete(frame.opId);
+      if (frame.t === 'ctx-ack') w?.done();
+      else w?.fail(fromWireError(frame.error));
+      return;
+    }
     if (frame.t === 'ctx-catchup') {
+      const n = ++this.catchUps;
       const changed: [string, unknown][] = [];
       for (const op of frame.ops) {
         this.clock.receive(op.stamp);
@@ -83,10 +164,18 @@ export class NodeContext {
       }
       if (this.kv.setMany) await this.kv.setMany(changed);
       else for (const [k, v] of changed) await this.kv.set(k, v);
-      return this.moveCursor(frame.cursor);
+      await this.moveCursor(frame.cursor);
+      for (let i = this.syncWaiters.length - 1; i >= 0; i--) {
+        const w = this.syncWaiters[i]!;
+        if (w.after <= n) {
+          this.syncWaiters.splice(i, 1);
+          w.done();
+        }
+      }
+      return;
     }
     if (frame.prev !== this.cursor && frame.seq > this.cursor) {
-      this.send?.({ t: 'ctx-sync', cursor: this.cursor }); // a gap: ask for what is missing
+      this.sync(); // a gap: ask for what is missing
       return;
     }
     if (frame.seq <= this.cursor) return;
@@ -103,7 +192,8 @@ export class NodeContext {
     return { value: decode(r.value), ...(expiresAt !== undefined && { expiresAt }) };
   }
 
-  async put(app: string, key: string, value: unknown, o: PutOptions = {}): Promise<void> {
+  /** Writes `value`; answers the write's operation id. */
+  async put(app: string, key: string, value: unknown, o: PutOptions = {}): Promise<string> {
     if (o.ttlMs !== undefined && !(o.ttlMs > 0))
       throw new InputError('ttlMs must be a positive number');
     if (o.privacy && !(o.privacy.length === 1 && o.privacy[0] === 'device')) {
@@ -125,12 +215,13 @@ export class NodeContext {
       ...(o.ttlMs !== undefined && { expiresAt: stamp.wall + o.ttlMs }),
       ...(o.privacy && { privacy: o.privacy }),
     };
-    await this.write(op);
+    return this.write(op);
   }
 
-  async delete(app: string, key: string, scope: Scope = 'app'): Promise<void> {
+  /** Deletes `key`; answers the operation id. */
+  async delete(app: string, key: string, scope: Scope = 'app'): Promise<string> {
     const stamp = this.clock.tick();
-    await this.write({
+    return this.write({
       opId: crypto.randomUUID(),
       app,
       key,
@@ -149,13 +240,15 @@ export class NodeContext {
     });
   }
 
-  private async write(op: ContextOp): Promise<void> {
+  private async write(op: ContextOp): Promise<string> {
     this.replica.check(op);
     await this.take(op);
     // Device-private values stay here: not in the outbox, never sent.
-    if (op.privacy?.[0] === 'device') return;
+    if (op.privacy?.[0] === 'device') return op.opId;
     await this.outbox.add(op);
+    this.outboxed.add(op.opId);
     this.send?.({ t: 'ctx-op', op });
+    return op.opId;
   }
 
   private async take(op: ContextOp): Promise<void> {

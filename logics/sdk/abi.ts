@@ -62,6 +62,10 @@ export class Continuation {
     public readonly errorMessage: string,
     /** What `call` was given as state (nil if none). */
     public readonly state: Value,
+    /** After `contextGet`: whether the key held a value (false: absent, deleted or expired). */
+    public readonly found: bool = false,
+    /** After `contextGet`: whether the key held a value that has expired. */
+    public readonly expired: bool = false,
   ) {}
 
   /** Decodes the continuation request the host wrote at `ptr`. */
@@ -80,6 +84,8 @@ export class Continuation {
         "",
         "",
         state,
+        optBool(m, "found"),
+        optBool(m, "expired"),
       );
     }
     let code = "";
@@ -155,6 +161,75 @@ export function call(
   return frame(f);
 }
 
+/**
+ * Result: read `key` of this app's context store (PROTOCOL.md §3.4), then have the host invoke
+ * `continuation`: `.found` says whether there is a value, `.value` is it (nil if not), `.expired`
+ * whether it expired. On a node that is online the read sees every write the relay had
+ * acknowledged when the request began. `scope` "node": this node's own key.
+ */
+export function contextGet(
+  key: string,
+  continuation: string,
+  state: Writer | null = null,
+  scope: string = "app",
+): i32 {
+  return frame(contextOp("get", key, scope, null, 0, continuation, state));
+}
+
+/**
+ * Result: write `value` under `key` (expiring after `ttlMs` if > 0), then invoke `continuation`
+ * (`.ok` false with `.errorCode` E_LIMIT if the value is too large). Online, the continuation runs
+ * once the relay has acknowledged the write, so the next request sees it on any node.
+ */
+export function contextPut(
+  key: string,
+  value: Writer,
+  continuation: string,
+  state: Writer | null = null,
+  ttlMs: i64 = 0,
+  scope: string = "app",
+): i32 {
+  return frame(contextOp("put", key, scope, value, ttlMs, continuation, state));
+}
+
+/** Result: delete `key`, then invoke `continuation`. */
+export function contextDelete(
+  key: string,
+  continuation: string,
+  state: Writer | null = null,
+  scope: string = "app",
+): i32 {
+  return frame(contextOp("delete", key, scope, null, 0, continuation, state));
+}
+
+function contextOp(
+  op: string,
+  key: string,
+  scope: string,
+  value: Writer | null,
+  ttlMs: i64,
+  continuation: string,
+  state: Writer | null,
+): Writer {
+  const n = 5 + (value != null ? 1 : 0) + (ttlMs > 0 ? 1 : 0) + (state != null ? 1 : 0);
+  const f = new Writer()
+    .map(n)
+    .key("t")
+    .str("ctx")
+    .key("op")
+    .str(op)
+    .key("key")
+    .str(key)
+    .key("scope")
+    .str(scope)
+    .key("continuation")
+    .str(continuation);
+  if (value != null) f.key("value").embed(value);
+  if (ttlMs > 0) f.key("ttlMs").int(ttlMs);
+  if (state != null) f.key("state").embed(state);
+  return f;
+}
+
 // A result frame: u32 little-endian length, then the bytes; the host frees it with brume_free.
 function frame(w: Writer): i32 {
   w.mustBeComplete("result");
@@ -167,6 +242,11 @@ function frame(w: Writer): i32 {
 
 function orNil(v: Value | null): Value {
   return v != null ? v : Value.nil();
+}
+
+function optBool(m: Value, key: string): bool {
+  const v = m.find(key);
+  return v != null && v.isBool() ? v.asBool() : false;
 }
 
 function optString(m: Value, key: string): string {
