@@ -122,7 +122,16 @@ const modelOutput = (probs: number[]) => ({
 describe('build', () => {
   it('builds every Logic and fixture', () => {
     expect(built.map((b) => b.name).sort()).toEqual(
-      ['bad-import', 'digits', 'echo', 'front', 'loop-forever', 'memory-hog', 'own-memory'].sort(),
+      [
+        'bad-import',
+        'digits',
+        'echo',
+        'front',
+        'loop-forever',
+        'memory-hog',
+        'own-memory',
+        'vad',
+      ].sort(),
     );
     for (const b of built) expect(b.size).toBeGreaterThan(0);
   });
