@@ -475,6 +475,10 @@ export class Fabric {
           role,
           publicKey: identity.publicKey,
           caps,
+          agreement: {
+            agreementKey: identity.agreement.publicKey,
+            signature: identity.agreement.signature,
+          },
         });
         const signature = await signJoin(identity, msg.nonce, msg.relayId, role);
         this.send(ws, { t: 'join', nonce: msg.nonce, signature });
@@ -503,6 +507,7 @@ export class Fabric {
       case 'ctx-ack':
       case 'ctx-op':
       case 'ctx-catchup':
+      case 'ctx-keys':
         return this.options.context?.receive(msg);
       case 'gone':
         if (msg.node === this.parent) this.parent = undefined;

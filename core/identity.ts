@@ -6,6 +6,12 @@
  *          const sig = await signJoin(me, nonce, relayId, 'dew');
  *          await verifyJoin(me.publicKey, nonce, relayId, me.id, 'dew', sig) === true
  */
+import {
+  type AgreementKey,
+  agreementKeyOf,
+  agreementPayload,
+  newAgreementPair,
+} from './context/seal';
 import { InputError } from './errors';
 
 const algorithm = { name: 'ECDSA', namedCurve: 'P-256' } as const;
@@ -30,6 +36,11 @@ export interface Identity {
   /** The SPKI public key, base64url. */
   publicKey: string;
   sign(data: Uint8Array): Promise<Uint8Array>;
+  /**
+   * The ECDH key private context values are sealed to (core/context/seal.ts), and this identity's
+   * signature over it (`agreementPayload`).
+   */
+  agreement: AgreementKey & { signature: Uint8Array };
 }
 
 /** A KeyStore in memory: keys that live as long as the process (Node nodes, tests). */
@@ -48,13 +59,35 @@ export async function loadOrCreateIdentity(store: KeyStore, name = 'node'): Prom
     pair = (await crypto.subtle.generateKey(algorithm, false, ['sign', 'verify'])) as KeyPair;
     await store.set(name, pair);
   }
+  let agree = await store.get(`${name}/agreement`);
+  if (!agree) {
+    agree = await newAgreementPair();
+    await store.set(`${name}/agreement`, agree);
+  }
   const spki = new Uint8Array(await crypto.subtle.exportKey('spki', pair.publicKey));
   const privateKey = pair.privateKey;
+  const sign = async (data: Uint8Array) =>
+    new Uint8Array(await crypto.subtle.sign(signing, privateKey, view(data)));
+  const agreement = await agreementKeyOf(agree);
   return {
     id: await idOfSpki(spki),
     publicKey: toBase64url(spki),
-    sign: async (data) => new Uint8Array(await crypto.subtle.sign(signing, privateKey, view(data))),
+    sign,
+    agreement: { ...agreement, signature: await sign(agreementPayload(agreement.publicKey)) },
   };
+}
+
+/** True when `signature` is `publicKey`'s vouching for `agreementKey`. */
+export async function verifyAgreement(
+  publicKey: string,
+  agreementKey: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
+  try {
+    return await verifySignature(publicKey, agreementPayload(agreementKey), signature);
+  } catch {
+    return false;
+  }
 }
 
 /** The node id a public key (base64url SPKI) stands for; rejects what is not a P-256 key. */

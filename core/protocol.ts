@@ -98,6 +98,14 @@ export const contextOpSchema = z.strictObject({
   expiresAt: z.number().nonnegative().optional(),
 });
 
+/** An identity key (base64url SPKI) and the agreement key (raw P-256) it signed for. */
+export const agreementSchema = z.object({
+  publicKey: z.string().max(512),
+  agreementKey: bin.refine((b) => b.byteLength === 65, 'expected a raw P-256 public key'),
+  signature: bin.refine((b) => b.byteLength === 64, 'expected a P-256 signature'),
+});
+export type AgreementBinding = z.infer<typeof agreementSchema>;
+
 /** Node → relay. */
 export const toRelay = z.discriminatedUnion('t', [
   z.object({
@@ -106,6 +114,8 @@ export const toRelay = z.discriminatedUnion('t', [
     role,
     publicKey: z.string().max(512),
     caps: capabilitiesSchema,
+    /** The key private context values are sealed to, signed by the identity key. */
+    agreement: agreementSchema.omit({ publicKey: true }).optional(),
   }),
   z.object({ t: z.literal('join'), nonce: bin, signature: bin }),
   z.object({
@@ -153,7 +163,16 @@ export const toRelay = z.discriminatedUnion('t', [
   }),
   z.object({ t: z.literal('error'), id, error }),
   z.object({ t: z.literal('ctx-op'), op: contextOpSchema }),
-  z.object({ t: z.literal('ctx-sync'), cursor: z.number().int().nonnegative() }),
+  z.object({
+    t: z.literal('ctx-sync'),
+    cursor: z.number().int().nonnegative(),
+    /** The apps whose context this node keeps (absent: every app). */
+    apps: z.array(name).max(1000).optional(),
+    /** Of those, the apps it holds nothing of yet: their whole state comes with the catch-up. */
+    full: z.array(name).max(1000).optional(),
+  }),
+  /** The agreement keys of these identity keys, to seal a private value for them. */
+  z.object({ t: z.literal('ctx-keys'), id, keys: z.array(z.string().max(512)).max(32) }),
 ]);
 
 /** Relay → node. */
@@ -222,7 +241,11 @@ export const toNode = z.discriminatedUnion('t', [
     t: z.literal('ctx-catchup'),
     ops: z.array(contextOpSchema).max(100_000),
     cursor: z.number().int().nonnegative(),
+    /** The apps whose whole state this catch-up holds (those the sync asked for in `full`). */
+    full: z.array(name).max(1000).optional(),
   }),
+  /** The bindings the relay knows of the keys asked for (unknown keys are left out). */
+  z.object({ t: z.literal('ctx-keys'), id, found: z.array(agreementSchema).max(32) }),
 ]);
 
 /** Node ↔ node over a data channel: calls and their answers, chunked past one chunk. */

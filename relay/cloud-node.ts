@@ -37,7 +37,7 @@ export async function startCloudNode(
     role: 'cloud',
     runtime,
     // Its Logics' context: a replica in memory, caught up from the relay's store at each join.
-    context: new NodeContext(identity.id, memoryKV()),
+    context: new NodeContext(identity, memoryKV()),
     maxConcurrency: threads,
     capabilities: async () => ({
       backends: [{ name: 'cpu', detail: `onnxruntime-node, ${threads} threads` }],

@@ -4,13 +4,13 @@
  * any moment loses nothing it acknowledged.
  * @example const ctx = await openContext('.brume'); if (await ctx.accept(op, nodeId)) fanOut(op);
  */
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decode, encode } from '../core/codec';
 import { Clock } from '../core/context/hlc';
 import { type ContextOp, ContextReplica } from '../core/context/replica';
 import { BrumeError } from '../core/errors';
-import { contextOpSchema } from '../core/protocol';
+import { type AgreementBinding, contextOpSchema } from '../core/protocol';
 
 export type RelayContext = Awaited<ReturnType<typeof openContext>>;
 
@@ -34,6 +34,25 @@ export async function openContext(dataDir: string) {
   const file = await open(path, 'a');
   if (at < bytes.length) await file.truncate(at);
   let writes: Promise<unknown> = Promise.resolve();
+  // Agreement keys nodes signed for at join, so writers can seal for nodes that are away.
+  const agreementsPath = join(dataDir, 'agreements.json');
+  const agreements = new Map<string, AgreementBinding>(
+    (
+      JSON.parse(await readFile(agreementsPath, 'utf8').catch(() => '[]')) as {
+        publicKey: string;
+        agreementKey: string;
+        signature: string;
+      }[]
+    ).map((b) => [
+      b.publicKey,
+      {
+        publicKey: b.publicKey,
+        agreementKey: Buffer.from(b.agreementKey, 'base64url'),
+        signature: Buffer.from(b.signature, 'base64url'),
+      },
+    ]),
+  );
+  let saving: Promise<void> = Promise.resolve();
 
   return {
     replica,
@@ -52,6 +71,9 @@ export async function openContext(dataDir: string) {
         if (op.privacy?.includes('device')) {
           throw new BrumeError('E_INPUT', 'a device-private value never leaves its device');
         }
+        if (op.privacy && op.value) {
+          throw new BrumeError('E_PRIVACY', 'a private value must arrive sealed, not in plaintext');
+        }
         if (replica.has(op.opId)) return 0;
         replica.check(op);
         clock.receive(op.stamp);
@@ -65,6 +87,25 @@ export async function openContext(dataDir: string) {
       writes = run.catch(() => undefined);
       return run;
     },
+    /** Remembers the agreement key a node's identity signed for (checked by the caller). */
+    bind(b: AgreementBinding): void {
+      const old = agreements.get(b.publicKey);
+      if (old && Buffer.from(old.agreementKey).equals(b.agreementKey)) return;
+      agreements.set(b.publicKey, b);
+      const rows = [...agreements.values()].map((a) => ({
+        publicKey: a.publicKey,
+        agreementKey: Buffer.from(a.agreementKey).toString('base64url'),
+        signature: Buffer.from(a.signature).toString('base64url'),
+      }));
+      saving = saving
+        .then(async () => {
+          await writeFile(`${agreementsPath}.tmp`, JSON.stringify(rows));
+          await rename(`${agreementsPath}.tmp`, agreementsPath);
+        })
+        .catch((e: unknown) => process.emitWarning(`agreements.json not saved: ${e}`));
+    },
+    /** The bindings known for these identity keys. */
+    agreements: (keys: string[]) => keys.flatMap((k) => agreements.get(k) ?? []),
     /** A stamp for a write the relay makes itself (HTTP PUT/DELETE). */
     tick: () => clock.tick(),
     close: () => file.close(),

@@ -9,9 +9,9 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { CallRecord, DecisionRecord, HubEvent, NodeRecord } from '../core/api';
-import type { ContextOp } from '../core/context/replica';
+import { type ContextOp, catchUpFor, viewFor } from '../core/context/replica';
 import { BrumeError, NotFoundError, TimeoutError } from '../core/errors';
-import { NonceBook, nodeIdOf, verifyJoin } from '../core/identity';
+import { NonceBook, nodeIdOf, verifyAgreement, verifyJoin } from '../core/identity';
 import type { Manifest } from '../core/manifest';
 import { place } from '../core/placement';
 import {
@@ -76,6 +76,8 @@ interface Conn {
   refill: number;
   /** The context log position last sent to this node. */
   ctxSent?: number;
+  /** The apps whose context this node keeps: null all, undefined none (no ctx-sync yet). */
+  ctxApps?: Set<string> | null;
   /** Recent ping round trips, newest last. */
   rtts?: number[];
   pingAt?: number;
@@ -270,12 +272,16 @@ export function createHub(options: HubOptions) {
       case 'ctx-sync': {
         const ctx = options.context;
         if (!ctx) throw new ProtocolError('this relay keeps no context store');
-        const c = ctx.replica.since(msg.cursor);
-        const ops = ('ops' in c ? c.ops.map((e) => e.op) : c.snapshot).filter((op) =>
-          visibleTo(op, node.id),
-        );
+        conn.ctxApps = msg.apps ? new Set(msg.apps) : null;
+        const c = catchUpFor(ctx.replica, msg, (op) => view(op, conn));
         conn.ctxSent = c.cursor;
-        send(conn, { t: 'ctx-catchup', ops, cursor: c.cursor });
+        send(conn, { t: 'ctx-catchup', ...c });
+        return;
+      }
+      case 'ctx-keys': {
+        const ctx = options.context;
+        if (!ctx) throw new ProtocolError('this relay keeps no context store');
+        send(conn, { t: 'ctx-keys', id: msg.id, found: ctx.agreements(msg.keys) });
         return;
       }
       case 'result':
@@ -336,6 +342,14 @@ export function createHub(options: HubOptions) {
       throw new ProtocolError(
         'join refused: the signature does not prove this key answered this challenge',
       );
+    }
+    if (hello.agreement && options.context) {
+      const a = hello.agreement;
+      if (!(await verifyAgreement(hello.publicKey, a.agreementKey, a.signature))) {
+        event('refused', 'agreement key not signed by the node key', id);
+        throw new ProtocolError('join refused: the agreement key is not signed by this node key');
+      }
+      options.context.bind({ publicKey: hello.publicKey, ...a });
     }
     const vouched = options.trusted(hello.publicKey);
     if (hello.role === 'cloud' && !vouched) {
@@ -403,14 +417,19 @@ export function createHub(options: HubOptions) {
     if (set.size < 10_000) set.add(by);
   }
 
-  /** A node-scoped key goes only to its owner. */
-  const visibleTo = (op: ContextOp, node: string) => op.scope !== 'node' || op.owner === node;
+  /** What of a context change this connection's node gets: only apps it keeps (core's viewFor). */
+  function view(op: ContextOp, conn: Conn): ContextOp | undefined {
+    if (!conn.node || conn.ctxApps === undefined) return undefined;
+    if (conn.ctxApps && !conn.ctxApps.has(op.app)) return undefined;
+    return viewFor(op, conn.node);
+  }
 
-  /** Sends a context change to every node that may hold it, numbered so gaps show. */
+  /** Sends a context change to every node that keeps its app, numbered so gaps show. */
   function publish(op: ContextOp, seq: number): void {
-    for (const { record, conn } of nodes.values()) {
-      if (!visibleTo(op, record.id)) continue;
-      send(conn, { t: 'ctx-op', prev: conn.ctxSent ?? 0, seq, op });
+    for (const { conn } of nodes.values()) {
+      const v = view(op, conn);
+      if (!v) continue;
+      send(conn, { t: 'ctx-op', prev: conn.ctxSent ?? 0, seq, op: v });
       conn.ctxSent = seq;
     }
   }

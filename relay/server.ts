@@ -24,7 +24,7 @@ import {
 import { type Manifest, manifestSha256, type Service, unpackBundle } from '../core/manifest';
 import { type Admin, loadAdmin } from './admin';
 import { startCloudNode } from './cloud-node';
-import { openContext } from './context';
+import { openContext, type RelayContext } from './context';
 import { errorBody, mountFabric } from './fabric-http';
 import { createHub, type Hub } from './hub';
 import { createStore, type Store } from './store';
@@ -81,6 +81,8 @@ export interface Relay {
   readonly hub: Hub;
   /** The admin token and the fog trust list. */
   readonly admin: Admin;
+  /** The durable context store. */
+  readonly context: RelayContext;
   /** Verifies and stores a bundle, as `POST /api/apps` does. */
   deploy(bundle: Uint8Array): Promise<DeployResult>;
   /** Stops listening and waits for requests in flight; idempotent. */
@@ -351,6 +353,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     store,
     hub,
     admin,
+    context,
     deploy,
     close() {
       cloud?.close();
@@ -389,6 +392,8 @@ function statusFor(code: string): number {
     case 'E_CODEC':
     case 'E_INPUT':
       return 400;
+    case 'E_PRIVACY':
+      return 403;
     case 'E_NOT_FOUND':
       return 404;
     case 'E_CONFLICT':

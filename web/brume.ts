@@ -109,7 +109,7 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
       keys: async () => (await keys(store)).map(String),
       setMany: (entries: [string, unknown][]) => setMany(entries, store),
     };
-    const ctx = new NodeContext(me.id, kv);
+    const ctx = new NodeContext(me, kv);
     await ctx.load();
     return ctx;
   });

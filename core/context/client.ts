@@ -1,76 +1,118 @@
 /**
  * A node's side of the context store: its replica (persisted through a KV: IndexedDB in a tab),
  * its outbox of writes the relay has not acknowledged, and the API apps use. Online, writes go to
- * the relay, which orders them and sends every node what it may hold; offline, reads serve the
- * local copy while it is valid and writes wait in the outbox.
- * @example const ctx = new NodeContext(nodeId, kv); await ctx.load();
+ * the relay, which orders them and sends every node what it may hold of the apps it uses; offline,
+ * reads serve the local copy while it is valid and writes wait in the outbox. Private values are
+ * sealed here, before they leave, for the identity keys they are for (and this node); the KV and
+ * everything sent hold only the envelope, the plaintext lives in memory.
+ * @example const ctx = new NodeContext(identity, kv); await ctx.load();
  *          await ctx.put('vad', 'state', { h: [...] }, { ttlMs: 2000 });
  */
 import type { ContextReply, ContextRequest } from '../abi/invoke';
 import { decode, encode } from '../codec';
 import { BrumeError, InputError } from '../errors';
-import { fromWireError, type WireError } from '../protocol';
+import { nodeIdOf, verifyAgreement } from '../identity';
+import { type AgreementBinding, fromWireError, type ToNode, type ToRelay } from '../protocol';
 import { Clock } from './hlc';
 import { type KV, Outbox } from './outbox';
 import { type ContextOp, ContextReplica, type Scope } from './replica';
+import { type AgreementKey, kidOf, type Recipient, seal, unseal } from './seal';
 
 export interface PutOptions {
   scope?: Scope;
   ttlMs?: number;
-  /** ['device']: this node only, never sent anywhere. (Sealing for trusted keys: not yet.) */
+  /**
+   * ['device']: this node only, never sent anywhere. Identity public keys (base64url SPKI): only
+   * the nodes holding them (and this node) can read the value; everywhere else it is a sealed
+   * envelope or nothing.
+   */
   privacy?: string[];
 }
 
 export type ContextRead = { value: unknown; expiresAt?: number } | { expired: true } | undefined;
 
 /** Frames this side sends to the relay (the fabric carries them). */
-export type ContextSend = (
-  frame: { t: 'ctx-op'; op: ContextOp } | { t: 'ctx-sync'; cursor: number },
-) => void;
+export type ContextSend = (frame: Extract<ToRelay, { t: `ctx-${string}` }>) => void;
+/** Frames from the relay this side takes. */
+export type ContextFrame = Extract<ToNode, { t: `ctx-${string}` }>;
+
+/** Who this node is, for node-scoped keys and private values. */
+export interface ContextIdentity {
+  id: string;
+  publicKey?: string;
+  agreement?: AgreementKey;
+}
 
 const entryKey = (op: ContextOp) =>
   `entry/${op.app}\u0000${op.scope}\u0000${op.owner ?? ''}\u0000${op.key}`;
+const bindingKey = (publicKey: string) => `agreement/${publicKey}`;
 
 export class NodeContext {
   readonly replica = new ContextReplica();
   private readonly clock: Clock;
   private readonly outbox: Outbox;
+  private readonly nodeId: string;
   private cursor = 0;
   private send: ContextSend | undefined;
-  /** Writes whose sender waits for the relay's answer. */
+  /** Writes sent and not yet answered by the relay, and those whose writer waits for it. */
+  private readonly outboxed = new Set<string>();
   private readonly waiting = new Map<string, { done: () => void; fail: (e: Error) => void }>();
   /** Catch-ups asked for and received on this connection: the relay answers each sync in turn. */
   private syncsSent = 0;
   private catchUps = 0;
   private readonly syncWaiters: { after: number; done: () => void }[] = [];
-  /** Writes sent and not yet answered by the relay. */
-  private readonly outboxed = new Set<string>();
+  /** Apps this node keeps context of; `held`: those whose state it has (persisted). */
+  private readonly apps = new Set<string>();
+  private held = new Set<string>();
+  /** Plaintext of the private values this node may read, by operation id: memory only. */
+  private readonly opened = new Map<string, unknown>();
+  /** Agreement keys of identity keys, checked against their signature. */
+  private readonly bindings = new Map<string, Recipient>();
+  private readonly keyQueries = new Map<number, (found: AgreementBinding[]) => void>();
+  private nextQuery = 1;
 
   constructor(
-    private readonly nodeId: string,
+    private readonly me: ContextIdentity,
     private readonly kv: KV,
     private readonly now: () => number = Date.now,
   ) {
-    this.clock = new Clock(nodeId, now);
+    this.nodeId = me.id;
+    this.clock = new Clock(me.id, now);
     this.outbox = new Outbox(kv);
   }
 
-  /** Restores the replica and the cursor from the KV (a reload keeps its context). */
+  /** Restores the replica, the cursor and the apps from the KV (a reload keeps its context). */
   async load(): Promise<void> {
     for (const k of await this.kv.keys()) {
-      if (!k.startsWith('entry/')) continue;
-      const op = (await this.kv.get(k)) as ContextOp;
-      this.clock.receive(op.stamp);
-      this.replica.apply(op);
+      if (k.startsWith('entry/')) {
+        const op = (await this.kv.get(k)) as ContextOp;
+        this.clock.receive(op.stamp);
+        await this.open(op);
+        this.replica.apply(op);
+      } else if (k.startsWith('agreement/')) {
+        this.bindings.set(k.slice('agreement/'.length), (await this.kv.get(k)) as Recipient);
+      }
     }
     this.cursor = ((await this.kv.get('cursor')) as number | undefined) ?? 0;
+    this.held = new Set(((await this.kv.get('apps')) as string[] | undefined) ?? []);
+    for (const app of this.held) this.apps.add(app);
+  }
+
+  /** This node runs `app`: keep its context here from now on (its whole state, then changes). */
+  use(app: string): void {
+    if (this.apps.has(app)) return;
+    this.apps.add(app);
+    this.sync();
   }
 
   /** The relay is reachable through `send`: replay the outbox, then catch up. */
   async online(send: ContextSend): Promise<void> {
     this.offline();
     this.send = send;
-    for (const op of await this.outbox.due(this.now())) send({ t: 'ctx-op', op });
+    for (const op of await this.outbox.due(this.now())) {
+      this.outboxed.add(op.opId);
+      send({ t: 'ctx-op', op });
+    }
     this.sync();
   }
 
@@ -80,12 +122,15 @@ export class NodeContext {
     for (const w of this.syncWaiters.splice(0)) w.done();
     for (const w of this.waiting.values()) w.done(); // it waits in the outbox now
     this.waiting.clear();
+    for (const q of this.keyQueries.values()) q([]);
+    this.keyQueries.clear();
   }
 
   private sync(): void {
     if (!this.send) return;
+    const full = [...this.apps].filter((a) => !this.held.has(a));
     this.syncsSent++;
-    this.send({ t: 'ctx-sync', cursor: this.cursor });
+    this.send({ t: 'ctx-sync', cursor: this.cursor, apps: [...this.apps], full });
   }
 
   /**
@@ -94,9 +139,8 @@ export class NodeContext {
    */
   fresh(timeoutMs = 5000): Promise<void> {
     if (!this.send) return Promise.resolve();
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, timeoutMs);
-      this.syncWaiters.push({ after: this.syncsSent + 1, done: () => (clearTimeout(t), resolve()) });
+    return waitFor<void>(timeoutMs, undefined, (done) => {
+      this.syncWaiters.push({ after: this.syncsSent + 1, done });
       this.sync();
     });
   }
@@ -107,17 +151,17 @@ export class NodeContext {
    */
   settled(opId: string, timeoutMs = 5000): Promise<void> {
     if (!this.send || !this.outboxed.has(opId)) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => (this.waiting.delete(opId), resolve()), timeoutMs);
-      this.waiting.set(opId, {
-        done: () => (clearTimeout(t), resolve()),
-        fail: (e) => (clearTimeout(t), reject(e)),
-      });
-    });
+    return waitFor<void>(
+      timeoutMs,
+      undefined,
+      (done, fail) => this.waiting.set(opId, { done, fail }),
+      () => this.waiting.delete(opId),
+    );
   }
 
   /** A Logic's context operation on its app (PROTOCOL.md §3.4). */
   async serve(app: string, r: ContextRequest): Promise<ContextReply> {
+    this.use(app);
     if (r.op === 'get') {
       await this.fresh();
       const read = this.get(app, r.key, r.scope);
@@ -138,13 +182,12 @@ export class NodeContext {
   }
 
   /** A frame from the relay. */
-  async receive(
-    frame:
-      | { t: 'ctx-ack'; opId: string }
-      | { t: 'ctx-nack'; opId: string; error: WireError }
-      | { t: 'ctx-op'; prev: number; seq: number; op: ContextOp }
-      | { t: 'ctx-catchup'; ops: ContextOp[]; cursor: number },
-  ): Promise<void> {
+  async receive(frame: ContextFrame): Promise<void> {
+    if (frame.t === 'ctx-keys') {
+      const q = this.keyQueries.get(frame.id);
+      this.keyQueries.delete(frame.id);
+      return q?.(frame.found);
+    }
     if (frame.t === 'ctx-ack' || frame.t === 'ctx-nack') {
       // A refusal is for good (a limit, a clock far off): replaying it would be refused again.
       await this.outbox.ack(frame.opId);
@@ -160,10 +203,15 @@ export class NodeContext {
       const changed: [string, unknown][] = [];
       for (const op of frame.ops) {
         this.clock.receive(op.stamp);
+        await this.open(op);
         if (this.replica.apply(op)) changed.push([entryKey(op), op]);
       }
       if (this.kv.setMany) await this.kv.setMany(changed);
       else for (const [k, v] of changed) await this.kv.set(k, v);
+      if (frame.full?.length) {
+        for (const app of frame.full) this.held.add(app);
+        await this.kv.set('apps', [...this.held]);
+      }
       await this.moveCursor(frame.cursor);
       for (let i = this.syncWaiters.length - 1; i >= 0; i--) {
         const w = this.syncWaiters[i]!;
@@ -187,21 +235,30 @@ export class NodeContext {
     const r = this.replica.get(app, key, { scope, owner: this.nodeId }, this.now());
     if (!r) return undefined;
     if ('expired' in r) return { expired: true };
-    if (!r.value) return undefined;
     const expiresAt = r.op.expiresAt;
-    return { value: decode(r.value), ...(expiresAt !== undefined && { expiresAt }) };
+    const at = expiresAt !== undefined && { expiresAt };
+    if (r.sealed) {
+      // Sealed for other keys: nothing here to read.
+      return this.opened.has(r.op.opId) ? { value: this.opened.get(r.op.opId), ...at } : undefined;
+    }
+    return { value: decode(r.value), ...at };
   }
 
   /** Writes `value`; answers the write's operation id. */
   async put(app: string, key: string, value: unknown, o: PutOptions = {}): Promise<string> {
     if (o.ttlMs !== undefined && !(o.ttlMs > 0))
       throw new InputError('ttlMs must be a positive number');
-    if (o.privacy && !(o.privacy.length === 1 && o.privacy[0] === 'device')) {
-      throw new BrumeError(
-        'E_UNSUPPORTED',
-        'context privacy for trusted keys is not available yet; use privacy ["device"] to keep a value on this node',
+    const device = o.privacy?.length === 1 && o.privacy[0] === 'device';
+    if (o.privacy && !device && (o.privacy.length === 0 || o.privacy.includes('device'))) {
+      throw new InputError(
+        'privacy is ["device"] or a list of identity public keys (base64url SPKI), not both or none',
       );
     }
+    const plain = encode(value);
+    const keys = o.privacy && !device ? [...new Set(o.privacy)] : undefined;
+    if (keys && this.me.publicKey && !keys.includes(this.me.publicKey))
+      keys.push(this.me.publicKey);
+    const sealed = keys ? await seal(plain, await this.recipients(keys)) : undefined;
     const stamp = this.clock.tick();
     const op: ContextOp = {
       opId: crypto.randomUUID(),
@@ -211,10 +268,11 @@ export class NodeContext {
       ...(o.scope === 'node' ? { owner: this.nodeId } : {}),
       stamp,
       kind: 'put',
-      value: encode(value),
+      ...(sealed ? { sealed } : { value: plain }),
       ...(o.ttlMs !== undefined && { expiresAt: stamp.wall + o.ttlMs }),
-      ...(o.privacy && { privacy: o.privacy }),
+      ...(o.privacy && { privacy: keys ?? o.privacy }),
     };
+    if (sealed) this.opened.set(op.opId, decode(plain));
     return this.write(op);
   }
 
@@ -234,6 +292,7 @@ export class NodeContext {
 
   /** Calls `cb(key, read)` for each change under `prefix` of `app`, once, in order per key. */
   watch(app: string, prefix: string, cb: (key: string, read: ContextRead) => void): () => void {
+    this.use(app);
     return this.replica.watch(app, prefix, (op) => {
       if (op.scope === 'node' && op.owner !== this.nodeId) return;
       cb(op.key, this.get(app, op.key, op.scope));
@@ -241,6 +300,7 @@ export class NodeContext {
   }
 
   private async write(op: ContextOp): Promise<string> {
+    this.use(op.app);
     this.replica.check(op);
     await this.take(op);
     // Device-private values stay here: not in the outbox, never sent.
@@ -253,7 +313,50 @@ export class NodeContext {
 
   private async take(op: ContextOp): Promise<void> {
     this.clock.receive(op.stamp);
+    await this.open(op);
     if (this.replica.apply(op)) await this.kv.set(entryKey(op), op);
+  }
+
+  /** Opens a sealed value this node is a recipient of, into memory. */
+  private async open(op: ContextOp): Promise<void> {
+    const me = this.me.agreement;
+    if (!op.sealed || !me || this.opened.has(op.opId)) return;
+    try {
+      this.opened.set(op.opId, decode(await unseal(op.sealed, me)));
+    } catch (e) {
+      if (!(e instanceof BrumeError && e.code === 'E_PRIVACY')) throw e;
+    }
+  }
+
+  /** The agreement keys to seal for: this node's own, then each key's, checked by signature. */
+  private async recipients(keys: string[]): Promise<Recipient[]> {
+    for (const k of keys) await nodeIdOf(k); // InputError for what is not a public key
+    const missing = keys.filter((k) => k !== this.me.publicKey && !this.bindings.has(k));
+    if (missing.length && this.send) {
+      const id = this.nextQuery++;
+      const found = await waitFor<AgreementBinding[]>(5000, [], (done) => {
+        this.keyQueries.set(id, done);
+        this.send?.({ t: 'ctx-keys', id, keys: missing });
+      });
+      for (const b of found) {
+        if (!missing.includes(b.publicKey)) continue;
+        if (!(await verifyAgreement(b.publicKey, b.agreementKey, b.signature))) continue;
+        const r = { kid: await kidOf(b.agreementKey), publicKey: b.agreementKey };
+        this.bindings.set(b.publicKey, r);
+        await this.kv.set(bindingKey(b.publicKey), r);
+      }
+    }
+    return keys.map((k) => {
+      if (k === this.me.publicKey && this.me.agreement) return this.me.agreement;
+      const r = this.bindings.get(k);
+      if (!r) {
+        throw new BrumeError(
+          'E_UNAVAILABLE',
+          `cannot seal a value for key ${k.slice(0, 16)}…: ${this.send ? 'no node with that key has joined this relay' : 'it was never seen here and the relay is out of reach'}`,
+        );
+      }
+      return r;
+    });
   }
 
   private async moveCursor(to: number): Promise<void> {
@@ -261,4 +364,29 @@ export class NodeContext {
     this.cursor = to;
     await this.kv.set('cursor', to);
   }
+}
+
+/** Settled by `start`'s callbacks, or resolved with `fallback` after `ms` (then `onTimeout`). */
+function waitFor<T>(
+  ms: number,
+  fallback: T,
+  start: (done: (v: T) => void, fail: (e: Error) => void) => void,
+  onTimeout?: () => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => {
+      onTimeout?.();
+      resolve(fallback);
+    }, ms);
+    start(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
 }

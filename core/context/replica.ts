@@ -57,6 +57,41 @@ const idOf = (op: Pick<ContextOp, 'app' | 'key' | 'owner' | 'scope'>) =>
   `${op.app}\u0000${op.scope === 'node' ? (op.owner ?? '') : ''}\u0000${op.key}`;
 const sizeOf = (op: ContextOp) => (op.value?.byteLength ?? 0) + (op.sealed?.byteLength ?? 0);
 
+/**
+ * What of `op` a node may hold: nothing of another node's node-scoped key; of a private value
+ * sealed for other keys, only the fact of the write (its stamp, expiry and recipients), so every
+ * replica still agrees which write won.
+ */
+export function viewFor(
+  op: ContextOp,
+  node: { id: string; publicKey: string },
+): ContextOp | undefined {
+  if (op.scope === 'node' && op.owner !== node.id) return undefined;
+  if (op.privacy && !op.privacy.includes(node.publicKey)) {
+    const { sealed: _s, value: _v, ...meta } = op;
+    return meta;
+  }
+  return op;
+}
+
+/**
+ * The catch-up a node asked for with its `cursor`: what it missed of the apps it keeps, plus the
+ * whole state of the apps in `full` (which it holds nothing of yet), each op as `view` lets it
+ * see it (undefined: not for it).
+ */
+export function catchUpFor(
+  replica: ContextReplica,
+  ask: { cursor: number; full?: string[] },
+  view: (op: ContextOp) => ContextOp | undefined,
+): { ops: ContextOp[]; cursor: number; full?: string[] } {
+  const c = replica.since(ask.cursor);
+  const full = new Set(ask.full);
+  const ops = ('ops' in c ? c.ops.map((e) => e.op) : c.snapshot).filter((op) => !full.has(op.app));
+  for (const app of full) ops.push(...replica.state(app));
+  const out = { ops: ops.flatMap((op) => view(op) ?? []), cursor: c.cursor };
+  return full.size ? { ...out, full: [...full] } : out;
+}
+
 export class ContextReplica {
   private readonly entries = new Map<string, ContextOp>();
   private readonly seen = new Set<string>();

@@ -41,12 +41,32 @@ export async function kidOf(publicKey: Uint8Array): Promise<string> {
 
 /** A new agreement key pair; the private key cannot be exported. */
 export async function generateAgreementKey(): Promise<AgreementKey> {
-  const pair = (await crypto.subtle.generateKey(ecdh, false, ['deriveBits'])) as {
+  return agreementKeyOf(await newAgreementPair());
+}
+
+/** A new ECDH P-256 pair whose private half cannot be exported (to keep in a KeyStore). */
+export async function newAgreementPair(): Promise<{ publicKey: Key; privateKey: Key }> {
+  return (await crypto.subtle.generateKey(ecdh, false, ['deriveBits'])) as {
     publicKey: Key;
     privateKey: Key;
   };
+}
+
+export async function agreementKeyOf(pair: { publicKey: Key; privateKey: Key }) {
   const publicKey = bytes(await crypto.subtle.exportKey('raw', pair.publicKey));
-  return { kid: await kidOf(publicKey), publicKey, privateKey: pair.privateKey };
+  return { kid: await kidOf(publicKey), publicKey, privateKey: pair.privateKey } as AgreementKey;
+}
+
+/**
+ * What a node's identity key signs to vouch for its agreement key, so that a writer can check
+ * that the key it seals for belongs to the identity it trusts, whoever handed it over.
+ */
+export function agreementPayload(agreementKey: Uint8Array): Uint8Array {
+  const head = new TextEncoder().encode('brume-agreement/1\n');
+  const out = new Uint8Array(head.length + agreementKey.length);
+  out.set(head);
+  out.set(agreementKey, head.length);
+  return out;
 }
 
 /** The key that wraps a value's content key for one recipient. */

@@ -268,6 +268,7 @@ export async function contextRates(wsUrl: string, n: number, writes = 50) {
   const arrivals = new Map<string, number[]>();
   const sentAt = new Map<string, number>();
   for (const w of watchers) {
+    w.send({ t: 'ctx-sync', cursor: 0, apps: ['bench'] });
     w.ws.on('message', (data) => {
       const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode');
       if (f.t !== 'ctx-op') return;

@@ -1,24 +1,26 @@
 // The context store under a hostile network, in the spirit of Yjs's randomized tests: a relay and
 // 3–8 nodes exchange operations through a simulated network that drops, duplicates, reorders and
-// partitions, while nodes write, delete, expire and go offline (short and long absences). After
-// healing: every node holds what the relay holds of the keys it may hold; nothing expired reads;
-// no private value exists in plaintext anywhere; watchers saw each winning change once, in order;
-// every write reached the relay exactly once unless it expired first.
+// partitions, while nodes write, delete, expire, go offline (short and long absences) and start
+// running a second app. The relay's filters are the hub's own (core's viewFor and catchUpFor).
+// After healing: every node holds what the relay holds of the keys it may hold, of the apps it
+// runs, and nothing of the others; nothing expired reads; a private value is nowhere in plaintext
+// and its envelope only with its keys; watchers saw each winning change once, in order; every
+// write reached the relay exactly once unless it expired first.
 // Replay one seed: BRUME_SEED=<seed> npx vitest run tests/unit/context-sim.test.ts
 import { beforeAll, describe, expect, it } from 'vitest';
 import { encode } from '../../core/codec';
 import { Clock, compareStamp, type Stamp } from '../../core/context/hlc';
 import { memoryKV, Outbox } from '../../core/context/outbox';
-import { type ContextOp, ContextReplica } from '../../core/context/replica';
+import { type ContextOp, ContextReplica, catchUpFor, viewFor } from '../../core/context/replica';
 import { type AgreementKey, generateAgreementKey, seal, unseal } from '../../core/context/seal';
 import { mulberry32 } from '../../models/digits/mlp';
 
 type Msg =
   | { to: 'relay'; from: number; kind: 'op'; op: ContextOp }
-  | { to: 'relay'; from: number; kind: 'sync'; cursor: number }
+  | { to: 'relay'; from: number; kind: 'sync'; cursor: number; apps: string[]; full: string[] }
   | { to: number; kind: 'ack'; opId: string }
   | { to: number; kind: 'stream'; prev: number; seq: number; op: ContextOp }
-  | { to: number; kind: 'catchup'; ops: ContextOp[]; cursor: number };
+  | { to: number; kind: 'catchup'; ops: ContextOp[]; cursor: number; full?: string[] };
 
 interface SimNode {
   i: number;
@@ -33,7 +35,12 @@ interface SimNode {
   /** Stamps each watcher call saw, per key id. */
   seen: Map<string, Stamp[]>;
   seenOps: Set<string>;
+  /** Apps it keeps context of, and those whose whole state it has received. */
+  apps: Set<string>;
+  held: Set<string>;
 }
+
+const appNames = ['app', 'other'];
 
 let keys: AgreementKey[] = [];
 /** Private values sealed once (sealing is slow): a marker string and its recipients. */
@@ -61,6 +68,8 @@ function simulate(seed: number) {
   const relayClock = new Clock('relay', () => now);
   const relay = new ContextReplica({ logLength: 20 }); // short: long absences need snapshots
   const lastSent = new Map<number, number>();
+  /** The apps each node told the relay it keeps (in its last sync). */
+  const relayApps = new Map<number, Set<string>>();
   const nodes: SimNode[] = [];
   const n = 3 + int(6);
   for (let i = 0; i < n; i++) {
@@ -78,13 +87,16 @@ function simulate(seed: number) {
       cursor: 0,
       seen: new Map(),
       seenOps: new Set(),
+      apps: new Set(r() < 0.7 ? ['app'] : appNames),
+      held: new Set(),
     };
-    node.replica.watch('app', '', (op) => {
-      const id = `${op.scope}:${op.owner ?? ''}:${op.key}`;
-      node.seen.set(id, [...(node.seen.get(id) ?? []), op.stamp]);
-      expect(node.seenOps.has(op.opId), `seed ${seed}: watcher saw ${op.opId} twice`).toBe(false);
-      node.seenOps.add(op.opId);
-    });
+    for (const app of appNames)
+      node.replica.watch(app, '', (op) => {
+        const id = `${op.app}:${op.scope}:${op.owner ?? ''}:${op.key}`;
+        node.seen.set(id, [...(node.seen.get(id) ?? []), op.stamp]);
+        expect(node.seenOps.has(op.opId), `seed ${seed}: watcher saw ${op.opId} twice`).toBe(false);
+        node.seenOps.add(op.opId);
+      });
     nodes.push(node);
   }
   const made: ContextOp[] = [];
@@ -95,15 +107,23 @@ function simulate(seed: number) {
   const visible = (op: ContextOp, node: SimNode) =>
     (op.scope !== 'node' || op.owner === `node-${node.i}`) &&
     (!op.privacy || op.privacy.includes(node.kid));
-  /** What the relay sends `node` of `op`: private values only to their keys, metadata to others. */
-  const forNode = (op: ContextOp, node: SimNode): ContextOp | undefined => {
-    if (op.scope === 'node' && op.owner !== `node-${node.i}`) return undefined;
-    if (op.privacy && !op.privacy.includes(node.kid)) {
-      const { sealed: _, ...meta } = op;
-      return meta;
-    }
-    return op;
-  };
+  /** What the relay sends `node` of `op` (the hub's own filter). */
+  const forNode = (op: ContextOp, node: SimNode) =>
+    relayApps.get(node.i)?.has(op.app)
+      ? viewFor(op, { id: `node-${node.i}`, publicKey: node.kid })
+      : undefined;
+  const sync = (node: SimNode, lossy = true) =>
+    send(
+      {
+        to: 'relay',
+        from: node.i,
+        kind: 'sync',
+        cursor: node.cursor,
+        apps: [...node.apps],
+        full: [...node.apps].filter((a) => !node.held.has(a)),
+      },
+      lossy,
+    );
   const send = (m: Msg, lossy = true) => {
     if (lossy && r() < 0.1) return; // dropped
     net.push(m);
@@ -118,9 +138,10 @@ function simulate(seed: number) {
     const scope = r() < 0.25 ? 'node' : 'app';
     const key = `k${int(5)}`;
     const stamp = node.clock.tick();
+    const apps = [...node.apps];
     const op: ContextOp = {
       opId: `op-${seed}-${nextOp++}`,
-      app: 'app',
+      app: apps[int(apps.length)]!,
       key,
       scope,
       ...(scope === 'node' ? { owner: `node-${node.i}` } : {}),
@@ -151,11 +172,10 @@ function simulate(seed: number) {
       const node = nodes[m.from]!;
       if (!node.online) return;
       if (m.kind === 'sync') {
-        const c = relay.since(m.cursor);
-        const ops = 'ops' in c ? c.ops.map((e) => e.op) : c.snapshot;
-        const mine = ops.flatMap((op) => forNode(op, node) ?? []);
+        relayApps.set(node.i, new Set(m.apps));
+        const c = catchUpFor(relay, m, (op) => forNode(op, node));
         lastSent.set(node.i, c.cursor);
-        send({ to: node.i, kind: 'catchup', ops: mine, cursor: c.cursor }, lossy);
+        send({ to: node.i, kind: 'catchup', ...c }, lossy);
         return;
       }
       relayClock.receive(m.op.stamp);
@@ -177,12 +197,13 @@ function simulate(seed: number) {
     if (m.kind === 'ack') await node.outbox.ack(m.opId);
     else if (m.kind === 'catchup') {
       for (const op of m.ops) localApply(node, op);
+      for (const app of m.full ?? []) node.held.add(app);
       node.cursor = Math.max(node.cursor, m.cursor);
     } else if (m.prev === node.cursor) {
       localApply(node, m.op);
       node.cursor = m.seq;
     } else if (m.seq > node.cursor) {
-      send({ to: 'relay', from: node.i, kind: 'sync', cursor: node.cursor }, lossy); // a gap
+      sync(node, lossy); // a gap
     }
   };
 
@@ -201,13 +222,17 @@ function simulate(seed: number) {
           node.online = false; // a partition: what was on the wire for it is lost
           net = net.filter((m) => m.to !== node.i);
           lastSent.delete(node.i);
+          relayApps.delete(node.i);
         } else if (x < 0.52 && !node.online) {
           if (r() < 0.3) now += 2000; // a long absence
           node.online = true;
           await flushOutbox(node);
-          send({ to: 'relay', from: node.i, kind: 'sync', cursor: node.cursor });
+          sync(node);
         } else if (x < 0.58 && node.online) await flushOutbox(node);
-        else if (net.length) {
+        else if (x < 0.6 && !node.apps.has('other')) {
+          node.apps.add('other'); // it starts running another app: whole state, then changes
+          if (node.online) sync(node);
+        } else if (net.length) {
           // Deliver one message, not always the oldest: reordering.
           const k = r() < 0.3 ? int(net.length) : 0;
           const [m] = net.splice(k, 1);
@@ -222,13 +247,11 @@ function simulate(seed: number) {
           node.online = true;
         }
         await flushOutbox(node, false);
-        net.push({ to: 'relay', from: node.i, kind: 'sync', cursor: node.cursor });
+        sync(node, false);
       }
       for (let guard = 0; net.length && guard < 100_000; guard++)
         await deliver(net.shift()!, false);
-      for (const node of nodes) {
-        net.push({ to: 'relay', from: node.i, kind: 'sync', cursor: node.cursor });
-      }
+      for (const node of nodes) sync(node, false);
       for (let guard = 0; net.length && guard < 100_000; guard++)
         await deliver(net.shift()!, false);
       return now;
@@ -247,19 +270,20 @@ describe('context store, randomized', () => {
       const sim = simulate(seed);
       await sim.run(300);
       const now = await sim.heal();
-      const relayState = new Map(
-        sim.relay.state().map((op) => [`${op.scope}:${op.owner ?? ''}:${op.key}`, op]),
-      );
+      const idOf = (o: ContextOp) => `${o.app}:${o.scope}:${o.owner ?? ''}:${o.key}`;
       for (const node of sim.nodes) {
-        // The same state: for every key it may hold, the relay's winning operation.
-        for (const [id, op] of relayState) {
+        // The same state: for every key it may hold, the relay's winning operation; nothing of
+        // the apps it does not keep.
+        const mine = new Map(node.replica.state().map((o) => [idOf(o), o]));
+        for (const o of mine.values()) {
+          expect(node.apps.has(o.app), `${why}: node ${node.i} holds ${o.app}`).toBe(true);
+        }
+        for (const op of sim.relay.state()) {
+          if (!node.apps.has(op.app)) continue;
           if (op.scope === 'node' && op.owner !== `node-${node.i}`) continue;
-          const mine = node.replica
-            .state('app')
-            .find((o) => `${o.scope}:${o.owner ?? ''}:${o.key}` === id);
-          expect(mine?.opId, `${why}: node ${node.i} key ${id}`).toBe(op.opId);
+          expect(mine.get(idOf(op))?.opId, `${why}: node ${node.i} key ${idOf(op)}`).toBe(op.opId);
           const read = node.replica.get(
-            'app',
+            op.app,
             op.key,
             { scope: op.scope, owner: op.owner },
             now + node.skew,
@@ -283,17 +307,21 @@ describe('context store, randomized', () => {
             ).toBeLessThan(0);
           }
         }
-        // No plaintext of a private value on any node, in its replica or its outbox.
-        const stored = new TextDecoder('latin1').decode(
-          encode([node.replica.state(), [...node.kv.map.values()]]),
-        );
-        expect(stored.includes('PLAINTEXT-SECRET'), `${why}: plaintext on node ${node.i}`).toBe(
-          false,
-        );
+        // A private value rests only with its keys: elsewhere neither plaintext nor envelope.
+        for (const o of [...node.replica.state(), ...node.kv.map.values()] as ContextOp[]) {
+          if (!o.privacy) continue;
+          expect(o.value, `${why}: a private value in plaintext on node ${node.i}`).toBeUndefined();
+          if (o.sealed) {
+            expect(o.privacy, `${why}: an envelope on node ${node.i} not for it`).toContain(
+              node.kid,
+            );
+          }
+        }
         expect(await node.outbox.due(now + node.skew), `${why}: outbox not drained`).toEqual([]);
       }
-      const relayBytes = new TextDecoder('latin1').decode(encode(sim.relay.state()));
-      expect(relayBytes.includes('PLAINTEXT-SECRET'), `${why}: plaintext at the relay`).toBe(false);
+      for (const op of sim.relay.state()) {
+        if (op.privacy) expect(op.value, `${why}: plaintext at the relay`).toBeUndefined();
+      }
       // Exactly once: every write reached the relay (an expired one without its value).
       for (const op of sim.made) {
         expect(sim.relay.has(op.opId), `${why}: ${op.opId} lost`).toBe(true);

@@ -1,0 +1,156 @@
+// The context store through a real relay (in process, real port, real files) and real fabric
+// nodes in Node: private values sealed for trusted identity keys, fan-out only to the nodes that
+// run an app, and a Logic-style read that sees a write another node just had acknowledged.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { NodeContext } from '../../core/context/client';
+import { memoryKV } from '../../core/context/outbox';
+import { connectFabric, type Fabric, type SocketLike } from '../../core/fabric';
+import { type Identity, loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
+import { createRuntime } from '../../core/runtime';
+import { httpAppSource } from '../../core/sources';
+import { nodePlatform } from '../../relay/platform';
+import { createRelay, type Relay } from '../../relay/server';
+
+const silent = { info() {}, warn() {}, error() {} };
+let dir: string;
+let relay: Relay;
+const fabrics: Fabric[] = [];
+
+interface TestNode {
+  identity: Identity;
+  ctx: NodeContext;
+  kv: ReturnType<typeof memoryKV>;
+  fabric: Fabric;
+}
+
+async function node(name: string): Promise<TestNode> {
+  const identity = await loadOrCreateIdentity(memoryKeyStore(), name);
+  const kv = memoryKV();
+  const ctx = new NodeContext(identity, kv);
+  const runtime = createRuntime(nodePlatform(httpAppSource(relay.url, fetch)), {
+    id: identity.id,
+    logicWorkers: 1,
+  });
+  const fabric = connectFabric({
+    url: `${relay.url.replace('http', 'ws')}/ws`,
+    socket: (u) => new WebSocket(u) as unknown as SocketLike,
+    identity,
+    role: 'dew',
+    runtime,
+    context: ctx,
+    capabilities: async () => ({ backends: [{ name: 'cpu', detail: 'test' }], cores: 1 }),
+  });
+  fabrics.push(fabric);
+  await fabric.whenJoined(10_000);
+  return { identity, ctx, kv, fabric };
+}
+
+const until = async (ok: () => boolean, what: string, ms = 5000) => {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+/** Everything a node keeps, as bytes: its KV (IndexedDB in a tab) and its replica. */
+const stored = (n: TestNode) =>
+  Buffer.from(JSON.stringify([...n.kv.map.values(), n.ctx.replica.state()], bytesAsLatin1));
+function bytesAsLatin1(_k: string, v: unknown) {
+  return v instanceof Uint8Array ? Buffer.from(v).toString('latin1') : v;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'brume-ctx-'));
+  relay = await createRelay({
+    port: 0,
+    dataDir: dir,
+    webRoot: join(dir, 'web'),
+    logger: silent,
+    cloudNode: false,
+  });
+});
+afterAll(async () => {
+  for (const f of fabrics) f.close();
+  await relay.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('context through the relay', () => {
+  it('seals a private value for its keys: readable there, an envelope at the relay, absent elsewhere', async () => {
+    const [writer, trusted, stranger] = await Promise.all([node('w'), node('t'), node('s')]);
+    for (const n of [trusted, stranger]) n.ctx.use('vault');
+    const secret = 'PLAINTEXT-SECRET-7f3a';
+    await writer.ctx.put('vault', 'pin', { secret }, { privacy: [trusted.identity.publicKey] });
+    await until(() => trusted.ctx.get('vault', 'pin') !== undefined, 'the trusted node');
+    expect(trusted.ctx.get('vault', 'pin')).toEqual({ value: { secret } });
+    expect(writer.ctx.get('vault', 'pin')).toEqual({ value: { secret } });
+    // The stranger knows a write happened (the same winner everywhere), not what it holds.
+    await until(() => stranger.ctx.replica.state('vault').length === 1, 'the stranger');
+    expect(stranger.ctx.get('vault', 'pin')).toBeUndefined();
+    expect(stranger.ctx.replica.state('vault')[0]).not.toHaveProperty('sealed');
+    for (const n of [writer, trusted, stranger]) {
+      expect(stored(n).includes(secret), 'plaintext in a node store').toBe(false);
+    }
+    // The trusted node keeps the envelope, never the plaintext (a reload opens it again).
+    const reloaded = new NodeContext(trusted.identity, trusted.kv);
+    await reloaded.load();
+    expect(reloaded.get('vault', 'pin')).toEqual({ value: { secret } });
+    // The relay's durable log holds the envelope and no plaintext; HTTP refuses to serve it.
+    const log = await readFile(join(dir, 'context.log'));
+    expect(log.includes(secret)).toBe(false);
+    expect(relay.context.replica.get('vault', 'pin', {}, Date.now())).toHaveProperty('sealed');
+    const r = await fetch(`${relay.url}/api/context/vault/pin`);
+    expect(r.status).toBe(403);
+    expect((await r.json()).error.code).toBe('E_PRIVACY');
+    // A key no node ever joined with cannot be sealed for; a non-key is bad input.
+    const other = await loadOrCreateIdentity(memoryKeyStore(), 'x');
+    await expect(
+      writer.ctx.put('vault', 'k2', 1, { privacy: [other.publicKey] }),
+    ).rejects.toMatchObject({ code: 'E_UNAVAILABLE' });
+    await expect(writer.ctx.put('vault', 'k3', 1, { privacy: ['nope'] })).rejects.toMatchObject({
+      code: 'E_INPUT',
+    });
+  });
+
+  it('sends an app only to the nodes that run it, and all of it when one starts', async () => {
+    const [a, b] = await Promise.all([node('a'), node('b')]);
+    a.ctx.use('alpha');
+    b.ctx.use('beta');
+    await a.ctx.put('alpha', 'one', 1);
+    await a.ctx.put('beta', 'two', 2); // a writes to beta: now it runs beta too
+    await until(() => b.ctx.get('beta', 'two') !== undefined, 'beta on b');
+    await a.ctx.put('alpha', 'three', 3);
+    await a.ctx.settled((await a.ctx.put('alpha', 'four', 4)) as string);
+    await b.ctx.fresh();
+    expect(b.ctx.replica.state('alpha')).toEqual([]);
+    b.ctx.use('alpha');
+    await b.ctx.fresh();
+    expect(
+      b.ctx.replica
+        .state('alpha')
+        .map((op) => op.key)
+        .sort(),
+    ).toEqual(['four', 'one', 'three']);
+  });
+
+  it('a Logic read on one node sees the write another node just had acknowledged', async () => {
+    const [a, b] = await Promise.all([node('la'), node('lb')]);
+    for (let i = 0; i < 20; i++) {
+      await a.ctx.serve('stream', { op: 'put', key: 'state', value: { i }, ttlMs: 5000 });
+      expect(await b.ctx.serve('stream', { op: 'get', key: 'state' })).toEqual({
+        found: true,
+        value: { i },
+      });
+    }
+    expect(await b.ctx.serve('stream', { op: 'get', key: 'none' })).toEqual({ found: false });
+    // A value over the limit is refused before it leaves, with the limit named.
+    const big = new Uint8Array(70 * 1024);
+    await expect(
+      a.ctx.serve('stream', { op: 'put', key: 'big', value: big }),
+    ).rejects.toMatchObject({ code: 'E_LIMIT' });
+  });
+});
