@@ -130,6 +130,26 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
     });
   });
   void fabric.then((f) => throttle(f, workers, config.contribute !== false));
+  const appContext = (app: string): AppContext => ({
+    get: async (key, scope) => (await context).get(app, key, scope),
+    put: async (key, value, options) => {
+      await (await context).put(app, key, value, options);
+    },
+    delete: async (key, scope) => {
+      await (await context).delete(app, key, scope);
+    },
+    watch(prefix, cb) {
+      let off: (() => void) | undefined;
+      let cancelled = false;
+      void context.then((c) => {
+        if (!cancelled) off = c.watch(app, prefix, cb);
+      });
+      return () => {
+        cancelled = true;
+        off?.();
+      };
+    },
+  });
   const invoke: BrumeApi['invoke'] = async (app, service, input, qos, opts) => {
     await ready;
     return (await fabric).call(app, service, input, qos, opts);
@@ -145,26 +165,11 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
       return (await fabric).schedule(app, service, qos);
     },
     describe: () => node.describe(),
-    context: (app) => ({
-      get: async (key, scope) => (await context).get(app, key, scope),
-      put: async (key, value, options) => {
-        await (await context).put(app, key, value, options);
-      },
-      delete: async (key, scope) => {
-        await (await context).delete(app, key, scope);
-      },
-      watch(prefix, cb) {
-        let off: (() => void) | undefined;
-        let cancelled = false;
-        void context.then((c) => {
-          if (!cancelled) off = c.watch(app, prefix, cb);
-        });
-        return () => {
-          cancelled = true;
-          off?.();
-        };
-      },
-    }),
+    context: (app) => {
+      // This tab keeps the app's context from now on (the relay sends it the app's changes).
+      void context.then((c) => c.use(app));
+      return appContext(app);
+    },
   };
 }
 

@@ -1,8 +1,10 @@
 // The context store with real tabs: a write in one tab reaches another; a reload keeps it; expiry
-// reads as such everywhere; node-scoped and device-private values stay where they belong; a relay
-// killed with SIGKILL loses no write it acknowledged.
-import { rmSync } from 'node:fs';
-import type { Browser, BrowserContext } from '@playwright/test';
+// reads as such everywhere; node-scoped and device-private values stay where they belong; a value
+// private to a tab's key reaches that tab only and rests sealed at the relay; a relay killed with
+// SIGKILL loses no write it acknowledged; a tab cut off converges when it returns.
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Page } from '@playwright/test';
 import { startProxy, startRelay } from '../relay-process';
 import { expect, test } from './fixtures';
 
@@ -90,6 +92,74 @@ test('context: shared, persisted, expiring, scoped, private, and durable at the 
   await b.reload();
   const kept = await b.evaluate(() => window.brume.context('demo').get('greeting'));
   expect(kept).toEqual({ value: { text: 'hello' } });
+});
+
+/** Every record of this tab's context store in IndexedDB, bytes as latin1 text. */
+function storedContext(page: Page): Promise<string> {
+  return page.evaluate(async () => {
+    const id = (await window.brume.fabric).nodeId;
+    const db = await new Promise<IDBDatabase>((resolve, reject) => {
+      const r = indexedDB.open(`brume-context-${id}`);
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    const all = await new Promise<unknown[]>((resolve, reject) => {
+      const r = db.transaction('ops').objectStore('ops').getAll();
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    db.close();
+    return JSON.stringify(all, (_k, v) =>
+      v instanceof Uint8Array ? { bytes: String.fromCharCode(...v) } : v,
+    );
+  });
+}
+
+test('a private value reaches only its trusted tab: sealed at the relay, absent from a stranger', async ({
+  browser,
+  relay,
+}) => {
+  const [writer, trusted, stranger] = await Promise.all([
+    tab(browser, relay.url),
+    tab(browser, relay.url),
+    tab(browser, relay.url),
+  ]);
+  const key = await trusted.evaluate(async () => (await window.brume.fabric).publicKey);
+  for (const p of [trusted, stranger]) {
+    await p.evaluate(() => {
+      (globalThis as { seen?: unknown[] }).seen = [];
+      window.brume.context('vault').watch('pin', (k, read) => {
+        (globalThis as unknown as { seen: unknown[] }).seen.push([k, read ?? null]);
+      });
+    });
+  }
+  const secret = 'PLAINTEXT-SECRET-91c2';
+  await writer.evaluate(
+    ([secret, key]) => window.brume.context('vault').put('pin', { secret }, { privacy: [key] }),
+    [secret, key] as const,
+  );
+  const seen = (p: Page) => p.evaluate(() => (globalThis as { seen?: unknown[] }).seen);
+  await expect.poll(() => seen(trusted)).toEqual([['pin', { value: { secret } }]]);
+  // The stranger learns that the key changed, and nothing it holds can be read.
+  await expect.poll(() => seen(stranger)).toEqual([['pin', null]]);
+  expect(await stranger.evaluate(() => window.brume.context('vault').get('pin'))).toBeUndefined();
+  const strangerDb = await storedContext(stranger);
+  expect(strangerDb).toContain('"privacy"');
+  expect(strangerDb).not.toContain(secret);
+  expect(strangerDb).not.toContain('"sealed"');
+  // The trusted tab keeps the envelope in IndexedDB, never the plaintext; a reload opens it again.
+  const trustedDb = await storedContext(trusted);
+  expect(trustedDb).toContain('"sealed"');
+  expect(trustedDb).not.toContain(secret);
+  await trusted.reload();
+  expect(await trusted.evaluate(() => window.brume.context('vault').get('pin'))).toEqual({
+    value: { secret },
+  });
+  // At the relay: the envelope on disk, no plaintext, and HTTP will not serve it.
+  const log = readFileSync(join(relay.dataDir, 'context.log'));
+  expect(log.includes(secret)).toBe(false);
+  expect(log.includes('pin')).toBe(true);
+  expect((await fetch(`${relay.url}/api/context/vault/pin`)).status).toBe(403);
 });
 
 test('a relay killed with SIGKILL loses no acknowledged context write', async () => {
