@@ -24,12 +24,11 @@ sw.addEventListener('fetch', (event) => {
 });
 
 async function networkFirst(req: Request): Promise<Response> {
-  const cache = await caches.open(shell);
+  let res: Response;
   try {
-    const res = await fetch(req);
-    if (res.ok) await cache.put(req, res.clone());
-    return res;
+    res = await fetch(req);
   } catch (e) {
+    const cache = await caches.open(shell);
     // The page's own URL with a query (?role=fog) is the same page.
     const hit =
       (await cache.match(req)) ??
@@ -37,4 +36,13 @@ async function networkFirst(req: Request): Promise<Response> {
     if (hit) return hit;
     throw e;
   }
+  // Storage full (QuotaExceededError): the page is served, just not kept this time.
+  if (res.ok) {
+    const copy = res.clone();
+    await caches
+      .open(shell)
+      .then((c) => c.put(req, copy))
+      .catch(() => undefined);
+  }
+  return res;
 }
