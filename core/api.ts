@@ -2,6 +2,7 @@
  * The shapes the relay's HTTP API answers with (PROTOCOL.md §6): shared by the relay that
  * produces them and the admin console that draws them.
  */
+import type { ContextStorage } from './context/client';
 import type { NodeView } from './placement';
 import type { Capabilities } from './protocol';
 import type { Qos } from './scheduler';
@@ -12,6 +13,8 @@ export interface NodeRecord extends NodeView {
   parent?: string;
   joinedAt: number;
   lastSeen: number;
+  /** Its context store, as its last heartbeat reported it. */
+  context?: ContextStorage;
 }
 
 export interface DecisionRecord {

@@ -564,6 +564,7 @@ export class Fabric {
       models: rt.runnable(),
       stats,
       paused: this.paused,
+      ...(this.options.context && { context: this.options.context.usage() }),
     };
     if (withCaps)
       void this.options.capabilities().then((caps) => this.send(ws, { ...frame, caps }));

@@ -130,6 +130,19 @@ export const toRelay = z.discriminatedUnion('t', [
     stats: stats.refine((s) => Object.keys(s).length <= 4096, 'too many stats keys'),
     paused: z.boolean(),
     caps: capabilitiesSchema.optional(),
+    /** Its context store: what it holds, and what it had to evict for lack of storage. */
+    context: z
+      .object({
+        keys: z.number().int().nonnegative(),
+        bytes: z.number().int().nonnegative(),
+        evicted: z.object({
+          expired: z.number().int().nonnegative(),
+          lru: z.number().int().nonnegative(),
+        }),
+        lastFull: z.object({ at: z.number(), freed: z.boolean() }).optional(),
+        unstored: z.number().int().nonnegative(),
+      })
+      .optional(),
   }),
   z.object({ t: z.literal('pong'), ts: z.number() }),
   z.object({

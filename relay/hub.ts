@@ -216,6 +216,7 @@ export function createHub(options: HubOptions) {
         node.models = msg.models;
         node.stats = msg.stats;
         node.paused = msg.paused;
+        if (msg.context) node.context = msg.context;
         if (msg.caps) {
           node.caps = msg.caps;
           node.backends = msg.caps.backends.map((b) => b.name);

@@ -165,11 +165,16 @@ function Login({ error, onToken }: { error: string; onToken: (t: string) => void
 function Warnings({ events, nodes }: { events: HubEvent[]; nodes: NodeRecord[] }) {
   const bad = events.filter((e) => e.kind === 'evicted' || e.kind === 'refused').slice(-8);
   const hidden = nodes.filter((n) => n.paused).length;
-  if (bad.length === 0 && hidden === 0) return null;
+  const full = nodes.filter((n) => n.context?.lastFull);
+  if (bad.length === 0 && hidden === 0 && full.length === 0) return null;
   return html`<section class="card warnings" id="warnings">
     <h2>Warnings</h2>
     <ul>
       ${hidden > 0 && html`<li>${hidden} node${hidden > 1 ? 's are' : ' is'} paused and serve only themselves</li>`}
+      ${full.map(
+        (n) =>
+          html`<li class="storage-full">${new Date(n.context!.lastFull!.at).toLocaleTimeString()} · storage full on ${short(n.id)}: ${evictedText(n)}${n.context!.lastFull!.freed ? '' : ', nothing left to evict: offline writes fail'}</li>`,
+      )}
       ${bad.map(
         (e) =>
           html`<li>${new Date(e.at).toLocaleTimeString()} · ${e.kind}${e.node ? ` ${e.node.slice(0, 8)}` : ''}: ${e.detail}</li>`,
@@ -179,6 +184,9 @@ function Warnings({ events, nodes }: { events: HubEvent[]; nodes: NodeRecord[] }
 }
 
 const short = (id: string) => id.slice(0, 8);
+const evictedText = (n: NodeRecord) =>
+  `evicted ${n.context?.evicted.expired ?? 0} expired, ${n.context?.evicted.lru ?? 0} least recently used${n.context?.unstored ? `; ${n.context.unstored} changes in memory only` : ''}`;
+const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
 const badge = (n: NodeRecord) =>
   html`<span class=${`badge ${n.role}`}>${n.role}</span>${n.trusted ? html`<span class="badge">trusted</span>` : ''}${n.paused ? html`<span class="badge bad">paused</span>` : ''}`;
 const load = (n: NodeRecord) => `${n.queue}/${n.maxConcurrency}`;
@@ -248,7 +256,7 @@ function Nodes({
     <div class="scroll">
       <table>
         <thead>
-          <tr><th>node</th><th>role</th><th>backends</th><th>cores / memory</th><th>battery / visible</th><th>load</th><th>RTT</th><th>apps</th><th>latency p50 (count)</th><th>trust</th></tr>
+          <tr><th>node</th><th>role</th><th>backends</th><th>cores / memory</th><th>battery / visible</th><th>load</th><th>RTT</th><th>apps</th><th>latency p50 (count)</th><th>context</th><th>trust</th></tr>
         </thead>
         <tbody>
           ${nodes.map(
@@ -267,6 +275,13 @@ function Nodes({
                   ([k, v]) =>
                     html`<div><code>${k}</code> ${v.p50.toFixed(2)} ms (${v.count})</div>`,
                 )}</td>
+              <td class="context">${
+                n.context
+                  ? html`${n.context.keys} keys · ${kib(n.context.bytes)}${
+                      n.context.lastFull ? html`<div class="bad">${evictedText(n)}</div>` : ''
+                    }`
+                  : '—'
+              }</td>
               <td>${
                 n.role === 'dew'
                   ? '—'

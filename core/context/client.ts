@@ -36,6 +36,18 @@ export type ContextSend = (frame: Extract<ToRelay, { t: `ctx-${string}` }>) => v
 /** Frames from the relay this side takes. */
 export type ContextFrame = Extract<ToNode, { t: `ctx-${string}` }>;
 
+/** What a node's context store holds and what it had to evict (the console shows it). */
+export interface ContextStorage {
+  keys: number;
+  bytes: number;
+  /** Entries dropped from storage because it was full: expired ones first, then LRU node-scoped. */
+  evicted: { expired: number; lru: number };
+  /** The last time storage was full, and whether eviction made room. */
+  lastFull?: { at: number; freed: boolean };
+  /** Changes kept in memory only because storage stayed full (the relay holds them). */
+  unstored: number;
+}
+
 /** Who this node is, for node-scoped keys and private values. */
 export interface ContextIdentity {
   id: string;
@@ -70,15 +82,32 @@ export class NodeContext {
   private readonly bindings = new Map<string, Recipient>();
   private readonly keyQueries = new Map<number, (found: AgreementBinding[]) => void>();
   private nextQuery = 1;
+  private readonly kv: KV;
+  /** Each entry in storage, by when it was last read or written (for LRU eviction). */
+  private readonly used = new Map<string, number>();
+  readonly storage: ContextStorage = {
+    keys: 0,
+    bytes: 0,
+    evicted: { expired: 0, lru: 0 },
+    unstored: 0,
+  };
 
   constructor(
     private readonly me: ContextIdentity,
-    private readonly kv: KV,
+    kv: KV,
     private readonly now: () => number = Date.now,
   ) {
     this.nodeId = me.id;
     this.clock = new Clock(me.id, now);
-    this.outbox = new Outbox(kv);
+    // One eviction at a time: writes that hit the quota together share it.
+    let evicting: Promise<number> | undefined;
+    this.kv = roomMaking(kv, () => {
+      evicting ??= this.evict().finally(() => {
+        evicting = undefined;
+      });
+      return evicting;
+    });
+    this.outbox = new Outbox(this.kv);
   }
 
   /** Restores the replica, the cursor and the apps from the KV (a reload keeps its context). */
@@ -89,6 +118,7 @@ export class NodeContext {
         this.clock.receive(op.stamp);
         await this.open(op);
         this.replica.apply(op);
+        this.used.set(k, 0);
       } else if (k.startsWith('agreement/')) {
         this.bindings.set(k.slice('agreement/'.length), (await this.kv.get(k)) as Recipient);
       }
@@ -204,10 +234,17 @@ export class NodeContext {
       for (const op of frame.ops) {
         this.clock.receive(op.stamp);
         await this.open(op);
-        if (this.replica.apply(op)) changed.push([entryKey(op), op]);
+        if (!this.replica.apply(op)) continue;
+        changed.push([entryKey(op), op]);
       }
-      if (this.kv.setMany) await this.kv.setMany(changed);
-      else for (const [k, v] of changed) await this.kv.set(k, v);
+      try {
+        if (this.kv.setMany) await this.kv.setMany(changed);
+        else for (const [k, v] of changed) await this.kv.set(k, v);
+        for (const [k] of changed) this.used.set(k, this.now());
+      } catch (e) {
+        if (!isQuota(e)) throw e;
+        this.unstored(changed.length);
+      }
       if (frame.full?.length) {
         for (const app of frame.full) this.held.add(app);
         await this.kv.set('apps', [...this.held]);
@@ -235,6 +272,8 @@ export class NodeContext {
     const r = this.replica.get(app, key, { scope, owner: this.nodeId }, this.now());
     if (!r) return undefined;
     if ('expired' in r) return { expired: true };
+    // Stored entries only (`used` lists what storage holds, by when it was last used).
+    if (this.used.has(entryKey(r.op))) this.used.set(entryKey(r.op), this.now());
     const expiresAt = r.op.expiresAt;
     const at = expiresAt !== undefined && { expiresAt };
     if (r.sealed) {
@@ -299,22 +338,96 @@ export class NodeContext {
     });
   }
 
+  /**
+   * Stores a write of this node's own (and queues it for the relay), then applies it. When storage
+   * stays full: online it goes on from memory (the relay keeps it); offline, or device-private,
+   * it is refused with E_QUOTA and nothing changes.
+   */
   private async write(op: ContextOp): Promise<string> {
     this.use(op.app);
     this.replica.check(op);
-    await this.take(op);
     // Device-private values stay here: not in the outbox, never sent.
-    if (op.privacy?.[0] === 'device') return op.opId;
-    await this.outbox.add(op);
+    const device = op.privacy?.[0] === 'device';
+    let queued = false;
+    try {
+      if (!device) {
+        await this.outbox.add(op);
+        queued = true;
+      }
+      await this.kv.set(entryKey(op), op);
+      this.used.set(entryKey(op), this.now());
+    } catch (e) {
+      if (!isQuota(e) || device || !this.send) {
+        if (queued) await this.outbox.ack(op.opId); // refused: it must not replay later
+        throw e;
+      }
+      this.unstored(1);
+    }
+    this.clock.receive(op.stamp);
+    this.replica.apply(op);
+    if (device) return op.opId;
     this.outboxed.add(op.opId);
     this.send?.({ t: 'ctx-op', op });
     return op.opId;
   }
 
+  /** Applies a change from the relay and stores it (in memory only while storage stays full). */
   private async take(op: ContextOp): Promise<void> {
     this.clock.receive(op.stamp);
     await this.open(op);
-    if (this.replica.apply(op)) await this.kv.set(entryKey(op), op);
+    if (!this.replica.apply(op)) return;
+    try {
+      await this.kv.set(entryKey(op), op);
+      this.used.set(entryKey(op), this.now());
+    } catch (e) {
+      if (!isQuota(e)) throw e;
+      this.unstored(1);
+    }
+  }
+
+  /**
+   * `n` changes live in memory only: from now on the stored cursor stays where storage is
+   * complete, so after a reload the relay sends them again.
+   */
+  private unstored(n: number): void {
+    this.storage.unstored += n;
+  }
+
+  /**
+   * Storage is full: drops stored entries that have expired, else the least recently used
+   * node-scoped entry of this node's own (the relay keeps a copy of all but device-private ones),
+   * from storage only: this session still reads them. Answers how many it dropped.
+   */
+  private async evict(): Promise<number> {
+    const now = this.now();
+    const stored = this.replica.state().filter((op) => this.used.has(entryKey(op)));
+    const expired = stored.filter((op) => op.expiresAt !== undefined && op.expiresAt <= now);
+    let victims = expired;
+    if (!victims.length) {
+      const mine = stored.filter((op) => op.scope === 'node' && op.kind === 'put');
+      mine.sort((a, b) => (this.used.get(entryKey(a)) ?? 0) - (this.used.get(entryKey(b)) ?? 0));
+      victims = mine.slice(0, 1);
+    }
+    for (const op of victims) {
+      await this.kv.del(entryKey(op));
+      this.used.delete(entryKey(op));
+    }
+    if (expired.length) this.storage.evicted.expired += victims.length;
+    else this.storage.evicted.lru += victims.length;
+    this.storage.lastFull = { at: now, freed: victims.length > 0 };
+    return victims.length;
+  }
+
+  /** What is stored now (keys, bytes) and what was evicted. */
+  usage(): ContextStorage {
+    let bytes = 0;
+    for (const op of this.replica.state()) {
+      if (this.used.has(entryKey(op)))
+        bytes += (op.value?.byteLength ?? 0) + (op.sealed?.byteLength ?? 0);
+    }
+    this.storage.keys = this.used.size;
+    this.storage.bytes = bytes;
+    return this.storage;
   }
 
   /** Opens a sealed value this node is a recipient of, into memory. */
@@ -362,8 +475,40 @@ export class NodeContext {
   private async moveCursor(to: number): Promise<void> {
     if (to <= this.cursor) return;
     this.cursor = to;
-    await this.kv.set('cursor', to);
+    if (this.storage.unstored === 0) await this.kv.set('cursor', to);
   }
+}
+
+const isQuota = (e: unknown) => e instanceof BrumeError && e.code === 'E_QUOTA';
+
+/** A KV whose writes, when storage is full, make room with `evict` and try again. */
+function roomMaking(kv: KV, evict: () => Promise<number>): KV {
+  // A few rounds at most: a browser may free the space of deleted records only later (Chromium
+  // does), and one write must not empty the store.
+  const retry = async (write: () => Promise<void>): Promise<void> => {
+    for (let round = 0; ; round++) {
+      try {
+        return await write();
+      } catch (e) {
+        if ((e as Error)?.name !== 'QuotaExceededError') throw e;
+        if (round === 3 || (await evict()) === 0) {
+          throw new BrumeError(
+            'E_QUOTA',
+            "this device's storage is full, and evicting expired entries and this node's least recently used keys did not make room",
+          );
+        }
+      }
+    }
+  };
+  return {
+    get: (k) => kv.get(k),
+    del: (k) => kv.del(k),
+    keys: () => kv.keys(),
+    set: (k, v) => retry(() => kv.set(k, v)),
+    ...(kv.setMany && {
+      setMany: (entries: [string, unknown][]) => retry(() => kv.setMany!(entries)),
+    }),
+  };
 }
 
 /** Settled by `start`'s callbacks, or resolved with `fallback` after `ms` (then `onTimeout`). */

@@ -4,7 +4,8 @@
 // SIGKILL loses no write it acknowledged; a tab cut off converges when it returns.
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Browser, BrowserContext, Page } from '@playwright/test';
+import type { Browser, BrowserContext, CDPSession, Page } from '@playwright/test';
+import type { NodeRecord } from '../../core/api';
 import { startProxy, startRelay } from '../relay-process';
 import { expect, test } from './fixtures';
 
@@ -13,10 +14,11 @@ test.afterEach(async () => {
   for (const c of contexts.splice(0)) await c.close();
 });
 
-async function tab(browser: Browser, url: string) {
+async function tab(browser: Browser, url: string, before?: (page: Page) => Promise<void>) {
   const context = await browser.newContext();
   contexts.push(context);
   const page = await context.newPage();
+  await before?.(page);
   await page.addInitScript(() => {
     (globalThis as { __name?: unknown }).__name = (f: unknown) => f;
   });
@@ -160,6 +162,77 @@ test('a private value reaches only its trusted tab: sealed at the relay, absent 
   expect(log.includes(secret)).toBe(false);
   expect(log.includes('pin')).toBe(true);
   expect((await fetch(`${relay.url}/api/context/vault/pin`)).status).toBe(403);
+});
+
+test('a tab whose storage is full evicts expired entries, then its least recently used keys', async ({
+  browser,
+  relay,
+}) => {
+  // Chromium's own quota for this origin, set before the page stores anything: IndexedDB throws
+  // QuotaExceededError for real once the writes below pass it.
+  const origin = new URL(relay.url).origin;
+  let cdp: CDPSession | undefined;
+  const page = await tab(browser, relay.url, async (p) => {
+    cdp = await p.context().newCDPSession(p);
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 400_000 });
+  });
+  await page.evaluate(async () => {
+    const ctx = window.brume.context('quota');
+    // Random bytes: IndexedDB compresses, so repeated characters would hardly use any quota.
+    const noise = () => crypto.getRandomValues(new Uint8Array(20_000));
+    for (let i = 0; i < 5; i++) await ctx.put(`short-${i}`, noise(), { ttlMs: 200 });
+    await ctx.put('first', noise(), { scope: 'node' });
+  });
+  await page.waitForTimeout(300);
+  const outcome = await page.evaluate(async () => {
+    const ctx = window.brume.context('quota');
+    const refused: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      const value = crypto.getRandomValues(new Uint8Array(20_000));
+      await ctx.put(`mine-${i}`, value, { scope: 'node' }).catch((e: Error) => {
+        refused.push(e.message);
+      });
+    }
+    return refused;
+  });
+  expect(outcome).toEqual([]);
+  const report = async () => {
+    const nodes = (await (
+      await fetch(`${relay.url}/api/nodes`, { headers: { authorization: `Bearer ${relay.token}` } })
+    ).json()) as NodeRecord[];
+    const id = await page.evaluate(async () => (await window.brume.fabric).nodeId);
+    return nodes.find((n) => n.id === id)?.context;
+  };
+  // The expired ones went first, then the oldest of the node's own. Chromium frees the space of
+  // deleted records only later, so some writes live in memory only (the relay has them): none is
+  // refused while online. The relay and its console hear of it with the next heartbeat.
+  await expect.poll(async () => (await report())?.evicted.expired, { timeout: 10_000 }).toBe(5);
+  const storage = (await report())!;
+  expect(storage.evicted.lru).toBeGreaterThan(0);
+  expect(storage.lastFull).toBeDefined();
+  // After a reload the least recently used key is gone from this tab; the newest is back, sent
+  // again by the relay because the stored cursor stayed where storage was complete.
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => errors.push(m.text()));
+  await page.reload();
+  await page
+    .waitForFunction(() => window.brume, undefined, { timeout: 20_000 })
+    .catch(() => {
+      throw new Error(`the page did not start after a reload: ${errors.join('; ')}`);
+    });
+  await expect
+    .poll(() =>
+      page.evaluate(async () => {
+        const newest = await window.brume.context('quota').get('mine-29', 'node');
+        return newest && 'value' in newest && (newest.value as Uint8Array).length;
+      }),
+    )
+    .toBe(20_000);
+  expect(await page.evaluate(() => window.brume.context('quota').get('first', 'node'))).toBe(
+    undefined,
+  );
+  await cdp?.send('Storage.overrideQuotaForOrigin', { origin });
 });
 
 test('a relay killed with SIGKILL loses no acknowledged context write', async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decode, encode } from '../../core/codec';
+import { NodeContext, type PutOptions } from '../../core/context/client';
 import { Clock, compareStamp } from '../../core/context/hlc';
 import { memoryKV, Outbox } from '../../core/context/outbox';
 import { type ContextOp, ContextReplica } from '../../core/context/replica';
@@ -121,5 +122,76 @@ describe('sealing', () => {
     const env = decode(box) as { ct: Uint8Array };
     env.ct[0]! ^= 1;
     await expect(unseal(encode(env), a)).rejects.toThrow(/does not open/);
+  });
+});
+
+describe('storage full', () => {
+  /** A KV with a byte budget that frees space at once (as some browsers do; Chromium frees later). */
+  function budgetKV(budget: number) {
+    const kv = memoryKV();
+    const size = (v: unknown) => encode(v).byteLength;
+    const used = () => [...kv.map.values()].reduce<number>((n, v) => n + size(v), 0);
+    return {
+      ...kv,
+      set: async (k: string, v: unknown) => {
+        const old = kv.map.has(k) ? size(kv.map.get(k)) : 0;
+        if (used() - old + size(v) > budget) {
+          throw Object.assign(new Error('quota'), { name: 'QuotaExceededError' });
+        }
+        kv.map.set(k, v);
+      },
+    };
+  }
+
+  it('evicts expired entries first, then the least recently used of its own, and says so', async () => {
+    let t = now;
+    const kv = budgetKV(5_000);
+    const ctx = new NodeContext({ id: 'n1' }, kv, () => t);
+    // A relay that acknowledges at once, so the outbox holds a write only while it is sent.
+    await ctx.online((f) => {
+      if (f.t === 'ctx-op') void ctx.receive({ t: 'ctx-ack', opId: f.op.opId });
+    });
+    const put = async (key: string, o: PutOptions) => {
+      await ctx.put('a', key, new Uint8Array(1000), o);
+      await new Promise((r) => setTimeout(r, 0));
+    };
+    await put('short', { ttlMs: 10 });
+    await put('old', { scope: 'node' });
+    t += 5;
+    await put('recent', { scope: 'node' });
+    t += 1;
+    ctx.get('a', 'old', 'node'); // read: now "recent" is the least recently used
+    t += 20; // "short" has expired
+    const stored = () =>
+      [...kv.map.keys()].filter((k) => k.startsWith('entry/')).map((k) => k.split('\u0000')[3]);
+    await put('next', { scope: 'node' });
+    expect(ctx.storage.evicted).toEqual({ expired: 1, lru: 0 });
+    expect(stored()).toEqual(['old', 'recent', 'next']);
+    await put('more', { scope: 'node' });
+    expect(ctx.storage.evicted).toEqual({ expired: 1, lru: 1 });
+    expect(stored()).toEqual(['old', 'next', 'more']);
+    // This session still reads what was evicted from storage; nothing had to stay in memory only.
+    expect(ctx.get('a', 'recent', 'node')).toMatchObject({ value: new Uint8Array(1000) });
+    expect(ctx.usage()).toMatchObject({ keys: 3, unstored: 0, lastFull: { at: t, freed: true } });
+  });
+
+  it('offline, a write that cannot be stored is refused and changes nothing', async () => {
+    const kv = budgetKV(2_500);
+    const ctx = new NodeContext({ id: 'n1' }, kv);
+    await ctx.put('a', 'k', new Uint8Array(1000));
+    await expect(ctx.put('a', 'k2', new Uint8Array(1000))).rejects.toMatchObject({
+      code: 'E_QUOTA',
+    });
+    expect(ctx.get('a', 'k2')).toBeUndefined();
+    await expect(
+      ctx.put('a', 'k3', new Uint8Array(1000), { privacy: ['device'] }),
+    ).rejects.toMatchObject({ code: 'E_QUOTA' });
+    // Online, the same write goes on from memory: the relay keeps it.
+    const sent: unknown[] = [];
+    await ctx.online((f) => sent.push(f));
+    await ctx.put('a', 'k4', new Uint8Array(1000));
+    expect(ctx.get('a', 'k4')).toMatchObject({ value: new Uint8Array(1000) });
+    expect(sent.some((f) => (f as { t: string }).t === 'ctx-op')).toBe(true);
+    expect(ctx.storage.unstored).toBe(1);
   });
 });
