@@ -15,6 +15,8 @@ export interface NodeRecord extends NodeView {
   lastSeen: number;
   /** Its context store, as its last heartbeat reported it. */
   context?: ContextStorage;
+  /** A fog's open data channels (dews it passes context changes on to). */
+  links?: string[];
 }
 
 export interface DecisionRecord {

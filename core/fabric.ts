@@ -39,6 +39,7 @@ export interface SocketLike {
 
 type PeerCall = Extract<PeerFrame, { t: 'call' }>;
 type PeerResult = Extract<PeerFrame, { t: 'result' }>;
+type PeerContext = Extract<PeerFrame, { t: 'ctx-op' }>;
 
 /**
  * Direct node-to-node channels (WebRTC data channels in a tab). `call` rejects with E_NO_LINK when
@@ -46,9 +47,21 @@ type PeerResult = Extract<PeerFrame, { t: 'result' }>;
  * the channel drops before the answer (the caller places the request again elsewhere).
  */
 export interface PeerLinks {
-  /** Registers this node with the signalling server after each join. */
-  start(nodeId: string, peerToken: string, serve: (call: PeerCall) => Promise<PeerResult>): void;
+  /**
+   * Registers this node with the signalling server after each join; `serve` answers calls,
+   * `onContext` takes context changes a fog passes on.
+   */
+  start(
+    nodeId: string,
+    peerToken: string,
+    serve: (call: PeerCall) => Promise<PeerResult>,
+    onContext?: (from: string, frame: PeerContext) => void,
+  ): void;
   call(node: string, call: PeerCall): Promise<PeerResult>;
+  /** Opens a channel to `node` ahead of use (a dew to its parent fog); errors are dropped. */
+  connect(node: string): void;
+  /** Sends a one-way frame on an open channel; false when there is none open now. */
+  send(node: string, frame: PeerContext): boolean;
   /** `node` is gone (the relay says so): fail its calls in flight with E_DISCONNECTED. */
   drop(node: string): void;
   /** Nodes with an open channel now. */
@@ -91,6 +104,8 @@ interface Pending {
   timer: ReturnType<typeof setTimeout>;
 }
 
+const noLinkRetryMs = 30_000;
+
 export function connectFabric(options: FabricOptions): Fabric {
   return new Fabric(options);
 }
@@ -118,6 +133,8 @@ export class Fabric {
   private retry: ReturnType<typeof setTimeout> | undefined;
   private attempt = 0;
   private readonly listeners = new Set<(s: FabricStatus) => void>();
+  /** Nodes no data channel opened to, until when calls to them go through the relay. */
+  private readonly noLink = new Map<string, number>();
 
   constructor(private readonly options: FabricOptions) {
     this.nodeId = options.identity.id;
@@ -331,7 +348,8 @@ export class Fabric {
     const frame = { app, service, rpc: d.rpc, input, qos, ...(pin ? { pin } : {}) };
     const t0 = performance.now();
     const links = this.options.links;
-    if (links) {
+    const noLinkUntil = this.noLink.get(d.node) ?? 0;
+    if (links && noLinkUntil <= performance.now()) {
       try {
         const r = await links.call(d.node, { t: 'call', id: 0, ...frame });
         return this.answer(r, d.node, 'peer', d.reason, t0);
@@ -344,8 +362,11 @@ export class Fabric {
           return this.remote(app, service, input, qos, rpc, [...exclude, d.node]);
         }
         if (err.code !== 'E_NO_LINK') throw err;
+        // Not again for a while (a node that serves no channels, like the relay's cloud node,
+        // or a network that blocks them): each try costs the whole open timeout.
+        this.noLink.set(d.node, performance.now() + noLinkRetryMs);
         this.options.log?.(
-          `no data channel to ${d.node.slice(0, 8)} (${err.message}); via the relay`,
+          `no data channel to ${d.node.slice(0, 8)} (${err.message}); via the relay for ${noLinkRetryMs / 1000} s`,
         );
       }
     }
@@ -489,11 +510,21 @@ export class Fabric {
         this.trusted = msg.trusted;
         this.parent = msg.parent;
         this.attempt = 0;
-        this.options.links?.start(msg.nodeId, msg.peerToken, async (call) => ({
-          ...(await this.serveCall(call)),
-          t: 'result',
-          id: call.id,
-        }));
+        this.options.links?.start(
+          msg.nodeId,
+          msg.peerToken,
+          async (call) => ({ ...(await this.serveCall(call)), t: 'result', id: call.id }),
+          (from, f) => {
+            // Context changes come by channel only from this dew's parent fog, numbered by the
+            // relay like those it sends itself.
+            if (from !== this.parent) return;
+            void this.options.context
+              ?.receive({ t: 'ctx-op', prev: f.prev, seq: f.seq, op: f.op })
+              .catch((e: unknown) => this.options.log?.(`context: ${(e as Error).message}`));
+          },
+        );
+        // A dew keeps a channel to its parent: context changes arrive there.
+        if (msg.parent) this.options.links?.connect(msg.parent);
         this.setStatus('joined');
         this.beat(ws, msg.heartbeatMs, true);
         void this.options.context?.online((frame) => this.send(ws, frame));
@@ -509,8 +540,25 @@ export class Fabric {
       case 'ctx-catchup':
       case 'ctx-keys':
         return this.options.context?.receive(msg);
+      case 'ctx-fan': {
+        // A fog passes the change on to its dew children; those it has no channel to now, the
+        // relay serves itself.
+        const unsent = msg.to.filter(
+          (t) =>
+            !this.options.links?.send(t.node, {
+              t: 'ctx-op',
+              id: 0,
+              prev: t.prev,
+              seq: msg.seq,
+              op: msg.op,
+            }),
+        );
+        if (unsent.length) this.send(ws, { t: 'ctx-unsent', seq: msg.seq, to: unsent });
+        return;
+      }
       case 'gone':
         if (msg.node === this.parent) this.parent = undefined;
+        this.noLink.delete(msg.node);
         this.options.links?.drop(msg.node);
         return;
       case 'call':
@@ -564,6 +612,7 @@ export class Fabric {
       models: rt.runnable(),
       stats,
       paused: this.paused,
+      ...(this.role === 'fog' && this.options.links && { links: this.options.links.connected() }),
       ...(this.options.context && { context: this.options.context.usage() }),
     };
     if (withCaps)

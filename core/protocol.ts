@@ -106,6 +106,12 @@ export const agreementSchema = z.object({
 });
 export type AgreementBinding = z.infer<typeof agreementSchema>;
 
+/** Dews a fog passes a context change on to, each with the `prev` of its own numbering. */
+const fanTargets = z
+  .array(z.object({ node: nodeId, prev: z.number().int().nonnegative() }))
+  .min(1)
+  .max(1000);
+
 /** Node → relay. */
 export const toRelay = z.discriminatedUnion('t', [
   z.object({
@@ -130,6 +136,8 @@ export const toRelay = z.discriminatedUnion('t', [
     stats: stats.refine((s) => Object.keys(s).length <= 4096, 'too many stats keys'),
     paused: z.boolean(),
     caps: capabilitiesSchema.optional(),
+    /** A fog's open data channels: the dews it can pass context changes on to. */
+    links: z.array(nodeId).max(1000).optional(),
     /** Its context store: what it holds, and what it had to evict for lack of storage. */
     context: z
       .object({
@@ -186,6 +194,8 @@ export const toRelay = z.discriminatedUnion('t', [
   }),
   /** The agreement keys of these identity keys, to seal a private value for them. */
   z.object({ t: z.literal('ctx-keys'), id, keys: z.array(z.string().max(512)).max(32) }),
+  /** From a fog: the `ctx-fan` change `seq` could not go to these dews; the relay sends it. */
+  z.object({ t: z.literal('ctx-unsent'), seq: z.number().int().positive(), to: fanTargets }),
 ]);
 
 /** Relay → node. */
@@ -259,6 +269,13 @@ export const toNode = z.discriminatedUnion('t', [
   }),
   /** The bindings the relay knows of the keys asked for (unknown keys are left out). */
   z.object({ t: z.literal('ctx-keys'), id, found: z.array(agreementSchema).max(32) }),
+  /** To a fog: pass change `seq` on to these dew children over their data channels. */
+  z.object({
+    t: z.literal('ctx-fan'),
+    seq: z.number().int().positive(),
+    op: contextOpSchema,
+    to: fanTargets,
+  }),
 ]);
 
 /** Node ↔ node over a data channel: calls and their answers, chunked past one chunk. */
@@ -284,6 +301,14 @@ export const peerFrame = z.discriminatedUnion('t', [
     trace,
   }),
   z.object({ t: z.literal('error'), id, error }),
+  /** From a fog to a dew child: a context change the relay sent through the fog. */
+  z.object({
+    t: z.literal('ctx-op'),
+    id,
+    prev: z.number().int().nonnegative(),
+    seq: z.number().int().positive(),
+    op: contextOpSchema,
+  }),
   z.object({
     t: z.literal('chunk'),
     id,

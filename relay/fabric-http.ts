@@ -185,6 +185,7 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   app.get('/api/events', guarded, async () => hub.events());
   app.get('/api/calls', guarded, async () => hub.calls());
   app.get('/api/trust', guarded, async () => admin.trustList());
+  app.get('/api/context/fanout', guarded, async () => hub.fanout());
   app.get('/api/context', guarded, async () =>
     o.context.replica.state().map((op) => ({
       app: op.app,

@@ -217,6 +217,7 @@ export function createHub(options: HubOptions) {
         node.stats = msg.stats;
         node.paused = msg.paused;
         if (msg.context) node.context = msg.context;
+        if (node.role === 'fog') node.links = msg.links ?? [];
         if (msg.caps) {
           node.caps = msg.caps;
           node.backends = msg.caps.backends.map((b) => b.name);
@@ -277,6 +278,19 @@ export function createHub(options: HubOptions) {
         const c = catchUpFor(ctx.replica, msg, (op) => view(op, conn));
         conn.ctxSent = c.cursor;
         send(conn, { t: 'ctx-catchup', ...c });
+        return;
+      }
+      case 'ctx-unsent': {
+        // A fog could not pass a change on: the relay sends it to those of its children itself.
+        const op = options.context?.replica.at(msg.seq);
+        for (const t of msg.to) {
+          const child = nodes.get(t.node);
+          if (!child || child.record.parent !== node.id) continue;
+          fanout.unsent++;
+          // Gone from the log: the child's next change shows a gap and it catches up.
+          const v = op && view(op, child.conn);
+          if (v) send(child.conn, { t: 'ctx-op', prev: t.prev, seq: msg.seq, op: v });
+        }
         return;
       }
       case 'ctx-keys': {
@@ -425,14 +439,33 @@ export function createHub(options: HubOptions) {
     return viewFor(op, conn.node);
   }
 
-  /** Sends a context change to every node that keeps its app, numbered so gaps show. */
+  /** How context changes left the relay: straight to a node, or through its parent fog. */
+  const fanout = { direct: 0, viaFog: 0, unsent: 0 };
+
+  /**
+   * Sends a context change to every node that keeps its app, numbered per node so gaps show.
+   * A dew whose parent fog keeps the app and has a channel open to it gets a change the fog
+   * may see (not private, not node-scoped) through the fog: one frame to the fog for all its
+   * children.
+   */
   function publish(op: ContextOp, seq: number): void {
-    for (const { conn } of nodes.values()) {
+    const fogs = new Map<Conn, { node: string; prev: number }[]>();
+    const shareable = !op.privacy && op.scope === 'app';
+    for (const { record, conn } of nodes.values()) {
       const v = view(op, conn);
       if (!v) continue;
-      send(conn, { t: 'ctx-op', prev: conn.ctxSent ?? 0, seq, op: v });
+      const prev = conn.ctxSent ?? 0;
       conn.ctxSent = seq;
+      const fog = record.parent ? nodes.get(record.parent) : undefined;
+      if (shareable && fog?.record.links?.includes(record.id) && view(op, fog.conn)) {
+        fogs.set(fog.conn, [...(fogs.get(fog.conn) ?? []), { node: record.id, prev }]);
+        fanout.viaFog++;
+      } else {
+        send(conn, { t: 'ctx-op', prev, seq, op: v });
+        fanout.direct++;
+      }
     }
+    for (const [conn, to] of fogs) send(conn, { t: 'ctx-fan', seq, op, to });
   }
 
   /** A dew's parent: the least loaded trusted fog, then the nearest to the relay. */
@@ -634,6 +667,8 @@ export function createHub(options: HubOptions) {
       });
     },
     publish,
+    /** Context changes sent straight to nodes, through fogs, and sent again for a fog. */
+    fanout: () => ({ ...fanout }),
     /** Whether `token` is what this relay gave node `id` for the PeerJS server. */
     peerTokenOk(id: string, token: string): boolean {
       const n = nodes.get(id);

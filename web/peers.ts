@@ -21,6 +21,7 @@ import {
 
 type PeerCall = Extract<PeerFrame, { t: 'call' }>;
 type PeerResult = Extract<PeerFrame, { t: 'result' }>;
+type PeerContext = Extract<PeerFrame, { t: 'ctx-op' }>;
 type Serve = (call: PeerCall) => Promise<PeerResult>;
 
 interface Link {
@@ -44,13 +45,20 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
   let ready: Promise<void> = Promise.reject(new BrumeError('E_NO_LINK', 'not registered yet'));
   ready.catch(() => {});
   let serve: Serve | undefined;
+  let onContext: ((from: string, frame: PeerContext) => void) | undefined;
   const links = new Map<string, Promise<Link>>();
-  /** Nodes with an open channel (the page shows them). */
-  const openPeers = new Set<string>();
+  /** Open channels by node (the page shows them; one-way frames go only on these). */
+  const openLinks = new Map<string, Link>();
   let nextId = 1;
 
-  function start(nodeId: string, token: string, handler: Serve): void {
+  function start(
+    nodeId: string,
+    token: string,
+    handler: Serve,
+    contextHandler?: (from: string, frame: PeerContext) => void,
+  ): void {
     serve = handler;
+    onContext = contextHandler;
     close();
     if (typeof RTCPeerConnection === 'undefined') {
       ready = Promise.reject(new BrumeError('E_NO_LINK', 'this browser has no WebRTC'));
@@ -94,9 +102,9 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
         conn.close();
       }
     });
-    conn.on('open', () => openPeers.add(conn.peer));
+    conn.on('open', () => openLinks.set(conn.peer, link));
     const lost = () => {
-      openPeers.delete(conn.peer);
+      if (openLinks.get(conn.peer) === link) openLinks.delete(conn.peer);
       fail(link, `the channel to ${conn.peer.slice(0, 8)} closed`);
     };
     conn.on('close', lost);
@@ -122,6 +130,10 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
       if (!whole) return;
       frame = decodeFrame(whole, 'peer');
       if (frame.t === 'chunk') throw new BrumeError('E_PROTOCOL', 'a chunk inside a chunk');
+    }
+    if (frame.t === 'ctx-op') {
+      onContext?.(link.conn.peer, frame);
+      return;
     }
     if (frame.t === 'call') {
       const call = frame;
@@ -198,6 +210,22 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
     });
   }
 
+  /** One-way frames on an open channel; each gets its own id so chunks never mix. */
+  function send(node: string, frame: PeerContext): boolean {
+    const link = openLinks.get(node);
+    if (!link || link.conn.dataChannel?.readyState !== 'open') return false;
+    sendFrame(link, { ...frame, id: nextId++ }).catch((e: unknown) =>
+      options.log?.(`peer ${node.slice(0, 8)}: ${(e as Error).message}`),
+    );
+    return true;
+  }
+
+  function connect(node: string): void {
+    open(node).catch((e: unknown) =>
+      options.log?.(`no channel to ${node.slice(0, 8)}: ${(e as Error).message}`),
+    );
+  }
+
   function drop(node: string): void {
     const p = links.get(node);
     links.delete(node);
@@ -221,7 +249,7 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
     peer = undefined;
   }
 
-  return { start, call, drop, close, connected: () => [...openPeers] };
+  return { start, call, send, connect, drop, close, connected: () => [...openLinks.keys()] };
 }
 
 function drained(dc: RTCDataChannel, low: number): Promise<void> {

@@ -34,7 +34,7 @@ export type ContextRead = { value: unknown; expiresAt?: number } | { expired: tr
 /** Frames this side sends to the relay (the fabric carries them). */
 export type ContextSend = (frame: Extract<ToRelay, { t: `ctx-${string}` }>) => void;
 /** Frames from the relay this side takes. */
-export type ContextFrame = Extract<ToNode, { t: `ctx-${string}` }>;
+export type ContextFrame = Exclude<Extract<ToNode, { t: `ctx-${string}` }>, { t: 'ctx-fan' }>;
 
 /** What a node's context store holds and what it had to evict (the console shows it). */
 export interface ContextStorage {

@@ -183,6 +183,13 @@ export class ContextReplica {
     return this.seen.has(opId);
   }
 
+  /** The operation logged at `seq`, while the log still holds it. */
+  at(seq: number): ContextOp | undefined {
+    const first = this.log[0]?.seq;
+    if (first === undefined || seq < first) return undefined;
+    return this.log[seq - first]?.op;
+  }
+
   get cursor(): number {
     return this.seq;
   }

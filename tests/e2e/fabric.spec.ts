@@ -232,6 +232,62 @@ test('a dew offers work to its parent fog first, and large payloads cross in chu
   await fetch(`${relay.url}/api/trust/${fog.publicKey}`, { method: 'DELETE', headers: auth });
 });
 
+test('a fog passes context changes on to its dew children over their data channels', async ({
+  browser,
+}) => {
+  test.skip(!netns, 'needs data channels: run inside a network namespace');
+  const fog = await tab(browser, '?role=fog');
+  const auth = { authorization: `Bearer ${relay.token}` };
+  await fetch(`${relay.url}/api/trust`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify({ publicKey: fog.publicKey, label: 'parent' }),
+  });
+  const dews = [await tab(browser), await tab(browser)];
+  for (const d of dews) {
+    expect(await d.page.evaluate(async () => (await window.brume.fabric).parent)).toBe(fog.id);
+    await d.page.evaluate(() => {
+      (globalThis as { seen?: unknown[] }).seen = [];
+      window.brume.context('fanned').watch('', (k, read) => {
+        (globalThis as unknown as { seen: unknown[] }).seen.push([k, read]);
+      });
+    });
+  }
+  await fog.page.evaluate(() => window.brume.context('fanned').get('x'));
+  // The fog tells the relay (heartbeat) which children it has a channel to.
+  const nodes = async () =>
+    (await (await fetch(`${relay.url}/api/nodes`, { headers: auth })).json()) as {
+      id: string;
+      links?: string[];
+    }[];
+  await expect
+    .poll(async () => (await nodes()).find((n) => n.id === fog.id)?.links?.sort())
+    .toEqual(dews.map((d) => d.id).sort());
+  const fanout = async () =>
+    (await (await fetch(`${relay.url}/api/context/fanout`, { headers: auth })).json()) as {
+      direct: number;
+      viaFog: number;
+    };
+  const before = await fanout();
+  for (let i = 0; i < 5; i++) {
+    await fetch(`${relay.url}/api/context/fanned/k${i}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ value: i }),
+    });
+  }
+  for (const d of dews) {
+    await expect
+      .poll(() => d.page.evaluate(() => (globalThis as { seen?: unknown[] }).seen))
+      .toEqual([0, 1, 2, 3, 4].map((i) => [`k${i}`, { value: i }]));
+  }
+  // Both children got all five through the fog; the relay sent them only to the fog.
+  const after = await fanout();
+  expect(after.viaFog - before.viaFog).toBe(10);
+  expect(after.direct - before.direct).toBe(5);
+  await fetch(`${relay.url}/api/trust/${fog.publicKey}`, { method: 'DELETE', headers: auth });
+});
+
 async function decisions(): Promise<number> {
   const res = await fetch(`${relay.url}/api/decisions`, {
     headers: { authorization: `Bearer ${relay.token}` },

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode, encode } from '../../core/codec';
+import { loadOrCreateIdentity, memoryKeyStore, nodeIdOf } from '../../core/identity';
 import { packBundle } from '../../core/manifest';
 import { decodeFrame, encodeFrame, type ToNode } from '../../core/protocol';
 import { createRelay, type Relay } from '../../relay/server';
@@ -111,6 +112,7 @@ describe('hub', () => {
       '/api/events',
       '/api/trust',
       '/api/context',
+      '/api/context/fanout',
       '/api/calls',
     ]) {
       expect((await fetch(`${relay.url}${path}`)).status).toBe(401);
@@ -119,5 +121,61 @@ describe('hub', () => {
       });
       expect(ok.status).toBe(200);
     }
+  });
+
+  it('passes context changes to a dew through its parent fog, and serves what the fog could not', async () => {
+    const key = async (name: string) => loadOrCreateIdentity(memoryKeyStore(), name);
+    const fogId = await key('fog');
+    await relay.admin.trust(fogId.publicKey, 'test fog');
+    const { node: fog } = await joinRaw(ws, 'fog', { identity: fogId });
+    const { node: dew, welcome } = await joinRaw(ws, 'dew');
+    expect(welcome.parent).toBe(await nodeIdOf(fogId.publicKey));
+    const dewId = welcome.nodeId;
+    for (const n of [fog, dew]) n.send({ t: 'ctx-sync', cursor: 0, apps: ['fan'] });
+    await fog.next('ctx-catchup');
+    await dew.next('ctx-catchup');
+    // The fog reports an open channel to its child.
+    fog.send({
+      t: 'heartbeat',
+      load: { queue: 0, maxConcurrency: 1 },
+      apps: [],
+      models: {},
+      stats: {},
+      paused: false,
+      links: [dewId],
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    const before = { ...relay.hub.fanout() };
+    const put = (k: string) =>
+      fetch(`${relay.url}/api/context/fan/${k}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ value: k }),
+      });
+    expect((await put('a')).status).toBe(200);
+    // One frame to the fog, naming the dew and the dew's own numbering; nothing to the dew.
+    const fan = await fog.next('ctx-fan');
+    expect(fan.to).toEqual([{ node: dewId, prev: expect.any(Number) }]);
+    expect(fan.op.key).toBe('a');
+    expect(dew.frames.filter((f) => f.t === 'ctx-op')).toEqual([]);
+    // The fog says it could not send it: the relay sends it to the dew itself, same numbering.
+    fog.send({ t: 'ctx-unsent', seq: fan.seq, to: fan.to });
+    const direct = await dew.next('ctx-op');
+    expect(direct).toMatchObject({ seq: fan.seq, prev: fan.to[0]!.prev, op: { key: 'a' } });
+    // A fog cannot have the relay send to a node that is not its child (an untrusted fog has
+    // no parent).
+    const { node: other, welcome: w2 } = await joinRaw(ws, 'fog');
+    other.send({ t: 'ctx-sync', cursor: 0, apps: ['fan'] });
+    await other.next('ctx-catchup');
+    expect((await put('b')).status).toBe(200);
+    const fan2 = await fog.next('ctx-fan');
+    await other.next('ctx-op'); // its own copy, straight from the relay
+    fog.send({ t: 'ctx-unsent', seq: fan2.seq, to: [{ node: w2.nodeId, prev: 0 }] });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(other.frames.filter((f) => f.t === 'ctx-op')).toHaveLength(1);
+    expect(relay.hub.fanout().viaFog - before.viaFog).toBe(2);
+    expect(relay.hub.fanout().unsent - before.unsent).toBe(1);
+    for (const n of [fog, dew, other]) n.ws.close();
+    await relay.admin.revoke(fogId.publicKey);
   });
 });
