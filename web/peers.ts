@@ -213,7 +213,7 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
   /** One-way frames on an open channel; each gets its own id so chunks never mix. */
   function send(node: string, frame: PeerContext): boolean {
     const link = openLinks.get(node);
-    if (!link || link.conn.dataChannel?.readyState !== 'open') return false;
+    if (link?.conn.dataChannel?.readyState !== 'open') return false;
     sendFrame(link, { ...frame, id: nextId++ }).catch((e: unknown) =>
       options.log?.(`peer ${node.slice(0, 8)}: ${(e as Error).message}`),
     );
