@@ -69,7 +69,9 @@ test('the join page shows the node and pauses on request', async ({ browser }, i
   await expect(page.locator('#node-id')).toHaveText(first.id.slice(0, 8));
   await expect(page.locator('#node-role')).toHaveText('dew');
   await expect(page.locator('#node-backends')).toContainText(/wasm \(.*thread/);
-  await expect(page.locator('#node-apps')).toContainText(/digits@1\.0\.0 · [1-9]\d* files cached/);
+  await expect(page.locator('#node-apps')).toContainText(
+    /digits@1\.0\.0, vad@1\.0\.0 · [1-9]\d* files cached/,
+  );
   await expect(page.locator('#node-contributing')).toContainText('Contributing');
   // Each deployed app with a demo input gets a button (the test app has one).
   const b = await hostileApp();
