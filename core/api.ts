@@ -82,3 +82,10 @@ export interface ContextKeyInfo {
   bytes: number;
   stamp: { wall: number; count: number; node: string };
 }
+
+/** How the relay's context changes reached nodes (`GET /api/context/fanout`). */
+export interface ContextFanout {
+  direct: number;
+  viaFog: number;
+  unsent: number;
+}

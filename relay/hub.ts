@@ -8,7 +8,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
-import type { CallRecord, DecisionRecord, HubEvent, NodeRecord } from '../core/api';
+import type { CallRecord, ContextFanout, DecisionRecord, HubEvent, NodeRecord } from '../core/api';
 import { type ContextOp, catchUpFor, viewFor } from '../core/context/replica';
 import { BrumeError, NotFoundError, TimeoutError } from '../core/errors';
 import { NonceBook, nodeIdOf, verifyAgreement, verifyJoin } from '../core/identity';
@@ -440,7 +440,7 @@ export function createHub(options: HubOptions) {
   }
 
   /** How context changes left the relay: straight to a node, or through its parent fog. */
-  const fanout = { direct: 0, viaFog: 0, unsent: 0 };
+  const fanout: ContextFanout = { direct: 0, viaFog: 0, unsent: 0 };
 
   /**
    * Sends a context change to every node that keeps its app, numbered per node so gaps show.

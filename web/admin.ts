@@ -11,6 +11,7 @@ import 'uplot/dist/uPlot.min.css';
 import type {
   AppSummary,
   CallRecord,
+  ContextFanout,
   ContextKeyInfo,
   DecisionRecord,
   HubEvent,
@@ -40,6 +41,7 @@ interface State {
   apps: AppSummary[];
   trust: { publicKey: string; label: string }[];
   context: ContextKeyInfo[];
+  fanout: ContextFanout;
 }
 
 function App() {
@@ -60,8 +62,11 @@ function App() {
           api<State['trust']>(token, '/api/trust'),
         ]);
         const apps = await api<AppSummary[]>(token, '/api/apps');
-        const context = await api<ContextKeyInfo[]>(token, '/api/context');
-        if (!stop) setState({ nodes, decisions, events, calls, apps, trust, context });
+        const [context, fanout] = await Promise.all([
+          api<ContextKeyInfo[]>(token, '/api/context'),
+          api<ContextFanout>(token, '/api/context/fanout'),
+        ]);
+        if (!stop) setState({ nodes, decisions, events, calls, apps, trust, context, fanout });
         setError('');
       } catch (e) {
         if (e instanceof Unauthorized) {
@@ -114,15 +119,16 @@ function App() {
         <${LatencyDistribution} calls=${state.calls} />
       </div>
       <${Decisions} decisions=${state.decisions} />
-      <${Context} keys=${state.context} />
+      <${Context} keys=${state.context} fanout=${state.fanout} />
     </div>`;
 }
 
-function Context({ keys }: { keys: ContextKeyInfo[] }) {
+function Context({ keys, fanout }: { keys: ContextKeyInfo[]; fanout: ContextFanout }) {
   const now = Date.now();
   const live = keys.filter((k) => !k.deleted);
   return html`<section class="card" id="context">
     <h2>Context store (${live.length} keys)</h2>
+    <p class="fanout">Changes sent: ${fanout.direct} straight to nodes · ${fanout.viaFog} through fogs${fanout.unsent ? ` · ${fanout.unsent} re-sent for a fog` : ''}</p>
     ${
       live.length === 0
         ? html`<p>No context keys yet.</p>`

@@ -299,6 +299,9 @@ test('the admin console: token, roles, trust, deploys, decisions and latency plo
   await expect(page.locator('#context')).toContainText('last-digit');
   await expect(page.locator('#context')).toContainText(/in \d+\.\d s/);
   await expect(page.locator('#context')).not.toContainText('the value stays hidden');
+  // How changes went out, and each node's own store (keys and bytes; evictions when full).
+  await expect(page.locator('#context .fanout')).toContainText(/Changes sent: \d+ straight/);
+  await expect(page.locator('#nodes td.context').first()).toContainText(/\d+ keys · \d/);
   await shot(page, info, 'admin-console');
   await context.close();
   for (const t of [fog, ...dews]) await t.page.context().close();
