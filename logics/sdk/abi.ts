@@ -173,13 +173,14 @@ export function contextGet(
   state: Writer | null = null,
   scope: string = "app",
 ): i32 {
-  return frame(contextOp("get", key, scope, null, 0, continuation, state));
+  return frame(contextOp("get", key, scope, null, 0, continuation, state, null));
 }
 
 /**
  * Result: write `value` under `key` (expiring after `ttlMs` if > 0), then invoke `continuation`
  * (`.ok` false with `.errorCode` E_LIMIT if the value is too large). Online, the continuation runs
- * once the relay has acknowledged the write, so the next request sees it on any node.
+ * once the relay has acknowledged the write, so the next request sees it on any node. `privacy`:
+ * `["device"]` keeps it on this node; identity public keys seal it for those nodes (and this one).
  */
 export function contextPut(
   key: string,
@@ -188,8 +189,10 @@ export function contextPut(
   state: Writer | null = null,
   ttlMs: i64 = 0,
   scope: string = "app",
+  privacy: string[] | null = null,
 ): i32 {
-  return frame(contextOp("put", key, scope, value, ttlMs, continuation, state));
+  const f = contextOp("put", key, scope, value, ttlMs, continuation, state, privacy);
+  return frame(f);
 }
 
 /** Result: delete `key`, then invoke `continuation`. */
@@ -199,7 +202,7 @@ export function contextDelete(
   state: Writer | null = null,
   scope: string = "app",
 ): i32 {
-  return frame(contextOp("delete", key, scope, null, 0, continuation, state));
+  return frame(contextOp("delete", key, scope, null, 0, continuation, state, null));
 }
 
 function contextOp(
@@ -210,8 +213,14 @@ function contextOp(
   ttlMs: i64,
   continuation: string,
   state: Writer | null,
+  privacy: string[] | null,
 ): Writer {
-  const n = 5 + (value != null ? 1 : 0) + (ttlMs > 0 ? 1 : 0) + (state != null ? 1 : 0);
+  const n =
+    5 +
+    (value != null ? 1 : 0) +
+    (ttlMs > 0 ? 1 : 0) +
+    (state != null ? 1 : 0) +
+    (privacy != null ? 1 : 0);
   const f = new Writer()
     .map(n)
     .key("t")
@@ -227,6 +236,10 @@ function contextOp(
   if (value != null) f.key("value").embed(value);
   if (ttlMs > 0) f.key("ttlMs").int(ttlMs);
   if (state != null) f.key("state").embed(state);
+  if (privacy != null) {
+    f.key("privacy").array(privacy.length);
+    for (let i = 0; i < privacy.length; i++) f.str(privacy[i]);
+  }
   return f;
 }
 

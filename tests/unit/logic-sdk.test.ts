@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { decode, encode } from '@msgpack/msgpack';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { allowedImports as hostImports } from '../../core/abi/inspect';
-import type { InvokeResult } from '../../core/abi/invoke';
+import { type InvokeResult, parseInvokeResult } from '../../core/abi/invoke';
 import { type BuiltLogic, buildLogics } from '../../scripts/build-logics';
 
 const PAGE = 65536;
@@ -461,6 +461,44 @@ describe('echo', () => {
     expect(echo.step('relay', { service: 1 })).toEqual({
       t: 'error',
       message: 'input.service: expected string, got int',
+    });
+  });
+
+  it('asks for context operations and reads what they answer (PROTOCOL.md §3.4)', () => {
+    const echo = instantiate('echo');
+    const put = echo.step('remember', { key: 'k', value: { a: 1 }, privacy: ['K1', 'K2'] });
+    expect(put).toEqual({
+      t: 'ctx',
+      op: 'put',
+      key: 'k',
+      scope: 'app',
+      continuation: 'recall',
+      value: { a: 1 },
+      ttlMs: 1000,
+      state: 'k',
+      privacy: ['K1', 'K2'],
+    });
+    const get = echo.step('recall', { ok: true, service: 'context', rpc: 'put', state: 'k' });
+    expect(get).toEqual({ t: 'ctx', op: 'get', key: 'k', scope: 'app', continuation: 'recalled' });
+    const del = echo.step('remember', { key: 'k', forget: true });
+    expect(del).toMatchObject({ t: 'ctx', op: 'delete', key: 'k', continuation: 'recall' });
+    // The host's parser takes every one of them.
+    for (const r of [put, get, del]) expect(parseInvokeResult(encode(r), 'echo')).toEqual(r);
+    const read = (reply: Record<string, unknown>) =>
+      echo.step('recalled', { ok: true, service: 'context', rpc: 'get', ...reply });
+    expect(read({ found: true, value: { a: 1 } })).toEqual({
+      t: 'done',
+      value: { found: true, expired: false, value: { a: 1 }, via: 'context/get' },
+    });
+    expect(read({ found: false, expired: true })).toEqual({
+      t: 'done',
+      value: { found: false, expired: true, value: null, via: 'context/get' },
+    });
+    const refused = { ok: false, error: { code: 'E_LIMIT', message: 'too big' }, state: 'k' };
+    expect(echo.step('recall', refused)).toEqual({
+      t: 'error',
+      message: 'too big',
+      code: 'E_LIMIT',
     });
   });
 
