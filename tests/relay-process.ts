@@ -1,9 +1,12 @@
-// The relay as a real child process, for browser tests and benchmarks.
+// The relay as a real child process, for browser tests and benchmarks; and in this process, on a
+// real port, for unit tests that drive its hub.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createRelay, type Relay, type RelayOptions } from '../relay/server';
 
 export interface RelayProcess {
   url: string;
@@ -54,6 +57,30 @@ export async function startRelay(
         child.kill('SIGTERM');
         await exited;
       }
+    },
+  };
+}
+
+/** A relay in this process on a free port, without its cloud node, logging nothing. */
+export async function inProcessRelay(
+  options: Partial<RelayOptions> = {},
+): Promise<{ relay: Relay; dataDir: string; close(): Promise<void> }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'brume-unit-'));
+  const silent = { info() {}, warn() {}, error() {} };
+  const relay = await createRelay({
+    port: 0,
+    dataDir,
+    webRoot: join(dataDir, 'web'),
+    logger: silent,
+    cloudNode: false,
+    ...options,
+  });
+  return {
+    relay,
+    dataDir,
+    async close() {
+      await relay.close();
+      await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

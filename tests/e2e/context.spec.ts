@@ -7,28 +7,15 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, CDPSession, Page } from '@playwright/test';
 import type { NodeRecord } from '../../core/api';
 import { startProxy, startRelay } from '../relay-process';
-import { expect, test } from './fixtures';
+import { expect, joinTab, test } from './fixtures';
 
 const contexts: BrowserContext[] = [];
 test.afterEach(async () => {
   for (const c of contexts.splice(0)) await c.close();
 });
 
-async function tab(browser: Browser, url: string, before?: (page: Page) => Promise<void>) {
-  const context = await browser.newContext();
-  contexts.push(context);
-  const page = await context.newPage();
-  await before?.(page);
-  await page.addInitScript(() => {
-    (globalThis as { __name?: unknown }).__name = (f: unknown) => f;
-  });
-  await page.goto(url);
-  await page.evaluate(async () => {
-    await window.brume.ready;
-    await (await window.brume.fabric).whenJoined(20_000);
-  });
-  return page;
-}
+const tab = async (browser: Browser, url: string, before?: (page: Page) => Promise<void>) =>
+  (await joinTab(browser, url, contexts, { before })).page;
 
 test('context: shared, persisted, expiring, scoped, private, and durable at the relay', async ({
   browser,

@@ -1,10 +1,10 @@
 // Several real tabs, each its own browser context (its own IndexedDB, so its own node key), on one
 // relay started without its cloud node, so every remote call lands on a tab.
 import { rmSync } from 'node:fs';
-import type { Browser, BrowserContext, Page } from '@playwright/test';
+import type { Browser, BrowserContext } from '@playwright/test';
 import { testBundles } from '../apps';
 import { deploy, type RelayProcess, startProxy, startRelay } from '../relay-process';
-import { expect, test } from './fixtures';
+import { expect, type JoinedTab, joinTab, test } from './fixtures';
 
 type Proxy = Awaited<ReturnType<typeof startProxy>>;
 let relay: RelayProcess;
@@ -29,11 +29,7 @@ test.afterEach(async () => {
   for (const c of contexts.splice(0)) await c.close();
 });
 
-interface Tab {
-  page: Page;
-  id: string;
-  publicKey: string;
-}
+type Tab = JoinedTab;
 
 /** Turns WebRTC off in a page: every call to another tab then goes through the relay. */
 const noRtc = () => {
@@ -53,33 +49,12 @@ const netns = !process.env.BRUME_NO_NETNS;
 const direct = netns ? 'peer' : 'relay';
 
 /** A tab joined to the fabric; `init` runs before the page's scripts (e.g. to break WebRTC). */
-async function tab(
+const tab = (
   browser: Browser,
   query = '',
   base = relay.url,
   init: (() => void) | undefined = netns ? undefined : noRtc,
-): Promise<Tab> {
-  const context = await browser.newContext();
-  // Chromium gathers loopback ICE candidates only for an origin with media permission.
-  await context.grantPermissions(['microphone', 'camera'], { origin: base });
-  contexts.push(context);
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  if (init) await page.addInitScript(init);
-  await page.addInitScript(() => {
-    (globalThis as { __name?: unknown }).__name = (f: unknown) => f;
-  });
-  await page.goto(`${base}/${query}`);
-  const me = await page.evaluate(async () => {
-    await window.brume.ready;
-    const f = await window.brume.fabric;
-    await f.whenJoined(20_000);
-    return { id: f.nodeId, publicKey: f.publicKey };
-  });
-  expect(errors).toEqual([]);
-  return { page, ...me };
-}
+): Promise<Tab> => joinTab(browser, `${base}/${query}`, contexts, { init });
 
 const digitInput = () => {
   // A "7"-like stroke: enough for the model to answer; the tests check where it ran.

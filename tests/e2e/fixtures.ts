@@ -1,5 +1,11 @@
 import { rmSync } from 'node:fs';
-import { test as base, expect, type Page } from '@playwright/test';
+import {
+  type Browser,
+  type BrowserContext,
+  test as base,
+  expect,
+  type Page,
+} from '@playwright/test';
 import { testBundles } from '../apps';
 import { deploy, type RelayProcess, startRelay } from '../relay-process';
 
@@ -10,6 +16,46 @@ export async function openNode(page: Page, relayUrl: string): Promise<void> {
   await page.goto(relayUrl);
   await expect(page.locator('#node-state')).toHaveText('ready', { timeout: 30_000 });
   expect(errors).toEqual([]);
+}
+
+export interface JoinedTab {
+  page: Page;
+  id: string;
+  publicKey: string;
+}
+
+/**
+ * A tab in its own browser context (its own IndexedDB, so its own node key) joined to the fabric
+ * at `url`; the context goes into `contexts` for the caller to close. `init` runs before the
+ * page's scripts (e.g. to break WebRTC); `before` gets the page before it loads (e.g. a CDP
+ * setting). Media permission is granted: Chromium gathers loopback ICE candidates only then.
+ */
+export async function joinTab(
+  browser: Browser,
+  url: string,
+  contexts: BrowserContext[],
+  o: { init?: () => void; before?: (page: Page) => Promise<void> } = {},
+): Promise<JoinedTab> {
+  const context = await browser.newContext();
+  contexts.push(context);
+  await context.grantPermissions(['microphone', 'camera'], { origin: new URL(url).origin });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  if (o.init) await page.addInitScript(o.init);
+  await page.addInitScript(() => {
+    (globalThis as { __name?: unknown }).__name = (f: unknown) => f;
+  });
+  await o.before?.(page);
+  await page.goto(url);
+  const me = await page.evaluate(async () => {
+    await window.brume.ready;
+    const f = await window.brume.fabric;
+    await f.whenJoined(20_000);
+    return { id: f.nodeId, publicKey: f.publicKey };
+  });
+  expect(errors).toEqual([]);
+  return { page, ...me };
 }
 
 /** A relay shared by the tests of one worker, with the sample apps and the test apps deployed. */

@@ -5,35 +5,14 @@
 import { decode, encode } from '@msgpack/msgpack';
 import type { Browser, BrowserContext, Page } from '@playwright/test';
 import { FRAME, loadFixture } from '../../models/vad/vad';
-import { expect, test } from './fixtures';
+import { expect, joinTab, test } from './fixtures';
 
 const contexts: BrowserContext[] = [];
 test.afterEach(async () => {
   for (const c of contexts.splice(0)) await c.close();
 });
 
-/** A tab joined to the fabric, knowing the deployed apps; answers its node id. */
-async function tab(browser: Browser, url: string): Promise<{ page: Page; id: string }> {
-  const context = await browser.newContext();
-  // Chromium gathers loopback ICE candidates only for an origin with media permission.
-  await context.grantPermissions(['microphone', 'camera'], { origin: url });
-  contexts.push(context);
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  await page.addInitScript(() => {
-    (globalThis as { __name?: unknown }).__name = (f: unknown) => f;
-  });
-  await page.goto(url);
-  const id = await page.evaluate(async () => {
-    await window.brume.ready;
-    const f = await window.brume.fabric;
-    await f.whenJoined(20_000);
-    return f.nodeId;
-  });
-  expect(errors).toEqual([]);
-  return { page, id };
-}
+const tab = (browser: Browser, url: string) => joinTab(browser, url, contexts);
 
 interface Chunk {
   node: string;

@@ -1,8 +1,7 @@
 // The context store through a real relay (in process, real port, real files) and real fabric
 // nodes in Node: private values sealed for trusted identity keys, fan-out only to the nodes that
 // run an app, and a Logic-style read that sees a write another node just had acknowledged.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
@@ -13,9 +12,9 @@ import { type Identity, loadOrCreateIdentity, memoryKeyStore } from '../../core/
 import { createRuntime } from '../../core/runtime';
 import { httpAppSource } from '../../core/sources';
 import { nodePlatform } from '../../relay/platform';
-import { createRelay, type Relay } from '../../relay/server';
+import type { Relay } from '../../relay/server';
+import { inProcessRelay } from '../relay-process';
 
-const silent = { info() {}, warn() {}, error() {} };
 let dir: string;
 let relay: Relay;
 const fabrics: Fabric[] = [];
@@ -63,20 +62,15 @@ function bytesAsLatin1(_k: string, v: unknown) {
   return v instanceof Uint8Array ? Buffer.from(v).toString('latin1') : v;
 }
 
+let server: Awaited<ReturnType<typeof inProcessRelay>>;
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'brume-ctx-'));
-  relay = await createRelay({
-    port: 0,
-    dataDir: dir,
-    webRoot: join(dir, 'web'),
-    logger: silent,
-    cloudNode: false,
-  });
+  server = await inProcessRelay();
+  relay = server.relay;
+  dir = server.dataDir;
 });
 afterAll(async () => {
   for (const f of fabrics) f.close();
-  await relay.close();
-  await rm(dir, { recursive: true, force: true });
+  await server.close();
 });
 
 describe('context through the relay', () => {

@@ -1,40 +1,25 @@
-// The relay's hub against hand-driven nodes on a real port: eviction and rescheduling, one answer
-// per call, HTTP calls in JSON and MessagePack, and the admin API's guard.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode, encode } from '../../core/codec';
 import { loadOrCreateIdentity, memoryKeyStore, nodeIdOf } from '../../core/identity';
 import { packBundle } from '../../core/manifest';
 import { decodeFrame, encodeFrame, type ToNode } from '../../core/protocol';
-import { createRelay, type Relay } from '../../relay/server';
+import type { Relay } from '../../relay/server';
 import { hostileApp } from '../apps';
 import { joinRaw, type RawNode } from '../raw-node';
+import { inProcessRelay } from '../relay-process';
 
-const silent = { info() {}, warn() {}, error() {} };
-let dir: string;
 let relay: Relay;
 let ws: string;
 
+let server: Awaited<ReturnType<typeof inProcessRelay>>;
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'brume-hub-'));
-  relay = await createRelay({
-    port: 0,
-    dataDir: dir,
-    webRoot: join(dir, 'web'),
-    logger: silent,
-    cloudNode: false,
-    heartbeatMs: 100,
-  });
+  server = await inProcessRelay({ heartbeatMs: 100 });
+  relay = server.relay;
   const b = await hostileApp();
   await relay.deploy(packBundle(b.manifest, b.files));
   ws = `${relay.url.replace('http', 'ws')}/ws`;
 });
-afterAll(async () => {
-  await relay.close();
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => server.close());
 
 /** Answers every call with `answer(input)` after `delayMs`; counts the calls it got. */
 function serve(node: RawNode, answer: (input: unknown) => unknown, delayMs = 0) {
