@@ -1,9 +1,11 @@
 // The fabric's benchmarks: scheduling decisions per second (in process, and through a relay with a
-// thousand simulated nodes connected), and what a call pays to cross the fabric.
+// thousand simulated nodes connected), what a call pays to cross the fabric, how fast context
+// changes spread, and what a stateful stream pays to move between nodes.
 import type { Browser } from 'playwright-core';
 import { encode } from '../../core/codec';
 import { type NodeView, place, type VariantInfo } from '../../core/placement';
 import { decodeFrame, type ToNode } from '../../core/protocol';
+import { FRAME, loadFixture } from '../../models/vad/vad';
 import { joinRaw, type RawNode } from '../raw-node';
 
 const variants: VariantInfo[] = [
@@ -242,10 +244,10 @@ export async function consoleCost(
 }
 
 /** A context write as a node sends it. */
-function ctxOp(node: RawNode, key: string, value: unknown, count: number) {
+function ctxOp(app: string, node: RawNode, key: string, value: unknown, count: number) {
   return {
     opId: crypto.randomUUID(),
-    app: 'bench',
+    app,
     key,
     scope: 'app' as const,
     stamp: { wall: Date.now(), count, node: node.identity.id },
@@ -265,10 +267,12 @@ const pct = (xs: number[], q: number) =>
 export async function contextRates(wsUrl: string, n: number, writes = 50) {
   const nodes = await joinMany(wsUrl, n);
   const [writer, ...watchers] = nodes;
+  const app = `bench-${n}`;
   const arrivals = new Map<string, number[]>();
   const sentAt = new Map<string, number>();
   for (const w of watchers) {
-    w.send({ t: 'ctx-sync', cursor: 0, apps: ['bench'] });
+    // A fresh app per run: the catch-up each watcher gets holds nothing of earlier runs.
+    w.send({ t: 'ctx-sync', cursor: 0, apps: [app] });
     w.ws.on('message', (data) => {
       const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode');
       if (f.t !== 'ctx-op') return;
@@ -276,10 +280,11 @@ export async function contextRates(wsUrl: string, n: number, writes = 50) {
       if (t0 !== undefined) arrivals.get(f.op.opId)!.push(performance.now() - t0);
     });
   }
+  await Promise.all(watchers.map((w) => w.next('ctx-catchup', 30_000)));
   const all: number[] = [];
   const lastArrival: number[] = [];
   for (let i = 0; i < writes; i++) {
-    const op = ctxOp(writer!, `k${i % 10}`, i, i);
+    const op = ctxOp(app, writer!, `k${i % 10}`, i, i);
     arrivals.set(op.opId, []);
     sentAt.set(op.opId, performance.now());
     writer!.send({ t: 'ctx-op', op });
@@ -304,7 +309,7 @@ export async function contextRates(wsUrl: string, n: number, writes = 50) {
           let k = 0;
           const write = () => {
             inFlight++;
-            w.send({ t: 'ctx-op', op: ctxOp(w, `w${s}-${k % 20}`, k, k++) });
+            w.send({ t: 'ctx-op', op: ctxOp(app, w, `w${s}-${k % 20}`, k, k++) });
           };
           w.ws.on('message', (data) => {
             const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode');
@@ -388,6 +393,88 @@ export async function contextToTabs(browser: Browser, url: string, n: number, wr
       lat.push(...got.map(([, ms]) => ms!));
     }
     return { tabs: n, samples: lat.length, p50Ms: pct(lat, 0.5), p99Ms: pct(lat, 0.99) };
+  } finally {
+    for (const c of contexts) await c.close();
+  }
+}
+
+/**
+ * The vad app streaming the fixture in chunks of 4 frames from one tab, the Silero state kept in
+ * the context store: every chunk on the calling tab, every chunk on one other tab, and chunks
+ * rotating over three tabs. Per chunk: the whole call, the model's own run() time inside it
+ * (4 runs), and the rest (Logic, context read and acknowledged write, the hop).
+ */
+export async function vadStream(browser: Browser, url: string, rtc: boolean, chunks = 60) {
+  const { samples } = loadFixture();
+  const bytes = new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength);
+  const step = 4 * FRAME * 4;
+  const parts = Array.from({ length: Math.min(chunks, Math.floor(bytes.length / step)) }, (_, i) =>
+    Buffer.from(bytes.subarray(i * step, (i + 1) * step)).toString('base64'),
+  );
+  const contexts = await Promise.all([0, 1, 2].map(() => browser.newContext()));
+  try {
+    const tabs = await Promise.all(
+      contexts.map(async (c) => {
+        if (rtc) await c.grantPermissions(['microphone', 'camera'], { origin: url });
+        const page = await c.newPage();
+        await page.addInitScript('globalThis.__name = (f) => f');
+        await page.goto(url);
+        const id = await page.evaluate(async () => {
+          await window.brume.ready;
+          const f = await window.brume.fabric;
+          await f.whenJoined(20_000);
+          return f.nodeId;
+        });
+        return { page, id };
+      }),
+    );
+    const caller = tabs[0]!.page;
+    const run = async (label: string, pins: string[]) =>
+      caller.evaluate(
+        async ({ parts, pins, stream }) => {
+          const rows: { ms: number; modelMs: number; via: string }[] = [];
+          for (let i = 0; i < parts.length; i++) {
+            const samples = Uint8Array.from(atob(parts[i]!), (c) => c.charCodeAt(0));
+            const t0 = performance.now();
+            const r = await window.brume.invoke(
+              'vad',
+              'detect',
+              { stream, samples },
+              { privacy: pins[i % pins.length]! },
+            );
+            const ms = performance.now() - t0;
+            const modelMs = r.trace
+              .filter((t) => t.kind === 'model')
+              .reduce((n, t) => n + (t.engineMs ?? t.ms), 0);
+            rows.push({ ms, modelMs, via: r.via });
+          }
+          return rows;
+        },
+        { parts, pins, stream: `${label}-${crypto.randomUUID()}` },
+      );
+    const ids = tabs.map((t) => t.id);
+    const out = [];
+    for (const [label, pins] of [
+      ['the calling tab', [ids[0]!]],
+      ['one other tab', [ids[1]!]],
+      ['rotating over 3 tabs', ids],
+    ] as const) {
+      await run(`warm-${label}`, [...pins]); // models loaded, channels open
+      const rows = await run(label, [...pins]);
+      const call = rows.map((r) => r.ms);
+      const model = rows.map((r) => r.modelMs);
+      const rest = rows.map((r) => r.ms - r.modelMs);
+      out.push({
+        where: label,
+        via: [...new Set(rows.map((r) => r.via))].join('+'),
+        chunks: rows.length,
+        p50Ms: pct(call, 0.5),
+        p90Ms: pct(call, 0.9),
+        modelP50Ms: pct(model, 0.5),
+        restP50Ms: pct(rest, 0.5),
+      });
+    }
+    return out;
   } finally {
     for (const c of contexts) await c.close();
   }

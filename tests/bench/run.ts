@@ -21,6 +21,7 @@ import {
   hopCosts,
   placementRate,
   relayRate,
+  vadStream,
 } from './fabric';
 
 // Tabs open WebRTC channels to each other: run in a loopback-only namespace when one can be made.
@@ -250,6 +251,7 @@ let viaRelay: Awaited<ReturnType<typeof relayRate>>;
 let consoleRun: Awaited<ReturnType<typeof consoleCost>> | undefined;
 const contextRuns: Awaited<ReturnType<typeof contextRates>>[] = [];
 let contextTabs: Awaited<ReturnType<typeof contextToTabs>> | undefined;
+let vad: Awaited<ReturnType<typeof vadStream>> = [];
 const hops: {
   path: string;
   app: string;
@@ -286,6 +288,7 @@ try {
     );
     const ws = `${fabricRelay.url.replace('http', 'ws')}/ws`;
     contextTabs = await contextToTabs(browser, fabricRelay.url, 4);
+    vad = await vadStream(browser, fabricRelay.url, Boolean(process.env.BRUME_NETNS));
     for (const n of [10, 100, 1000]) contextRuns.push(await contextRates(ws, n));
   } finally {
     await browser.close();
@@ -336,6 +339,22 @@ console.table([
     'writes/s acked': Math.round(c.writesPerSecond),
   })),
 ]);
+if (vad.length) {
+  console.log(
+    'The vad app: a chunk of 4 frames (128 ms of audio), Silero state in the context store; baseline: the calling tab',
+  );
+  console.table(
+    vad.map((v) => ({
+      'chunks run on': v.where,
+      via: v.via,
+      'p50 (ms)': f(v.p50Ms),
+      'p90 (ms)': f(v.p90Ms),
+      'model run() p50 (ms)': f(v.modelP50Ms),
+      'the rest p50 (ms)': f(v.restP50Ms),
+      'vs the calling tab': (v.p50Ms / vad[0]!.p50Ms).toFixed(2),
+    })),
+  );
+}
 if (consoleRun) {
   console.log(
     `Admin console with ${consoleRun.nodes} nodes: first full node table ${consoleRun.firstTableMs.toFixed(0)} ms after opening; long tasks take ${(consoleRun.longTaskShare * 100).toFixed(1)}% of the main thread while it updates every second`,
@@ -354,6 +373,7 @@ const out = {
     joinSecondsFor1000Nodes: viaRelay.joinS,
     adminConsole: consoleRun,
     context: { tabs: contextTabs, simulated: contextRuns },
+    vad,
     hops,
   },
 };
