@@ -458,7 +458,9 @@ export function createHub(options: HubOptions) {
       conn.ctxSent = seq;
       const fog = record.parent ? nodes.get(record.parent) : undefined;
       if (shareable && fog?.record.links?.includes(record.id) && view(op, fog.conn)) {
-        fogs.set(fog.conn, [...(fogs.get(fog.conn) ?? []), { node: record.id, prev }]);
+        const children = fogs.get(fog.conn) ?? [];
+        children.push({ node: record.id, prev });
+        fogs.set(fog.conn, children);
         fanout.viaFog++;
       } else {
         send(conn, { t: 'ctx-op', prev, seq, op: v });
