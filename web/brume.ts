@@ -22,6 +22,11 @@ declare global {
 export interface AppContext {
   /** `{ value, expiresAt? }`, `{ expired: true }`, or undefined for a key never set or deleted. */
   get(key: string, scope?: Scope): Promise<ContextRead>;
+  /**
+   * Resolves once the relay has the write durably (online; at most 5 s, after that it waits in the
+   * outbox) or once it is queued (offline). A refusal rejects with the relay's error (E_CLOCK for
+   * a clock far ahead, E_LIMIT...), and the tab takes the write back.
+   */
   put(key: string, value: unknown, options?: PutOptions): Promise<void>;
   delete(key: string, scope?: Scope): Promise<void>;
   /** Calls `cb` once per change under `prefix`, in order per key; answers an unsubscribe. */
@@ -133,10 +138,12 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
   const appContext = (app: string): AppContext => ({
     get: async (key, scope) => (await context).get(app, key, scope),
     put: async (key, value, options) => {
-      await (await context).put(app, key, value, options);
+      const c = await context;
+      await c.settled(await c.put(app, key, value, options));
     },
     delete: async (key, scope) => {
-      await (await context).delete(app, key, scope);
+      const c = await context;
+      await c.settled(await c.delete(app, key, scope));
     },
     watch(prefix, cb) {
       let off: (() => void) | undefined;

@@ -67,7 +67,7 @@ export class NodeContext {
   private cursor = 0;
   private send: ContextSend | undefined;
   /** Writes sent and not yet answered by the relay, and those whose writer waits for it. */
-  private readonly outboxed = new Set<string>();
+  private readonly outboxed = new Map<string, ContextOp>();
   private readonly waiting = new Map<string, { done: () => void; fail: (e: Error) => void }>();
   /** Catch-ups asked for and received on this connection: the relay answers each sync in turn. */
   private syncsSent = 0;
@@ -140,7 +140,7 @@ export class NodeContext {
     this.offline();
     this.send = send;
     for (const op of await this.outbox.due(this.now())) {
-      this.outboxed.add(op.opId);
+      this.outboxed.set(op.opId, op);
       send({ t: 'ctx-op', op });
     }
     this.sync();
@@ -221,11 +221,21 @@ export class NodeContext {
     if (frame.t === 'ctx-ack' || frame.t === 'ctx-nack') {
       // A refusal is for good (a limit, a clock far off): replaying it would be refused again.
       await this.outbox.ack(frame.opId);
+      const op = this.outboxed.get(frame.opId);
       this.outboxed.delete(frame.opId);
       const w = this.waiting.get(frame.opId);
       this.waiting.delete(frame.opId);
-      if (frame.t === 'ctx-ack') w?.done();
-      else w?.fail(fromWireError(frame.error));
+      if (frame.t === 'ctx-ack') return w?.done();
+      w?.fail(fromWireError(frame.error));
+      // Nobody else has it: take it back here too, and fetch the app's state again so the key
+      // shows what the relay holds.
+      if (op && this.replica.revert(op)) {
+        this.used.delete(entryKey(op));
+        await this.kv.del(entryKey(op));
+        this.held.delete(op.app);
+        await this.kv.set('apps', [...this.held]);
+        this.sync();
+      }
       return;
     }
     if (frame.t === 'ctx-catchup') {
@@ -366,7 +376,7 @@ export class NodeContext {
     this.clock.receive(op.stamp);
     this.replica.apply(op);
     if (device) return op.opId;
-    this.outboxed.add(op.opId);
+    this.outboxed.set(op.opId, op);
     this.send?.({ t: 'ctx-op', op });
     return op.opId;
   }

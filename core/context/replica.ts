@@ -95,6 +95,8 @@ export function catchUpFor(
 export class ContextReplica {
   private readonly entries = new Map<string, ContextOp>();
   private readonly seen = new Set<string>();
+  /** Keys whose refused write was taken back, waiting for the relay's state. */
+  private readonly reverted = new Set<string>();
   private readonly appBytes = new Map<string, number>();
   private readonly log: { seq: number; op: ContextOp }[] = [];
   private seq = 0;
@@ -130,10 +132,12 @@ export class ContextReplica {
 
   /** Applies an operation; true when it changed this replica (it was new and it won). */
   apply(op: ContextOp): boolean {
-    if (this.seen.has(op.opId)) return false;
-    this.seen.add(op.opId);
     const id = idOf(op);
     const old = this.entries.get(id);
+    // Seen before: nothing to do, unless its key was taken back (revert) and it returns.
+    if (this.seen.has(op.opId) && (old || !this.reverted.has(id))) return false;
+    this.seen.add(op.opId);
+    this.reverted.delete(id);
     if (old && compareStamp(op.stamp, old.stamp) <= 0) return false;
     this.entries.set(id, op);
     this.appBytes.set(
@@ -171,6 +175,20 @@ export class ContextReplica {
     const w = { app, prefix, cb };
     this.watchers.add(w);
     return () => this.watchers.delete(w);
+  }
+
+  /**
+   * Takes back a write of this replica's own that the relay refused, if it is still the key's
+   * current one: the key is empty until the relay's state for it arrives again (`apply` then
+   * takes that operation even if it saw it before). True when it took it back.
+   */
+  revert(op: ContextOp): boolean {
+    const id = idOf(op);
+    if (this.entries.get(id)?.opId !== op.opId) return false;
+    this.entries.delete(id);
+    this.appBytes.set(op.app, (this.appBytes.get(op.app) ?? 0) - sizeOf(op));
+    this.reverted.add(id);
+    return true;
   }
 
   /** Current operations (tombstones included), optionally of one app. */

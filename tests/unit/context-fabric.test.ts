@@ -147,4 +147,41 @@ describe('context through the relay', () => {
       a.ctx.serve('stream', { op: 'put', key: 'big', value: big }),
     ).rejects.toMatchObject({ code: 'E_LIMIT' });
   });
+
+  it('a write the relay refuses is taken back where it was made, and says why', async () => {
+    const a = await node('ca');
+    // A device whose clock runs two minutes ahead: the relay refuses its stamps.
+    const identity = await loadOrCreateIdentity(memoryKeyStore(), 'ahead');
+    const kv = memoryKV();
+    const ahead = new NodeContext(identity, kv, () => Date.now() + 120_000);
+    const runtime = createRuntime(nodePlatform(httpAppSource(relay.url, fetch)), {
+      id: identity.id,
+      logicWorkers: 1,
+    });
+    const fabric = connectFabric({
+      url: `${relay.url.replace('http', 'ws')}/ws`,
+      socket: (u) => new WebSocket(u) as unknown as SocketLike,
+      identity,
+      role: 'dew',
+      runtime,
+      context: ahead,
+      capabilities: async () => ({ backends: [{ name: 'cpu', detail: 'test' }], cores: 1 }),
+    });
+    fabrics.push(fabric);
+    await fabric.whenJoined(10_000);
+    await a.ctx.settled(await a.ctx.put('clock', 'k', 'from a'));
+    ahead.use('clock');
+    await ahead.fresh();
+    expect(ahead.get('clock', 'k')).toEqual({ value: 'from a' });
+    const refused = await ahead.put('clock', 'k', 'from the future');
+    expect(ahead.get('clock', 'k')).toEqual({ value: 'from the future' }); // until the relay answers
+    await expect(ahead.settled(refused)).rejects.toMatchObject({ code: 'E_CLOCK' });
+    // Taken back, and the relay's value fetched again: no divergence left behind.
+    await until(
+      () => (ahead.get('clock', 'k') as { value?: unknown })?.value === 'from a',
+      'revert',
+    );
+    expect([...kv.map.keys()].filter((k) => k.startsWith('outbox/'))).toEqual([]);
+    expect(relay.context.replica.has(refused)).toBe(false);
+  });
 });
