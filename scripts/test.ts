@@ -2,7 +2,8 @@
 // Browser tests run inside a loopback-only network namespace where the machine allows one, so
 // nothing a test does can reach another host (ENVIRONMENT.md); WebRTC tests require it.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { netnsPrefix } from './netns';
 
 const chromium = process.env.BRUME_CHROMIUM ?? '/usr/bin/chromium';
@@ -32,6 +33,10 @@ function ensureChromium(): void {
 }
 
 const only = process.argv[2];
+// Marks every process this run starts (they inherit it), so the check at the end finds this
+// run's leftovers and not another run's.
+const runId = randomUUID();
+process.env.BRUME_TEST_RUN = runId;
 ensureChromium();
 if (!only || only === 'static') {
   for (const p of ['core', 'worker', 'web', 'relay', 'tests'])
@@ -50,4 +55,28 @@ if (!only || only === 'browser') {
   const [cmd, ...args] = [...(ns ?? []), 'npx', 'playwright', 'test'];
   run('browser tests', cmd!, args, ns ? { BRUME_NETNS: '1' } : { BRUME_NO_NETNS: '1' });
 }
+// The suite leaves nothing running: a relay a test started and never stopped would hold its port
+// and data directory long after the run.
+const left = leftoverRelays();
+if (left.length) {
+  console.error(`\n✖ relays started by the tests are still running:\n${left.join('\n')}`);
+  process.exit(1);
+}
 console.log('\n✔ all checks passed');
+
+/** Relays (by command line) that this run started (by environment) and that still run; Linux. */
+function leftoverRelays(): string[] {
+  if (!existsSync('/proc')) return [];
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+      if (!args.includes('relay/cli.ts')) continue;
+      const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      if (env.includes(`BRUME_TEST_RUN=${runId}`)) found.push(`${pid} ${args}`);
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return found;
+}

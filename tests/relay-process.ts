@@ -19,18 +19,36 @@ export interface RelayProcess {
   stop(): Promise<void>;
 }
 
+/** Relays this process started and that still run: killed when it exits, however a test ended. */
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
 /** Starts `relay/cli.ts start` as a real process on a free port with a fresh data directory. */
 export async function startRelay(
   options: { dataDir?: string; args?: string[] } = {},
 ): Promise<RelayProcess> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'brume-e2e-'));
+  // Node itself with tsx's loader, not the tsx command: the child is the relay, so a signal
+  // (SIGKILL included) reaches the relay and not a wrapper that would leave it orphaned.
   const child = spawn(
-    'node_modules/.bin/tsx',
-    ['relay/cli.ts', 'start', '--port', '0', '--data', dataDir, ...(options.args ?? [])],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      'relay/cli.ts',
+      'start',
+      '--port',
+      '0',
+      '--data',
+      dataDir,
+      ...(options.args ?? []),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  children.add(child);
+  child.once('exit', () => children.delete(child));
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));

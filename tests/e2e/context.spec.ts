@@ -47,10 +47,9 @@ test('context: shared, persisted, expiring, scoped, private, and durable at the 
   await expect
     .poll(() => a.evaluate(() => window.brume.context('demo').get('short')))
     .toMatchObject({ value: 42 });
-  await a.waitForTimeout(900);
-  expect(await a.evaluate(() => window.brume.context('demo').get('short'))).toEqual({
-    expired: true,
-  });
+  await expect
+    .poll(() => a.evaluate(() => window.brume.context('demo').get('short')))
+    .toEqual({ expired: true });
   expect((await fetch(`${relay.url}/api/context/demo/short`)).status).toBe(410);
 
   // Node scope stays with its node; device privacy never leaves it; limits are clear errors.
@@ -62,7 +61,12 @@ test('context: shared, persisted, expiring, scoped, private, and durable at the 
   expect(await a.evaluate(() => window.brume.context('demo').get('secret'))).toEqual({
     value: 's3cr3t',
   });
-  await a.waitForTimeout(300);
+  // A sentinel instead of a pause: a public write after the private ones; once b has it, anything
+  // the relay would have sent b before it has arrived too.
+  await a.evaluate(() => window.brume.context('demo').put('sentinel', 1));
+  await expect
+    .poll(() => b.evaluate(() => window.brume.context('demo').get('sentinel')))
+    .toEqual({ value: 1 });
   expect(await b.evaluate(() => window.brume.context('demo').get('mine', 'node'))).toBeUndefined();
   expect(await b.evaluate(() => window.brume.context('demo').get('secret'))).toBeUndefined();
   expect((await fetch(`${relay.url}/api/context/demo/secret`)).status).toBe(404);
@@ -170,7 +174,9 @@ test('a tab whose storage is full evicts expired entries, then its least recentl
     for (let i = 0; i < 5; i++) await ctx.put(`short-${i}`, noise(), { ttlMs: 200 });
     await ctx.put('first', noise(), { scope: 'node' });
   });
-  await page.waitForTimeout(300);
+  await expect
+    .poll(() => page.evaluate(() => window.brume.context('quota').get('short-4')))
+    .toEqual({ expired: true });
   const outcome = await page.evaluate(async () => {
     const ctx = window.brume.context('quota');
     const refused: string[] = [];
@@ -257,7 +263,8 @@ test('a tab cut off from the relay reads until expiry, queues writes, and conver
   try {
     const cut = await tab(browser, proxy.url);
     const other = await tab(browser, relay.url);
-    await other.evaluate(() => window.brume.context('demo').put('lease', 'held', { ttlMs: 1500 }));
+    // Long enough that a busy machine still notices the cut before the lease expires.
+    await other.evaluate(() => window.brume.context('demo').put('lease', 'held', { ttlMs: 8000 }));
     await expect
       .poll(() => cut.evaluate(() => window.brume.context('demo').get('lease')))
       .toMatchObject({ value: 'held' });
@@ -274,10 +281,9 @@ test('a tab cut off from the relay reads until expiry, queues writes, and conver
       const ctx = window.brume.context('demo');
       for (let i = 0; i < 5; i++) await ctx.put(`offline-${i}`, i);
     });
-    await cut.waitForTimeout(1600);
-    expect(await cut.evaluate(() => window.brume.context('demo').get('lease'))).toEqual({
-      expired: true,
-    });
+    await expect
+      .poll(() => cut.evaluate(() => window.brume.context('demo').get('lease')))
+      .toEqual({ expired: true });
     expect(
       await other.evaluate(() => window.brume.context('demo').get('offline-0')),
     ).toBeUndefined();

@@ -347,9 +347,19 @@ test('closing the executing tab mid-request gives exactly one correct result', a
   const result = await answer;
   const survivor = executing === a ? b : a;
   expect(result).toMatchObject({ node: survivor.id, via: direct, value: { n, x } });
-  // One result: the survivor ran it once, and nothing else arrives later.
-  await caller.page.waitForTimeout(500);
-  expect(await survivor.page.evaluate(async () => (await window.brume.fabric).served)).toBe(1);
+  // One result: the survivor ran it once, and nothing else arrives later. A sentinel call on the
+  // same path instead of a pause: a second copy sent before it would be served or running by
+  // the time the sentinel is answered.
+  await caller.page.evaluate(
+    (id) => window.brume.invoke('hostile', 'echo', { n: 1 }, { privacy: id }, { rpc: 'spin' }),
+    survivor.id,
+  );
+  expect(
+    await survivor.page.evaluate(async () => {
+      const f = await window.brume.fabric;
+      return { served: f.served, busy: f.busy };
+    }),
+  ).toEqual({ served: 2, busy: 0 });
 });
 
 /** The tab running a request for someone else; fails if `done` settles first. */

@@ -51,8 +51,7 @@ describe('hub', () => {
     const hungCalls = serve(hung, () => 'from the hung node', 60_000);
     const pending = call({ input: 'hi' });
     // Only the hung node is there: the call goes to it, then it misses three heartbeats.
-    await new Promise((r) => setTimeout(r, 50));
-    expect(hungCalls).toHaveLength(1);
+    await expect.poll(() => hungCalls.length).toBe(1);
     const { node: good, welcome } = await joinRaw(ws);
     const goodCalls = serve(good, (input) => `echo ${input}`);
     const res = await pending;
@@ -129,7 +128,10 @@ describe('hub', () => {
       paused: false,
       links: [dewId],
     });
-    await new Promise((r) => setTimeout(r, 100));
+    const fogNode = await nodeIdOf(fogId.publicKey);
+    await expect
+      .poll(() => relay.hub.nodes().find((n) => n.id === fogNode)?.links)
+      .toEqual([dewId]);
     const before = { ...relay.hub.fanout() };
     const put = (k: string) =>
       fetch(`${relay.url}/api/context/fan/${k}`, {
@@ -156,7 +158,16 @@ describe('hub', () => {
     const fan2 = await fog.next('ctx-fan');
     await other.next('ctx-op'); // its own copy, straight from the relay
     fog.send({ t: 'ctx-unsent', seq: fan2.seq, to: [{ node: w2.nodeId, prev: 0 }] });
-    await new Promise((r) => setTimeout(r, 100));
+    // Sentinels instead of a pause: the relay answers a socket's frames in order, so once the fog
+    // has its answer the relay has handled ctx-unsent, and once the other node has its own, any
+    // ctx-op sent to it before has arrived.
+    for (const [n, id] of [
+      [fog, 901],
+      [other, 902],
+    ] as const) {
+      n.send({ t: 'ctx-keys', id, keys: [] });
+      await n.next('ctx-keys');
+    }
     expect(other.frames.filter((f) => f.t === 'ctx-op')).toHaveLength(1);
     expect(relay.hub.fanout().viaFog - before.viaFog).toBe(2);
     expect(relay.hub.fanout().unsent - before.unsent).toBe(1);
