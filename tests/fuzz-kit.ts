@@ -11,12 +11,13 @@ import { joinRaw, type RawNode } from './raw-node';
 /**
  * Writes `bytes` to the relay's port and answers what came back before the relay closed the
  * socket (or `waitMs` passed with the socket still open). With `reset`, the socket is reset
- * (TCP RST) right after writing, before any answer: what a client that vanishes does.
+ * (TCP RST) right after writing, before any answer: what a client that vanishes does. With
+ * `end`, the client half-closes after writing, so the relay answers what it can and closes.
  */
 export function rawHttp(
   url: string,
   bytes: Uint8Array | string,
-  options: { reset?: boolean; waitMs?: number } = {},
+  options: { reset?: boolean; end?: boolean; waitMs?: number } = {},
 ): Promise<string> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve) => {
@@ -33,7 +34,8 @@ export function rawHttp(
     socket.on('error', done);
     socket.on('close', done);
     socket.on('connect', () => {
-      socket.write(bytes);
+      if (options.end && !options.reset) socket.end(bytes);
+      else socket.write(bytes);
       if (options.reset) {
         socket.resetAndDestroy();
         done();
