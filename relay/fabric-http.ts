@@ -23,6 +23,8 @@ export interface FabricHttpOptions {
   admin: Admin;
   context: RelayContext;
   origins(origin: string): boolean;
+  /** Largest PeerJS signalling message, in bytes; default 64 KiB. */
+  maxSignalBytes?: number;
   log: { warn(m: string): void };
 }
 
@@ -35,6 +37,7 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
     authorized: (id, token) => hub.peerTokenOk(id, token),
     known: (id) => hub.nodes().some((n) => n.id === id),
     origins: o.origins,
+    ...(o.maxSignalBytes !== undefined && { maxMessageBytes: o.maxSignalBytes }),
     log: o.log,
   });
   routeUpgrades(

@@ -175,3 +175,20 @@ describe('what the relay cannot encode back reaches the caller as a typed error'
     node.ws.terminate();
   });
 });
+
+describe('the signalling limit', () => {
+  it('is a flag: --max-signal-kib 1 closes a 2 KiB message with 1009', async () => {
+    const small = await startRelay({ args: ['--no-cloud', '--max-signal-kib', '1'] });
+    try {
+      const { node, welcome } = await joinRaw(`${small.url.replace('http', 'ws')}/ws`);
+      const peer = await openSignalling(small.url, welcome.nodeId, welcome.peerToken);
+      const closed = closedCode(peer);
+      peer.send(JSON.stringify({ type: 'HEARTBEAT', pad: 'x'.repeat(2048) }));
+      expect(await closed).toBe(1009);
+      node.ws.terminate();
+      await stillUp(small);
+    } finally {
+      await small.stop();
+    }
+  });
+});

@@ -58,6 +58,8 @@ afterAll(async () => {
 });
 
 const mib = (kib: number) => (kib / 1024).toFixed(1);
+// A batch's time grows with its cases; no case waits on a clock, so this is only a backstop.
+const batchTimeoutMs = 30_000 + runs * 1000;
 
 function upload(bytes: Uint8Array): Promise<Response> {
   return fetch(`${relay.url}/api/apps`, {
@@ -139,69 +141,93 @@ async function openWs(): Promise<WebSocket> {
 }
 
 describe('fuzz: the relay survives hostile input', () => {
-  it('raw HTTP request lines, headers and bodies', async () => {
-    await batch('http', 1, httpRequest, async (bytes) => {
-      // Half-closed after writing: the relay answers what it can and closes; no waiting on time.
-      await rawHttp(relay.url, bytes, { end: true });
-    });
-  });
+  it(
+    'raw HTTP request lines, headers and bodies',
+    async () => {
+      await batch('http', 1, httpRequest, async (bytes) => {
+        // Half-closed after writing: the relay answers what it can and closes; no waiting on time.
+        await rawHttp(relay.url, bytes, { end: true });
+      });
+    },
+    batchTimeoutMs,
+  );
 
-  it('upgrade requests with random paths and headers', async () => {
-    await batch('upgrade', 2, upgrade, async ({ bytes, reset }) => {
-      await rawHttp(relay.url, bytes, { end: true, reset });
-    });
-  });
+  it(
+    'upgrade requests with random paths and headers',
+    async () => {
+      await batch('upgrade', 2, upgrade, async ({ bytes, reset }) => {
+        await rawHttp(relay.url, bytes, { end: true, reset });
+      });
+    },
+    batchTimeoutMs,
+  );
 
-  it('WebSocket messages on /ws before joining', async () => {
-    await batch(
-      'ws-before-join',
-      3,
-      fc.array(wsMessage(OVERSIZE), { minLength: 1, maxLength: 3 }),
-      async (messages) => {
-        const ws = await openWs();
-        for (const m of messages) await sendAndSettle(ws, m);
-        ws.terminate();
-      },
-    );
-  });
+  it(
+    'WebSocket messages on /ws before joining',
+    async () => {
+      await batch(
+        'ws-before-join',
+        3,
+        fc.array(wsMessage(OVERSIZE), { minLength: 1, maxLength: 3 }),
+        async (messages) => {
+          const ws = await openWs();
+          for (const m of messages) await sendAndSettle(ws, m);
+          ws.terminate();
+        },
+      );
+    },
+    batchTimeoutMs,
+  );
 
-  it('WebSocket messages on /ws after a real join', async () => {
-    await batch(
-      'ws-after-join',
-      4,
-      fc.array(wsMessage(OVERSIZE), { minLength: 1, maxLength: 4 }),
-      async (messages) => {
-        const { node } = await joinRaw(wsUrl);
-        for (const m of messages) await sendAndSettle(node.ws, m);
-        node.ws.terminate();
-      },
-    );
-  });
+  it(
+    'WebSocket messages on /ws after a real join',
+    async () => {
+      await batch(
+        'ws-after-join',
+        4,
+        fc.array(wsMessage(OVERSIZE), { minLength: 1, maxLength: 4 }),
+        async (messages) => {
+          const { node } = await joinRaw(wsUrl);
+          for (const m of messages) await sendAndSettle(node.ws, m);
+          node.ws.terminate();
+        },
+      );
+    },
+    batchTimeoutMs,
+  );
 
-  it('PeerJS messages from a registered node', async () => {
-    const ids = [await nodeIdOf(bystander.node.identity.publicKey)];
-    await batch(
-      'peerjs',
-      5,
-      fc.array(peerMessage(ids), { minLength: 1, maxLength: 4 }),
-      async (messages) => {
-        const { node, welcome } = await joinRaw(wsUrl);
-        const peer = await openSignalling(relay.url, welcome.nodeId, welcome.peerToken);
-        for (const m of messages) await sendAndSettle(peer, m);
-        peer.terminate();
-        node.ws.terminate();
-      },
-    );
-  });
+  it(
+    'PeerJS messages from a registered node',
+    async () => {
+      const ids = [await nodeIdOf(bystander.node.identity.publicKey)];
+      await batch(
+        'peerjs',
+        5,
+        fc.array(peerMessage(ids), { minLength: 1, maxLength: 4 }),
+        async (messages) => {
+          const { node, welcome } = await joinRaw(wsUrl);
+          const peer = await openSignalling(relay.url, welcome.nodeId, welcome.peerToken);
+          for (const m of messages) await sendAndSettle(peer, m);
+          peer.terminate();
+          node.ws.terminate();
+        },
+      );
+    },
+    batchTimeoutMs,
+  );
 
-  it('bundle uploads: random and mutated .brume bytes', async () => {
-    const b = await fuzzApp();
-    const valid = packBundle(b.manifest, b.files);
-    await batch('bundles', 6, bundleBytes(valid), async (bytes) => {
-      const res = await upload(bytes);
-      const text = await res.text();
-      // A refusal is a typed error; a 5xx would be the relay failing on its own input.
-      if (res.status >= 500) throw new Error(`deploy answered ${res.status}: ${text}`);
-    });
-  });
+  it(
+    'bundle uploads: random and mutated .brume bytes',
+    async () => {
+      const b = await fuzzApp();
+      const valid = packBundle(b.manifest, b.files);
+      await batch('bundles', 6, bundleBytes(valid), async (bytes) => {
+        const res = await upload(bytes);
+        const text = await res.text();
+        // A refusal is a typed error; a 5xx would be the relay failing on its own input.
+        if (res.status >= 500) throw new Error(`deploy answered ${res.status}: ${text}`);
+      });
+    },
+    batchTimeoutMs,
+  );
 });
