@@ -34,6 +34,8 @@ start:
   --web <dir>           the built web app (default dist/web)
   --apps <dir>          .brume files deployed when the store has no app yet (default dist/apps)
   --max-bundle-mib <n>  largest bundle a deploy may upload (default 256)
+  --max-signal-kib <n>  largest PeerJS signalling message a node may send (env
+                        BRUME_MAX_SIGNAL_KIB, default 64; a larger one closes its socket)
   --origin <url>        also let pages from this origin open node sockets (repeatable;
                         env BRUME_ORIGINS, comma-separated); the relay's own is always allowed
   --no-cloud            do not run the relay's own cloud node (onnxruntime-node)
@@ -73,6 +75,7 @@ const commands: Record<string, Options> = {
     web: { type: 'string' },
     apps: { type: 'string' },
     'max-bundle-mib': { type: 'string' },
+    'max-signal-kib': { type: 'string' },
     origin: { type: 'string', multiple: true },
     'no-cloud': { type: 'boolean' },
   },
@@ -130,6 +133,13 @@ async function main(argv: string[]): Promise<number> {
         web: flag('web') ? resolve(flag('web')!) : join(packageRoot, 'dist/web'),
         apps: flag('apps') ? resolve(flag('apps')!) : join(packageRoot, 'dist/apps'),
         bodyLimit: integer('--max-bundle-mib', flag('max-bundle-mib') ?? '256', 1, 4096) * 2 ** 20,
+        maxSignalBytes:
+          integer(
+            '--max-signal-kib',
+            flag('max-signal-kib') ?? process.env.BRUME_MAX_SIGNAL_KIB ?? '64',
+            1,
+            16_384,
+          ) * 1024,
         origins: [
           ...((values.origin as string[] | undefined) ?? []),
           ...(process.env.BRUME_ORIGINS?.split(',').filter(Boolean) ?? []),
@@ -185,6 +195,7 @@ interface StartOptions {
   web: string;
   apps: string;
   bodyLimit: number;
+  maxSignalBytes: number;
   origins: string[];
   cloud: boolean;
 }
@@ -201,6 +212,7 @@ async function start(o: StartOptions): Promise<number> {
     webRoot: o.web,
     appsToSeed: seeds,
     bodyLimit: o.bodyLimit,
+    maxSignalBytes: o.maxSignalBytes,
     origins: o.origins,
     cloudNode: o.cloud,
   });

@@ -4,11 +4,7 @@
  * decisions, events, trust) behind the admin token.
  * @example mountFabric(app, { hub, admin, origins: (o) => o === relayUrl });
  */
-import type { IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ExpressPeerServer } from 'peer';
-import { WebSocketServer } from 'ws';
 import { decode, encode } from '../core/codec';
 import { BrumeError, InputError, QosError, serializeError } from '../core/errors';
 import { nodeIdOf } from '../core/identity';
@@ -16,6 +12,9 @@ import { frameLimits, qosSchema } from '../core/protocol';
 import type { Admin } from './admin';
 import type { RelayContext } from './context';
 import type { Hub } from './hub';
+import { encodeAnswer } from './outgoing';
+import { mountPeerSignalling } from './peer-signal';
+import { routeUpgrades } from './upgrade';
 
 export const MSGPACK_TYPES = ['application/msgpack', 'application/vnd.msgpack'];
 
@@ -24,6 +23,8 @@ export interface FabricHttpOptions {
   admin: Admin;
   context: RelayContext;
   origins(origin: string): boolean;
+  /** Largest PeerJS signalling message, in bytes; default 64 KiB. */
+  maxSignalBytes?: number;
   log: { warn(m: string): void };
 }
 
@@ -31,41 +32,22 @@ export interface FabricHttpOptions {
 export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => void {
   const { hub, admin } = o;
 
-  // PeerJS signalling, on a socket server this file routes upgrades to (see upgrade below). The
-  // peer package starts its server when its express app is mounted; nodes never use its HTTP
-  // routes (they register under their own id), so it is mounted on a bare stand-in parent.
-  let peerSockets: WebSocketServer | undefined;
-  ExpressPeerServer(app.server, {
-    key: 'brume',
-    allow_discovery: false,
-    createWebSocketServer: (options) => {
-      // Upgrades reach it only through the routing below, which has checked the path.
-      peerSockets = new WebSocketServer({
-        noServer: true,
-        maxPayload: options.maxPayload ?? 64 * 1024,
-      });
-      return peerSockets;
-    },
-  }).emit('mount', { settings: {}, request: {}, response: {}, engines: {} });
-
-  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const url = new URL(req.url ?? '/', 'http://relay');
-    if (url.pathname === '/ws') return hub.upgrade(req, socket, head);
-    if (url.pathname === '/peerjs/peerjs' && peerSockets) {
-      // Only a node the hub admitted may register its own id: no one can take another's id.
-      const origin = req.headers.origin;
-      const id = url.searchParams.get('id') ?? '';
-      const token = url.searchParams.get('token') ?? '';
-      if ((origin !== undefined && !o.origins(origin)) || !hub.peerTokenOk(id, token)) {
-        o.log.warn(`peer signalling refused for "${id.slice(0, 32)}"`);
-        socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n');
-        return;
-      }
-      const wss = peerSockets;
-      return wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
-    }
-    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+  // Node sockets and PeerJS signalling share the relay's port; anything else is refused.
+  const peers = mountPeerSignalling(app.server, {
+    authorized: (id, token) => hub.peerTokenOk(id, token),
+    known: (id) => hub.nodes().some((n) => n.id === id),
+    origins: o.origins,
+    ...(o.maxSignalBytes !== undefined && { maxMessageBytes: o.maxSignalBytes }),
+    log: o.log,
   });
+  routeUpgrades(
+    app.server,
+    {
+      '/ws': (req, socket, head) => hub.upgrade(req, socket, head),
+      '/peerjs/peerjs': peers.upgrade,
+    },
+    o.log,
+  );
 
   app.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer' }, (_req, body, done) => {
     try {
@@ -222,11 +204,7 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
     },
   );
 
-  return () => {
-    // Upgraded sockets count as open connections: the HTTP server cannot close while they live.
-    for (const ws of peerSockets?.clients ?? []) ws.terminate();
-    peerSockets?.close();
-  };
+  return () => peers.close();
 
   async function requireAdmin(req: FastifyRequest, reply: FastifyReply) {
     if (!admin.authorized(req.headers.authorization)) {
@@ -240,7 +218,7 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
 function send(req: FastifyRequest, reply: FastifyReply, status: number, body: unknown) {
   const accept = `${req.headers.accept ?? ''} ${req.headers['content-type'] ?? ''}`;
   if (MSGPACK_TYPES.some((t) => accept.includes(t))) {
-    const bytes = encode(body);
+    const bytes = encodeAnswer(body); // what cannot be encoded is a typed error, not a 500
     return reply
       .code(status)
       .type('application/msgpack')

@@ -16,7 +16,6 @@ import type { Manifest } from '../core/manifest';
 import { place } from '../core/placement';
 import {
   decodeFrame,
-  encodeFrame,
   PROTOCOL_VERSION,
   ProtocolError,
   type Role,
@@ -26,6 +25,8 @@ import {
 } from '../core/protocol';
 import type { Qos } from '../core/scheduler';
 import type { RelayContext } from './context';
+import { encodeOutgoing } from './outgoing';
+import { originError, refuseUpgrade } from './upgrade';
 
 export interface HubOptions {
   relayId: string;
@@ -129,9 +130,37 @@ export function createHub(options: HubOptions) {
       `${kind}${node ? ` ${node.slice(0, 8)}` : ''}: ${detail}`,
     );
   };
-  const send = (conn: Conn, frame: ToNode) => {
-    if (conn.ws.readyState === conn.ws.OPEN) conn.ws.send(encodeFrame(frame));
-  };
+  /** Sends a frame; one the relay cannot encode is answered to whoever waits on it instead. */
+  function send(conn: Conn, frame: ToNode): void {
+    if (conn.ws.readyState !== conn.ws.OPEN) return;
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeOutgoing(frame);
+    } catch (e) {
+      unsendable(conn, frame, e as BrumeError);
+      return;
+    }
+    conn.ws.send(bytes);
+  }
+  /**
+   * A frame that cannot be sent (a value MessagePack cannot carry, or over the frame limit):
+   * a call's caller gets the error, a reply becomes an error to the same id, and a frame no one
+   * answers closes the connection with the reason, so nothing waits on silence.
+   */
+  function unsendable(conn: Conn, frame: ToNode, error: BrumeError): void {
+    event('refused', `a "${frame.t}" frame to this node: ${error.message}`, conn.node?.id);
+    const id = (frame as { id?: unknown }).id;
+    const f = frame.t === 'call' ? forwards.get(frame.id) : undefined;
+    if (f) {
+      forwards.delete(id as number);
+      clearTimeout(f.timer);
+      f.reply({ ok: false, error });
+    } else if (typeof id === 'number' && frame.t !== 'error' && frame.t !== 'call') {
+      send(conn, { t: 'error', id, error: wireError(error) });
+    } else {
+      close(conn, closeCodes.tooBig, error.message);
+    }
+  }
   const close = (conn: Conn, code: number, reason: string) => {
     // A close reason is at most 123 bytes.
     conn.ws.close(code, Buffer.from(reason).subarray(0, 123).toString());
@@ -156,8 +185,9 @@ export function createHub(options: HubOptions) {
   function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const origin = req.headers.origin;
     if (origin !== undefined && !options.origins(origin)) {
-      event('refused', `socket from origin ${origin} is not allowed`);
-      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n');
+      const error = originError(origin);
+      event('refused', error.message);
+      refuseUpgrade(socket, error);
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => accept(ws));

@@ -60,6 +60,8 @@ export interface RelayOptions {
   frameRate?: number;
   /** Largest frame a node socket may send, in bytes. Default 16 MiB. */
   maxFrameBytes?: number;
+  /** Largest PeerJS signalling message a node may send, in bytes. Default 64 KiB. */
+  maxSignalBytes?: number;
   /** Run a `cloud` node in this process (onnxruntime-node); default true. */
   cloudNode?: boolean;
 }
@@ -182,6 +184,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     context,
     log,
     origins: (origin) => allowedOrigins.has(origin),
+    ...(options.maxSignalBytes !== undefined && { maxSignalBytes: options.maxSignalBytes }),
   });
 
   app.addHook('onSend', async (req, reply, payload) => {

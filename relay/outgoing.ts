@@ -1,0 +1,58 @@
+/**
+ * Encoding what the relay sends back: a node's answer or a caller's input that arrived within
+ * the limits may still not leave (MessagePack's encoder stops at depth 100, and a result plus
+ * the relay's own fields may pass the frame limit). Each such failure is a typed error naming
+ * the field, for whoever waits on it.
+ * @example const bytes = encodeOutgoing({ t: 'result', id, value, rpc, ms, node });
+ */
+import { encode } from '../core/codec';
+import { BrumeError, CodecError } from '../core/errors';
+import { encodeFrame, frameLimits, type ToNode } from '../core/protocol';
+
+/** The part of each frame a peer supplied, named in errors (the rest is the relay's own). */
+const carried: Partial<Record<ToNode['t'], string>> = {
+  call: 'input',
+  result: 'value',
+  'ctx-catchup': 'ops',
+};
+
+/** Encodes a frame to a node; throws a CodecError or an E_LIMIT BrumeError naming the field. */
+export function encodeOutgoing(frame: ToNode, maxBytes = frameLimits.maxBytes): Uint8Array {
+  const field = carried[frame.t] ?? 'frame';
+  let bytes: Uint8Array;
+  try {
+    bytes = encodeFrame(frame);
+  } catch (e) {
+    throw new CodecError(`the ${field} of a "${frame.t}" cannot be encoded: ${reason(e)}`);
+  }
+  if (bytes.byteLength > maxBytes) {
+    throw new BrumeError(
+      'E_LIMIT',
+      `the ${field} of a "${frame.t}" makes a frame of ${bytes.byteLength} bytes, over the ${maxBytes}-byte frame limit`,
+    );
+  }
+  return bytes;
+}
+
+/** Encodes an HTTP answer as MessagePack; throws a CodecError naming what failed. */
+export function encodeAnswer(body: unknown, maxBytes = frameLimits.maxBytes): Uint8Array {
+  let bytes: Uint8Array;
+  try {
+    bytes = encode(body);
+  } catch (e) {
+    throw new CodecError(`the answer cannot be encoded as MessagePack: ${reason(e)}`);
+  }
+  if (bytes.byteLength > maxBytes) {
+    throw new BrumeError(
+      'E_LIMIT',
+      `the answer is ${bytes.byteLength} bytes, over the ${maxBytes}-byte limit`,
+    );
+  }
+  return bytes;
+}
+
+/** The encoder's message, or "too deep" for the stack overflow a deep enough value causes. */
+function reason(e: unknown): string {
+  if (e instanceof RangeError) return `nested past the encoder's depth (${e.message})`;
+  return e instanceof Error ? e.message : String(e);
+}
