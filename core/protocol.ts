@@ -266,6 +266,9 @@ export const toNode = z.discriminatedUnion('t', [
     cursor: z.number().int().nonnegative(),
     /** The apps whose whole state this catch-up holds (those the sync asked for in `full`). */
     full: z.array(name).max(1000).optional(),
+    /** A catch-up over the frame budget comes in parts: `part` from 0, `more` on all but the last. */
+    part: z.number().int().positive().max(100_000).optional(),
+    more: z.literal(true).optional(),
   }),
   /** The bindings the relay knows of the keys asked for (unknown keys are left out). */
   z.object({ t: z.literal('ctx-keys'), id, found: z.array(agreementSchema).max(32) }),

@@ -14,7 +14,7 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { BrumeError } from '../core/errors';
 import { loadAdmin } from './admin';
 import { packApp } from './pack';
-import { createRelay } from './server';
+import { createRelay, type RelayOptions } from './server';
 
 const packageRoot = fileURLToPath(new URL('..', import.meta.url));
 
@@ -39,6 +39,12 @@ start:
   --origin <url>        also let pages from this origin open node sockets (repeatable;
                         env BRUME_ORIGINS, comma-separated); the relay's own is always allowed
   --no-cloud            do not run the relay's own cloud node (onnxruntime-node)
+  --context-catchup-kib <n>   bytes of context per catch-up frame, a catch-up in more
+                        parts beyond (default 4096, at most 12288: a frame is 16 MiB)
+  --context-compact-mib <n>   compact context.log once it is over twice the live
+                        context plus this (default 1)
+  --context-agreements <n>    agreement keys kept in agreements.json (and recent joins
+                        in memory) at most (default 10000)
 
 pack:
   --out <file>          where to write (default <dir>/<name>-<version>.brume)
@@ -78,6 +84,9 @@ const commands: Record<string, Options> = {
     'max-signal-kib': { type: 'string' },
     origin: { type: 'string', multiple: true },
     'no-cloud': { type: 'boolean' },
+    'context-catchup-kib': { type: 'string' },
+    'context-compact-mib': { type: 'string' },
+    'context-agreements': { type: 'string' },
   },
   pack: { out: { type: 'string' } },
   deploy: { relay: { type: 'string' } },
@@ -145,6 +154,20 @@ async function main(argv: string[]): Promise<number> {
           ...(process.env.BRUME_ORIGINS?.split(',').filter(Boolean) ?? []),
         ].map(origin),
         cloud: !values['no-cloud'],
+        context: {
+          catchUpBytes:
+            integer('--context-catchup-kib', flag('context-catchup-kib') ?? '4096', 16, 12288) *
+            1024,
+          compactFloorBytes:
+            integer('--context-compact-mib', flag('context-compact-mib') ?? '1', 0, 65536) *
+            2 ** 20,
+          maxAgreements: integer(
+            '--context-agreements',
+            flag('context-agreements') ?? '10000',
+            0,
+            1e7,
+          ),
+        },
       });
     }
     case 'pack': {
@@ -198,6 +221,7 @@ interface StartOptions {
   maxSignalBytes: number;
   origins: string[];
   cloud: boolean;
+  context: NonNullable<RelayOptions['context']>;
 }
 
 async function start(o: StartOptions): Promise<number> {
@@ -215,6 +239,7 @@ async function start(o: StartOptions): Promise<number> {
     maxSignalBytes: o.maxSignalBytes,
     origins: o.origins,
     cloudNode: o.cloud,
+    context: o.context,
   });
   console.log(`Brume relay listening on ${relay.url} — open it in a browser to join`);
   console.log(`admin token: ${relay.admin.token} (also in ${join(o.data, 'admin-token')})`);

@@ -9,7 +9,7 @@
  *          const list = await readDurable(join(dir, 'trust.json'), JSON.parse, log) ?? [];
  */
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, rm } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 const queues = new Map<string, Promise<unknown>>();
@@ -31,6 +31,9 @@ export function writeDurable(
   return run;
 }
 
+/** The names writeDurable gives its temporary files. */
+const TEMPORARY = /^\..+\.[0-9a-f]{12}\.tmp$/;
+
 async function writeNow(path: string, data: string | Uint8Array, mode: number): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const file = await open(tmp, 'wx', mode);
@@ -50,6 +53,19 @@ async function writeNow(path: string, data: string | Uint8Array, mode: number): 
     throw e;
   }
   await syncDir(dirname(path));
+}
+
+/**
+ * Removes the temporary files writeDurable left in `dir` (only those of the files named in `of`,
+ * if given) when a process died mid-write: never complete, never used. Run at start, before any
+ * write to those files.
+ */
+export async function removeTemporaries(dir: string, of?: string[]): Promise<void> {
+  for (const name of await readdir(dir)) {
+    if (!TEMPORARY.test(name)) continue;
+    if (of && !of.some((target) => name.startsWith(`.${target}.`))) continue;
+    await rm(join(dir, name), { force: true });
+  }
 }
 
 /** fsyncs a directory, so a rename in it survives a crash. */

@@ -305,9 +305,10 @@ export function createHub(options: HubOptions) {
         const ctx = options.context;
         if (!ctx) throw new ProtocolError('this relay keeps no context store');
         conn.ctxApps = msg.apps ? new Set(msg.apps) : null;
-        const c = catchUpFor(ctx.replica, msg, (op) => view(op, conn));
-        conn.ctxSent = c.cursor;
-        send(conn, { t: 'ctx-catchup', ...c });
+        // In parts under the frame budget, sent back to back: no change comes between them.
+        const parts = catchUpFor(ctx.replica, msg, (op) => view(op, conn), ctx.catchUpBytes);
+        conn.ctxSent = parts[0]!.cursor;
+        for (const part of parts) send(conn, { t: 'ctx-catchup', ...part });
         return;
       }
       case 'ctx-unsent': {

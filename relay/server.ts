@@ -24,7 +24,7 @@ import {
 import { type Manifest, manifestSha256, type Service, unpackBundle } from '../core/manifest';
 import { type Admin, loadAdmin } from './admin';
 import { startCloudNode } from './cloud-node';
-import { openContext, type RelayContext } from './context';
+import { type ContextOptions, openContext, type RelayContext } from './context';
 import { errorBody, mountFabric } from './fabric-http';
 import { createHub, type Hub } from './hub';
 import { createStore, type Store } from './store';
@@ -64,6 +64,8 @@ export interface RelayOptions {
   maxSignalBytes?: number;
   /** Run a `cloud` node in this process (onnxruntime-node); default true. */
   cloudNode?: boolean;
+  /** Context store limits: catch-up frame bytes, log compaction floor, agreement keys kept. */
+  context?: Pick<ContextOptions, 'catchUpBytes' | 'compactFloorBytes' | 'maxAgreements' | 'limits'>;
 }
 
 export interface DeployResult {
@@ -111,7 +113,11 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const dataDir = options.dataDir ?? '.brume';
   const store = options.store ?? (await createStore(dataDir));
   const admin = await loadAdmin(dataDir);
-  const context = await openContext(dataDir);
+  const context = await openContext(dataDir, {
+    ...options.context,
+    trusted: (key) => admin.trusted(key),
+    warn: (m) => log.warn(m),
+  });
   const relayVersion = packageVersion();
 
   // Deploys one at a time, so two uploads of one version cannot both pass the conflict check.

@@ -6,18 +6,19 @@
  *   blobs/<sha256>             file bytes, content-addressed
  *   apps/<name>.json           the app's current manifest
  *   apps/<name>/<version>.json every version ever deployed
- *   tmp/                       writes in progress (renamed into place when complete)
+ *   .<file>.<random>.tmp       a write in progress, next to its target (relay/durable.ts)
  *
  * @example
  * const store = await createStore('.brume');
  * await store.blobs.put(sha, bytes);
  * await store.apps.put(manifest);
  */
-import { createHash, randomUUID } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { InputError, InternalError } from '../core/errors';
 import { type Manifest, parseManifest } from '../core/manifest';
+import { removeTemporaries, writeDurable } from './durable';
 
 /** Immutable bytes named by their sha256. */
 export interface BlobStore {
@@ -54,28 +55,18 @@ const VERSION = /^\d+\.\d+\.\d+$/;
 /** A Store in the file system under `dataDir` (created if missing). One relay per directory. */
 export async function createStore(dataDir = '.brume'): Promise<Store> {
   const root = resolve(dataDir);
-  const dirs = { blobs: join(root, 'blobs'), apps: join(root, 'apps'), tmp: join(root, 'tmp') };
-  // Whatever is in tmp/ was being written when a previous process died: never complete, never used.
-  await rm(dirs.tmp, { recursive: true, force: true });
+  const dirs = { blobs: join(root, 'blobs'), apps: join(root, 'apps') };
   for (const dir of Object.values(dirs)) await mkdir(dir, { recursive: true });
-
-  // Write to tmp/, fsync, then rename: a reader sees the whole file or none of it, even after a crash.
-  async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-    const tmp = join(dirs.tmp, randomUUID());
-    const handle = await open(tmp, 'wx');
-    try {
-      await handle.writeFile(bytes);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
-      await rename(tmp, path);
-    } catch (e) {
-      await rm(tmp, { force: true });
-      throw e;
-    }
+  // Temporaries were being written when a previous process died: never complete, never used.
+  await rm(join(root, 'tmp'), { recursive: true, force: true }); // where older relays wrote them
+  await removeTemporaries(dirs.blobs);
+  await removeTemporaries(dirs.apps);
+  for (const name of await readdir(dirs.apps)) {
+    if (NAME.test(name)) await removeTemporaries(join(dirs.apps, name)).catch(ignoreNotDir);
   }
+
+  // A reader sees the whole file or none of it, even after a crash (relay/durable.ts).
+  const writeAtomic = (path: string, bytes: Uint8Array) => writeDurable(path, bytes);
 
   function blobPath(sha256: string): string {
     if (!SHA256.test(sha256)) {
@@ -170,6 +161,10 @@ export function compareSemver(a: string, b: string): number {
 
 async function readOptional(path: string): Promise<Buffer | undefined> {
   return readFile(path).catch(ignoreMissing);
+}
+
+function ignoreNotDir(e: unknown): void {
+  if ((e as NodeJS.ErrnoException).code !== 'ENOTDIR') throw e;
 }
 
 function ignoreMissing(e: unknown): undefined {

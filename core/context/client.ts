@@ -72,6 +72,10 @@ export class NodeContext {
   /** Catch-ups asked for and received on this connection: the relay answers each sync in turn. */
   private syncsSent = 0;
   private catchUps = 0;
+  /** The next part expected of a catch-up in parts; 0: none under way. */
+  private partsSeen = 0;
+  /** Catch-ups and changes from the relay, applied in turn. */
+  private inbound: Promise<unknown> = Promise.resolve();
   private readonly syncWaiters: { after: number; done: () => void }[] = [];
   /** Apps this node keeps context of; `held`: those whose state it has (persisted). */
   private readonly apps = new Set<string>();
@@ -148,7 +152,7 @@ export class NodeContext {
 
   offline(): void {
     this.send = undefined;
-    this.syncsSent = this.catchUps = 0;
+    this.syncsSent = this.catchUps = this.partsSeen = 0;
     for (const w of this.syncWaiters.splice(0)) w.done();
     for (const w of this.waiting.values()) w.done(); // it waits in the outbox now
     this.waiting.clear();
@@ -238,37 +242,61 @@ export class NodeContext {
       }
       return;
     }
-    if (frame.t === 'ctx-catchup') {
-      const n = ++this.catchUps;
-      const changed: [string, unknown][] = [];
-      for (const op of frame.ops) {
-        this.clock.receive(op.stamp);
-        await this.open(op);
-        if (!this.replica.apply(op)) continue;
-        changed.push([entryKey(op), op]);
-      }
-      try {
-        if (this.kv.setMany) await this.kv.setMany(changed);
-        else for (const [k, v] of changed) await this.kv.set(k, v);
-        for (const [k] of changed) this.used.set(k, this.now());
-      } catch (e) {
-        if (!isQuota(e)) throw e;
-        this.unstored(changed.length);
-      }
-      if (frame.full?.length) {
-        for (const app of frame.full) this.held.add(app);
-        await this.kv.set('apps', [...this.held]);
-      }
-      await this.moveCursor(frame.cursor);
-      for (let i = this.syncWaiters.length - 1; i >= 0; i--) {
-        const w = this.syncWaiters[i]!;
-        if (w.after <= n) {
-          this.syncWaiters.splice(i, 1);
-          w.done();
-        }
-      }
+    // Catch-ups and changes apply one at a time, in arrival order: a catch-up in parts must not
+    // have its cursor moved (by its last part) before its earlier parts are stored.
+    const run = this.inbound.then(() =>
+      frame.t === 'ctx-catchup' ? this.catchUp(frame) : this.change(frame),
+    );
+    this.inbound = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * One part of a catch-up (PROTOCOL.md §5.5). Each part's ops apply as they come; the cursor
+   * moves, the `full` apps count as held and waiters wake only with the last part, and only if
+   * every part before it came: otherwise this node asks again.
+   */
+  private async catchUp(frame: Extract<ContextFrame, { t: 'ctx-catchup' }>): Promise<void> {
+    const part = frame.part ?? 0;
+    const whole = part === 0 || this.partsSeen === part;
+    this.partsSeen = whole && frame.more ? part + 1 : 0;
+    if (!whole) {
+      if (!frame.more) this.sync(); // a part went missing: the catch-up is incomplete
       return;
     }
+    const changed: [string, unknown][] = [];
+    for (const op of frame.ops) {
+      this.clock.receive(op.stamp);
+      await this.open(op);
+      if (!this.replica.apply(op)) continue;
+      changed.push([entryKey(op), op]);
+    }
+    try {
+      if (this.kv.setMany) await this.kv.setMany(changed);
+      else for (const [k, v] of changed) await this.kv.set(k, v);
+      for (const [k] of changed) this.used.set(k, this.now());
+    } catch (e) {
+      if (!isQuota(e)) throw e;
+      this.unstored(changed.length);
+    }
+    if (frame.more) return;
+    const n = ++this.catchUps;
+    if (frame.full?.length) {
+      for (const app of frame.full) this.held.add(app);
+      await this.kv.set('apps', [...this.held]);
+    }
+    await this.moveCursor(frame.cursor);
+    for (let i = this.syncWaiters.length - 1; i >= 0; i--) {
+      const w = this.syncWaiters[i]!;
+      if (w.after <= n) {
+        this.syncWaiters.splice(i, 1);
+        w.done();
+      }
+    }
+  }
+
+  /** A change the relay (or the parent fog) sends as it happens. */
+  private async change(frame: Extract<ContextFrame, { t: 'ctx-op' }>): Promise<void> {
     if (frame.prev !== this.cursor && frame.seq > this.cursor) {
       this.sync(); // a gap: ask for what is missing
       return;

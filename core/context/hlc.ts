@@ -38,8 +38,8 @@ export class Clock {
     return { wall: this.wall, count: this.count, node: this.node };
   }
 
-  /** Takes in a stamp from elsewhere, so this clock's next stamp comes after it. */
-  receive(s: Stamp): void {
+  /** Throws E_CLOCK when `s` is further ahead than this clock takes; changes nothing. */
+  check(s: Stamp): void {
     const t = this.now();
     if (s.wall > t + this.maxDriftMs) {
       throw new BrumeError(
@@ -47,6 +47,11 @@ export class Clock {
         `a stamp from ${s.node.slice(0, 8)} is ${s.wall - t} ms ahead of this clock (limit ${this.maxDriftMs} ms)`,
       );
     }
+  }
+
+  /** Takes in a stamp from elsewhere, so this clock's next stamp comes after it. */
+  receive(s: Stamp): void {
+    this.check(s);
     if (s.wall > this.wall) {
       this.wall = s.wall;
       this.count = s.count;

@@ -41,21 +41,54 @@ export interface ContextLimits {
   maxAppBytes: number;
   /** Operations the log keeps for catching up; older absences get a snapshot. */
   logLength: number;
+  /** Value bytes the log keeps at most (it holds superseded values too). */
+  logBytes: number;
+  /** How long the ids of applied operations are remembered, by the newest stamp seen (ms). */
+  seenMs: number;
+  /** Ids remembered at most, whatever their age. */
+  maxSeen: number;
 }
 
 export const defaultContextLimits: ContextLimits = {
   maxValueBytes: 64 * 1024,
   maxAppBytes: 4 * 1024 * 1024,
   logLength: 10_000,
+  logBytes: 16 * 1024 * 1024,
+  seenMs: 10 * 60_000,
+  maxSeen: 100_000,
 };
 
 export type CatchUp =
   | { ops: { seq: number; op: ContextOp }[]; cursor: number }
   | { snapshot: ContextOp[]; cursor: number };
 
-const idOf = (op: Pick<ContextOp, 'app' | 'key' | 'owner' | 'scope'>) =>
+/** One `ctx-catchup` frame (PROTOCOL.md §5.5): part `part` of a catch-up, `more` but the last. */
+export interface CatchUpPart {
+  ops: ContextOp[];
+  cursor: number;
+  full?: string[];
+  part?: number;
+  more?: true;
+}
+
+/** Bytes of ops per catch-up frame: well under the 16 MiB frame limit a node decodes. */
+export const defaultCatchUpBytes = 4 * 1024 * 1024;
+/** Ops per catch-up frame: under the 100,000 array items a node decodes. */
+const catchUpOps = 10_000;
+
+/** The key an operation writes: app, owner (node scope), key. */
+export const entryId = (op: Pick<ContextOp, 'app' | 'key' | 'owner' | 'scope'>) =>
   `${op.app}\u0000${op.scope === 'node' ? (op.owner ?? '') : ''}\u0000${op.key}`;
+const idOf = entryId;
 const sizeOf = (op: ContextOp) => (op.value?.byteLength ?? 0) + (op.sealed?.byteLength ?? 0);
+
+/** An upper bound of an op's MessagePack size (strings at most 3 bytes per UTF-16 unit). */
+export function encodedBound(op: ContextOp): number {
+  let chars = op.opId.length + op.app.length + op.key.length + (op.owner?.length ?? 0);
+  chars += op.stamp.node.length;
+  for (const k of op.privacy ?? []) chars += k.length + 5;
+  return sizeOf(op) + 3 * chars + 160;
+}
 
 /**
  * What of `op` a node may hold: nothing of another node's node-scoped key; of a private value
@@ -77,24 +110,62 @@ export function viewFor(
 /**
  * The catch-up a node asked for with its `cursor`: what it missed of the apps it keeps, plus the
  * whole state of the apps in `full` (which it holds nothing of yet), each op as `view` lets it
- * see it (undefined: not for it).
+ * see it (undefined: not for it). Of several ops on one key only the last goes (it wins anyway),
+ * and the rest is cut into parts of at most `maxBytes` each, one frame per part: live state is
+ * bounded per app, not per fabric, so one frame could exceed what a node decodes.
  */
 export function catchUpFor(
   replica: ContextReplica,
   ask: { cursor: number; full?: string[] },
   view: (op: ContextOp) => ContextOp | undefined,
-): { ops: ContextOp[]; cursor: number; full?: string[] } {
+  maxBytes = defaultCatchUpBytes,
+): CatchUpPart[] {
   const c = replica.since(ask.cursor);
   const full = new Set(ask.full);
   const ops = ('ops' in c ? c.ops.map((e) => e.op) : c.snapshot).filter((op) => !full.has(op.app));
   for (const app of full) ops.push(...replica.state(app));
-  const out = { ops: ops.flatMap((op) => view(op) ?? []), cursor: c.cursor };
-  return full.size ? { ...out, full: [...full] } : out;
+  const parts: ContextOp[][] = [[]];
+  let bytes = 0;
+  for (const op of lastPerKey(ops.flatMap((o) => view(o) ?? []))) {
+    const size = encodedBound(op);
+    const part = parts[parts.length - 1]!;
+    if (part.length && (bytes + size > maxBytes || part.length >= catchUpOps)) {
+      parts.push([op]);
+      bytes = size;
+    } else {
+      part.push(op);
+      bytes += size;
+    }
+  }
+  return parts.map((part, i) => ({
+    ops: part,
+    cursor: c.cursor,
+    ...(full.size && { full: [...full] }),
+    ...(i > 0 && { part: i }),
+    ...(i < parts.length - 1 && { more: true as const }),
+  }));
+}
+
+/** `ops` less those a later op in the list overwrites, in their order. */
+function lastPerKey(ops: ContextOp[]): ContextOp[] {
+  const last = new Map<string, number>();
+  for (const [i, op] of ops.entries()) last.set(entryId(op), i);
+  return ops.filter((op, i) => last.get(entryId(op)) === i);
 }
 
 export class ContextReplica {
   private readonly entries = new Map<string, ContextOp>();
-  private readonly seen = new Set<string>();
+  /**
+   * Ids of applied operations, each with the newest wall time seen when it came, oldest first.
+   * Forgetting one is harmless: an op that comes back later meets its key holding its own stamp or
+   * a greater one (it won and still holds, or it lost), and the greater stamp wins again, so it
+   * changes nothing. The ids only spare that comparison for replays (outboxes, duplicate frames),
+   * which come soon after the op itself. (A tombstone dropped by `gc` is the one thing a very
+   * late replay could undo: `gc`'s horizon must be longer than any absence.)
+   */
+  private readonly seen = new Map<string, number>();
+  private newestWall = 0;
+  private readonly logged = { bytes: 0 };
   /** Keys whose refused write was taken back, waiting for the relay's state. */
   private readonly reverted = new Set<string>();
   private readonly appBytes = new Map<string, number>();
@@ -136,7 +207,7 @@ export class ContextReplica {
     const old = this.entries.get(id);
     // Seen before: nothing to do, unless its key was taken back (revert) and it returns.
     if (this.seen.has(op.opId) && (old || !this.reverted.has(id))) return false;
-    this.seen.add(op.opId);
+    this.remember(op);
     this.reverted.delete(id);
     if (old && compareStamp(op.stamp, old.stamp) <= 0) return false;
     this.entries.set(id, op);
@@ -145,12 +216,61 @@ export class ContextReplica {
       (this.appBytes.get(op.app) ?? 0) - (old ? sizeOf(old) : 0) + sizeOf(op),
     );
     this.log.push({ seq: ++this.seq, op });
-    if (this.log.length > this.limits.logLength * 1.1)
-      this.log.splice(0, this.log.length - this.limits.logLength);
+    this.logged.bytes += sizeOf(op);
+    this.trimLog();
     for (const w of this.watchers) {
       if (w.app === op.app && op.key.startsWith(w.prefix)) w.cb(op);
     }
     return true;
+  }
+
+  /** Notes `op` as seen, and forgets ids past the horizon or over the count. */
+  private remember(op: ContextOp): void {
+    this.newestWall = Math.max(this.newestWall, op.stamp.wall);
+    this.seen.delete(op.opId); // re-inserted last: the map stays in arrival order
+    this.seen.set(op.opId, this.newestWall);
+    const horizon = this.newestWall - this.limits.seenMs;
+    for (const [id, at] of this.seen) {
+      if (at >= horizon && this.seen.size <= this.limits.maxSeen) break;
+      this.seen.delete(id);
+    }
+  }
+
+  /** Keeps the log within its length and bytes; a node further behind gets a snapshot. */
+  private trimLog(): void {
+    const { logLength, logBytes } = this.limits;
+    if (this.log.length <= logLength * 1.1 && this.logged.bytes <= logBytes) return;
+    let drop = Math.max(0, this.log.length - logLength);
+    let bytes = this.logged.bytes;
+    for (let i = 0; i < drop; i++) bytes -= sizeOf(this.log[i]!.op);
+    while (drop < this.log.length - 1 && bytes > logBytes) bytes -= sizeOf(this.log[drop++]!.op);
+    this.log.splice(0, drop);
+    this.logged.bytes = bytes;
+  }
+
+  /**
+   * Starts this replica from a snapshot (before any other op): its `ops` and the log position
+   * `seq` it was taken at. Nothing is logged: a node behind `seq` gets a snapshot.
+   */
+  restore(ops: ContextOp[], seq: number): void {
+    for (const op of ops) {
+      this.remember(op);
+      this.entries.set(idOf(op), op);
+      this.appBytes.set(op.app, (this.appBytes.get(op.app) ?? 0) + sizeOf(op));
+    }
+    this.seq = seq;
+  }
+
+  /** How many keys it holds (tombstones included) and their value bytes. */
+  size(): { keys: number; bytes: number } {
+    let bytes = 0;
+    for (const b of this.appBytes.values()) bytes += b;
+    return { keys: this.entries.size, bytes };
+  }
+
+  /** How many operation ids it remembers (bounded by `seenMs` and `maxSeen`). */
+  get seenCount(): number {
+    return this.seen.size;
   }
 
   /** The current value of a key, unless it was deleted or has expired (by `now`). */

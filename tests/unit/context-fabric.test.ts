@@ -184,4 +184,73 @@ describe('context through the relay', () => {
     expect([...kv.map.keys()].filter((k) => k.startsWith('outbox/'))).toEqual([]);
     expect(relay.context.replica.has(refused)).toBe(false);
   });
+
+  it('a node that was away converges after 300 rewrites of a 60 KB key, and past the frame limit', async () => {
+    const [a, b] = await Promise.all([node('away-a'), node('away-b')]);
+    const apps = ['big0', 'big1', 'big2', 'big3', 'big4'];
+    for (const app of apps) b.ctx.use(app);
+    await b.ctx.fresh();
+    const value = (i: number) => new Uint8Array(60_000).fill(i % 251);
+    const same = (r: unknown, i: number) =>
+      r !== undefined && Buffer.from((r as { value: Uint8Array }).value).equals(value(i));
+    /** b leaves, `write` happens, b comes back with what it held. */
+    const away = async (write: () => Promise<void>) => {
+      b.fabric.close();
+      await write();
+      b.fabric = connectFabric({
+        url: `${relay.url.replace('http', 'ws')}/ws`,
+        socket: (u) => new WebSocket(u) as unknown as SocketLike,
+        identity: b.identity,
+        role: 'dew',
+        runtime: createRuntime(nodePlatform(httpAppSource(relay.url, fetch)), {
+          id: b.identity.id,
+          logicWorkers: 1,
+        }),
+        context: b.ctx,
+        capabilities: async () => ({ backends: [{ name: 'cpu', detail: 'test' }], cores: 1 }),
+      });
+      fabrics.push(b.fabric);
+    };
+    // 300 rewrites of one key: 18 MB of log, once sent in one frame b's decoder refused.
+    await away(async () => {
+      for (let i = 0; i < 300; i++) await a.ctx.settled(await a.ctx.put('big0', 'k', value(i)));
+    });
+    await until(() => same(b.ctx.get('big0', 'k'), 299), 'b after 300 rewrites', 60_000);
+    // 300 keys of 60 KB over five apps: 18 MB of live state, more than one frame can hold.
+    await away(async () => {
+      for (let i = 0; i < 300; i++) {
+        await a.ctx.settled(await a.ctx.put(apps[i % 5]!, `k${i}`, value(i)));
+      }
+    });
+    await until(
+      () =>
+        Array.from({ length: 300 }, (_, i) => i).every((i) =>
+          same(b.ctx.get(apps[i % 5]!, `k${i}`), i),
+        ),
+      'b after 300 keys',
+      60_000,
+    );
+    expect(b.fabric.status).toBe('joined');
+  }, 180_000);
+
+  it('keeps on disk the agreement keys of nodes somebody seals for, not every join', async () => {
+    const [w, ...joined] = await Promise.all([node('j0'), node('j1'), node('j2'), node('j3')]);
+    await w.ctx.settled(
+      await w.ctx.put('kept', 'pin', 1, { privacy: [joined[0]!.identity.publicKey] }),
+    );
+    const file = join(dir, 'agreements.json');
+    const keys = async () =>
+      (JSON.parse(await readFile(file, 'utf8').catch(() => '[]')) as { publicKey: string }[]).map(
+        (r) => r.publicKey,
+      );
+    const end = Date.now() + 5000;
+    while (!(await keys()).includes(joined[0]!.identity.publicKey) && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // The value is sealed for j1 and its writer; j2 and j3 only joined.
+    const onDisk = await keys();
+    expect(onDisk).toContain(joined[0]!.identity.publicKey);
+    expect(onDisk).toContain(w.identity.publicKey);
+    for (const n of [joined[1]!, joined[2]!]) expect(onDisk).not.toContain(n.identity.publicKey);
+  });
 });

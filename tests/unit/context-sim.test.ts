@@ -3,7 +3,7 @@
 // frames through a simulated network that drops, duplicates, reorders and cuts connections, while
 // nodes write (some values sealed for a few identity keys), delete, expire, go offline for short
 // and long absences, and start running a second app. The relay side is a ContextReplica with the
-// hub's own filters (core's viewFor and catchUpFor). After healing (every node reconnects over a
+// hub's own filters (core's viewFor and catchUpFor, its catch-ups cut into small parts). After healing (every node reconnects over a
 // lossless network): every node holds what the relay holds of the keys it may hold, of the apps
 // it runs, and nothing of the others; nothing expired reads; a private value is nowhere in
 // plaintext (KV, replica, relay), its envelope only with its keys, and its keys can read it;
@@ -153,9 +153,10 @@ async function simulate(seed: number) {
       const f = m.frame;
       if (f.t === 'ctx-sync') {
         relayApps.set(node.i, f.apps ? new Set(f.apps) : null);
-        const c = catchUpFor(relay, f, (op) => forNode(op, node));
-        lastSent.set(node.i, c.cursor);
-        send({ to: node.i, frame: { t: 'ctx-catchup', ...c } }, lossy);
+        // A small frame budget: catch-ups come in parts, which the network drops and reorders.
+        const parts = catchUpFor(relay, f, (op) => forNode(op, node), 600);
+        lastSent.set(node.i, parts[0]!.cursor);
+        for (const part of parts) send({ to: node.i, frame: { t: 'ctx-catchup', ...part } }, lossy);
       } else if (f.t === 'ctx-op') {
         relayClock.receive(f.op.stamp);
         const fresh = relay.apply(f.op);

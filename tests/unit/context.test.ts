@@ -3,7 +3,7 @@ import { decode, encode } from '../../core/codec';
 import { NodeContext, type PutOptions } from '../../core/context/client';
 import { Clock, compareStamp } from '../../core/context/hlc';
 import { memoryKV, Outbox } from '../../core/context/outbox';
-import { type ContextOp, ContextReplica } from '../../core/context/replica';
+import { type ContextOp, ContextReplica, catchUpFor } from '../../core/context/replica';
 import { generateAgreementKey, seal, unseal } from '../../core/context/seal';
 
 const now = 1_000_000;
@@ -91,6 +91,57 @@ describe('replica', () => {
     expect('ops' in short && short.ops.map((e) => e.op.opId)).toEqual(['o9']);
     const long = r.since(1);
     expect('snapshot' in long && long.snapshot).toHaveLength(10);
+  });
+
+  it('forgets op ids past the horizon, and a replay of a forgotten op changes nothing', () => {
+    const r = new ContextReplica({ seenMs: 1000, maxSeen: 50 });
+    const seen: string[] = [];
+    r.watch('a', '', (o) => seen.push(o.opId));
+    const first = op({ opId: 'first', stamp: { wall: 0, count: 0, node: 'x' } });
+    const second = op({ opId: 'second', stamp: { wall: 10, count: 0, node: 'x' } });
+    r.apply(first);
+    r.apply(second);
+    for (let i = 0; i < 1000; i++) {
+      r.apply(
+        op({ opId: `o${i}`, key: `k${i}`, stamp: { wall: 20 + i * 10, count: 0, node: 'x' } }),
+      );
+    }
+    // Bounded by count and by age, whatever has been applied.
+    expect(r.seenCount).toBeLessThanOrEqual(50);
+    expect([r.has('first'), r.has('second'), r.has('o999')]).toEqual([false, false, true]);
+    // Replays of forgotten ops: the greater stamp holds the key, nothing changes, nobody is told.
+    expect([r.apply(first), r.apply(second)]).toEqual([false, false]);
+    expect(decode(r.get('a', 'k', {}, 0)!.value!)).toBe('second');
+    expect(seen.filter((id) => id === 'first' || id === 'second')).toEqual(['first', 'second']);
+  });
+
+  it('cuts a catch-up into parts under the byte budget, the last write of a key only', () => {
+    const r = new ContextReplica();
+    for (let i = 0; i < 300; i++) {
+      // 300 rewrites of one key, and 40 keys of 1 KB.
+      r.apply(op({ opId: `big${i}`, stamp: { wall: i, count: 0, node: 'x' } }));
+      if (i < 40) {
+        r.apply(
+          op({
+            opId: `s${i}`,
+            key: `s${i}`,
+            value: new Uint8Array(1000),
+            stamp: { wall: i, count: 1, node: 'x' },
+          }),
+        );
+      }
+    }
+    const parts = catchUpFor(r, { cursor: 0 }, (o) => o, 8_000);
+    expect(parts.length).toBeGreaterThan(4);
+    for (const p of parts)
+      expect(encode({ t: 'ctx-catchup', ...p }).byteLength).toBeLessThan(8_000);
+    expect(parts.map((p) => [p.part, p.more])).toEqual(
+      parts.map((_, i) => [i || undefined, i < parts.length - 1 || undefined]),
+    );
+    const ops = parts.flatMap((p) => p.ops.map((o) => o.opId));
+    expect(ops.filter((id) => id.startsWith('big'))).toEqual(['big299']);
+    expect(ops).toHaveLength(41);
+    expect(new Set(parts.map((p) => p.cursor))).toEqual(new Set([r.cursor]));
   });
 });
 

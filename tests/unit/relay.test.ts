@@ -248,6 +248,8 @@ describe('relay', () => {
 
   it('keeps apps across a restart with the same dataDir, on disk as documented', async () => {
     await relay.close();
+    // A write cut short by a crash leaves its temporary next to its target: gone at start.
+    await writeFile(join(dataDir, 'blobs', '.abc.0123456789ab.tmp'), 'half');
     relay = await createRelay({ port: 0, dataDir, webRoot, logger: silent, cloudNode: false });
     const list = await (await get('/api/apps')).json();
     expect(list.map((a: { name: string; version: string }) => `${a.name}@${a.version}`)).toEqual([
@@ -269,7 +271,6 @@ describe('relay', () => {
       '1.0.0.json',
       '1.1.0.json',
     ]);
-    expect(await readdir(join(dataDir, 'tmp'))).toEqual([]);
   });
 });
 
