@@ -16,6 +16,7 @@ import {
   encodeFrame,
   fromWireError,
   type PeerFrame,
+  parseQos,
   PROTOCOL_VERSION,
   type Role,
   type ToNode,
@@ -220,6 +221,7 @@ export class Fabric {
     qos: Qos = {},
     opts: CallOptions = {},
   ): Promise<FabricCallResult> {
+    qos = parseQos(qos); // from page code or a host page: checked here, named by field
     if (this.isMe(qos.privacy)) {
       return this.local(app, service, input, qos, opts, 'privacy keeps it on this node');
     }
@@ -279,6 +281,7 @@ export class Fabric {
     qos: Qos = {},
     rpc = '',
   ): Promise<{ node: string; rpc: string; estimateMs: number; reason: string }> {
+    qos = parseQos(qos);
     const local = async () => {
       const d = await this.options.runtime.plan(app, service, qos, rpc);
       return { node: this.nodeId, rpc: d.rpc, estimateMs: d.estimateMs, reason: d.reason };

@@ -7,7 +7,8 @@
  */
 import { z } from 'zod';
 import { type DecodeLimits, decode, defaultLimits, encode } from './codec';
-import { BrumeError, QosError, reviveError, serializeError } from './errors';
+import { BrumeError, InputError, QosError, reviveError, serializeError } from './errors';
+import { describeIssues } from './issues';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -42,6 +43,16 @@ export const qosSchema = z.strictObject({
   accuracy: z.number().min(0).max(1).optional(),
   privacy: z.string().min(1).max(256).optional(),
 });
+
+/**
+ * A caller's QoS, checked where it enters (HTTP, the client API, the embed) so a bad one is an
+ * InputError naming the field, never a frame the relay refuses by closing the node's socket.
+ */
+export function parseQos(value: unknown): z.infer<typeof qosSchema> {
+  const r = qosSchema.safeParse(value ?? {}, { reportInput: true });
+  if (!r.success) throw new InputError(describeIssues(r.error, ['qos'], { whole: 'qos' }));
+  return r.data;
+}
 
 const error = z.object({
   code: z.string().max(64),
@@ -341,13 +352,12 @@ export function decodeFrame<D extends Direction>(bytes: Uint8Array, direction: D
   } catch (e) {
     throw new ProtocolError(`undecodable frame: ${(e as Error).message}`);
   }
-  const parsed = schemas[direction].safeParse(raw);
+  const parsed = schemas[direction].safeParse(raw, { reportInput: true });
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
     const t = (raw as { t?: unknown } | null)?.t;
+    const what = describeIssues(parsed.error, [], { max: 3, whole: 'the frame' });
     throw new ProtocolError(
-      `invalid ${typeof t === 'string' ? `"${t.slice(0, 32)}" ` : ''}frame: ${where}${issue?.message ?? 'malformed'}`,
+      `invalid ${typeof t === 'string' ? `"${t.slice(0, 32)}" ` : ''}frame: ${what}`,
     );
   }
   return parsed.data as Frame<D>;

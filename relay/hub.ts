@@ -17,6 +17,7 @@ import { place } from '../core/placement';
 import {
   decodeFrame,
   encodeFrame,
+  fromWireError,
   PROTOCOL_VERSION,
   ProtocolError,
   type Role,
@@ -309,7 +310,7 @@ export function createHub(options: HubOptions) {
         if (msg.t === 'result') {
           const { t: _, id: __, ...answer } = msg;
           f.reply({ ok: true, ...answer, node: node.id });
-        } else f.reply({ ok: false, error: new BrumeError(msg.error.code, msg.error.message) });
+        } else f.reply({ ok: false, error: fromWireError(msg.error) }); // keeps constraint, best
         return;
       }
       default:
