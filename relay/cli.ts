@@ -37,6 +37,10 @@ start:
   --origin <url>        also let pages from this origin open node sockets (repeatable;
                         env BRUME_ORIGINS, comma-separated); the relay's own is always allowed
   --no-cloud            do not run the relay's own cloud node (onnxruntime-node)
+  --logic-timeout-ms <n>  the cloud node's cap on a Logic step, whatever its manifest asks
+                        (default 10000)
+  --logic-memory-mib <n>  the cloud node's cap on a Logic's guest memory (default 256)
+  --logic-heap-mib <n>  the JS heap of each of the cloud node's Logic worker threads (default 64)
 
 pack:
   --out <file>          where to write (default <dir>/<name>-<version>.brume)
@@ -75,6 +79,9 @@ const commands: Record<string, Options> = {
     'max-bundle-mib': { type: 'string' },
     origin: { type: 'string', multiple: true },
     'no-cloud': { type: 'boolean' },
+    'logic-timeout-ms': { type: 'string' },
+    'logic-memory-mib': { type: 'string' },
+    'logic-heap-mib': { type: 'string' },
   },
   pack: { out: { type: 'string' } },
   deploy: { relay: { type: 'string' } },
@@ -135,6 +142,11 @@ async function main(argv: string[]): Promise<number> {
           ...(process.env.BRUME_ORIGINS?.split(',').filter(Boolean) ?? []),
         ].map(origin),
         cloud: !values['no-cloud'],
+        logicCaps: {
+          timeoutMs: integer('--logic-timeout-ms', flag('logic-timeout-ms') ?? '10000', 1, 600_000),
+          memoryMiB: integer('--logic-memory-mib', flag('logic-memory-mib') ?? '256', 1, 4096),
+          heapMiB: integer('--logic-heap-mib', flag('logic-heap-mib') ?? '64', 16, 4096),
+        },
       });
     }
     case 'pack': {
@@ -187,6 +199,7 @@ interface StartOptions {
   bodyLimit: number;
   origins: string[];
   cloud: boolean;
+  logicCaps: { timeoutMs: number; memoryMiB: number; heapMiB: number };
 }
 
 async function start(o: StartOptions): Promise<number> {
@@ -203,6 +216,7 @@ async function start(o: StartOptions): Promise<number> {
     bodyLimit: o.bodyLimit,
     origins: o.origins,
     cloudNode: o.cloud,
+    logicCaps: o.logicCaps,
   });
   console.log(`Brume relay listening on ${relay.url} — open it in a browser to join`);
   console.log(`admin token: ${relay.admin.token} (also in ${join(o.data, 'admin-token')})`);
