@@ -17,6 +17,7 @@ import {
   fromWireError,
   type PeerFrame,
   PROTOCOL_VERSION,
+  parseQos,
   type Role,
   type ToNode,
   type ToRelay,
@@ -85,6 +86,8 @@ export interface FabricOptions {
   links?: PeerLinks;
   /** Requests this node runs at once for others. */
   maxConcurrency?: number;
+  /** Requests from others that wait for a free slot; past this they are refused. Default 16. */
+  maxQueued?: number;
   /** Time a request to the relay may take. */
   requestTimeoutMs?: number;
   backoff?: { initialMs: number; maxMs: number };
@@ -105,6 +108,8 @@ interface Pending {
 }
 
 const noLinkRetryMs = 30_000;
+/** A peer call that failed this way is placed again without that node. */
+const placeAgainAfter = new Set(['E_DISCONNECTED', 'E_UNAVAILABLE', 'E_TIMEOUT']);
 
 export function connectFabric(options: FabricOptions): Fabric {
   return new Fabric(options);
@@ -129,6 +134,8 @@ export class Fabric {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private running = 0;
+  /** Calls from others waiting for a slot, oldest first. */
+  private readonly queued: (() => void)[] = [];
   private heartbeat: ReturnType<typeof setTimeout> | undefined;
   private retry: ReturnType<typeof setTimeout> | undefined;
   private attempt = 0;
@@ -168,6 +175,10 @@ export class Fabric {
   setConcurrency(n: number): void {
     if (n === this.concurrency) return;
     this.concurrency = n;
+    while (this.running < this.concurrency && this.queued.length) {
+      this.running++;
+      this.queued.shift()!();
+    }
     this.beatNow();
   }
 
@@ -187,6 +198,38 @@ export class Fabric {
   /** Requests this node is running for others right now. */
   get busy(): number {
     return this.running;
+  }
+
+  /** Requests from others waiting for a slot right now. */
+  get waiting(): number {
+    return this.queued.length;
+  }
+
+  /**
+   * A slot to serve a call in: at once, after the calls waiting before it, or refused when the
+   * queue is full (the caller places it elsewhere). Synchronous up to the wait, so the order and
+   * the refusal do not depend on timing.
+   */
+  private slot(): Promise<void> | undefined {
+    if (this.running < this.concurrency) {
+      this.running++;
+      return undefined;
+    }
+    const max = this.options.maxQueued ?? 16;
+    if (this.queued.length >= max) {
+      throw new BrumeError(
+        'E_UNAVAILABLE',
+        `this node is serving ${this.running} calls with ${this.queued.length} waiting (limit ${this.concurrency} at once, ${max} waiting)`,
+      );
+    }
+    return new Promise<void>((resolve) => this.queued.push(resolve));
+  }
+
+  /** Hands the slot to the oldest waiting call, unless concurrency was lowered meanwhile. */
+  private freeSlot(): void {
+    const next = this.running <= this.concurrency ? this.queued.shift() : undefined;
+    if (next) next();
+    else this.running--;
   }
 
   /** Calls `listener` on every status change; answers a function that unsubscribes. */
@@ -220,6 +263,7 @@ export class Fabric {
     qos: Qos = {},
     opts: CallOptions = {},
   ): Promise<FabricCallResult> {
+    qos = parseQos(qos); // from page code or a host page: checked here, named by field
     if (this.isMe(qos.privacy)) {
       return this.local(app, service, input, qos, opts, 'privacy keeps it on this node');
     }
@@ -279,6 +323,7 @@ export class Fabric {
     qos: Qos = {},
     rpc = '',
   ): Promise<{ node: string; rpc: string; estimateMs: number; reason: string }> {
+    qos = parseQos(qos);
     const local = async () => {
       const d = await this.options.runtime.plan(app, service, qos, rpc);
       return { node: this.nodeId, rpc: d.rpc, estimateMs: d.estimateMs, reason: d.reason };
@@ -355,10 +400,10 @@ export class Fabric {
         return this.answer(r, d.node, 'peer', d.reason, t0);
       } catch (e) {
         const err = reviveError(e);
-        if (err.code === 'E_DISCONNECTED' && exclude.filter((n) => n !== this.nodeId).length < 3) {
-          // The node went away mid-call: place it again without that node. Whatever it might
-          // still send for this attempt has nowhere to go.
-          this.options.log?.(`${d.node.slice(0, 8)} lost mid-call; placing again`);
+        if (placeAgainAfter.has(err.code) && exclude.filter((n) => n !== this.nodeId).length < 3) {
+          // The node went away, is full, or stopped answering: place it again without that
+          // node. Whatever it might still send for this attempt has nowhere to go.
+          this.options.log?.(`${d.node.slice(0, 8)}: ${err.message}; placing again`);
           return this.remote(app, service, input, qos, rpc, [...exclude, d.node]);
         }
         if (err.code !== 'E_NO_LINK') throw err;
@@ -403,8 +448,9 @@ export class Fabric {
     if (p !== undefined && (p === 'device' || !this.isMe(p))) {
       throw new QosError('privacy', undefined, `privacy ${p} does not allow this node`);
     }
-    this.running++;
+    const wait = this.slot();
     try {
+      if (wait) await wait;
       await this.options.runtime.ensure(msg.app);
       // A child's offer: taken only if this node meets the QoS (it throws the QosError if not).
       if (msg.probe) await this.options.runtime.plan(msg.app, msg.service, msg.qos, msg.rpc);
@@ -424,7 +470,7 @@ export class Fabric {
       }));
       return { value: r.value, rpc: r.rpc, ms: r.ms, trace };
     } finally {
-      this.running--;
+      this.freeSlot();
     }
   }
 
@@ -607,7 +653,7 @@ export class Fabric {
     this.reported = this.capacityKey();
     const frame: ToRelay = {
       t: 'heartbeat',
-      load: { queue: this.running, maxConcurrency: this.concurrency },
+      load: { queue: this.running + this.queued.length, maxConcurrency: this.concurrency },
       apps: rt.apps().map((m) => m.name),
       models: rt.runnable(),
       stats,

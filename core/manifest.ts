@@ -10,6 +10,7 @@
 import { z } from 'zod';
 import { type DecodeLimits, decode, defaultLimits, encode } from './codec';
 import { BundleIntegrityError, CodecError, ManifestError } from './errors';
+import { describeIssues, formatPath, show, typeName } from './issues';
 
 // ---- Types ----------------------------------------------------------------------------------
 
@@ -263,7 +264,7 @@ const _typeCheck: z.ZodType<Manifest> = manifestSchema;
  * Validates `json` against PROTOCOL.md §2.1 and returns it typed. Unknown fields are refused so a
  * typo (`limit` for `limits`) is reported instead of ignored. Defaults are not filled in: use
  * `logicLimits`. Throws ManifestError naming every bad field, e.g.
- * `services.model.variants.small.accuracy: must be ≤ 1 (got 1.5)`.
+ * `services.model.variants.small.accuracy must be at most 1 (got 1.5)`.
  */
 export function parseManifest(json: unknown): Manifest {
   // zod drops an own "__proto__" key silently; refuse it so nothing vanishes unreported.
@@ -271,10 +272,7 @@ export function parseManifest(json: unknown): Manifest {
   if (proto) throw new ManifestError(`${formatPath(proto)}: "__proto__" is not allowed as a key`);
   const r = manifestSchema.safeParse(json, { reportInput: true });
   if (r.success) return r.data as Manifest;
-  const messages = r.error.issues.flatMap(describeIssue);
-  const shown = messages.slice(0, 8);
-  if (messages.length > shown.length) shown.push(`and ${messages.length - shown.length} more`);
-  throw new ManifestError(shown.join('; '), { cause: r.error });
+  throw new ManifestError(describeIssues(r.error, [], { whole: 'manifest' }), { cause: r.error });
 }
 
 function findProtoKey(value: unknown, path: PropertyKey[]): PropertyKey[] | undefined {
@@ -285,80 +283,6 @@ function findProtoKey(value: unknown, path: PropertyKey[]): PropertyKey[] | unde
     if (found) return found;
   }
   return undefined;
-}
-
-function describeIssue(issue: z.core.$ZodIssue): string[] {
-  const at = (extra: PropertyKey[] = []) => formatPath([...issue.path, ...extra]) || 'manifest';
-  const absent = 'input' in issue && issue.input === undefined;
-  if (absent && ['invalid_type', 'invalid_value', 'invalid_format'].includes(issue.code)) {
-    return [`${at()}: required`];
-  }
-  switch (issue.code) {
-    case 'unrecognized_keys':
-      return issue.keys.map((k) => `${at([k])}: unknown field`);
-    case 'invalid_key':
-      return [`${at()}: invalid name, ${issue.issues[0]?.message ?? 'not allowed'}`];
-    case 'invalid_type':
-      if (issue.expected === 'int')
-        return [`${at()}: must be an integer (got ${show(issue.input)})`];
-      return [`${at()}: must be ${article(issue.expected)} (got ${typeName(issue.input)})`];
-    case 'too_big':
-    case 'too_small': {
-      const big = issue.code === 'too_big';
-      const bound = big ? issue.maximum : issue.minimum;
-      const rel = big ? (issue.inclusive ? '≤' : '<') : issue.inclusive ? '≥' : '>';
-      if (issue.origin === 'number' || issue.origin === 'int') {
-        return [`${at()}: must be ${rel} ${bound} (got ${show(issue.input)})`];
-      }
-      // A message given in the schema says it better than the generic one.
-      if (!/^Too (small|big)/.test(issue.message)) return [`${at()}: ${issue.message}`];
-      const unit = issue.origin === 'string' ? 'characters' : 'items';
-      return [`${at()}: must have ${big ? 'at most' : 'at least'} ${bound} ${unit}`];
-    }
-    case 'invalid_value':
-      return [`${at()}: must be ${oneOf(issue.values)} (got ${show(issue.input)})`];
-    case 'invalid_union':
-      if ('options' in issue && issue.options) {
-        return [`${at()}: must be ${oneOf(issue.options)}`];
-      }
-      return [`${at()}: ${issue.message}`];
-    default:
-      return [`${at()}: ${issue.message}`];
-  }
-}
-
-const SIMPLE_KEY = /^[A-Za-z_][A-Za-z0-9_-]*$/;
-
-/** `['services', 'model', 'inputs', 0]` → `services.model.inputs[0]`; odd keys get quoted. */
-function formatPath(path: PropertyKey[]): string {
-  let out = '';
-  for (const key of path) {
-    if (typeof key === 'number') out += `[${key}]`;
-    else if (SIMPLE_KEY.test(String(key))) out += out ? `.${String(key)}` : String(key);
-    else out += `[${JSON.stringify(String(key))}]`;
-  }
-  return out;
-}
-
-function typeName(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (v instanceof Uint8Array) return 'bytes';
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${show(v)}`;
-}
-
-function oneOf(values: readonly unknown[]): string {
-  const shown = values.map((v) => JSON.stringify(v));
-  return shown.length > 2 ? `one of ${shown.join(', ')}` : shown.join(' or ');
-}
-
-function article(t: string): string {
-  return t === 'object' || t === 'array' ? `an ${t}` : `a ${t}`;
-}
-
-function show(v: unknown): string {
-  const s = typeof v === 'string' ? JSON.stringify(v) : String(v);
-  return s.length > 40 ? `${s.slice(0, 37)}...` : s;
 }
 
 // ---- Hashing and verification ---------------------------------------------------------------

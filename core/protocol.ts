@@ -7,7 +7,8 @@
  */
 import { z } from 'zod';
 import { type DecodeLimits, decode, defaultLimits, encode } from './codec';
-import { BrumeError, QosError, reviveError, serializeError } from './errors';
+import { BrumeError, InputError, QosError, reviveError, serializeError } from './errors';
+import { describeIssues } from './issues';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -42,6 +43,16 @@ export const qosSchema = z.strictObject({
   accuracy: z.number().min(0).max(1).optional(),
   privacy: z.string().min(1).max(256).optional(),
 });
+
+/**
+ * A caller's QoS, checked where it enters (HTTP, the client API, the embed) so a bad one is an
+ * InputError naming the field, never a frame the relay refuses by closing the node's socket.
+ */
+export function parseQos(value: unknown): z.infer<typeof qosSchema> {
+  const r = qosSchema.safeParse(value ?? {}, { reportInput: true });
+  if (!r.success) throw new InputError(describeIssues(r.error, ['qos'], { whole: 'qos' }));
+  return r.data;
+}
 
 const error = z.object({
   code: z.string().max(64),
@@ -344,13 +355,12 @@ export function decodeFrame<D extends Direction>(bytes: Uint8Array, direction: D
   } catch (e) {
     throw new ProtocolError(`undecodable frame: ${(e as Error).message}`);
   }
-  const parsed = schemas[direction].safeParse(raw);
+  const parsed = schemas[direction].safeParse(raw, { reportInput: true });
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
     const t = (raw as { t?: unknown } | null)?.t;
+    const what = describeIssues(parsed.error, [], { max: 3, whole: 'the frame' });
     throw new ProtocolError(
-      `invalid ${typeof t === 'string' ? `"${t.slice(0, 32)}" ` : ''}frame: ${where}${issue?.message ?? 'malformed'}`,
+      `invalid ${typeof t === 'string' ? `"${t.slice(0, 32)}" ` : ''}frame: ${what}`,
     );
   }
   return parsed.data as Frame<D>;
@@ -366,32 +376,98 @@ export function* chunk(id: number, bytes: Uint8Array): Generator<PeerFrame> {
   }
 }
 
-/** Reassembles chunks per id, in order; a gap or an oversized message is a ProtocolError. */
+export interface ReassemblerLimits {
+  /** Bytes of one message; default the frame limit (16 MiB). */
+  maxBytes?: number;
+  /** Messages partly received at once on one link; default 4. */
+  maxPartials?: number;
+  /** Bytes held for partly received messages on one link; default 32 MiB. */
+  maxPartialBytes?: number;
+  /** A partial message with no chunk for this long is dropped; default 30 000 ms. */
+  staleMs?: number;
+  /** The clock, in ms (tests move it by hand). */
+  now?: () => number;
+}
+
+interface Partial {
+  next: number;
+  size: number;
+  bufs: Uint8Array[];
+  lastAt: number;
+}
+
+/**
+ * Reassembles chunks per id, in order. What one link may hold is bounded: the bytes of a message,
+ * the number of messages partly received and their bytes together; a partial message that stops
+ * getting chunks is dropped. A gap or a limit passed is a ProtocolError naming it.
+ */
 export class Reassembler {
-  private readonly parts = new Map<number, { next: number; size: number; bufs: Uint8Array[] }>();
-  constructor(private readonly maxBytes = frameLimits.maxBytes) {}
+  private readonly parts = new Map<number, Partial>();
+  private held = 0;
+  private readonly limits: Required<ReassemblerLimits>;
+  constructor(limits: ReassemblerLimits | number = {}) {
+    const l = typeof limits === 'number' ? { maxBytes: limits } : limits;
+    this.limits = {
+      maxBytes: l.maxBytes ?? frameLimits.maxBytes,
+      maxPartials: l.maxPartials ?? 4,
+      maxPartialBytes: l.maxPartialBytes ?? 32 * 1024 * 1024,
+      staleMs: l.staleMs ?? 30_000,
+      now: l.now ?? (() => performance.now()),
+    };
+  }
+
+  /** Bytes held now for messages partly received. */
+  get bytes(): number {
+    return this.held;
+  }
+
+  /** Messages partly received now. */
+  get partials(): number {
+    return this.parts.size;
+  }
 
   /** Answers the whole payload when `c` completes one, else undefined. */
   add(c: Extract<PeerFrame, { t: 'chunk' }>): Uint8Array | undefined {
-    const p = this.parts.get(c.id) ?? { next: 0, size: 0, bufs: [] };
+    const { maxBytes, maxPartials, maxPartialBytes } = this.limits;
+    const now = this.limits.now();
+    this.dropStale(now);
+    let p = this.parts.get(c.id);
+    if (!p) {
+      if (c.seq === 0 && !c.last && this.parts.size >= maxPartials) {
+        throw new ProtocolError(
+          `message ${c.id} would be partial message ${this.parts.size + 1} on this link (limit ${maxPartials})`,
+        );
+      }
+      p = { next: 0, size: 0, bufs: [], lastAt: now };
+    }
     if (c.seq !== p.next) {
-      this.parts.delete(c.id);
+      this.drop(c.id);
       throw new ProtocolError(
         `chunk ${c.seq} of message ${c.id} arrived where ${p.next} was expected`,
       );
     }
-    p.next++;
-    p.size += c.data.byteLength;
-    if (p.size > this.maxBytes) {
-      this.parts.delete(c.id);
-      throw new ProtocolError(`message ${c.id} exceeds ${this.maxBytes} bytes`);
+    const n = c.data.byteLength;
+    if (p.size + n > maxBytes) {
+      this.drop(c.id);
+      throw new ProtocolError(`message ${c.id} exceeds ${maxBytes} bytes`);
     }
+    const wouldHold = this.held + n;
+    if (!c.last && wouldHold > maxPartialBytes) {
+      this.drop(c.id);
+      throw new ProtocolError(
+        `partial messages on this link would hold ${wouldHold} bytes (limit ${maxPartialBytes})`,
+      );
+    }
+    if (c.last) this.drop(c.id); // before its size grows: `held` counts what was added
+    p.next++;
+    p.size += n;
+    p.lastAt = now;
     p.bufs.push(c.data.slice());
     if (!c.last) {
+      this.held += n;
       this.parts.set(c.id, p);
       return undefined;
     }
-    this.parts.delete(c.id);
     const out = new Uint8Array(p.size);
     let at = 0;
     for (const b of p.bufs) {
@@ -404,6 +480,21 @@ export class Reassembler {
   /** Drops partial messages (their link dropped). */
   clear(): void {
     this.parts.clear();
+    this.held = 0;
+  }
+
+  private drop(id: number): void {
+    const p = this.parts.get(id);
+    if (!p) return;
+    this.parts.delete(id);
+    this.held -= p.size;
+  }
+
+  // A sender that stopped mid-message will not finish it: its bytes are not kept for ever.
+  private dropStale(now: number): void {
+    for (const [id, p] of this.parts) {
+      if (now - p.lastAt > this.limits.staleMs) this.drop(id);
+    }
   }
 }
 

@@ -95,7 +95,17 @@ export interface RuntimeOptions {
   logicWorkers?: number;
   /** Model files larger than this are not run on this node (default: no limit). */
   maxModelBytes?: number;
+  /**
+   * This node's cap on a Logic step's wall-clock budget, whatever its manifest asks (up to
+   * 600 000 ms there); default 10 000.
+   */
+  logicTimeoutMs?: number;
+  /** This node's cap on a Logic's guest memory, whatever its manifest asks (up to 4096 MiB there); default 256. */
+  logicMemoryMiB?: number;
 }
+
+/** The host's caps on what a manifest may ask of a Logic (RuntimeOptions). */
+export const DEFAULT_LOGIC_CAPS = { timeoutMs: 10_000, memoryMiB: 256 } as const;
 
 export function createRuntime(platform: Platform, options: RuntimeOptions = {}) {
   return new Runtime(platform, options);
@@ -483,7 +493,7 @@ export class Runtime {
     if (!p) {
       p = (async () => {
         const { module, minPages } = await this.compile(m, svc.file);
-        const limits = logicLimits(svc);
+        const limits = this.logicLimits(svc);
         return createLogicPool({
           name: key,
           module,
@@ -498,6 +508,21 @@ export class Runtime {
       p.catch(() => this.pools.delete(key));
     }
     return p;
+  }
+
+  /** A Logic's limits: what its manifest asks, within this node's caps. */
+  logicLimits(svc: LogicService): { timeoutMs: number; memoryMiB: number } {
+    const asked = logicLimits(svc);
+    return {
+      timeoutMs: Math.min(
+        asked.timeoutMs,
+        this.options.logicTimeoutMs ?? DEFAULT_LOGIC_CAPS.timeoutMs,
+      ),
+      memoryMiB: Math.min(
+        asked.memoryMiB,
+        this.options.logicMemoryMiB ?? DEFAULT_LOGIC_CAPS.memoryMiB,
+      ),
+    };
   }
 
   /** Compiles each distinct wasm once per node, whatever app or service names it. */

@@ -45,6 +45,10 @@ start:
                         context plus this (default 1)
   --context-agreements <n>    agreement keys kept in agreements.json (and recent joins
                         in memory) at most (default 10000)
+  --logic-timeout-ms <n>  the cloud node's cap on a Logic step, whatever its manifest asks
+                        (default 10000)
+  --logic-memory-mib <n>  the cloud node's cap on a Logic's guest memory (default 256)
+  --logic-heap-mib <n>  the JS heap of each of the cloud node's Logic worker threads (default 64)
 
 pack:
   --out <file>          where to write (default <dir>/<name>-<version>.brume)
@@ -87,6 +91,9 @@ const commands: Record<string, Options> = {
     'context-catchup-kib': { type: 'string' },
     'context-compact-mib': { type: 'string' },
     'context-agreements': { type: 'string' },
+    'logic-timeout-ms': { type: 'string' },
+    'logic-memory-mib': { type: 'string' },
+    'logic-heap-mib': { type: 'string' },
   },
   pack: { out: { type: 'string' } },
   deploy: { relay: { type: 'string' } },
@@ -168,6 +175,11 @@ async function main(argv: string[]): Promise<number> {
             1e7,
           ),
         },
+        logicCaps: {
+          timeoutMs: integer('--logic-timeout-ms', flag('logic-timeout-ms') ?? '10000', 1, 600_000),
+          memoryMiB: integer('--logic-memory-mib', flag('logic-memory-mib') ?? '256', 1, 4096),
+          heapMiB: integer('--logic-heap-mib', flag('logic-heap-mib') ?? '64', 16, 4096),
+        },
       });
     }
     case 'pack': {
@@ -222,6 +234,7 @@ interface StartOptions {
   origins: string[];
   cloud: boolean;
   context: NonNullable<RelayOptions['context']>;
+  logicCaps: { timeoutMs: number; memoryMiB: number; heapMiB: number };
 }
 
 async function start(o: StartOptions): Promise<number> {
@@ -240,6 +253,7 @@ async function start(o: StartOptions): Promise<number> {
     origins: o.origins,
     cloudNode: o.cloud,
     context: o.context,
+    logicCaps: o.logicCaps,
   });
   console.log(`Brume relay listening on ${relay.url} — open it in a browser to join`);
   console.log(`admin token: ${relay.admin.token} (also in ${join(o.data, 'admin-token')})`);

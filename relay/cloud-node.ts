@@ -15,18 +15,35 @@ import { createRuntime } from '../core/runtime';
 import { httpAppSource } from '../core/sources';
 import { nodePlatform } from './platform';
 
+/** What a Logic may take on the cloud node, whatever its manifest asks: it runs in the relay. */
+export interface LogicCaps {
+  /** Wall-clock budget of one step; default 10 000 ms. */
+  timeoutMs?: number;
+  /** Guest memory; default 256 MiB. */
+  memoryMiB?: number;
+  /** JS heap of each Logic worker thread; default 64 MiB. */
+  heapMiB?: number;
+}
+
 export async function startCloudNode(
   relayUrl: string,
   vouch: (publicKey: string) => void,
   log: (line: string) => void,
+  caps: LogicCaps = {},
 ): Promise<Fabric> {
   const identity = await loadOrCreateIdentity(memoryKeyStore(), 'cloud');
   vouch(identity.publicKey);
   const threads = Math.max(1, Math.min(4, os.availableParallelism() - 1));
-  const runtime = createRuntime(nodePlatform(httpAppSource(relayUrl, fetch), { threads }), {
-    id: identity.id,
-    logicWorkers: threads,
-  });
+  const source = httpAppSource(relayUrl, fetch);
+  const runtime = createRuntime(
+    nodePlatform(source, { threads, ...(caps.heapMiB && { logicHeapMiB: caps.heapMiB }) }),
+    {
+      id: identity.id,
+      logicWorkers: threads,
+      ...(caps.timeoutMs && { logicTimeoutMs: caps.timeoutMs }),
+      ...(caps.memoryMiB && { logicMemoryMiB: caps.memoryMiB }),
+    },
+  );
   await runtime.refresh();
   const url = new URL('/ws', relayUrl);
   url.protocol = 'ws:';

@@ -8,8 +8,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { decode, encode } from '../core/codec';
 import { BrumeError, InputError, QosError, serializeError } from '../core/errors';
 import { nodeIdOf } from '../core/identity';
-import { frameLimits, qosSchema } from '../core/protocol';
+import { frameLimits } from '../core/protocol';
 import type { Admin } from './admin';
+import { callBody, contextPutBody, parseBody, scheduleBody } from './bodies';
 import type { RelayContext } from './context';
 import type { Hub } from './hub';
 import { encodeAnswer } from './outgoing';
@@ -60,14 +61,8 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   app.post<{ Params: { app: string; service: string } }>(
     '/api/call/:app/:service',
     async (req, reply) => {
-      const body = (req.body ?? {}) as { input?: unknown; qos?: unknown; rpc?: unknown };
-      if (typeof body !== 'object' || !('input' in body)) {
-        throw new InputError('send { input, qos? } as JSON or MessagePack');
-      }
-      const qos = qosSchema.safeParse(body.qos ?? {});
-      if (!qos.success) throw new InputError(`bad qos: ${qos.error.issues[0]?.message}`);
-      const rpc = typeof body.rpc === 'string' ? body.rpc : '';
-      const answer = await hub.call(req.params.app, req.params.service, body.input, qos.data, rpc);
+      const { input, qos, rpc } = parseBody(callBody, req.body, '{ input, qos?, rpc? }');
+      const answer = await hub.call(req.params.app, req.params.service, input, qos ?? {}, rpc);
       return send(req, reply, 200, answer);
     },
   );
@@ -76,11 +71,8 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   app.post<{ Params: { app: string; service: string } }>(
     '/api/schedule/:app/:service',
     async (req) => {
-      const body = (req.body ?? {}) as { qos?: unknown; rpc?: unknown };
-      const qos = qosSchema.safeParse(body.qos ?? {});
-      if (!qos.success) throw new InputError(`bad qos: ${qos.error.issues[0]?.message}`);
-      const rpc = typeof body.rpc === 'string' ? body.rpc : '';
-      return hub.decide(req.params.app, req.params.service, qos.data, '', [], rpc);
+      const { qos, rpc } = parseBody(scheduleBody, req.body, '{ qos?, rpc? }');
+      return hub.decide(req.params.app, req.params.service, qos ?? {}, '', [], rpc);
     },
   );
 
@@ -133,18 +125,14 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
     '/api/context/:app/:key',
     async (req, reply) => {
       const { app: name, key } = contextKey(req.params);
-      const body = (req.body ?? {}) as { value?: unknown; ttlMs?: unknown; privacy?: unknown };
-      if (!('value' in body)) throw new InputError('send { value, ttlMs? } as JSON or MessagePack');
+      const body = parseBody(contextPutBody, req.body, '{ value, ttlMs? }');
       if (body.privacy !== undefined) {
         throw new BrumeError(
           'E_UNSUPPORTED',
           'private values are written by trusted nodes, not over HTTP',
         );
       }
-      const ttl = body.ttlMs;
-      if (ttl !== undefined && !(typeof ttl === 'number' && ttl > 0))
-        throw new InputError('ttlMs must be a positive number');
-      const op = await write(name, key, 'put', body.value, ttl as number | undefined);
+      const op = await write(name, key, 'put', body.value, body.ttlMs);
       return reply
         .code(200)
         .send({ stamp: op.stamp, ...(op.expiresAt !== undefined && { expiresAt: op.expiresAt }) });

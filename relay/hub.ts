@@ -16,6 +16,7 @@ import type { Manifest } from '../core/manifest';
 import { place } from '../core/placement';
 import {
   decodeFrame,
+  fromWireError,
   PROTOCOL_VERSION,
   ProtocolError,
   type Role,
@@ -340,7 +341,9 @@ export function createHub(options: HubOptions) {
         if (msg.t === 'result') {
           const { t: _, id: __, ...answer } = msg;
           f.reply({ ok: true, ...answer, node: node.id });
-        } else f.reply({ ok: false, error: new BrumeError(msg.error.code, msg.error.message) });
+        } else if (msg.error.code === 'E_UNAVAILABLE') {
+          refused(f, node.id, fromWireError(msg.error));
+        } else f.reply({ ok: false, error: fromWireError(msg.error) }); // keeps constraint, best
         return;
       }
       default:
@@ -534,6 +537,17 @@ export function createHub(options: HubOptions) {
       clearTimeout(f.timer);
       forward({ ...f, tried: [...f.tried, node.id] }, f.reply, true);
     }
+  }
+
+  /**
+   * A node refused a call as busy or paused: it is placed again without that node, or the
+   * refusal is the answer when no other node is there to take it.
+   */
+  function refused(f: Forward, by: string, e: BrumeError): void {
+    const tried = [...f.tried, by];
+    const others = records().some((n) => !tried.includes(n.id) && n.id !== f.caller);
+    if (tried.length < 3 && others) forward({ ...f, tried }, f.reply, true);
+    else f.reply({ ok: false, error: e });
   }
 
   /** Places a request: the node, the rpc to call there and the variants it must use. */

@@ -3,7 +3,14 @@ import { Worker } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import * as ort from 'onnxruntime-node';
-import { ModelRunError, serializeError } from '../core/errors';
+import {
+  type BrumeError,
+  LogicFault,
+  LogicMemoryError,
+  ModelRunError,
+  serializeError,
+} from '../core/errors';
+import type { WorkerHandle } from '../core/exec/logic-pool';
 import type { LogicWorkerApi } from '../core/exec/logic-worker';
 import type { ModelRunnerApi } from '../core/exec/model-runner';
 import type { AppSource, Platform } from '../core/runtime';
@@ -11,28 +18,75 @@ import { type Tensor, type TensorType, tensorValues } from '../core/tensor';
 
 const threadEntry = new URL('./logic-thread.ts', import.meta.url);
 
+export interface NodePlatformOptions {
+  /** onnxruntime-node threads per model session; default 1. */
+  threads?: number;
+  /**
+   * JS heap of each Logic worker thread, in MiB (worker_threads `resourceLimits`); default 64.
+   * Guest memory is not on this heap: the runtime's `logicMemoryMiB` caps that.
+   */
+  logicHeapMiB?: number;
+  /** The worker's entry module; default relay/logic-thread.ts (tests give a hostile one). */
+  logicEntry?: URL;
+}
+
 /**
  * The Node platform for createRuntime(): Logics in worker_threads, Models on onnxruntime-node.
  * @example const node = createRuntime(nodePlatform(memoryAppSource(bundles)));
  */
-export function nodePlatform(source: AppSource, options: { threads?: number } = {}): Platform {
+export function nodePlatform(source: AppSource, options: NodePlatformOptions = {}): Platform {
   return {
     source,
     models: onnxNodeRunner(options.threads ?? 1),
     backendOrder: ['cpu'],
-    spawnLogicWorker() {
-      // Workers ignore --import in execArgv: register tsx's loader in the thread, then load the entry.
-      const boot = `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(threadEntry.href)}); })`;
-      const worker = new Worker(boot, { eval: true });
-      worker.unref();
-      const remote = Comlink.wrap<LogicWorkerApi>(nodeEndpoint(worker));
-      return {
-        api: {
-          load: (module, o) => remote.load(module, o),
-          step: (name, request) => remote.step(name, request),
-        },
-        terminate: () => void worker.terminate(),
-      };
+    spawnLogicWorker: () =>
+      spawnLogicThread(options.logicEntry ?? threadEntry, options.logicHeapMiB ?? 64),
+  };
+}
+
+/**
+ * One Logic worker thread with a bounded heap. A thread that dies (out of heap, an uncaught
+ * throw, an exit) fails what it was running with a typed error instead of leaving it unanswered
+ * (comlink never settles a call to a dead thread), and never takes the process down: an 'error'
+ * nobody listens to would be thrown in the relay.
+ */
+export function spawnLogicThread(entry: URL, heapMiB: number): WorkerHandle {
+  // Workers ignore --import in execArgv: register tsx's loader in the thread, then load the entry.
+  const boot = `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(entry.href)}); })`;
+  const worker = new Worker(boot, {
+    eval: true,
+    resourceLimits: { maxOldGenerationSizeMb: heapMiB, maxYoungGenerationSizeMb: 16 },
+  });
+  worker.unref();
+  let failure: BrumeError | undefined;
+  let stopping = false;
+  const died = new Promise<never>((_, reject) => {
+    worker.on('error', (e: Error & { code?: string }) => {
+      failure ??=
+        e.code === 'ERR_WORKER_OUT_OF_MEMORY'
+          ? new LogicMemoryError(
+              `the Logic worker ran out of its ${heapMiB} MiB heap and was replaced`,
+              { cause: e },
+            )
+          : new LogicFault(`the Logic worker crashed (${e.message}) and was replaced`, {
+              cause: e,
+            });
+    });
+    worker.on('exit', (code) => {
+      if (stopping) return reject(new LogicFault('the Logic worker was stopped'));
+      reject(failure ?? new LogicFault(`the Logic worker exited (code ${code}) and was replaced`));
+    });
+  });
+  died.catch(() => {}); // a worker that dies idle fails nothing; its next use does
+  const remote = Comlink.wrap<LogicWorkerApi>(nodeEndpoint(worker));
+  return {
+    api: {
+      load: (module, o) => Promise.race([remote.load(module, o), died]),
+      step: (name, request) => Promise.race([remote.step(name, request), died]),
+    },
+    terminate: () => {
+      stopping = true;
+      void worker.terminate();
     },
   };
 }

@@ -23,7 +23,7 @@ import {
 } from '../core/errors';
 import { type Manifest, manifestSha256, type Service, unpackBundle } from '../core/manifest';
 import { type Admin, loadAdmin } from './admin';
-import { startCloudNode } from './cloud-node';
+import { type LogicCaps, startCloudNode } from './cloud-node';
 import { type ContextOptions, openContext, type RelayContext } from './context';
 import { errorBody, mountFabric } from './fabric-http';
 import { createHub, type Hub } from './hub';
@@ -66,6 +66,8 @@ export interface RelayOptions {
   cloudNode?: boolean;
   /** Context store limits: catch-up frame bytes, log compaction floor, agreement keys kept. */
   context?: Pick<ContextOptions, 'catchUpBytes' | 'compactFloorBytes' | 'maxAgreements' | 'limits'>;
+  /** The cloud node's caps on Logics, whatever manifests ask (relay/cloud-node.ts). */
+  logicCaps?: LogicCaps;
 }
 
 export interface DeployResult {
@@ -353,6 +355,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
           url,
           (key) => ownKeys.add(key),
           (l) => log.warn(`cloud node: ${l}`),
+          options.logicCaps,
         );
 
   let closing: Promise<void> | undefined;

@@ -16,6 +16,7 @@ import {
   fromWireError,
   type PeerFrame,
   Reassembler,
+  type ReassemblerLimits,
   toWireError,
 } from '../core/protocol';
 
@@ -35,6 +36,8 @@ export interface PeerLinkOptions {
   openTimeoutMs?: number;
   /** Buffered bytes above which sending waits. */
   highWaterBytes?: number;
+  /** What one channel may make this tab hold for messages partly received (core/protocol.ts). */
+  partials?: Pick<ReassemblerLimits, 'maxPartials' | 'maxPartialBytes' | 'staleMs'>;
   log?: (line: string) => void;
 }
 
@@ -93,7 +96,11 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
   }
 
   function attach(conn: DataConnection): Link {
-    const link: Link = { conn, pending: new Map(), reassembler: new Reassembler() };
+    const link: Link = {
+      conn,
+      pending: new Map(),
+      reassembler: new Reassembler(options.partials ?? {}),
+    };
     conn.on('data', (data) => {
       try {
         onBytes(link, new Uint8Array(data as ArrayBuffer));

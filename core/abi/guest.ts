@@ -45,7 +45,10 @@ export function createGuest(module: WebAssembly.Module, options: GuestOptions): 
     },
     brume: {
       log: (ptr: number, len: number) => {
-        options.log?.(utf8.decode(new Uint8Array(memory.buffer, ptr, len)).slice(0, 4096));
+        // Decoded no further than it is kept: a guest's long line costs the host 4 KiB, not its
+        // length (a Node worker's heap is smaller than the guest memory it may log).
+        const bytes = new Uint8Array(memory.buffer, ptr, len).subarray(0, 4 * 4096);
+        options.log?.(utf8.decode(bytes).slice(0, 4096));
       },
     },
   };
