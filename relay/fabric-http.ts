@@ -6,14 +6,15 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
 import { ExpressPeerServer } from 'peer';
 import { WebSocketServer } from 'ws';
 import { decode, encode } from '../core/codec';
-import { BrumeError, InputError, QosError, serializeError } from '../core/errors';
+import { BrumeError, InputError, NotFoundError, QosError, serializeError } from '../core/errors';
 import { nodeIdOf } from '../core/identity';
 import { frameLimits, qosSchema } from '../core/protocol';
 import type { Admin } from './admin';
+import type { Auth } from './auth';
 import type { RelayContext } from './context';
 import type { Hub } from './hub';
 
@@ -22,14 +23,21 @@ export const MSGPACK_TYPES = ['application/msgpack', 'application/vnd.msgpack'];
 export interface FabricHttpOptions {
   hub: Hub;
   admin: Admin;
+  auth: Auth;
   context: RelayContext;
   origins(origin: string): boolean;
+  /** Throws HostError for a Host header that is not one of the relay's names. */
+  hosts(host: string | undefined): void;
+  /** Whether an app of that name is deployed. */
+  deployed(name: string): Promise<boolean>;
+  /** HTTP calls without a credential: allowed at all, and how many per address per window. */
+  calls: { anonymous: boolean; max: number; windowMs: number };
   log: { warn(m: string): void };
 }
 
 /** Mounts the routes and upgrade handling; answers a function that closes the peer sockets. */
 export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => void {
-  const { hub, admin } = o;
+  const { hub, admin, auth } = o;
 
   // PeerJS signalling, on a socket server this file routes upgrades to (see upgrade below). The
   // peer package starts its server when its express app is mounted; nodes never use its HTTP
@@ -49,6 +57,7 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   }).emit('mount', { settings: {}, request: {}, response: {}, engines: {} });
 
   app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (!hostOk(req, socket)) return;
     const url = new URL(req.url ?? '/', 'http://relay');
     if (url.pathname === '/ws') return hub.upgrade(req, socket, head);
     if (url.pathname === '/peerjs/peerjs' && peerSockets) {
@@ -75,8 +84,23 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
     }
   });
 
+  // Anonymous calls: allowed (rate limited per address) unless switched off; a key with `call`
+  // (or the admin token) is held to no per-address limit.
+  const callRoute: RouteShorthandOptions = {
+    onRequest: async (req) => {
+      if (!o.calls.anonymous || auth.principal(req)) auth.require(req, 'call');
+    },
+    config: {
+      rateLimit: {
+        max: o.calls.max,
+        timeWindow: o.calls.windowMs,
+        allowList: (req: FastifyRequest) => auth.allows(auth.principal(req), 'call'),
+      },
+    },
+  };
   app.post<{ Params: { app: string; service: string } }>(
     '/api/call/:app/:service',
+    callRoute,
     async (req, reply) => {
       const body = (req.body ?? {}) as { input?: unknown; qos?: unknown; rpc?: unknown };
       if (typeof body !== 'object' || !('input' in body)) {
@@ -93,6 +117,7 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   // The Edgeless API for clients outside the fabric: where a call would run, and why.
   app.post<{ Params: { app: string; service: string } }>(
     '/api/schedule/:app/:service',
+    callRoute,
     async (req) => {
       const body = (req.body ?? {}) as { qos?: unknown; rpc?: unknown };
       const qos = qosSchema.safeParse(body.qos ?? {});
@@ -106,6 +131,15 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   const contextKey = (p: { app: string; key: string }) => {
     if (!/^[a-z][a-z0-9-]{0,63}$/.test(p.app) || p.key.length === 0 || p.key.length > 256) {
       throw new InputError('an app name and a key of 1 to 256 characters');
+    }
+    return p;
+  };
+  // A write needs `context:write` for the app, and the app must exist: no context for nobody.
+  const writable = async (req: FastifyRequest<{ Params: { app: string; key: string } }>) => {
+    const p = contextKey(req.params);
+    auth.require(req, 'context:write', p.app);
+    if (!(await o.deployed(p.app))) {
+      throw new NotFoundError(`no app named "${p.app}" is deployed: its context cannot be written`);
     }
     return p;
   };
@@ -150,7 +184,7 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   app.put<{ Params: { app: string; key: string } }>(
     '/api/context/:app/:key',
     async (req, reply) => {
-      const { app: name, key } = contextKey(req.params);
+      const { app: name, key } = await writable(req);
       const body = (req.body ?? {}) as { value?: unknown; ttlMs?: unknown; privacy?: unknown };
       if (!('value' in body)) throw new InputError('send { value, ttlMs? } as JSON or MessagePack');
       if (body.privacy !== undefined) {
@@ -171,13 +205,13 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   app.delete<{ Params: { app: string; key: string } }>(
     '/api/context/:app/:key',
     async (req, reply) => {
-      const { app: name, key } = contextKey(req.params);
+      const { app: name, key } = await writable(req);
       await write(name, key, 'delete');
       return reply.code(204).send();
     },
   );
 
-  const guarded = { onRequest: [requireAdmin] };
+  const guarded = { onRequest: auth.hook('admin') };
   app.get('/api/nodes', guarded, async () =>
     hub.nodes().map((n) => ({ ...n, shortId: n.id.slice(0, 8) })),
   );
@@ -228,10 +262,17 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
     peerSockets?.close();
   };
 
-  async function requireAdmin(req: FastifyRequest, reply: FastifyReply) {
-    if (!admin.authorized(req.headers.authorization)) {
-      const message = 'admin API: send Authorization: Bearer <token> (printed by brume start)';
-      return reply.code(401).send({ error: { code: 'E_AUTH', message } });
+  /** Refuses an upgrade whose Host is not the relay's (DNS rebinding), naming the host. */
+  function hostOk(req: IncomingMessage, socket: Duplex): boolean {
+    try {
+      o.hosts(req.headers.host);
+      return true;
+    } catch (e) {
+      socket.on('error', () => {}); // the peer may reset before it reads the answer
+      socket.end(
+        `HTTP/1.1 421 Misdirected Request\r\nConnection: close\r\n\r\n${(e as Error).message}`,
+      );
+      return false;
     }
   }
 }
