@@ -47,8 +47,8 @@ start:
                         * allows any. The relay's own names are always allowed; any other Host
                         is refused with 421 (DNS rebinding)
   --call-rate <n>       anonymous HTTP calls per minute per client address (env BRUME_CALL_RATE,
-                        default 600); over it: 429 with Retry-After. Callers with a key are
-                        not limited
+                        default 600); over it: 429 with Retry-After. A key with the call
+                        scope (or the admin token) is not limited
   --no-anonymous-calls  HTTP calls and schedules need a key with the call scope (env
                         BRUME_ANONYMOUS_CALLS=off)
 
