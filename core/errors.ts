@@ -121,6 +121,30 @@ export class TimeoutError extends BrumeError {
     super('E_TIMEOUT', message);
   }
 }
+/** A request with no credential, or one the relay does not know: HTTP 401. */
+export class AuthError extends BrumeError {
+  constructor(message: string) {
+    super('E_AUTH', message);
+  }
+}
+/** A credential the relay knows, without the scope the request needs: HTTP 403. */
+export class ForbiddenError extends BrumeError {
+  constructor(message: string) {
+    super('E_FORBIDDEN', message);
+  }
+}
+/** A caller over its rate limit: HTTP 429 with Retry-After. */
+export class RateLimitError extends BrumeError {
+  constructor(message: string) {
+    super('E_RATE', message);
+  }
+}
+/** A request whose Host header is not one of the relay's names (DNS rebinding): HTTP 421. */
+export class HostError extends BrumeError {
+  constructor(message: string) {
+    super('E_HOST', message);
+  }
+}
 /** Something the node did not expect; a bug if it ever reaches a user. */
 export class InternalError extends BrumeError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -141,6 +165,10 @@ const byCode: Record<string, new (message: string) => BrumeError> = {
   E_INPUT: InputError,
   E_CONFLICT: ConflictError,
   E_TIMEOUT: TimeoutError,
+  E_AUTH: AuthError,
+  E_FORBIDDEN: ForbiddenError,
+  E_RATE: RateLimitError,
+  E_HOST: HostError,
   E_INTERNAL: InternalError,
 };
 

@@ -1,12 +1,13 @@
 /**
  * The relay's admin secret and fog trust list, kept in the data directory. The token is made on
- * first start (printed by the CLI, readable by the CLI from the data dir) and guards every
- * endpoint that changes trust.
+ * first start (printed by the CLI that once, readable by the CLI from the data dir) and holds
+ * every scope: it guards the admin API, key management, and everything an API key can do.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { z } from 'zod';
+import { readDurable, writeDurable } from './durable';
 
 export interface TrustEntry {
   publicKey: string;
@@ -16,6 +17,8 @@ export interface TrustEntry {
 
 export interface Admin {
   token: string;
+  /** True when this start made the token (first start, or after `brume token --rotate`). */
+  created: boolean;
   /** Constant-time check of an `Authorization: Bearer …` header. */
   authorized(header: string | undefined): boolean;
   trusted(publicKey: string): boolean;
@@ -24,46 +27,75 @@ export interface Admin {
   revoke(publicKey: string): Promise<boolean>;
 }
 
-export async function loadAdmin(dataDir: string): Promise<Admin> {
-  await mkdir(dataDir, { recursive: true });
+/**
+ * Makes the data directory readable by this user only (0700) when it creates it: it holds the
+ * admin token, the keys' hashes and the context store. A directory that exists is left as the
+ * person made it.
+ */
+export async function ensureDataDir(dataDir: string): Promise<void> {
+  const made = await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  if (made !== undefined) await chmod(dataDir, 0o700);
+}
+
+const trustSchema = z.array(
+  z.object({ publicKey: z.string().max(512), label: z.string().max(1000), addedAt: z.string() }),
+);
+
+export async function loadAdmin(
+  dataDir: string,
+  warn: (message: string) => void = (m) => console.warn(m),
+): Promise<Admin> {
+  await ensureDataDir(dataDir);
   const tokenFile = join(dataDir, 'admin-token');
   const trustFile = join(dataDir, 'trust.json');
-  let token: string;
-  if (existsSync(tokenFile)) token = (await readFile(tokenFile, 'utf8')).trim();
-  else {
+  let token = (await readDurable(tokenFile, (b) => b.toString('utf8').trim(), warn)) ?? '';
+  const created = token === '';
+  if (created) {
     token = randomBytes(24).toString('base64url');
-    await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
-    await chmod(tokenFile, 0o600);
+    await writeDurable(tokenFile, `${token}\n`, { mode: 0o600 });
   }
-  const entries = new Map<string, TrustEntry>();
-  if (existsSync(trustFile)) {
-    for (const e of JSON.parse(await readFile(trustFile, 'utf8')) as TrustEntry[])
-      entries.set(e.publicKey, e);
-  }
-  const save = async () => {
-    const tmp = `${trustFile}.tmp`;
-    await writeFile(tmp, `${JSON.stringify([...entries.values()], null, 2)}\n`);
-    await rename(tmp, trustFile);
+  const stored = await readDurable(
+    trustFile,
+    (b) => trustSchema.parse(JSON.parse(b.toString('utf8'))),
+    warn,
+  );
+  let entries = new Map((stored ?? []).map((e) => [e.publicKey, e]));
+  // One change at a time, each from the list the previous one left, and memory changes only once
+  // the file has: concurrent posts all land, and a failed write changes nothing.
+  let changes: Promise<unknown> = Promise.resolve();
+  const change = <T>(fn: (next: Map<string, TrustEntry>) => T | undefined): Promise<T> => {
+    const run = changes.then(async () => {
+      const next = new Map(entries);
+      const out = fn(next);
+      if (out === undefined) return out as T;
+      await writeDurable(trustFile, `${JSON.stringify([...next.values()], null, 2)}\n`);
+      entries = next;
+      return out;
+    });
+    changes = run.catch(() => undefined);
+    return run;
   };
-  const expected = Buffer.from(`Bearer ${token}`);
+  const expected = digest(`Bearer ${token}`);
   return {
     token,
+    created,
     authorized(header) {
-      const got = Buffer.from(header ?? '');
-      return got.length === expected.length && timingSafeEqual(got, expected);
+      // Digests have one length, so the comparison takes the same time whatever was sent.
+      return timingSafeEqual(digest(header ?? ''), expected);
     },
     trusted: (key) => entries.has(key),
     trustList: () => [...entries.values()],
-    async trust(publicKey, label) {
-      const entry = { publicKey, label, addedAt: new Date().toISOString() };
-      entries.set(publicKey, entry);
-      await save();
-      return entry;
-    },
-    async revoke(publicKey) {
-      const had = entries.delete(publicKey);
-      if (had) await save();
-      return had;
-    },
+    trust: (publicKey, label) =>
+      change((next) => {
+        const entry = { publicKey, label, addedAt: new Date().toISOString() };
+        next.set(publicKey, entry);
+        return entry;
+      }),
+    revoke: async (publicKey) =>
+      (await change((next) => (next.delete(publicKey) ? true : undefined))) ?? false,
   };
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
 }

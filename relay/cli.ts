@@ -5,7 +5,8 @@
  * @example
  * npx tsx relay/cli.ts start --port 8787
  * npx tsx relay/cli.ts pack my-app --out my-app.brume
- * npx tsx relay/cli.ts deploy my-app.brume --relay http://127.0.0.1:8787
+ * npx tsx relay/cli.ts deploy my-app.brume --relay http://127.0.0.1:8787 --key brume_…
+ * npx tsx relay/cli.ts keys create --scope deploy:my-app --label CI
  */
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -23,7 +24,11 @@ const USAGE = `Usage: brume <command> [options]
 Commands:
   start                 run a relay: the page, the app API, the fabric (nodes, calls, context)
   pack <dir>            pack <dir>/brume.json and the files it names into a .brume bundle
-  deploy <file.brume>   upload a bundle to a relay
+  deploy <file.brume>   upload a bundle to a relay (needs the deploy scope for its app)
+  current <app> <ver>   make a deployed version current, e.g. to roll back (admin)
+  keys                  list API keys (admin)
+  keys create           make an API key: --scope (repeatable) and --label; shows the key once
+  keys revoke <id>      revoke an API key
   trust [<publicKey>]   list the fog/cloud trust list, or add (or --revoke) a node's public key
   token                 print the admin token of a data directory (--rotate: issue a new one)
 
@@ -49,18 +54,34 @@ start:
                         (default 10000)
   --logic-memory-mib <n>  the cloud node's cap on a Logic's guest memory (default 256)
   --logic-heap-mib <n>  the JS heap of each of the cloud node's Logic worker threads (default 64)
+  --allow-host <name>   also answer requests with this Host header (repeatable; env
+                        BRUME_ALLOWED_HOSTS, comma-separated): name (any port) or name:port;
+                        * allows any. The relay's own names are always allowed; any other Host
+                        is refused with 421 (DNS rebinding)
+  --call-rate <n>       anonymous HTTP calls per minute per client address (env BRUME_CALL_RATE,
+                        default 600); over it: 429 with Retry-After. A key with the call
+                        scope (or the admin token) is not limited
+  --no-anonymous-calls  HTTP calls and schedules need a key with the call scope (env
+                        BRUME_ANONYMOUS_CALLS=off)
 
 pack:
   --out <file>          where to write (default <dir>/<name>-<version>.brume)
 
-deploy, trust:
+deploy, current, keys, trust:
   --relay <url>         the relay (env BRUME_RELAY, default http://127.0.0.1:8787)
+  --key <key>           an API key (env BRUME_KEY)
+  --token <token>       the admin token (env BRUME_ADMIN_TOKEN)
+  --data <dir>          the relay's storage directory, to use its admin token (env BRUME_DATA,
+                        default .brume); used when no --key or --token is given
+
+keys create:
+  --scope <scope>       repeatable: deploy:<apps>, context:write:<apps>, call, jobs, admin;
+                        <apps> is a name or a pattern like team-* (deploy alone: every app)
+  --label <text>        a note kept with the key (e.g. "CI")
 
 trust:
   --label <text>        a note kept with the key (e.g. "lab desktop")
   --revoke              remove the key instead
-  --token <token>       the admin token (env BRUME_ADMIN_TOKEN; default: read from --data)
-  --data <dir>          the relay's storage directory, to read its token (default .brume)
 
 token:
   --data <dir>          the relay's storage directory (env BRUME_DATA, default .brume)
@@ -75,6 +96,13 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 const common: Options = {
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
+};
+
+const credentials: Options = {
+  relay: { type: 'string' },
+  key: { type: 'string' },
+  token: { type: 'string' },
+  data: { type: 'string' },
 };
 
 const commands: Record<string, Options> = {
@@ -94,17 +122,16 @@ const commands: Record<string, Options> = {
     'logic-timeout-ms': { type: 'string' },
     'logic-memory-mib': { type: 'string' },
     'logic-heap-mib': { type: 'string' },
+    'allow-host': { type: 'string', multiple: true },
+    'call-rate': { type: 'string' },
+    'no-anonymous-calls': { type: 'boolean' },
   },
   pack: { out: { type: 'string' } },
-  deploy: { relay: { type: 'string' } },
+  deploy: { ...credentials },
+  current: { ...credentials },
+  keys: { ...credentials, scope: { type: 'string', multiple: true }, label: { type: 'string' } },
   token: { data: { type: 'string' }, rotate: { type: 'boolean' } },
-  trust: {
-    relay: { type: 'string' },
-    label: { type: 'string' },
-    revoke: { type: 'boolean' },
-    token: { type: 'string' },
-    data: { type: 'string' },
-  },
+  trust: { ...credentials, label: { type: 'string' }, revoke: { type: 'boolean' } },
 };
 
 /** A mistake in how the command was called: exit code 2 and a pointer to --help. */
@@ -180,6 +207,18 @@ async function main(argv: string[]): Promise<number> {
           memoryMiB: integer('--logic-memory-mib', flag('logic-memory-mib') ?? '256', 1, 4096),
           heapMiB: integer('--logic-heap-mib', flag('logic-heap-mib') ?? '64', 16, 4096),
         },
+        allowedHosts: [
+          ...((values['allow-host'] as string[] | undefined) ?? []),
+          ...(process.env.BRUME_ALLOWED_HOSTS?.split(',').filter(Boolean) ?? []),
+        ],
+        callRate: integer(
+          '--call-rate',
+          flag('call-rate') ?? process.env.BRUME_CALL_RATE ?? '600',
+          1,
+          1_000_000,
+        ),
+        anonymousCalls:
+          !values['no-anonymous-calls'] && process.env.BRUME_ANONYMOUS_CALLS !== 'off',
       });
     }
     case 'pack': {
@@ -195,8 +234,27 @@ async function main(argv: string[]): Promise<number> {
     case 'deploy': {
       const [file, ...extra] = positionals;
       if (!file || extra.length) throw new UsageError('deploy takes one file: brume deploy <file>');
-      return deploy(file, flag('relay') ?? process.env.BRUME_RELAY ?? 'http://127.0.0.1:8787');
+      return deploy(file, relayOf(flag), await credential(flag));
     }
+    case 'current': {
+      const [name, version, ...extra] = positionals;
+      if (!name || !version || extra.length) {
+        throw new UsageError('current takes an app and a version: brume current digits 1.0.0');
+      }
+      const r = await api(
+        relayOf(flag),
+        await credential(flag),
+        'POST',
+        `/api/apps/${encodeURIComponent(name)}/current`,
+        {
+          version,
+        },
+      );
+      if (r) console.log(`${name}@${version} is now current on ${relayOf(flag)}`);
+      return r ? 0 : 1;
+    }
+    case 'keys':
+      return keys(positionals, values, flag);
     case 'token': {
       noPositionals(positionals);
       const data = resolve(flag('data') ?? process.env.BRUME_DATA ?? '.brume');
@@ -210,14 +268,8 @@ async function main(argv: string[]): Promise<number> {
       const [key, ...extra] = positionals;
       if (extra.length) throw new UsageError('trust takes at most one public key');
       if (values.revoke && !key) throw new UsageError('--revoke needs the public key to remove');
-      const data = resolve(flag('data') ?? process.env.BRUME_DATA ?? '.brume');
-      const token =
-        flag('token') ??
-        process.env.BRUME_ADMIN_TOKEN ??
-        (await readFile(join(data, 'admin-token'), 'utf8').catch(() => '')).trim();
-      if (!token) throw new UsageError(`no admin token: pass --token, or --data <the relay's dir>`);
-      const relayUrl = flag('relay') ?? process.env.BRUME_RELAY ?? 'http://127.0.0.1:8787';
-      return trust(relayUrl, token, key, flag('label') ?? '', Boolean(values.revoke));
+      const token = await credential(flag);
+      return trust(relayOf(flag), token, key, flag('label') ?? '', Boolean(values.revoke));
     }
   }
   return 0;
@@ -235,6 +287,9 @@ interface StartOptions {
   cloud: boolean;
   context: NonNullable<RelayOptions['context']>;
   logicCaps: { timeoutMs: number; memoryMiB: number; heapMiB: number };
+  allowedHosts: string[];
+  callRate: number;
+  anonymousCalls: boolean;
 }
 
 async function start(o: StartOptions): Promise<number> {
@@ -254,9 +309,15 @@ async function start(o: StartOptions): Promise<number> {
     cloudNode: o.cloud,
     context: o.context,
     logicCaps: o.logicCaps,
+    allowedHosts: o.allowedHosts,
+    anonymousCalls: o.anonymousCalls,
+    anonymousCallLimit: { max: o.callRate, windowMs: 60_000 },
   });
   console.log(`Brume relay listening on ${relay.url} — open it in a browser to join`);
-  console.log(`admin token: ${relay.admin.token} (also in ${join(o.data, 'admin-token')})`);
+  // The token is shown once, when made: logs of every later start do not carry it.
+  const tokenFile = join(o.data, 'admin-token');
+  if (relay.admin.created) console.log(`admin token: ${relay.admin.token} (saved in ${tokenFile})`);
+  else console.log(`admin token: in ${tokenFile} (brume token --data ${o.data} prints it)`);
   console.log(`data: ${relay.store.location}`);
 
   return new Promise<number>((done) => {
@@ -281,14 +342,17 @@ async function start(o: StartOptions): Promise<number> {
   });
 }
 
-async function deploy(file: string, relayUrl: string): Promise<number> {
+async function deploy(file: string, relayUrl: string, token: string): Promise<number> {
   const body = await readFile(file);
   const url = new URL('/api/apps', relayUrl);
   let res: Response;
   try {
     res = await fetch(url, {
       method: 'POST',
-      headers: { 'content-type': 'application/vnd.brume.bundle' },
+      headers: {
+        'content-type': 'application/vnd.brume.bundle',
+        authorization: `Bearer ${token}`,
+      },
       body,
     });
   } catch (e) {
@@ -299,6 +363,8 @@ async function deploy(file: string, relayUrl: string): Promise<number> {
   const reply = (await res.json().catch(() => ({}))) as {
     name?: string;
     version?: string;
+    current?: boolean;
+    note?: string;
     error?: { code: string; message: string };
   };
   if (!res.ok) {
@@ -306,9 +372,122 @@ async function deploy(file: string, relayUrl: string): Promise<number> {
     console.error(`deploy refused (${res.status} ${err.code}): ${err.message}`);
     return 1;
   }
-  const what = res.status === 201 ? 'deployed' : 'already deployed, made current:';
+  const what = res.status === 201 ? 'deployed' : 'already deployed:';
   console.log(`${what} ${reply.name}@${reply.version} to ${relayUrl}`);
+  if (reply.current === false && reply.note) console.log(reply.note);
   return 0;
+}
+
+type Flag = (name: string) => string | undefined;
+
+function relayOf(flag: Flag): string {
+  return flag('relay') ?? process.env.BRUME_RELAY ?? 'http://127.0.0.1:8787';
+}
+
+/** The credential to send: --key, --token, the token in --data, BRUME_KEY, BRUME_ADMIN_TOKEN, .brume. */
+async function credential(flag: Flag): Promise<string> {
+  const fromDir = async (dir: string) =>
+    (await readFile(join(resolve(dir), 'admin-token'), 'utf8').catch(() => '')).trim();
+  const token =
+    flag('key') ??
+    flag('token') ??
+    (flag('data') !== undefined ? await fromDir(flag('data')!) : undefined) ??
+    process.env.BRUME_KEY ??
+    process.env.BRUME_ADMIN_TOKEN ??
+    (await fromDir(process.env.BRUME_DATA ?? '.brume'));
+  if (!token) {
+    throw new UsageError(
+      `no credential: pass --key <key> (env BRUME_KEY), --token <admin token>, or --data <the relay's dir>`,
+    );
+  }
+  return token;
+}
+
+/** One JSON request with a credential; prints the relay's refusal and answers undefined. */
+async function api(
+  relayUrl: string,
+  token: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetch(new URL(path, relayUrl), {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body !== undefined && { 'content-type': 'application/json' }),
+      },
+      ...(body !== undefined && { body: JSON.stringify(body) }),
+    });
+  } catch (e) {
+    const why = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+    console.error(`cannot reach the relay at ${relayUrl} (${why}): is it running? (brume start)`);
+    return undefined;
+  }
+  const reply = res.status === 204 ? {} : await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const err = (reply as { error?: { code: string; message: string } }).error;
+    console.error(`refused (${res.status} ${err?.code ?? ''}): ${err?.message ?? res.statusText}`);
+    return undefined;
+  }
+  return reply;
+}
+
+interface KeyInfo {
+  id: string;
+  label: string;
+  scopes: string[];
+  createdAt: string;
+  key?: string;
+}
+
+async function keys(
+  positionals: string[],
+  values: Record<string, unknown>,
+  flag: Flag,
+): Promise<number> {
+  const [action = 'list', id, ...extra] = positionals;
+  const relayUrl = relayOf(flag);
+  if (action === 'list') {
+    if (id) throw new UsageError('keys list takes no argument');
+    const list = (await api(relayUrl, await credential(flag), 'GET', '/api/keys')) as
+      | KeyInfo[]
+      | undefined;
+    if (!list) return 1;
+    if (list.length === 0) console.log('no API keys');
+    for (const k of list) {
+      console.log(`${k.id}  ${k.scopes.join(',')}  ${k.createdAt}${k.label ? `  ${k.label}` : ''}`);
+    }
+    return 0;
+  }
+  if (action === 'create') {
+    if (id) throw new UsageError('keys create takes no argument: give --scope and --label');
+    const scopes = (values.scope as string[] | undefined) ?? [];
+    if (scopes.length === 0) throw new UsageError('keys create needs at least one --scope');
+    const made = (await api(relayUrl, await credential(flag), 'POST', '/api/keys', {
+      scopes,
+      label: flag('label') ?? '',
+    })) as KeyInfo | undefined;
+    if (!made) return 1;
+    console.log(`key ${made.id} (${made.scopes.join(', ')}):`);
+    console.log(made.key);
+    console.error('this is the only time the key is shown: keep it somewhere safe');
+    return 0;
+  }
+  if (action === 'revoke') {
+    if (!id || extra.length) throw new UsageError('keys revoke takes one key id');
+    const done = await api(
+      relayUrl,
+      await credential(flag),
+      'DELETE',
+      `/api/keys/${encodeURIComponent(id)}`,
+    );
+    if (done) console.log(`revoked key ${id}`);
+    return done ? 0 : 1;
+  }
+  throw new UsageError(`unknown keys action "${action}": list, create or revoke`);
 }
 
 async function trust(

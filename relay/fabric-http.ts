@@ -4,12 +4,13 @@
  * decisions, events, trust) behind the admin token.
  * @example mountFabric(app, { hub, admin, origins: (o) => o === relayUrl });
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
 import { decode, encode } from '../core/codec';
-import { BrumeError, InputError, QosError, serializeError } from '../core/errors';
+import { BrumeError, InputError, NotFoundError, QosError, serializeError } from '../core/errors';
 import { nodeIdOf } from '../core/identity';
 import { frameLimits } from '../core/protocol';
 import type { Admin } from './admin';
+import type { Auth } from './auth';
 import { callBody, contextPutBody, parseBody, scheduleBody } from './bodies';
 import type { RelayContext } from './context';
 import type { Hub } from './hub';
@@ -22,16 +23,23 @@ export const MSGPACK_TYPES = ['application/msgpack', 'application/vnd.msgpack'];
 export interface FabricHttpOptions {
   hub: Hub;
   admin: Admin;
+  auth: Auth;
   context: RelayContext;
   origins(origin: string): boolean;
   /** Largest PeerJS signalling message, in bytes; default 64 KiB. */
   maxSignalBytes?: number;
+  /** Throws HostError for a Host header that is not one of the relay's names. */
+  hosts(host: string | undefined): void;
+  /** Whether an app of that name is deployed. */
+  deployed(name: string): Promise<boolean>;
+  /** HTTP calls without a credential: allowed at all, and how many per address per window. */
+  calls: { anonymous: boolean; max: number; windowMs: number };
   log: { warn(m: string): void };
 }
 
 /** Mounts the routes and upgrade handling; answers a function that closes the peer sockets. */
 export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => void {
-  const { hub, admin } = o;
+  const { hub, admin, auth } = o;
 
   // Node sockets and PeerJS signalling share the relay's port; anything else is refused.
   const peers = mountPeerSignalling(app.server, {
@@ -48,6 +56,8 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
       '/peerjs/peerjs': peers.upgrade,
     },
     o.log,
+    // DNS rebinding: a page on another name must not reach a relay on this machine's loopback.
+    (req) => o.hosts(req.headers.host),
   );
 
   app.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer' }, (_req, body, done) => {
@@ -58,8 +68,23 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
     }
   });
 
+  // Anonymous calls: allowed (rate limited per address) unless switched off; a key with `call`
+  // (or the admin token) is held to no per-address limit.
+  const callRoute: RouteShorthandOptions = {
+    onRequest: async (req) => {
+      if (!o.calls.anonymous || auth.principal(req)) auth.require(req, 'call');
+    },
+    config: {
+      rateLimit: {
+        max: o.calls.max,
+        timeWindow: o.calls.windowMs,
+        allowList: (req: FastifyRequest) => auth.allows(auth.principal(req), 'call'),
+      },
+    },
+  };
   app.post<{ Params: { app: string; service: string } }>(
     '/api/call/:app/:service',
+    callRoute,
     async (req, reply) => {
       const { input, qos, rpc } = parseBody(callBody, req.body, '{ input, qos?, rpc? }');
       const answer = await hub.call(req.params.app, req.params.service, input, qos ?? {}, rpc);
@@ -70,6 +95,7 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   // The Edgeless API for clients outside the fabric: where a call would run, and why.
   app.post<{ Params: { app: string; service: string } }>(
     '/api/schedule/:app/:service',
+    callRoute,
     async (req) => {
       const { qos, rpc } = parseBody(scheduleBody, req.body, '{ qos?, rpc? }');
       return hub.decide(req.params.app, req.params.service, qos ?? {}, '', [], rpc);
@@ -80,6 +106,15 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   const contextKey = (p: { app: string; key: string }) => {
     if (!/^[a-z][a-z0-9-]{0,63}$/.test(p.app) || p.key.length === 0 || p.key.length > 256) {
       throw new InputError('an app name and a key of 1 to 256 characters');
+    }
+    return p;
+  };
+  // A write needs `context:write` for the app, and the app must exist: no context for nobody.
+  const writable = async (req: FastifyRequest<{ Params: { app: string; key: string } }>) => {
+    const p = contextKey(req.params);
+    auth.require(req, 'context:write', p.app);
+    if (!(await o.deployed(p.app))) {
+      throw new NotFoundError(`no app named "${p.app}" is deployed: its context cannot be written`);
     }
     return p;
   };
@@ -124,7 +159,7 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   app.put<{ Params: { app: string; key: string } }>(
     '/api/context/:app/:key',
     async (req, reply) => {
-      const { app: name, key } = contextKey(req.params);
+      const { app: name, key } = await writable(req);
       const body = parseBody(contextPutBody, req.body, '{ value, ttlMs? }');
       if (body.privacy !== undefined) {
         throw new BrumeError(
@@ -141,13 +176,13 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   app.delete<{ Params: { app: string; key: string } }>(
     '/api/context/:app/:key',
     async (req, reply) => {
-      const { app: name, key } = contextKey(req.params);
+      const { app: name, key } = await writable(req);
       await write(name, key, 'delete');
       return reply.code(204).send();
     },
   );
 
-  const guarded = { onRequest: [requireAdmin] };
+  const guarded = { onRequest: auth.hook('admin') };
   app.get('/api/nodes', guarded, async () =>
     hub.nodes().map((n) => ({ ...n, shortId: n.id.slice(0, 8) })),
   );
@@ -193,13 +228,6 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   );
 
   return () => peers.close();
-
-  async function requireAdmin(req: FastifyRequest, reply: FastifyReply) {
-    if (!admin.authorized(req.headers.authorization)) {
-      const message = 'admin API: send Authorization: Bearer <token> (printed by brume start)';
-      return reply.code(401).send({ error: { code: 'E_AUTH', message } });
-    }
-  }
 }
 
 /** Answers in MessagePack to a MessagePack request, JSON otherwise. */

@@ -11,23 +11,30 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { relative, resolve, sep } from 'node:path';
+import rateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { AppSummary, ServiceSummary } from '../core/api';
 import {
   BrumeError,
   ConflictError,
+  ForbiddenError,
   InputError,
   InternalError,
   NotFoundError,
+  RateLimitError,
 } from '../core/errors';
 import { type Manifest, manifestSha256, type Service, unpackBundle } from '../core/manifest';
-import { type Admin, loadAdmin } from './admin';
+import { type Admin, ensureDataDir, loadAdmin } from './admin';
+import { createAuth } from './auth';
 import { type LogicCaps, startCloudNode } from './cloud-node';
 import { type ContextOptions, openContext, type RelayContext } from './context';
 import { errorBody, mountFabric } from './fabric-http';
+import { hostAllowList } from './hosts';
 import { createHub, type Hub } from './hub';
-import { createStore, type Store } from './store';
+import { type KeyStore, openKeys } from './keys';
+import { mountKeys } from './keys-http';
+import { compareSemver, createStore, type Store } from './store';
 
 export interface RelayLogger {
   info(message: string): void;
@@ -68,14 +75,29 @@ export interface RelayOptions {
   context?: Pick<ContextOptions, 'catchUpBytes' | 'compactFloorBytes' | 'maxAgreements' | 'limits'>;
   /** The cloud node's caps on Logics, whatever manifests ask (relay/cloud-node.ts). */
   logicCaps?: LogicCaps;
+  /**
+   * Host header values accepted besides the relay's own names (`name` on any port, `name:port`;
+   * `*` accepts any Host). Anything else is refused with 421 (DNS rebinding).
+   */
+  allowedHosts?: string[];
+  /** HTTP calls and schedules without a credential; default true. Off: they need `call`. */
+  anonymousCalls?: boolean;
+  /** Anonymous calls per client address per window; default 600 per 60 s. */
+  anonymousCallLimit?: { max: number; windowMs: number };
+  /** API keys the relay holds at most; default 1000. */
+  maxKeys?: number;
 }
 
 export interface DeployResult {
   name: string;
   version: string;
   manifestSha256: string;
-  /** false when this exact version was already deployed (it is made current again). */
+  /** false when this exact version was already deployed. */
   created: boolean;
+  /** Whether it is now the current version: a deploy never makes an older version current. */
+  current: boolean;
+  /** The app's current version after the deploy. */
+  currentVersion: string;
 }
 
 export interface Relay {
@@ -87,10 +109,14 @@ export interface Relay {
   readonly hub: Hub;
   /** The admin token and the fog trust list. */
   readonly admin: Admin;
+  /** The API keys the admin made. */
+  readonly keys: KeyStore;
   /** The durable context store. */
   readonly context: RelayContext;
-  /** Verifies and stores a bundle, as `POST /api/apps` does. */
+  /** Verifies and stores a bundle, as `POST /api/apps` does (without a credential check). */
   deploy(bundle: Uint8Array): Promise<DeployResult>;
+  /** Makes a deployed version current, as `POST /api/apps/:name/current` does. */
+  setCurrent(name: string, version: string): Promise<{ name: string; version: string }>;
   /** Stops listening and waits for requests in flight; idempotent. */
   close(): Promise<void>;
 }
@@ -98,6 +124,12 @@ export interface Relay {
 const MiB = 1024 * 1024;
 const BUNDLE_TYPES = ['application/vnd.brume.bundle', 'application/octet-stream'];
 const SHA256 = /^[0-9a-f]{64}$/;
+
+// The admin console holds the admin token: no other page may frame it (clickjacking).
+const NO_FRAMING = {
+  'content-security-policy': "frame-ancestors 'none'",
+  'x-frame-options': 'DENY',
+};
 
 // Cross-origin isolation: without it browsers withhold SharedArrayBuffer (threaded wasm, ort-web).
 const ISOLATION_HEADERS = {
@@ -113,8 +145,12 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const bodyLimit = options.bodyLimit ?? 256 * MiB;
   const webRoot = resolve(options.webRoot ?? 'dist/web');
   const dataDir = options.dataDir ?? '.brume';
+  await ensureDataDir(dataDir);
   const store = options.store ?? (await createStore(dataDir));
-  const admin = await loadAdmin(dataDir);
+  const admin = await loadAdmin(dataDir, (m) => log.warn(m));
+  const keys = await openKeys(dataDir, (m) => log.warn(m), { keys: options.maxKeys });
+  const auth = createAuth(admin, keys);
+  const hosts = hostAllowList(options.allowedHosts);
   const context = await openContext(dataDir, {
     ...options.context,
     trusted: (key) => admin.trusted(key),
@@ -124,18 +160,21 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
 
   // Deploys one at a time, so two uploads of one version cannot both pass the conflict check.
   let deploys: Promise<unknown> = Promise.resolve();
-  function deploy(bytes: Uint8Array): Promise<DeployResult> {
-    const run = deploys.then(() => deployNow(bytes));
+  function serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = deploys.then(fn);
     deploys = run.catch(() => undefined); // the caller gets the error through `run`
     return run;
   }
+  const deploy = (bytes: Uint8Array, may?: (name: string) => void) =>
+    serialized(() => deployNow(bytes, may));
 
-  async function deployNow(bytes: Uint8Array): Promise<DeployResult> {
+  async function deployNow(bytes: Uint8Array, may?: (name: string) => void): Promise<DeployResult> {
     const { manifest, files } = await unpackBundle(bytes, {
       maxBytes: bodyLimit,
       maxBinLength: bodyLimit,
     });
     const { name, version } = manifest;
+    may?.(name); // the app's name is known only once the bundle is read
     const sha = await manifestSha256(manifest);
     const existing = await store.apps.get(name, version);
     if (existing && (await manifestSha256(existing)) !== sha) {
@@ -147,9 +186,28 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     for (const [path, entry] of Object.entries(manifest.files)) {
       await store.blobs.put(entry.sha256, files[path]!);
     }
-    await store.apps.put(manifest);
+    // Only a newer (or the same) version becomes current: rolling back is an admin's decision.
+    const before = await store.apps.current(name);
+    const current = !before || compareSemver(version, before.version) >= 0;
+    await store.apps.put(manifest, { current });
     manifests.delete(name);
-    return { name, version, manifestSha256: sha, created: !existing };
+    const currentVersion = current ? version : before!.version;
+    return { name, version, manifestSha256: sha, created: !existing, current, currentVersion };
+  }
+
+  function setCurrent(name: string, version: string) {
+    return serialized(async () => {
+      const valid = validName(name) && /^\d+\.\d+\.\d+$/.test(version);
+      const manifest = valid ? await store.apps.get(name, version) : undefined;
+      if (!manifest) {
+        throw new NotFoundError(
+          `no version ${version.slice(0, 32)} of app "${name}" (GET /api/apps/${name}/versions)`,
+        );
+      }
+      await store.apps.put(manifest);
+      manifests.delete(name);
+      return { name, version };
+    });
   }
 
   // Public keys (base64url SPKI, 124 characters) travel in paths: DELETE /api/trust/:publicKey.
@@ -171,6 +229,21 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     return503OnClosing: true,
     routerOptions: { maxParamLength: 512 },
   });
+  // Before anything else reads the request: a foreign Host is a page that rebound a DNS name.
+  app.addHook('onRequest', async (req) => hosts.check(req.headers.host));
+  // Per-route limits (anonymous calls); answers 429 with Retry-After.
+  const calls = {
+    anonymous: options.anonymousCalls ?? true,
+    max: options.anonymousCallLimit?.max ?? 600,
+    windowMs: options.anonymousCallLimit?.windowMs ?? 60_000,
+  };
+  await app.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_req, c) =>
+      new RateLimitError(
+        `anonymous calls: at most ${c.max} per ${calls.windowMs / 1000} s from one address; retry after ${c.after}, or send a key with the call scope`,
+      ),
+  });
   // Known once listening: the relay's own origins are always allowed to open sockets.
   const allowedOrigins = new Set(options.origins ?? []);
   // Keys of the nodes this process runs itself (its cloud node).
@@ -189,14 +262,21 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const closePeers = mountFabric(app, {
     hub,
     admin,
+    auth,
     context,
     log,
     origins: (origin) => allowedOrigins.has(origin),
     ...(options.maxSignalBytes !== undefined && { maxSignalBytes: options.maxSignalBytes }),
+    hosts: (host) => hosts.check(host),
+    deployed: async (name) => (await currentManifest(name)) !== undefined,
+    calls,
   });
+  mountKeys(app, keys, auth);
 
   app.addHook('onSend', async (req, reply, payload) => {
     reply.headers(ISOLATION_HEADERS);
+    const path = req.url.split('?')[0];
+    if (path === '/admin' || path === '/admin.html') reply.headers(NO_FRAMING);
     if (req.url.split('?')[0] === '/brume.js') {
       // The embed script is loaded by other sites' pages, with Subresource Integrity (CORS).
       reply.header('cross-origin-resource-policy', 'cross-origin');
@@ -299,22 +379,51 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
       .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   });
 
-  app.post('/api/apps', { bodyLimit }, async (req, reply) => {
+  // Read no bundle from someone who may deploy nothing; the app's own name is checked once read.
+  app.post('/api/apps', { bodyLimit, onRequest: auth.hook('deploy') }, async (req, reply) => {
     if (!(req.body instanceof Uint8Array)) {
       const err = new InputError(
         `unsupported content-type ${req.headers['content-type'] ?? '(none)'}: send the bundle as ${BUNDLE_TYPES.join(' or ')}`,
       );
       return reply.code(415).send({ error: errorBody(err) });
     }
-    const result = await deploy(req.body).catch((e: unknown) => {
+    const may = (name: string) => {
+      if (!auth.allows(auth.principal(req), 'deploy', name)) {
+        throw new ForbiddenError(`this key may not deploy app "${name}" (it needs deploy:${name})`);
+      }
+    };
+    const result = await deploy(req.body, may).catch((e: unknown) => {
       log.warn(`deploy refused: ${errorText(e)}`);
       throw e;
     });
-    log.info(`deployed ${result.name}@${result.version}${result.created ? '' : ' (unchanged)'}`);
-    return reply
-      .code(result.created ? 201 : 200)
-      .send({ name: result.name, version: result.version, manifestSha256: result.manifestSha256 });
+    const { name, version, currentVersion } = result;
+    log.info(
+      `deployed ${name}@${version}${result.created ? '' : ' (unchanged)'}${result.current ? '' : `, kept ${currentVersion} current`}`,
+    );
+    return reply.code(result.created ? 201 : 200).send({
+      name,
+      version,
+      manifestSha256: result.manifestSha256,
+      current: result.current,
+      currentVersion,
+      ...(!result.current && {
+        note: `stored ${name}@${version}, but ${currentVersion} stays current: a deploy never makes an older version current (an admin can: POST /api/apps/${name}/current { version }, or brume current ${name} ${version})`,
+      }),
+    });
   });
+
+  // Making an older version current again (a rollback) is the admin's decision, never a deploy's.
+  app.post<{ Params: { name: string }; Body: { version?: unknown } }>(
+    '/api/apps/:name/current',
+    { onRequest: auth.hook('admin') },
+    async (req) => {
+      const version = req.body?.version;
+      if (typeof version !== 'string') throw new InputError('version: send { version: "1.2.3" }');
+      const result = await setCurrent(req.params.name, version);
+      log.info(`made ${result.name}@${result.version} current`);
+      return result;
+    },
+  );
 
   async function findApp(name: string): Promise<Manifest> {
     const manifest = validName(name) ? await store.apps.current(name) : undefined;
@@ -343,6 +452,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   }
   const address = app.server.address() as AddressInfo;
   const url = `http://${urlHost(address.address)}:${address.port}`;
+  hosts.listening(address.address, address.port);
   allowedOrigins.add(url);
   if (urlHost(address.address) === '127.0.0.1' || urlHost(address.address) === 'localhost') {
     allowedOrigins.add(`http://localhost:${address.port}`).add(`http://127.0.0.1:${address.port}`);
@@ -365,8 +475,10 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     store,
     hub,
     admin,
+    keys,
     context,
-    deploy,
+    deploy: (bytes) => deploy(bytes),
+    setCurrent,
     close() {
       cloud?.close();
       hub.close();
@@ -404,7 +516,10 @@ function statusFor(code: string): number {
     case 'E_CODEC':
     case 'E_INPUT':
       return 400;
+    case 'E_AUTH':
+      return 401;
     case 'E_PRIVACY':
+    case 'E_FORBIDDEN':
       return 403;
     case 'E_NOT_FOUND':
       return 404;
@@ -416,8 +531,12 @@ function statusFor(code: string): number {
       return 413;
     case 'E_UNSUPPORTED':
       return 501;
+    case 'E_HOST':
+      return 421;
     case 'E_QOS':
       return 422;
+    case 'E_RATE':
+      return 429;
     case 'E_UNAVAILABLE':
     case 'E_DISCONNECTED':
       return 503;

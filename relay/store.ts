@@ -37,8 +37,8 @@ export interface AppStore {
   get(name: string, version: string): Promise<Manifest | undefined>;
   /** Every version ever deployed, sorted by semver. */
   versions(name: string): Promise<string[]>;
-  /** Records `manifest` in the history and makes it the app's current version. */
-  put(manifest: Manifest): Promise<void>;
+  /** Records `manifest` in the history and, unless `current: false`, makes it current. */
+  put(manifest: Manifest, options?: { current?: boolean }): Promise<void>;
 }
 
 export interface Store {
@@ -135,13 +135,14 @@ export async function createStore(dataDir = '.brume'): Promise<Store> {
         .map((f) => f.slice(0, -5))
         .sort(compareSemver);
     },
-    async put(manifest) {
+    async put(manifest, options = {}) {
       checkName(manifest.name, manifest.version);
       const json = new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`);
       await mkdir(join(dirs.apps, manifest.name), { recursive: true });
       // History first: the current pointer never names a version that is not recorded.
       await writeAtomic(join(dirs.apps, manifest.name, `${manifest.version}.json`), json);
-      await writeAtomic(join(dirs.apps, `${manifest.name}.json`), json);
+      if (options.current !== false)
+        await writeAtomic(join(dirs.apps, `${manifest.name}.json`), json);
     },
   };
 

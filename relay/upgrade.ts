@@ -17,6 +17,7 @@ const statuses: Record<string, number> = {
   E_AUTH: 401,
   E_ORIGIN: 403,
   E_FORBIDDEN: 403,
+  E_HOST: 421,
   E_NOT_FOUND: 404,
   E_LIMIT: 429,
   E_UNAVAILABLE: 503,
@@ -27,9 +28,17 @@ export function routeUpgrades(
   server: Server,
   routes: Record<string, UpgradeHandler>,
   log: { warn(m: string): void },
+  /** Throws a BrumeError for a request no route may take (a Host that is not the relay's). */
+  check: (req: IncomingMessage) => void = () => {},
 ): void {
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
+    try {
+      check(req);
+    } catch (e) {
+      const error = e instanceof BrumeError ? e : new InputError(String(e));
+      return refuseUpgrade(socket, error);
+    }
     const url = parseTarget(req.url);
     if (!url) {
       const shown = JSON.stringify((req.url ?? '').slice(0, 64));

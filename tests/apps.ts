@@ -127,6 +127,30 @@ export function hopsApp(): Promise<Bundle> {
   );
 }
 
+/**
+ * A one-Logic app named `name` (the echo fixture, with its context RPCs): HTTP context writes
+ * need a deployed app, and a test that shares context across apps needs two.
+ */
+export function contextApp(name: string, version = '1.0.0'): Promise<Bundle> {
+  return bundle(
+    {
+      brume: 1,
+      name,
+      version,
+      description: 'test fixture: an app whose Logic reads and writes its context',
+      services: {
+        main: {
+          kind: 'logic',
+          file: 'echo.wasm',
+          rpcs: ['echo', 'remember', 'recall'],
+          limits: { timeoutMs: 20_000, memoryMiB: 16 },
+        },
+      },
+    },
+    { 'echo.wasm': wasm('echo') },
+  );
+}
+
 export async function testBundles(): Promise<Uint8Array[]> {
   return (await Promise.all([hostileApp(), brokenApp(), hopsApp()])).map((b) =>
     packBundle(b.manifest, b.files),

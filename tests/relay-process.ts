@@ -2,7 +2,7 @@
 // real port, for unit tests that drive its hub.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import { createRelay, type Relay, type RelayOptions } from '../relay/server';
 
 export interface RelayProcess {
   url: string;
-  /** The admin token it printed. */
+  /** Its admin token (read from `<dataDir>/admin-token`: it is printed only when made). */
   token: string;
   child: ChildProcess;
   dataDir: string;
@@ -52,17 +52,19 @@ export async function startRelay(
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
-  const [url, token] = await new Promise<[string, string]>((resolve, reject) => {
+  const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`relay did not start:\n${out}`)), 30_000);
     child.stdout!.on('data', () => {
-      const m = /listening on (http:\/\/[\d.]+:\d+)[\s\S]*admin token: (\S+)/.exec(out);
+      // The admin-token line comes after the token file is written.
+      const m = /listening on (http:\/\/[\d.]+:\d+)[\s\S]*admin token: /.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve([m[1]!, m[2]!]);
+        resolve(m[1]!);
       }
     });
     child.on('exit', (code) => reject(new Error(`relay exited with ${code}:\n${out}`)));
   });
+  const token = (await readFile(join(dataDir, 'admin-token'), 'utf8')).trim();
   return {
     url,
     token,
@@ -103,10 +105,17 @@ export async function inProcessRelay(
   };
 }
 
-export async function deploy(relayUrl: string, bundle: Uint8Array): Promise<Response> {
-  return fetch(`${relayUrl}/api/apps`, {
+/** Deploys a bundle with the relay's admin token, as `brume deploy` does. */
+export async function deploy(
+  relay: { url: string; token: string },
+  bundle: Uint8Array,
+): Promise<Response> {
+  return fetch(`${relay.url}/api/apps`, {
     method: 'POST',
-    headers: { 'content-type': 'application/vnd.brume.bundle' },
+    headers: {
+      'content-type': 'application/vnd.brume.bundle',
+      authorization: `Bearer ${relay.token}`,
+    },
     body: Buffer.from(bundle),
   });
 }

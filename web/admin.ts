@@ -19,6 +19,9 @@ import type {
 } from '../core/api';
 
 const tokenKey = 'brume-admin-token';
+// The token lives for this tab only (sessionStorage): it is not left on disk for whoever opens
+// the browser next. Consoles of earlier versions kept it in localStorage: take it out of there.
+localStorage.removeItem(tokenKey);
 
 class Unauthorized extends Error {}
 
@@ -45,7 +48,7 @@ interface State {
 }
 
 function App() {
-  const [token, setToken] = useState(localStorage.getItem(tokenKey) ?? '');
+  const [token, setToken] = useState(sessionStorage.getItem(tokenKey) ?? '');
   const [state, setState] = useState<State | undefined>();
   const [error, setError] = useState('');
 
@@ -70,7 +73,7 @@ function App() {
         setError('');
       } catch (e) {
         if (e instanceof Unauthorized) {
-          localStorage.removeItem(tokenKey);
+          sessionStorage.removeItem(tokenKey);
           setToken('');
           setState(undefined);
         }
@@ -89,7 +92,7 @@ function App() {
     return html`<${Login}
       error=${error}
       onToken=${(t: string) => {
-        localStorage.setItem(tokenKey, t);
+        sessionStorage.setItem(tokenKey, t);
         setError('');
         setToken(t);
       }}
@@ -102,7 +105,7 @@ function App() {
         ${state.nodes.length} nodes · ${state.apps.length} apps · updated every second
         ${error && html`<span class="error"> · ${error}</span>`}
         <button type="button" style="margin-left:1rem" onClick=${() => {
-          localStorage.removeItem(tokenKey);
+          sessionStorage.removeItem(tokenKey);
           setToken('');
         }}>Sign out</button>
       </p>
@@ -161,7 +164,7 @@ function Login({ error, onToken }: { error: string; onToken: (t: string) => void
     }}
   >
     <h2>Brume admin</h2>
-    <p>Paste the admin token the relay printed at start (also in <code>.brume/admin-token</code>).</p>
+    <p>Paste the admin token the relay printed when it made it (<code>brume token</code> prints it again; it is in <code>.brume/admin-token</code>).</p>
     <input ref=${input} id="token" type="password" autocomplete="off" aria-label="admin token" />
     <button type="submit">Open the console</button>
     ${error && html`<p class="error" id="login-error">${error}</p>`}

@@ -218,7 +218,7 @@ export async function consoleCost(
   const context = await browser.newContext();
   try {
     const page = await context.newPage();
-    await page.addInitScript((t) => localStorage.setItem('brume-admin-token', t), token);
+    await page.addInitScript((t) => sessionStorage.setItem('brume-admin-token', t), token);
     const t0 = performance.now();
     await page.goto(`${url}/admin`);
     await page.waitForFunction((n) => document.querySelectorAll('#nodes tbody tr').length >= n, n, {

@@ -260,7 +260,7 @@ const hops: {
   hopMs: number;
 }[] = [];
 try {
-  for (const b of await testBundles()) await deploy(fabricRelay.url, b);
+  for (const b of await testBundles()) await deploy(fabricRelay, b);
   viaRelay = await relayRate(`${fabricRelay.url.replace('http', 'ws')}/ws`, 1000, {
     log: console.log,
   });

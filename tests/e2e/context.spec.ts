@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, CDPSession, Page } from '@playwright/test';
 import type { NodeRecord } from '../../core/api';
 import { startProxy, startRelay } from '../relay-process';
-import { expect, joinTab, test } from './fixtures';
+import { deployApp, expect, joinTab, test, writeHeaders } from './fixtures';
 
 const contexts: BrowserContext[] = [];
 test.afterEach(async () => {
@@ -21,6 +21,7 @@ test('context: shared, persisted, expiring, scoped, private, and durable at the 
   browser,
   relay,
 }) => {
+  await deployApp(relay, 'demo');
   const a = await tab(browser, relay.url);
   const b = await tab(browser, relay.url);
 
@@ -41,7 +42,7 @@ test('context: shared, persisted, expiring, scoped, private, and durable at the 
   expect(http).toMatchObject({ value: { text: 'hello' } });
   await fetch(`${relay.url}/api/context/demo/short`, {
     method: 'PUT',
-    headers: { 'content-type': 'application/json' },
+    headers: writeHeaders(relay),
     body: JSON.stringify({ value: 42, ttlMs: 800 }),
   });
   await expect
@@ -230,10 +231,11 @@ test('a tab whose storage is full evicts expired entries, then its least recentl
 
 test('a relay killed with SIGKILL loses no acknowledged context write', async () => {
   const first = await startRelay({ args: ['--no-cloud'] });
+  await deployApp(first, 'demo');
   const put = async (url: string, key: string, value: unknown) =>
     fetch(`${url}/api/context/demo/${key}`, {
       method: 'PUT',
-      headers: { 'content-type': 'application/json' },
+      headers: writeHeaders(first),
       body: JSON.stringify({ value }),
     });
   const acked: number[] = [];
@@ -258,7 +260,9 @@ test('a tab cut off from the relay reads until expiry, queues writes, and conver
   browser,
 }) => {
   const proxy = await startProxy();
-  const relay = await startRelay({ args: ['--no-cloud', '--origin', proxy.url] });
+  const relay = await startRelay({
+    args: ['--no-cloud', '--origin', proxy.url, '--allow-host', new URL(proxy.url).host],
+  });
   proxy.target = relay.url;
   try {
     const cut = await tab(browser, proxy.url);

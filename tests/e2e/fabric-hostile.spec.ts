@@ -13,7 +13,7 @@ let ws: string;
 test.beforeAll(async () => {
   relay = await startRelay({ args: ['--no-cloud'] });
   ws = `${relay.url.replace('http', 'ws')}/ws`;
-  for (const b of await testBundles()) expect((await deploy(relay.url, b)).ok).toBe(true);
+  for (const b of await testBundles()) expect((await deploy(relay, b)).ok).toBe(true);
 });
 test.afterAll(async () => {
   await relay.stop();

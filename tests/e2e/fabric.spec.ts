@@ -4,7 +4,7 @@ import { rmSync } from 'node:fs';
 import type { Browser, BrowserContext } from '@playwright/test';
 import { testBundles } from '../apps';
 import { deploy, type RelayProcess, startProxy, startRelay } from '../relay-process';
-import { expect, type JoinedTab, joinTab, test } from './fixtures';
+import { deployApp, expect, type JoinedTab, joinTab, test, writeHeaders } from './fixtures';
 
 type Proxy = Awaited<ReturnType<typeof startProxy>>;
 let relay: RelayProcess;
@@ -13,9 +13,11 @@ let proxy: Proxy;
 test.beforeAll(async () => {
   // The proxy's port is known first, so the relay can let pages served through it connect.
   proxy = await startProxy();
-  relay = await startRelay({ args: ['--no-cloud', '--origin', proxy.url] });
+  relay = await startRelay({
+    args: ['--no-cloud', '--origin', proxy.url, '--allow-host', new URL(proxy.url).host],
+  });
   proxy.target = relay.url;
-  for (const b of await testBundles()) expect((await deploy(relay.url, b)).ok).toBe(true);
+  for (const b of await testBundles()) expect((await deploy(relay, b)).ok).toBe(true);
 });
 
 test.afterAll(async () => {
@@ -243,11 +245,12 @@ test('a fog passes context changes on to its dew children over their data channe
       direct: number;
       viaFog: number;
     };
+  await deployApp(relay, 'fanned');
   const before = await fanout();
   for (let i = 0; i < 5; i++) {
     await fetch(`${relay.url}/api/context/fanned/k${i}`, {
       method: 'PUT',
-      headers: { 'content-type': 'application/json' },
+      headers: writeHeaders(relay),
       body: JSON.stringify({ value: i }),
     });
   }

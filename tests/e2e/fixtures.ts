@@ -6,7 +6,8 @@ import {
   expect,
   type Page,
 } from '@playwright/test';
-import { testBundles } from '../apps';
+import { packBundle } from '../../core/manifest';
+import { contextApp, testBundles } from '../apps';
 import { deploy, type RelayProcess, startRelay } from '../relay-process';
 
 /** Opens the join page and waits until the node knows the deployed apps. */
@@ -65,7 +66,7 @@ export const test = base.extend<object, { relay: RelayProcess }>({
     async ({}, use) => {
       const relay = await startRelay();
       for (const b of await testBundles()) {
-        const res = await deploy(relay.url, b);
+        const res = await deploy(relay, b);
         if (!res.ok) throw new Error(`deploying a test bundle failed: ${await res.text()}`);
       }
       await use(relay);
@@ -74,6 +75,19 @@ export const test = base.extend<object, { relay: RelayProcess }>({
     },
     { scope: 'worker' },
   ],
+});
+
+/** Deploys a one-Logic app named `name`: HTTP context writes need the app deployed. */
+export async function deployApp(relay: { url: string; token: string }, name: string) {
+  const b = await contextApp(name);
+  const res = await deploy(relay, packBundle(b.manifest, b.files));
+  if (!res.ok) throw new Error(`deploying ${name} failed: ${await res.text()}`);
+}
+
+/** The headers of an HTTP context write with the relay's admin token. */
+export const writeHeaders = (relay: { token: string }) => ({
+  'content-type': 'application/json',
+  authorization: `Bearer ${relay.token}`,
 });
 
 export { deploy, expect, startRelay };

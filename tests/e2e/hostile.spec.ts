@@ -110,7 +110,7 @@ test('a tampered bundle is refused by the relay, and a tampered file by the tab'
   // Flip one byte inside front.wasm's bytes in the packed bundle.
   const at = Buffer.from(bundle).indexOf(Buffer.from(wasm.subarray(0, 64))) + 40;
   bundle[at]! ^= 0xff;
-  const res = await deploy(relay.url, bundle);
+  const res = await deploy(relay, bundle);
   expect(res.status).toBe(400);
   const body = (await res.json()) as { error: { code: string; message: string } };
   expect(body.error.code).toBe('E_INTEGRITY');

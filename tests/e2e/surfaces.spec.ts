@@ -75,7 +75,7 @@ test('the join page shows the node and pauses on request', async ({ browser }, i
   await expect(page.locator('#node-contributing')).toContainText('Contributing');
   // Each deployed app with a demo input gets a button (the test app has one).
   const b = await hostileApp();
-  expect((await deploy(relay.url, packBundle(b.manifest, b.files))).ok).toBe(true);
+  expect((await deploy(relay, packBundle(b.manifest, b.files))).ok).toBe(true);
   await page.reload();
   await page.getByRole('button', { name: 'hostile: Echo a greeting' }).click();
   await expect(page.locator('#demos output')).toContainText('"hello, fabric" · this tab');
@@ -205,7 +205,10 @@ test('the admin console: token, roles, trust, deploys, decisions and latency plo
   const dews = [await joinPage(browser), await joinPage(browser, '?maxModelMiB=0.5')];
   const context = await browser.newContext();
   const page = await context.newPage();
-  await page.goto(`${relay.url}/admin`);
+  const consolePage = await page.goto(`${relay.url}/admin`);
+  // No other page may frame the console (clickjacking).
+  expect(consolePage?.headers()['content-security-policy']).toBe("frame-ancestors 'none'");
+  expect(consolePage?.headers()['x-frame-options']).toBe('DENY');
 
   // A wrong token shows nothing but the refusal.
   await page.locator('#token').fill('not-the-token');
@@ -214,6 +217,11 @@ test('the admin console: token, roles, trust, deploys, decisions and latency plo
   await expect(page.locator('#nodes')).toHaveCount(0);
   await page.locator('#token').fill(relay.token);
   await page.locator('button[type=submit]').click();
+  // The token lives for this tab only: sessionStorage, never localStorage.
+  await expect
+    .poll(() => page.evaluate(() => sessionStorage.getItem('brume-admin-token')))
+    .toBe(relay.token);
+  expect(await page.evaluate(() => localStorage.getItem('brume-admin-token'))).toBeNull();
 
   // Three tabs in their roles (and the relay's cloud node).
   const row = (id: string) => page.locator(`#nodes tr[data-node="${id}"]`);
@@ -293,7 +301,7 @@ test('the admin console: token, roles, trust, deploys, decisions and latency plo
   // The context store: keys with scope and expiry, never their values.
   await fetch(`${relay.url}/api/context/digits/last-digit`, {
     method: 'PUT',
-    headers: { 'content-type': 'application/json' },
+    headers: { ...adminHeaders(), 'content-type': 'application/json' },
     body: JSON.stringify({ value: 'the value stays hidden', ttlMs: 60_000 }),
   });
   await expect(page.locator('#context')).toContainText('last-digit');

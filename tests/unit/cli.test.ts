@@ -85,7 +85,7 @@ describe('brume start', () => {
     try {
       const [, url, token, dataLine] = await waitForLine(
         child,
-        /^Brume relay listening on (http:\/\/127\.0\.0\.1:\d+) — open it in a browser to join\nadmin token: (\S+) .*\n(.*)\n/m,
+        /^Brume relay listening on (http:\/\/127\.0\.0\.1:\d+) — open it in a browser to join\nadmin token: (\S+) \(saved in .*\)\n(.*)\n/m,
       );
       expect(dataLine).toBe(`data: ${data}`);
       expect((await readFile(join(data, 'admin-token'), 'utf8')).trim()).toBe(token);
@@ -115,7 +115,33 @@ describe('brume start', () => {
       child.kill('SIGTERM');
     }
     expect(await exited).toBe(0);
-  });
+  }, 120_000); // each CLI run is a tsx start: seconds on a busy machine
+
+  it('prints the admin token only on the start that makes it', async () => {
+    const data = join(dir, 'token-once');
+    const start = async () => {
+      const child = spawn(
+        tsx,
+        [cli, 'start', '--port', '0', '--data', data, '--web', dir, '--apps', join(dir, 'none')],
+        { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      try {
+        // The data line comes last: everything said about the token is in by then.
+        return (await waitForLine(child, /^admin token: .*\n(data: .*)\n/m))[0];
+      } finally {
+        child.kill('SIGTERM');
+        await exited;
+      }
+    };
+    const first = await start();
+    const token = (await readFile(join(data, 'admin-token'), 'utf8')).trim();
+    expect(first).toContain(`admin token: ${token}`);
+    const second = await start();
+    expect(second).not.toContain(token);
+    expect(second).toContain(`admin token: in ${join(data, 'admin-token')}`);
+    expect(second).toContain('brume token');
+  }, 120_000); // each CLI run is a tsx start: seconds on a busy machine
 
   it('takes its port from BRUME_PORT', async () => {
     const bad = await brume(['start', '--data', join(dir, 'x')], { BRUME_PORT: 'eighty' });
@@ -204,7 +230,19 @@ describe('brume pack and deploy', () => {
     expect(Object.keys(files).sort()).toEqual(['assets/labels.txt', 'logic/hello.wasm']);
     expect(manifest).not.toHaveProperty('sources');
 
-    const deployed = await brume(['deploy', file, '--relay', relay.url]);
+    // Without a credential the CLI says what to pass; with one lacking the scope the relay refuses.
+    const none = await brume(['deploy', file, '--relay', relay.url], {
+      BRUME_DATA: join(dir, 'no-such-dir'),
+    });
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('no credential: pass --key');
+    const { secret: callKey } = await relay.keys.create(['call'], '');
+    const refused = await brume(['deploy', file, '--relay', relay.url, '--key', callKey]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('403 E_FORBIDDEN');
+
+    const { secret } = await relay.keys.create(['deploy:hello'], 'ci');
+    const deployed = await brume(['deploy', file, '--relay', relay.url], { BRUME_KEY: secret });
     expect(deployed.code).toBe(0);
     expect(deployed.stdout).toContain('deployed hello@0.1.0');
     const apps = await (await fetch(`${relay.url}/api/apps`)).json();
@@ -215,15 +253,71 @@ describe('brume pack and deploy', () => {
     await writeFile(join(appDir, 'logic', 'hello.wasm'), 'changed wasm, same version');
     const out = join(dir, 'out', 'hello.brume');
     expect((await brume(['pack', appDir, '--out', out])).code).toBe(0);
-    const conflict = await brume(['deploy', out], { BRUME_RELAY: relay.url });
+    const conflict = await brume(['deploy', out, '--data', join(dir, 'deploy-data')], {
+      BRUME_RELAY: relay.url,
+    });
     expect(conflict.code).toBe(1);
     expect(conflict.stderr).toContain('409 E_CONFLICT');
     expect(conflict.stderr).toContain('hello@0.1.0');
   });
 
+  it('keeps an older version out of current until an admin runs brume current', async () => {
+    const data = ['--relay', relay.url, '--data', join(dir, 'deploy-data')];
+    const v2 = join(dir, 'out', 'hello-0.2.0.brume');
+    const manifest = JSON.parse(await readFile(join(appDir, 'brume.json'), 'utf8'));
+    await writeFile(join(appDir, 'brume.json'), JSON.stringify({ ...manifest, version: '0.2.0' }));
+    expect((await brume(['pack', appDir, '--out', v2])).code).toBe(0);
+    expect((await brume(['deploy', v2, ...data])).stdout).toContain('deployed hello@0.2.0');
+    const old = await brume(['deploy', join(appDir, 'hello-0.1.0.brume'), ...data]);
+    expect(old.code).toBe(0);
+    expect(old.stdout).toContain('0.2.0 stays current');
+    expect((await (await fetch(`${relay.url}/api/apps/hello`)).json()).version).toBe('0.2.0');
+    const rolled = await brume(['current', 'hello', '0.1.0', ...data]);
+    expect(rolled.stdout).toContain('hello@0.1.0 is now current');
+    expect((await (await fetch(`${relay.url}/api/apps/hello`)).json()).version).toBe('0.1.0');
+    const missing = await brume(['current', 'hello', '9.9.9', ...data]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('404 E_NOT_FOUND');
+  }, 120_000); // each CLI run is a tsx start: seconds on a busy machine
+
+  it('makes, lists and revokes API keys', async () => {
+    const data = ['--relay', relay.url, '--data', join(dir, 'deploy-data')];
+    const made = await brume([
+      'keys',
+      'create',
+      '--scope',
+      'deploy:team-*',
+      '--scope',
+      'call',
+      '--label',
+      'team CI',
+      ...data,
+    ]);
+    expect(made.code).toBe(0);
+    const [, id, secret] = /^key ([0-9a-f]{16}) \(deploy:team-\*, call\):\n(brume_\S+)\n/.exec(
+      made.stdout,
+    )!;
+    expect(made.stderr).toContain('only time');
+    expect(relay.keys.find(secret!)?.label).toBe('team CI');
+    const [list, bad, notAdmin] = await Promise.all([
+      brume(['keys', 'list', ...data]),
+      brume(['keys', 'create', '--scope', 'root', ...data]),
+      brume(['keys', 'list', '--relay', relay.url, '--key', secret!]),
+    ]);
+    expect(list.stdout).toContain(`${id}  deploy:team-*,call`);
+    expect(list.stdout).not.toContain(secret);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('400 E_INPUT');
+    expect(bad.stderr).toContain('"root"');
+    expect(notAdmin.stderr).toContain('403 E_FORBIDDEN');
+    expect((await brume(['keys', 'revoke', id!, ...data])).stdout).toContain(`revoked key ${id}`);
+    expect(relay.keys.find(secret!)).toBeUndefined();
+    expect((await brume(['keys', 'revoke', id!, ...data])).code).toBe(1);
+  }, 120_000); // each CLI run is a tsx start: seconds on a busy machine
+
   it('says so when no relay is there', async () => {
     const out = join(dir, 'out', 'hello.brume');
-    const r = await brume(['deploy', out, '--relay', 'http://127.0.0.1:9']);
+    const r = await brume(['deploy', out, '--relay', 'http://127.0.0.1:9', '--key', 'k']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('cannot reach the relay');
   });

@@ -4,7 +4,7 @@ import { loadOrCreateIdentity, memoryKeyStore, nodeIdOf } from '../../core/ident
 import { packBundle } from '../../core/manifest';
 import { decodeFrame, encodeFrame, type ToNode } from '../../core/protocol';
 import type { Relay } from '../../relay/server';
-import { hostileApp } from '../apps';
+import { contextApp, hostileApp } from '../apps';
 import { joinRaw, type RawNode } from '../raw-node';
 import { inProcessRelay } from '../relay-process';
 
@@ -17,6 +17,8 @@ beforeAll(async () => {
   relay = server.relay;
   const b = await hostileApp();
   await relay.deploy(packBundle(b.manifest, b.files));
+  const fan = await contextApp('fan'); // HTTP context writes need a deployed app
+  await relay.deploy(packBundle(fan.manifest, fan.files));
   ws = `${relay.url.replace('http', 'ws')}/ws`;
 });
 afterAll(() => server.close());
@@ -136,7 +138,10 @@ describe('hub', () => {
     const put = (k: string) =>
       fetch(`${relay.url}/api/context/fan/${k}`, {
         method: 'PUT',
-        headers: { 'content-type': 'application/json' },
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${relay.admin.token}`,
+        },
         body: JSON.stringify({ value: k }),
       });
     expect((await put('a')).status).toBe(200);

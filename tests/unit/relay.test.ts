@@ -87,7 +87,11 @@ describe('relay', () => {
 
   const get = (path: string, init?: RequestInit) => fetch(`${relay.url}${path}`, init);
   const post = (b: Uint8Array, headers: Record<string, string> = BUNDLE) =>
-    fetch(`${relay.url}/api/apps`, { method: 'POST', headers, body: b.slice() });
+    fetch(`${relay.url}/api/apps`, {
+      method: 'POST',
+      headers: { ...headers, authorization: `Bearer ${relay.admin.token}` },
+      body: b.slice(),
+    });
 
   function expectIsolated(res: Response) {
     expect(res.headers.get('cross-origin-opener-policy')).toBe('same-origin');
@@ -367,7 +371,7 @@ describe('relay start-up', () => {
       });
       const res = await fetch(`${relay.url}/api/apps`, {
         method: 'POST',
-        headers: BUNDLE,
+        headers: { ...BUNDLE, authorization: `Bearer ${relay.admin.token}` },
         body: big.bytes.slice(),
       });
       expect(res.status).toBe(413);
