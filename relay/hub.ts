@@ -197,14 +197,27 @@ export function createHub(options: HubOptions) {
     return false;
   }
 
+  /**
+   * Whether a frame answers work this relay gave the node: a result or error for a call it was
+   * sent, a pong to the last ping. Those are not counted against its frame rate: a busy node
+   * answers as fast as it is asked, and the relay must not close it for doing so.
+   */
+  function answersRelay(conn: Conn, msg: ToRelay): boolean {
+    if (msg.t === 'pong') return conn.pingAt !== undefined && msg.ts === conn.pingAt;
+    if (msg.t !== 'result' && msg.t !== 'error') return false;
+    const f = msg.id === undefined ? undefined : forwards.get(msg.id);
+    return f !== undefined && conn.node !== undefined && f.target === conn.node.id;
+  }
+
   async function onFrame(conn: Conn, data: Buffer, isBinary: boolean): Promise<void> {
-    if (rateLimited(conn)) throw new ProtocolError(`more than ${frameRate} frames per second`);
     if (!isBinary)
       throw new ProtocolError('text frames are not part of the protocol: send MessagePack');
     const msg = decodeFrame(
       new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
       'toRelay',
     );
+    if (!answersRelay(conn, msg) && rateLimited(conn))
+      throw new ProtocolError(`more than ${frameRate} frames per second`);
     if (conn.node) conn.node.lastSeen = Date.now();
     if (!conn.node) return joining(conn, msg);
     const node = conn.node;
