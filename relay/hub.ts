@@ -26,6 +26,16 @@ import {
 } from '../core/protocol';
 import type { Qos } from '../core/scheduler';
 import type { RelayContext } from './context';
+import {
+  Admission,
+  askRefusal,
+  CallTable,
+  callRefusal,
+  defaultLimits,
+  type HubLimits,
+  refusalResponse,
+  sizeOf,
+} from './limits';
 
 export interface HubOptions {
   relayId: string;
@@ -45,6 +55,8 @@ export interface HubOptions {
   callTimeoutMs?: number;
   /** The context store nodes sync with. */
   context?: RelayContext;
+  /** Bounds on calls, bytes, sockets and join time (relay/limits.ts has the defaults). */
+  limits?: Partial<HubLimits>;
   log: { info(m: string): void; warn(m: string): void };
 }
 
@@ -81,6 +93,12 @@ interface Conn {
   /** Recent ping round trips, newest last. */
   rtts?: number[];
   pingAt?: number;
+  /** Closes a socket that has not joined in time. */
+  joinTimer?: ReturnType<typeof setTimeout>;
+  /** Since when (ms) its send buffer has been over the cap, at the sweeps that saw it. */
+  overSince?: number;
+  /** Counts this socket out of its address's share. */
+  release?: () => void;
 }
 
 interface Forward {
@@ -96,6 +114,8 @@ interface Forward {
   target: string;
   tried: string[];
   timer: ReturnType<typeof setTimeout>;
+  /** About what its input takes in memory, held until it is answered (relay/limits.ts). */
+  bytes: number;
 }
 
 const closeCodes = { protocol: 1008, tooBig: 1009, policy: 1008, going: 1001 };
@@ -105,6 +125,8 @@ export function createHub(options: HubOptions) {
   const evictAfterMs = options.evictAfterMs ?? 3 * heartbeatMs;
   const frameRate = options.frameRate ?? 500;
   const callTimeoutMs = options.callTimeoutMs ?? 30_000;
+  const limits: HubLimits = { ...defaultLimits, ...options.limits };
+  const admission = new Admission(limits);
   const nonces = new NonceBook();
   const wss = new WebSocketServer({
     noServer: true,
@@ -112,7 +134,8 @@ export function createHub(options: HubOptions) {
   });
   const conns = new Set<Conn>();
   const nodes = new Map<string, { record: NodeRecord; conn: Conn; peerToken: string }>();
-  const forwards = new Map<number, Forward>();
+  // Counts calls per node and their bytes as they come and go (relay/limits.ts).
+  const forwards = new CallTable<Forward>();
   const decisions: DecisionRecord[] = [];
   const calls: CallRecord[] = [];
   const events: HubEvent[] = [];
@@ -145,12 +168,35 @@ export function createHub(options: HubOptions) {
         event('evicted', `no heartbeat for ${now - record.lastSeen} ms`, record.id);
         conn.ws.terminate();
         drop(conn);
-      } else {
+      } else if (!slowReader(conn, now)) {
         conn.pingAt = performance.now();
         send(conn, { t: 'ping', ts: conn.pingAt });
       }
     }
   }, heartbeatMs);
+
+  /**
+   * Closes a node whose send buffer was over the cap at two sweeps in a row: it stopped reading,
+   * and what the relay queues for it would grow without end. Its calls run elsewhere.
+   */
+  function slowReader(conn: Conn, now: number): boolean {
+    const buffered = conn.ws.bufferedAmount;
+    if (buffered <= limits.nodeBufferedBytes) {
+      conn.overSince = undefined;
+      return false;
+    }
+    if (conn.overSince === undefined) {
+      conn.overSince = now;
+      return false;
+    }
+    const reason = `${buffered} bytes unread for ${now - conn.overSince} ms (limit ${limits.nodeBufferedBytes})`;
+    event('closed', reason, conn.node?.id);
+    close(conn, closeCodes.policy, reason);
+    // The close frame waits behind what it does not read: its buffer is let go, not flushed.
+    setTimeout(() => conn.ws.terminate(), 1000).unref();
+    drop(conn);
+    return true;
+  }
   sweep.unref();
 
   function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -160,12 +206,26 @@ export function createHub(options: HubOptions) {
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n');
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => accept(ws));
+    const refused = admission.refusal(req);
+    if (refused) {
+      event('refused', refused.message);
+      socket.end(refusalResponse(refused));
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => accept(ws, admission.admit(req)));
   }
 
-  function accept(ws: WebSocket): void {
-    const conn: Conn = { ws, tokens: 2 * frameRate, refill: performance.now() };
+  function accept(ws: WebSocket, release?: () => void): void {
+    const conn: Conn = { ws, tokens: 2 * frameRate, refill: performance.now(), release };
     conns.add(conn);
+    conn.joinTimer = setTimeout(() => {
+      const reason = `no join within ${limits.joinTimeoutMs} ms`;
+      event('closed', reason);
+      close(conn, closeCodes.policy, reason);
+      // One that does not answer the close handshake either is cut off.
+      setTimeout(() => ws.terminate(), 1000).unref();
+    }, limits.joinTimeoutMs);
+    conn.joinTimer.unref();
     conn.nonce = nonces.issue();
     send(conn, {
       t: 'challenge',
@@ -253,7 +313,9 @@ export function createHub(options: HubOptions) {
         }
         return;
       }
-      case 'call':
+      case 'call': {
+        const refused = askRefusal(limits, forwards, node.id);
+        if (refused) return send(conn, { t: 'error', id: msg.id, error: wireError(refused) });
         forward(
           {
             app: msg.app,
@@ -272,6 +334,7 @@ export function createHub(options: HubOptions) {
           }),
         );
         return;
+      }
       case 'ctx-op': {
         const ctx = options.context;
         if (!ctx) throw new ProtocolError('this relay keeps no context store');
@@ -410,6 +473,7 @@ export function createHub(options: HubOptions) {
       lastSeen: Date.now(),
     };
     conn.node = record;
+    clearTimeout(conn.joinTimer);
     const peerToken = crypto.randomUUID();
     nodes.set(id, { record, conn, peerToken });
     recordList = undefined;
@@ -497,6 +561,8 @@ export function createHub(options: HubOptions) {
 
   function drop(conn: Conn): void {
     if (!conns.delete(conn)) return;
+    clearTimeout(conn.joinTimer);
+    conn.release?.();
     const node = conn.node;
     if (!node || nodes.get(node.id)?.conn !== conn) return;
     nodes.delete(node.id);
@@ -613,7 +679,10 @@ export function createHub(options: HubOptions) {
 
   /** Runs a call on `target` (or a placed node when it is ''), moving it if the node is lost. */
   function forward(
-    call: Omit<Forward, 'reply' | 'timer' | 'tried'> & { tried?: string[] },
+    call: Omit<Forward, 'reply' | 'timer' | 'tried' | 'bytes'> & {
+      tried?: string[];
+      bytes?: number;
+    },
     reply: Forward['reply'],
     replace = false,
   ): void {
@@ -630,6 +699,14 @@ export function createHub(options: HubOptions) {
       }
       const { target } = routed;
       const n = nodes.get(target)!;
+      const bytes = call.bytes ?? sizeOf(call.input);
+      const refused = callRefusal(
+        limits,
+        forwards,
+        { id: target, buffered: n.conn.ws.bufferedAmount },
+        bytes,
+      );
+      if (refused) throw refused;
       const id = nextId++;
       const timer = setTimeout(() => {
         forwards.delete(id);
@@ -640,7 +717,7 @@ export function createHub(options: HubOptions) {
           ),
         });
       }, callTimeoutMs);
-      forwards.set(id, { ...routed, tried, reply, timer });
+      forwards.set(id, { ...routed, tried, reply, timer, bytes });
       send(n.conn, {
         t: 'call',
         id,
@@ -682,6 +759,8 @@ export function createHub(options: HubOptions) {
       });
     },
     publish,
+    /** What the relay holds now, against its limits: calls in flight, their bytes, node sockets. */
+    load: () => ({ calls: forwards.size, callBytes: forwards.bytes, sockets: admission.total }),
     /** Context changes sent straight to nodes, through fogs, and sent again for a fog. */
     fanout: () => ({ ...fanout }),
     /** Whether `token` is what this relay gave node `id` for the PeerJS server. */
@@ -698,6 +777,7 @@ export function createHub(options: HubOptions) {
     close(): void {
       clearInterval(sweep);
       for (const conn of conns) {
+        clearTimeout(conn.joinTimer);
         close(conn, closeCodes.going, 'relay shutting down');
         // A node that does not answer the close handshake must not hold the relay open.
         setTimeout(() => conn.ws.terminate(), 1000).unref();

@@ -27,6 +27,7 @@ import { startCloudNode } from './cloud-node';
 import { openContext, type RelayContext } from './context';
 import { errorBody, mountFabric } from './fabric-http';
 import { createHub, type Hub } from './hub';
+import type { HubLimits } from './limits';
 import { createStore, type Store } from './store';
 
 export interface RelayLogger {
@@ -60,6 +61,8 @@ export interface RelayOptions {
   frameRate?: number;
   /** Largest frame a node socket may send, in bytes. Default 16 MiB. */
   maxFrameBytes?: number;
+  /** Bounds on calls in flight, bytes held, sockets and join time (defaults: relay/limits.ts). */
+  limits?: Partial<HubLimits>;
   /** Run a `cloud` node in this process (onnxruntime-node); default true. */
   cloudNode?: boolean;
 }
@@ -175,6 +178,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     ...(options.heartbeatMs !== undefined && { heartbeatMs: options.heartbeatMs }),
     ...(options.frameRate !== undefined && { frameRate: options.frameRate }),
     ...(options.maxFrameBytes !== undefined && { maxFrameBytes: options.maxFrameBytes }),
+    ...(options.limits && { limits: options.limits }),
   });
   const closePeers = mountFabric(app, {
     hub,
