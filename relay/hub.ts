@@ -482,6 +482,7 @@ export function createHub(options: HubOptions) {
       record.parent = parent;
       watch(parent, id);
     }
+    if (record.role === 'fog' && record.trusted) adoptOrphans();
     send(conn, {
       t: 'welcome',
       nodeId: id,
@@ -559,6 +560,49 @@ export function createHub(options: HubOptions) {
     return best?.id;
   }
 
+  /**
+   * Gives each dew whose parent is `fog` (or that has none, when `fog` is undefined) the best
+   * trusted fog there is now, or none, and tells it (PROTOCOL.md §5.1, `parent`).
+   */
+  function reparent(fog: string | undefined): void {
+    for (const { record, conn } of nodes.values()) {
+      if (record.role !== 'dew' || record.parent !== fog) continue;
+      const next = parentFor();
+      if (next === fog) continue;
+      if (next) {
+        record.parent = next;
+        watch(next, record.id);
+      } else delete record.parent;
+      send(conn, { t: 'parent', ...(next ? { node: next } : {}) });
+    }
+  }
+  /** A trusted fog arrived: parentless dews get one. */
+  const adoptOrphans = () => reparent(undefined);
+
+  /** The trust list changed: a revoked cloud node is closed, a revoked fog's dews move. */
+  function retrust(): void {
+    for (const { record, conn } of [...nodes.values()]) {
+      if (record.role === 'dew') continue;
+      const was = record.trusted;
+      record.trusted = options.trusted(record.publicKey);
+      if (was === record.trusted) continue;
+      event(
+        record.trusted ? 'joined' : 'refused',
+        record.trusted ? 'trusted now' : 'trust revoked',
+        record.id,
+      );
+      if (record.role === 'cloud') {
+        close(
+          conn,
+          closeCodes.policy,
+          'trust revoked: the cloud role is for keys on the trust list',
+        );
+        drop(conn);
+      } else if (record.trusted) adoptOrphans();
+      else reparent(record.id);
+    }
+  }
+
   function drop(conn: Conn): void {
     if (!conns.delete(conn)) return;
     clearTimeout(conn.joinTimer);
@@ -575,6 +619,7 @@ export function createHub(options: HubOptions) {
       if (other) send(other.conn, { t: 'gone', node: node.id });
     }
     watchers.delete(node.id);
+    if (node.role === 'fog') reparent(node.id);
     // Work forwarded to it runs elsewhere; its late answers are dropped (forwards no longer match).
     for (const [fid, f] of forwards) {
       if (f.target !== node.id) continue;
@@ -768,12 +813,12 @@ export function createHub(options: HubOptions) {
       const n = nodes.get(id);
       return n !== undefined && token.length === n.peerToken.length && token === n.peerToken;
     },
-    /** Re-reads trust for every connected node (after the trust list changed). */
-    retrust(): void {
-      for (const { record } of nodes.values()) {
-        if (record.role !== 'dew') record.trusted = options.trusted(record.publicKey);
-      }
-    },
+    /**
+     * Re-reads trust for every connected node (after the trust list changed): a revoked cloud
+     * node is disconnected, a revoked fog's dews are given another parent (or none), and a fog
+     * trusted now adopts the dews that have none.
+     */
+    retrust,
     close(): void {
       clearInterval(sweep);
       for (const conn of conns) {
