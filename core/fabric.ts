@@ -602,6 +602,11 @@ export class Fabric {
         if (unsent.length) this.send(ws, { t: 'ctx-unsent', seq: msg.seq, to: unsent });
         return;
       }
+      case 'parent':
+        // Context changes come by channel only from the parent: from now on, this one.
+        this.parent = msg.node;
+        if (msg.node) this.options.links?.connect(msg.node);
+        return;
       case 'gone':
         if (msg.node === this.parent) this.parent = undefined;
         this.noLink.delete(msg.node);

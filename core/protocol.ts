@@ -231,6 +231,8 @@ export const toNode = z.discriminatedUnion('t', [
   z.object({ t: z.literal('ping'), ts: z.number() }),
   /** A node left or was evicted: drop direct channels to it, and place its calls again. */
   z.object({ t: z.literal('gone'), node: nodeId }),
+  /** A dew's parent fog changed (its fog left or lost its trust): the new one, or none. */
+  z.object({ t: z.literal('parent'), node: nodeId.optional() }),
   z.object({
     t: z.literal('decision'),
     id,

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { BrumeError } from '../core/errors';
 import { loadAdmin } from './admin';
+import type { HubLimits } from './limits';
 import { packApp } from './pack';
 import { createRelay, type RelayOptions } from './server';
 
@@ -63,6 +64,16 @@ start:
                         scope (or the admin token) is not limited
   --no-anonymous-calls  HTTP calls and schedules need a key with the call scope (env
                         BRUME_ANONYMOUS_CALLS=off)
+  --frame-rate <n>      frames a second a node may send unasked, burst twice that (default 500)
+  --max-calls-per-node <n>  calls in flight to one node, and that one node waits on (default 64)
+  --max-calls <n>       calls in flight through the relay in all (default 4096)
+  --max-call-mib <n>    MiB of call input held for calls in flight, in all (default 256)
+  --max-node-buffer-mib <n>  MiB queued for one node before calls to it are refused; a node
+                        over it at two heartbeats in a row is closed (default 32)
+  --join-timeout-ms <n> a socket that has not joined by then is closed (default 10000)
+  --max-conns-per-address <n>  node sockets from one client address (env
+                        BRUME_MAX_CONNS_PER_ADDRESS, default 256)
+  --max-conns <n>       node sockets in all (env BRUME_MAX_CONNS, default 10000)
 
 pack:
   --out <file>          where to write (default <dir>/<name>-<version>.brume)
@@ -125,6 +136,14 @@ const commands: Record<string, Options> = {
     'allow-host': { type: 'string', multiple: true },
     'call-rate': { type: 'string' },
     'no-anonymous-calls': { type: 'boolean' },
+    'frame-rate': { type: 'string' },
+    'max-calls-per-node': { type: 'string' },
+    'max-calls': { type: 'string' },
+    'max-call-mib': { type: 'string' },
+    'max-node-buffer-mib': { type: 'string' },
+    'join-timeout-ms': { type: 'string' },
+    'max-conns-per-address': { type: 'string' },
+    'max-conns': { type: 'string' },
   },
   pack: { out: { type: 'string' } },
   deploy: { ...credentials },
@@ -219,6 +238,7 @@ async function main(argv: string[]): Promise<number> {
         ),
         anonymousCalls:
           !values['no-anonymous-calls'] && process.env.BRUME_ANONYMOUS_CALLS !== 'off',
+        ...hubLimits(flag),
       });
     }
     case 'pack': {
@@ -290,6 +310,34 @@ interface StartOptions {
   allowedHosts: string[];
   callRate: number;
   anonymousCalls: boolean;
+  frameRate?: number;
+  limits: Partial<HubLimits>;
+}
+
+/** The hub's bounds from `start`'s flags (and env): only those given, the rest default. */
+function hubLimits(flag: (name: string) => string | undefined) {
+  const given = (name: string, env?: string) => flag(name) ?? (env && process.env[env]);
+  const n = (name: string, min: number, max: number, env?: string) => {
+    const text = given(name, env);
+    return text === undefined || text === '' ? undefined : integer(`--${name}`, text, min, max);
+  };
+  const mib = (name: string) => {
+    const v = n(name, 1, 65536);
+    return v === undefined ? undefined : v * 2 ** 20;
+  };
+  const limits: Partial<HubLimits> = {
+    callsPerNode: n('max-calls-per-node', 1, 1_000_000),
+    callsInFlight: n('max-calls', 1, 10_000_000),
+    callBytes: mib('max-call-mib'),
+    nodeBufferedBytes: mib('max-node-buffer-mib'),
+    joinTimeoutMs: n('join-timeout-ms', 100, 3_600_000),
+    connsPerAddress: n('max-conns-per-address', 1, 1_000_000, 'BRUME_MAX_CONNS_PER_ADDRESS'),
+    conns: n('max-conns', 1, 10_000_000, 'BRUME_MAX_CONNS'),
+  };
+  for (const k of Object.keys(limits) as (keyof HubLimits)[])
+    if (limits[k] === undefined) delete limits[k];
+  const frameRate = n('frame-rate', 1, 1_000_000);
+  return { limits, ...(frameRate !== undefined && { frameRate }) };
 }
 
 async function start(o: StartOptions): Promise<number> {
@@ -312,6 +360,8 @@ async function start(o: StartOptions): Promise<number> {
     allowedHosts: o.allowedHosts,
     anonymousCalls: o.anonymousCalls,
     anonymousCallLimit: { max: o.callRate, windowMs: 60_000 },
+    limits: o.limits,
+    ...(o.frameRate !== undefined && { frameRate: o.frameRate }),
   });
   console.log(`Brume relay listening on ${relay.url} — open it in a browser to join`);
   // The token is shown once, when made: logs of every later start do not carry it.

@@ -26,6 +26,16 @@ import {
 } from '../core/protocol';
 import type { Qos } from '../core/scheduler';
 import type { RelayContext } from './context';
+import {
+  Admission,
+  askRefusal,
+  CallTable,
+  callRefusal,
+  defaultLimits,
+  type HubLimits,
+  refusalResponse,
+  sizeOf,
+} from './limits';
 import { encodeOutgoing } from './outgoing';
 import { originError, refuseUpgrade } from './upgrade';
 
@@ -47,6 +57,8 @@ export interface HubOptions {
   callTimeoutMs?: number;
   /** The context store nodes sync with. */
   context?: RelayContext;
+  /** Bounds on calls, bytes, sockets and join time (relay/limits.ts has the defaults). */
+  limits?: Partial<HubLimits>;
   log: { info(m: string): void; warn(m: string): void };
 }
 
@@ -83,6 +95,12 @@ interface Conn {
   /** Recent ping round trips, newest last. */
   rtts?: number[];
   pingAt?: number;
+  /** Closes a socket that has not joined in time. */
+  joinTimer?: ReturnType<typeof setTimeout>;
+  /** Since when (ms) its send buffer has been over the cap, at the sweeps that saw it. */
+  overSince?: number;
+  /** Counts this socket out of its address's share. */
+  release?: () => void;
 }
 
 interface Forward {
@@ -98,6 +116,8 @@ interface Forward {
   target: string;
   tried: string[];
   timer: ReturnType<typeof setTimeout>;
+  /** About what its input takes in memory, held until it is answered (relay/limits.ts). */
+  bytes: number;
 }
 
 const closeCodes = { protocol: 1008, tooBig: 1009, policy: 1008, going: 1001 };
@@ -107,6 +127,8 @@ export function createHub(options: HubOptions) {
   const evictAfterMs = options.evictAfterMs ?? 3 * heartbeatMs;
   const frameRate = options.frameRate ?? 500;
   const callTimeoutMs = options.callTimeoutMs ?? 30_000;
+  const limits: HubLimits = { ...defaultLimits, ...options.limits };
+  const admission = new Admission(limits);
   const nonces = new NonceBook();
   const wss = new WebSocketServer({
     noServer: true,
@@ -114,7 +136,8 @@ export function createHub(options: HubOptions) {
   });
   const conns = new Set<Conn>();
   const nodes = new Map<string, { record: NodeRecord; conn: Conn; peerToken: string }>();
-  const forwards = new Map<number, Forward>();
+  // Counts calls per node and their bytes as they come and go (relay/limits.ts).
+  const forwards = new CallTable<Forward>();
   const decisions: DecisionRecord[] = [];
   const calls: CallRecord[] = [];
   const events: HubEvent[] = [];
@@ -175,12 +198,35 @@ export function createHub(options: HubOptions) {
         event('evicted', `no heartbeat for ${now - record.lastSeen} ms`, record.id);
         conn.ws.terminate();
         drop(conn);
-      } else {
+      } else if (!slowReader(conn, now)) {
         conn.pingAt = performance.now();
         send(conn, { t: 'ping', ts: conn.pingAt });
       }
     }
   }, heartbeatMs);
+
+  /**
+   * Closes a node whose send buffer was over the cap at two sweeps in a row: it stopped reading,
+   * and what the relay queues for it would grow without end. Its calls run elsewhere.
+   */
+  function slowReader(conn: Conn, now: number): boolean {
+    const buffered = conn.ws.bufferedAmount;
+    if (buffered <= limits.nodeBufferedBytes) {
+      conn.overSince = undefined;
+      return false;
+    }
+    if (conn.overSince === undefined) {
+      conn.overSince = now;
+      return false;
+    }
+    const reason = `${buffered} bytes unread for ${now - conn.overSince} ms (limit ${limits.nodeBufferedBytes})`;
+    event('closed', reason, conn.node?.id);
+    close(conn, closeCodes.policy, reason);
+    // The close frame waits behind what it does not read: its buffer is let go, not flushed.
+    setTimeout(() => conn.ws.terminate(), 1000).unref();
+    drop(conn);
+    return true;
+  }
   sweep.unref();
 
   function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -191,12 +237,26 @@ export function createHub(options: HubOptions) {
       refuseUpgrade(socket, error);
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => accept(ws));
+    const refused = admission.refusal(req);
+    if (refused) {
+      event('refused', refused.message);
+      socket.end(refusalResponse(refused));
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => accept(ws, admission.admit(req)));
   }
 
-  function accept(ws: WebSocket): void {
-    const conn: Conn = { ws, tokens: 2 * frameRate, refill: performance.now() };
+  function accept(ws: WebSocket, release?: () => void): void {
+    const conn: Conn = { ws, tokens: 2 * frameRate, refill: performance.now(), release };
     conns.add(conn);
+    conn.joinTimer = setTimeout(() => {
+      const reason = `no join within ${limits.joinTimeoutMs} ms`;
+      event('closed', reason);
+      close(conn, closeCodes.policy, reason);
+      // One that does not answer the close handshake either is cut off.
+      setTimeout(() => ws.terminate(), 1000).unref();
+    }, limits.joinTimeoutMs);
+    conn.joinTimer.unref();
     conn.nonce = nonces.issue();
     send(conn, {
       t: 'challenge',
@@ -228,14 +288,27 @@ export function createHub(options: HubOptions) {
     return false;
   }
 
+  /**
+   * Whether a frame answers work this relay gave the node: a result or error for a call it was
+   * sent, a pong to the last ping. Those are not counted against its frame rate: a busy node
+   * answers as fast as it is asked, and the relay must not close it for doing so.
+   */
+  function answersRelay(conn: Conn, msg: ToRelay): boolean {
+    if (msg.t === 'pong') return conn.pingAt !== undefined && msg.ts === conn.pingAt;
+    if (msg.t !== 'result' && msg.t !== 'error') return false;
+    const f = msg.id === undefined ? undefined : forwards.get(msg.id);
+    return f !== undefined && conn.node !== undefined && f.target === conn.node.id;
+  }
+
   async function onFrame(conn: Conn, data: Buffer, isBinary: boolean): Promise<void> {
-    if (rateLimited(conn)) throw new ProtocolError(`more than ${frameRate} frames per second`);
     if (!isBinary)
       throw new ProtocolError('text frames are not part of the protocol: send MessagePack');
     const msg = decodeFrame(
       new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
       'toRelay',
     );
+    if (!answersRelay(conn, msg) && rateLimited(conn))
+      throw new ProtocolError(`more than ${frameRate} frames per second`);
     if (conn.node) conn.node.lastSeen = Date.now();
     if (!conn.node) return joining(conn, msg);
     const node = conn.node;
@@ -271,7 +344,9 @@ export function createHub(options: HubOptions) {
         }
         return;
       }
-      case 'call':
+      case 'call': {
+        const refused = askRefusal(limits, forwards, node.id);
+        if (refused) return send(conn, { t: 'error', id: msg.id, error: wireError(refused) });
         forward(
           {
             app: msg.app,
@@ -290,6 +365,7 @@ export function createHub(options: HubOptions) {
           }),
         );
         return;
+      }
       case 'ctx-op': {
         const ctx = options.context;
         if (!ctx) throw new ProtocolError('this relay keeps no context store');
@@ -431,6 +507,7 @@ export function createHub(options: HubOptions) {
       lastSeen: Date.now(),
     };
     conn.node = record;
+    clearTimeout(conn.joinTimer);
     const peerToken = crypto.randomUUID();
     nodes.set(id, { record, conn, peerToken });
     recordList = undefined;
@@ -439,6 +516,7 @@ export function createHub(options: HubOptions) {
       record.parent = parent;
       watch(parent, id);
     }
+    if (record.role === 'fog' && record.trusted) adoptOrphans();
     send(conn, {
       t: 'welcome',
       nodeId: id,
@@ -516,8 +594,53 @@ export function createHub(options: HubOptions) {
     return best?.id;
   }
 
+  /**
+   * Gives each dew whose parent is `fog` (or that has none, when `fog` is undefined) the best
+   * trusted fog there is now, or none, and tells it (PROTOCOL.md §5.1, `parent`).
+   */
+  function reparent(fog: string | undefined): void {
+    for (const { record, conn } of nodes.values()) {
+      if (record.role !== 'dew' || record.parent !== fog) continue;
+      const next = parentFor();
+      if (next === fog) continue;
+      if (next) {
+        record.parent = next;
+        watch(next, record.id);
+      } else delete record.parent;
+      send(conn, { t: 'parent', ...(next ? { node: next } : {}) });
+    }
+  }
+  /** A trusted fog arrived: parentless dews get one. */
+  const adoptOrphans = () => reparent(undefined);
+
+  /** The trust list changed: a revoked cloud node is closed, a revoked fog's dews move. */
+  function retrust(): void {
+    for (const { record, conn } of [...nodes.values()]) {
+      if (record.role === 'dew') continue;
+      const was = record.trusted;
+      record.trusted = options.trusted(record.publicKey);
+      if (was === record.trusted) continue;
+      event(
+        record.trusted ? 'joined' : 'refused',
+        record.trusted ? 'trusted now' : 'trust revoked',
+        record.id,
+      );
+      if (record.role === 'cloud') {
+        close(
+          conn,
+          closeCodes.policy,
+          'trust revoked: the cloud role is for keys on the trust list',
+        );
+        drop(conn);
+      } else if (record.trusted) adoptOrphans();
+      else reparent(record.id);
+    }
+  }
+
   function drop(conn: Conn): void {
     if (!conns.delete(conn)) return;
+    clearTimeout(conn.joinTimer);
+    conn.release?.();
     const node = conn.node;
     if (!node || nodes.get(node.id)?.conn !== conn) return;
     nodes.delete(node.id);
@@ -530,6 +653,7 @@ export function createHub(options: HubOptions) {
       if (other) send(other.conn, { t: 'gone', node: node.id });
     }
     watchers.delete(node.id);
+    if (node.role === 'fog') reparent(node.id);
     // Work forwarded to it runs elsewhere; its late answers are dropped (forwards no longer match).
     for (const [fid, f] of forwards) {
       if (f.target !== node.id) continue;
@@ -645,7 +769,10 @@ export function createHub(options: HubOptions) {
 
   /** Runs a call on `target` (or a placed node when it is ''), moving it if the node is lost. */
   function forward(
-    call: Omit<Forward, 'reply' | 'timer' | 'tried'> & { tried?: string[] },
+    call: Omit<Forward, 'reply' | 'timer' | 'tried' | 'bytes'> & {
+      tried?: string[];
+      bytes?: number;
+    },
     reply: Forward['reply'],
     replace = false,
   ): void {
@@ -662,6 +789,14 @@ export function createHub(options: HubOptions) {
       }
       const { target } = routed;
       const n = nodes.get(target)!;
+      const bytes = call.bytes ?? sizeOf(call.input);
+      const refused = callRefusal(
+        limits,
+        forwards,
+        { id: target, buffered: n.conn.ws.bufferedAmount },
+        bytes,
+      );
+      if (refused) throw refused;
       const id = nextId++;
       const timer = setTimeout(() => {
         forwards.delete(id);
@@ -672,7 +807,7 @@ export function createHub(options: HubOptions) {
           ),
         });
       }, callTimeoutMs);
-      forwards.set(id, { ...routed, tried, reply, timer });
+      forwards.set(id, { ...routed, tried, reply, timer, bytes });
       send(n.conn, {
         t: 'call',
         id,
@@ -714,6 +849,8 @@ export function createHub(options: HubOptions) {
       });
     },
     publish,
+    /** What the relay holds now, against its limits: calls in flight, their bytes, node sockets. */
+    load: () => ({ calls: forwards.size, callBytes: forwards.bytes, sockets: admission.total }),
     /** Context changes sent straight to nodes, through fogs, and sent again for a fog. */
     fanout: () => ({ ...fanout }),
     /** Whether `token` is what this relay gave node `id` for the PeerJS server. */
@@ -721,15 +858,16 @@ export function createHub(options: HubOptions) {
       const n = nodes.get(id);
       return n !== undefined && token.length === n.peerToken.length && token === n.peerToken;
     },
-    /** Re-reads trust for every connected node (after the trust list changed). */
-    retrust(): void {
-      for (const { record } of nodes.values()) {
-        if (record.role !== 'dew') record.trusted = options.trusted(record.publicKey);
-      }
-    },
+    /**
+     * Re-reads trust for every connected node (after the trust list changed): a revoked cloud
+     * node is disconnected, a revoked fog's dews are given another parent (or none), and a fog
+     * trusted now adopts the dews that have none.
+     */
+    retrust,
     close(): void {
       clearInterval(sweep);
       for (const conn of conns) {
+        clearTimeout(conn.joinTimer);
         close(conn, closeCodes.going, 'relay shutting down');
         // A node that does not answer the close handshake must not hold the relay open.
         setTimeout(() => conn.ws.terminate(), 1000).unref();

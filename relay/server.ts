@@ -34,6 +34,7 @@ import { hostAllowList } from './hosts';
 import { createHub, type Hub } from './hub';
 import { type KeyStore, openKeys } from './keys';
 import { mountKeys } from './keys-http';
+import type { HubLimits } from './limits';
 import { compareSemver, createStore, type Store } from './store';
 
 export interface RelayLogger {
@@ -69,6 +70,8 @@ export interface RelayOptions {
   maxFrameBytes?: number;
   /** Largest PeerJS signalling message a node may send, in bytes. Default 64 KiB. */
   maxSignalBytes?: number;
+  /** Bounds on calls in flight, bytes held, sockets and join time (defaults: relay/limits.ts). */
+  limits?: Partial<HubLimits>;
   /** Run a `cloud` node in this process (onnxruntime-node); default true. */
   cloudNode?: boolean;
   /** Context store limits: catch-up frame bytes, log compaction floor, agreement keys kept. */
@@ -258,6 +261,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     ...(options.heartbeatMs !== undefined && { heartbeatMs: options.heartbeatMs }),
     ...(options.frameRate !== undefined && { frameRate: options.frameRate }),
     ...(options.maxFrameBytes !== undefined && { maxFrameBytes: options.maxFrameBytes }),
+    ...(options.limits && { limits: options.limits }),
   });
   const closePeers = mountFabric(app, {
     hub,
