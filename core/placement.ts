@@ -5,8 +5,9 @@
  * less loaded, then the lower id, so the same fabric always gets the same answer.
  *
  * - network: 0 on the caller itself, else the node's RTT to the relay plus the caller's.
- * - execution: the node's measured p50 for the variant on its first backend once it has three
- *   samples, before that the manifest's figure × `backendPrior`; plus a Logic's own measured p50.
+ * - execution: the p50 for the variant on the node's first backend once there are three samples —
+ *   the relay's own measurement (`measured`) when it has three, else what the node reports
+ *   (`stats`) — before that the manifest's figure × `backendPrior`; plus a Logic's own p50.
  * - queue: execution × queue / maxConcurrency (each request ahead costs one execution per slot).
  *
  * One pass over the nodes, no sorting and no allocation per node: the relay decides for a
@@ -52,6 +53,13 @@ export interface NodeView {
   stats: Record<string, { count: number; p50: number }>;
   /** Variants it can hold, by `app/modelService`; no key: not reported yet, all allowed. */
   models: Record<string, string[]>;
+  /**
+   * The relay's own measurement of its execution (forward → result, minus RTT), by the keys of
+   * `stats`: preferred over what the node reports once it has three samples (a node can lie).
+   */
+  measured?: Record<string, { count: number; p50: number }>;
+  /** Caught answering wrong (relay/verify.ts): never placed, except on itself as the caller. */
+  quarantined?: boolean;
 }
 
 /** A model variant's figures from the manifest. */
@@ -78,6 +86,8 @@ export interface PlacementRequest {
   caller: string;
   /** Nodes not to use: already tried and lost. */
   exclude?: string[];
+  /** Only nodes on the trust list: the reference run of a redundant execution (relay/verify.ts). */
+  trustedOnly?: boolean;
 }
 
 export interface Placement {
@@ -100,7 +110,22 @@ export interface Placement {
 export const backendPrior: Record<BackendName, number> = { cpu: 0.6, wasm: 1, webgpu: 1.2 };
 
 /** Samples a measured p50 needs before it replaces the prior. */
-const minSamples = 3;
+export const minSamples = 3;
+
+/**
+ * The execution figure placement uses for `key` on `n`: the relay's measurement once it has
+ * `minSamples`, else the node's own report once it has as many, else none (use the prior).
+ */
+export function execFigure(
+  n: Pick<NodeView, 'stats' | 'measured'>,
+  key: string,
+): { count: number; p50: number; by: 'relay' | 'node' } | undefined {
+  const m = n.measured?.[key];
+  if (m !== undefined && m.count >= minSamples) return { count: m.count, p50: m.p50, by: 'relay' };
+  const s = n.stats[key];
+  if (s !== undefined && s.count >= minSamples) return { count: s.count, p50: s.p50, by: 'node' };
+  return undefined;
+}
 
 /** How `qos.privacy` restricts nodes: not at all, to the caller, to one node id, to a key. */
 type Pin = 'none' | 'device' | 'node' | 'key';
@@ -129,6 +154,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
   const logicKey = req.logic ? `${app}/${req.service}/${req.logic.rpc}@logic` : '';
   const callerRtt = caller ? (nodes.find((n) => n.id === caller)?.rttMs ?? 0) : 0;
   const exclude = req.exclude?.length ? req.exclude : undefined;
+  const trustedOnly = req.trustedOnly === true;
   const minAccuracy = qos.accuracy ?? Number.NEGATIVE_INFINITY;
   const budget = qos.latencyMs ?? Number.POSITIVE_INFINITY;
   const keys: Partial<Record<BackendName, string[]>> = {};
@@ -163,13 +189,19 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
         trustedHolders++;
       }
     }
-    if (!n.online || (n.paused && !isCaller) || exclude?.includes(n.id)) continue;
+    if (
+      !n.online ||
+      ((n.paused || n.quarantined) && !isCaller) ||
+      (trustedOnly && !n.trusted) ||
+      exclude?.includes(n.id)
+    )
+      continue;
     eligible++;
     const backend = n.backends[0] ?? 'wasm';
     const prior = backend === 'wasm' ? wasm : backend === 'webgpu' ? webgpu : cpu;
     const runnable = modelKey ? n.models[modelKey] : undefined;
-    const logicStat = logicKey ? n.stats[logicKey] : undefined;
-    const logicMeasured = logicStat !== undefined && logicStat.count >= minSamples;
+    const logicStat = logicKey ? execFigure(n, logicKey) : undefined;
+    const logicMeasured = logicStat !== undefined;
     const logicMs = logicMeasured ? logicStat.p50 : 0;
     const networkMs = isCaller ? 0 : n.rttMs + callerRtt;
     const slots = Math.max(1, n.maxConcurrency);
@@ -184,9 +216,9 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       let measured: boolean;
       if (v.rpc) {
         statKeys ??= keys[backend] ??= variants.map((w) => `${modelKey}/${w.rpc}@${backend}`);
-        const stat = n.stats[statKeys[i]!];
-        measured = stat !== undefined && stat.count >= minSamples;
-        modelMs = measured ? stat!.p50 : v.latencyMs * prior;
+        const stat = execFigure(n, statKeys[i]!);
+        measured = stat !== undefined;
+        modelMs = stat ? stat.p50 : v.latencyMs * prior;
       } else {
         // No model decides: the variant's latency is the Logic's own prior, until it is measured.
         measured = logicMeasured;
@@ -244,7 +276,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
     if (pin === 'none') {
       throw new BrumeError(
         'E_UNAVAILABLE',
-        `no node can take ${what} now (all offline, paused or already tried)`,
+        `no node can take ${what} now (all offline, paused, quarantined or already tried)`,
       );
     }
     throw new QosError('privacy', undefined, privacyMiss(pin, privacy!, nodes, req));
@@ -296,7 +328,7 @@ function privacyMiss(pin: Pin, privacy: string, nodes: readonly NodeView[], req:
         ? nodes.some((n) => n.id === privacy)
         : nodes.some((n) => n.id === req.caller);
   return known
-    ? `${asked} allows no node that can take ${req.app}/${req.service} now (offline, paused or already tried)`
+    ? `${asked} allows no node that can take ${req.app}/${req.service} now (offline, paused, quarantined or already tried)`
     : `${asked}: no such node is connected`;
 }
 
