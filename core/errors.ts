@@ -121,6 +121,16 @@ export class TimeoutError extends BrumeError {
     super('E_TIMEOUT', message);
   }
 }
+/**
+ * A `qos.verify` call whose answer could not be confirmed: two nodes disagreed and no third (or
+ * trusted) node decided, or no second node could check it. The caller gets no answer rather than
+ * a possibly wrong one.
+ */
+export class VerifyError extends BrumeError {
+  constructor(message: string) {
+    super('E_VERIFY', message);
+  }
+}
 /** Something the node did not expect; a bug if it ever reaches a user. */
 export class InternalError extends BrumeError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -141,6 +151,7 @@ const byCode: Record<string, new (message: string) => BrumeError> = {
   E_INPUT: InputError,
   E_CONFLICT: ConflictError,
   E_TIMEOUT: TimeoutError,
+  E_VERIFY: VerifyError,
   E_INTERNAL: InternalError,
 };
 
