@@ -37,6 +37,10 @@ start:
   --origin <url>        also let pages from this origin open node sockets (repeatable;
                         env BRUME_ORIGINS, comma-separated); the relay's own is always allowed
   --no-cloud            do not run the relay's own cloud node (onnxruntime-node)
+  --verify-fraction <f> share (0 to 1) of calls on untrusted nodes also run on a second node
+                        and compared; a node that disagrees is quarantined (env
+                        BRUME_VERIFY_FRACTION, default 0: only qos.verify calls are checked)
+  --max-quarantined <n> nodes kept in quarantine at most, the oldest released first (default 1000)
 
 pack:
   --out <file>          where to write (default <dir>/<name>-<version>.brume)
@@ -75,6 +79,8 @@ const commands: Record<string, Options> = {
     'max-bundle-mib': { type: 'string' },
     origin: { type: 'string', multiple: true },
     'no-cloud': { type: 'boolean' },
+    'verify-fraction': { type: 'string' },
+    'max-quarantined': { type: 'string' },
   },
   pack: { out: { type: 'string' } },
   deploy: { relay: { type: 'string' } },
@@ -135,6 +141,11 @@ async function main(argv: string[]): Promise<number> {
           ...(process.env.BRUME_ORIGINS?.split(',').filter(Boolean) ?? []),
         ].map(origin),
         cloud: !values['no-cloud'],
+        verifyFraction: fraction(
+          '--verify-fraction',
+          flag('verify-fraction') ?? process.env.BRUME_VERIFY_FRACTION ?? '0',
+        ),
+        maxQuarantined: integer('--max-quarantined', flag('max-quarantined') ?? '1000', 1, 1e6),
       });
     }
     case 'pack': {
@@ -187,6 +198,8 @@ interface StartOptions {
   bodyLimit: number;
   origins: string[];
   cloud: boolean;
+  verifyFraction: number;
+  maxQuarantined: number;
 }
 
 async function start(o: StartOptions): Promise<number> {
@@ -203,6 +216,8 @@ async function start(o: StartOptions): Promise<number> {
     bodyLimit: o.bodyLimit,
     origins: o.origins,
     cloudNode: o.cloud,
+    verifyFraction: o.verifyFraction,
+    maxQuarantined: o.maxQuarantined,
   });
   console.log(`Brume relay listening on ${relay.url} — open it in a browser to join`);
   console.log(`admin token: ${relay.admin.token} (also in ${join(o.data, 'admin-token')})`);
@@ -317,6 +332,14 @@ function integer(name: string, text: string, min: number, max: number): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || n < min || n > max) {
     throw new UsageError(`${name} must be a whole number from ${min} to ${max}, got "${text}"`);
+  }
+  return n;
+}
+
+function fraction(name: string, text: string): number {
+  const n = Number(text);
+  if (text.trim() === '' || !(n >= 0 && n <= 1)) {
+    throw new UsageError(`${name} must be a number from 0 to 1, got "${text}"`);
   }
   return n;
 }

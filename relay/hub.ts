@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { CallRecord, ContextFanout, DecisionRecord, HubEvent, NodeRecord } from '../core/api';
 import { type ContextOp, catchUpFor, viewFor } from '../core/context/replica';
-import { BrumeError, NotFoundError, TimeoutError } from '../core/errors';
+import { BrumeError, InputError, NotFoundError, TimeoutError } from '../core/errors';
 import { NonceBook, nodeIdOf, verifyAgreement, verifyJoin } from '../core/identity';
 import type { Manifest } from '../core/manifest';
 import { place } from '../core/placement';
@@ -116,6 +116,14 @@ export function createHub(options: HubOptions) {
   const evictAfterMs = options.evictAfterMs ?? 3 * heartbeatMs;
   const frameRate = options.frameRate ?? 500;
   const callTimeoutMs = options.callTimeoutMs ?? 30_000;
+  const verifyFraction = options.verifyFraction ?? 0;
+  if (!(verifyFraction >= 0 && verifyFraction <= 1))
+    throw new InputError(`verifyFraction must be from 0 to 1, got ${verifyFraction}`);
+  const maxQuarantined = options.maxQuarantined ?? 1000;
+  if (!(Number.isInteger(maxQuarantined) && maxQuarantined >= 1))
+    throw new InputError(
+      `maxQuarantined must be a whole number of at least 1, got ${maxQuarantined}`,
+    );
   const nonces = new NonceBook();
   const wss = new WebSocketServer({
     noServer: true,
@@ -131,14 +139,14 @@ export function createHub(options: HubOptions) {
   // Honest placement: the relay's own timings, and answers checked by redundant execution.
   const meter = createMeter();
   const quarantine = createQuarantine({
-    ...(options.maxQuarantined !== undefined && { max: options.maxQuarantined }),
+    max: maxQuarantined,
     onEvict(id) {
       const n = nodes.get(id);
       if (n) n.record.quarantined = false;
     },
   });
   const verifier = createVerifier({
-    fraction: options.verifyFraction ?? 0,
+    fraction: verifyFraction,
     book: quarantine,
     trusted: (id) => nodes.get(id)?.record.trusted === true,
     onQuarantine(e) {

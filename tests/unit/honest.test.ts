@@ -1,6 +1,7 @@
 // Honest placement (issue 10 item 5): the relay times nodes itself, checks answers by redundant
 // execution and quarantines nodes that lie. Nodes are driven by hand (tests/raw-node.ts) against
 // a real relay on a real port; they answer digits the way a classifier would, or wrongly.
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
@@ -9,7 +10,7 @@ import { decodeFrame, encodeFrame, type ToNode } from '../../core/protocol';
 import { createMeter } from '../../relay/measure';
 import { differ } from '../../relay/verify';
 import { joinRaw, type RawNode } from '../raw-node';
-import { inProcessRelay } from '../relay-process';
+import { inProcessRelay, startRelay } from '../relay-process';
 
 const key = 'honest/classify/small@wasm';
 
@@ -77,10 +78,14 @@ function claim(node: RawNode, p50: number): void {
   });
 }
 
-async function until<T>(f: () => T | undefined | false, what: string, timeoutMs = 10_000) {
+async function until<T>(
+  f: () => T | undefined | false | Promise<T | undefined | false>,
+  what: string,
+  timeoutMs = 10_000,
+) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const v = f();
+    const v = await f();
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
@@ -277,6 +282,73 @@ describe('redundant execution and quarantine', () => {
     expect(relay.hub.quarantined().some((q) => q.node === liar.id)).toBe(true);
     for (const n of [fog, liar]) n.node.ws.close();
     await relay.admin.revoke(fog.node.identity.publicKey);
+  });
+});
+
+describe('brume start --verify-fraction', () => {
+  it('refuses a fraction outside 0 to 1, naming the flag and the value', async () => {
+    const out = await new Promise<{ code: number | null; stderr: string }>((resolve) =>
+      execFile(
+        'node_modules/.bin/tsx',
+        ['relay/cli.ts', 'start', '--verify-fraction', '1.5'],
+        (e, _stdout, stderr) => resolve({ code: e ? (e.code as number) : 0, stderr }),
+      ),
+    );
+    expect(out.code).toBe(2);
+    expect(out.stderr).toContain('--verify-fraction must be a number from 0 to 1, got "1.5"');
+  });
+
+  it('checks every call on an untrusted node at 1, in a real relay process', async () => {
+    const relay = await startRelay({ args: ['--no-cloud', '--verify-fraction', '1'] });
+    try {
+      const auth = { authorization: `Bearer ${relay.token}`, 'content-type': 'application/json' };
+      const bundle = await honestBundle();
+      const dep = await fetch(`${relay.url}/api/apps`, {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/vnd.brume.bundle' },
+        body: Buffer.from(bundle),
+      });
+      expect(dep.status).toBeLessThan(300);
+      const ws = `${relay.url.replace('http', 'ws')}/ws`;
+      const fogKey = await loadOrCreateIdentity(memoryKeyStore(), 'fog');
+      const trust = await fetch(`${relay.url}/api/trust`, {
+        method: 'POST',
+        headers: auth,
+        body: JSON.stringify({ publicKey: fogKey.publicKey }),
+      });
+      expect(trust.status).toBe(201);
+      const { node: fog } = await joinRaw(ws, 'fog', { identity: fogKey });
+      const { node: liar, welcome } = await joinRaw(ws, 'dew');
+      claim(liar, 0);
+      claim(fog, 30);
+      serve(fog, right, 5);
+      serve(liar, wrong, 0);
+      const quarantined = async () =>
+        (await (await fetch(`${relay.url}/api/quarantine`, { headers: auth })).json()) as {
+          node: string;
+        }[];
+      // Heartbeats land before the call (the liar must be the one placed): wait for them.
+      await until(async () => {
+        const nodes = (await (await fetch(`${relay.url}/api/nodes`, { headers: auth })).json()) as {
+          stats: Record<string, unknown>;
+        }[];
+        return nodes.length === 2 && nodes.every((n) => n.stats[key]);
+      }, 'heartbeats');
+      const r = await fetch(`${relay.url}/api/call/honest/classify`, {
+        method: 'POST',
+        headers: auth,
+        body: JSON.stringify({ input: 3 }),
+      });
+      expect(r.status).toBe(200);
+      await until(
+        async () => (await quarantined()).some((q) => q.node === welcome.nodeId),
+        'quarantine',
+      );
+      fog.ws.close();
+      liar.ws.close();
+    } finally {
+      await relay.stop();
+    }
   });
 });
 
