@@ -115,16 +115,16 @@ export const minSamples = 3;
 /**
  * The execution figure placement uses for `key` on `n`: the relay's measurement once it has
  * `minSamples`, else the node's own report once it has as many, else none (use the prior).
+ * Answers the record itself (no allocation: this runs per node and variant).
  */
 export function execFigure(
   n: Pick<NodeView, 'stats' | 'measured'>,
   key: string,
-): { count: number; p50: number; by: 'relay' | 'node' } | undefined {
+): { count: number; p50: number } | undefined {
   const m = n.measured?.[key];
-  if (m !== undefined && m.count >= minSamples) return { count: m.count, p50: m.p50, by: 'relay' };
+  if (m !== undefined && m.count >= minSamples) return m;
   const s = n.stats[key];
-  if (s !== undefined && s.count >= minSamples) return { count: s.count, p50: s.p50, by: 'node' };
-  return undefined;
+  return s !== undefined && s.count >= minSamples ? s : undefined;
 }
 
 /** How `qos.privacy` restricts nodes: not at all, to the caller, to one node id, to a key. */
@@ -174,6 +174,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
   let bQueue = 0;
   let bExec = 0;
   let bMeasured = false;
+  let bByRelay = false;
 
   for (let j = 0; j < nodes.length; j++) {
     const n = nodes[j]!;
@@ -207,6 +208,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
     const slots = Math.max(1, n.maxConcurrency);
     const load = n.queue / slots;
     let statKeys: string[] | undefined;
+    let byRelay = false;
     for (let i = 0; i < variants.length; i++) {
       const v = variants[i]!;
       if (runnable && v.rpc && !runnable.includes(v.rpc)) continue;
@@ -219,10 +221,12 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
         const stat = execFigure(n, statKeys[i]!);
         measured = stat !== undefined;
         modelMs = stat ? stat.p50 : v.latencyMs * prior;
+        byRelay = stat !== undefined && stat === n.measured?.[statKeys[i]!];
       } else {
         // No model decides: the variant's latency is the Logic's own prior, until it is measured.
         measured = logicMeasured;
         modelMs = logicMeasured ? 0 : v.latencyMs;
+        byRelay = logicMeasured && logicStat === n.measured?.[logicKey];
       }
       const execMs = modelMs + logicMs;
       const queueMs = (execMs * n.queue) / slots;
@@ -246,6 +250,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       bQueue = queueMs;
       bExec = execMs;
       bMeasured = measured;
+      bByRelay = byRelay;
     }
   }
 
@@ -261,7 +266,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       rpc: bv.rpc,
       estimateMs: bTotal,
       breakdown,
-      reason: explain(bn, bv, bTotal, breakdown, req),
+      reason: explain(bn, bv, bTotal, breakdown, req, bByRelay),
     };
   }
   const what = `${app}/${req.service}`;
@@ -339,11 +344,18 @@ function explain(
   total: number,
   b: Placement['breakdown'],
   req: PlacementRequest,
+  byRelay: boolean,
 ): string {
   const backend = n.backends[0] ?? 'wasm';
   const where = `${n.id.slice(0, 8)} (${n.role}, ${backend}${n.id === req.caller ? ', the caller' : ''})`;
   const what = v.rpc ? `${v.rpc}, acc ${v.accuracy}` : 'Logic only';
-  const source = b.measured ? 'measured' : v.rpc ? `prior ×${backendPrior[backend]}` : 'prior';
+  const source = b.measured
+    ? byRelay
+      ? 'measured by the relay'
+      : 'measured'
+    : v.rpc
+      ? `prior ×${backendPrior[backend]}`
+      : 'prior';
   const figures = `net ${ms(b.networkMs)} + queue ${ms(b.queueMs)} + exec ${ms(b.execMs)} ${source}`;
   const pick = req.variants.length > 1 ? 'most accurate' : 'fastest';
   const within =

@@ -108,6 +108,10 @@ describe('place: cost model', () => {
     const honest = node(3, { stats: { [key]: { count: 9, p50: 10 } } });
     const p = place([liar, honest], request({ caller: '' }));
     expect(p).toMatchObject({ node: id(3), breakdown: { execMs: 10, measured: true } });
+    expect(p.reason).toMatch(/exec 10 measured\)/);
+    const alone = place([liar], request({ caller: '' }));
+    expect(alone.breakdown.execMs).toBe(40);
+    expect(alone.reason).toMatch(/exec 40 measured by the relay\)/);
     // Two relay samples are not enough: the report stands.
     const early = node(2, { ...liar, measured: { [key]: { count: 2, p50: 40 } } });
     expect(place([early, honest], request({ caller: '' })).node).toBe(id(2));
