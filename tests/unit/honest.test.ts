@@ -7,7 +7,7 @@ import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import { createMeter } from '../../relay/measure';
 import { differ } from '../../relay/verify';
 import { claim, honestBundle, key, right, serve, wrong } from '../honest-app';
-import { joinRaw } from '../raw-node';
+import { joinRaw, type RawNode } from '../raw-node';
 import { inProcessRelay, startRelay } from '../relay-process';
 
 async function until<T>(
@@ -25,6 +25,13 @@ async function until<T>(
 }
 
 type Relay = Awaited<ReturnType<typeof inProcessRelay>>['relay'];
+
+/** Closes the nodes and waits until the relay has let them go (the next test starts clean). */
+async function leave(relay: Relay, ...nodes: { node: RawNode; id: string }[]) {
+  for (const n of nodes) n.node.ws.close();
+  const ids = new Set(nodes.map((n) => n.id));
+  await until(() => !relay.hub.nodes().some((n) => ids.has(n.id)), 'the nodes to leave');
+}
 
 async function joinClaiming(relay: Relay, ws: string, p50: number, role: 'dew' | 'fog' = 'dew') {
   const identity = await loadOrCreateIdentity(memoryKeyStore(), role);
@@ -53,7 +60,7 @@ async function call(relay: Relay, d: number, qos: Record<string, unknown> = {}) 
 describe('the relay times nodes itself', () => {
   let server: Awaited<ReturnType<typeof inProcessRelay>>;
   beforeAll(async () => {
-    server = await inProcessRelay({ heartbeatMs: 100 });
+    server = await inProcessRelay({ heartbeatMs: 1000 });
     await server.relay.deploy(await honestBundle());
   });
   afterAll(() => server.close());
@@ -81,8 +88,7 @@ describe('the relay times nodes itself', () => {
     // Placement now works from the relay's figure for the honest node too.
     const route = await relay.hub.decide('honest', 'classify', {}, '');
     expect(route.node).toBe(honest.id);
-    liar.node.ws.close();
-    honest.node.ws.close();
+    await leave(relay, liar, honest);
   });
 
   it('costs a node that timed out at the timeout until most of its newer answers are faster', () => {
@@ -127,7 +133,7 @@ describe('redundant execution and quarantine', () => {
   let ws: string;
   const auth = () => ({ authorization: `Bearer ${relay.admin.token}` });
   beforeAll(async () => {
-    server = await inProcessRelay({ heartbeatMs: 100, verifyFraction: 0.5 });
+    server = await inProcessRelay({ heartbeatMs: 1000, verifyFraction: 0.5 });
     relay = server.relay;
     ws = `${relay.url.replace('http', 'ws')}/ws`;
     await relay.deploy(await honestBundle());
@@ -178,7 +184,7 @@ describe('redundant execution and quarantine', () => {
     expect((await del()).status).toBe(204);
     expect((await del()).status).toBe(404);
     expect((await relay.hub.decide('honest', 'classify', {}, '')).node).toBe(liar.id);
-    for (const n of [fog, liar]) n.node.ws.close();
+    await leave(relay, fog, liar);
     await relay.admin.revoke(fog.node.identity.publicKey);
   });
 
@@ -199,7 +205,7 @@ describe('redundant execution and quarantine', () => {
     const decided = await call(relay, 4, { verify: true });
     expect(decided).toMatchObject({ status: 200, body: { value: right(4) } });
     expect(relay.hub.quarantined().find((q) => q.node === liar.id)?.evidence.by).toBe('majority');
-    for (const n of [liar, honest, third]) n.node.ws.close();
+    await leave(relay, liar, honest, third);
   });
 
   it('gives a qos.verify caller the trusted node’s answer over an untrusted one’s', async () => {
@@ -212,7 +218,7 @@ describe('redundant execution and quarantine', () => {
     const r = await call(relay, 7, { verify: true });
     expect(r).toMatchObject({ status: 200, body: { value: right(7), node: fog.id } });
     expect(relay.hub.quarantined().some((q) => q.node === liar.id)).toBe(true);
-    for (const n of [fog, liar]) n.node.ws.close();
+    await leave(relay, fog, liar);
     await relay.admin.revoke(fog.node.identity.publicKey);
   });
 });
