@@ -46,7 +46,15 @@ export interface CallRecord {
 
 export interface HubEvent {
   at: number;
-  kind: 'joined' | 'left' | 'evicted' | 'refused' | 'closed';
+  kind:
+    | 'joined'
+    | 'left'
+    | 'evicted'
+    | 'refused'
+    | 'closed'
+    | 'quarantined'
+    | 'released'
+    | 'disagreed';
   node?: string;
   detail: string;
 }
@@ -88,4 +96,33 @@ export interface ContextFanout {
   direct: number;
   viaFog: number;
   unsent: number;
+}
+
+/** Why a node was quarantined: its answer against another node's (relay/verify.ts). */
+export interface QuarantineEvidence {
+  /** The node quarantined. */
+  node: string;
+  at: number;
+  app: string;
+  service: string;
+  rpc: string;
+  /** Its answer, cut to 200 characters, and the SHA-256 (16 hex) of its MessagePack. */
+  answer: string;
+  digest: string;
+  /** The node it disagreed with, and whether that one is trusted. */
+  other: string;
+  otherTrusted: boolean;
+  otherAnswer: string;
+  otherDigest: string;
+  /** The first difference, e.g. `value.label: 3 ≠ 7`. */
+  where: string;
+  /** Decided by a trusted node's answer, or by a majority of three untrusted ones. */
+  by: 'trusted' | 'majority';
+}
+
+/** A quarantined node (`GET /api/quarantine`): never placed until the admin releases it. */
+export interface QuarantineEntry {
+  node: string;
+  since: number;
+  evidence: QuarantineEvidence;
 }

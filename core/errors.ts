@@ -145,6 +145,16 @@ export class HostError extends BrumeError {
     super('E_HOST', message);
   }
 }
+/**
+ * A `qos.verify` call whose answer could not be confirmed: two nodes disagreed and no third (or
+ * trusted) node decided, or no second node could check it. The caller gets no answer rather than
+ * a possibly wrong one.
+ */
+export class VerifyError extends BrumeError {
+  constructor(message: string) {
+    super('E_VERIFY', message);
+  }
+}
 /** Something the node did not expect; a bug if it ever reaches a user. */
 export class InternalError extends BrumeError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -169,6 +179,7 @@ const byCode: Record<string, new (message: string) => BrumeError> = {
   E_FORBIDDEN: ForbiddenError,
   E_RATE: RateLimitError,
   E_HOST: HostError,
+  E_VERIFY: VerifyError,
   E_INTERNAL: InternalError,
 };
 

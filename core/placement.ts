@@ -5,8 +5,9 @@
  * less loaded, then the lower id, so the same fabric always gets the same answer.
  *
  * - network: 0 on the caller itself, else the node's RTT to the relay plus the caller's.
- * - execution: the node's measured p50 for the variant on its first backend once it has three
- *   samples, before that the manifest's figure × `backendPrior`; plus a Logic's own measured p50.
+ * - execution: the p50 for the variant on the node's first backend once there are three samples —
+ *   the relay's own measurement (`measured`) when it has three, else what the node reports
+ *   (`stats`) — before that the manifest's figure × `backendPrior`; plus a Logic's own p50.
  * - queue: execution × queue / maxConcurrency (each request ahead costs one execution per slot).
  *
  * One pass over the nodes, no sorting and no allocation per node: the relay decides for a
@@ -52,6 +53,13 @@ export interface NodeView {
   stats: Record<string, { count: number; p50: number }>;
   /** Variants it can hold, by `app/modelService`; no key: not reported yet, all allowed. */
   models: Record<string, string[]>;
+  /**
+   * The relay's own measurement of its execution (forward → result, minus RTT), by the keys of
+   * `stats`: preferred over what the node reports once it has three samples (a node can lie).
+   */
+  measured?: Record<string, { count: number; p50: number }>;
+  /** Caught answering wrong (relay/verify.ts): never placed, except on itself as the caller. */
+  quarantined?: boolean;
 }
 
 /** A model variant's figures from the manifest. */
@@ -78,6 +86,8 @@ export interface PlacementRequest {
   caller: string;
   /** Nodes not to use: already tried and lost. */
   exclude?: string[];
+  /** Only nodes on the trust list: the reference run of a redundant execution (relay/verify.ts). */
+  trustedOnly?: boolean;
 }
 
 export interface Placement {
@@ -100,7 +110,22 @@ export interface Placement {
 export const backendPrior: Record<BackendName, number> = { cpu: 0.6, wasm: 1, webgpu: 1.2 };
 
 /** Samples a measured p50 needs before it replaces the prior. */
-const minSamples = 3;
+export const minSamples = 3;
+
+/**
+ * The execution figure placement uses for `key` on `n`: the relay's measurement once it has
+ * `minSamples`, else the node's own report once it has as many, else none (use the prior).
+ * Answers the record itself (no allocation: this runs per node and variant).
+ */
+export function execFigure(
+  n: Pick<NodeView, 'stats' | 'measured'>,
+  key: string,
+): { count: number; p50: number } | undefined {
+  const m = n.measured?.[key];
+  if (m !== undefined && m.count >= minSamples) return m;
+  const s = n.stats[key];
+  return s !== undefined && s.count >= minSamples ? s : undefined;
+}
 
 /** How `qos.privacy` restricts nodes: not at all, to the caller, to one node id, to a key. */
 type Pin = 'none' | 'device' | 'node' | 'key';
@@ -129,6 +154,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
   const logicKey = req.logic ? `${app}/${req.service}/${req.logic.rpc}@logic` : '';
   const callerRtt = caller ? (nodes.find((n) => n.id === caller)?.rttMs ?? 0) : 0;
   const exclude = req.exclude?.length ? req.exclude : undefined;
+  const trustedOnly = req.trustedOnly === true;
   const minAccuracy = qos.accuracy ?? Number.NEGATIVE_INFINITY;
   const budget = qos.latencyMs ?? Number.POSITIVE_INFINITY;
   const keys: Partial<Record<BackendName, string[]>> = {};
@@ -148,6 +174,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
   let bQueue = 0;
   let bExec = 0;
   let bMeasured = false;
+  let bByRelay = false;
 
   for (let j = 0; j < nodes.length; j++) {
     const n = nodes[j]!;
@@ -163,18 +190,25 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
         trustedHolders++;
       }
     }
-    if (!n.online || (n.paused && !isCaller) || exclude?.includes(n.id)) continue;
+    if (
+      !n.online ||
+      ((n.paused || n.quarantined) && !isCaller) ||
+      (trustedOnly && !n.trusted) ||
+      exclude?.includes(n.id)
+    )
+      continue;
     eligible++;
     const backend = n.backends[0] ?? 'wasm';
     const prior = backend === 'wasm' ? wasm : backend === 'webgpu' ? webgpu : cpu;
     const runnable = modelKey ? n.models[modelKey] : undefined;
-    const logicStat = logicKey ? n.stats[logicKey] : undefined;
-    const logicMeasured = logicStat !== undefined && logicStat.count >= minSamples;
+    const logicStat = logicKey ? execFigure(n, logicKey) : undefined;
+    const logicMeasured = logicStat !== undefined;
     const logicMs = logicMeasured ? logicStat.p50 : 0;
     const networkMs = isCaller ? 0 : n.rttMs + callerRtt;
     const slots = Math.max(1, n.maxConcurrency);
     const load = n.queue / slots;
     let statKeys: string[] | undefined;
+    let byRelay = false;
     for (let i = 0; i < variants.length; i++) {
       const v = variants[i]!;
       if (runnable && v.rpc && !runnable.includes(v.rpc)) continue;
@@ -184,13 +218,15 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       let measured: boolean;
       if (v.rpc) {
         statKeys ??= keys[backend] ??= variants.map((w) => `${modelKey}/${w.rpc}@${backend}`);
-        const stat = n.stats[statKeys[i]!];
-        measured = stat !== undefined && stat.count >= minSamples;
-        modelMs = measured ? stat!.p50 : v.latencyMs * prior;
+        const stat = execFigure(n, statKeys[i]!);
+        measured = stat !== undefined;
+        modelMs = stat ? stat.p50 : v.latencyMs * prior;
+        byRelay = stat !== undefined && stat === n.measured?.[statKeys[i]!];
       } else {
         // No model decides: the variant's latency is the Logic's own prior, until it is measured.
         measured = logicMeasured;
         modelMs = logicMeasured ? 0 : v.latencyMs;
+        byRelay = logicMeasured && logicStat === n.measured?.[logicKey];
       }
       const execMs = modelMs + logicMs;
       const queueMs = (execMs * n.queue) / slots;
@@ -214,6 +250,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       bQueue = queueMs;
       bExec = execMs;
       bMeasured = measured;
+      bByRelay = byRelay;
     }
   }
 
@@ -229,7 +266,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       rpc: bv.rpc,
       estimateMs: bTotal,
       breakdown,
-      reason: explain(bn, bv, bTotal, breakdown, req),
+      reason: explain(bn, bv, bTotal, breakdown, req, bByRelay),
     };
   }
   const what = `${app}/${req.service}`;
@@ -244,7 +281,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
     if (pin === 'none') {
       throw new BrumeError(
         'E_UNAVAILABLE',
-        `no node can take ${what} now (all offline, paused or already tried)`,
+        `no node can take ${what} now (all offline, paused, quarantined or already tried)`,
       );
     }
     throw new QosError('privacy', undefined, privacyMiss(pin, privacy!, nodes, req));
@@ -296,7 +333,7 @@ function privacyMiss(pin: Pin, privacy: string, nodes: readonly NodeView[], req:
         ? nodes.some((n) => n.id === privacy)
         : nodes.some((n) => n.id === req.caller);
   return known
-    ? `${asked} allows no node that can take ${req.app}/${req.service} now (offline, paused or already tried)`
+    ? `${asked} allows no node that can take ${req.app}/${req.service} now (offline, paused, quarantined or already tried)`
     : `${asked}: no such node is connected`;
 }
 
@@ -307,11 +344,18 @@ function explain(
   total: number,
   b: Placement['breakdown'],
   req: PlacementRequest,
+  byRelay: boolean,
 ): string {
   const backend = n.backends[0] ?? 'wasm';
   const where = `${n.id.slice(0, 8)} (${n.role}, ${backend}${n.id === req.caller ? ', the caller' : ''})`;
   const what = v.rpc ? `${v.rpc}, acc ${v.accuracy}` : 'Logic only';
-  const source = b.measured ? 'measured' : v.rpc ? `prior ×${backendPrior[backend]}` : 'prior';
+  const source = b.measured
+    ? byRelay
+      ? 'measured by the relay'
+      : 'measured'
+    : v.rpc
+      ? `prior ×${backendPrior[backend]}`
+      : 'prior';
   const figures = `net ${ms(b.networkMs)} + queue ${ms(b.queueMs)} + exec ${ms(b.execMs)} ${source}`;
   const pick = req.variants.length > 1 ? 'most accurate' : 'fastest';
   const within =

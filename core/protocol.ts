@@ -42,6 +42,7 @@ export const qosSchema = z.strictObject({
   latencyMs: z.number().positive().max(3_600_000).optional(),
   accuracy: z.number().min(0).max(1).optional(),
   privacy: z.string().min(1).max(256).optional(),
+  verify: z.boolean().optional(),
 });
 
 /**

@@ -6,6 +6,11 @@ export interface Qos {
   accuracy?: number;
   /** A node id, a trusted public key, or 'device' (never leave this node). */
   privacy?: string;
+  /**
+   * Only an answer a second node agrees with (or a trusted node gave): an untrusted node's answer
+   * is checked by redundant execution on the relay (PROTOCOL.md §5.3), else the call fails.
+   */
+  verify?: boolean;
 }
 
 export interface VariantCandidate {

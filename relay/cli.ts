@@ -74,6 +74,10 @@ start:
   --max-conns-per-address <n>  node sockets from one client address (env
                         BRUME_MAX_CONNS_PER_ADDRESS, default 256)
   --max-conns <n>       node sockets in all (env BRUME_MAX_CONNS, default 10000)
+  --verify-fraction <f> share (0 to 1) of calls on untrusted nodes also run on a second node
+                        and compared; a node that disagrees is quarantined (env
+                        BRUME_VERIFY_FRACTION, default 0: only qos.verify calls are checked)
+  --max-quarantined <n> nodes kept in quarantine at most, the oldest released first (default 1000)
 
 pack:
   --out <file>          where to write (default <dir>/<name>-<version>.brume)
@@ -144,6 +148,8 @@ const commands: Record<string, Options> = {
     'join-timeout-ms': { type: 'string' },
     'max-conns-per-address': { type: 'string' },
     'max-conns': { type: 'string' },
+    'verify-fraction': { type: 'string' },
+    'max-quarantined': { type: 'string' },
   },
   pack: { out: { type: 'string' } },
   deploy: { ...credentials },
@@ -239,6 +245,11 @@ async function main(argv: string[]): Promise<number> {
         anonymousCalls:
           !values['no-anonymous-calls'] && process.env.BRUME_ANONYMOUS_CALLS !== 'off',
         ...hubLimits(flag),
+        verifyFraction: fraction(
+          '--verify-fraction',
+          flag('verify-fraction') ?? process.env.BRUME_VERIFY_FRACTION ?? '0',
+        ),
+        maxQuarantined: integer('--max-quarantined', flag('max-quarantined') ?? '1000', 1, 1e6),
       });
     }
     case 'pack': {
@@ -312,6 +323,8 @@ interface StartOptions {
   anonymousCalls: boolean;
   frameRate?: number;
   limits: Partial<HubLimits>;
+  verifyFraction: number;
+  maxQuarantined: number;
 }
 
 /** The hub's bounds from `start`'s flags (and env): only those given, the rest default. */
@@ -362,6 +375,8 @@ async function start(o: StartOptions): Promise<number> {
     anonymousCallLimit: { max: o.callRate, windowMs: 60_000 },
     limits: o.limits,
     ...(o.frameRate !== undefined && { frameRate: o.frameRate }),
+    verifyFraction: o.verifyFraction,
+    maxQuarantined: o.maxQuarantined,
   });
   console.log(`Brume relay listening on ${relay.url} — open it in a browser to join`);
   // The token is shown once, when made: logs of every later start do not carry it.
@@ -597,6 +612,14 @@ function integer(name: string, text: string, min: number, max: number): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || n < min || n > max) {
     throw new UsageError(`${name} must be a whole number from ${min} to ${max}, got "${text}"`);
+  }
+  return n;
+}
+
+function fraction(name: string, text: string): number {
+  const n = Number(text);
+  if (text.trim() === '' || !(n >= 0 && n <= 1)) {
+    throw new UsageError(`${name} must be a number from 0 to 1, got "${text}"`);
   }
   return n;
 }

@@ -190,6 +190,17 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   app.get('/api/events', guarded, async () => hub.events());
   app.get('/api/calls', guarded, async () => hub.calls());
   app.get('/api/trust', guarded, async () => admin.trustList());
+  // Nodes caught answering wrong by redundant execution, with the evidence (relay/verify.ts).
+  app.get('/api/quarantine', guarded, async () => hub.quarantined());
+  app.delete<{ Params: { node: string } }>('/api/quarantine/:node', guarded, async (req, reply) => {
+    if (!hub.release(req.params.node)) {
+      throw new BrumeError(
+        'E_NOT_FOUND',
+        `node "${req.params.node.slice(0, 32)}" is not quarantined`,
+      );
+    }
+    return reply.code(204).send();
+  });
   app.get('/api/context/fanout', guarded, async () => hub.fanout());
   app.get('/api/context', guarded, async () =>
     o.context.replica.state().map((op) => ({

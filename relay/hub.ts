@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { CallRecord, ContextFanout, DecisionRecord, HubEvent, NodeRecord } from '../core/api';
 import { type ContextOp, catchUpFor, viewFor } from '../core/context/replica';
-import { BrumeError, NotFoundError, TimeoutError } from '../core/errors';
+import { BrumeError, InputError, NotFoundError, TimeoutError } from '../core/errors';
 import { NonceBook, nodeIdOf, verifyAgreement, verifyJoin } from '../core/identity';
 import type { Manifest } from '../core/manifest';
 import { place } from '../core/placement';
@@ -36,8 +36,10 @@ import {
   refusalResponse,
   sizeOf,
 } from './limits';
+import { type CallShape, createMeter, shapeOf } from './measure';
 import { encodeOutgoing } from './outgoing';
 import { originError, refuseUpgrade } from './upgrade';
+import { createQuarantine, createVerifier } from './verify';
 
 export interface HubOptions {
   relayId: string;
@@ -59,6 +61,10 @@ export interface HubOptions {
   context?: RelayContext;
   /** Bounds on calls, bytes, sockets and join time (relay/limits.ts has the defaults). */
   limits?: Partial<HubLimits>;
+  /** Fraction (0–1) of calls on untrusted nodes also run on a second node and compared. */
+  verifyFraction?: number;
+  /** Nodes kept in quarantine at most (the oldest is released when full). Default 1000. */
+  maxQuarantined?: number;
   log: { info(m: string): void; warn(m: string): void };
 }
 
@@ -118,6 +124,11 @@ interface Forward {
   timer: ReturnType<typeof setTimeout>;
   /** About what its input takes in memory, held until it is answered (relay/limits.ts). */
   bytes: number;
+  /** One run of a checked call (relay/verify.ts): never checked again itself. */
+  leg?: boolean;
+  /** When it was sent, and what it is, for the relay's own timing (relay/measure.ts). */
+  sentAt: number;
+  shape?: CallShape;
 }
 
 const closeCodes = { protocol: 1008, tooBig: 1009, policy: 1008, going: 1001 };
@@ -129,6 +140,14 @@ export function createHub(options: HubOptions) {
   const callTimeoutMs = options.callTimeoutMs ?? 30_000;
   const limits: HubLimits = { ...defaultLimits, ...options.limits };
   const admission = new Admission(limits);
+  const verifyFraction = options.verifyFraction ?? 0;
+  if (!(verifyFraction >= 0 && verifyFraction <= 1))
+    throw new InputError(`verifyFraction must be from 0 to 1, got ${verifyFraction}`);
+  const maxQuarantined = options.maxQuarantined ?? 1000;
+  if (!(Number.isInteger(maxQuarantined) && maxQuarantined >= 1))
+    throw new InputError(
+      `maxQuarantined must be a whole number of at least 1, got ${maxQuarantined}`,
+    );
   const nonces = new NonceBook();
   const wss = new WebSocketServer({
     noServer: true,
@@ -142,6 +161,31 @@ export function createHub(options: HubOptions) {
   const calls: CallRecord[] = [];
   const events: HubEvent[] = [];
   let nextId = 1;
+  // Honest placement: the relay's own timings, and answers checked by redundant execution.
+  const meter = createMeter();
+  const quarantine = createQuarantine({
+    max: maxQuarantined,
+    onEvict(id) {
+      const n = nodes.get(id);
+      if (n) n.record.quarantined = false;
+    },
+  });
+  const verifier = createVerifier({
+    fraction: verifyFraction,
+    book: quarantine,
+    trusted: (id) => nodes.get(id)?.record.trusted === true,
+    onQuarantine(e) {
+      const n = nodes.get(e.node);
+      if (n) n.record.quarantined = true;
+      const by = e.by === 'trusted' ? 'trusted node' : 'majority of three';
+      event(
+        'quarantined',
+        `${e.app}/${e.service} answered ${e.where}; ${by} ${e.other.slice(0, 8)} disagreed`,
+        e.node,
+      );
+    },
+    onUnresolved: (detail) => event('disagreed', detail),
+  });
 
   // Bounded logs: the newest `max` entries, dropped a tenth at a time (not one shift per entry).
   const remember = <T>(list: T[], item: T, max = 1000) => {
@@ -150,9 +194,9 @@ export function createHub(options: HubOptions) {
   };
   const event = (kind: HubEvent['kind'], detail: string, node?: string) => {
     remember(events, { at: Date.now(), kind, detail, ...(node ? { node } : {}) });
-    (kind === 'refused' || kind === 'evicted' ? options.log.warn : options.log.info)(
-      `${kind}${node ? ` ${node.slice(0, 8)}` : ''}: ${detail}`,
-    );
+    (kind === 'refused' || kind === 'evicted' || kind === 'quarantined'
+      ? options.log.warn
+      : options.log.info)(`${kind}${node ? ` ${node.slice(0, 8)}` : ''}: ${detail}`);
   };
   /** Sends a frame; one the relay cannot encode is answered to whoever waits on it instead. */
   function send(conn: Conn, frame: ToNode): void {
@@ -415,6 +459,7 @@ export function createHub(options: HubOptions) {
         forwards.delete(msg.id);
         clearTimeout(f.timer);
         if (msg.t === 'result') {
+          if (f.shape) meter.answered(node, f.shape, performance.now() - f.sentAt - node.rttMs);
           const { t: _, id: __, ...answer } = msg;
           f.reply({ ok: true, ...answer, node: node.id });
         } else if (msg.error.code === 'E_UNAVAILABLE') {
@@ -501,6 +546,8 @@ export function createHub(options: HubOptions) {
       apps: [],
       models: {},
       stats: {},
+      measured: meter.of(id),
+      ...(quarantine.has(id) && { quarantined: true }),
       paused: false,
       caps: hello.caps,
       joinedAt: Date.now(),
@@ -682,6 +729,7 @@ export function createHub(options: HubOptions) {
     caller: string,
     exclude: string[] = [],
     rpc = '',
+    only: { variant?: string; trustedOnly?: boolean } = {},
   ): Promise<Route> {
     const record: DecisionRecord = {
       at: Date.now(),
@@ -711,6 +759,9 @@ export function createHub(options: HubOptions) {
               latencyMs: v.latencyMs,
             }))
           : [{ rpc: '', accuracy: 1, latencyMs: 1 }];
+      // A check runs the variant the first run did, or the answers could not be compared.
+      const allowed =
+        only.variant === undefined ? variants : variants.filter((v) => v.rpc === only.variant);
       const logicRpc = svc.kind === 'logic' ? rpc || svc.rpcs[0]! : '';
       const p = place(records(), {
         app,
@@ -718,10 +769,11 @@ export function createHub(options: HubOptions) {
         ...(svc.kind === 'logic'
           ? { logic: { rpc: logicRpc, ...(modelService ? { modelService } : {}) } }
           : {}),
-        variants,
+        variants: allowed,
         qos,
         caller,
         exclude,
+        ...(only.trustedOnly && { trustedOnly: true }),
       });
       const route: Route = {
         node: p.node,
@@ -769,7 +821,7 @@ export function createHub(options: HubOptions) {
 
   /** Runs a call on `target` (or a placed node when it is ''), moving it if the node is lost. */
   function forward(
-    call: Omit<Forward, 'reply' | 'timer' | 'tried' | 'bytes'> & {
+    call: Omit<Forward, 'reply' | 'timer' | 'tried' | 'bytes' | 'sentAt' | 'shape'> & {
       tried?: string[];
       bytes?: number;
     },
@@ -779,7 +831,8 @@ export function createHub(options: HubOptions) {
     const tried = call.tried ?? [];
     void (async () => {
       let routed = call;
-      if (replace || !call.target || !nodes.has(call.target)) {
+      const asked = nodes.get(call.target);
+      if (replace || !asked || asked.record.quarantined) {
         if (tried.length >= 3)
           throw new BrumeError('E_UNAVAILABLE', `gave up after ${tried.length} nodes were lost`);
         // A node that sent its call elsewhere did not want to run it: not back to it either.
@@ -789,6 +842,13 @@ export function createHub(options: HubOptions) {
       }
       const { target } = routed;
       const n = nodes.get(target)!;
+      const shape = shapeOf(await options.manifest(call.app), routed, n.record.backends[0]);
+      // It may have left while the manifest was read: place the call again without it.
+      if (nodes.get(target) !== n)
+        return forward({ ...call, tried: [...tried, target] }, reply, true);
+      if (!routed.leg && verifier.wants(n.record, call.qos)) {
+        return verifier.check(checked(routed, shape?.variant), reply);
+      }
       const bytes = call.bytes ?? sizeOf(call.input);
       const refused = callRefusal(
         limits,
@@ -800,6 +860,7 @@ export function createHub(options: HubOptions) {
       const id = nextId++;
       const timer = setTimeout(() => {
         forwards.delete(id);
+        if (shape) meter.timedOut(n.record, shape, callTimeoutMs);
         reply({
           ok: false,
           error: new TimeoutError(
@@ -807,7 +868,15 @@ export function createHub(options: HubOptions) {
           ),
         });
       }, callTimeoutMs);
-      forwards.set(id, { ...routed, tried, reply, timer, bytes });
+      forwards.set(id, {
+        ...routed,
+        tried,
+        reply,
+        timer,
+        bytes,
+        sentAt: performance.now(),
+        ...(shape && { shape }),
+      });
       send(n.conn, {
         t: 'call',
         id,
@@ -827,6 +896,35 @@ export function createHub(options: HubOptions) {
     );
   }
 
+  /** A routed call as relay/verify.ts runs it: on any node, with the same rpc and variant. */
+  function checked(
+    routed: Omit<Forward, 'reply' | 'timer' | 'tried' | 'bytes' | 'sentAt' | 'shape'>,
+    variant?: string,
+  ) {
+    const { latencyMs: _, verify: __, ...qos } = routed.qos;
+    return {
+      app: routed.app,
+      service: routed.service,
+      rpc: routed.rpc,
+      primary: routed.target,
+      caller: routed.caller,
+      qos: routed.qos,
+      run: (node: string) =>
+        new Promise<Parameters<Forward['reply']>[0]>((resolve) =>
+          forward({ ...routed, target: node, leg: true }, resolve),
+        ),
+      // The check need not be fast, only kept where privacy allows and on the same variant.
+      pick: (exclude: string[], trustedOnly: boolean) =>
+        decide(routed.app, routed.service, qos, routed.caller, exclude, routed.rpc, {
+          ...(variant !== undefined && { variant }),
+          trustedOnly,
+        }).then(
+          (r) => r.node,
+          () => undefined,
+        ),
+    };
+  }
+
   return {
     upgrade,
     /** Nodes as the scheduler sees them. */
@@ -835,6 +933,16 @@ export function createHub(options: HubOptions) {
     calls: () => calls.slice(-1000),
     events: () => events.slice(-1000),
     decide,
+    /** Quarantined nodes with their evidence, newest first. */
+    quarantined: () => quarantine.list(),
+    /** Lets a quarantined node be placed again; false when it was not quarantined. */
+    release(node: string): boolean {
+      const had = quarantine.release(node);
+      const n = nodes.get(node);
+      if (had && n) n.record.quarantined = false;
+      if (had) event('released', 'released from quarantine by the admin', node);
+      return had;
+    },
     /** A call from an HTTP client: placed here, run on a node, answered once. */
     call(app: string, service: string, input: unknown, qos: Qos, rpc = '') {
       return new Promise<CallAnswer>((resolve, reject) => {

@@ -89,6 +89,13 @@ export interface RelayOptions {
   anonymousCallLimit?: { max: number; windowMs: number };
   /** API keys the relay holds at most; default 1000. */
   maxKeys?: number;
+  /**
+   * Fraction (0–1) of calls placed on untrusted nodes that also run on a second node, answers
+   * compared (relay/verify.ts). Default 0: `qos.verify` calls are checked regardless.
+   */
+  verifyFraction?: number;
+  /** Nodes kept in quarantine at most (the oldest is released when full). Default 1000. */
+  maxQuarantined?: number;
 }
 
 export interface DeployResult {
@@ -262,6 +269,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     ...(options.frameRate !== undefined && { frameRate: options.frameRate }),
     ...(options.maxFrameBytes !== undefined && { maxFrameBytes: options.maxFrameBytes }),
     ...(options.limits && { limits: options.limits }),
+    ...(options.verifyFraction !== undefined && { verifyFraction: options.verifyFraction }),
+    ...(options.maxQuarantined !== undefined && { maxQuarantined: options.maxQuarantined }),
   });
   const closePeers = mountFabric(app, {
     hub,
@@ -546,6 +555,8 @@ function statusFor(code: string): number {
       return 503;
     case 'E_TIMEOUT':
       return 504;
+    case 'E_VERIFY':
+      return 502;
     default:
       return 500;
   }

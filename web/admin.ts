@@ -16,7 +16,9 @@ import type {
   DecisionRecord,
   HubEvent,
   NodeRecord,
+  QuarantineEntry,
 } from '../core/api';
+import { Quarantine } from './admin-quarantine';
 
 const tokenKey = 'brume-admin-token';
 // The token lives for this tab only (sessionStorage): it is not left on disk for whoever opens
@@ -45,6 +47,7 @@ interface State {
   trust: { publicKey: string; label: string }[];
   context: ContextKeyInfo[];
   fanout: ContextFanout;
+  quarantine: QuarantineEntry[];
 }
 
 function App() {
@@ -65,11 +68,13 @@ function App() {
           api<State['trust']>(token, '/api/trust'),
         ]);
         const apps = await api<AppSummary[]>(token, '/api/apps');
-        const [context, fanout] = await Promise.all([
+        const [context, fanout, quarantine] = await Promise.all([
           api<ContextKeyInfo[]>(token, '/api/context'),
           api<ContextFanout>(token, '/api/context/fanout'),
+          api<QuarantineEntry[]>(token, '/api/quarantine'),
         ]);
-        if (!stop) setState({ nodes, decisions, events, calls, apps, trust, context, fanout });
+        if (!stop)
+          setState({ nodes, decisions, events, calls, apps, trust, context, fanout, quarantine });
         setError('');
       } catch (e) {
         if (e instanceof Unauthorized) {
@@ -117,6 +122,10 @@ function App() {
         <${Apps} token=${token} apps=${state.apps} nodes=${state.nodes} />
       </div>
       <${Nodes} token=${token} nodes=${state.nodes} trust=${state.trust} />
+      <${Quarantine}
+        entries=${state.quarantine}
+        release=${(node: string) => api(token, `/api/quarantine/${node}`, { method: 'DELETE' })}
+      />
       <div class="row">
         <${LatencyOverTime} calls=${state.calls} />
         <${LatencyDistribution} calls=${state.calls} />
@@ -197,8 +206,13 @@ const evictedText = (n: NodeRecord) =>
   `evicted ${n.context?.evicted.expired ?? 0} expired, ${n.context?.evicted.lru ?? 0} least recently used${n.context?.unstored ? `; ${n.context.unstored} changes in memory only` : ''}`;
 const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
 const badge = (n: NodeRecord) =>
-  html`<span class=${`badge ${n.role}`}>${n.role}</span>${n.trusted ? html`<span class="badge">trusted</span>` : ''}${n.paused ? html`<span class="badge bad">paused</span>` : ''}`;
+  html`<span class=${`badge ${n.role}`}>${n.role}</span>${n.trusted ? html`<span class="badge">trusted</span>` : ''}${n.paused ? html`<span class="badge bad">paused</span>` : ''}${n.quarantined ? html`<span class="badge bad">quarantined</span>` : ''}`;
 const load = (n: NodeRecord) => `${n.queue}/${n.maxConcurrency}`;
+/** What the relay measured for a key the node reports: placement uses it past three samples. */
+const measuredText = (n: NodeRecord, key: string) => {
+  const m = n.measured?.[key];
+  return m ? ` · relay ${m.p50.toFixed(2)} ms (${m.count})` : '';
+};
 
 function Topology({ nodes }: { nodes: NodeRecord[] }) {
   const byParent = new Map<string, NodeRecord[]>();
@@ -282,7 +296,7 @@ function Nodes({
                 .slice(0, 6)
                 .map(
                   ([k, v]) =>
-                    html`<div><code>${k}</code> ${v.p50.toFixed(2)} ms (${v.count})</div>`,
+                    html`<div><code>${k}</code> ${v.p50.toFixed(2)} ms (${v.count})${measuredText(n, k)}</div>`,
                 )}</td>
               <td class="context">${
                 n.context

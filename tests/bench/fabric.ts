@@ -32,6 +32,12 @@ export function simulatedNodes(n: number): NodeView[] {
       apps: ['digits'],
       stats: { [`digits/model/small@${backend}`]: { count: 10, p50: 0.2 + (i % 7) / 10 } },
       models: { 'digits/model': i % 5 === 0 ? ['small'] : ['small', 'large'] },
+      // As the relay's hub keeps them: its own timings (a third measured), one in 100 quarantined.
+      measured:
+        i % 3 === 0
+          ? { [`digits/model/small@${backend}`]: { count: 5, p50: 0.4 + (i % 5) / 10 } }
+          : {},
+      quarantined: i % 100 === 7,
     });
   }
   return nodes;

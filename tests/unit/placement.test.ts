@@ -99,6 +99,36 @@ describe('place: cost model', () => {
     expect(place([node(1, { stats: otherBackend })], request()).breakdown.execMs).toBe(3);
   });
 
+  it('prefers the relay’s own measurement over what a node reports, past three samples', () => {
+    const key = 'digits/model/large@wasm';
+    const liar = node(2, {
+      stats: { [key]: { count: 50, p50: 0 } },
+      measured: { [key]: { count: 3, p50: 40 } },
+    });
+    const honest = node(3, { stats: { [key]: { count: 9, p50: 10 } } });
+    const p = place([liar, honest], request({ caller: '' }));
+    expect(p).toMatchObject({ node: id(3), breakdown: { execMs: 10, measured: true } });
+    expect(p.reason).toMatch(/exec 10 measured\)/);
+    const alone = place([liar], request({ caller: '' }));
+    expect(alone.breakdown.execMs).toBe(40);
+    expect(alone.reason).toMatch(/exec 40 measured by the relay\)/);
+    // Two relay samples are not enough: the report stands.
+    const early = node(2, { ...liar, measured: { [key]: { count: 2, p50: 40 } } });
+    expect(place([early, honest], request({ caller: '' })).node).toBe(id(2));
+  });
+
+  it('never places on a quarantined node but its own calls, and only trusted ones when asked', () => {
+    const bad = node(2, { quarantined: true, rttMs: 0 });
+    const fog = node(4, { role: 'fog', trusted: true, rttMs: 9 });
+    expect(place([bad, node(3, { rttMs: 5 }), fog], request({ caller: '' })).node).toBe(id(3));
+    expect(place([bad, node(3)], request({ caller: id(2) })).node).toBe(id(2));
+    const gone = thrown(() => place([bad], request({ caller: '' })));
+    expect(gone).toMatchObject({ code: 'E_UNAVAILABLE', message: /quarantined/ });
+    const trusted = request({ caller: '', trustedOnly: true });
+    expect(place([bad, node(3), fog], trusted).node).toBe(id(4));
+    expect(thrown(() => place([node(3)], trusted))).toMatchObject({ code: 'E_UNAVAILABLE' });
+  });
+
   it('scales the manifest figure by the prior for the node’s first backend', () => {
     const cpu = node(2, { backends: ['cpu', 'wasm'] });
     const gpu = node(3, { backends: ['webgpu', 'wasm'] });
@@ -284,6 +314,16 @@ function randomCase(seed: number): { nodes: NodeView[]; req: PlacementRequest } 
     const models: NodeView['models'] = {};
     if (r() < 0.6) models['digits/model'] = vs.filter(() => r() < 0.6).map((v) => v.rpc);
     if (r() < 0.1) models['digits/other'] = [];
+    // The relay's own figures, some over the same keys the node reports (and contradicting them).
+    const measured: NodeView['measured'] = {};
+    if (r() < 0.4) {
+      for (const key of [
+        ...Object.keys(stats),
+        'digits/main/run@logic',
+        `digits/model/v0@${backends[0]}`,
+      ])
+        if (r() < 0.5) measured[key] = { count: int(7), p50: num(30) };
+    }
     nodes.push(
       node(n, {
         role: pick(roles),
@@ -297,6 +337,8 @@ function randomCase(seed: number): { nodes: NodeView[]; req: PlacementRequest } 
         maxConcurrency: 1 + int(4),
         stats,
         models,
+        ...(r() < 0.5 ? { measured } : {}),
+        ...(r() < 0.1 ? { quarantined: true } : {}),
       }),
     );
   }
@@ -328,6 +370,7 @@ function randomCase(seed: number): { nodes: NodeView[]; req: PlacementRequest } 
       qos,
       caller,
       ...(exclude ? { exclude } : {}),
+      ...(r() < 0.1 ? { trustedOnly: true } : {}),
     },
   };
 }
@@ -363,8 +406,19 @@ function oracle(nodes: NodeView[], req: PlacementRequest): Expected & { allowed:
     if (/^[0-9a-f]{32}$/.test(p)) return n.id === p;
     return n.publicKey === p && n.trusted;
   };
+  // A quarantined node, like a paused one, serves only itself; a reference run only the trusted.
   const canTakeWork = (n: NodeView): boolean =>
-    n.online && (!n.paused || n.id === caller) && !(req.exclude ?? []).includes(n.id);
+    n.online &&
+    ((!n.paused && !n.quarantined) || n.id === caller) &&
+    (!req.trustedOnly || n.trusted) &&
+    !(req.exclude ?? []).includes(n.id);
+  // The relay's measurement once it has three samples, else the node's report once it has three.
+  const figure = (n: NodeView, key: string) => {
+    const m = n.measured?.[key];
+    if (m && m.count >= 3) return m;
+    const s = n.stats[key];
+    return s && s.count >= 3 ? s : undefined;
+  };
   const eligible = nodes.filter((n) => privacyAllows(n) && canTakeWork(n));
   const allowed = new Set(eligible.map((n) => n.id));
   const callerNode = nodes.find((n) => n.id === caller);
@@ -374,9 +428,9 @@ function oracle(nodes: NodeView[], req: PlacementRequest): Expected & { allowed:
   for (const n of eligible) {
     const backend = n.backends[0]!;
     const logicStat = req.logic
-      ? n.stats[`digits/${req.service}/${req.logic.rpc}@logic`]
+      ? figure(n, `digits/${req.service}/${req.logic.rpc}@logic`)
       : undefined;
-    const logicMeasured = logicStat !== undefined && logicStat.count >= 3;
+    const logicMeasured = logicStat !== undefined;
     req.variants.forEach((v, index) => {
       const holds = modelService ? n.models[`digits/${modelService}`] : undefined;
       if (holds !== undefined && v.rpc !== '' && !holds.includes(v.rpc)) return;
@@ -386,8 +440,8 @@ function oracle(nodes: NodeView[], req: PlacementRequest): Expected & { allowed:
         measured = logicMeasured;
         exec = logicMeasured ? logicStat.p50 : v.latencyMs;
       } else {
-        const s = n.stats[`digits/${modelService}/${v.rpc}@${backend}`];
-        measured = s !== undefined && s.count >= 3;
+        const s = figure(n, `digits/${modelService}/${v.rpc}@${backend}`);
+        measured = s !== undefined;
         exec =
           (measured ? s!.p50 : v.latencyMs * backendPrior[backend]) +
           (logicMeasured ? logicStat.p50 : 0);
