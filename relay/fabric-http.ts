@@ -12,7 +12,7 @@ import { frameLimits, qosSchema } from '../core/protocol';
 import type { Admin } from './admin';
 import type { RelayContext } from './context';
 import type { Hub } from './hub';
-import { encodeAnswer } from './outgoing';
+import { checkJson, encodeAnswer } from './outgoing';
 import { mountPeerSignalling } from './peer-signal';
 import { routeUpgrades } from './upgrade';
 
@@ -224,6 +224,7 @@ function send(req: FastifyRequest, reply: FastifyReply, status: number, body: un
       .type('application/msgpack')
       .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   }
+  checkJson(body);
   return reply.code(status).send(body);
 }
 

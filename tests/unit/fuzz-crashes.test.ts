@@ -3,7 +3,7 @@
 // thrown error a test could catch.
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { encode } from '../../core/codec';
-import type { ToNode } from '../../core/protocol';
+import { encodeFrame, type ToNode } from '../../core/protocol';
 import {
   closedCode,
   deepResult,
@@ -173,6 +173,52 @@ describe('what the relay cannot encode back reaches the caller as a typed error'
     expect(res.status).toBeGreaterThanOrEqual(400);
     expect(body.error).toMatchObject({ code: 'E_CODEC', message: expect.stringMatching(/depth/) });
     node.ws.terminate();
+  });
+});
+
+describe('what JSON cannot carry is a typed error naming the field', () => {
+  const callJson = async (
+    r: RelayProcess,
+    result: (call: { id: number; rpc: string }) => Uint8Array,
+  ) => {
+    const { node, welcome } = await joinRaw(`${r.url.replace('http', 'ws')}/ws`);
+    serveBytes(node, result);
+    const res = await fetch(`${r.url}/api/call/fuzz/echo`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ input: 1, qos: { privacy: welcome.nodeId } }),
+    });
+    node.ws.terminate();
+    return {
+      status: res.status,
+      body: (await res.json()) as { error?: { code: string; message: string } },
+    };
+  };
+
+  it('bytes in a JSON answer: E_CODEC naming the field, not an object of numbers', async () => {
+    const r = relay!;
+    const { status, body } = await callJson(r, (call) =>
+      encodeFrame({
+        t: 'result',
+        id: call.id,
+        rpc: call.rpc,
+        ms: 0,
+        value: { data: new Uint8Array([1, 2, 3]) },
+      }),
+    );
+    expect(status).toBeGreaterThanOrEqual(400);
+    expect(body.error?.code).toBe('E_CODEC');
+    expect(body.error?.message).toContain('value.data');
+    expect(body.error?.message).toContain('application/msgpack');
+  });
+
+  it('a JSON answer nested 100,000 deep: E_CODEC, not a stack overflow', async () => {
+    const r = relay!;
+    const { status, body } = await callJson(r, (call) => deepResult(call, 100_000));
+    expect(status).toBeGreaterThanOrEqual(400);
+    expect(body.error?.code).toBe('E_CODEC');
+    expect(body.error?.message).toMatch(/depth limit of 100/);
+    await stillUp(r);
   });
 });
 
