@@ -25,7 +25,7 @@ import {
 } from '../core/protocol';
 import type { Qos } from '../core/scheduler';
 import type { RelayContext } from './context';
-import { encodeOutgoing } from './outgoing';
+import { closeReason, encodeOutgoing } from './outgoing';
 import { originError, refuseUpgrade } from './upgrade';
 
 export interface HubOptions {
@@ -162,8 +162,7 @@ export function createHub(options: HubOptions) {
     }
   }
   const close = (conn: Conn, code: number, reason: string) => {
-    // A close reason is at most 123 bytes.
-    conn.ws.close(code, Buffer.from(reason).subarray(0, 123).toString());
+    conn.ws.close(code, closeReason(reason));
   };
 
   // Liveness: ping for RTT; evict the silent.

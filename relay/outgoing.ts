@@ -51,6 +51,21 @@ export function encodeAnswer(body: unknown, maxBytes = frameLimits.maxBytes): Ui
   return bytes;
 }
 
+/**
+ * A WebSocket close reason: at most 123 bytes of UTF-8 (ws throws past that), cut between
+ * characters, since a reason may quote what a node sent.
+ */
+export function closeReason(reason: string): string {
+  let out = '';
+  let bytes = 0;
+  for (const ch of reason) {
+    bytes += Buffer.byteLength(ch);
+    if (bytes > 123) break;
+    out += ch;
+  }
+  return out;
+}
+
 /** How deep an answer may nest, in JSON as in MessagePack (whose encoder stops at 100). */
 export const MAX_DEPTH = 100;
 

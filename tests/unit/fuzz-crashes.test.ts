@@ -1,7 +1,9 @@
 // Inputs that each killed the relay process, kept as regressions next to the fuzz suite that
 // looks for more (fuzz.test.ts). The relay runs as a real process: a crash is an exit, not a
 // thrown error a test could catch.
+
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { encode } from '../../core/codec';
 import { encodeFrame, type ToNode } from '../../core/protocol';
 import {
@@ -76,6 +78,29 @@ describe('upgrade requests', () => {
     for (let round = 0; round < 40; round++) {
       await Promise.all(refused.map((req) => rawHttp(r.url, req, { reset: true })));
     }
+    await stillUp(r);
+  });
+});
+
+describe('frames on /ws', () => {
+  it('a close reason cut inside a multi-byte character does not end the relay', async () => {
+    const r = relay!;
+    const ws = new WebSocket(`${r.url.replace('http', 'ws')}/ws`);
+    ws.on('error', () => {});
+    await new Promise((resolve) => ws.once('open', resolve));
+    const closed = closedCode(ws);
+    // The schema error names the stats key; 123 bytes into the reason falls inside a "€".
+    const key = `x${'€'.repeat(40)}`;
+    const heartbeat = {
+      t: 'heartbeat',
+      load: { queue: 0, maxConcurrency: 1 },
+      apps: [],
+      models: {},
+      stats: { [key]: { count: 'not a number', p50: 1 } },
+      paused: false,
+    };
+    ws.send(encode(heartbeat));
+    expect(await closed).toBe(1008);
     await stillUp(r);
   });
 });
