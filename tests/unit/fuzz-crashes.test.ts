@@ -261,5 +261,6 @@ describe('the signalling limit', () => {
     } finally {
       await small.stop();
     }
-  });
+    // It starts a relay of its own: on a busy machine that alone can take tens of seconds.
+  }, 120_000);
 });
