@@ -14,7 +14,7 @@ import type { Auth } from './auth';
 import { callBody, contextPutBody, parseBody, scheduleBody } from './bodies';
 import type { RelayContext } from './context';
 import type { Hub } from './hub';
-import { encodeAnswer } from './outgoing';
+import { checkJson, encodeAnswer } from './outgoing';
 import { mountPeerSignalling } from './peer-signal';
 import { routeUpgrades } from './upgrade';
 
@@ -251,6 +251,7 @@ function send(req: FastifyRequest, reply: FastifyReply, status: number, body: un
       .type('application/msgpack')
       .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   }
+  checkJson(body);
   return reply.code(status).send(body);
 }
 

@@ -37,7 +37,7 @@ import {
   sizeOf,
 } from './limits';
 import { type CallShape, createMeter, shapeOf } from './measure';
-import { encodeOutgoing } from './outgoing';
+import { closeReason, encodeOutgoing } from './outgoing';
 import { originError, refuseUpgrade } from './upgrade';
 import { createQuarantine, createVerifier } from './verify';
 
@@ -230,8 +230,7 @@ export function createHub(options: HubOptions) {
     }
   }
   const close = (conn: Conn, code: number, reason: string) => {
-    // A close reason is at most 123 bytes.
-    conn.ws.close(code, Buffer.from(reason).subarray(0, 123).toString());
+    conn.ws.close(code, closeReason(reason));
   };
 
   // Liveness: ping for RTT; evict the silent.

@@ -42,6 +42,9 @@ const nodeId = fc.string({
   maxLength: 32,
 });
 
+/** Strings of any Unicode, long enough to reach into error messages and close reasons. */
+const text = fc.string({ unit: 'grapheme', maxLength: 60 });
+
 const lineChars = fc.oneof(
   fc.string({ maxLength: 40 }),
   fc.string({ unit: 'binary', maxLength: 40 }),
@@ -192,7 +195,7 @@ const wrongShape = fc
     fields: fc.dictionary(
       fc.oneof(
         fc.constantFrom('id', 'to', 'app', 'service', 'rpc', 'input', 'qos', 'op', 'value', 'v'),
-        fc.string({ maxLength: 8 }),
+        text,
       ),
       fc.anything({ maxDepth: 3, withTypedArray: true }),
       { maxKeys: 6 },

@@ -1,9 +1,11 @@
 // Inputs that each killed the relay process, kept as regressions next to the fuzz suite that
 // looks for more (fuzz.test.ts). The relay runs as a real process: a crash is an exit, not a
 // thrown error a test could catch.
+
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { encode } from '../../core/codec';
-import type { ToNode } from '../../core/protocol';
+import { encodeFrame, type ToNode } from '../../core/protocol';
 import {
   closedCode,
   deepResult,
@@ -76,6 +78,29 @@ describe('upgrade requests', () => {
     for (let round = 0; round < 40; round++) {
       await Promise.all(refused.map((req) => rawHttp(r.url, req, { reset: true })));
     }
+    await stillUp(r);
+  });
+});
+
+describe('frames on /ws', () => {
+  it('a close reason cut inside a multi-byte character does not end the relay', async () => {
+    const r = relay!;
+    const ws = new WebSocket(`${r.url.replace('http', 'ws')}/ws`);
+    ws.on('error', () => {});
+    await new Promise((resolve) => ws.once('open', resolve));
+    const closed = closedCode(ws);
+    // The schema error names the stats key; 123 bytes into the reason falls inside a "€".
+    const key = `x${'€'.repeat(40)}`;
+    const heartbeat = {
+      t: 'heartbeat',
+      load: { queue: 0, maxConcurrency: 1 },
+      apps: [],
+      models: {},
+      stats: { [key]: { count: 'not a number', p50: 1 } },
+      paused: false,
+    };
+    ws.send(encode(heartbeat));
+    expect(await closed).toBe(1008);
     await stillUp(r);
   });
 });
@@ -176,6 +201,52 @@ describe('what the relay cannot encode back reaches the caller as a typed error'
   });
 });
 
+describe('what JSON cannot carry is a typed error naming the field', () => {
+  const callJson = async (
+    r: RelayProcess,
+    result: (call: { id: number; rpc: string }) => Uint8Array,
+  ) => {
+    const { node, welcome } = await joinRaw(`${r.url.replace('http', 'ws')}/ws`);
+    serveBytes(node, result);
+    const res = await fetch(`${r.url}/api/call/fuzz/echo`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ input: 1, qos: { privacy: welcome.nodeId } }),
+    });
+    node.ws.terminate();
+    return {
+      status: res.status,
+      body: (await res.json()) as { error?: { code: string; message: string } },
+    };
+  };
+
+  it('bytes in a JSON answer: E_CODEC naming the field, not an object of numbers', async () => {
+    const r = relay!;
+    const { status, body } = await callJson(r, (call) =>
+      encodeFrame({
+        t: 'result',
+        id: call.id,
+        rpc: call.rpc,
+        ms: 0,
+        value: { data: new Uint8Array([1, 2, 3]) },
+      }),
+    );
+    expect(status).toBeGreaterThanOrEqual(400);
+    expect(body.error?.code).toBe('E_CODEC');
+    expect(body.error?.message).toContain('value.data');
+    expect(body.error?.message).toContain('application/msgpack');
+  });
+
+  it('a JSON answer nested 100,000 deep: E_CODEC, not a stack overflow', async () => {
+    const r = relay!;
+    const { status, body } = await callJson(r, (call) => deepResult(call, 100_000));
+    expect(status).toBeGreaterThanOrEqual(400);
+    expect(body.error?.code).toBe('E_CODEC');
+    expect(body.error?.message).toMatch(/depth limit of 100/);
+    await stillUp(r);
+  });
+});
+
 describe('the signalling limit', () => {
   it('is a flag: --max-signal-kib 1 closes a 2 KiB message with 1009', async () => {
     const small = await startRelay({ args: ['--no-cloud', '--max-signal-kib', '1'] });
@@ -190,5 +261,6 @@ describe('the signalling limit', () => {
     } finally {
       await small.stop();
     }
-  });
+    // It starts a relay of its own: on a busy machine that alone can take tens of seconds.
+  }, 120_000);
 });
