@@ -458,7 +458,10 @@ export function createHub(options: HubOptions) {
         forwards.delete(msg.id);
         clearTimeout(f.timer);
         if (msg.t === 'result') {
-          if (f.shape) meter.answered(node, f.shape, performance.now() - f.sentAt - node.rttMs);
+          if (f.shape) {
+            meter.answered(node, f.shape, performance.now() - f.sentAt - node.rttMs);
+            node.measured = meter.of(node.id);
+          }
           const { t: _, id: __, ...answer } = msg;
           f.reply({ ok: true, ...answer, node: node.id });
         } else if (msg.error.code === 'E_UNAVAILABLE') {
@@ -859,7 +862,10 @@ export function createHub(options: HubOptions) {
       const id = nextId++;
       const timer = setTimeout(() => {
         forwards.delete(id);
-        if (shape) meter.timedOut(n.record, shape, callTimeoutMs);
+        if (shape) {
+          meter.timedOut(n.record, shape, callTimeoutMs);
+          n.record.measured = meter.of(target);
+        }
         reply({
           ok: false,
           error: new TimeoutError(

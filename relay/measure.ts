@@ -52,8 +52,8 @@ export function shapeOf(
 
 export function createMeter(options: { maxNodes?: number } = {}) {
   const maxNodes = options.maxNodes ?? 10_000;
-  // By node id, kept across reconnects (a liar cannot shed its record by joining again); the
-  // oldest node is forgotten first when full.
+  // By node id, kept across reconnects (a liar cannot shed its record by joining again); the node
+  // measured least recently is forgotten first when full.
   const byNode = new Map<
     string,
     { rings: Map<string, number[]>; view: NonNullable<NodeView['measured']> }
@@ -71,6 +71,9 @@ export function createMeter(options: { maxNodes?: number } = {}) {
 
   function put(id: string, key: string, samples: number[]): void {
     const e = entry(id);
+    // Most recently measured last: the Map's order is the eviction order.
+    byNode.delete(id);
+    byNode.set(id, e);
     if (!e.rings.has(key) && e.rings.size >= maxKeys) return;
     e.rings.set(key, samples);
     const sorted = [...samples].sort((a, b) => a - b);
@@ -80,7 +83,10 @@ export function createMeter(options: { maxNodes?: number } = {}) {
   }
 
   return {
-    /** The relay's figures for node `id`: one object per node, updated in place. */
+    /**
+     * The relay's figures for node `id`: one object per node, updated in place (read it again after
+     * recording: a node forgotten when the meter was full gets a new one).
+     */
     of(id: string): NonNullable<NodeView['measured']> {
       return entry(id).view;
     },

@@ -105,6 +105,16 @@ describe('the relay times nodes itself', () => {
     expect(n.measured[key]!.p50).toBe(5);
   });
 
+  it('keeps figures for a bounded number of nodes, forgetting the least recently measured', () => {
+    const meter = createMeter({ maxNodes: 2 });
+    const shape = { key, models: [], variant: 'small' };
+    const node = (id: string) => ({ id, stats: {}, measured: meter.of(id) });
+    for (const id of ['a', 'b', 'a', 'c']) meter.answered(node(id), shape, 5);
+    expect(meter.of('a')[key]).toMatchObject({ count: 2 });
+    expect(meter.of('c')[key]).toMatchObject({ count: 1 });
+    expect(meter.of('b')).toEqual({}); // forgotten: measured least recently when c came
+  });
+
   it('gives a Logic the time its model stages do not account for', () => {
     const meter = createMeter();
     const model = 'honest/model/small@wasm';
