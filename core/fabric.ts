@@ -363,7 +363,7 @@ export class Fabric {
       const err = reviveError(e);
       if (
         !(err instanceof QosError) &&
-        !['E_NO_LINK', 'E_DISCONNECTED', 'E_UNAVAILABLE'].includes(err.code)
+        !['E_NO_LINK', 'E_DISCONNECTED', 'E_UNAVAILABLE', 'E_TIMEOUT'].includes(err.code)
       ) {
         throw err;
       }
@@ -404,7 +404,13 @@ export class Fabric {
           // The node went away, is full, or stopped answering: place it again without that
           // node. Whatever it might still send for this attempt has nowhere to go.
           this.options.log?.(`${d.node.slice(0, 8)}: ${err.message}; placing again`);
-          return this.remote(app, service, input, qos, rpc, [...exclude, d.node]);
+          return this.remote(app, service, input, qos, rpc, [...exclude, d.node]).catch(
+            (again: unknown) => {
+              // No other node may take it (a QoS pinned to that node...): why the try failed
+              // says more than why there is no second one.
+              throw again instanceof QosError ? err : again;
+            },
+          );
         }
         if (err.code !== 'E_NO_LINK') throw err;
         // Not again for a while (a node that serves no channels, like the relay's cloud node,

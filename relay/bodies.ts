@@ -8,38 +8,26 @@ import { InputError } from '../core/errors';
 import { describeIssues } from '../core/issues';
 import { qosSchema } from '../core/protocol';
 
-/** A field that must be present, whatever its value (`null` included). */
-const present =
-  (field: string) =>
-  (body: Record<string, unknown>, ctx: z.RefinementCtx): void => {
-    if (!Object.hasOwn(body, field)) {
-      ctx.addIssue({ code: 'custom', path: [field], message: 'is required' });
-    }
-  };
-
 const rpc = z.string().max(64).optional();
 
 /** POST /api/call/:app/:service */
-export const callBody = z
-  .object({ input: z.unknown(), qos: qosSchema.optional(), rpc })
-  .superRefine(present('input'));
+// zod 4 requires a key typed z.unknown() (its value may be null): a missing one is "required".
+export const callBody = z.object({ input: z.unknown(), qos: qosSchema.optional(), rpc });
 
 /** POST /api/schedule/:app/:service */
 export const scheduleBody = z.object({ qos: qosSchema.optional(), rpc });
 
 /** PUT /api/context/:app/:key */
-export const contextPutBody = z
-  .object({
-    value: z.unknown(),
-    ttlMs: z
-      .number()
-      .positive()
-      .max(2 ** 47)
-      .optional(),
-    // Kept so the route can say why it refuses one (private values are not written over HTTP).
-    privacy: z.unknown(),
-  })
-  .superRefine(present('value'));
+export const contextPutBody = z.object({
+  value: z.unknown(),
+  ttlMs: z
+    .number()
+    .positive()
+    .max(2 ** 47)
+    .optional(),
+  // Kept so the route can say why it refuses one (private values are not written over HTTP).
+  privacy: z.unknown().optional(),
+});
 
 /**
  * Checks an HTTP body against `schema`; an InputError naming every bad field otherwise, then

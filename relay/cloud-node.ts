@@ -56,6 +56,9 @@ export async function startCloudNode(
     // Its Logics' context: a replica in memory, caught up from the relay's store at each join.
     context: new NodeContext(identity, memoryKV()),
     maxConcurrency: threads,
+    // HTTP callers all land here when no tab is open: a deeper queue than a tab's before it
+    // refuses (the relay bounds the calls it forwards anyway).
+    maxQueued: 64,
     capabilities: async () => ({
       backends: [{ name: 'cpu', detail: `onnxruntime-node, ${threads} threads` }],
       cores: os.availableParallelism(),

@@ -70,6 +70,8 @@ export interface BrumeConfig {
   onProgress?: (p: DownloadProgress) => void;
   /** false: this node never runs requests for others (a site's or a person's choice). */
   contribute?: boolean;
+  /** Time a call to another tab over a data channel may take; default 30 000 ms. */
+  peerTimeoutMs?: number;
 }
 
 /** The config a page URL asks for: `?role=fog`, `?maxModelMiB=0.5`. */
@@ -80,6 +82,8 @@ export function configFromUrl(search: string): BrumeConfig {
   if (role === 'fog' || role === 'dew') config.role = role;
   const mib = Number(q.get('maxModelMiB'));
   if (q.has('maxModelMiB') && mib > 0) config.maxModelBytes = mib * 2 ** 20;
+  const peerMs = Number(q.get('peerTimeoutMs'));
+  if (Number.isInteger(peerMs) && peerMs > 0) config.peerTimeoutMs = peerMs;
   return config;
 }
 
@@ -129,7 +133,10 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
       runtime: node,
       context: ctx,
       capabilities: () => tabCapabilities(node),
-      links: peerLinks(relay, { log: (l) => console.warn(`[brume] ${l}`) }),
+      links: peerLinks(relay, {
+        log: (l) => console.warn(`[brume] ${l}`),
+        ...(config.peerTimeoutMs && { callTimeoutMs: config.peerTimeoutMs }),
+      }),
       maxConcurrency: workers,
       log: (l) => console.warn(`[brume] ${l}`),
     });

@@ -1,6 +1,8 @@
 /**
  * `brume.js`: one script tag makes any page a Brume node and gives it `window.brume`.
  *   <script src="https://RELAY/brume.js" data-role="dew" data-contribute="true" async></script>
+ * `data-timeout-ms` bounds each call (default 120000: the first may load a model); past it the
+ * call rejects with code E_TIMEOUT.
  * The node runs in a hidden iframe of the relay's origin, so its keys, storage and context are
  * out of the host page's reach; this file only forwards calls by message. It is small on purpose:
  * onnxruntime and the models load in the iframe, and only when work arrives.
@@ -19,6 +21,8 @@ interface Status {
   const relay = new URL(script?.dataset.relay ?? script?.src ?? location.href).origin;
   const role = script?.dataset.role === 'fog' ? 'fog' : 'dew';
   const contribute = script?.dataset.contribute !== 'false';
+  const timeoutMs =
+    Number(script?.dataset.timeoutMs) > 0 ? Number(script?.dataset.timeoutMs) : 120_000;
 
   const frame = document.createElement('iframe');
   frame.src = `${relay}/embed.html?role=${role}&contribute=${contribute}`;
@@ -76,15 +80,30 @@ interface Status {
     else p.reject(Object.assign(new Error(m.error.message), m.error));
   });
 
+  // Every call has a deadline, also while the iframe is still loading: a node that never answers
+  // must not leave the page waiting for ever.
   function send(op: EmbedRequest['op'], args: unknown[]): Promise<unknown> {
-    return ready.then(
-      () =>
-        new Promise((resolve, reject) => {
-          const id = nextId++;
-          pending.set(id, { resolve, reject });
-          frame.contentWindow!.postMessage({ brume: 1, id, op, args }, relay);
-        }),
-    );
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        pending.delete(id);
+        const message = `brume: "${op}" got no answer within ${timeoutMs} ms`;
+        reject(Object.assign(new Error(message), { name: 'TimeoutError', code: 'E_TIMEOUT' }));
+      }, timeoutMs);
+      pending.set(id, {
+        resolve(v) {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        reject(e) {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      void ready.then(() => {
+        if (pending.has(id)) frame.contentWindow!.postMessage({ brume: 1, id, op, args }, relay);
+      });
+    });
   }
 
   const invoke = (app: string, service: string, input: unknown, qos = {}) =>

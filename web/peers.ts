@@ -34,6 +34,11 @@ interface Link {
 export interface PeerLinkOptions {
   /** Time to open a channel before the call goes through the relay instead. */
   openTimeoutMs?: number;
+  /**
+   * Time a call over an open channel may take: a peer that keeps its channel open but never
+   * answers fails the call with E_TIMEOUT, and the caller places it elsewhere. Default 30 000.
+   */
+  callTimeoutMs?: number;
   /** Buffered bytes above which sending waits. */
   highWaterBytes?: number;
   /** What one channel may make this tab hold for messages partly received (core/protocol.ts). */
@@ -43,6 +48,7 @@ export interface PeerLinkOptions {
 
 export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks {
   const openTimeoutMs = options.openTimeoutMs ?? 4000;
+  const callTimeoutMs = options.callTimeoutMs ?? 30_000;
   const highWater = options.highWaterBytes ?? 1024 * 1024;
   let peer: Peer | undefined;
   let ready: Promise<void> = Promise.reject(new BrumeError('E_NO_LINK', 'not registered yet'));
@@ -209,8 +215,26 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
     }
     const id = nextId++;
     return new Promise<PeerResult>((resolve, reject) => {
-      link.pending.set(id, { resolve, reject });
+      const timer = setTimeout(() => {
+        link.pending.delete(id); // a late answer is dropped
+        reject(
+          new TimeoutError(
+            `${node.slice(0, 8)} did not answer within ${callTimeoutMs} ms over its data channel`,
+          ),
+        );
+      }, callTimeoutMs);
+      link.pending.set(id, {
+        resolve(r) {
+          clearTimeout(timer);
+          resolve(r);
+        },
+        reject(e) {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
       sendFrame(link, { ...frame, id }).catch((e: BrumeError) => {
+        clearTimeout(timer);
         link.pending.delete(id);
         reject(e);
       });

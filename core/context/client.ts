@@ -485,10 +485,15 @@ export class NodeContext {
     const missing = keys.filter((k) => k !== this.me.publicKey && !this.bindings.has(k));
     if (missing.length && this.send) {
       const id = this.nextQuery++;
-      const found = await waitFor<AgreementBinding[]>(5000, [], (done) => {
-        this.keyQueries.set(id, done);
-        this.send?.({ t: 'ctx-keys', id, keys: missing });
-      });
+      const found = await waitFor<AgreementBinding[]>(
+        5000,
+        [],
+        (done) => {
+          this.keyQueries.set(id, done);
+          this.send?.({ t: 'ctx-keys', id, keys: missing });
+        },
+        () => this.keyQueries.delete(id), // unanswered: not kept for ever
+      );
       for (const b of found) {
         if (!missing.includes(b.publicKey)) continue;
         if (!(await verifyAgreement(b.publicKey, b.agreementKey, b.signature))) continue;

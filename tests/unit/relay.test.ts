@@ -218,7 +218,7 @@ describe('relay', () => {
     expect(bad.status).toBe(400);
     expect((await bad.json()).error).toEqual({
       code: 'E_MANIFEST',
-      message: expect.stringMatching(/^name:/),
+      message: expect.stringMatching(/^name must match/),
     });
 
     for (const type of ['application/json', 'text/plain', 'image/png']) {
