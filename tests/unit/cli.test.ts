@@ -188,7 +188,7 @@ describe('brume usage', () => {
     expect(port.stderr).toContain('--port must be a whole number from 0 to 65535, got "99999"');
     expect(none.code).toBe(2);
     expect(pack.code).toBe(2);
-  });
+  }, 120_000); // five tsx starts at once
 });
 
 describe('brume pack and deploy', () => {
@@ -231,13 +231,13 @@ describe('brume pack and deploy', () => {
     expect(manifest).not.toHaveProperty('sources');
 
     // Without a credential the CLI says what to pass; with one lacking the scope the relay refuses.
-    const none = await brume(['deploy', file, '--relay', relay.url], {
-      BRUME_DATA: join(dir, 'no-such-dir'),
-    });
+    const { secret: callKey } = await relay.keys.create(['call'], '');
+    const [none, refused] = await Promise.all([
+      brume(['deploy', file, '--relay', relay.url], { BRUME_DATA: join(dir, 'no-such-dir') }),
+      brume(['deploy', file, '--relay', relay.url, '--key', callKey]),
+    ]);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('no credential: pass --key');
-    const { secret: callKey } = await relay.keys.create(['call'], '');
-    const refused = await brume(['deploy', file, '--relay', relay.url, '--key', callKey]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('403 E_FORBIDDEN');
 
@@ -247,7 +247,7 @@ describe('brume pack and deploy', () => {
     expect(deployed.stdout).toContain('deployed hello@0.1.0');
     const apps = await (await fetch(`${relay.url}/api/apps`)).json();
     expect(apps.map((a: { name: string }) => a.name)).toEqual(['hello']);
-  });
+  }, 120_000);
 
   it('writes to --out, and reports a conflicting redeploy with exit 1', async () => {
     await writeFile(join(appDir, 'logic', 'hello.wasm'), 'changed wasm, same version');
@@ -259,23 +259,29 @@ describe('brume pack and deploy', () => {
     expect(conflict.code).toBe(1);
     expect(conflict.stderr).toContain('409 E_CONFLICT');
     expect(conflict.stderr).toContain('hello@0.1.0');
-  });
+  }, 120_000);
 
   it('keeps an older version out of current until an admin runs brume current', async () => {
     const data = ['--relay', relay.url, '--data', join(dir, 'deploy-data')];
-    const v2 = join(dir, 'out', 'hello-0.2.0.brume');
+    // Its own versions, packed in process: this test needs nothing from the ones before.
     const manifest = JSON.parse(await readFile(join(appDir, 'brume.json'), 'utf8'));
-    await writeFile(join(appDir, 'brume.json'), JSON.stringify({ ...manifest, version: '0.2.0' }));
-    expect((await brume(['pack', appDir, '--out', v2])).code).toBe(0);
-    expect((await brume(['deploy', v2, ...data])).stdout).toContain('deployed hello@0.2.0');
-    const old = await brume(['deploy', join(appDir, 'hello-0.1.0.brume'), ...data]);
+    const packed = async (version: string) => {
+      await writeFile(join(appDir, 'brume.json'), JSON.stringify({ ...manifest, version }));
+      return (await packApp(join(appDir, 'brume.json'), join(dir, 'out', `${version}.brume`)))
+        .outPath;
+    };
+    const [newer, older] = [await packed('0.3.0'), await packed('0.2.5')];
+    expect((await brume(['deploy', newer, ...data])).stdout).toContain('deployed hello@0.3.0');
+    const old = await brume(['deploy', older, ...data]);
     expect(old.code).toBe(0);
-    expect(old.stdout).toContain('0.2.0 stays current');
-    expect((await (await fetch(`${relay.url}/api/apps/hello`)).json()).version).toBe('0.2.0');
-    const rolled = await brume(['current', 'hello', '0.1.0', ...data]);
-    expect(rolled.stdout).toContain('hello@0.1.0 is now current');
-    expect((await (await fetch(`${relay.url}/api/apps/hello`)).json()).version).toBe('0.1.0');
-    const missing = await brume(['current', 'hello', '9.9.9', ...data]);
+    expect(old.stdout).toContain('0.3.0 stays current');
+    expect((await (await fetch(`${relay.url}/api/apps/hello`)).json()).version).toBe('0.3.0');
+    const [rolled, missing] = await Promise.all([
+      brume(['current', 'hello', '0.2.5', ...data]),
+      brume(['current', 'hello', '9.9.9', ...data]),
+    ]);
+    expect(rolled.stdout).toContain('hello@0.2.5 is now current');
+    expect((await (await fetch(`${relay.url}/api/apps/hello`)).json()).version).toBe('0.2.5');
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('404 E_NOT_FOUND');
   }, 120_000); // each CLI run is a tsx start: seconds on a busy machine
