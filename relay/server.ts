@@ -23,7 +23,6 @@ import {
 } from '../core/errors';
 import { type Manifest, manifestSha256, type Service, unpackBundle } from '../core/manifest';
 import { type Admin, loadAdmin } from './admin';
-import { startCloudNode } from './cloud-node';
 import { openContext, type RelayContext } from './context';
 import { errorBody, mountFabric } from './fabric-http';
 import { createHub, type Hub } from './hub';
@@ -344,7 +343,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const cloud =
     options.cloudNode === false
       ? undefined
-      : await startCloudNode(
+      : // Loaded only when used: onnxruntime-node alone is tens of MB a relay without it need not hold.
+        await (await import('./cloud-node')).startCloudNode(
           url,
           (key) => ownKeys.add(key),
           (l) => log.warn(`cloud node: ${l}`),
