@@ -27,7 +27,7 @@ import {
 import { type Manifest, manifestSha256, type Service, unpackBundle } from '../core/manifest';
 import { type Admin, ensureDataDir, loadAdmin } from './admin';
 import { createAuth } from './auth';
-import { type LogicCaps, startCloudNode } from './cloud-node';
+import type { LogicCaps } from './cloud-node';
 import { type ContextOptions, openContext, type RelayContext } from './context';
 import { errorBody, mountFabric } from './fabric-http';
 import { hostAllowList } from './hosts';
@@ -474,7 +474,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const cloud =
     options.cloudNode === false
       ? undefined
-      : await startCloudNode(
+      : // Loaded only when used: onnxruntime-node alone is tens of MB a relay without it need not hold.
+        await (await import('./cloud-node')).startCloudNode(
           url,
           (key) => ownKeys.add(key),
           (l) => log.warn(`cloud node: ${l}`),
