@@ -12,7 +12,7 @@ const contexts: BrowserContext[] = [];
 
 test.beforeAll(async () => {
   relay = await startRelay({ args: ['--no-cloud'] });
-  for (const b of await testBundles()) expect((await deploy(relay.url, b)).ok).toBe(true);
+  for (const b of await testBundles()) expect((await deploy(relay, b)).ok).toBe(true);
 });
 test.afterAll(async () => {
   for (const c of contexts.splice(0)) await c.close();
