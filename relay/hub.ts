@@ -388,8 +388,6 @@ export function createHub(options: HubOptions) {
         return;
       }
       case 'call': {
-        const refused = askRefusal(limits, forwards, node.id);
-        if (refused) return send(conn, { t: 'error', id: msg.id, error: wireError(refused) });
         forward(
           {
             app: msg.app,
@@ -851,13 +849,13 @@ export function createHub(options: HubOptions) {
       if (!routed.leg && verifier.wants(n.record, call.qos)) {
         return verifier.check(checked(routed, shape?.variant), reply);
       }
+      // Both caps are read here, where the call is entered in `forwards` with no await between:
+      // a check before the manifest read above would let a burst of calls all pass it.
       const bytes = call.bytes ?? sizeOf(call.input);
-      const refused = callRefusal(
-        limits,
-        forwards,
-        { id: target, buffered: n.conn.ws.bufferedAmount },
-        bytes,
-      );
+      const asker = call.caller && !replace && !routed.leg ? call.caller : '';
+      const refused =
+        (asker ? askRefusal(limits, forwards, asker) : undefined) ??
+        callRefusal(limits, forwards, { id: target, buffered: n.conn.ws.bufferedAmount }, bytes);
       if (refused) throw refused;
       const id = nextId++;
       const timer = setTimeout(() => {

@@ -51,6 +51,14 @@ describe('hub', () => {
   it('evicts a node that stops answering and runs its call elsewhere, once', async () => {
     const { node: hung } = await joinRaw(ws, 'dew', { silent: true });
     const hungCalls = serve(hung, () => 'from the hung node', 60_000);
+    // It answers pings until the call reaches it, then hangs: on a slow machine the call may take
+    // longer than three heartbeats to be placed, and the node must still be there to get it.
+    hung.ws.on('message', (data) => {
+      const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode');
+      if (f.t === 'ping' && hungCalls.length === 0) {
+        hung.ws.send(encodeFrame({ t: 'pong', ts: f.ts }));
+      }
+    });
     const pending = call({ input: 'hi' });
     // Only the hung node is there: the call goes to it, then it misses three heartbeats.
     await expect.poll(() => hungCalls.length).toBe(1);
