@@ -60,7 +60,8 @@ const entryKey = (op: ContextOp) =>
 const bindingKey = (publicKey: string) => `agreement/${publicKey}`;
 
 export class NodeContext {
-  readonly replica = new ContextReplica();
+  // A node serves no catch-ups: it keeps no log of superseded values in memory.
+  readonly replica = new ContextReplica({ logLength: 0 });
   private readonly clock: Clock;
   private readonly outbox: Outbox;
   private readonly nodeId: string;
