@@ -198,6 +198,8 @@ export const toRelay = z.discriminatedUnion('t', [
   z.object({ t: z.literal('ctx-op'), op: contextOpSchema }),
   z.object({
     t: z.literal('ctx-sync'),
+    /** The node's number for this sync, echoed by every part of its catch-up. */
+    id: z.number().int().nonnegative().optional(),
     cursor: z.number().int().nonnegative(),
     /** The apps whose context this node keeps (absent: every app). */
     apps: z.array(name).max(1000).optional(),
@@ -276,6 +278,8 @@ export const toNode = z.discriminatedUnion('t', [
   }),
   z.object({
     t: z.literal('ctx-catchup'),
+    /** The `id` of the sync this answers. */
+    id: z.number().int().nonnegative().optional(),
     ops: z.array(contextOpSchema).max(100_000),
     cursor: z.number().int().nonnegative(),
     /** The apps whose whole state this catch-up holds (those the sync asked for in `full`). */

@@ -60,7 +60,8 @@ const entryKey = (op: ContextOp) =>
 const bindingKey = (publicKey: string) => `agreement/${publicKey}`;
 
 export class NodeContext {
-  readonly replica = new ContextReplica();
+  // A node serves no catch-ups: it keeps no log of superseded values in memory.
+  readonly replica = new ContextReplica({ logLength: 0 });
   private readonly clock: Clock;
   private readonly outbox: Outbox;
   private readonly nodeId: string;
@@ -69,11 +70,12 @@ export class NodeContext {
   /** Writes sent and not yet answered by the relay, and those whose writer waits for it. */
   private readonly outboxed = new Map<string, ContextOp>();
   private readonly waiting = new Map<string, { done: () => void; fail: (e: Error) => void }>();
-  /** Catch-ups asked for and received on this connection: the relay answers each sync in turn. */
-  private syncsSent = 0;
-  private catchUps = 0;
-  /** The next part expected of a catch-up in parts; 0: none under way. */
-  private partsSeen = 0;
+  /** Syncs are numbered (never reset): the relay echoes the number in its catch-up. */
+  private syncId = 0;
+  /** The catch-up in parts under way: its sync's number and the part expected next. */
+  private partial: { id: number | undefined; next: number } | undefined;
+  /** The newest sync a catch-up has come for. */
+  private answered = 0;
   /** Catch-ups and changes from the relay, applied in turn. */
   private inbound: Promise<unknown> = Promise.resolve();
   private readonly syncWaiters: { after: number; done: () => void }[] = [];
@@ -152,7 +154,7 @@ export class NodeContext {
 
   offline(): void {
     this.send = undefined;
-    this.syncsSent = this.catchUps = this.partsSeen = 0;
+    this.partial = undefined;
     for (const w of this.syncWaiters.splice(0)) w.done();
     for (const w of this.waiting.values()) w.done(); // it waits in the outbox now
     this.waiting.clear();
@@ -163,8 +165,8 @@ export class NodeContext {
   private sync(): void {
     if (!this.send) return;
     const full = [...this.apps].filter((a) => !this.held.has(a));
-    this.syncsSent++;
-    this.send({ t: 'ctx-sync', cursor: this.cursor, apps: [...this.apps], full });
+    this.syncId++;
+    this.send({ t: 'ctx-sync', id: this.syncId, cursor: this.cursor, apps: [...this.apps], full });
   }
 
   /**
@@ -174,8 +176,8 @@ export class NodeContext {
   fresh(timeoutMs = 5000): Promise<void> {
     if (!this.send) return Promise.resolve();
     return waitFor<void>(timeoutMs, undefined, (done) => {
-      this.syncWaiters.push({ after: this.syncsSent + 1, done });
       this.sync();
+      this.syncWaiters.push({ after: this.syncId, done });
     });
   }
 
@@ -258,12 +260,28 @@ export class NodeContext {
    */
   private async catchUp(frame: Extract<ContextFrame, { t: 'ctx-catchup' }>): Promise<void> {
     const part = frame.part ?? 0;
-    const whole = part === 0 || this.partsSeen === part;
-    this.partsSeen = whole && frame.more ? part + 1 : 0;
-    if (!whole) {
-      if (!frame.more) this.sync(); // a part went missing: the catch-up is incomplete
+    if (frame.id !== undefined && frame.id < this.answered) {
+      // The answer to an older sync, after a newer one's: its cursor may pass changes of apps
+      // this node has started since (and a relay that took the syncs out of order keeps an old
+      // list of them): ask again rather than trust it.
+      if (!frame.more) this.sync();
       return;
     }
+    if (frame.id !== undefined) this.answered = frame.id;
+    const p = this.partial;
+    if (part > 0 && !(p && p.id === frame.id && p.next === part)) {
+      const mine = p !== undefined && p.id === frame.id;
+      if (mine && part < p.next) return; // a duplicate
+      // One went missing: this catch-up is incomplete (-1: take no more of it); its last part
+      // asks again.
+      if (mine) p.next = -1;
+      if (!frame.more) {
+        this.partial = undefined;
+        this.sync();
+      }
+      return;
+    }
+    this.partial = frame.more ? { id: frame.id, next: part + 1 } : undefined;
     const changed: [string, unknown][] = [];
     for (const op of frame.ops) {
       this.clock.receive(op.stamp);
@@ -280,7 +298,8 @@ export class NodeContext {
       this.unstored(changed.length);
     }
     if (frame.more) return;
-    const n = ++this.catchUps;
+    // A relay that does not echo sync numbers answers each sync in turn: this is the latest.
+    const n = frame.id ?? this.syncId;
     if (frame.full?.length) {
       for (const app of frame.full) this.held.add(app);
       await this.kv.set('apps', [...this.held]);

@@ -64,6 +64,8 @@ export type CatchUp =
 
 /** One `ctx-catchup` frame (PROTOCOL.md §5.5): part `part` of a catch-up, `more` but the last. */
 export interface CatchUpPart {
+  /** The sync this answers (its `id`). */
+  id?: number;
   ops: ContextOp[];
   cursor: number;
   full?: string[];
@@ -116,7 +118,7 @@ export function viewFor(
  */
 export function catchUpFor(
   replica: ContextReplica,
-  ask: { cursor: number; full?: string[] },
+  ask: { id?: number; cursor: number; full?: string[] },
   view: (op: ContextOp) => ContextOp | undefined,
   maxBytes = defaultCatchUpBytes,
 ): CatchUpPart[] {
@@ -138,6 +140,7 @@ export function catchUpFor(
     }
   }
   return parts.map((part, i) => ({
+    ...(ask.id !== undefined && { id: ask.id }),
     ops: part,
     cursor: c.cursor,
     ...(full.size && { full: [...full] }),

@@ -154,7 +154,7 @@ async function simulate(seed: number) {
       if (f.t === 'ctx-sync') {
         relayApps.set(node.i, f.apps ? new Set(f.apps) : null);
         // A small frame budget: catch-ups come in parts, which the network drops and reorders.
-        const parts = catchUpFor(relay, f, (op) => forNode(op, node), 600);
+        const parts = catchUpFor(relay, f, (op) => forNode(op, node), 2000);
         lastSent.set(node.i, parts[0]!.cursor);
         for (const part of parts) send({ to: node.i, frame: { t: 'ctx-catchup', ...part } }, lossy);
       } else if (f.t === 'ctx-op') {
