@@ -19,7 +19,15 @@ export function rawHttp(
   bytes: Uint8Array | string,
   options: { reset?: boolean; end?: boolean; waitMs?: number } = {},
 ): Promise<string> {
-  const { hostname, port } = new URL(url);
+  const { host, hostname, port } = new URL(url);
+  // Requests name the relay as `Host: 127.0.0.1`; the relay answers only its own names (host
+  // and port), so that line becomes its real one, and a fuzzed Host is sent as generated.
+  if (typeof bytes === 'string') bytes = bytes.replace('Host: 127.0.0.1\r\n', `Host: ${host}\r\n`);
+  else
+    bytes = Buffer.from(
+      Buffer.from(bytes).toString('latin1').replace('Host: 127.0.0.1\r\n', `Host: ${host}\r\n`),
+      'latin1',
+    );
   return new Promise((resolve) => {
     const socket = connect(Number(port), hostname);
     let got = '';

@@ -42,7 +42,10 @@ const post = (path: string, body: unknown) =>
 const put = (path: string, body: unknown) =>
   fetch(`${relay.url}${path}`, {
     method: 'PUT',
-    headers: { 'content-type': 'application/json' },
+    headers: {
+      'content-type': 'application/json',
+      authorization: `Bearer ${relay.admin.token}`,
+    },
     body: JSON.stringify(body),
   });
 const refusal = async (res: Response) => {
