@@ -67,13 +67,6 @@ export function upgradeRequest(path: string, headers: string[] = []): string {
   ].join('\r\n');
 }
 
-/** The resident memory of process `pid` in KiB (Linux). */
-export function rssKiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmRSS for process ${pid}`);
-  return Number(m[1]);
-}
-
 /** The relay answers `/api/health`; throws with what it answered otherwise. */
 export async function healthy(url: string): Promise<void> {
   const res = await fetch(`${url}/api/health`);

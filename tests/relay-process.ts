@@ -1,7 +1,7 @@
 // The relay as a real child process, for browser tests and benchmarks; and in this process, on a
 // real port, for unit tests that drive its hub.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,8 @@ export interface RelayProcess {
   dataDir: string;
   /** Everything the relay printed, for failure messages. */
   output: () => string;
+  /** The relay's resident memory now, in bytes (Linux /proc). */
+  rss(): number;
   stop(): Promise<void>;
 }
 
@@ -71,6 +73,11 @@ export async function startRelay(
     child,
     dataDir,
     output: () => out,
+    rss() {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+      if (!m) throw new Error(`no VmRSS for the relay (process ${child.pid})`);
+      return Number(m[1]) * 1024;
+    },
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));

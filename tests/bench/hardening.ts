@@ -8,18 +8,6 @@ import { decode, encode } from '../../core/codec';
 import { joinRaw, type RawNode } from '../raw-node';
 import type { RelayProcess } from '../relay-process';
 
-/** Resident memory of the relay: the deepest process under `pid` (tsx runs node as a child). */
-export function relayRss(pid: number): number {
-  let leaf = pid;
-  for (;;) {
-    const children = readFileSync(`/proc/${leaf}/task/${leaf}/children`, 'utf8').trim();
-    if (!children) break;
-    leaf = Number(children.split(/\s+/)[0]);
-  }
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${leaf}/status`, 'utf8'));
-  return Number(m?.[1] ?? 0) * 1024;
-}
-
 /** The relay's admin token, from its data directory. */
 export const adminToken = (relay: RelayProcess) =>
   readFileSync(join(relay.dataDir, 'admin-token'), 'utf8').trim();
@@ -153,7 +141,7 @@ export async function soak(
   let first = 0;
   const sample = () => {
     const atS = (performance.now() - t0) / 1000;
-    const mb = relayRss(relay.child.pid!) / 2 ** 20;
+    const mb = relay.rss() / 2 ** 20;
     rssMB.push({ atS: Math.round(atS), mb: Math.round(mb * 10) / 10 });
     return mb;
   };
@@ -220,9 +208,9 @@ export async function hardeningBench(
   const bare = await start(['--no-cloud', ...many]);
   let rss: HardeningResult['rss'];
   try {
-    const idle = relayRss(bare.child.pid!);
+    const idle = bare.rss();
     const sims = await joinIdle(`${bare.url.replace('http', 'ws')}/ws`, 1000);
-    const loaded = relayRss(bare.child.pid!);
+    const loaded = bare.rss();
     await closeAll(sims);
     rss = {
       idleNoCloudMB: idle / MB,
@@ -245,10 +233,10 @@ export async function hardeningBench(
       const nodes = (await res.json()) as { role: string }[];
       return nodes.some((n) => n.role === 'cloud');
     }, 'the cloud node to join');
-    rss.idleWithCloudMB = relayRss(relay.child.pid!) / MB;
+    rss.idleWithCloudMB = relay.rss() / MB;
     log(`  HTTP load: 16 clients on digits/classify for ${httpS} s`);
     const load = await httpLoad(relay.url, token, pixels, 16, httpS);
-    const httpResult = { ...load, relayRssMB: relayRss(relay.child.pid!) / MB };
+    const httpResult = { ...load, relayRssMB: relay.rss() / MB };
     log(`  soak: 1,000 simulated nodes and HTTP load for ${soakS} s`);
     const soakResult = await soak(relay, pixels, 1000, soakS, log);
     return { httpLoad: httpResult, rss, soak: soakResult };

@@ -19,7 +19,7 @@ import {
   type WsMessage,
   wsMessage,
 } from '../fuzz-inputs';
-import { fuzzApp, healthy, honestCallWorks, openSignalling, rawHttp, rssKiB } from '../fuzz-kit';
+import { fuzzApp, healthy, honestCallWorks, openSignalling, rawHttp } from '../fuzz-kit';
 import { joinRaw, type RawNode } from '../raw-node';
 import { type RelayProcess, startRelay } from '../relay-process';
 
@@ -44,11 +44,11 @@ beforeAll(async () => {
   expect(res.status, await res.text()).toBe(201);
   const { node, welcome } = await joinRaw(wsUrl);
   bystander = { node, peer: await openSignalling(relay.url, welcome.nodeId, welcome.peerToken) };
-  rssStart = rssKiB(relay.child.pid!);
+  rssStart = relay.rss() / 1024;
 });
 
 afterAll(async () => {
-  const rss = relay?.child.exitCode === null ? rssKiB(relay.child.pid!) : 0;
+  const rss = relay?.child.exitCode === null ? relay.rss() / 1024 : 0;
   console.log(
     `fuzz: ${tried} cases (seed ${seedBase}); relay RSS ${mib(rssStart)} → ${mib(rss)} MiB`,
   );
@@ -93,7 +93,7 @@ async function batch<T>(
     }),
     { seed, numRuns: runs, endOnFailure: true },
   );
-  const rss = relay.child.exitCode === null ? rssKiB(relay.child.pid!) : 0;
+  const rss = relay.child.exitCode === null ? relay.rss() / 1024 : 0;
   console.log(`fuzz ${name}: ${details.numRuns} cases, relay RSS ${mib(rss)} MiB`);
   try {
     if (details.failed) {
