@@ -11,7 +11,7 @@ import {
   serializeError,
 } from '../core/errors';
 import type { WorkerHandle } from '../core/exec/logic-pool';
-import type { LogicWorkerApi } from '../core/exec/logic-worker';
+import type { LogicWorkerApi, Reply } from '../core/exec/logic-worker';
 import type { ModelRunnerApi } from '../core/exec/model-runner';
 import type { AppSource, Platform } from '../core/runtime';
 import { type Tensor, type TensorType, tensorValues } from '../core/tensor';
@@ -60,29 +60,44 @@ export function spawnLogicThread(entry: URL, heapMiB: number): WorkerHandle {
   worker.unref();
   let failure: BrumeError | undefined;
   let stopping = false;
-  const died = new Promise<never>((_, reject) => {
-    worker.on('error', (e: Error & { code?: string }) => {
-      failure ??=
-        e.code === 'ERR_WORKER_OUT_OF_MEMORY'
-          ? new LogicMemoryError(
-              `the Logic worker ran out of its ${heapMiB} MiB heap and was replaced`,
-              { cause: e },
-            )
-          : new LogicFault(`the Logic worker crashed (${e.message}) and was replaced`, {
-              cause: e,
-            });
-    });
-    worker.on('exit', (code) => {
-      if (stopping) return reject(new LogicFault('the Logic worker was stopped'));
-      reject(failure ?? new LogicFault(`the Logic worker exited (code ${code}) and was replaced`));
-    });
+  /** Why the thread is gone, once it is: every later use fails with it. */
+  let dead: BrumeError | undefined;
+  // What is in flight, to fail when the thread dies. Not Promise.race with one promise that
+  // settles only on death: each race would leave a reaction on it, holding every answer (a leak
+  // of about 3 KB a call, seen under HTTP load).
+  const inFlight = new Set<(e: BrumeError) => void>();
+  worker.on('error', (e: Error & { code?: string }) => {
+    failure ??=
+      e.code === 'ERR_WORKER_OUT_OF_MEMORY'
+        ? new LogicMemoryError(
+            `the Logic worker ran out of its ${heapMiB} MiB heap and was replaced`,
+            { cause: e },
+          )
+        : new LogicFault(`the Logic worker crashed (${e.message}) and was replaced`, {
+            cause: e,
+          });
   });
-  died.catch(() => {}); // a worker that dies idle fails nothing; its next use does
+  worker.on('exit', (code) => {
+    dead = stopping
+      ? new LogicFault('the Logic worker was stopped')
+      : (failure ?? new LogicFault(`the Logic worker exited (code ${code}) and was replaced`));
+    for (const fail of inFlight) fail(dead);
+    inFlight.clear();
+  });
+  const guarded = <T>(run: () => Promise<T>): Promise<T> => {
+    if (dead) return Promise.reject(dead);
+    return new Promise<T>((resolve, reject) => {
+      inFlight.add(reject);
+      run()
+        .then(resolve, reject)
+        .finally(() => inFlight.delete(reject));
+    });
+  };
   const remote = Comlink.wrap<LogicWorkerApi>(nodeEndpoint(worker));
   return {
     api: {
-      load: (module, o) => Promise.race([remote.load(module, o), died]),
-      step: (name, request) => Promise.race([remote.step(name, request), died]),
+      load: (module, o) => guarded<Reply<number>>(() => remote.load(module, o)),
+      step: (name, request) => guarded<Reply<Uint8Array>>(() => remote.step(name, request)),
     },
     terminate: () => {
       stopping = true;
