@@ -418,7 +418,9 @@ function Decisions({ decisions }: { decisions: DecisionRecord[] }) {
             .slice(-200)
             .reverse()
             .map(
-              (d) => html`<tr key=${`${d.at}-${d.caller}-${d.reason}`}>
+              // Two decisions can share a millisecond, caller and reason (HTTP calls in a row):
+              // the position makes the key unique, so Preact never merges their rows.
+              (d, i) => html`<tr key=${`${d.at}-${i}`}>
                 <td>${new Date(d.at).toLocaleTimeString()}</td>
                 <td>${d.app}/${d.service}</td>
                 <td><code>${JSON.stringify(d.qos)}</code></td>
