@@ -1,6 +1,5 @@
 // Tools for throwing hostile input at a relay and checking it is still whole afterwards: raw bytes
-// over TCP, the relay's memory, and an honest node that must still be served.
-import { readFileSync } from 'node:fs';
+// over TCP, and an honest node that must still be served (the relay's memory: RelayProcess.rss).
 import { connect } from 'node:net';
 import { WebSocket } from 'ws';
 import { encode } from '../core/codec';
