@@ -56,10 +56,11 @@ export function createAuth(admin: Admin, keys: KeyStore): Auth {
 
   function require(req: FastifyRequest, permission: Permission, app?: string): Principal {
     const p = principal(req);
-    const what = app === undefined ? permission : `${permission} for app "${app}"`;
+    // Named as the scope a key would need: `call`, `context:write:digits`.
+    const what = app === undefined ? permission : `${permission}:${app}`;
     if (!p) {
       throw new AuthError(
-        `this needs a credential with the ${what} scope: send Authorization: Bearer <key> (brume keys create) or the admin token`,
+        `this needs a credential with scope ${what}: send Authorization: Bearer <key> (brume keys create) or the admin token`,
       );
     }
     if (!allows(p, permission, app)) {
