@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { decode, encode } from '../../core/codec';
 import { joinRaw, type RawNode } from '../raw-node';
 import type { RelayProcess } from '../relay-process';
+import { until } from '../until';
 
 /** The relay's admin token, from its data directory. */
 export const adminToken = (relay: RelayProcess) =>
@@ -180,15 +181,6 @@ export interface HardeningResult {
 
 const MB = 2 ** 20;
 
-/** Polls `check` every 100 ms until it holds. */
-async function until(check: () => Promise<boolean>, what: string, ms = 60_000) {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /**
  * Everything above, each relay a fresh child process: `start` starts one with these extra flags.
  * BENCH_HTTP_S (default 60) and BENCH_SOAK_S (default 600) set the durations.
@@ -226,13 +218,18 @@ export async function hardeningBench(
   try {
     const token = adminToken(relay);
     // Its cloud node joins after the relay listens: the load starts once it is there.
-    await until(async () => {
-      const res = await fetch(`${relay.url}/api/nodes`, {
-        headers: { authorization: `Bearer ${token}` },
-      });
-      const nodes = (await res.json()) as { role: string }[];
-      return nodes.some((n) => n.role === 'cloud');
-    }, 'the cloud node to join');
+    await until(
+      async () => {
+        const res = await fetch(`${relay.url}/api/nodes`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        const nodes = (await res.json()) as { role: string }[];
+        return nodes.some((n) => n.role === 'cloud');
+      },
+      'the cloud node to join',
+      60_000,
+      100,
+    );
     rss.idleWithCloudMB = relay.rss() / MB;
     log(`  HTTP load: 16 clients on digits/classify for ${httpS} s`);
     const load = await httpLoad(relay.url, token, pixels, 16, httpS);

@@ -14,6 +14,7 @@ import { httpAppSource } from '../../core/sources';
 import { nodePlatform } from '../../relay/platform';
 import type { Relay } from '../../relay/server';
 import { inProcessRelay } from '../relay-process';
+import { until } from '../until';
 
 let dir: string;
 let relay: Relay;
@@ -48,13 +49,6 @@ async function node(name: string): Promise<TestNode> {
   return { identity, ctx, kv, fabric };
 }
 
-const until = async (ok: () => boolean, what: string, ms = 5000) => {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
 /** Everything a node keeps, as bytes: its KV (IndexedDB in a tab) and its replica. */
 const stored = (n: TestNode) =>
   Buffer.from(JSON.stringify([...n.kv.map.values(), n.ctx.replica.state()], bytesAsLatin1));
@@ -243,10 +237,10 @@ describe('context through the relay', () => {
       (JSON.parse(await readFile(file, 'utf8').catch(() => '[]')) as { publicKey: string }[]).map(
         (r) => r.publicKey,
       );
-    const end = Date.now() + 5000;
-    while (!(await keys()).includes(joined[0]!.identity.publicKey) && Date.now() < end) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await until(
+      async () => (await keys()).includes(joined[0]!.identity.publicKey),
+      'agreements.json to hold the recipient',
+    );
     // The value is sealed for j1 and its writer; j2 and j3 only joined.
     const onDisk = await keys();
     expect(onDisk).toContain(joined[0]!.identity.publicKey);

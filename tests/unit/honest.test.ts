@@ -9,20 +9,7 @@ import { differ } from '../../relay/verify';
 import { claim, honestBundle, key, right, serve, wrong } from '../honest-app';
 import { joinRaw, type RawNode } from '../raw-node';
 import { inProcessRelay, startRelay } from '../relay-process';
-
-async function until<T>(
-  f: () => T | undefined | false | Promise<T | undefined | false>,
-  what: string,
-  timeoutMs = 10_000,
-) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { until } from '../until';
 
 type Relay = Awaited<ReturnType<typeof inProcessRelay>>['relay'];
 

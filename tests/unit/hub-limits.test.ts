@@ -11,6 +11,7 @@ import type { RelayOptions } from '../../relay/server';
 import { hostileApp } from '../apps';
 import { joinRaw, openRaw, type RawNode } from '../raw-node';
 import { inProcessRelay, startRelay } from '../relay-process';
+import { until } from '../until';
 
 type Server = Awaited<ReturnType<typeof inProcessRelay>>;
 const servers: Server[] = [];
@@ -61,15 +62,6 @@ async function call(relay: { url: string; admin: { token: string } }, input: unk
     error?: { code: string; message: string };
   };
   return { status: res.status, ...body };
-}
-
-/** Polls `check` until it holds (the condition, not a delay, is the barrier). */
-async function until(check: () => boolean, what: string, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('frame rate', () => {

@@ -11,6 +11,7 @@ import { nodePlatform } from '../../relay/platform';
 import type { Relay } from '../../relay/server';
 import { joinRaw } from '../raw-node';
 import { inProcessRelay } from '../relay-process';
+import { until } from '../until';
 
 const HEARTBEAT_MS = 1000;
 let server: Awaited<ReturnType<typeof inProcessRelay>>;
@@ -116,11 +117,3 @@ describe('revocation', () => {
     }
   });
 });
-
-async function until(ok: () => boolean, what: string, ms = 5000) {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
