@@ -6,6 +6,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type Bundle, packBundle } from '../core/manifest';
 import { createRelay, type Relay, type RelayOptions } from '../relay/server';
 
 export interface RelayProcess {
@@ -90,21 +91,25 @@ export async function startRelay(
 
 /** A relay in this process on a free port, without its cloud node, logging nothing. */
 export async function inProcessRelay(
-  options: Partial<RelayOptions> = {},
-): Promise<{ relay: Relay; dataDir: string; close(): Promise<void> }> {
+  options: Partial<RelayOptions> & { apps?: Bundle[] } = {},
+): Promise<{ relay: Relay; dataDir: string; ws: string; close(): Promise<void> }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'brume-unit-'));
   const silent = { info() {}, warn() {}, error() {} };
+  const { apps = [], ...relayOptions } = options;
   const relay = await createRelay({
     port: 0,
     dataDir,
     webRoot: join(dataDir, 'web'),
     logger: silent,
     cloudNode: false,
-    ...options,
+    ...relayOptions,
   });
+  for (const b of apps) await relay.deploy(packBundle(b.manifest, b.files));
   return {
     relay,
     dataDir,
+    /** Where nodes join. */
+    ws: `${relay.url.replace('http', 'ws')}/ws`,
     async close() {
       await relay.close();
       await rm(dataDir, { recursive: true, force: true });

@@ -5,7 +5,6 @@ import { WebSocket } from 'ws';
 import { BrumeError, QosError } from '../../core/errors';
 import { connectFabric, type Fabric, type SocketLike } from '../../core/fabric';
 import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
-import { packBundle } from '../../core/manifest';
 import {
   decodeFrame,
   encodeFrame,
@@ -25,11 +24,9 @@ let relay: Relay;
 let ws: string;
 let server: Awaited<ReturnType<typeof inProcessRelay>>;
 beforeAll(async () => {
-  server = await inProcessRelay();
+  server = await inProcessRelay({ apps: [await hostileApp()] });
   relay = server.relay;
-  const b = await hostileApp();
-  await relay.deploy(packBundle(b.manifest, b.files));
-  ws = `${relay.url.replace('http', 'ws')}/ws`;
+  ws = server.ws;
 });
 afterAll(() => server.close());
 

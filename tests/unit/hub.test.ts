@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode, encode } from '../../core/codec';
 import { loadOrCreateIdentity, memoryKeyStore, nodeIdOf } from '../../core/identity';
-import { packBundle } from '../../core/manifest';
 import { decodeFrame, encodeFrame, type ToNode } from '../../core/protocol';
 import type { Relay } from '../../relay/server';
 import { contextApp, hostileApp } from '../apps';
@@ -13,13 +12,13 @@ let ws: string;
 
 let server: Awaited<ReturnType<typeof inProcessRelay>>;
 beforeAll(async () => {
-  server = await inProcessRelay({ heartbeatMs: 100 });
+  // HTTP context writes need a deployed app: `fan`.
+  server = await inProcessRelay({
+    heartbeatMs: 100,
+    apps: [await hostileApp(), await contextApp('fan')],
+  });
   relay = server.relay;
-  const b = await hostileApp();
-  await relay.deploy(packBundle(b.manifest, b.files));
-  const fan = await contextApp('fan'); // HTTP context writes need a deployed app
-  await relay.deploy(packBundle(fan.manifest, fan.files));
-  ws = `${relay.url.replace('http', 'ws')}/ws`;
+  ws = server.ws;
 });
 afterAll(() => server.close());
 

@@ -4,7 +4,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { connectFabric, type Fabric, type SocketLike } from '../../core/fabric';
 import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
-import { packBundle } from '../../core/manifest';
 import { decodeFrame, encodeFrame, type ToNode } from '../../core/protocol';
 import { createRuntime } from '../../core/runtime';
 import { httpAppSource } from '../../core/sources';
@@ -18,11 +17,9 @@ let relay: Relay;
 let ws: string;
 let server: Awaited<ReturnType<typeof inProcessRelay>>;
 beforeAll(async () => {
-  server = await inProcessRelay();
+  server = await inProcessRelay({ apps: [await hostileApp()] });
   relay = server.relay;
-  const b = await hostileApp();
-  await relay.deploy(packBundle(b.manifest, b.files));
-  ws = `${relay.url.replace('http', 'ws')}/ws`;
+  ws = server.ws;
 });
 afterAll(() => server.close());
 
