@@ -8,20 +8,28 @@
  *          const r = await fabric.call('digits', 'classify', input, { accuracy: 0.96 });
  */
 import type { NodeContext } from './context/client';
-import { BrumeError, QosError, reviveError, TimeoutError } from './errors';
+import {
+  type BrumeError,
+  ClosedError,
+  DisconnectedError,
+  fromWire,
+  ProtocolError,
+  QosError,
+  TimeoutError,
+  UnavailableError,
+  toWire as wireError,
+} from './errors';
 import { type Identity, signJoin } from './identity';
 import {
   type Capabilities,
   decodeFrame,
   encodeFrame,
-  fromWireError,
   type PeerFrame,
   PROTOCOL_VERSION,
   parseQos,
   type Role,
   type ToNode,
   type ToRelay,
-  toWireError as wireError,
 } from './protocol';
 import type { CallOptions, CallResult, Runtime, TraceEntry } from './runtime';
 import type { Qos } from './scheduler';
@@ -217,8 +225,7 @@ export class Fabric {
     }
     const max = this.options.maxQueued ?? 16;
     if (this.queued.length >= max) {
-      throw new BrumeError(
-        'E_UNAVAILABLE',
+      throw new UnavailableError(
         `this node is serving ${this.running} calls with ${this.queued.length} waiting (limit ${this.concurrency} at once, ${max} waiting)`,
       );
     }
@@ -341,7 +348,7 @@ export class Fabric {
       }
     }
     const d = await this.request({ t: 'schedule', id: 0, app, service, qos, rpc, exclude });
-    if (d.t !== 'decision') throw new BrumeError('E_PROTOCOL', `expected a decision, got ${d.t}`);
+    if (d.t !== 'decision') throw new ProtocolError(`expected a decision, got ${d.t}`);
     return { node: d.node, rpc: d.variant || d.rpc, estimateMs: d.estimateMs, reason: d.reason };
   }
 
@@ -360,7 +367,7 @@ export class Fabric {
       const r = await this.options.links!.call(parent, frame);
       return this.answer(r, parent, 'peer', `parent fog ${parent.slice(0, 8)} met the QoS`, t0);
     } catch (e) {
-      const err = reviveError(e);
+      const err = fromWire(e);
       if (
         !(err instanceof QosError) &&
         !['E_NO_LINK', 'E_DISCONNECTED', 'E_UNAVAILABLE', 'E_TIMEOUT'].includes(err.code)
@@ -386,7 +393,7 @@ export class Fabric {
     // The relay places by what this node last reported: report first if that changed since.
     if (this.socket && this.reported !== this.capacityKey()) this.sendBeat(this.socket, false);
     const d = await this.request({ t: 'schedule', id: 0, app, service, qos, rpc, exclude });
-    if (d.t !== 'decision') throw new BrumeError('E_PROTOCOL', `expected a decision, got ${d.t}`);
+    if (d.t !== 'decision') throw new ProtocolError(`expected a decision, got ${d.t}`);
     const pin = d.pin;
     const opts: CallOptions = { ...(d.rpc ? { rpc: d.rpc } : {}), ...(pin ? { pin } : {}) };
     if (d.node === this.nodeId) return this.local(app, service, input, qos, opts, d.reason);
@@ -399,7 +406,7 @@ export class Fabric {
         const r = await links.call(d.node, { t: 'call', id: 0, ...frame });
         return this.answer(r, d.node, 'peer', d.reason, t0);
       } catch (e) {
-        const err = reviveError(e);
+        const err = fromWire(e);
         if (placeAgainAfter.has(err.code) && exclude.filter((n) => n !== this.nodeId).length < 3) {
           // The node went away, is full, or stopped answering: place it again without that
           // node. Whatever it might still send for this attempt has nowhere to go.
@@ -422,8 +429,7 @@ export class Fabric {
       }
     }
     const reply = await this.request({ t: 'call', id: 0, to: d.node, ...frame });
-    if (reply.t !== 'result')
-      throw new BrumeError('E_PROTOCOL', `expected a result, got ${reply.t}`);
+    if (reply.t !== 'result') throw new ProtocolError(`expected a result, got ${reply.t}`);
     return this.answer(reply, reply.node, 'relay', d.reason, t0);
   }
 
@@ -448,7 +454,7 @@ export class Fabric {
     pin?: Record<string, string> | undefined;
     probe?: boolean | undefined;
   }): Promise<{ value: unknown; rpc: string; ms: number; trace: TraceEntry[] }> {
-    if (this.paused) throw new BrumeError('E_UNAVAILABLE', 'this node is paused');
+    if (this.paused) throw new UnavailableError('this node is paused');
     const p = msg.qos.privacy;
     // The relay placed it here, but privacy is checked where the data lands too.
     if (p !== undefined && (p === 'device' || !this.isMe(p))) {
@@ -486,7 +492,7 @@ export class Fabric {
     clearTimeout(this.heartbeat);
     this.socket?.close(1000, 'node closing');
     this.options.links?.close();
-    this.failPending(new BrumeError('E_CLOSED', 'the fabric link was closed'));
+    this.failPending(new ClosedError('the fabric link was closed'));
   }
 
   private setStatus(s: FabricStatus): void {
@@ -519,10 +525,7 @@ export class Fabric {
       clearTimeout(this.heartbeat);
       this.options.context?.offline();
       this.failPending(
-        new BrumeError(
-          'E_DISCONNECTED',
-          `lost the relay (${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`,
-        ),
+        new DisconnectedError(`lost the relay (${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`),
       );
       if (this.status === 'closed') return;
       this.setStatus('offline');
@@ -630,7 +633,7 @@ export class Fabric {
         this.pending.delete(id!);
         clearTimeout(p.timer);
         if (msg.t === 'error') {
-          p.reject(fromWireError(msg.error));
+          p.reject(fromWire(msg.error));
         } else p.resolve(msg);
       }
     }
@@ -681,7 +684,7 @@ export class Fabric {
   private request(frame: Extract<ToRelay, { t: 'schedule' | 'call' }>): Promise<ToNode> {
     const ws = this.socket;
     if (!ws || this.status !== 'joined') {
-      return Promise.reject(new BrumeError('E_DISCONNECTED', 'not connected to the relay'));
+      return Promise.reject(new DisconnectedError('not connected to the relay'));
     }
     const id = this.nextId++;
     const timeoutMs = this.options.requestTimeoutMs ?? 60_000;

@@ -21,7 +21,7 @@
  * p.reason; // 'a1b2c3d4 (fog, webgpu): large, acc 0.969, ~3.1 ms
  *           //  (net 0.4 + queue 0 + exec 2.7 measured); most accurate within 20 ms'
  */
-import { BrumeError, QosError } from './errors';
+import { QosError, UnavailableError } from './errors';
 import type { BackendName } from './exec/model-runner';
 import type { Role } from './protocol';
 import type { Qos } from './scheduler';
@@ -138,7 +138,7 @@ type Pin = 'none' | 'device' | 'node' | 'key';
  * budget; `best` = the fastest such estimate).
  */
 export function place(nodes: readonly NodeView[], req: PlacementRequest): Placement {
-  if (nodes.length === 0) throw new BrumeError('E_UNAVAILABLE', 'no node is connected');
+  if (nodes.length === 0) throw new UnavailableError('no node is connected');
   const { qos, caller, app, variants } = req;
   const privacy = qos.privacy;
   const pin = pinOf(privacy);
@@ -279,8 +279,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
   }
   if (eligible === 0) {
     if (pin === 'none') {
-      throw new BrumeError(
-        'E_UNAVAILABLE',
+      throw new UnavailableError(
         `no node can take ${what} now (all offline, paused, quarantined or already tried)`,
       );
     }

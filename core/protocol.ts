@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { type DecodeLimits, decode, defaultLimits, encode } from './codec';
-import { BrumeError, InputError, QosError, reviveError, serializeError } from './errors';
+import { InputError, ProtocolError, type WireError } from './errors';
 import { describeIssues } from './issues';
 
 export const PROTOCOL_VERSION = 1;
@@ -21,13 +21,6 @@ export const frameLimits: DecodeLimits = {
   maxArrayLength: 100_000,
   maxMapLength: 10_000,
 };
-
-/** A frame that breaks this protocol; the connection that sent it is closed with this reason. */
-export class ProtocolError extends BrumeError {
-  constructor(message: string) {
-    super('E_PROTOCOL', message);
-  }
-}
 
 const name = z.string().regex(/^[a-z][a-z0-9-]{0,63}$/);
 const rpcName = z.string().max(64);
@@ -60,7 +53,9 @@ const error = z.object({
   message: z.string().max(4096),
   constraint: z.string().max(32).optional(),
   best: z.union([z.number(), z.string().max(256)]).optional(),
-});
+  appCode: z.string().max(64).optional(),
+  file: z.string().max(1024).optional(),
+}) satisfies z.ZodType<WireError>;
 
 export const capabilitiesSchema = z.object({
   backends: z.array(z.object({ name: backend, detail: z.string().max(512) })).max(8),
@@ -344,7 +339,6 @@ export type ToNode = z.infer<typeof toNode>;
 export type PeerFrame = z.infer<typeof peerFrame>;
 export type Capabilities = z.infer<typeof capabilitiesSchema>;
 export type Role = (typeof roles)[number];
-export type WireError = z.infer<typeof error>;
 
 const schemas = { toRelay, toNode, peer: peerFrame };
 type Direction = keyof typeof schemas;
@@ -503,23 +497,4 @@ export class Reassembler {
       if (now - p.lastAt > this.limits.staleMs) this.drop(id);
     }
   }
-}
-
-/** An error as it travels: code and message, plus which QoS constraint failed and the best figure. */
-export function toWireError(e: unknown): WireError {
-  const { code, message } = serializeError(e);
-  const out: WireError = { code, message: message.slice(0, 4096) };
-  if (e instanceof QosError) {
-    out.constraint = e.constraint;
-    if (e.best !== undefined) out.best = e.best;
-  }
-  return out;
-}
-
-export function fromWireError(e: WireError): BrumeError {
-  if (e.code !== 'E_QOS') return reviveError(e);
-  const constraint = (['latencyMs', 'accuracy', 'privacy'] as const).find(
-    (c) => c === e.constraint,
-  );
-  return new QosError(constraint ?? 'latencyMs', e.best, e.message);
 }

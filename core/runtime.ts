@@ -7,13 +7,14 @@ import {
   invokeLogic,
 } from './abi/invoke';
 import {
-  BrumeError,
+  type BrumeError,
+  fromWire,
   InputError,
   LogicFault,
   LogicLoadError,
   NotFoundError,
   QosError,
-  reviveError,
+  UnsupportedError,
 } from './errors';
 import { createLogicPool, type LogicPool, type WorkerHandle } from './exec/logic-pool';
 import type { BackendInfo, BackendName, ModelRunnerApi } from './exec/model-runner';
@@ -160,7 +161,7 @@ export class Runtime {
         this.install(parseManifest(await this.platform.source.manifest(name)));
         loaded.push(name);
       } catch (e) {
-        failed.push({ app: name, error: reviveError(e) });
+        failed.push({ app: name, error: fromWire(e) });
       }
     }
     return { loaded, failed };
@@ -295,7 +296,7 @@ export class Runtime {
         },
         context: (request) => {
           if (!this.context) {
-            throw new BrumeError('E_UNSUPPORTED', 'this node keeps no context store');
+            throw new UnsupportedError('this node keeps no context store');
           }
           return this.context(app, request);
         },
@@ -357,7 +358,7 @@ export class Runtime {
     }
     const key = await this.loadModel(m, service, variant, opts.backend);
     const reply = await this.platform.models.run(key, feeds);
-    if (!reply.ok) throw reviveError(reply.error);
+    if (!reply.ok) throw fromWire(reply.error);
     const ms = performance.now() - t0;
     const ran = reply.value.backend;
     this.stats.record(`${m.name}/${service}/${variant}@${ran}`, ms);
@@ -461,7 +462,7 @@ export class Runtime {
           bytes,
           backend ? [backend] : this.platform.backendOrder,
         );
-        if (!reply.ok) throw reviveError(reply.error);
+        if (!reply.ok) throw fromWire(reply.error);
         return reply.value.backend;
       })();
       this.models.set(key, loading);

@@ -1,4 +1,4 @@
-import { BrumeError, NotFoundError, reviveError } from './errors';
+import { fromWire, HttpError, NotFoundError } from './errors';
 import type { AppSource } from './runtime';
 
 /** The slice of the Fetch API a source needs; pass the platform's `fetch`. */
@@ -20,9 +20,9 @@ export function httpAppSource(base: string, fetchImpl: FetchLike): AppSource {
     const res = await fetchImpl(new URL(path, base).toString());
     if (!res.ok) {
       const body = (await res.json().catch(() => undefined)) as { error?: unknown } | undefined;
-      if (body?.error) throw reviveError(body.error);
+      if (body?.error) throw fromWire(body.error);
       if (res.status === 404) throw new NotFoundError(`${path} not found at ${base}`);
-      throw new BrumeError('E_HTTP', `GET ${path} answered ${res.status}`);
+      throw new HttpError(`GET ${path} answered ${res.status}`);
     }
     return res;
   };

@@ -18,7 +18,7 @@ import {
   ContextReplica,
   defaultCatchUpBytes,
 } from '../core/context/replica';
-import { BrumeError, InternalError } from '../core/errors';
+import { InputError, InternalError, PrivacyError, UnavailableError } from '../core/errors';
 import { type AgreementBinding, contextOpSchema } from '../core/protocol';
 import { openAgreements } from './agreements';
 import {
@@ -150,10 +150,9 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
 
   /** Appends one record and fsyncs; on failure cuts the log back to its last good record. */
   async function append(record: Buffer, what: string): Promise<void> {
-    if (broken) throw new BrumeError('E_UNAVAILABLE', broken);
+    if (broken) throw new UnavailableError(broken);
     const refused = (e: unknown) =>
-      new BrumeError(
-        'E_UNAVAILABLE',
+      new UnavailableError(
         `the relay could not store ${what} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message} writing ${path}); nothing was changed: try again later`,
         { cause: e },
       );
@@ -203,13 +202,13 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
     accept(op: ContextOp, from: string): Promise<number> {
       const run = writes.then(async () => {
         if (op.scope === 'node' && op.owner !== from) {
-          throw new BrumeError('E_INPUT', `a node writes only its own node-scoped keys`);
+          throw new InputError(`a node writes only its own node-scoped keys`);
         }
         if (op.privacy?.includes('device')) {
-          throw new BrumeError('E_INPUT', 'a device-private value never leaves its device');
+          throw new InputError('a device-private value never leaves its device');
         }
         if (op.privacy && op.value) {
-          throw new BrumeError('E_PRIVACY', 'a private value must arrive sealed, not in plaintext');
+          throw new PrivacyError('a private value must arrive sealed, not in plaintext');
         }
         if (replica.has(op.opId)) return 0;
         replica.check(op);

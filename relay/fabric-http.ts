@@ -6,7 +6,13 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
 import { decode, encode } from '../core/codec';
-import { BrumeError, InputError, NotFoundError, QosError, serializeError } from '../core/errors';
+import {
+  ExpiredError,
+  InputError,
+  NotFoundError,
+  PrivacyError,
+  UnsupportedError,
+} from '../core/errors';
 import { nodeIdOf } from '../core/identity';
 import { frameLimits } from '../core/protocol';
 import type { Admin } from './admin';
@@ -123,9 +129,9 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
     async (req, reply) => {
       const { app: name, key } = contextKey(req.params);
       const r = o.context.replica.get(name, key, {}, Date.now());
-      if (!r) throw new BrumeError('E_NOT_FOUND', `no key "${key}" in the context of "${name}"`);
-      if ('expired' in r) throw new BrumeError('E_EXPIRED', `"${key}" of "${name}" has expired`);
-      if (!r.value) throw new BrumeError('E_PRIVACY', `"${key}" of "${name}" is private`);
+      if (!r) throw new NotFoundError(`no key "${key}" in the context of "${name}"`);
+      if ('expired' in r) throw new ExpiredError(`"${key}" of "${name}" has expired`);
+      if (!r.value) throw new PrivacyError(`"${key}" of "${name}" is private`);
       const body = {
         value: decode(r.value),
         stamp: r.op.stamp,
@@ -162,10 +168,7 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
       const { app: name, key } = await writable(req);
       const body = parseBody(contextPutBody, req.body, '{ value, ttlMs? }');
       if (body.privacy !== undefined) {
-        throw new BrumeError(
-          'E_UNSUPPORTED',
-          'private values are written by trusted nodes, not over HTTP',
-        );
+        throw new UnsupportedError('private values are written by trusted nodes, not over HTTP');
       }
       const op = await write(name, key, 'put', body.value, body.ttlMs);
       return reply
@@ -194,10 +197,7 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
   app.get('/api/quarantine', guarded, async () => hub.quarantined());
   app.delete<{ Params: { node: string } }>('/api/quarantine/:node', guarded, async (req, reply) => {
     if (!hub.release(req.params.node)) {
-      throw new BrumeError(
-        'E_NOT_FOUND',
-        `node "${req.params.node.slice(0, 32)}" is not quarantined`,
-      );
+      throw new NotFoundError(`node "${req.params.node.slice(0, 32)}" is not quarantined`);
     }
     return reply.code(204).send();
   });
@@ -233,7 +233,7 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
     async (req, reply) => {
       const had = await admin.revoke(req.params.publicKey);
       hub.retrust();
-      if (!had) throw new BrumeError('E_NOT_FOUND', 'that key is not on the trust list');
+      if (!had) throw new NotFoundError('that key is not on the trust list');
       return reply.code(204).send();
     },
   );
@@ -253,18 +253,4 @@ function send(req: FastifyRequest, reply: FastifyReply, status: number, body: un
   }
   checkJson(body);
   return reply.code(status).send(body);
-}
-
-/** The `error` body of a QoS miss carries which constraint failed and the best figure. */
-export function errorBody(e: unknown): Record<string, unknown> {
-  const { code, message } = serializeError(e);
-  if (e instanceof QosError) {
-    return {
-      code,
-      message,
-      constraint: e.constraint,
-      ...(e.best !== undefined && { best: e.best }),
-    };
-  }
-  return { code, message };
 }

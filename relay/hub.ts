@@ -10,19 +10,26 @@ import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { CallRecord, ContextFanout, DecisionRecord, HubEvent, NodeRecord } from '../core/api';
 import { type ContextOp, catchUpFor, viewFor } from '../core/context/replica';
-import { BrumeError, InputError, NotFoundError, TimeoutError } from '../core/errors';
+import {
+  BrumeError,
+  fromWire,
+  InputError,
+  InternalError,
+  NotFoundError,
+  ProtocolError,
+  TimeoutError,
+  UnavailableError,
+  toWire as wireError,
+} from '../core/errors';
 import { NonceBook, nodeIdOf, verifyAgreement, verifyJoin } from '../core/identity';
 import type { Manifest } from '../core/manifest';
 import { place } from '../core/placement';
 import {
   decodeFrame,
-  fromWireError,
   PROTOCOL_VERSION,
-  ProtocolError,
   type Role,
   type ToNode,
   type ToRelay,
-  toWireError as wireError,
 } from '../core/protocol';
 import type { Qos } from '../core/scheduler';
 import type { RelayContext } from './context';
@@ -33,7 +40,6 @@ import {
   callRefusal,
   defaultLimits,
   type HubLimits,
-  refusalResponse,
   sizeOf,
 } from './limits';
 import { type CallShape, createMeter, shapeOf } from './measure';
@@ -283,7 +289,7 @@ export function createHub(options: HubOptions) {
     const refused = admission.refusal(req);
     if (refused) {
       event('refused', refused.message);
-      socket.end(refusalResponse(refused));
+      refuseUpgrade(socket, refused);
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => accept(ws, admission.admit(req)));
@@ -463,8 +469,8 @@ export function createHub(options: HubOptions) {
           const { t: _, id: __, ...answer } = msg;
           f.reply({ ok: true, ...answer, node: node.id });
         } else if (msg.error.code === 'E_UNAVAILABLE') {
-          refused(f, node.id, fromWireError(msg.error));
-        } else f.reply({ ok: false, error: fromWireError(msg.error) }); // keeps constraint, best
+          refused(f, node.id, fromWire(msg.error));
+        } else f.reply({ ok: false, error: fromWire(msg.error) }); // keeps constraint, best
         return;
       }
       default:
@@ -834,7 +840,7 @@ export function createHub(options: HubOptions) {
       const asked = nodes.get(call.target);
       if (replace || !asked || asked.record.quarantined) {
         if (tried.length >= 3)
-          throw new BrumeError('E_UNAVAILABLE', `gave up after ${tried.length} nodes were lost`);
+          throw new UnavailableError(`gave up after ${tried.length} nodes were lost`);
         // A node that sent its call elsewhere did not want to run it: not back to it either.
         const exclude = call.caller ? [...tried, call.caller] : tried;
         const r = await decide(call.app, call.service, call.qos, call.caller, exclude, call.rpc);
@@ -894,7 +900,7 @@ export function createHub(options: HubOptions) {
     })().catch((e: unknown) =>
       reply({
         ok: false,
-        error: e instanceof BrumeError ? e : new BrumeError('E_INTERNAL', String(e)),
+        error: e instanceof BrumeError ? e : new InternalError(String(e)),
       }),
     );
   }

@@ -9,7 +9,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { BrumeError, InputError } from '../core/errors';
+import { InputError, LimitError } from '../core/errors';
 import { readDurable, writeDurable } from './durable';
 
 /** What a scope lets its holder do. */
@@ -116,16 +116,13 @@ export async function openKeys(
       change(async () => {
         if (scopes.length === 0) throw new InputError('scopes: give at least one scope');
         if (scopes.length > keyLimits.scopesPerKey) {
-          throw new BrumeError('E_LIMIT', `scopes: at most ${keyLimits.scopesPerKey} per key`);
+          throw new LimitError(`scopes: at most ${keyLimits.scopesPerKey} per key`);
         }
         if (label.length > keyLimits.label) {
-          throw new BrumeError('E_LIMIT', `label: at most ${keyLimits.label} characters`);
+          throw new LimitError(`label: at most ${keyLimits.label} characters`);
         }
         if (keys.length >= maxKeys) {
-          throw new BrumeError(
-            'E_LIMIT',
-            `this relay holds ${maxKeys} keys already (its limit): revoke one`,
-          );
+          throw new LimitError(`this relay holds ${maxKeys} keys already (its limit): revoke one`);
         }
         const parsed = [...new Set(scopes.map(parseScope))];
         const secret = `brume_${randomBytes(32).toString('base64url')}`;

@@ -6,7 +6,7 @@
  * @example const table = new CallTable<Forward>(); table.set(id, f); table.count(f.target);
  */
 import type { IncomingMessage } from 'node:http';
-import { BrumeError } from '../core/errors';
+import { type BrumeError, LimitError, RateLimitError, UnavailableError } from '../core/errors';
 
 export interface HubLimits {
   /** Calls forwarded to one node and not answered yet; also calls one node waits on through the relay. */
@@ -38,13 +38,6 @@ export const defaultLimits: HubLimits = {
   connsPerAddress: 256,
   conns: 10_000,
 };
-
-/** A refusal because a bound was reached: E_LIMIT (HTTP 413), naming the limit and its value. */
-export class LimitError extends BrumeError {
-  constructor(message: string) {
-    super('E_LIMIT', message);
-  }
-}
 
 interface InFlight {
   target: string;
@@ -164,20 +157,18 @@ export class Admission {
   total = 0;
   constructor(private readonly limits: HubLimits) {}
 
-  /** The HTTP status line and reason for refusing this upgrade, or undefined to admit it. */
-  refusal(req: IncomingMessage): { status: string; message: string } | undefined {
+  /** Why this upgrade is refused (HTTP 503 when the relay is full, 429 per address), or undefined. */
+  refusal(req: IncomingMessage): BrumeError | undefined {
     const address = addressOf(req);
     if (this.total >= this.limits.conns)
-      return {
-        status: '503 Service Unavailable',
-        message: `the relay has ${this.total} node sockets open (limit ${this.limits.conns})`,
-      };
+      return new UnavailableError(
+        `the relay has ${this.total} node sockets open (limit ${this.limits.conns})`,
+      );
     const n = this.perAddress.get(address) ?? 0;
     if (n >= this.limits.connsPerAddress)
-      return {
-        status: '429 Too Many Requests',
-        message: `${address} has ${n} node sockets open (limit ${this.limits.connsPerAddress} per address)`,
-      };
+      return new RateLimitError(
+        `${address} has ${n} node sockets open (limit ${this.limits.connsPerAddress} per address)`,
+      );
     return undefined;
   }
 
@@ -201,10 +192,4 @@ export class Admission {
 /** The peer address of the TCP connection (a proxy's forwarding headers are not believed). */
 function addressOf(req: IncomingMessage): string {
   return req.socket.remoteAddress ?? 'unknown';
-}
-
-/** An HTTP refusal written straight to the socket of an upgrade request. */
-export function refusalResponse(r: { status: string; message: string }): string {
-  const body = `${r.message}\n`;
-  return `HTTP/1.1 ${r.status}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
 }

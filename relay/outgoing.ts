@@ -6,7 +6,7 @@
  * @example const bytes = encodeOutgoing({ t: 'result', id, value, rpc, ms, node });
  */
 import { encode } from '../core/codec';
-import { BrumeError, CodecError } from '../core/errors';
+import { CodecError, LimitError } from '../core/errors';
 import { encodeFrame, frameLimits, type ToNode } from '../core/protocol';
 
 /** The part of each frame a peer supplied, named in errors (the rest is the relay's own). */
@@ -26,8 +26,7 @@ export function encodeOutgoing(frame: ToNode, maxBytes = frameLimits.maxBytes): 
     throw new CodecError(`the ${field} of a "${frame.t}" cannot be encoded: ${reason(e)}`);
   }
   if (bytes.byteLength > maxBytes) {
-    throw new BrumeError(
-      'E_LIMIT',
+    throw new LimitError(
       `the ${field} of a "${frame.t}" makes a frame of ${bytes.byteLength} bytes, over the ${maxBytes}-byte frame limit`,
     );
   }
@@ -43,8 +42,7 @@ export function encodeAnswer(body: unknown, maxBytes = frameLimits.maxBytes): Ui
     throw new CodecError(`the answer cannot be encoded as MessagePack: ${reason(e)}`);
   }
   if (bytes.byteLength > maxBytes) {
-    throw new BrumeError(
-      'E_LIMIT',
+    throw new LimitError(
       `the answer is ${bytes.byteLength} bytes, over the ${maxBytes}-byte limit`,
     );
   }

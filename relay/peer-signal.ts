@@ -13,7 +13,7 @@ import { EventEmitter } from 'node:events';
 import type { Server } from 'node:http';
 import { ExpressPeerServer } from 'peer';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
-import { BrumeError } from '../core/errors';
+import { AuthError } from '../core/errors';
 import { originError, refuseUpgrade, type UpgradeHandler } from './upgrade';
 
 export interface PeerSignallingOptions {
@@ -59,7 +59,7 @@ export function mountPeerSignalling(server: Server, o: PeerSignallingOptions) {
     if (!o.authorized(id, token)) {
       o.log.warn(`peer signalling refused for "${id.slice(0, 32)}"`);
       const message = 'peer signalling: send a joined node id and the peerToken of its welcome';
-      return refuseUpgrade(socket, new BrumeError('E_AUTH', message));
+      return refuseUpgrade(socket, new AuthError(message));
     }
     sockets.handleUpgrade(req, socket, head, (ws) => broker.emit('connection', adapt(ws, id), req));
   };

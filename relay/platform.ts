@@ -7,8 +7,9 @@ import {
   type BrumeError,
   LogicFault,
   LogicMemoryError,
+  ModelLoadError,
   ModelRunError,
-  serializeError,
+  toWire,
 } from '../core/errors';
 import type { WorkerHandle } from '../core/exec/logic-pool';
 import type { LogicWorkerApi, Reply } from '../core/exec/logic-worker';
@@ -136,8 +137,8 @@ export function onnxNodeRunner(threads: number): ModelRunnerApi {
           },
         };
       } catch (e) {
-        const error = new ModelRunError(`model could not be loaded: ${(e as Error).message}`);
-        return { ok: false, error: { ...serializeError(error), code: 'E_MODEL_LOAD' } };
+        const error = new ModelLoadError(`model could not be loaded: ${(e as Error).message}`);
+        return { ok: false, error: toWire(error) };
       }
     },
     async run(key, inputs) {
@@ -145,7 +146,7 @@ export function onnxNodeRunner(threads: number): ModelRunnerApi {
       if (!session)
         return {
           ok: false,
-          error: serializeError(new ModelRunError(`model ${key} is not loaded`)),
+          error: toWire(new ModelRunError(`model ${key} is not loaded`)),
         };
       try {
         const feeds: Record<string, ort.Tensor> = {};
@@ -168,7 +169,7 @@ export function onnxNodeRunner(threads: number): ModelRunnerApi {
       } catch (e) {
         return {
           ok: false,
-          error: serializeError(new ModelRunError(`model failed to run: ${(e as Error).message}`)),
+          error: toWire(new ModelRunError(`model failed to run: ${(e as Error).message}`)),
         };
       }
     },

@@ -19,17 +19,19 @@ import {
   BrumeError,
   ConflictError,
   ForbiddenError,
+  httpStatus,
   InputError,
   InternalError,
   NotFoundError,
   RateLimitError,
+  toWire,
 } from '../core/errors';
 import { type Manifest, manifestSha256, type Service, unpackBundle } from '../core/manifest';
 import { type Admin, ensureDataDir, loadAdmin } from './admin';
 import { createAuth } from './auth';
 import type { LogicCaps } from './cloud-node';
 import { type ContextOptions, openContext, type RelayContext } from './context';
-import { errorBody, mountFabric } from './fabric-http';
+import { mountFabric } from './fabric-http';
 import { hostAllowList } from './hosts';
 import { createHub, type Hub } from './hub';
 import { type KeyStore, openKeys } from './keys';
@@ -308,7 +310,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   app.setNotFoundHandler((req, reply) => {
     if (!req.url.startsWith('/api/') && !existsSync(webRoot)) return webNotBuilt(req, reply);
     const err = new NotFoundError(`nothing at ${req.method} ${req.url.split('?')[0]}`);
-    return reply.code(404).send({ error: errorBody(err) });
+    return reply.code(404).send({ error: toWire(err) });
   });
 
   function webNotBuilt(req: FastifyRequest, reply: FastifyReply) {
@@ -398,7 +400,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
       const err = new InputError(
         `unsupported content-type ${req.headers['content-type'] ?? '(none)'}: send the bundle as ${BUNDLE_TYPES.join(' or ')}`,
       );
-      return reply.code(415).send({ error: errorBody(err) });
+      return reply.code(415).send({ error: toWire(err) });
     }
     const may = (name: string) => {
       if (!auth.allows(auth.principal(req), 'deploy', name)) {
@@ -507,12 +509,12 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
 /** HTTP status and `{ error: { code, message } }` for anything a handler threw. */
 function httpError(error: unknown, bodyLimit: number): { status: number; body: unknown } {
   if (error instanceof BrumeError) {
-    return { status: statusFor(error.code), body: { error: errorBody(error) } };
+    return { status: httpStatus(error), body: { error: toWire(error) } };
   }
   const fe = error as Partial<FastifyError>;
   const status = typeof fe.statusCode === 'number' ? fe.statusCode : 500;
   if (status >= 500) {
-    return { status, body: { error: errorBody(new InternalError(errorText(error))) } };
+    return { status, body: { error: toWire(new InternalError(errorText(error))) } };
   }
   let message = fe.message ?? 'bad request';
   if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
@@ -521,46 +523,6 @@ function httpError(error: unknown, bodyLimit: number): { status: number; body: u
     message = `unsupported content-type: send bundles as ${BUNDLE_TYPES.join(' or ')}`;
   }
   return { status, body: { error: { code: 'E_INPUT', message } } };
-}
-
-function statusFor(code: string): number {
-  switch (code) {
-    case 'E_MANIFEST':
-    case 'E_INTEGRITY':
-    case 'E_CODEC':
-    case 'E_INPUT':
-      return 400;
-    case 'E_AUTH':
-      return 401;
-    case 'E_PRIVACY':
-    case 'E_FORBIDDEN':
-      return 403;
-    case 'E_NOT_FOUND':
-      return 404;
-    case 'E_CONFLICT':
-      return 409;
-    case 'E_EXPIRED':
-      return 410;
-    case 'E_LIMIT':
-      return 413;
-    case 'E_UNSUPPORTED':
-      return 501;
-    case 'E_HOST':
-      return 421;
-    case 'E_QOS':
-      return 422;
-    case 'E_RATE':
-      return 429;
-    case 'E_UNAVAILABLE':
-    case 'E_DISCONNECTED':
-      return 503;
-    case 'E_TIMEOUT':
-      return 504;
-    case 'E_VERIFY':
-      return 502;
-    default:
-      return 500;
-  }
 }
 
 async function summarize(manifest: Manifest): Promise<AppSummary> {

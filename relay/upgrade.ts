@@ -7,22 +7,17 @@
  */
 import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { BrumeError, InputError, NotFoundError } from '../core/errors';
+import {
+  BrumeError,
+  httpStatus,
+  InputError,
+  InternalError,
+  NotFoundError,
+  OriginError,
+  toWire,
+} from '../core/errors';
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL) => void;
-
-/** Refused upgrades get an HTTP status for the error's code; a code not listed is a 400. */
-const statuses: Record<string, number> = {
-  E_INPUT: 400,
-  E_AUTH: 401,
-  E_ORIGIN: 403,
-  E_FORBIDDEN: 403,
-  E_HOST: 421,
-  E_NOT_FOUND: 404,
-  E_LIMIT: 429,
-  E_UNAVAILABLE: 503,
-  E_INTERNAL: 500,
-};
 
 export function routeUpgrades(
   server: Server,
@@ -58,7 +53,7 @@ export function routeUpgrades(
     } catch (e) {
       // A bug in a handler costs this socket, not the relay.
       log.warn(`upgrade to ${url.pathname} failed: ${(e as Error).message}`);
-      refuseUpgrade(socket, new BrumeError('E_INTERNAL', 'the relay could not take this socket'));
+      refuseUpgrade(socket, new InternalError('the relay could not take this socket'));
     }
   });
 }
@@ -67,8 +62,8 @@ export function routeUpgrades(
 export function refuseUpgrade(socket: Duplex, error: BrumeError): void {
   if (socket.listenerCount('error') === 0) socket.on('error', () => socket.destroy());
   if (!socket.writable) return void socket.destroy();
-  const status = statuses[error.code] ?? 400;
-  const body = JSON.stringify({ error: { code: error.code, message: error.message } });
+  const status = httpStatus(error);
+  const body = JSON.stringify({ error: toWire(error) });
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
       'Connection: close\r\nContent-Type: application/json\r\n' +
@@ -90,8 +85,7 @@ function parseTarget(target: string | undefined): URL | undefined {
 /** A page origin not on the allow-list, named with the flag that would allow it. */
 export function originError(origin: string): BrumeError {
   const shown = JSON.stringify(origin.slice(0, 100));
-  return new BrumeError(
-    'E_ORIGIN',
+  return new OriginError(
     `Origin ${shown} may not open sockets on this relay (allow it with --origin)`,
   );
 }

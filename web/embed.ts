@@ -1,6 +1,7 @@
 // The node inside the relay's iframe for a `brume.js` script tag: the host page talks to it by
 // message only (web/embed-protocol.ts).
-import { toWireError } from '../core/protocol';
+
+import { toWire } from '../core/errors';
 import { startBrume } from './brume';
 import type { EmbedReply, EmbedRequest } from './embed-protocol';
 
@@ -56,6 +57,6 @@ window.addEventListener('message', (e: MessageEvent) => {
   };
   run().then(
     (value) => post({ brume: 1, id, ok: true, value }),
-    (err: unknown) => post({ brume: 1, id, ok: false, error: toWireError(err) }),
+    (err: unknown) => post({ brume: 1, id, ok: false, error: toWire(err) }),
   );
 });

@@ -6,18 +6,25 @@
  * @example fabric options: { links: peerLinks(new URL(location.origin)) }
  */
 import Peer, { type DataConnection } from 'peerjs';
-import { BrumeError, TimeoutError } from '../core/errors';
+import {
+  type BrumeError,
+  DisconnectedError,
+  fromWire,
+  NoLinkError,
+  ProtocolError,
+  TimeoutError,
+  toWire,
+  UnavailableError,
+} from '../core/errors';
 import type { PeerLinks } from '../core/fabric';
 import {
   chunk,
   chunkBytes,
   decodeFrame,
   encodeFrame,
-  fromWireError,
   type PeerFrame,
   Reassembler,
   type ReassemblerLimits,
-  toWireError,
 } from '../core/protocol';
 
 type PeerCall = Extract<PeerFrame, { t: 'call' }>;
@@ -51,7 +58,7 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
   const callTimeoutMs = options.callTimeoutMs ?? 30_000;
   const highWater = options.highWaterBytes ?? 1024 * 1024;
   let peer: Peer | undefined;
-  let ready: Promise<void> = Promise.reject(new BrumeError('E_NO_LINK', 'not registered yet'));
+  let ready: Promise<void> = Promise.reject(new NoLinkError('not registered yet'));
   ready.catch(() => {});
   let serve: Serve | undefined;
   let onContext: ((from: string, frame: PeerContext) => void) | undefined;
@@ -70,7 +77,7 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
     onContext = contextHandler;
     close();
     if (typeof RTCPeerConnection === 'undefined') {
-      ready = Promise.reject(new BrumeError('E_NO_LINK', 'this browser has no WebRTC'));
+      ready = Promise.reject(new NoLinkError('this browser has no WebRTC'));
       ready.catch(() => {});
       return;
     }
@@ -89,7 +96,7 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
     ready = new Promise<void>((resolve, reject) => {
       p.on('open', () => resolve());
       p.on('error', (e) => {
-        reject(new BrumeError('E_NO_LINK', `signalling: ${e.message}`));
+        reject(new NoLinkError(`signalling: ${e.message}`));
         options.log?.(`peer: ${e.type}: ${e.message}`);
       });
     });
@@ -132,7 +139,7 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
       if (l === link) links.delete(peerId);
     });
     link.reassembler.clear();
-    for (const p of link.pending.values()) p.reject(new BrumeError('E_DISCONNECTED', why));
+    for (const p of link.pending.values()) p.reject(new DisconnectedError(why));
     link.pending.clear();
   }
 
@@ -142,7 +149,7 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
       const whole = link.reassembler.add(frame);
       if (!whole) return;
       frame = decodeFrame(whole, 'peer');
-      if (frame.t === 'chunk') throw new BrumeError('E_PROTOCOL', 'a chunk inside a chunk');
+      if (frame.t === 'chunk') throw new ProtocolError('a chunk inside a chunk');
     }
     if (frame.t === 'ctx-op') {
       onContext?.(link.conn.peer, frame);
@@ -150,10 +157,10 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
     }
     if (frame.t === 'call') {
       const call = frame;
-      const run = serve ?? (() => Promise.reject(new BrumeError('E_UNAVAILABLE', 'not serving')));
+      const run = serve ?? (() => Promise.reject(new UnavailableError('not serving')));
       run(call).then(
         (r) => sendFrame(link, { ...r, id: call.id }),
-        (e: unknown) => sendFrame(link, { t: 'error', id: call.id, error: toWireError(e) }),
+        (e: unknown) => sendFrame(link, { t: 'error', id: call.id, error: toWire(e) }),
       );
       return;
     }
@@ -161,7 +168,7 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
     if (!p) return; // an answer nobody waits for any more
     link.pending.delete(frame.id);
     if (frame.t === 'result') p.resolve(frame);
-    else p.reject(fromWireError(frame.error));
+    else p.reject(fromWire(frame.error));
   }
 
   async function sendFrame(link: Link, frame: PeerFrame): Promise<void> {
@@ -172,10 +179,7 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
     for (const part of parts) {
       if (dc.bufferedAmount > highWater) await drained(dc, highWater / 2);
       if (dc.readyState !== 'open') {
-        throw new BrumeError(
-          'E_DISCONNECTED',
-          `the channel to ${link.conn.peer.slice(0, 8)} closed`,
-        );
+        throw new DisconnectedError(`the channel to ${link.conn.peer.slice(0, 8)} closed`);
       }
       dc.send(part as Uint8Array<ArrayBuffer>);
     }
@@ -211,7 +215,7 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
     try {
       link = await open(node);
     } catch (e) {
-      throw new BrumeError('E_NO_LINK', (e as Error).message);
+      throw new NoLinkError((e as Error).message);
     }
     const id = nextId++;
     return new Promise<PeerResult>((resolve, reject) => {

@@ -3,7 +3,7 @@
 import * as Comlink from 'comlink';
 import { get, set } from 'idb-keyval';
 import type * as Ort from 'onnxruntime-web';
-import { ModelRunError, serializeError } from '../core/errors';
+import { ModelRunError, toWire } from '../core/errors';
 import {
   type BackendInfo,
   type BackendName,
@@ -99,14 +99,14 @@ const api: ModelRunnerApi = {
         },
       };
     } catch (e) {
-      return { ok: false, error: serializeError(e) };
+      return { ok: false, error: toWire(e) };
     }
   },
 
   async run(key, inputs) {
     const loaded = sessions.get(key);
     if (!loaded)
-      return { ok: false, error: serializeError(new ModelRunError(`model ${key} is not loaded`)) };
+      return { ok: false, error: toWire(new ModelRunError(`model ${key} is not loaded`)) };
     const o = await ort;
     const feeds: Record<string, Ort.Tensor> = {};
     for (const [name, t] of Object.entries(inputs)) feeds[name] = toOrt(o, t);
@@ -129,7 +129,7 @@ const api: ModelRunnerApi = {
     } catch (e) {
       return {
         ok: false,
-        error: serializeError(
+        error: toWire(
           new ModelRunError(`model failed to run: ${(e as Error).message}`, { cause: e }),
         ),
       };

@@ -1,5 +1,5 @@
 import { decode, encode } from '../codec';
-import { AppError, BrumeError, LogicFault, QosError, serializeError } from '../errors';
+import { AppError, BrumeError, fromWire, LogicFault, QosError, toWire } from '../errors';
 
 /** PROTOCOL.md §3.3. */
 export type InvokeResult =
@@ -116,7 +116,9 @@ export async function invokeLogic(
         throw new QosError(e.constraint, e.best, result.message);
       }
       if (e && e.code === result.code && e.message === result.message) throw e;
-      throw new AppError(result.message, result.code ?? 'E_APP');
+      throw result.code === undefined
+        ? new AppError(result.message)
+        : fromWire({ code: result.code, message: result.message });
     }
     if (calls >= maxCallsPerRequest) {
       throw new LogicFault(
@@ -136,7 +138,7 @@ export async function invokeLogic(
         reply = { ok: true, ...(await dispatch.context(request as ContextRequest)) };
       } catch (e) {
         if (!(e instanceof BrumeError)) throw e;
-        reply = { ok: false, error: serializeError(e) };
+        reply = { ok: false, error: toWire(e) };
       }
       reply.service = 'context';
       reply.rpc = result.op;
@@ -148,7 +150,7 @@ export async function invokeLogic(
         // Faults of the platform itself (timeouts of this Logic's worker...) are not the callee's.
         if (!(e instanceof BrumeError)) throw e;
         calleeError = e;
-        reply = { ok: false, error: serializeError(e), service: result.service, rpc: result.rpc };
+        reply = { ok: false, error: toWire(e), service: result.service, rpc: result.rpc };
       }
     }
     if ('state' in result) reply.state = result.state;

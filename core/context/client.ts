@@ -10,9 +10,9 @@
  */
 import type { ContextReply, ContextRequest } from '../abi/invoke';
 import { decode, encode } from '../codec';
-import { BrumeError, InputError } from '../errors';
+import { BrumeError, fromWire, InputError, QuotaError, UnavailableError } from '../errors';
 import { nodeIdOf, verifyAgreement } from '../identity';
-import { type AgreementBinding, fromWireError, type ToNode, type ToRelay } from '../protocol';
+import type { AgreementBinding, ToNode, ToRelay } from '../protocol';
 import { Clock } from './hlc';
 import { type KV, Outbox } from './outbox';
 import { type ContextOp, ContextReplica, type Scope } from './replica';
@@ -232,7 +232,7 @@ export class NodeContext {
       const w = this.waiting.get(frame.opId);
       this.waiting.delete(frame.opId);
       if (frame.t === 'ctx-ack') return w?.done();
-      w?.fail(fromWireError(frame.error));
+      w?.fail(fromWire(frame.error));
       // Nobody else has it: take it back here too, and fetch the app's state again so the key
       // shows what the relay holds.
       if (op && this.replica.revert(op)) {
@@ -525,8 +525,7 @@ export class NodeContext {
       if (k === this.me.publicKey && this.me.agreement) return this.me.agreement;
       const r = this.bindings.get(k);
       if (!r) {
-        throw new BrumeError(
-          'E_UNAVAILABLE',
+        throw new UnavailableError(
           `cannot seal a value for key ${k.slice(0, 16)}…: ${this.send ? 'no node with that key has joined this relay' : 'it was never seen here and the relay is out of reach'}`,
         );
       }
@@ -554,8 +553,7 @@ function roomMaking(kv: KV, evict: () => Promise<number>): KV {
       } catch (e) {
         if ((e as Error)?.name !== 'QuotaExceededError') throw e;
         if (round === 3 || (await evict()) === 0) {
-          throw new BrumeError(
-            'E_QUOTA',
+          throw new QuotaError(
             "this device's storage is full, and evicting expired entries and this node's least recently used keys did not make room",
           );
         }

@@ -4,7 +4,7 @@
  * that saw the same writes in any order hold the same value.
  * @example const clock = new Clock('a1b2…'); const s = clock.tick(); clock.receive(remoteStamp);
  */
-import { BrumeError } from '../errors';
+import { ClockError } from '../errors';
 
 export interface Stamp {
   /** Milliseconds since the epoch, by the writer's clock as corrected by what it has seen. */
@@ -42,8 +42,7 @@ export class Clock {
   check(s: Stamp): void {
     const t = this.now();
     if (s.wall > t + this.maxDriftMs) {
-      throw new BrumeError(
-        'E_CLOCK',
+      throw new ClockError(
         `a stamp from ${s.node.slice(0, 8)} is ${s.wall - t} ms ahead of this clock (limit ${this.maxDriftMs} ms)`,
       );
     }

@@ -6,7 +6,7 @@
  * catches up, or, when it was away longer than the log reaches back, gets a snapshot.
  * @example const r = new ContextReplica(); r.apply(op); r.get('vad', 'state', {}, Date.now());
  */
-import { BrumeError } from '../errors';
+import { LimitError } from '../errors';
 import { compareStamp, type Stamp } from './hlc';
 
 export type Scope = 'app' | 'node';
@@ -189,16 +189,14 @@ export class ContextReplica {
   check(op: ContextOp): void {
     const size = sizeOf(op);
     if (size > this.limits.maxValueBytes) {
-      throw new BrumeError(
-        'E_LIMIT',
+      throw new LimitError(
         `${op.app}/${op.key}: a value of ${size} bytes is over the limit of ${this.limits.maxValueBytes}`,
       );
     }
     const old = this.entries.get(idOf(op));
     const total = (this.appBytes.get(op.app) ?? 0) - (old ? sizeOf(old) : 0) + size;
     if (total > this.limits.maxAppBytes) {
-      throw new BrumeError(
-        'E_LIMIT',
+      throw new LimitError(
         `${op.app}: its context would hold ${total} bytes, over the limit of ${this.limits.maxAppBytes}`,
       );
     }

@@ -8,7 +8,7 @@
  *          const box = await seal(bytes, [me]); (await unseal(box, me)) equals bytes
  */
 import { decode, encode } from '../codec';
-import { BrumeError } from '../errors';
+import { InputError, PrivacyError } from '../errors';
 
 type Key = Parameters<typeof crypto.subtle.sign>[1];
 
@@ -89,7 +89,7 @@ async function kek(privateKey: Key, publicKey: Uint8Array, epk: Uint8Array, kid:
 }
 
 export async function seal(plain: Uint8Array, recipients: Recipient[]): Promise<Uint8Array> {
-  if (recipients.length === 0) throw new BrumeError('E_INPUT', 'a private value needs a recipient');
+  if (recipients.length === 0) throw new InputError('a private value needs a recipient');
   const eph = (await crypto.subtle.generateKey(ecdh, true, ['deriveBits'])) as {
     publicKey: Key;
     privateKey: Key;
@@ -116,7 +116,7 @@ export async function seal(plain: Uint8Array, recipients: Recipient[]): Promise<
 export async function unseal(envelope: Uint8Array, me: AgreementKey): Promise<Uint8Array> {
   const e = decode(envelope) as Envelope;
   const mine = e.keys?.find((k) => k.kid === me.kid);
-  if (!mine) throw new BrumeError('E_PRIVACY', 'this value is not sealed for this node');
+  if (!mine) throw new PrivacyError('this value is not sealed for this node');
   try {
     const k = await kek(me.privateKey, e.epk, e.epk, me.kid);
     const cek = await crypto.subtle.decrypt(
@@ -129,9 +129,6 @@ export async function unseal(envelope: Uint8Array, me: AgreementKey): Promise<Ui
       await crypto.subtle.decrypt({ name: 'AES-GCM', iv: view(e.iv) }, content, view(e.ct)),
     );
   } catch {
-    throw new BrumeError(
-      'E_PRIVACY',
-      'this sealed value does not open: altered, or not for this key',
-    );
+    throw new PrivacyError('this sealed value does not open: altered, or not for this key');
   }
 }

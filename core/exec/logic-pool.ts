@@ -1,4 +1,4 @@
-import { LogicLoadError, LogicTimeoutError, reviveError } from '../errors';
+import { fromWire, LogicLoadError, LogicTimeoutError } from '../errors';
 import type { LogicWorkerApi, Reply } from './logic-worker';
 
 /** A worker as the platform made it: its API (comlink proxy, worker_threads...) and a kill switch. */
@@ -60,7 +60,7 @@ export class LogicPool {
       reply = await Promise.race([worker.api.step(exportName, request), timeout]);
     } catch (e) {
       this.discard(worker);
-      throw reviveError(e);
+      throw fromWire(e);
     } finally {
       clearTimeout(timer);
     }
@@ -72,7 +72,7 @@ export class LogicPool {
       );
     }
     this.release(worker);
-    if (!reply.ok) throw reviveError(reply.error);
+    if (!reply.ok) throw fromWire(reply.error);
     return reply.value;
   };
 
@@ -105,7 +105,7 @@ export class LogicPool {
     try {
       worker = this.options.spawn();
       const loaded = await worker.api.load(module, { minPages, maxPages });
-      if (!loaded.ok) throw reviveError(loaded.error);
+      if (!loaded.ok) throw fromWire(loaded.error);
       this.stats.instantiateMs.push(loaded.value);
       if (this.stats.instantiateMs.length > 100) this.stats.instantiateMs.shift();
       return worker;

@@ -1,8 +1,8 @@
 import { createGuest, type GuestOptions, type LogicGuest } from '../abi/guest';
-import { LogicLoadError, type SerializedError, serializeError } from '../errors';
+import { LogicLoadError, toWire, type WireError } from '../errors';
 
 /** Replies cross the worker boundary as data: named errors keep their code (comlink would drop it). */
-export type Reply<T> = { ok: true; value: T } | { ok: false; error: SerializedError };
+export type Reply<T> = { ok: true; value: T } | { ok: false; error: WireError };
 
 /** What a Logic worker exposes (over comlink in a tab, worker_threads in Node). */
 export interface LogicWorkerApi {
@@ -33,7 +33,7 @@ export function serveLogic(log: (line: string) => void = console.log): LogicWork
         instantiate();
         return { ok: true, value: performance.now() - t0 };
       } catch (e) {
-        return { ok: false, error: serializeError(e) };
+        return { ok: false, error: toWire(e) };
       }
     },
     async step(exportName, request) {
@@ -41,7 +41,7 @@ export function serveLogic(log: (line: string) => void = console.log): LogicWork
         return { ok: true, value: (guest ?? instantiate()).step(exportName, request) };
       } catch (e) {
         guest = undefined;
-        return { ok: false, error: serializeError(e) };
+        return { ok: false, error: toWire(e) };
       }
     },
   };

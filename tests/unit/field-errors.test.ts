@@ -2,16 +2,10 @@
 // miss keeps `constraint` and `best` through the relay to an HTTP caller and to a node caller.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { BrumeError, QosError } from '../../core/errors';
+import { BrumeError, fromWire, QosError } from '../../core/errors';
 import { connectFabric, type Fabric, type SocketLike } from '../../core/fabric';
 import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
-import {
-  decodeFrame,
-  encodeFrame,
-  fromWireError,
-  parseQos,
-  type ToNode,
-} from '../../core/protocol';
+import { decodeFrame, encodeFrame, parseQos, type ToNode } from '../../core/protocol';
 import { createRuntime } from '../../core/runtime';
 import { httpAppSource } from '../../core/sources';
 import { nodePlatform } from '../../relay/platform';
@@ -173,7 +167,7 @@ describe("a node's QoS miss keeps constraint and best through the relay", () => 
       });
       const answer = await caller.next('error');
       expect(answer).toEqual({ t: 'error', id: 7, error: miss });
-      const e = fromWireError(answer.error);
+      const e = fromWire(answer.error);
       expect(e).toBeInstanceOf(QosError);
       expect(e).toMatchObject({ constraint: 'accuracy', best: 0.9 });
     } finally {

@@ -264,7 +264,12 @@ describe('sockets', () => {
     const open = [await openRaw(ws), await openRaw(ws)];
     expect(await refusal(ws)).toEqual({
       status: 429,
-      body: '127.0.0.1 has 2 node sockets open (limit 2 per address)\n',
+      body: {
+        error: {
+          code: 'E_RATE',
+          message: '127.0.0.1 has 2 node sockets open (limit 2 per address)',
+        },
+      },
     });
     // A socket that closes gives its place back.
     open[0]!.ws.close();
@@ -276,14 +281,16 @@ describe('sockets', () => {
     const one = await openRaw(other.ws);
     expect(await refusal(other.ws)).toEqual({
       status: 503,
-      body: 'the relay has 1 node sockets open (limit 1)\n',
+      body: {
+        error: { code: 'E_UNAVAILABLE', message: 'the relay has 1 node sockets open (limit 1)' },
+      },
     });
     one.ws.close();
   });
 });
 
 /** Opens a socket the relay should refuse: its status and body. */
-function refusal(wsUrl: string): Promise<{ status: number; body: string }> {
+function refusal(wsUrl: string): Promise<{ status: number; body: unknown }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(wsUrl);
     ws.on('open', () => reject(new Error('the socket was admitted')));
@@ -291,7 +298,7 @@ function refusal(wsUrl: string): Promise<{ status: number; body: string }> {
     ws.on('unexpected-response', (_req, res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(body) }));
     });
   });
 }
@@ -318,7 +325,12 @@ describe('brume start', () => {
       const first = await openRaw(ws);
       expect(await refusal(ws)).toEqual({
         status: 429,
-        body: '127.0.0.1 has 1 node sockets open (limit 1 per address)\n',
+        body: {
+          error: {
+            code: 'E_RATE',
+            message: '127.0.0.1 has 1 node sockets open (limit 1 per address)',
+          },
+        },
       });
       expect(await first.closed).toEqual({ code: 1008, reason: 'no join within 300 ms' });
     } finally {

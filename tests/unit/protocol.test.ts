@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { encode } from '../../core/codec';
+import { ProtocolError } from '../../core/errors';
 import {
   chunk,
   decodeFrame,
   encodeFrame,
   frameLimits,
   type PeerFrame,
-  ProtocolError,
   Reassembler,
   type ToRelay,
 } from '../../core/protocol';

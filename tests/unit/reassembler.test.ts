@@ -1,7 +1,9 @@
 // What one data channel may make a node hold for messages it has partly received: a bounded
 // number of them, a bounded number of bytes together, and nothing that stopped arriving.
+
 import { describe, expect, it } from 'vitest';
-import { chunk, type PeerFrame, ProtocolError, Reassembler } from '../../core/protocol';
+import { ProtocolError } from '../../core/errors';
+import { chunk, type PeerFrame, Reassembler } from '../../core/protocol';
 
 type Chunk = Extract<PeerFrame, { t: 'chunk' }>;
 const parts = (id: number, bytes: number) =>
