@@ -246,3 +246,31 @@ describe('storage full', () => {
     expect(ctx.storage.unstored).toBe(1);
   });
 });
+
+describe('waiters', () => {
+  it('a reader or writer whose wait timed out is gone; one answered in time is too', async () => {
+    const ctx = new NodeContext({ id: 'n1' }, memoryKV());
+    const sent: { t: string; id?: number }[] = [];
+    await ctx.online((f) => sent.push(f)); // a relay that does not answer
+    await ctx.fresh(5);
+    await ctx.settled(await ctx.put('a', 'k', 1), 5);
+    expect(ctx.waiting()).toEqual({ writers: 0, readers: 0, keys: 0 });
+    // Answered in time: the reader wakes with the catch-up of its sync and leaves the table.
+    const read = ctx.fresh(60_000);
+    expect(ctx.waiting().readers).toBe(1);
+    const sync = sent.filter((f) => f.t === 'ctx-sync').at(-1)!;
+    await ctx.receive({ t: 'ctx-catchup', id: sync.id, ops: [], cursor: 0 });
+    await read;
+    expect(ctx.waiting()).toEqual({ writers: 0, readers: 0, keys: 0 });
+  });
+
+  it('going offline answers every waiter at once', async () => {
+    const ctx = new NodeContext({ id: 'n1' }, memoryKV());
+    await ctx.online(() => {});
+    const waits = [ctx.fresh(60_000), ctx.settled(await ctx.put('a', 'k', 1), 60_000)];
+    expect(ctx.waiting()).toMatchObject({ writers: 1, readers: 1 });
+    ctx.offline();
+    await Promise.all(waits);
+    expect(ctx.waiting()).toEqual({ writers: 0, readers: 0, keys: 0 });
+  });
+});
