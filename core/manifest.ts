@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { type DecodeLimits, decode, defaultLimits, encode } from './codec';
 import { BundleIntegrityError, CodecError, ManifestError } from './errors';
 import { describeIssues, formatPath, show, typeName } from './issues';
+import { APP_NAME } from './names';
 
 // ---- Types ----------------------------------------------------------------------------------
 
@@ -115,7 +116,7 @@ export function logicLimits(service: LogicService): Required<LogicLimits> {
 
 // ---- Schema (PROTOCOL.md §2.1) --------------------------------------------------------------
 
-const NAME = /^[a-z][a-z0-9-]{0,63}$/;
+const NAME = APP_NAME;
 const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$/;
 const SHA256 = /^[0-9a-f]{64}$/;
 const PATH_CHARS = /^[A-Za-z0-9._/-]{1,255}$/;

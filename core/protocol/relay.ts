@@ -1,0 +1,118 @@
+/**
+ * The frames between a node and the relay over the node's WebSocket (PROTOCOL.md §5.1–5.5): join,
+ * liveness and load, scheduling and calls, and the context store's `ctx-*` frames.
+ * @example const frame: ToRelay = { t: 'schedule', id: 7, app: 'digits', service: 'classify', qos: {} };
+ */
+import { z } from 'zod';
+import { agreementSchema, contextToNode, contextToRelay } from './context';
+import {
+  bin,
+  callFields,
+  capabilitiesSchema,
+  error,
+  id,
+  name,
+  nodeId,
+  qosSchema,
+  resultFields,
+  role,
+  rpcName,
+  stats,
+} from './fields';
+
+const count = z.number().int().nonnegative();
+
+/** A node's context store: what it holds, and what it had to evict for lack of storage. */
+const contextUsage = z.object({
+  keys: count,
+  bytes: count,
+  evicted: z.object({ expired: count, lru: count }),
+  lastFull: z.object({ at: z.number(), freed: z.boolean() }).optional(),
+  unstored: count,
+});
+
+/** Node → relay. */
+export const toRelay = z.discriminatedUnion('t', [
+  z.object({
+    t: z.literal('hello'),
+    v: z.number().int(),
+    role,
+    publicKey: z.string().max(512),
+    caps: capabilitiesSchema,
+    /** The key private context values are sealed to, signed by the identity key. */
+    agreement: agreementSchema.omit({ publicKey: true }).optional(),
+  }),
+  z.object({ t: z.literal('join'), nonce: bin, signature: bin }),
+  z.object({
+    t: z.literal('heartbeat'),
+    load: z.object({ queue: count, maxConcurrency: z.number().int().min(1).max(1024) }),
+    apps: z.array(name).max(1000),
+    /** Model variants this node can run, by `app/service`. */
+    models: z.record(z.string().max(130), z.array(rpcName).max(64)),
+    stats: stats.refine((s) => Object.keys(s).length <= 4096, 'too many stats keys'),
+    paused: z.boolean(),
+    caps: capabilitiesSchema.optional(),
+    /** A fog's open data channels: the dews it can pass context changes on to. */
+    links: z.array(nodeId).max(1000).optional(),
+    context: contextUsage.optional(),
+  }),
+  z.object({ t: z.literal('pong'), ts: z.number() }),
+  z.object({
+    t: z.literal('schedule'),
+    id,
+    app: name,
+    service: name,
+    qos: qosSchema,
+    /** A Logic's rpc ('' or absent: its first). */
+    rpc: rpcName.optional(),
+    exclude: z.array(nodeId).max(64).optional(),
+  }),
+  z.object({ t: z.literal('call'), ...callFields, to: nodeId }),
+  z.object({ t: z.literal('result'), ...resultFields }),
+  z.object({ t: z.literal('error'), id, error }),
+  ...contextToRelay,
+]);
+
+/** Relay → node. */
+export const toNode = z.discriminatedUnion('t', [
+  z.object({
+    t: z.literal('challenge'),
+    v: z.number().int(),
+    nonce: bin,
+    relayId: z.string().max(128),
+  }),
+  z.object({
+    t: z.literal('welcome'),
+    nodeId,
+    role,
+    trusted: z.boolean(),
+    heartbeatMs: z.number().int().positive(),
+    /** Lets this node register its id with the relay's PeerJS server (and no one else). */
+    peerToken: z.string().max(64),
+    /** A trusted fog this dew may send work to directly before asking the relay. */
+    parent: nodeId.optional(),
+  }),
+  z.object({ t: z.literal('ping'), ts: z.number() }),
+  /** A node left or was evicted: drop direct channels to it, and place its calls again. */
+  z.object({ t: z.literal('gone'), node: nodeId }),
+  /** A dew's parent fog changed (its fog left or lost its trust): the new one, or none. */
+  z.object({ t: z.literal('parent'), node: nodeId.optional() }),
+  z.object({
+    t: z.literal('decision'),
+    id,
+    node: nodeId,
+    /** The rpc to call, the model variants to use, and the variant that decided accuracy. */
+    rpc: rpcName,
+    pin: callFields.pin,
+    variant: rpcName,
+    estimateMs: z.number().nonnegative(),
+    reason: z.string().max(1024),
+  }),
+  z.object({ t: z.literal('call'), ...callFields, from: z.string().max(64) }),
+  z.object({ t: z.literal('result'), ...resultFields, node: nodeId }),
+  z.object({ t: z.literal('error'), id: id.optional(), error }),
+  ...contextToNode,
+]);
+
+export type ToRelay = z.infer<typeof toRelay>;
+export type ToNode = z.infer<typeof toNode>;
