@@ -7,6 +7,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { serial } from '../core/serial';
 import { readDurable, writeDurable } from './durable';
 
 export interface TrustEntry {
@@ -62,9 +63,9 @@ export async function loadAdmin(
   let entries = new Map((stored ?? []).map((e) => [e.publicKey, e]));
   // One change at a time, each from the list the previous one left, and memory changes only once
   // the file has: concurrent posts all land, and a failed write changes nothing.
-  let changes: Promise<unknown> = Promise.resolve();
-  const change = <T>(fn: (next: Map<string, TrustEntry>) => T | undefined): Promise<T> => {
-    const run = changes.then(async () => {
+  const oneAtATime = serial();
+  const change = <T>(fn: (next: Map<string, TrustEntry>) => T | undefined): Promise<T> =>
+    oneAtATime(async () => {
       const next = new Map(entries);
       const out = fn(next);
       if (out === undefined) return out as T;
@@ -72,9 +73,6 @@ export async function loadAdmin(
       entries = next;
       return out;
     });
-    changes = run.catch(() => undefined);
-    return run;
-  };
   const expected = digest(`Bearer ${token}`);
   return {
     token,

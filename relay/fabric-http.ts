@@ -14,6 +14,7 @@ import {
   UnsupportedError,
 } from '../core/errors';
 import { nodeIdOf } from '../core/identity';
+import { isAppName } from '../core/names';
 import { frameLimits } from '../core/protocol';
 import type { Admin } from './admin';
 import type { Auth } from './auth';
@@ -45,7 +46,7 @@ export interface FabricHttpOptions {
 
 /** Mounts the routes and upgrade handling; answers a function that closes the peer sockets. */
 export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => void {
-  const { hub, admin, auth } = o;
+  const { hub } = o;
 
   // Node sockets and PeerJS signalling share the relay's port; anything else is refused.
   const peers = mountPeerSignalling(app.server, {
@@ -73,7 +74,15 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
       done(new InputError(`the body is not valid MessagePack: ${(e as Error).message}`));
     }
   });
+  mountCalls(app, o);
+  mountContext(app, o);
+  mountAdmin(app, o);
+  return () => peers.close();
+}
 
+/** Calls and schedules for HTTP clients outside the fabric. */
+function mountCalls(app: FastifyInstance, o: FabricHttpOptions): void {
+  const { hub, auth } = o;
   // Anonymous calls: allowed (rate limited per address) unless switched off; a key with `call`
   // (or the admin token) is held to no per-address limit.
   const callRoute: RouteShorthandOptions = {
@@ -107,10 +116,13 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
       return hub.decide(req.params.app, req.params.service, qos ?? {}, '', [], rpc);
     },
   );
+}
 
-  // The context store over HTTP: app-scoped keys only; private values are never served.
+/** The context store over HTTP: app-scoped keys only; private values are never served. */
+function mountContext(app: FastifyInstance, o: FabricHttpOptions): void {
+  const { hub, auth } = o;
   const contextKey = (p: { app: string; key: string }) => {
-    if (!/^[a-z][a-z0-9-]{0,63}$/.test(p.app) || p.key.length === 0 || p.key.length > 256) {
+    if (!isAppName(p.app) || p.key.length === 0 || p.key.length > 256) {
       throw new InputError('an app name and a key of 1 to 256 characters');
     }
     return p;
@@ -184,7 +196,11 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
       return reply.code(204).send();
     },
   );
+}
 
+/** The admin API: nodes, decisions, events, calls, quarantine, context, trust. */
+function mountAdmin(app: FastifyInstance, o: FabricHttpOptions): void {
+  const { hub, admin, auth } = o;
   const guarded = { onRequest: auth.hook('admin') };
   app.get('/api/nodes', guarded, async () =>
     hub.nodes().map((n) => ({ ...n, shortId: n.id.slice(0, 8) })),
@@ -237,8 +253,6 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
       return reply.code(204).send();
     },
   );
-
-  return () => peers.close();
 }
 
 /** Answers in MessagePack to a MessagePack request, JSON otherwise. */

@@ -10,6 +10,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { InputError, LimitError } from '../core/errors';
+import { SHA256_HEX } from '../core/names';
+import { serial } from '../core/serial';
 import { readDurable, writeDurable } from './durable';
 
 /** What a scope lets its holder do. */
@@ -76,7 +78,7 @@ const keySchema = z.object({
   id: z.string().regex(/^[0-9a-f]{16}$/),
   label: z.string().max(keyLimits.label),
   scopes: z.array(z.string()).max(keyLimits.scopesPerKey),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  sha256: z.string().regex(SHA256_HEX),
   createdAt: z.string(),
 });
 
@@ -96,12 +98,7 @@ export async function openKeys(
   let keys: ApiKey[] = stored ?? [];
   let byHash = index(keys);
   // One change at a time, each computed from the list the previous one left: none is lost.
-  let changes: Promise<unknown> = Promise.resolve();
-  const change = <T>(fn: () => Promise<T>): Promise<T> => {
-    const run = changes.then(fn);
-    changes = run.catch(() => undefined);
-    return run;
-  };
+  const change = serial();
   // Memory changes only once the file has: a failed write leaves both as they were.
   const commit = async (next: ApiKey[]) => {
     await writeDurable(file, `${JSON.stringify(next, null, 2)}\n`);

@@ -11,7 +11,7 @@
  * @example
  * const { outPath } = await packApp('logics/digits/brume.json', 'dist/apps/digits.brume');
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import { InputError, ManifestError } from '../core/errors';
@@ -22,6 +22,7 @@ import {
   packBundle,
   type Service,
 } from '../core/manifest';
+import { writeDurable } from './durable';
 
 export interface PackOptions {
   /** Says which command makes a missing source file (absolute path), for the error message. */
@@ -88,9 +89,8 @@ export async function packApp(
   const bundle = packBundle(manifest, files);
   const out = resolve(outPath ?? join(base, `${manifest.name}-${manifest.version}.brume`));
   await mkdir(dirname(out), { recursive: true });
-  // Write then rename: a relay seeding from dist/apps never reads half a bundle.
-  await writeFile(`${out}.partial`, bundle);
-  await rename(`${out}.partial`, out);
+  // Whole or not at all: a relay seeding from dist/apps never reads half a bundle.
+  await writeDurable(out, bundle, { mode: 0o644 });
   return { manifest, outPath: out, bytes: bundle.byteLength };
 }
 

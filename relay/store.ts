@@ -18,6 +18,7 @@ import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { InputError, InternalError } from '../core/errors';
 import { type Manifest, parseManifest } from '../core/manifest';
+import { isAppName, isAppVersion, isSha256 } from '../core/names';
 import { removeTemporaries, writeDurable } from './durable';
 
 /** Immutable bytes named by their sha256. */
@@ -48,10 +49,6 @@ export interface Store {
   readonly apps: AppStore;
 }
 
-const SHA256 = /^[0-9a-f]{64}$/;
-const NAME = /^[a-z][a-z0-9-]{0,63}$/;
-const VERSION = /^\d+\.\d+\.\d+$/;
-
 /** A Store in the file system under `dataDir` (created if missing). One relay per directory. */
 export async function createStore(dataDir = '.brume'): Promise<Store> {
   const root = resolve(dataDir);
@@ -62,37 +59,19 @@ export async function createStore(dataDir = '.brume'): Promise<Store> {
   await removeTemporaries(dirs.blobs);
   await removeTemporaries(dirs.apps);
   for (const name of await readdir(dirs.apps)) {
-    if (NAME.test(name)) await removeTemporaries(join(dirs.apps, name)).catch(ignoreNotDir);
+    if (isAppName(name)) await removeTemporaries(join(dirs.apps, name)).catch(ignoreNotDir);
   }
+  return { location: root, blobs: fileBlobs(dirs.blobs), apps: fileApps(dirs.apps) };
+}
 
-  // A reader sees the whole file or none of it, even after a crash (relay/durable.ts).
-  const writeAtomic = (path: string, bytes: Uint8Array) => writeDurable(path, bytes);
-
+/** Blobs as files named by their hash; a reader sees a whole file or none (relay/durable.ts). */
+function fileBlobs(dir: string): BlobStore {
   function blobPath(sha256: string): string {
-    if (!SHA256.test(sha256)) {
+    if (!isSha256(sha256)) {
       throw new InputError(`"${sha256}" is not a sha256: expected 64 lowercase hex digits`);
     }
-    return join(dirs.blobs, sha256);
+    return join(dir, sha256);
   }
-
-  async function readManifest(path: string): Promise<Manifest | undefined> {
-    const text = await readOptional(path);
-    if (text === undefined) return undefined;
-    try {
-      return parseManifest(JSON.parse(text.toString('utf8')));
-    } catch (e) {
-      throw new InternalError(`stored manifest ${path} is unreadable: ${(e as Error).message}`, {
-        cause: e,
-      });
-    }
-  }
-
-  function checkName(name: string, version?: string): void {
-    if (!NAME.test(name) || (version !== undefined && !VERSION.test(version))) {
-      throw new InputError(`"${name}${version ? `@${version}` : ''}" is not a valid app name`);
-    }
-  }
-
   const blobs: BlobStore = {
     async has(sha256) {
       return (await stat(blobPath(sha256)).catch(ignoreMissing)) !== undefined;
@@ -107,46 +86,59 @@ export async function createStore(dataDir = '.brume'): Promise<Store> {
         throw new InternalError(`refusing to store a blob as ${sha256}: its sha256 is ${actual}`);
       }
       if (await blobs.has(sha256)) return;
-      await writeAtomic(path, bytes);
+      await writeDurable(path, bytes);
     },
   };
+  return blobs;
+}
 
-  const apps: AppStore = {
+/** Manifests as JSON files: `<name>.json` the current one, `<name>/<version>.json` each one. */
+function fileApps(dir: string): AppStore {
+  function checkName(name: string, version?: string): void {
+    if (!isAppName(name) || (version !== undefined && !isAppVersion(version))) {
+      throw new InputError(`"${name}${version ? `@${version}` : ''}" is not a valid app name`);
+    }
+  }
+  const jsonNames = (entries: string[], valid: (name: string) => boolean) =>
+    entries.filter((f) => f.endsWith('.json') && valid(f.slice(0, -5))).map((f) => f.slice(0, -5));
+  return {
     async names() {
-      const entries = await readdir(dirs.apps);
-      return entries
-        .filter((f) => f.endsWith('.json') && NAME.test(f.slice(0, -5)))
-        .map((f) => f.slice(0, -5))
-        .sort();
+      return jsonNames(await readdir(dir), isAppName).sort();
     },
     async current(name) {
       checkName(name);
-      return readManifest(join(dirs.apps, `${name}.json`));
+      return readManifest(join(dir, `${name}.json`));
     },
     async get(name, version) {
       checkName(name, version);
-      return readManifest(join(dirs.apps, name, `${version}.json`));
+      return readManifest(join(dir, name, `${version}.json`));
     },
     async versions(name) {
       checkName(name);
-      const entries = await readdir(join(dirs.apps, name)).catch(ignoreMissing);
-      return (entries ?? [])
-        .filter((f) => f.endsWith('.json') && VERSION.test(f.slice(0, -5)))
-        .map((f) => f.slice(0, -5))
-        .sort(compareSemver);
+      const entries = await readdir(join(dir, name)).catch(ignoreMissing);
+      return jsonNames(entries ?? [], isAppVersion).sort(compareSemver);
     },
     async put(manifest, options = {}) {
       checkName(manifest.name, manifest.version);
       const json = new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`);
-      await mkdir(join(dirs.apps, manifest.name), { recursive: true });
+      await mkdir(join(dir, manifest.name), { recursive: true });
       // History first: the current pointer never names a version that is not recorded.
-      await writeAtomic(join(dirs.apps, manifest.name, `${manifest.version}.json`), json);
-      if (options.current !== false)
-        await writeAtomic(join(dirs.apps, `${manifest.name}.json`), json);
+      await writeDurable(join(dir, manifest.name, `${manifest.version}.json`), json);
+      if (options.current !== false) await writeDurable(join(dir, `${manifest.name}.json`), json);
     },
   };
+}
 
-  return { location: root, blobs, apps };
+async function readManifest(path: string): Promise<Manifest | undefined> {
+  const text = await readOptional(path);
+  if (text === undefined) return undefined;
+  try {
+    return parseManifest(JSON.parse(text.toString('utf8')));
+  } catch (e) {
+    throw new InternalError(`stored manifest ${path} is unreadable: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
 }
 
 /** Orders `MAJOR.MINOR.PATCH` strings numerically. */

@@ -15,6 +15,7 @@ import { decode, encode } from '../codec';
 import { fromWire, InputError, TimeoutError } from '../errors';
 import { Pending } from '../pending';
 import type { ToNode, ToRelay } from '../protocol';
+import { serial } from '../serial';
 import { CatchUpParts } from './catchup';
 import { Clock } from './hlc';
 import { type ContextIdentity, Keyring } from './keyring';
@@ -78,7 +79,7 @@ export class NodeContext {
   });
   private readonly parts = new CatchUpParts();
   /** Catch-ups and changes from the relay, applied in turn. */
-  private inbound: Promise<unknown> = Promise.resolve();
+  private readonly inbound = serial();
   /** Apps this node keeps context of; `held`: those whose state it has (persisted). */
   private readonly apps = new Set<string>();
   private held = new Set<string>();
@@ -208,11 +209,9 @@ export class NodeContext {
     if (frame.t === 'ctx-ack' || frame.t === 'ctx-nack') return this.answered(frame);
     // Catch-ups and changes apply one at a time, in arrival order: a catch-up in parts must not
     // have its cursor moved (by its last part) before its earlier parts are stored.
-    const run = this.inbound.then(() =>
+    return this.inbound(() =>
       frame.t === 'ctx-catchup' ? this.catchUp(frame) : this.change(frame),
     );
-    this.inbound = run.catch(() => undefined);
-    return run;
   }
 
   /** The relay took write `opId`, or refused it. */

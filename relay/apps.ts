@@ -1,0 +1,145 @@
+/**
+ * The apps a relay serves, over its Store: deploying a bundle (verified, one deploy at a time, a
+ * newer version only becomes current), making a version current (an admin's rollback), and the
+ * current manifests the hub asks for on every scheduling decision, read once per deploy.
+ * @example const apps = openApps(store, { bodyLimit });
+ *          const { name, version, created } = await apps.deploy(bytes);
+ */
+import type { AppSummary, ServiceSummary } from '../core/api';
+import { ConflictError, NotFoundError } from '../core/errors';
+import { type Manifest, manifestSha256, type Service, unpackBundle } from '../core/manifest';
+import { isAppName, isAppVersion } from '../core/names';
+import { serial } from '../core/serial';
+import { compareSemver, type Store } from './store';
+
+export interface DeployResult {
+  name: string;
+  version: string;
+  manifestSha256: string;
+  /** false when this exact version was already deployed. */
+  created: boolean;
+  /** Whether it is now the current version: a deploy never makes an older version current. */
+  current: boolean;
+  /** The app's current version after the deploy. */
+  currentVersion: string;
+}
+
+export interface Apps {
+  /**
+   * Verifies and stores a bundle. `may(name)` throws when the caller may not deploy that app
+   * (the name is known only once the bundle is read).
+   */
+  deploy(bundle: Uint8Array, may?: (name: string) => void): Promise<DeployResult>;
+  /** Makes a deployed version current. */
+  setCurrent(name: string, version: string): Promise<{ name: string; version: string }>;
+  /** The current manifest of `name` (cached until the next deploy), or undefined. */
+  current(name: string): Promise<Manifest | undefined>;
+  /** The current manifest of `name`, or NotFoundError for a caller. */
+  find(name: string): Promise<Manifest>;
+  /** Version `version` of `name`, or NotFoundError for a caller. */
+  version(name: string, version: string): Promise<Manifest>;
+}
+
+export function openApps(store: Store, o: { bodyLimit: number }): Apps {
+  // Deploys one at a time, so two uploads of one version cannot both pass the conflict check.
+  const oneAtATime = serial();
+  // Current manifests, read once per deploy: the hub asks for one on every scheduling decision.
+  const manifests = new Map<string, Promise<Manifest | undefined>>();
+
+  /** Version `version` of `name`; undefined for names and versions that cannot be stored. */
+  async function stored(name: string, version: string): Promise<Manifest | undefined> {
+    const valid = isAppName(name) && isAppVersion(version);
+    return valid ? store.apps.get(name, version) : undefined;
+  }
+
+  async function deployNow(bytes: Uint8Array, may?: (name: string) => void) {
+    const { manifest, files } = await unpackBundle(bytes, {
+      maxBytes: o.bodyLimit,
+      maxBinLength: o.bodyLimit,
+    });
+    const { name, version } = manifest;
+    may?.(name);
+    const sha = await manifestSha256(manifest);
+    const existing = await store.apps.get(name, version);
+    if (existing && (await manifestSha256(existing)) !== sha) {
+      throw new ConflictError(
+        `${name}@${version} is already deployed with different content: bump the version to deploy a change`,
+      );
+    }
+    // Blobs before the manifest: a recorded manifest never names a file the store lacks.
+    for (const [path, entry] of Object.entries(manifest.files)) {
+      await store.blobs.put(entry.sha256, files[path]!);
+    }
+    // Only a newer (or the same) version becomes current: rolling back is an admin's decision.
+    const before = await store.apps.current(name);
+    const current = !before || compareSemver(version, before.version) >= 0;
+    await store.apps.put(manifest, { current });
+    manifests.delete(name);
+    const currentVersion = current ? version : before!.version;
+    return { name, version, manifestSha256: sha, created: !existing, current, currentVersion };
+  }
+
+  const apps: Apps = {
+    deploy: (bytes, may) => oneAtATime(() => deployNow(bytes, may)),
+    setCurrent: (name, version) =>
+      oneAtATime(async () => {
+        const manifest = await stored(name, version);
+        if (!manifest) {
+          throw new NotFoundError(
+            `no version ${version.slice(0, 32)} of app "${name}" (GET /api/apps/${name}/versions)`,
+          );
+        }
+        await store.apps.put(manifest);
+        manifests.delete(name);
+        return { name, version };
+      }),
+    current(name) {
+      let m = manifests.get(name);
+      if (!m) {
+        m = store.apps.current(name).catch(() => undefined);
+        manifests.set(name, m);
+        // Only apps that exist are remembered: names from the network are not a way to fill memory.
+        void m.then((found) => found || manifests.delete(name));
+      }
+      return m;
+    },
+    async find(name) {
+      const manifest = isAppName(name) ? await store.apps.current(name) : undefined;
+      if (!manifest) throw new NotFoundError(`no app named "${name}" (GET /api/apps lists them)`);
+      return manifest;
+    },
+    async version(name, version) {
+      const manifest = await stored(name, version);
+      if (!manifest) throw new NotFoundError(`no version ${version} of app "${name}"`);
+      return manifest;
+    },
+  };
+  return apps;
+}
+
+/** What `GET /api/apps` shows of an app: its services without file names or hashes. */
+export async function summarize(manifest: Manifest): Promise<AppSummary> {
+  const services: Record<string, ServiceSummary> = {};
+  for (const [name, s] of Object.entries(manifest.services)) services[name] = summarizeService(s);
+  return {
+    name: manifest.name,
+    version: manifest.version,
+    ...(manifest.description !== undefined && { description: manifest.description }),
+    services,
+    manifestSha256: await manifestSha256(manifest),
+  };
+}
+
+function summarizeService(s: Service): ServiceSummary {
+  if (s.kind === 'logic') return { kind: 'logic', rpcs: s.rpcs };
+  const variants: Extract<ServiceSummary, { kind: 'model' }>['variants'] = {};
+  for (const [id, v] of Object.entries(s.variants)) {
+    variants[id] = {
+      accuracy: v.accuracy,
+      latencyMs: v.latencyMs,
+      params: v.params,
+      weights: v.weights,
+    };
+  }
+  return { kind: 'model', task: s.task, variants };
+}
