@@ -10,6 +10,7 @@
  */
 import type { Manifest } from '../core/manifest';
 import { execFigure, minSamples, type NodeView, priorMs, statsKey } from '../core/placement';
+import { quantile } from '../core/stats';
 
 /** What a forwarded call is, as far as timing it goes. */
 export interface CallShape {
@@ -79,8 +80,8 @@ export function createMeter(options: { maxNodes?: number } = {}) {
     e.rings.set(key, samples);
     const sorted = [...samples].sort((a, b) => a - b);
     const count = Math.max((e.view[key]?.count ?? 0) + 1, samples.length);
-    // The same median as core/stats.ts: the sample at floor(n/2) of the sorted window.
-    e.view[key] = { count, p50: sorted[Math.floor(sorted.length / 2)]! };
+    // The same median as the node's own figures (core/stats.ts).
+    e.view[key] = { count, p50: quantile(sorted, 0.5) };
   }
 
   return {
