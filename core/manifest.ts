@@ -7,87 +7,32 @@
  * const bytes = packBundle(manifest, { 'logic/classify.wasm': wasmBytes });
  * const { files } = await unpackBundle(bytes); // throws BundleIntegrityError naming a bad file
  */
-import { z } from 'zod';
 import { type DecodeLimits, decode, defaultLimits, encode } from './codec';
 import { BundleIntegrityError, CodecError, ManifestError } from './errors';
 import { describeIssues, formatPath, show, typeName } from './issues';
-import { APP_NAME } from './names';
+import {
+  type FileEntry,
+  type Manifest,
+  type ManifestDraft,
+  manifestSchema,
+} from './manifest-schema';
 
-// ---- Types ----------------------------------------------------------------------------------
-
-export type TensorType = 'float32' | 'int32' | 'int64' | 'uint8' | 'bool';
-
-/** A named tensor a Model takes or gives; `-1` in `dims` is a free dimension (e.g. batch). */
-export interface TensorSpec {
-  name: string;
-  type: TensorType;
-  dims: number[];
-}
-
-export interface LogicLimits {
-  /** Wall-clock budget per invocation step; default 5000. */
-  timeoutMs?: number;
-  /** Guest memory maximum; default 64. */
-  memoryMiB?: number;
-}
-
-/** One wasm module; its `rpcs` are exports, the first is the default. */
-export interface LogicService {
-  kind: 'logic';
-  file: string;
-  rpcs: string[];
-  limits?: LogicLimits;
-}
-
-/** One model file of a Model service, with figures as measured (see `measured`). */
-export interface Variant {
-  file: string;
-  accuracy: number;
-  latencyMs: number;
-  params: number;
-  /** `random`: an architecture with random weights, whose accuracy means nothing. */
-  weights: 'trained' | 'random';
-  measured: string;
-}
-
-/** One task; every variant shares `inputs`/`outputs`, and each variant is an RPC. */
-export interface ModelService {
-  kind: 'model';
-  task: string;
-  inputs: TensorSpec[];
-  outputs: TensorSpec[];
-  variants: Record<string, Variant>;
-}
-
-export type Service = LogicService | ModelService;
-
-export interface FileEntry {
-  /** Lowercase hex sha256 of the file's bytes. */
-  sha256: string;
-  size: number;
-}
-
-export interface Manifest {
-  brume: 1;
-  name: string;
-  version: string;
-  description?: string;
-  files: Record<string, FileEntry>;
-  services: Record<string, Service>;
-  /** Inputs a person can try from the join page. */
-  demos?: Demo[];
-}
-
-export interface Demo {
-  title: string;
-  service: string;
-  rpc?: string;
-  /** JSON: the join page sends it as it is. */
-  input: unknown;
-}
-
-/** A manifest whose `files` are still to be computed from the bytes (see `buildManifest`). */
-export type ManifestDraft = Omit<Manifest, 'files'> & { files?: Record<string, FileEntry> };
+export {
+  DEFAULT_LOGIC_LIMITS,
+  type Demo,
+  type FileEntry,
+  isBundlePath,
+  type LogicLimits,
+  type LogicService,
+  logicLimits,
+  type Manifest,
+  type ManifestDraft,
+  type ModelService,
+  type Service,
+  type TensorSpec,
+  type TensorType,
+  type Variant,
+} from './manifest-schema';
 
 export interface Bundle {
   manifest: Manifest;
@@ -97,12 +42,6 @@ export interface Bundle {
 
 export const BUNDLE_FORMAT = 'brume-bundle/1';
 
-export const DEFAULT_LOGIC_LIMITS: Readonly<Required<LogicLimits>> = {
-  timeoutMs: 5000,
-  memoryMiB: 64,
-};
-
-/** Decode bounds for a whole bundle: one message, but far larger than a network message. */
 export const bundleLimits: DecodeLimits = {
   ...defaultLimits,
   maxBytes: 256 * 1024 * 1024,
@@ -110,154 +49,6 @@ export const bundleLimits: DecodeLimits = {
 };
 
 /** A Logic service's limits with the protocol defaults filled in. */
-export function logicLimits(service: LogicService): Required<LogicLimits> {
-  return { ...DEFAULT_LOGIC_LIMITS, ...service.limits };
-}
-
-// ---- Schema (PROTOCOL.md §2.1) --------------------------------------------------------------
-
-const NAME = APP_NAME;
-const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$/;
-const SHA256 = /^[0-9a-f]{64}$/;
-const PATH_CHARS = /^[A-Za-z0-9._/-]{1,255}$/;
-const EXPORT_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
-const ABI_EXPORTS = new Set(['brume_alloc', 'brume_free']);
-
-const name = z.string().regex(NAME, { error: 'must match [a-z][a-z0-9-]{0,63}' });
-
-/** Bundle-relative file paths; `.`/`..`/empty segments are refused so one file has one path. */
-export function isBundlePath(path: string): boolean {
-  if (!PATH_CHARS.test(path)) return false;
-  return path.split('/').every((s) => s !== '' && s !== '.' && s !== '..');
-}
-
-const filePath = z.string().refine(isBundlePath, {
-  error: 'must be a relative path of [A-Za-z0-9._/-] (at most 255), without "." or ".." segments',
-});
-
-const fileEntry = z.strictObject({
-  sha256: z.string().regex(SHA256, { error: 'must be 64 lowercase hex digits' }),
-  size: z.int().min(0),
-});
-
-const tensorSpec = z.strictObject({
-  name: z.string().min(1).max(256),
-  type: z.enum(['float32', 'int32', 'int64', 'uint8', 'bool']),
-  dims: z.array(z.int().min(-1)).max(16),
-});
-
-const logicService = z.strictObject({
-  kind: z.literal('logic'),
-  file: filePath,
-  rpcs: z
-    .array(
-      z
-        .string()
-        .regex(EXPORT_NAME, { error: 'must be a wasm export name [A-Za-z_][A-Za-z0-9_]{0,63}' })
-        .refine((s) => !ABI_EXPORTS.has(s), { error: 'is an ABI export, not an RPC' }),
-    )
-    .min(1, { error: 'must list at least one exported function (the first is the default)' })
-    .max(256),
-  limits: z
-    .strictObject({
-      timeoutMs: z.int().min(1).max(600_000).optional(),
-      memoryMiB: z.int().min(1).max(4096).optional(),
-    })
-    .optional(),
-});
-
-const variant = z.strictObject({
-  file: filePath,
-  accuracy: z.number().min(0).max(1),
-  latencyMs: z.number().min(0),
-  params: z.int().min(0),
-  weights: z.enum(['trained', 'random']),
-  measured: z.string().min(1, { error: 'must say how the figures were measured' }).max(1024),
-});
-
-const modelService = z.strictObject({
-  kind: z.literal('model'),
-  task: z.string().min(1).max(128),
-  inputs: z.array(tensorSpec).min(1).max(64),
-  outputs: z.array(tensorSpec).min(1).max(64),
-  variants: z
-    .record(name, variant)
-    .refine((v) => Object.keys(v).length > 0, { error: 'must hold at least one variant' }),
-});
-
-const service = z.discriminatedUnion('kind', [logicService, modelService]);
-
-const manifestSchema = z
-  .strictObject({
-    brume: z.literal(1),
-    name,
-    version: z.string().regex(SEMVER, { error: 'must be semver MAJOR.MINOR.PATCH, e.g. 1.0.0' }),
-    description: z.string().max(4096).optional(),
-    files: z.record(filePath, fileEntry),
-    services: z
-      .record(name, service)
-      .refine((s) => Object.keys(s).length > 0, { error: 'must hold at least one service' }),
-    demos: z
-      .array(
-        z.strictObject({
-          title: z.string().min(1).max(128),
-          service: name,
-          rpc: z.string().max(64).optional(),
-          input: z.unknown().refine((v) => JSON.stringify(v ?? null).length <= 64 * 1024, {
-            error: 'a demo input is at most 64 KiB of JSON',
-          }),
-        }),
-      )
-      .max(16)
-      .optional(),
-  })
-  .superRefine((m, ctx) => {
-    const listed = (file: string, path: PropertyKey[]) => {
-      if (!Object.hasOwn(m.files, file)) {
-        ctx.addIssue({ code: 'custom', path, message: `"${file}" is not listed in files` });
-      }
-    };
-    (m.demos ?? []).forEach((d, i) => {
-      if (!Object.hasOwn(m.services, d.service)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['demos', i, 'service'],
-          message: `no service "${d.service}"`,
-        });
-      }
-    });
-    for (const [sname, s] of Object.entries(m.services)) {
-      if (s.kind === 'logic') {
-        listed(s.file, ['services', sname, 'file']);
-        unique(s.rpcs, ['services', sname, 'rpcs'], ctx);
-      } else {
-        unique(
-          s.inputs.map((t) => t.name),
-          ['services', sname, 'inputs'],
-          ctx,
-        );
-        unique(
-          s.outputs.map((t) => t.name),
-          ['services', sname, 'outputs'],
-          ctx,
-        );
-        for (const [vname, v] of Object.entries(s.variants)) {
-          listed(v.file, ['services', sname, 'variants', vname, 'file']);
-        }
-      }
-    }
-  });
-
-function unique(names: string[], path: PropertyKey[], ctx: z.RefinementCtx): void {
-  const seen = new Set<string>();
-  names.forEach((n, i) => {
-    if (seen.has(n)) ctx.addIssue({ code: 'custom', path: [...path, i], message: `"${n}" twice` });
-    seen.add(n);
-  });
-}
-
-// The schema's output must be exactly the hand-written types (which read better in editors).
-const _typeCheck: z.ZodType<Manifest> = manifestSchema;
 
 // ---- Parsing --------------------------------------------------------------------------------
 

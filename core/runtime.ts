@@ -26,6 +26,7 @@ import {
   parseManifest,
   verifyFile,
 } from './manifest';
+import { modelFigure, modelKey, route, type Self, selfView, statsKey } from './placement';
 import { chooseVariant, type Decision, type Qos } from './scheduler';
 import { LatencyStats } from './stats';
 import { checkSpec, type Tensor, toTensor } from './tensor';
@@ -374,19 +375,18 @@ export class Runtime {
     return { value: { outputs: reply.value.outputs }, service, rpc: variant };
   }
 
-  /** The variants of a model service this node can hold, with its latency estimate for each. */
+  /**
+   * The variants of a model service this node can hold, with its estimate for each on `backend`
+   * (the figure placement would use: measured once it counts, else the manifest's × the prior).
+   */
   private candidates(m: Manifest, service: string, svc: ModelService, backend: BackendName) {
     return Object.entries(svc.variants)
       .filter(([, v]) => m.files[v.file]!.size <= this.maxModelBytes)
       .map(([id, v]) => {
-        const seen = this.stats.get(`${m.name}/${service}/${id}@${backend}`);
-        const measured = seen !== undefined && seen.count >= 3;
-        return {
-          rpc: id,
-          accuracy: v.accuracy,
-          estimateMs: measured ? seen.p50 : v.latencyMs,
-          measured,
-        };
+        const key = statsKey(m.name, service, id, backend);
+        const seen = this.stats.get(key);
+        const f = modelFigure({ stats: seen ? { [key]: seen } : {} }, key, v.latencyMs, backend);
+        return { rpc: id, accuracy: v.accuracy, estimateMs: f.ms, measured: f.measured };
       });
   }
 
@@ -396,7 +396,7 @@ export class Runtime {
     for (const m of this.manifests.values()) {
       for (const [name, svc] of Object.entries(m.services)) {
         if (svc.kind !== 'model') continue;
-        out[`${m.name}/${name}`] = Object.entries(svc.variants)
+        out[modelKey(m.name, name)] = Object.entries(svc.variants)
           .filter(([, v]) => m.files[v.file]!.size <= this.maxModelBytes)
           .map(([id]) => id);
       }
@@ -405,41 +405,32 @@ export class Runtime {
   }
 
   /**
-   * Whether this node can serve `service` within `qos`, and how: the local-first check before
-   * a request is sent elsewhere. A Logic is judged by the model service it calls (if it calls one).
-   * Throws QosError when it cannot.
+   * Whether this node can serve `service` within `qos`, and how: the local-first check before a
+   * request is sent elsewhere. The rule the relay places by (`route`, core/placement), over this
+   * node's own view of itself as the relay would see it (RTT 0; `now`: its load and role, as its
+   * heartbeat reports them), so both judge it alike. Privacy is its caller's to check: a node
+   * plans only what privacy lets it run. Throws QosError when it cannot.
    */
-  async plan(app: string, service: string, qos: Qos = {}, rpc?: string): Promise<Decision> {
+  async plan(
+    app: string,
+    service: string,
+    qos: Qos = {},
+    rpc?: string,
+    now: Pick<Self, 'queue' | 'maxConcurrency' | 'role'> = {},
+  ): Promise<Decision> {
     const m = this.manifest(app);
-    const svc = m.services[service];
-    if (!svc) throw new NotFoundError(`app "${app}" has no service "${service}"`);
-    const backend = (await this.backends())[0]?.name ?? 'wasm';
-    const model =
-      svc.kind === 'model'
-        ? ([service, svc] as const)
-        : (Object.entries(m.services).find(([, s]) => s.kind === 'model') as
-            | [string, ModelService]
-            | undefined);
-    const logicMs =
-      svc.kind === 'logic'
-        ? (this.stats.get(`${app}/${service}/${rpc || svc.rpcs[0]}@logic`)?.p50 ?? 0)
-        : 0;
-    if (!model) {
-      if (qos.latencyMs !== undefined && logicMs > qos.latencyMs) {
-        throw new QosError(
-          'latencyMs',
-          logicMs,
-          `${app}/${service} takes ~${logicMs.toFixed(1)} ms here, over the ${qos.latencyMs} ms budget`,
-        );
-      }
-      return { rpc: '', estimateMs: logicMs, reason: 'a Logic that calls no model' };
-    }
-    const [name, ms] = model;
-    const d = chooseVariant(name, this.candidates(m, name, ms, backend), {
-      ...qos,
-      ...(qos.latencyMs !== undefined ? { latencyMs: qos.latencyMs - logicMs } : {}),
+    const self = selfView({
+      id: this.id,
+      backends: (await this.backends()).map((b) => b.name),
+      stats: this.stats.all(),
+      models: this.runnable(),
+      apps: [...this.manifests.keys()],
+      ...now,
     });
-    return { ...d, estimateMs: d.estimateMs + logicMs };
+    const here: Qos = { ...qos };
+    delete here.privacy;
+    const r = route(m, [self], { service, rpc: rpc ?? '', qos: here, caller: this.id });
+    return { rpc: r.variant, estimateMs: r.estimateMs, reason: r.reason };
   }
 
   /** Loads a variant on the model runner once; answers its runner key. */

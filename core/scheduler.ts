@@ -16,7 +16,7 @@ export interface Qos {
 export interface VariantCandidate {
   rpc: string;
   accuracy: number;
-  /** Measured here when there are samples, the manifest's figure before. */
+  /** Measured here once it counts (`minSamples`), the manifest's figure × the backend prior before. */
   estimateMs: number;
   measured: boolean;
 }
@@ -62,7 +62,7 @@ export function chooseVariant(
   }
   fast.sort((a, b) => b.accuracy - a.accuracy || a.estimateMs - b.estimateMs);
   const pick = fast[0]!;
-  const source = pick.measured ? 'measured here' : 'manifest figure';
+  const source = pick.measured ? 'measured here' : 'manifest figure × backend prior';
   const why =
     qos.latencyMs !== undefined
       ? `most accurate variant within ${qos.latencyMs} ms`

@@ -8,7 +8,18 @@ export interface LatencySummary {
 
 const window = 256;
 
-/** Keeps the most recent latencies per key; the scheduler trusts these over manifest priors. */
+/**
+ * The sample at quantile `q` of `sorted` (ascending, not empty): the one at floor(q·n), the last
+ * for q near 1. Both the node's figures and the relay's own measurement (relay/measure.ts) use it.
+ */
+export function quantile(sorted: readonly number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+/**
+ * Keeps the most recent latencies per stats key (core/placement `statsKey`); placement trusts
+ * these over the manifest's figures once there are `minSamples`.
+ */
 export class LatencyStats {
   private readonly samples = new Map<string, { ring: number[]; next: number; count: number }>();
 
@@ -28,9 +39,8 @@ export class LatencyStats {
     const s = this.samples.get(key);
     if (!s) return undefined;
     const sorted = [...s.ring].sort((a, b) => a - b);
-    const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
     const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
-    return { count: s.count, p50: at(0.5), p99: at(0.99), mean };
+    return { count: s.count, p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), mean };
   }
 
   all(): Record<string, LatencySummary> {

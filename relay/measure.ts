@@ -1,14 +1,16 @@
 /**
- * The relay's own timing of each node (DESIGN.md §9: untrusted dews are measured by the relay).
+ * The relay's own timing of each node: an untrusted node's claims are checked by measuring it.
  * A node reports its latencies in heartbeats and may lie; for every call the relay forwards it
  * keeps `elapsed − RTT` under the key placement reads (`app/service/rpc@backend` for a model,
- * `app/service/rpc@logic` for a Logic), and placement prefers these figures once there are three.
+ * `app/service/rpc@logic` for a Logic: `statsKey`), and placement prefers these figures once there
+ * are `minSamples`.
  * @example const meter = createMeter({ maxNodes: 10_000 });
  *          record.measured = meter.of(record.id);      // the object placement reads, kept current
  *          meter.answered(record, shape, elapsedMs);   // on every forwarded call's result
  */
 import type { Manifest } from '../core/manifest';
-import { backendPrior, execFigure, minSamples, type NodeView } from '../core/placement';
+import { execFigure, minSamples, type NodeView, priorMs, statsKey } from '../core/placement';
+import { quantile } from '../core/stats';
 
 /** What a forwarded call is, as far as timing it goes. */
 export interface CallShape {
@@ -35,19 +37,19 @@ export function shapeOf(
   if (!manifest || !svc) return undefined;
   const { app, service, rpc } = call;
   if (svc.kind === 'model')
-    return { key: `${app}/${service}/${rpc}@${backend}`, models: [], variant: rpc };
+    return { key: statsKey(app, service, rpc, backend), models: [], variant: rpc };
   const models: CallShape['models'] = [];
   let variant = '';
   for (const [ms, v] of Object.entries(call.pin ?? {})) {
     const m = manifest.services[ms];
     if (m?.kind !== 'model' || !m.variants[v]) continue;
     models.push({
-      key: `${app}/${ms}/${v}@${backend}`,
-      priorMs: m.variants[v]!.latencyMs * backendPrior[backend],
+      key: statsKey(app, ms, v, backend),
+      priorMs: priorMs(m.variants[v]!.latencyMs, backend),
     });
     variant ||= v;
   }
-  return { key: `${app}/${service}/${rpc}@logic`, models, variant };
+  return { key: statsKey(app, service, rpc, 'logic'), models, variant };
 }
 
 export function createMeter(options: { maxNodes?: number } = {}) {
@@ -78,8 +80,8 @@ export function createMeter(options: { maxNodes?: number } = {}) {
     e.rings.set(key, samples);
     const sorted = [...samples].sort((a, b) => a - b);
     const count = Math.max((e.view[key]?.count ?? 0) + 1, samples.length);
-    // The same median as core/stats.ts: the sample at floor(n/2) of the sorted window.
-    e.view[key] = { count, p50: sorted[Math.floor(sorted.length / 2)]! };
+    // The same median as the node's own figures (core/stats.ts).
+    e.view[key] = { count, p50: quantile(sorted, 0.5) };
   }
 
   return {
@@ -107,7 +109,7 @@ export function createMeter(options: { maxNodes?: number } = {}) {
     },
     /**
      * A forwarded call got no answer within `timeoutMs`: the node is costed at the timeout for
-     * that call (its window becomes three timeouts) until most of its newer answers are faster.
+     * that call (its window becomes `minSamples` timeouts) until most of its newer answers are faster.
      */
     timedOut(node: Pick<NodeView, 'id'>, shape: CallShape, timeoutMs: number): void {
       put(

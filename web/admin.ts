@@ -18,6 +18,7 @@ import type {
   NodeRecord,
   QuarantineEntry,
 } from '../core/api';
+import { counts, statsKeyPrefix } from '../core/placement';
 import { Quarantine } from './admin-quarantine';
 
 const tokenKey = 'brume-admin-token';
@@ -329,7 +330,7 @@ function Apps({ token, apps, nodes }: { token: string; apps: AppSummary[]; nodes
   const measured = (app: string, service: string, variant: string) => {
     const xs = nodes.flatMap((n) =>
       Object.entries(n.stats)
-        .filter(([k, v]) => k.startsWith(`${app}/${service}/${variant}@`) && v.count >= 3)
+        .filter(([k, v]) => k.startsWith(statsKeyPrefix(app, service, variant)) && counts(v))
         .map(([, v]) => v.p50),
     );
     return xs.length

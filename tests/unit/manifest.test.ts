@@ -114,6 +114,12 @@ describe('parseManifest', () => {
     expect(() => parseManifest(m)).not.toThrow();
   });
 
+  it('accepts the model services a Logic depends on, or none', () => {
+    const declared = parseManifest(broken((m) => (m.services.classify.models = ['model'])));
+    expect(declared.services.classify).toMatchObject({ kind: 'logic', models: ['model'] });
+    expect(() => parseManifest(broken((m) => (m.services.classify.models = [])))).not.toThrow();
+  });
+
   // [what breaks the rule, the field path the message must start with]
   const rules: [string, (m: Untyped) => void, string][] = [
     ['format version', (m) => (m.brume = 2), 'brume'],
@@ -228,6 +234,31 @@ describe('parseManifest', () => {
       'variant file not listed',
       (m) => (m.services.model.variants.large.file = 'models/huge.onnx'),
       'services.model.variants.large.file',
+    ],
+    [
+      'a Logic depending on a service the app lacks',
+      (m) => (m.services.classify.models = ['nope']),
+      'services.classify.models[0]: no service "nope"',
+    ],
+    [
+      'a Logic depending on a Logic',
+      (m) => (m.services.classify.models = ['model', 'classify']),
+      'services.classify.models[1]: "classify" is a logic service, not a model service',
+    ],
+    [
+      'models not a list',
+      (m) => (m.services.classify.models = 'model'),
+      'services.classify.models must be an array',
+    ],
+    [
+      'models naming one twice',
+      (m) => (m.services.classify.models = ['model', 'model']),
+      'services.classify.models[1]: "model" twice',
+    ],
+    [
+      'models naming a bad service name',
+      (m) => (m.services.classify.models = [7]),
+      'services.classify.models[0]',
     ],
   ];
 

@@ -1,9 +1,10 @@
-// place(): focused examples, then a seeded property test against a brute-force oracle.
+// place() and route(): focused examples, then seeded property tests against a brute-force oracle.
 // The property runs BRUME_CASES random fabrics (default 5,000) from a fixed seed base; a failure
 // names its seed, and `BRUME_SEED=<seed> npx vitest run tests/unit/placement.test.ts` replays that
 // one fabric (set BRUME_CASES too to run many from another base).
 import { describe, expect, it } from 'vitest';
 import { BrumeError, QosError } from '../../core/errors';
+import type { Manifest } from '../../core/manifest';
 import {
   type BackendName,
   backendPrior,
@@ -11,6 +12,8 @@ import {
   type Placement,
   type PlacementRequest,
   place,
+  type Route,
+  route,
   type VariantInfo,
 } from '../../core/placement';
 import type { Role } from '../../core/protocol';
@@ -589,6 +592,142 @@ describe('place, over random fabrics', () => {
     if (replaying && cases < 100) return;
     // The generator must reach every outcome often, or the property says little.
     for (const o of ['placed', 'privacy', 'accuracy', 'latencyMs', 'E_UNAVAILABLE']) {
+      expect(outcomes[o] ?? 0, `${o} in ${JSON.stringify(outcomes)}`).toBeGreaterThan(cases / 100);
+    }
+  });
+});
+
+// ——— The same property through route(): the manifest says which model judges a Logic. ———
+
+/** The model whose variants decide a call to `service`, written from PROTOCOL §2.1 `models`. */
+function dependsOn(m: Manifest, service: string): string | undefined {
+  const s = m.services[service]!;
+  if (s.kind === 'model') return service;
+  if (s.models !== undefined) return s.models[0];
+  const models = Object.keys(m.services).filter((k) => m.services[k]!.kind === 'model');
+  return models.length === 1 ? models[0] : undefined;
+}
+
+const modelService = (variants: VariantInfo[]): Manifest['services'][string] => ({
+  kind: 'model',
+  task: 'test',
+  inputs: [],
+  outputs: [],
+  variants: Object.fromEntries(
+    variants.map((v) => [
+      v.rpc,
+      { ...v, file: `${v.rpc}.onnx`, params: 1, weights: 'trained', measured: 'test' },
+    ]),
+  ),
+});
+
+/**
+ * randomCase's fabric and QoS over a manifest: `main` (a Logic, rpcs run and other) and `model`
+ * (randomCase's variants, or its own when the case is Logic-only), sometimes a second model
+ * `other`, and a random `models` declaration (absent, [], one or both, in either order).
+ */
+function randomRouteCase(seed: number) {
+  const { nodes, req } = randomCase(seed);
+  const r = mulberry32(seed ^ 0x5eed);
+  const own = [{ rpc: 'v0', accuracy: 0.9, latencyMs: 2 }];
+  const models: Manifest['services'] = {
+    model: modelService(req.variants[0]!.rpc ? req.variants : own),
+  };
+  if (r() < 0.5) models.other = modelService([{ rpc: 'x0', accuracy: 0.8, latencyMs: r() * 5 }]);
+  const names = Object.keys(models);
+  const declared = [undefined, [], names, [...names].reverse(), [names[names.length - 1]!]][
+    Math.floor(r() * 5)
+  ];
+  const manifest: Manifest = {
+    brume: 1,
+    name: 'digits',
+    version: '1.0.0',
+    files: {},
+    services: {
+      main: {
+        kind: 'logic',
+        file: 'main.wasm',
+        rpcs: ['run', 'other'],
+        ...(declared && { models: declared }),
+      },
+      ...models,
+    },
+  };
+  const service = req.logic || r() < 0.3 ? 'main' : r() < 0.5 ? 'other' : 'model';
+  return { nodes, req, manifest, service: manifest.services[service] ? service : 'model' };
+}
+
+/** Checks route() against the oracle; answers the model that decided, for the coverage tally. */
+function checkRoute(seed: number): string {
+  const { nodes, req, manifest, service } = randomRouteCase(seed);
+  const replay = `seed ${seed} (replay: BRUME_SEED=${seed} npx vitest run tests/unit/placement.test.ts)`;
+  const decides = dependsOn(manifest, service);
+  const model = decides === undefined ? undefined : manifest.services[decides];
+  const variants =
+    model?.kind === 'model'
+      ? Object.entries(model.variants).map(([rpc, v]) => ({ rpc, ...v }))
+      : [{ rpc: '', accuracy: 1, latencyMs: 1 }];
+  const isLogic = service === 'main';
+  const want = oracle(nodes, {
+    ...req,
+    service,
+    variants,
+    ...(isLogic ? { logic: { rpc: 'run', ...(decides && { modelService: decides }) } } : {}),
+    ...(!isLogic && { logic: undefined }),
+  });
+  const ask = {
+    service,
+    rpc: isLogic && seed % 2 ? 'run' : '',
+    qos: req.qos,
+    caller: req.caller,
+    ...(req.exclude && { exclude: req.exclude }),
+    ...(req.trustedOnly && { trustedOnly: true }),
+  };
+  let got: Route | undefined;
+  let error: unknown;
+  try {
+    got = route(manifest, nodes, ask);
+  } catch (e) {
+    error = e;
+  }
+  if (want.kind === 'placed') {
+    expect(error, `threw ${String(error)}; ${replay}`).toBeUndefined();
+    const v = want.pair.v.rpc;
+    expect(got, replay).toEqual({
+      node: want.pair.node.id,
+      rpc: isLogic ? 'run' : v,
+      ...(isLogic && decides && v ? { pin: { [decides]: v } } : {}),
+      variant: v,
+      estimateMs: expect.closeTo(want.pair.est, 9),
+      reason: expect.any(String),
+    });
+  } else if (want.kind === 'unavailable') {
+    expect((error as BrumeError)?.code, replay).toBe('E_UNAVAILABLE');
+  } else {
+    expect(error, `${String(error)}; ${replay}`).toBeInstanceOf(QosError);
+    expect((error as QosError).constraint, replay).toBe(want.constraint);
+  }
+  return isLogic ? `logic judged by ${decides ?? 'none'}` : 'model';
+}
+
+describe('route, over random fabrics and manifests', () => {
+  const replaying = process.env.BRUME_SEED !== undefined;
+  const base = Number(process.env.BRUME_SEED ?? 20261202);
+  const cases = Number(process.env.BRUME_CASES ?? (replaying ? 1 : 2000));
+
+  it(`agrees with the oracle under the declared-model rule on ${cases} cases`, () => {
+    const outcomes: Record<string, number> = {};
+    for (let k = 0; k < cases; k++) {
+      const outcome = checkRoute(base + k);
+      outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+    }
+    if (replaying && cases < 100) return;
+    for (const o of [
+      'model',
+      'logic judged by model',
+      'logic judged by other',
+      'logic judged by none',
+    ]) {
       expect(outcomes[o] ?? 0, `${o} in ${JSON.stringify(outcomes)}`).toBeGreaterThan(cases / 100);
     }
   });

@@ -1,13 +1,14 @@
 /**
- * The relay's choice of node and variant for a request (DESIGN.md §2 step 2, costs after Nimbus
- * §7): among the nodes privacy allows, the most accurate (node, variant) pair whose estimate —
+ * The choice of node and variant for a request (costs after Nimbus §7), made by the relay over
+ * every node and by a node over itself alone (see route.ts): among the nodes privacy allows, the most accurate (node, variant) pair whose estimate —
  * network + queue wait + execution — fits the latency budget; ties go to the faster, then the
  * less loaded, then the lower id, so the same fabric always gets the same answer.
  *
  * - network: 0 on the caller itself, else the node's RTT to the relay plus the caller's.
- * - execution: the p50 for the variant on the node's first backend once there are three samples —
- *   the relay's own measurement (`measured`) when it has three, else what the node reports
- *   (`stats`) — before that the manifest's figure × `backendPrior`; plus a Logic's own p50.
+ * - execution: the p50 for the variant on the node's first backend once there are `minSamples` —
+ *   the relay's own measurement (`measured`) when it has that many, else what the node reports
+ *   (`stats`) — before that the manifest's figure × `backendPrior` (figures.ts); plus a Logic's
+ *   own p50.
  * - queue: execution × queue / maxConcurrency (each request ahead costs one execution per slot).
  *
  * One pass over the nodes, no sorting and no allocation per node: the relay decides for a
@@ -21,46 +22,17 @@
  * p.reason; // 'a1b2c3d4 (fog, webgpu): large, acc 0.969, ~3.1 ms
  *           //  (net 0.4 + queue 0 + exec 2.7 measured); most accurate within 20 ms'
  */
-import { QosError, UnavailableError } from './errors';
-import type { BackendName } from './exec/model-runner';
-import type { Role } from './protocol';
-import type { Qos } from './scheduler';
-
-export type { BackendName } from './exec/model-runner';
-
-/** What the relay knows of one node when it places a request. */
-export interface NodeView {
-  /** 32 hex chars: the hash of its public key. */
-  id: string;
-  role: Role;
-  /** base64url SPKI. */
-  publicKey: string;
-  /** On the relay's trust list (meaningful for fog and cloud). */
-  trusted: boolean;
-  online: boolean;
-  /** The user paused contributing: it serves only its own requests. */
-  paused: boolean;
-  /** Measured relay ↔ node round trip. */
-  rttMs: number;
-  /** Most preferred first: models run on backends[0]. */
-  backends: BackendName[];
-  /** Requests running or queued now. */
-  queue: number;
-  /** At least 1. */
-  maxConcurrency: number;
-  apps: string[];
-  /** Measured latency by `app/service/rpc@backend` (models) or `app/service/rpc@logic` (Logics). */
-  stats: Record<string, { count: number; p50: number }>;
-  /** Variants it can hold, by `app/modelService`; no key: not reported yet, all allowed. */
-  models: Record<string, string[]>;
-  /**
-   * The relay's own measurement of its execution (forward → result, minus RTT), by the keys of
-   * `stats`: preferred over what the node reports once it has three samples (a node can lie).
-   */
-  measured?: Record<string, { count: number; p50: number }>;
-  /** Caught answering wrong (relay/verify.ts): never placed, except on itself as the caller. */
-  quarantined?: boolean;
-}
+import { QosError, UnavailableError } from '../errors';
+import type { Qos } from '../scheduler';
+import {
+  type BackendName,
+  backendOf,
+  backendPrior,
+  execFigure,
+  modelKey as modelsKey,
+  type NodeView,
+  statsKey,
+} from './figures';
 
 /** A model variant's figures from the manifest. */
 export interface VariantInfo {
@@ -101,32 +73,6 @@ export interface Placement {
   reason: string;
 }
 
-/**
- * Before a node has measured a variant, the manifest's latency (measured on a browser's WASM
- * build) scaled by this for the node's backend. onnxruntime-node's CPU kernels beat the browser's
- * WASM build (native SIMD and threads): 0.6. For the small models Brume ships, a WebGPU dispatch
- * and readback cost more than the kernels save: 1.2. Three samples replace the guess.
- */
-export const backendPrior: Record<BackendName, number> = { cpu: 0.6, wasm: 1, webgpu: 1.2 };
-
-/** Samples a measured p50 needs before it replaces the prior. */
-export const minSamples = 3;
-
-/**
- * The execution figure placement uses for `key` on `n`: the relay's measurement once it has
- * `minSamples`, else the node's own report once it has as many, else none (use the prior).
- * Answers the record itself (no allocation: this runs per node and variant).
- */
-export function execFigure(
-  n: Pick<NodeView, 'stats' | 'measured'>,
-  key: string,
-): { count: number; p50: number } | undefined {
-  const m = n.measured?.[key];
-  if (m !== undefined && m.count >= minSamples) return m;
-  const s = n.stats[key];
-  return s !== undefined && s.count >= minSamples ? s : undefined;
-}
-
 /** How `qos.privacy` restricts nodes: not at all, to the caller, to one node id, to a key. */
 type Pin = 'none' | 'device' | 'node' | 'key';
 
@@ -150,8 +96,8 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
     );
   }
   const modelService = req.logic ? req.logic.modelService : req.service;
-  const modelKey = modelService ? `${app}/${modelService}` : '';
-  const logicKey = req.logic ? `${app}/${req.service}/${req.logic.rpc}@logic` : '';
+  const modelKey = modelService ? modelsKey(app, modelService) : '';
+  const logicKey = req.logic ? statsKey(app, req.service, req.logic.rpc, 'logic') : '';
   const callerRtt = caller ? (nodes.find((n) => n.id === caller)?.rttMs ?? 0) : 0;
   const exclude = req.exclude?.length ? req.exclude : undefined;
   const trustedOnly = req.trustedOnly === true;
@@ -198,7 +144,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
     )
       continue;
     eligible++;
-    const backend = n.backends[0] ?? 'wasm';
+    const backend = backendOf(n);
     const prior = backend === 'wasm' ? wasm : backend === 'webgpu' ? webgpu : cpu;
     const runnable = modelKey ? n.models[modelKey] : undefined;
     const logicStat = logicKey ? execFigure(n, logicKey) : undefined;
@@ -217,7 +163,9 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       let modelMs: number;
       let measured: boolean;
       if (v.rpc) {
-        statKeys ??= keys[backend] ??= variants.map((w) => `${modelKey}/${w.rpc}@${backend}`);
+        statKeys ??= keys[backend] ??= variants.map((w) =>
+          statsKey(app, modelService!, w.rpc, backend),
+        );
         const stat = execFigure(n, statKeys[i]!);
         measured = stat !== undefined;
         modelMs = stat ? stat.p50 : v.latencyMs * prior;
@@ -345,7 +293,7 @@ function explain(
   req: PlacementRequest,
   byRelay: boolean,
 ): string {
-  const backend = n.backends[0] ?? 'wasm';
+  const backend = backendOf(n);
   const where = `${n.id.slice(0, 8)} (${n.role}, ${backend}${n.id === req.caller ? ', the caller' : ''})`;
   const what = v.rpc ? `${v.rpc}, acc ${v.accuracy}` : 'Logic only';
   const source = b.measured

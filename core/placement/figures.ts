@@ -1,0 +1,134 @@
+/**
+ * The figures placement judges a node by, in one place for the relay and for a node judging
+ * itself: the stats key a latency is kept under, how many samples a measurement needs before it
+ * counts, the backend priors, and the execution figure for one node (the relay's measurement →
+ * the node's report → the manifest's figure × the prior for its backend).
+ * @example
+ * statsKey('digits', 'model', 'large', 'wasm'); // 'digits/model/large@wasm'
+ * statsKey('digits', 'classify', 'classify', 'logic'); // 'digits/classify/classify@logic'
+ * modelFigure(node, 'digits/model/large@wasm', 3, 'cpu'); // { ms: 1.8, measured: false, … }
+ */
+import type { BackendName } from '../exec/model-runner';
+import type { Role } from '../protocol';
+
+export type { BackendName } from '../exec/model-runner';
+
+/** A latency summary as a node reports it and the relay measures it. */
+export interface LatencyFigure {
+  count: number;
+  p50: number;
+}
+
+/** What the relay knows of one node when it places a request (and a node knows of itself). */
+export interface NodeView {
+  /** 32 hex chars: the hash of its public key. */
+  id: string;
+  role: Role;
+  /** base64url SPKI. */
+  publicKey: string;
+  /** On the relay's trust list (meaningful for fog and cloud). */
+  trusted: boolean;
+  online: boolean;
+  /** The user paused contributing: it serves only its own requests. */
+  paused: boolean;
+  /** Measured relay ↔ node round trip. */
+  rttMs: number;
+  /** Most preferred first: models run on backends[0]. */
+  backends: BackendName[];
+  /** Requests running or queued now. */
+  queue: number;
+  /** At least 1. */
+  maxConcurrency: number;
+  apps: string[];
+  /** Measured latency by `statsKey` (`app/service/rpc@backend`, or `@logic` for a Logic). */
+  stats: Record<string, LatencyFigure>;
+  /** Variants it can hold, by `app/modelService`; no key: not reported yet, all allowed. */
+  models: Record<string, string[]>;
+  /**
+   * The relay's own measurement of its execution (forward → result, minus RTT), by the keys of
+   * `stats`: preferred over what the node reports once it has `minSamples` (a node can lie).
+   */
+  measured?: Record<string, LatencyFigure>;
+  /** Caught answering wrong (relay/verify.ts): never placed, except on itself as the caller. */
+  quarantined?: boolean;
+}
+
+/**
+ * Before a node has measured a variant, the manifest's latency (measured on a browser's WASM
+ * build) scaled by this for the node's backend. onnxruntime-node's CPU kernels beat the browser's
+ * WASM build (native SIMD and threads): 0.6. For the small models Brume ships, a WebGPU dispatch
+ * and readback cost more than the kernels save: 1.2. `minSamples` samples replace the guess.
+ */
+export const backendPrior: Record<BackendName, number> = { cpu: 0.6, wasm: 1, webgpu: 1.2 };
+
+/** Samples a measured p50 needs before it replaces the prior. */
+export const minSamples = 3;
+
+/** Whether a measured figure has enough samples to count. */
+export function counts(figure: LatencyFigure | undefined): figure is LatencyFigure {
+  return figure !== undefined && figure.count >= minSamples;
+}
+
+/** `app/service/rpc@`: every key for one rpc (or variant) of a service, on any backend. */
+export function statsKeyPrefix(app: string, service: string, rpc: string): string {
+  return `${app}/${service}/${rpc}@`;
+}
+
+/**
+ * The key a latency is kept under, by the node that ran it and by the relay that timed it:
+ * `app/service/variant@backend` for a model, `app/service/rpc@logic` for a Logic's own time.
+ */
+export function statsKey(
+  app: string,
+  service: string,
+  rpc: string,
+  where: BackendName | 'logic',
+): string {
+  return statsKeyPrefix(app, service, rpc) + where;
+}
+
+/** The backend a node runs models on: its first, or WASM when it reported none. */
+export function backendOf(n: Pick<NodeView, 'backends'>): BackendName {
+  return n.backends[0] ?? 'wasm';
+}
+
+/** The manifest's `latencyMs` for a variant, as a guess for `backend` before any measurement. */
+export function priorMs(latencyMs: number, backend: BackendName): number {
+  return latencyMs * backendPrior[backend];
+}
+
+/**
+ * The execution figure placement uses for `key` on `n`: the relay's measurement once it has
+ * `minSamples`, else the node's own report once it has as many, else none (use the prior).
+ * Answers the record itself (no allocation: this runs per node and variant).
+ */
+export function execFigure(
+  n: Pick<NodeView, 'stats' | 'measured'>,
+  key: string,
+): LatencyFigure | undefined {
+  const m = n.measured?.[key];
+  if (counts(m)) return m;
+  const s = n.stats[key];
+  return counts(s) ? s : undefined;
+}
+
+/**
+ * A model variant's execution on `n`: its figure under `key` when one counts, else the manifest's
+ * `latencyMs` × the prior for `backend`. `byRelay`: the figure is the relay's own measurement.
+ */
+export function modelFigure(
+  n: Pick<NodeView, 'stats' | 'measured'>,
+  key: string,
+  latencyMs: number,
+  backend: BackendName,
+): { ms: number; measured: boolean; byRelay: boolean } {
+  const stat = execFigure(n, key);
+  if (stat === undefined)
+    return { ms: priorMs(latencyMs, backend), measured: false, byRelay: false };
+  return { ms: stat.p50, measured: true, byRelay: stat === n.measured?.[key] };
+}
+
+/** The key of `NodeView.models` (and of a heartbeat's `models`): `app/modelService`. */
+export function modelKey(app: string, service: string): string {
+  return `${app}/${service}`;
+}

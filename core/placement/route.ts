@@ -1,0 +1,157 @@
+/**
+ * One placement rule for a call to a service of an app, used by the relay over every node it
+ * knows and by a node over its own view of itself (Runtime.plan), so that both judge a node the
+ * same way: which model service decides a Logic's accuracy (`modelOf`), its variants, the rpc to
+ * run and the variant to pin.
+ * @example
+ * const r = route(manifest, nodes, { service: 'classify', qos: { accuracy: 0.96 }, caller: '' });
+ * r.rpc; // 'classify' (the Logic's rpc)
+ * r.variant; // 'large' (its model's variant, pinned: r.pin = { model: 'large' })
+ */
+import { NotFoundError } from '../errors';
+import type { Manifest } from '../manifest';
+import type { Role } from '../protocol';
+import type { Qos } from '../scheduler';
+import type { BackendName, LatencyFigure, NodeView } from './figures';
+import { place, type VariantInfo } from './place';
+
+/** Where a request goes: the node, the rpc to call there and the model variants it must use. */
+export interface Route {
+  node: string;
+  /** A Logic's rpc, or a model service's variant. */
+  rpc: string;
+  /** The variant of the model a Logic depends on, by model service: the executing node runs it. */
+  pin?: Record<string, string>;
+  /** The model variant that decided accuracy ('' when no model is involved). */
+  variant: string;
+  estimateMs: number;
+  reason: string;
+}
+
+export interface RouteRequest {
+  service: string;
+  /** A Logic's rpc; '' or absent: its first. Unused for a model service. */
+  rpc?: string;
+  qos: Qos;
+  /** The asking node, or '' for an HTTP client of the relay. */
+  caller: string;
+  /** Nodes not to use: already tried and lost. */
+  exclude?: string[];
+  /** Only this variant: a check runs the variant the first run did. */
+  variant?: string;
+  /** Only nodes on the trust list (the reference run of a redundant execution). */
+  trustedOnly?: boolean;
+}
+
+/** A Logic that calls no model: accuracy 1, and 1 ms of its own until it is measured. */
+const logicOnly: VariantInfo[] = [{ rpc: '', accuracy: 1, latencyMs: 1 }];
+
+/**
+ * The model service whose variant decides the accuracy of a call to `service`: a model service
+ * itself; for a Logic, the first of its declared `models`, or, when it declares none, the app's
+ * only model service if it has exactly one. Undefined: no model decides (the Logic alone).
+ */
+export function modelOf(manifest: Manifest, service: string): string | undefined {
+  const svc = manifest.services[service];
+  if (svc === undefined) return undefined;
+  if (svc.kind === 'model') return service;
+  if (svc.models !== undefined) return svc.models[0];
+  let only: string | undefined;
+  for (const [name, s] of Object.entries(manifest.services)) {
+    if (s.kind !== 'model') continue;
+    if (only !== undefined) return undefined;
+    only = name;
+  }
+  return only;
+}
+
+/** The variants placement chooses among for a call to `service` (see `modelOf`). */
+export function variantsOf(manifest: Manifest, service: string): VariantInfo[] {
+  const name = modelOf(manifest, service);
+  const model = name === undefined ? undefined : manifest.services[name];
+  if (model?.kind !== 'model') return logicOnly;
+  return Object.entries(model.variants).map(([rpc, v]) => ({
+    rpc,
+    accuracy: v.accuracy,
+    latencyMs: v.latencyMs,
+  }));
+}
+
+/**
+ * Where a call to `req.service` of `manifest` runs among `nodes`: the node, the rpc, the variant
+ * and its pin, the estimate and why. Throws NotFoundError for a service the app lacks, and what
+ * `place` throws: UnavailableError when no node can take it, QosError naming the constraint.
+ */
+export function route(manifest: Manifest, nodes: readonly NodeView[], req: RouteRequest): Route {
+  const { service } = req;
+  const svc = manifest.services[service];
+  if (svc === undefined)
+    throw new NotFoundError(`no service "${service}" in app "${manifest.name}"`);
+  const modelService = modelOf(manifest, service);
+  const variants = variantsOf(manifest, service);
+  const allowed =
+    req.variant === undefined ? variants : variants.filter((v) => v.rpc === req.variant);
+  const logicRpc = svc.kind === 'logic' ? req.rpc || svc.rpcs[0]! : '';
+  const p = place(nodes, {
+    app: manifest.name,
+    service,
+    ...(svc.kind === 'logic'
+      ? { logic: { rpc: logicRpc, ...(modelService !== undefined && { modelService }) } }
+      : {}),
+    variants: allowed,
+    qos: req.qos,
+    caller: req.caller,
+    ...(req.exclude !== undefined && { exclude: req.exclude }),
+    ...(req.trustedOnly && { trustedOnly: true }),
+  });
+  return {
+    node: p.node,
+    rpc: svc.kind === 'model' ? p.rpc : logicRpc,
+    ...(svc.kind === 'logic' && modelService !== undefined && p.rpc
+      ? { pin: { [modelService]: p.rpc } }
+      : {}),
+    variant: p.rpc,
+    estimateMs: p.estimateMs,
+    reason: p.reason,
+  };
+}
+
+/** What a node knows of itself, to judge itself as the relay would (see `selfView`). */
+export interface Self {
+  id: string;
+  /** Most preferred first. */
+  backends: BackendName[];
+  /** Its own latencies by stats key (what its heartbeat reports). */
+  stats: Record<string, LatencyFigure>;
+  /** Variants it can hold, by `app/modelService` (what its heartbeat reports). */
+  models: Record<string, string[]>;
+  apps: string[];
+  /** Requests running or queued now; default 0. */
+  queue?: number;
+  /** Default 1. */
+  maxConcurrency?: number;
+  /** Default 'dew'. */
+  role?: Role;
+}
+
+/**
+ * A node as the relay sees it from its heartbeat, with no network between it and itself: online,
+ * not paused (a paused node still serves itself), RTT 0, no measurement by a relay.
+ */
+export function selfView(self: Self): NodeView {
+  return {
+    id: self.id,
+    role: self.role ?? 'dew',
+    publicKey: '',
+    trusted: false,
+    online: true,
+    paused: false,
+    rttMs: 0,
+    backends: self.backends,
+    queue: self.queue ?? 0,
+    maxConcurrency: Math.max(1, self.maxConcurrency ?? 1),
+    apps: self.apps,
+    stats: self.stats,
+    models: self.models,
+  };
+}
