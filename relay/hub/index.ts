@@ -9,17 +9,16 @@
  *          server.on('upgrade', (req, socket, head) => hub.upgrade(req, socket, head));
  */
 import { createContextHub } from '../../core/context/hub';
-import { InputError, ProtocolError, toWire } from '../../core/errors';
+import { ProtocolError, toWire } from '../../core/errors';
 import type { Manifest } from '../../core/manifest';
 import type { ToNode, ToRelay } from '../../core/protocol';
 import type { Qos } from '../../core/scheduler';
 import type { RelayContext } from '../context';
 import { defaultLimits, type HubLimits } from '../limits';
-import { createMeter } from '../measure';
-import { createQuarantine, createVerifier } from '../verify';
 import { type Conn, closeCodes, createConnections } from './connections';
 import { decide as place } from './decide';
 import { type CallAnswer, createForwarding } from './forwarding';
+import { createHonesty } from './honesty';
 import { createJoin } from './join';
 import { createLogs } from './logs';
 import { createRegistry } from './registry';
@@ -57,14 +56,6 @@ export interface HubOptions {
 export function createHub(options: HubOptions) {
   const heartbeatMs = options.heartbeatMs ?? 2000;
   const limits: HubLimits = { ...defaultLimits, ...options.limits };
-  const verifyFraction = options.verifyFraction ?? 0;
-  if (!(verifyFraction >= 0 && verifyFraction <= 1))
-    throw new InputError(`verifyFraction must be from 0 to 1, got ${verifyFraction}`);
-  const maxQuarantined = options.maxQuarantined ?? 1000;
-  if (!(Number.isInteger(maxQuarantined) && maxQuarantined >= 1))
-    throw new InputError(
-      `maxQuarantined must be a whole number of at least 1, got ${maxQuarantined}`,
-    );
   const logs = createLogs(options.log);
   const { event } = logs;
   /** Sends to a joined node by id; nothing when it is not (it left). */
@@ -108,30 +99,13 @@ export function createHub(options: HubOptions) {
     );
 
   // Honest placement: the relay's own timings, and answers checked by redundant execution.
-  const meter = createMeter();
-  const quarantine = createQuarantine({
-    max: maxQuarantined,
-    onEvict(id) {
-      const n = registry.get(id);
-      if (n) n.record.quarantined = false;
-    },
+  const honesty = createHonesty({
+    ...(options.verifyFraction !== undefined && { verifyFraction: options.verifyFraction }),
+    ...(options.maxQuarantined !== undefined && { maxQuarantined: options.maxQuarantined }),
+    node: (id) => registry.get(id)?.record,
+    event,
   });
-  const verifier = createVerifier({
-    fraction: verifyFraction,
-    book: quarantine,
-    trusted: (id) => registry.get(id)?.record.trusted === true,
-    onQuarantine(e) {
-      const n = registry.get(e.node);
-      if (n) n.record.quarantined = true;
-      const by = e.by === 'trusted' ? 'trusted node' : 'majority of three';
-      event(
-        'quarantined',
-        `${e.app}/${e.service} answered ${e.where}; ${by} ${e.other.slice(0, 8)} disagreed`,
-        e.node,
-      );
-    },
-    onUnresolved: (detail) => event('disagreed', detail),
-  });
+  const { meter, quarantine, verifier } = honesty;
 
   const forwarding = createForwarding({
     limits,
@@ -231,8 +205,11 @@ export function createHub(options: HubOptions) {
       case 'ctx-op':
       case 'ctx-sync':
       case 'ctx-unsent':
-      case 'ctx-keys':
-        return context.receive(registry.get(node.id)!, msg);
+      case 'ctx-keys': {
+        // Context is answered by node id: a connection a newer one replaced has no say.
+        const peer = registry.get(node.id);
+        return peer?.link === conn ? context.receive(peer, msg) : undefined;
+      }
       case 'result':
       case 'error':
         return forwarding.answer(node, msg);
@@ -252,13 +229,7 @@ export function createHub(options: HubOptions) {
     /** Quarantined nodes with their evidence, newest first. */
     quarantined: () => quarantine.list(),
     /** Lets a quarantined node be placed again; false when it was not quarantined. */
-    release(node: string): boolean {
-      const had = quarantine.release(node);
-      const n = registry.get(node);
-      if (had && n) n.record.quarantined = false;
-      if (had) event('released', 'released from quarantine by the admin', node);
-      return had;
-    },
+    release: honesty.release,
     /** A call from an HTTP client: placed here, run on a node, answered once. */
     call(app: string, service: string, input: unknown, qos: Qos, rpc = '') {
       return new Promise<CallAnswer>((resolve, reject) => {
