@@ -44,6 +44,8 @@ export interface ContextOptions {
   trusted?: (publicKey: string) => boolean;
   /** Where damaged files and failed saves are reported. */
   warn?: (message: string) => void;
+  /** The relay clock's time (ms): stamps further ahead of it are refused. Default Date.now. */
+  now?: () => number;
 }
 
 export type RelayContext = Awaited<ReturnType<typeof openContext>>;
@@ -78,7 +80,7 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
   const path = join(dataDir, 'context.log');
   const snapshotPath = join(dataDir, 'context.snapshot');
   const replica = new ContextReplica(options.limits);
-  const clock = new Clock('relay');
+  const clock = new Clock('relay', options.now);
   await removeTemporaries(dataDir, ['context.log', 'context.snapshot', 'agreements.json']);
 
   const snapshot = await readDurable(

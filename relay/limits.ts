@@ -3,7 +3,7 @@
  * in flight, bytes kept for them, bytes queued on a socket, sockets, time to join). Each is an
  * option of createHub/createRelay and a flag of `brume start`; each refusal is an E_LIMIT error
  * that names the limit and its value.
- * @example const table = new CallTable<Forward>(); table.set(id, f); table.count(f.target);
+ * @example const counts = new CallCounts(); counts.add(call); callRefusal(limits, counts, target, bytes);
  */
 import type { IncomingMessage } from 'node:http';
 import { type BrumeError, LimitError, RateLimitError, UnavailableError } from '../core/errors';
@@ -39,43 +39,35 @@ export const defaultLimits: HubLimits = {
   conns: 10_000,
 };
 
-interface InFlight {
+/** What the counts need of a call in flight. */
+export interface InFlight {
   target: string;
   caller: string;
   bytes: number;
 }
 
 /**
- * The calls in flight by id, counting them per executing node, per calling node and in bytes as
- * they are added and removed: every `delete` anywhere in the hub keeps the counts true.
+ * Counts the calls in flight per executing node, per calling node and in bytes. The table of
+ * calls (core/pending.ts) tells it of every call that enters and leaves, however it leaves, so
+ * the counts stay true.
  */
-export class CallTable<T extends InFlight> extends Map<number, T> {
+export class CallCounts {
   private readonly perNode = new Map<string, number>();
+  size = 0;
   bytes = 0;
 
-  override set(id: number, call: T): this {
-    this.delete(id);
-    super.set(id, call);
+  add(call: InFlight): void {
     this.bump(`t:${call.target}`, 1);
     if (call.caller) this.bump(`c:${call.caller}`, 1);
+    this.size++;
     this.bytes += call.bytes;
-    return this;
   }
 
-  override delete(id: number): boolean {
-    const call = this.get(id);
-    if (!call) return false;
-    super.delete(id);
+  remove(call: InFlight): void {
     this.bump(`t:${call.target}`, -1);
     if (call.caller) this.bump(`c:${call.caller}`, -1);
+    this.size--;
     this.bytes -= call.bytes;
-    return true;
-  }
-
-  override clear(): void {
-    super.clear();
-    this.perNode.clear();
-    this.bytes = 0;
   }
 
   /** Calls node `id` runs for the relay now. */
@@ -98,7 +90,7 @@ export class CallTable<T extends InFlight> extends Map<number, T> {
 /** Why a call may not go to `target` now, or undefined when it may. */
 export function callRefusal(
   limits: HubLimits,
-  table: CallTable<InFlight>,
+  table: CallCounts,
   target: { id: string; buffered: number },
   bytes: number,
 ): LimitError | undefined {
@@ -125,7 +117,7 @@ export function callRefusal(
 /** Why node `caller` may not ask for one more call through the relay, or undefined. */
 export function askRefusal(
   limits: HubLimits,
-  table: CallTable<InFlight>,
+  table: CallCounts,
   caller: string,
 ): LimitError | undefined {
   const n = table.asked(caller);

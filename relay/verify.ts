@@ -1,9 +1,9 @@
 /**
- * Redundant execution (DESIGN.md §9: untrusted dews are spot-checked and quarantined when they
- * disagree). A call the relay forwards to an untrusted node runs on a second node too — a trusted
- * one when one can take it — when the caller asked `qos.verify` or, for a configured fraction of
- * calls, at random. The answers are compared (`differ`); a node that disagrees with a trusted
- * node, or loses a majority of three untrusted ones, is quarantined with its evidence.
+ * Redundant execution: untrusted dews are spot-checked, and quarantined when they disagree. A call
+ * the relay forwards to an untrusted node runs on a second node too — a trusted one when one can
+ * take it — when the caller asked `qos.verify` or, for a configured fraction of calls, at random.
+ * The answers are compared (`differ`); a node that disagrees with a trusted node, or loses a
+ * majority of three untrusted ones, is quarantined with its evidence.
  * @example
  * const book = createQuarantine({ max: 1000 });
  * const verifier = createVerifier({ fraction: 0.05, book, trusted, onQuarantine, onUnresolved });

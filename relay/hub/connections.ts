@@ -1,0 +1,232 @@
+/**
+ * The hub's sockets: the upgrade (origin, admission per address and in all), the time to join,
+ * the frame rate, sending (a frame that cannot be encoded is answered to whoever waits on it),
+ * liveness (ping for RTT, evict the silent, close a node that stops reading) and closing. What a
+ * frame means is not its business: each decoded frame goes to `onFrame`.
+ * @example const sockets = createConnections({ … onFrame: (conn, msg) => handle(conn, msg) });
+ *          server.on('upgrade', sockets.upgrade);
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { type WebSocket, WebSocketServer } from 'ws';
+import type { NodeRecord } from '../../core/api';
+import { BrumeError, ProtocolError, toWire } from '../../core/errors';
+import { decodeFrame, type ToNode, type ToRelay } from '../../core/protocol';
+import { Admission, type HubLimits } from '../limits';
+import { closeReason, encodeOutgoing } from '../outgoing';
+import { originError, refuseUpgrade } from '../upgrade';
+import type { Logs } from './logs';
+
+export interface Conn {
+  ws: WebSocket;
+  node?: NodeRecord;
+  nonce?: Uint8Array;
+  hello?: Extract<ToRelay, { t: 'hello' }>;
+  tokens: number;
+  refill: number;
+  /** Recent ping round trips, newest last. */
+  rtts?: number[];
+  pingAt?: number;
+  /** Closes a socket that has not joined in time. */
+  joinTimer?: ReturnType<typeof setTimeout>;
+  /** Since when (ms) its send buffer has been over the cap, at the sweeps that saw it. */
+  overSince?: number;
+  /** Counts this socket out of its address's share. */
+  release?: () => void;
+}
+
+export const closeCodes = { protocol: 1008, tooBig: 1009, policy: 1008, going: 1001 };
+
+export interface ConnectionOptions {
+  limits: HubLimits;
+  maxFrameBytes: number;
+  heartbeatMs: number;
+  evictAfterMs: number;
+  frameRate: number;
+  origins(origin: string): boolean;
+  event: Logs['event'];
+  /** The joined nodes and their sockets, for the liveness sweep. */
+  joined(): Iterable<{ record: NodeRecord; link: Conn }>;
+  /** A new socket: send it the challenge. */
+  greet(conn: Conn): void;
+  onFrame(conn: Conn, msg: ToRelay): Promise<void>;
+  /** Whether a frame answers work the relay gave this node (not counted against its rate). */
+  answersRelay(conn: Conn, msg: ToRelay): boolean;
+  /** A call frame that could not be sent: fail it for its caller; false when there is none. */
+  failCall(id: number, error: BrumeError): boolean;
+  /** The socket is gone (closed, evicted, replaced). */
+  onDrop(conn: Conn): void;
+}
+
+export function createConnections(o: ConnectionOptions) {
+  const { limits, frameRate } = o;
+  const admission = new Admission(limits);
+  const wss = new WebSocketServer({ noServer: true, maxPayload: o.maxFrameBytes });
+  const conns = new Set<Conn>();
+
+  /** Sends a frame; one the relay cannot encode is answered to whoever waits on it instead. */
+  function send(conn: Conn, frame: ToNode): void {
+    if (conn.ws.readyState !== conn.ws.OPEN) return;
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeOutgoing(frame);
+    } catch (e) {
+      unsendable(conn, frame, e as BrumeError);
+      return;
+    }
+    conn.ws.send(bytes);
+  }
+
+  /**
+   * A frame that cannot be sent (a value MessagePack cannot carry, or over the frame limit):
+   * a call's caller gets the error, a reply becomes an error to the same id, and a frame no one
+   * answers closes the connection with the reason, so nothing waits on silence.
+   */
+  function unsendable(conn: Conn, frame: ToNode, error: BrumeError): void {
+    o.event('refused', `a "${frame.t}" frame to this node: ${error.message}`, conn.node?.id);
+    const id = (frame as { id?: unknown }).id;
+    if (frame.t === 'call' && o.failCall(frame.id, error)) return;
+    if (typeof id === 'number' && frame.t !== 'error' && frame.t !== 'call') {
+      send(conn, { t: 'error', id, error: toWire(error) });
+    } else close(conn, closeCodes.tooBig, error.message);
+  }
+
+  const close = (conn: Conn, code: number, reason: string) => {
+    conn.ws.close(code, closeReason(reason));
+  };
+
+  /** Closes now, and cuts off one that does not answer the close handshake either. */
+  function closeHard(conn: Conn, code: number, reason: string): void {
+    close(conn, code, reason);
+    setTimeout(() => conn.ws.terminate(), 1000).unref();
+  }
+
+  function drop(conn: Conn): void {
+    if (!conns.delete(conn)) return;
+    clearTimeout(conn.joinTimer);
+    conn.release?.();
+    o.onDrop(conn);
+  }
+
+  // Liveness: ping for RTT; evict the silent.
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const { record, link: conn } of [...o.joined()]) {
+      if (now - record.lastSeen > o.evictAfterMs) {
+        o.event('evicted', `no heartbeat for ${now - record.lastSeen} ms`, record.id);
+        conn.ws.terminate();
+        drop(conn);
+      } else if (!slowReader(conn, now)) {
+        conn.pingAt = performance.now();
+        send(conn, { t: 'ping', ts: conn.pingAt });
+      }
+    }
+  }, o.heartbeatMs);
+  sweep.unref();
+
+  /**
+   * Closes a node whose send buffer was over the cap at two sweeps in a row: it stopped reading,
+   * and what the relay queues for it would grow without end. Its calls run elsewhere.
+   */
+  function slowReader(conn: Conn, now: number): boolean {
+    const buffered = conn.ws.bufferedAmount;
+    if (buffered <= limits.nodeBufferedBytes) {
+      conn.overSince = undefined;
+      return false;
+    }
+    if (conn.overSince === undefined) {
+      conn.overSince = now;
+      return false;
+    }
+    const reason = `${buffered} bytes unread for ${now - conn.overSince} ms (limit ${limits.nodeBufferedBytes})`;
+    o.event('closed', reason, conn.node?.id);
+    // The close frame waits behind what it does not read: its buffer is let go, not flushed.
+    closeHard(conn, closeCodes.policy, reason);
+    drop(conn);
+    return true;
+  }
+
+  function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const origin = req.headers.origin;
+    if (origin !== undefined && !o.origins(origin)) {
+      const error = originError(origin);
+      o.event('refused', error.message);
+      refuseUpgrade(socket, error);
+      return;
+    }
+    const refused = admission.refusal(req);
+    if (refused) {
+      o.event('refused', refused.message);
+      refuseUpgrade(socket, refused);
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => accept(ws, admission.admit(req)));
+  }
+
+  function accept(ws: WebSocket, release?: () => void): void {
+    const conn: Conn = { ws, tokens: 2 * frameRate, refill: performance.now(), release };
+    conns.add(conn);
+    conn.joinTimer = setTimeout(() => {
+      const reason = `no join within ${limits.joinTimeoutMs} ms`;
+      o.event('closed', reason);
+      closeHard(conn, closeCodes.policy, reason);
+    }, limits.joinTimeoutMs);
+    conn.joinTimer.unref();
+    o.greet(conn);
+    ws.on('message', (data, isBinary) => {
+      void receive(conn, data as Buffer, isBinary).catch((e: unknown) => {
+        const reason =
+          e instanceof BrumeError ? e.message : `internal error: ${(e as Error).message}`;
+        o.event('closed', reason, conn.node?.id);
+        close(conn, closeCodes.protocol, reason);
+      });
+    });
+    ws.on('error', (e) => {
+      // ws reports oversized frames here and closes with 1009.
+      o.event('closed', e.message, conn.node?.id);
+    });
+    ws.on('close', () => drop(conn));
+  }
+
+  function rateLimited(conn: Conn): boolean {
+    const now = performance.now();
+    conn.tokens = Math.min(2 * frameRate, conn.tokens + ((now - conn.refill) / 1000) * frameRate);
+    conn.refill = now;
+    if (conn.tokens < 1) return true;
+    conn.tokens--;
+    return false;
+  }
+
+  async function receive(conn: Conn, data: Buffer, isBinary: boolean): Promise<void> {
+    if (!isBinary)
+      throw new ProtocolError('text frames are not part of the protocol: send MessagePack');
+    const msg = decodeFrame(
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      'toRelay',
+    );
+    if (!o.answersRelay(conn, msg) && rateLimited(conn))
+      throw new ProtocolError(`more than ${frameRate} frames per second`);
+    if (conn.node) conn.node.lastSeen = Date.now();
+    return o.onFrame(conn, msg);
+  }
+
+  return {
+    upgrade,
+    send,
+    close,
+    drop,
+    /** Node sockets open now. */
+    sockets: () => admission.total,
+    /** Closes every socket (a node that does not answer the close handshake is cut off). */
+    shutdown(): void {
+      clearInterval(sweep);
+      for (const conn of conns) {
+        clearTimeout(conn.joinTimer);
+        closeHard(conn, closeCodes.going, 'relay shutting down');
+      }
+      wss.close();
+    },
+  };
+}
+
+export type Connections = ReturnType<typeof createConnections>;

@@ -1,0 +1,266 @@
+/**
+ * The relay's WebSocket hub: nodes join by challenge–response, report load and statistics by
+ * heartbeat, ask for scheduling decisions, and reach each other through it when no data channel
+ * can be opened. A node that stops answering is evicted and its forwarded calls run elsewhere.
+ * This file wires the parts and maps each frame type to its handler: sockets (connections.ts),
+ * joining (join.ts), the nodes (registry.ts), placement (decide.ts), forwarded calls
+ * (forwarding.ts), context sync (core/context/hub.ts) and the logs (logs.ts).
+ * @example const hub = createHub({ relayId, manifests, trust, log });
+ *          server.on('upgrade', (req, socket, head) => hub.upgrade(req, socket, head));
+ */
+import { createContextHub } from '../../core/context/hub';
+import { ProtocolError, toWire } from '../../core/errors';
+import type { Manifest } from '../../core/manifest';
+import type { ToNode, ToRelay } from '../../core/protocol';
+import type { Qos } from '../../core/scheduler';
+import type { RelayContext } from '../context';
+import { defaultLimits, type HubLimits } from '../limits';
+import { type Conn, closeCodes, createConnections } from './connections';
+import { decide as place } from './decide';
+import { type CallAnswer, createForwarding } from './forwarding';
+import { createHonesty } from './honesty';
+import { createJoin } from './join';
+import { createLogs } from './logs';
+import { createRegistry } from './registry';
+
+export type { Route } from './decide';
+export type { CallAnswer } from './forwarding';
+
+export interface HubOptions {
+  relayId: string;
+  /** The current manifest of an app, for variants and their figures. */
+  manifest(app: string): Promise<Manifest | undefined>;
+  /** Is this public key (base64url SPKI) on the trust list? */
+  trusted(publicKey: string): boolean;
+  /** Origins allowed to open a socket; requests with no Origin (non-browser nodes) are allowed. */
+  origins: (origin: string) => boolean;
+  maxFrameBytes?: number;
+  heartbeatMs?: number;
+  /** Silence after which a node is evicted; default 3 heartbeats. */
+  evictAfterMs?: number;
+  /** Frames per second a connection may send, with a burst of twice that. */
+  frameRate?: number;
+  /** How long a forwarded call may take before the caller is told. */
+  callTimeoutMs?: number;
+  /** The context store nodes sync with. */
+  context?: RelayContext;
+  /** Bounds on calls, bytes, sockets and join time (relay/limits.ts has the defaults). */
+  limits?: Partial<HubLimits>;
+  /** Fraction (0–1) of calls on untrusted nodes also run on a second node and compared. */
+  verifyFraction?: number;
+  /** Nodes kept in quarantine at most (the oldest is released when full). Default 1000. */
+  maxQuarantined?: number;
+  log: { info(m: string): void; warn(m: string): void };
+}
+
+export function createHub(options: HubOptions) {
+  const heartbeatMs = options.heartbeatMs ?? 2000;
+  const limits: HubLimits = { ...defaultLimits, ...options.limits };
+  const logs = createLogs(options.log);
+  const { event } = logs;
+  /** Sends to a joined node by id; nothing when it is not (it left). */
+  const sendTo = (node: string, frame: ToNode) => {
+    const conn = registry.get(node)?.link;
+    if (conn) sockets.send(conn, frame);
+  };
+  /** Closes and forgets a node's socket: its calls run elsewhere. */
+  const remove = (conn: Conn, reason: string) => {
+    sockets.close(conn, closeCodes.policy, reason);
+    sockets.drop(conn);
+  };
+
+  const registry = createRegistry<Conn>({
+    send: sendTo,
+    trusted: options.trusted,
+    event,
+    revoke: (node, reason) => {
+      const conn = registry.get(node)?.link;
+      if (conn) remove(conn, reason);
+    },
+  });
+  const decide = (
+    app: string,
+    service: string,
+    qos: Qos,
+    caller: string,
+    exclude: string[] = [],
+    rpc = '',
+    only: { variant?: string; trustedOnly?: boolean } = {},
+  ) =>
+    place(
+      { manifest: options.manifest, nodes: registry.records, logged: logs.decision },
+      app,
+      service,
+      qos,
+      caller,
+      exclude,
+      rpc,
+      only,
+    );
+
+  // Honest placement: the relay's own timings, and answers checked by redundant execution.
+  const honesty = createHonesty({
+    ...(options.verifyFraction !== undefined && { verifyFraction: options.verifyFraction }),
+    ...(options.maxQuarantined !== undefined && { maxQuarantined: options.maxQuarantined }),
+    node: (id) => registry.get(id)?.record,
+    event,
+  });
+  const { meter, quarantine, verifier } = honesty;
+
+  const forwarding = createForwarding({
+    limits,
+    callTimeoutMs: options.callTimeoutMs ?? 30_000,
+    manifest: options.manifest,
+    node: (id) => registry.get(id)?.record,
+    nodes: registry.records,
+    buffered: (id) => registry.get(id)?.link.ws.bufferedAmount ?? 0,
+    send: sendTo,
+    decide,
+    meter,
+    verifier,
+  });
+
+  const context = createContextHub({
+    store: options.context,
+    send: sendTo,
+    peer: registry.get,
+    peers: registry.entries,
+  });
+
+  const join = createJoin({
+    relayId: options.relayId,
+    heartbeatMs,
+    trusted: options.trusted,
+    ...(options.context && { context: options.context }),
+    event,
+    send: (conn, frame) => sockets.send(conn, frame),
+    replace(id) {
+      const previous = registry.get(id);
+      if (previous) remove(previous.link, 'replaced by a newer connection of this node');
+    },
+    measured: (id) => meter.of(id),
+    quarantined: (id) => quarantine.has(id),
+    enter(record, conn) {
+      const { entry, parent } = registry.add(record, conn);
+      return { peerToken: entry.peerToken, ...(parent && { parent }) };
+    },
+  });
+
+  const sockets = createConnections({
+    limits,
+    maxFrameBytes: options.maxFrameBytes ?? 16 * 1024 * 1024,
+    heartbeatMs,
+    evictAfterMs: options.evictAfterMs ?? 3 * heartbeatMs,
+    frameRate: options.frameRate ?? 500,
+    origins: options.origins,
+    event,
+    joined: registry.entries,
+    greet: join.greet,
+    onFrame: (conn, msg) => (conn.node ? joined(conn, msg) : join.joining(conn, msg)),
+    // A busy node answers as fast as it is asked: its answers and pongs are not rate limited.
+    answersRelay(conn, msg) {
+      if (msg.t === 'pong') return conn.pingAt !== undefined && msg.ts === conn.pingAt;
+      if (msg.t !== 'result' && msg.t !== 'error') return false;
+      return conn.node !== undefined && forwarding.waitsOn(msg.id, conn.node.id);
+    },
+    failCall: forwarding.fail,
+    onDrop(conn) {
+      if (conn.node && registry.remove(conn.node.id, conn)) forwarding.moveFrom(conn.node.id);
+    },
+  });
+
+  /** A frame from a joined node, by type. */
+  async function joined(conn: Conn, msg: ToRelay): Promise<void> {
+    const node = conn.node!;
+    switch (msg.t) {
+      case 'heartbeat':
+        return registry.heartbeat(node, msg);
+      case 'pong':
+        if (conn.pingAt !== undefined && msg.ts === conn.pingAt) {
+          // The least of the last few pings: a busy moment in the tab is not network distance.
+          conn.rtts = [...(conn.rtts ?? []), performance.now() - msg.ts].slice(-5);
+          node.rttMs = Math.min(...conn.rtts);
+        }
+        return;
+      case 'schedule':
+        try {
+          const r = await decide(msg.app, msg.service, msg.qos, node.id, msg.exclude, msg.rpc);
+          if (r.node !== node.id) registry.watch(r.node, node.id);
+          sockets.send(conn, { t: 'decision', id: msg.id, ...r });
+        } catch (e) {
+          sockets.send(conn, { t: 'error', id: msg.id, error: toWire(e) });
+        }
+        return;
+      case 'call': {
+        const { id, to, t: _, ...call } = msg;
+        return forwarding.forward(
+          { ...call, caller: node.id, target: to },
+          logs.logged(msg.app, msg.service, (r) => {
+            if (!r.ok) return sockets.send(conn, { t: 'error', id, error: toWire(r.error) });
+            const { ok: __, ...answer } = r;
+            sockets.send(conn, { t: 'result', id, ...answer });
+          }),
+        );
+      }
+      case 'ctx-op':
+      case 'ctx-sync':
+      case 'ctx-unsent':
+      case 'ctx-keys': {
+        // Context is answered by node id: a connection a newer one replaced has no say.
+        const peer = registry.get(node.id);
+        return peer?.link === conn ? context.receive(peer, msg) : undefined;
+      }
+      case 'result':
+      case 'error':
+        return forwarding.answer(node, msg);
+      default:
+        throw new ProtocolError(`"${msg.t}" after joining`);
+    }
+  }
+
+  return {
+    upgrade: sockets.upgrade,
+    /** Nodes as the scheduler sees them. */
+    nodes: () => [...registry.records()],
+    decisions: logs.decisions,
+    calls: logs.calls,
+    events: logs.events,
+    decide,
+    /** Quarantined nodes with their evidence, newest first. */
+    quarantined: () => quarantine.list(),
+    /** Lets a quarantined node be placed again; false when it was not quarantined. */
+    release: honesty.release,
+    /** A call from an HTTP client: placed here, run on a node, answered once. */
+    call(app: string, service: string, input: unknown, qos: Qos, rpc = '') {
+      return new Promise<CallAnswer>((resolve, reject) => {
+        forwarding.forward(
+          { app, service, rpc, input, qos, caller: '', target: '' },
+          logs.logged(app, service, (r) => {
+            if (!r.ok) return reject(r.error);
+            const { ok: _, ...answer } = r;
+            resolve(answer);
+          }),
+        );
+      });
+    },
+    publish: context.publish,
+    /** What the relay holds now, against its limits: calls in flight, their bytes, node sockets. */
+    load: () => ({ ...forwarding.load(), sockets: sockets.sockets() }),
+    /** Context changes sent straight to nodes, through fogs, and sent again for a fog. */
+    fanout: context.fanout,
+    /** Whether `token` is what this relay gave node `id` for the PeerJS server. */
+    peerTokenOk: registry.peerTokenOk,
+    /**
+     * Re-reads trust for every connected node (after the trust list changed): a revoked cloud
+     * node is disconnected, a revoked fog's dews are given another parent (or none), and a fog
+     * trusted now adopts the dews that have none.
+     */
+    retrust: registry.retrust,
+    close(): void {
+      sockets.shutdown();
+      forwarding.close();
+    },
+  };
+}
+
+export type Hub = ReturnType<typeof createHub>;

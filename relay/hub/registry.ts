@@ -1,0 +1,166 @@
+/**
+ * The nodes joined to this relay, with no socket in it: their records as placement sees them,
+ * who to tell when a node leaves, dews' parent fogs (given at join, moved when their fog leaves
+ * or loses its trust, given to parentless dews when a trusted fog comes), and trust re-read when
+ * the list changes. What it tells nodes goes through `send(node, frame)`; each entry carries the
+ * transport's own handle for it (`link`), which the registry never looks into.
+ * @example const registry = createRegistry<Conn>({ send, trusted, event, revoke });
+ *          const { entry, parent } = registry.add(record, conn);
+ *          registry.remove(record.id, conn);   // it left: watchers told, its dews moved
+ */
+import type { NodeRecord } from '../../core/api';
+import type { ContextSync } from '../../core/context/hub';
+import type { ToNode, ToRelay } from '../../core/protocol';
+import type { Logs } from './logs';
+
+export interface Entry<L> {
+  record: NodeRecord;
+  /** The transport's handle for this node (the hub's connection). */
+  link: L;
+  /** What this relay gave the node for the PeerJS server. */
+  peerToken: string;
+  /** Its context sync on this connection (core/context/hub.ts). */
+  sync: ContextSync;
+}
+
+export interface RegistryOptions {
+  send(node: string, frame: ToNode): void;
+  /** Is this public key on the trust list? */
+  trusted(publicKey: string): boolean;
+  event: Logs['event'];
+  /** A node that may stay no longer (a cloud node whose key was revoked): close and remove it. */
+  revoke(node: string, reason: string): void;
+}
+
+/** Nodes told of one node's leaving, at most: a thousand leaving at once must stay cheap. */
+const maxWatchers = 10_000;
+
+export function createRegistry<L>(o: RegistryOptions) {
+  const nodes = new Map<string, Entry<L>>();
+  /** Nodes to tell when a node leaves: those sent to it. Bounded per node. */
+  const watchers = new Map<string, Set<string>>();
+  /** The nodes as the scheduler sees them, rebuilt only when one joins or leaves. */
+  let list: NodeRecord[] | undefined;
+
+  function watch(target: string, by: string): void {
+    const set = watchers.get(target) ?? new Set<string>();
+    watchers.set(target, set);
+    if (set.size < maxWatchers) set.add(by);
+  }
+
+  /** A dew's parent: the least loaded trusted fog, then the nearest to the relay. */
+  function parentFor(): string | undefined {
+    let best: NodeRecord | undefined;
+    const load = (n: NodeRecord) => n.queue / n.maxConcurrency;
+    for (const { record: n } of nodes.values()) {
+      if (n.role !== 'fog' || !n.trusted || n.paused) continue;
+      if (!best || load(n) < load(best) || (load(n) === load(best) && n.rttMs < best.rttMs))
+        best = n;
+    }
+    return best?.id;
+  }
+
+  /**
+   * Gives each dew whose parent is `fog` (or that has none, when `fog` is undefined) the best
+   * trusted fog there is now, or none, and tells it (PROTOCOL.md §5.1, `parent`).
+   */
+  function reparent(fog: string | undefined): void {
+    for (const { record } of nodes.values()) {
+      if (record.role !== 'dew' || record.parent !== fog) continue;
+      const next = parentFor();
+      if (next === fog) continue;
+      if (next) {
+        record.parent = next;
+        watch(next, record.id);
+      } else delete record.parent;
+      o.send(record.id, { t: 'parent', ...(next ? { node: next } : {}) });
+    }
+  }
+  /** A trusted fog arrived: parentless dews get one. */
+  const adoptOrphans = () => reparent(undefined);
+
+  return {
+    get: (id: string) => nodes.get(id),
+    entries: () => nodes.values(),
+    records(): NodeRecord[] {
+      list ??= [...nodes.values()].map((n) => n.record);
+      return list;
+    },
+    watch,
+    /**
+     * Enters a node that joined (replacing none: remove the old one first), gives a dew its
+     * parent, and a trusted fog the dews that have none. Answers the entry and the dew's parent.
+     */
+    add(record: NodeRecord, link: L): { entry: Entry<L>; parent?: string } {
+      const entry: Entry<L> = { record, link, peerToken: crypto.randomUUID(), sync: {} };
+      nodes.set(record.id, entry);
+      list = undefined;
+      const parent = record.role === 'dew' ? parentFor() : undefined;
+      if (parent) {
+        record.parent = parent;
+        watch(parent, record.id);
+      }
+      if (record.role === 'fog' && record.trusted) adoptOrphans();
+      return { entry, ...(parent && { parent }) };
+    },
+    /**
+     * Node `id` left on `link` (a newer connection of the same node is not removed): tells those
+     * that were sent to it, and moves a fog's dews. True when it was removed.
+     */
+    remove(id: string, link: L): boolean {
+      if (nodes.get(id)?.link !== link) return false;
+      const node = nodes.get(id)!.record;
+      nodes.delete(id);
+      list = undefined;
+      o.event('left', 'connection closed', id);
+      // Told only to nodes that were sent to it (decisions, parenthood): a thousand nodes leaving
+      // at once must not cost a million frames.
+      for (const other of watchers.get(id) ?? []) {
+        if (nodes.has(other)) o.send(other, { t: 'gone', node: id });
+      }
+      watchers.delete(id);
+      if (node.role === 'fog') reparent(id);
+      return true;
+    },
+    /** What a heartbeat reports: load, apps, models, statistics, a fog's open channels. */
+    heartbeat(node: NodeRecord, msg: Extract<ToRelay, { t: 'heartbeat' }>): void {
+      node.queue = msg.load.queue;
+      node.maxConcurrency = msg.load.maxConcurrency;
+      node.apps = msg.apps;
+      node.models = msg.models;
+      node.stats = msg.stats;
+      node.paused = msg.paused;
+      if (msg.context) node.context = msg.context;
+      if (node.role === 'fog') node.links = msg.links ?? [];
+      if (msg.caps) {
+        node.caps = msg.caps;
+        node.backends = msg.caps.backends.map((b) => b.name);
+      }
+    },
+    /** The trust list changed: a revoked cloud node is closed, a revoked fog's dews move. */
+    retrust(): void {
+      for (const { record } of [...nodes.values()]) {
+        if (record.role === 'dew') continue;
+        const was = record.trusted;
+        record.trusted = o.trusted(record.publicKey);
+        if (was === record.trusted) continue;
+        o.event(
+          record.trusted ? 'joined' : 'refused',
+          record.trusted ? 'trusted now' : 'trust revoked',
+          record.id,
+        );
+        if (record.role === 'cloud')
+          o.revoke(record.id, 'trust revoked: the cloud role is for keys on the trust list');
+        else if (record.trusted) adoptOrphans();
+        else reparent(record.id);
+      }
+    },
+    /** Whether `token` is what this relay gave node `id` for the PeerJS server. */
+    peerTokenOk(id: string, token: string): boolean {
+      const n = nodes.get(id);
+      return n !== undefined && token.length === n.peerToken.length && token === n.peerToken;
+    },
+  };
+}
+
+export type Registry<L> = ReturnType<typeof createRegistry<L>>;
