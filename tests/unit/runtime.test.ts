@@ -144,15 +144,17 @@ describe('a Logic call the node cannot serve within the QoS', () => {
   it('goes to `remote`, and a request hops across nodes', async () => {
     // A small node (no room for the large model) and a big one; the small one's Logic calls
     // the model at accuracy 0.96, which only the big one can give.
-    const small = createRuntime(nodePlatform(memoryAppSource(apps)), { maxModelBytes: 500_000 });
+    const hops: string[] = [];
     const big = createRuntime(nodePlatform(memoryAppSource(apps)));
+    const small = createRuntime(nodePlatform(memoryAppSource(apps)), {
+      maxModelBytes: 500_000,
+      remote: async (app, service, rpc, input, qos) => {
+        hops.push(`${app}/${service}`);
+        return big.call(app, service, input, qos, rpc ? { rpc } : {});
+      },
+    });
     await small.refresh();
     await big.refresh();
-    const hops: string[] = [];
-    small.remote = async (app, service, rpc, input, qos) => {
-      hops.push(`${app}/${service}`);
-      return big.call(app, service, input, qos, rpc ? { rpc } : {});
-    };
     try {
       const { heldout } = loadDigits();
       const pixels = drawDigit(heldout.x, 0, { width: 28, height: 28, scale: 1, dx: 0, dy: 0 });
