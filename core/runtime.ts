@@ -555,6 +555,8 @@ export class Runtime {
         return { module, minPages: inspectLogic(bytes, module).memoryMinPages };
       })();
       this.modules.set(sha, p);
+      // A failed compile is not kept: the next call tries again (a transient fetch error...).
+      p.catch(() => this.modules.delete(sha));
     }
     return p;
   }

@@ -1,7 +1,7 @@
 // The executor end to end in Node: real worker_threads, the real Logic and model files,
 // onnxruntime-node. The same core runs in tabs (tests/e2e).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BrumeError } from '../../core/errors';
+import { BrumeError, UnavailableError } from '../../core/errors';
 import type { Bundle } from '../../core/manifest';
 import { createRuntime, type Runtime } from '../../core/runtime';
 import { memoryAppSource } from '../../core/sources';
@@ -172,6 +172,32 @@ describe('a Logic call the node cannot serve within the QoS', () => {
     } finally {
       small.close();
       big.close();
+    }
+  });
+});
+
+describe('a transient failure to fetch a Logic', () => {
+  it('is not kept: the next call fetches and compiles it again', async () => {
+    const source = memoryAppSource(apps);
+    let failNext = true;
+    const flaky = {
+      ...source,
+      blob: async (sha256: string) => {
+        if (failNext) {
+          failNext = false;
+          throw new UnavailableError('the relay is restarting');
+        }
+        return source.blob(sha256);
+      },
+    };
+    const runtime = createRuntime(nodePlatform(flaky));
+    try {
+      await runtime.refresh();
+      const first = await failure(runtime.call('hostile', 'echo', 'hi', {}, { rpc: 'echo' }));
+      expect(first.code).toBe('E_UNAVAILABLE');
+      expect((await runtime.call('hostile', 'echo', 'hi', {}, { rpc: 'echo' })).value).toBe('hi');
+    } finally {
+      runtime.close();
     }
   });
 });
