@@ -67,6 +67,8 @@ export class Router {
     qos = parseQos(qos); // from page code or a host page: checked here, named by field
     const { runtime, link } = this.options;
     if (this.options.isMe(qos.privacy)) {
+      // Like any call served here: an app deployed since this node listed them is fetched first.
+      await runtime.ensure(app);
       return this.local(app, service, input, qos, opts, 'privacy keeps it on this node');
     }
     // After a local QoS miss this node knows it cannot serve it, whatever its last report said.
@@ -118,7 +120,10 @@ export class Router {
       return { node: this.options.me(), rpc: d.rpc, estimateMs: d.estimateMs, reason: d.reason };
     };
     const p = qos.privacy;
-    if (this.options.isMe(p)) return local();
+    if (this.options.isMe(p)) {
+      await runtime.ensure(app);
+      return local();
+    }
     let exclude: string[] = [];
     if (p === undefined) {
       await runtime.ensure(app);
