@@ -19,6 +19,7 @@ import { type Identity, loadOrCreateIdentity, memoryKeyStore } from '../../core/
 import { type Bundle, buildManifest } from '../../core/manifest';
 import { memoryNetwork } from '../../core/node/memory-links';
 import type { BrumeNode } from '../../core/node/node';
+import type { FabricCallResult } from '../../core/node/router';
 import { createRuntime, type Platform, type Runtime } from '../../core/runtime';
 import type { Qos } from '../../core/scheduler';
 import { memoryAppSource } from '../../core/sources';
@@ -198,7 +199,88 @@ function allowed(call: SimCall, ids: string[], node: string): boolean {
   return node === p;
 }
 
+/** How long a call may go unanswered before the simulation calls it lost. */
+const deadlineMs = 20_000;
+
 const same = (a: unknown, b: unknown) => expect(decode(encode(a))).toEqual(decode(encode(b)));
+
+/** Random calls from the nodes that stay, with random QoS; the markers of their data. */
+async function makeCalls(
+  seed: number,
+  r: () => number,
+  ids: string[],
+  callers: number[],
+): Promise<SimCall[]> {
+  const int = (n: number) => Math.floor(r() * n);
+  const calls: SimCall[] = Array.from({ length: 4 + int(8) }, (_, k) => {
+    const caller = callers[int(callers.length)]!;
+    const qos: Qos = {};
+    if (r() < 0.4) qos.accuracy = [0.75, 0.85, 0.95][int(3)]!;
+    if (r() < 0.2) qos.latencyMs = [1, 50, 5000][int(3)]!;
+    const privacy = r();
+    if (privacy < 0.15) qos.privacy = 'device';
+    else if (privacy < 0.35) qos.privacy = ids[int(ids.length)]!;
+    if (r() < 0.5) {
+      const marker = `echo:${seed}:${k}`;
+      return { k, caller, service: 'echo', input: { marker, n: k }, qos, marker };
+    }
+    return { k, caller, service: 'classify', input: drawing(r), qos, marker: '' };
+  });
+  for (const call of calls.filter((c) => c.service === 'classify')) {
+    // Its marker: what its model input sums to once the Logic framed it, computed here.
+    referenceLanded.clear();
+    await reference.call('sim', 'classify', call.input, {}, { pin: { model: 'tiny' } });
+    call.marker = [...referenceLanded][0]!;
+  }
+  return calls;
+}
+
+type Answer =
+  | { ok: true; value: FabricCallResult }
+  | { ok: false; error: unknown }
+  | { ok: 'none' };
+
+/** Each call's answer, or 'none' when it has none within the deadline. */
+function answer(node: BrumeNode, call: SimCall): Promise<Answer> {
+  const got = node.call('sim', call.service, call.input, call.qos).then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<Answer>((resolve) => {
+    timer = setTimeout(() => resolve({ ok: 'none' }), deadlineMs);
+  });
+  return Promise.race([got, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** What is wrong with one call's answer, if anything. */
+async function check(call: SimCall, a: Answer, ids: string[], landed: Landed[]): Promise<string[]> {
+  const what = `call ${call.k} (${call.service}, qos ${JSON.stringify(call.qos)}, from node ${call.caller})`;
+  if (a.ok === 'none') return [`${what}: no answer within ${deadlineMs} ms`];
+  const problems: string[] = [];
+  for (const [i, seen] of landed.entries()) {
+    if (seen.has(call.marker) && !allowed(call, ids, ids[i]!)) {
+      problems.push(`${what}: its data reached node ${i}, which its privacy does not allow`);
+    }
+  }
+  if (!a.ok) {
+    if (!(a.error instanceof BrumeError)) problems.push(`${what}: untyped error ${a.error}`);
+    return problems;
+  }
+  const r = a.value;
+  if (!allowed(call, ids, r.node)) problems.push(`${what}: ran on ${r.node.slice(0, 8)}`);
+  const variant =
+    call.service === 'classify' ? (r.value as { variant: Variant }).variant : undefined;
+  if (variant && call.qos.accuracy !== undefined && variants[variant] < call.qos.accuracy) {
+    problems.push(`${what}: answered by variant ${variant}, below the accuracy asked`);
+  }
+  try {
+    same(r.value, await direct(call, variant));
+  } catch (e) {
+    problems.push(`${what}: a value other than the direct one (${(e as Error).message})`);
+  }
+  return problems;
+}
 
 async function simulate(seed: number, identities: () => Promise<Identity>): Promise<string[]> {
   const r = mulberry32(seed);
@@ -227,86 +309,25 @@ async function simulate(seed: number, identities: () => Promise<Identity>): Prom
       });
     }),
   );
-  const problems: string[] = [];
   try {
     await Promise.all(nodes.map((node) => node.whenJoined(15_000)));
     const ids = nodes.map((node) => node.nodeId);
     // The first node always stays: it and the others that stay make the calls.
-    const leaving = new Set(
-      Array.from({ length: int(3) }, () => 1 + int(n - 1)).filter((i) => i < n),
-    );
+    const leaving = new Set(Array.from({ length: int(3) }, () => 1 + int(n - 1)));
     const callers = ids.map((_, i) => i).filter((i) => !leaving.has(i));
-    const calls: SimCall[] = Array.from({ length: 4 + int(8) }, (_, k) => {
-      const caller = callers[int(callers.length)]!;
-      const qos: Qos = {};
-      if (r() < 0.4) qos.accuracy = [0.75, 0.85, 0.95][int(3)]!;
-      if (r() < 0.2) qos.latencyMs = [1, 50, 5000][int(3)]!;
-      const privacy = r();
-      if (privacy < 0.15) qos.privacy = 'device';
-      else if (privacy < 0.35) qos.privacy = ids[int(n)]!;
-      if (r() < 0.5) {
-        const marker = `echo:${seed}:${k}`;
-        return { k, caller, service: 'echo', input: { marker, n: k }, qos, marker };
-      }
-      return { k, caller, service: 'classify', input: drawing(r), qos, marker: '' };
-    });
-    for (const call of calls.filter((c) => c.service === 'classify')) {
-      // Its marker: what its model input sums to once the Logic framed it, computed here.
-      referenceLanded.clear();
-      await reference.call('sim', 'classify', call.input, {}, { pin: { model: 'tiny' } });
-      call.marker = [...referenceLanded][0]!;
-    }
+    const calls = await makeCalls(seed, r, ids, callers);
     for (const i of leaving) setTimeout(() => nodes[i]!.close(), int(8));
-    const answers = await Promise.all(
-      calls.map((call) => {
-        const node = nodes[call.caller]!;
-        const answer = node.call('sim', call.service, call.input, call.qos).then(
-          (value) => ({ ok: true as const, value }),
-          (error: unknown) => ({ ok: false as const, error }),
-        );
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const deadline = new Promise<{ ok: 'none' }>((resolve) => {
-          timer = setTimeout(() => resolve({ ok: 'none' }), 20_000);
-        });
-        return Promise.race([answer, deadline]).finally(() => clearTimeout(timer));
-      }),
-    );
-    for (const [k, a] of answers.entries()) {
-      const call = calls[k]!;
-      const what = `call ${k} (${call.service}, qos ${JSON.stringify(call.qos)}, from node ${call.caller})`;
-      if (a.ok === 'none') {
-        problems.push(`${what}: no answer within 20 s`);
-        continue;
-      }
-      for (const [i, seen] of landed.entries()) {
-        if (seen.has(call.marker) && !allowed(call, ids, ids[i]!)) {
-          problems.push(`${what}: its data reached node ${i}, which its privacy does not allow`);
-        }
-      }
-      if (!a.ok) {
-        if (!(a.error instanceof BrumeError)) problems.push(`${what}: untyped error ${a.error}`);
-        continue;
-      }
-      const r = a.value;
-      if (!allowed(call, ids, r.node)) problems.push(`${what}: ran on ${r.node.slice(0, 8)}`);
-      const variant =
-        call.service === 'classify' ? (r.value as { variant: Variant }).variant : undefined;
-      if (variant && call.qos.accuracy !== undefined && variants[variant] < call.qos.accuracy) {
-        problems.push(`${what}: answered by variant ${variant}, below the accuracy asked`);
-      }
-      try {
-        same(r.value, await direct(call, variant));
-      } catch (e) {
-        problems.push(`${what}: a value other than the direct one (${(e as Error).message})`);
-      }
-    }
+    const answers = await Promise.all(calls.map((call) => answer(nodes[call.caller]!, call)));
+    const problems: string[] = [];
+    for (const [k, a] of answers.entries())
+      problems.push(...(await check(calls[k]!, a, ids, landed)));
+    return problems;
   } finally {
     for (const node of nodes) {
       node.close();
       node.runtime.close();
     }
   }
-  return problems;
 }
 
 describe('the fabric, simulated', () => {
