@@ -104,7 +104,29 @@ export interface RuntimeOptions {
   logicTimeoutMs?: number;
   /** This node's cap on a Logic's guest memory, whatever its manifest asks (up to 4096 MiB there); default 256. */
   logicMemoryMiB?: number;
+  /**
+   * Where a Logic's calls go when this node cannot meet their QoS (the node's router); without
+   * it every call runs here.
+   */
+  remote?: RemoteCall;
+  /**
+   * A Logic's context operations on its app's store (the node's context store); without it they
+   * fail with E_UNSUPPORTED.
+   */
+  context?: ContextCall;
 }
+
+/** A Logic's call to another service, placed by the fabric. */
+export type RemoteCall = (
+  app: string,
+  service: string,
+  rpc: string,
+  input: unknown,
+  qos: Qos,
+) => Promise<{ value: unknown; rpc: string; trace: TraceEntry[] }>;
+
+/** A Logic's context operation on its app's store. */
+export type ContextCall = (app: string, request: ContextRequest) => Promise<ContextReply>;
 
 /** The host's caps on what a manifest may ask of a Logic (RuntimeOptions). */
 export const DEFAULT_LOGIC_CAPS = { timeoutMs: 10_000, memoryMiB: 256 } as const;
@@ -128,22 +150,10 @@ export class Runtime {
 
   /** Larger model files are not run here (a device with little memory). */
   readonly maxModelBytes: number;
-  /**
-   * Where a Logic's calls go when this node cannot meet their QoS (the fabric sets it); without
-   * it every call runs here.
-   */
-  remote?: (
-    app: string,
-    service: string,
-    rpc: string,
-    input: unknown,
-    qos: Qos,
-  ) => Promise<{ value: unknown; rpc: string; trace: TraceEntry[] }>;
-  /**
-   * A Logic's context operations on its app's store (the node's context client sets it); without
-   * it they fail with E_UNSUPPORTED.
-   */
-  context?: (app: string, request: ContextRequest) => Promise<ContextReply>;
+  /** Where a Logic's calls go when this node cannot meet their QoS (RuntimeOptions.remote). */
+  private readonly remote: RemoteCall | undefined;
+  /** A Logic's context operations (RuntimeOptions.context). */
+  private readonly context: ContextCall | undefined;
 
   constructor(
     private readonly platform: Platform,
@@ -151,6 +161,8 @@ export class Runtime {
   ) {
     this.id = options.id ?? crypto.randomUUID();
     this.maxModelBytes = options.maxModelBytes ?? Number.POSITIVE_INFINITY;
+    this.remote = options.remote;
+    this.context = options.context;
   }
 
   /** Fetches the app list and every manifest. A manifest that fails verification is skipped and reported. */
@@ -273,13 +285,14 @@ export class Runtime {
         call: async (s, r, payload) => {
           // A call this node cannot serve within the QoS goes where the fabric places it,
           // unless the caller pinned its variant here.
-          if (this.remote && !opts.pin?.[s]) {
+          const remote = this.remote;
+          if (remote && !opts.pin?.[s]) {
             const away = await this.plan(app, s, qos, r).then(
               () => false,
               (e: unknown) => e instanceof QosError,
             );
             if (away) {
-              const out = await this.remote(app, s, r, payload, qos);
+              const out = await remote(app, s, r, payload, qos);
               trace.push(...out.trace);
               return { value: out.value, service: s, rpc: out.rpc };
             }
@@ -296,9 +309,7 @@ export class Runtime {
           );
         },
         context: (request) => {
-          if (!this.context) {
-            throw new UnsupportedError('this node keeps no context store');
-          }
+          if (!this.context) throw new UnsupportedError('this node keeps no context store');
           return this.context(app, request);
         },
       };
@@ -535,6 +546,8 @@ export class Runtime {
         return { module, minPages: inspectLogic(bytes, module).memoryMinPages };
       })();
       this.modules.set(sha, p);
+      // A failed compile is not kept: the next call tries again (a transient fetch error...).
+      p.catch(() => this.modules.delete(sha));
     }
     return p;
   }

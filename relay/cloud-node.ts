@@ -7,11 +7,10 @@
  */
 import os from 'node:os';
 import { WebSocket } from 'ws';
-import { NodeContext } from '../core/context/client';
 import { memoryKV } from '../core/context/outbox';
-import { connectFabric, type Fabric, type SocketLike } from '../core/fabric';
 import { loadOrCreateIdentity, memoryKeyStore } from '../core/identity';
-import { createRuntime } from '../core/runtime';
+import { createNode } from '../core/node/create';
+import type { BrumeNode } from '../core/node/node';
 import { httpAppSource } from '../core/sources';
 import { nodePlatform } from './platform';
 
@@ -30,31 +29,30 @@ export async function startCloudNode(
   vouch: (publicKey: string) => void,
   log: (line: string) => void,
   caps: LogicCaps = {},
-): Promise<Fabric> {
+): Promise<BrumeNode> {
   const identity = await loadOrCreateIdentity(memoryKeyStore(), 'cloud');
   vouch(identity.publicKey);
   const threads = Math.max(1, Math.min(4, os.availableParallelism() - 1));
   const source = httpAppSource(relayUrl, fetch);
-  const runtime = createRuntime(
-    nodePlatform(source, { threads, ...(caps.heapMiB && { logicHeapMiB: caps.heapMiB }) }),
-    {
-      id: identity.id,
+  const url = new URL('/ws', relayUrl);
+  url.protocol = 'ws:';
+  const node = await createNode({
+    platform: nodePlatform(source, {
+      threads,
+      ...(caps.heapMiB && { logicHeapMiB: caps.heapMiB }),
+    }),
+    identity,
+    role: 'cloud',
+    url: url.toString(),
+    socket: (u) => new WebSocket(u),
+    // Its Logics' context: a replica in memory, caught up from the relay's store at each join.
+    kv: memoryKV(),
+    runtime: {
       logicWorkers: threads,
       ...(caps.timeoutMs && { logicTimeoutMs: caps.timeoutMs }),
       ...(caps.memoryMiB && { logicMemoryMiB: caps.memoryMiB }),
     },
-  );
-  await runtime.refresh();
-  const url = new URL('/ws', relayUrl);
-  url.protocol = 'ws:';
-  const fabric = connectFabric({
-    url: url.toString(),
-    socket: (u) => new WebSocket(u) as unknown as SocketLike,
-    identity,
-    role: 'cloud',
-    runtime,
-    // Its Logics' context: a replica in memory, caught up from the relay's store at each join.
-    context: new NodeContext(identity, memoryKV()),
+    refresh: true,
     maxConcurrency: threads,
     // HTTP callers all land here when no tab is open: a deeper queue than a tab's before it
     // refuses (the relay bounds the calls it forwards anyway).
@@ -67,6 +65,6 @@ export async function startCloudNode(
     }),
     log,
   });
-  await fabric.whenJoined();
-  return fabric;
+  await node.whenJoined();
+  return node;
 }

@@ -1,10 +1,12 @@
 import { createStore, del, get, keys, set, setMany } from 'idb-keyval';
-import { type ContextRead, NodeContext, type PutOptions } from '../core/context/client';
+import type { ContextRead, PutOptions } from '../core/context/client';
+import type { KV } from '../core/context/outbox';
 import type { Scope } from '../core/context/replica';
-import { connectFabric, type Fabric, type FabricCallResult, type SocketLike } from '../core/fabric';
+import { createNode } from '../core/node/create';
+import type { BrumeNode } from '../core/node/node';
+import type { FabricCallResult } from '../core/node/router';
 import type { Role } from '../core/protocol';
 import type { CallOptions, NodeDescription, Runtime } from '../core/runtime';
-import { createRuntime } from '../core/runtime';
 import type { Qos } from '../core/scheduler';
 import { httpAppSource } from '../core/sources';
 import { cachedAppSource, type DownloadProgress } from './cache';
@@ -56,9 +58,9 @@ export interface BrumeApi {
   /** The context store of `app` (DESIGN.md §4): shared with the app's instances everywhere. */
   context(app: string): AppContext;
   describe(): Promise<NodeDescription>;
-  /** The node's runtime and fabric link, for the page, tests and benchmarks. */
-  node: Runtime;
-  fabric: Promise<Fabric>;
+  /** The node's runtime (once `ready`) and the node itself, for the page, tests and benchmarks. */
+  readonly node: Runtime;
+  fabric: Promise<BrumeNode>;
 }
 
 export interface BrumeConfig {
@@ -93,55 +95,14 @@ export function configFromUrl(search: string): BrumeConfig {
  *          await brume.call('digits', 'classify', { width, height, pixels }, { accuracy: 0.96 });
  */
 export function startBrume(config: BrumeConfig = {}): BrumeApi {
-  const relay = new URL(config.relay ?? location.origin);
-  const platform = browserPlatform(relay.origin);
-  platform.source = cachedAppSource(
-    httpAppSource(relay.origin, (u) => fetch(u)),
-    config.onProgress,
-  );
-  const workers = Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1));
-  const node = createRuntime(platform, {
-    logicWorkers: workers,
-    ...(config.maxModelBytes !== undefined && { maxModelBytes: config.maxModelBytes }),
-  });
-  const ready = node.refresh().then(({ failed }) => {
+  const fabric = assembleTab(config);
+  let runtime: Runtime | undefined;
+  const ready = fabric.then(async (n) => {
+    runtime = n.runtime;
+    const { failed } = await n.runtime.refresh();
     for (const f of failed) console.warn(`[brume] app ${f.app} not loaded: ${f.error.message}`);
   });
-  const identity = tabIdentity();
-  // The context store lives in IndexedDB per node identity (tabs of one profile are two nodes).
-  const context = identity.then(async (me) => {
-    const store = createStore(`brume-context-${me.id}`, 'ops');
-    const kv = {
-      get: (k: string) => get(k, store),
-      set: (k: string, v: unknown) => set(k, v, store),
-      del: (k: string) => del(k, store),
-      keys: async () => (await keys(store)).map(String),
-      setMany: (entries: [string, unknown][]) => setMany(entries, store),
-    };
-    const ctx = new NodeContext(me, kv);
-    await ctx.load();
-    return ctx;
-  });
-  const fabric = Promise.all([identity, context]).then(([identity, ctx]) => {
-    const ws = new URL('/ws', relay);
-    ws.protocol = relay.protocol === 'https:' ? 'wss:' : 'ws:';
-    return connectFabric({
-      url: ws.toString(),
-      socket: (u) => new WebSocket(u) as unknown as SocketLike,
-      identity,
-      role: config.role ?? 'dew',
-      runtime: node,
-      context: ctx,
-      capabilities: () => tabCapabilities(node),
-      links: peerLinks(relay, {
-        log: (l) => console.warn(`[brume] ${l}`),
-        ...(config.peerTimeoutMs && { callTimeoutMs: config.peerTimeoutMs }),
-      }),
-      maxConcurrency: workers,
-      log: (l) => console.warn(`[brume] ${l}`),
-    });
-  });
-  void fabric.then((f) => throttle(f, workers, config.contribute !== false));
+  const context = fabric.then((n) => n.context!);
   const appContext = (app: string): AppContext => ({
     get: async (key, scope) => (await context).get(app, key, scope),
     put: async (key, value, options) => {
@@ -170,7 +131,10 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
   };
   return {
     ready,
-    node,
+    get node(): Runtime {
+      if (!runtime) throw new Error('window.brume.node is there once window.brume.ready resolves');
+      return runtime;
+    },
     fabric,
     invoke,
     call: async (app, service, input, qos) => (await invoke(app, service, input, qos)).value,
@@ -178,7 +142,7 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
       await ready;
       return (await fabric).schedule(app, service, qos);
     },
-    describe: () => node.describe(),
+    describe: async () => (await fabric).runtime.describe(),
     context: (app) => {
       // This tab keeps the app's context from now on (the relay sends it the app's changes).
       void context.then((c) => c.use(app));
@@ -187,11 +151,59 @@ export function startBrume(config: BrumeConfig = {}): BrumeApi {
   };
 }
 
+/** This tab's node: its key, its context in IndexedDB, its runtime and its links. */
+async function assembleTab(config: BrumeConfig): Promise<BrumeNode> {
+  const relay = new URL(config.relay ?? location.origin);
+  const platform = browserPlatform(relay.origin);
+  platform.source = cachedAppSource(
+    httpAppSource(relay.origin, (u) => fetch(u)),
+    config.onProgress,
+  );
+  const workers = Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1));
+  const identity = await tabIdentity();
+  const ws = new URL('/ws', relay);
+  ws.protocol = relay.protocol === 'https:' ? 'wss:' : 'ws:';
+  const log = (l: string) => console.warn(`[brume] ${l}`);
+  const node = await createNode({
+    platform,
+    identity,
+    role: config.role ?? 'dew',
+    url: ws.toString(),
+    socket: (u) => new WebSocket(u),
+    capabilities: tabCapabilities,
+    // The context store lives in IndexedDB per node identity (tabs of one profile are two nodes).
+    kv: idbKV(`brume-context-${identity.id}`),
+    links: peerLinks(relay, {
+      log,
+      ...(config.peerTimeoutMs && { callTimeoutMs: config.peerTimeoutMs }),
+    }),
+    runtime: {
+      logicWorkers: workers,
+      ...(config.maxModelBytes !== undefined && { maxModelBytes: config.maxModelBytes }),
+    },
+    maxConcurrency: workers,
+    log,
+  });
+  throttle(node, workers, config.contribute !== false);
+  return node;
+}
+
+function idbKV(name: string): KV {
+  const store = createStore(name, 'ops');
+  return {
+    get: (k) => get(k, store),
+    set: (k, v) => set(k, v, store),
+    del: (k) => del(k, store),
+    keys: async () => (await keys(store)).map(String),
+    setMany: (entries) => setMany(entries, store),
+  };
+}
+
 /**
  * Keeps a tab a good citizen: one request at a time for others while hidden, none on a low
  * battery that is not charging, none at all when the site or the person said so.
  */
-function throttle(f: Fabric, workers: number, contribute: boolean): void {
+function throttle(f: BrumeNode, workers: number, contribute: boolean): void {
   if (!contribute) f.pause('site');
   const visibility = () => f.setConcurrency(document.visibilityState === 'hidden' ? 1 : workers);
   document.addEventListener('visibilitychange', visibility);

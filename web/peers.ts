@@ -7,7 +7,6 @@
  */
 import Peer, { type DataConnection } from 'peerjs';
 import {
-  type BrumeError,
   DisconnectedError,
   fromWire,
   NoLinkError,
@@ -16,7 +15,8 @@ import {
   toWire,
   UnavailableError,
 } from '../core/errors';
-import type { PeerLinks } from '../core/fabric';
+import type { PeerCall, PeerContext, PeerLinks, PeerResult } from '../core/node/links';
+import { Pending } from '../core/pending';
 import {
   chunk,
   chunkBytes,
@@ -27,14 +27,12 @@ import {
   type ReassemblerLimits,
 } from '../core/protocol';
 
-type PeerCall = Extract<PeerFrame, { t: 'call' }>;
-type PeerResult = Extract<PeerFrame, { t: 'result' }>;
-type PeerContext = Extract<PeerFrame, { t: 'ctx-op' }>;
 type Serve = (call: PeerCall) => Promise<PeerResult>;
 
 interface Link {
   conn: DataConnection;
-  pending: Map<number, { resolve(r: PeerResult): void; reject(e: BrumeError): void }>;
+  /** This tab's calls on the channel, waiting for their answers. */
+  calls: Pending<PeerResult>;
   reassembler: Reassembler;
 }
 
@@ -65,7 +63,8 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
   const links = new Map<string, Promise<Link>>();
   /** Open channels by node (the page shows them; one-way frames go only on these). */
   const openLinks = new Map<string, Link>();
-  let nextId = 1;
+  /** Ids of one-way frames count down, so their chunks never mix with a call's (ids from 1 up). */
+  let oneWayId = Number.MAX_SAFE_INTEGER;
 
   function start(
     nodeId: string,
@@ -111,7 +110,13 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
   function attach(conn: DataConnection): Link {
     const link: Link = {
       conn,
-      pending: new Map(),
+      calls: new Pending({
+        timeoutMs: callTimeoutMs,
+        timeout: () =>
+          new TimeoutError(
+            `${conn.peer.slice(0, 8)} did not answer within ${callTimeoutMs} ms over its data channel`,
+          ),
+      }),
       reassembler: new Reassembler(options.partials ?? {}),
     };
     conn.on('data', (data) => {
@@ -139,8 +144,7 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
       if (l === link) links.delete(peerId);
     });
     link.reassembler.clear();
-    for (const p of link.pending.values()) p.reject(new DisconnectedError(why));
-    link.pending.clear();
+    link.calls.failAll(new DisconnectedError(why));
   }
 
   function onBytes(link: Link, bytes: Uint8Array): void {
@@ -164,11 +168,9 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
       );
       return;
     }
-    const p = link.pending.get(frame.id);
-    if (!p) return; // an answer nobody waits for any more
-    link.pending.delete(frame.id);
-    if (frame.t === 'result') p.resolve(frame);
-    else p.reject(fromWire(frame.error));
+    // An answer nobody waits for any more (timed out, failed) finds nothing and is dropped.
+    if (frame.t === 'result') link.calls.settle(frame.id, frame);
+    else link.calls.fail(frame.id, fromWire(frame.error));
   }
 
   async function sendFrame(link: Link, frame: PeerFrame): Promise<void> {
@@ -217,39 +219,16 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
     } catch (e) {
       throw new NoLinkError((e as Error).message);
     }
-    const id = nextId++;
-    return new Promise<PeerResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        link.pending.delete(id); // a late answer is dropped
-        reject(
-          new TimeoutError(
-            `${node.slice(0, 8)} did not answer within ${callTimeoutMs} ms over its data channel`,
-          ),
-        );
-      }, callTimeoutMs);
-      link.pending.set(id, {
-        resolve(r) {
-          clearTimeout(timer);
-          resolve(r);
-        },
-        reject(e) {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-      sendFrame(link, { ...frame, id }).catch((e: BrumeError) => {
-        clearTimeout(timer);
-        link.pending.delete(id);
-        reject(e);
-      });
-    });
+    const { id, answer } = link.calls.open(undefined);
+    sendFrame(link, { ...frame, id }).catch((e: unknown) => link.calls.fail(id, fromWire(e)));
+    return answer;
   }
 
   /** One-way frames on an open channel; each gets its own id so chunks never mix. */
   function send(node: string, frame: PeerContext): boolean {
     const link = openLinks.get(node);
     if (link?.conn.dataChannel?.readyState !== 'open') return false;
-    sendFrame(link, { ...frame, id: nextId++ }).catch((e: unknown) =>
+    sendFrame(link, { ...frame, id: oneWayId-- }).catch((e: unknown) =>
       options.log?.(`peer ${node.slice(0, 8)}: ${(e as Error).message}`),
     );
     return true;

@@ -4,45 +4,33 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { NodeContext } from '../../core/context/client';
 import { memoryKV } from '../../core/context/outbox';
-import { connectFabric, type Fabric, type SocketLike } from '../../core/fabric';
 import { type Identity, loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
-import { createRuntime } from '../../core/runtime';
-import { httpAppSource } from '../../core/sources';
-import { nodePlatform } from '../../relay/platform';
+import type { BrumeNode } from '../../core/node/node';
 import type { Relay } from '../../relay/server';
 import { inProcessRelay } from '../relay-process';
+import { testNode } from '../test-node';
 import { until } from '../until';
 
 let dir: string;
 let relay: Relay;
-const fabrics: Fabric[] = [];
+const fabrics: BrumeNode[] = [];
 
 interface TestNode {
   identity: Identity;
   ctx: NodeContext;
   kv: ReturnType<typeof memoryKV>;
-  fabric: Fabric;
+  fabric: BrumeNode;
 }
 
 async function node(name: string): Promise<TestNode> {
   const identity = await loadOrCreateIdentity(memoryKeyStore(), name);
   const kv = memoryKV();
   const ctx = new NodeContext(identity, kv);
-  const runtime = createRuntime(nodePlatform(httpAppSource(relay.url, fetch)), {
-    id: identity.id,
-    logicWorkers: 1,
-  });
-  const fabric = connectFabric({
-    url: `${relay.url.replace('http', 'ws')}/ws`,
-    socket: (u) => new WebSocket(u) as unknown as SocketLike,
-    identity,
-    role: 'dew',
-    runtime,
+  const fabric = await testNode(server.ws, identity, {
     context: ctx,
-    capabilities: async () => ({ backends: [{ name: 'cpu', detail: 'test' }], cores: 1 }),
+    runtime: { logicWorkers: 1 },
   });
   fabrics.push(fabric);
   await fabric.whenJoined(10_000);
@@ -148,18 +136,9 @@ describe('context through the relay', () => {
     const identity = await loadOrCreateIdentity(memoryKeyStore(), 'ahead');
     const kv = memoryKV();
     const ahead = new NodeContext(identity, kv, () => Date.now() + 120_000);
-    const runtime = createRuntime(nodePlatform(httpAppSource(relay.url, fetch)), {
-      id: identity.id,
-      logicWorkers: 1,
-    });
-    const fabric = connectFabric({
-      url: `${relay.url.replace('http', 'ws')}/ws`,
-      socket: (u) => new WebSocket(u) as unknown as SocketLike,
-      identity,
-      role: 'dew',
-      runtime,
+    const fabric = await testNode(server.ws, identity, {
       context: ahead,
-      capabilities: async () => ({ backends: [{ name: 'cpu', detail: 'test' }], cores: 1 }),
+      runtime: { logicWorkers: 1 },
     });
     fabrics.push(fabric);
     await fabric.whenJoined(10_000);
@@ -191,17 +170,9 @@ describe('context through the relay', () => {
     const away = async (write: () => Promise<void>) => {
       b.fabric.close();
       await write();
-      b.fabric = connectFabric({
-        url: `${relay.url.replace('http', 'ws')}/ws`,
-        socket: (u) => new WebSocket(u) as unknown as SocketLike,
-        identity: b.identity,
-        role: 'dew',
-        runtime: createRuntime(nodePlatform(httpAppSource(relay.url, fetch)), {
-          id: b.identity.id,
-          logicWorkers: 1,
-        }),
+      b.fabric = await testNode(server.ws, b.identity, {
         context: b.ctx,
-        capabilities: async () => ({ backends: [{ name: 'cpu', detail: 'test' }], cores: 1 }),
+        runtime: { logicWorkers: 1 },
       });
       fabrics.push(b.fabric);
     };

@@ -3,20 +3,16 @@
 // request has no app field). Two apps run the same Logic code on one real fabric node, joined
 // to a real relay; the key of one is never read or written by the other.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import { NodeContext } from '../../core/context/client';
 import { memoryKV } from '../../core/context/outbox';
-import { connectFabric, type Fabric, type SocketLike } from '../../core/fabric';
 import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import { packBundle } from '../../core/manifest';
-import { createRuntime } from '../../core/runtime';
-import { httpAppSource } from '../../core/sources';
-import { nodePlatform } from '../../relay/platform';
+import type { BrumeNode } from '../../core/node/node';
 import { contextApp } from '../apps';
 import { inProcessRelay } from '../relay-process';
+import { testNode } from '../test-node';
 
 let server: Awaited<ReturnType<typeof inProcessRelay>>;
-let fabric: Fabric;
+let fabric: BrumeNode;
 
 beforeAll(async () => {
   server = await inProcessRelay();
@@ -26,19 +22,7 @@ beforeAll(async () => {
     await relay.deploy(packBundle(b.manifest, b.files));
   }
   const identity = await loadOrCreateIdentity(memoryKeyStore(), 'isolation');
-  const runtime = createRuntime(nodePlatform(httpAppSource(relay.url, fetch)), {
-    id: identity.id,
-    logicWorkers: 1,
-  });
-  fabric = connectFabric({
-    url: `${relay.url.replace('http', 'ws')}/ws`,
-    socket: (u) => new WebSocket(u) as unknown as SocketLike,
-    identity,
-    role: 'dew',
-    runtime,
-    context: new NodeContext(identity, memoryKV()),
-    capabilities: async () => ({ backends: [{ name: 'cpu', detail: 'test' }], cores: 1 }),
-  });
+  fabric = await testNode(server.ws, identity, { kv: memoryKV(), runtime: { logicWorkers: 1 } });
   await fabric.whenJoined(10_000);
 }, 30_000);
 

@@ -1,18 +1,14 @@
 // Errors name the field on every surface (HTTP bodies, frames, the client API), and a node's QoS
 // miss keeps `constraint` and `best` through the relay to an HTTP caller and to a node caller.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { BrumeError, fromWire, QosError } from '../../core/errors';
-import { connectFabric, type Fabric, type SocketLike } from '../../core/fabric';
 import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import { decodeFrame, encodeFrame, parseQos, type ToNode } from '../../core/protocol';
-import { createRuntime } from '../../core/runtime';
-import { httpAppSource } from '../../core/sources';
-import { nodePlatform } from '../../relay/platform';
 import type { Relay } from '../../relay/server';
 import { hostileApp } from '../apps';
 import { joinRaw, type RawNode } from '../raw-node';
 import { inProcessRelay } from '../relay-process';
+import { testNode } from '../test-node';
 
 let relay: Relay;
 let ws: string;
@@ -104,14 +100,7 @@ describe('errors name the field', () => {
 
   it('refuses a bad qos at a fabric node before it reaches the relay, which keeps the node', async () => {
     const identity = await loadOrCreateIdentity(memoryKeyStore(), 'caller');
-    const fabric: Fabric = connectFabric({
-      url: ws,
-      socket: (u) => new WebSocket(u) as unknown as SocketLike,
-      identity,
-      role: 'dew',
-      runtime: createRuntime(nodePlatform(httpAppSource(relay.url, fetch)), { id: identity.id }),
-      capabilities: async () => ({ backends: [{ name: 'cpu', detail: 'test' }], cores: 1 }),
-    });
+    const fabric = await testNode(ws, identity);
     try {
       await fabric.whenJoined();
       const bad = { accuracy: 1.5, privacy: 'a'.repeat(32) };

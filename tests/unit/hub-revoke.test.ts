@@ -2,15 +2,13 @@
 // fog's dews are told and given another trusted fog (or none), and a fog trusted later adopts
 // the dews that have no parent.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import { connectFabric, type Fabric, type SocketLike } from '../../core/fabric';
 import { type Identity, loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
-import { createRuntime } from '../../core/runtime';
 import { memoryAppSource } from '../../core/sources';
 import { nodePlatform } from '../../relay/platform';
 import type { Relay } from '../../relay/server';
 import { joinRaw } from '../raw-node';
 import { inProcessRelay } from '../relay-process';
+import { testNode } from '../test-node';
 import { until } from '../until';
 
 const HEARTBEAT_MS = 1000;
@@ -94,15 +92,8 @@ describe('revocation', () => {
     const fogKey = await key('fog-late');
     const { node: fog, welcome: wf } = await joinRaw(ws, 'fog', { identity: fogKey });
     const identity = await key('dew-node');
-    const runtime = createRuntime(nodePlatform(memoryAppSource([])), { id: identity.id });
-    const dew: Fabric = connectFabric({
-      url: ws,
-      socket: (u) => new WebSocket(u) as unknown as SocketLike,
-      identity,
-      role: 'dew',
-      runtime,
-      capabilities: async () => ({ backends: [{ name: 'cpu', detail: 'test' }], cores: 1 }),
-    });
+    const dew = await testNode(ws, identity, { platform: nodePlatform(memoryAppSource([])) });
+    const runtime = dew.runtime;
     try {
       await dew.whenJoined(10_000);
       expect(dew.parent).toBeUndefined();

@@ -1,17 +1,13 @@
 // A node's own bounds: calls it serves for others (a few at once, a bounded queue, then refused
 // with E_UNAVAILABLE naming the limit), and the relay placing a refused call on another node.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import { connectFabric, type Fabric, type SocketLike } from '../../core/fabric';
 import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import { decodeFrame, encodeFrame, type ToNode } from '../../core/protocol';
-import { createRuntime } from '../../core/runtime';
-import { httpAppSource } from '../../core/sources';
-import { nodePlatform } from '../../relay/platform';
 import type { Relay } from '../../relay/server';
 import { hostileApp } from '../apps';
 import { joinRaw, type RawNode } from '../raw-node';
 import { inProcessRelay } from '../relay-process';
+import { testNode } from '../test-node';
 
 let relay: Relay;
 let ws: string;
@@ -55,19 +51,8 @@ function answer(
 describe('calls a node serves for others', () => {
   it('runs `concurrency` at once, queues a bounded number, refuses the rest naming the limit', async () => {
     const identity = await loadOrCreateIdentity(memoryKeyStore(), 'server');
-    const runtime = createRuntime(nodePlatform(httpAppSource(relay.url, fetch)), {
-      id: identity.id,
-    });
-    const fabric: Fabric = connectFabric({
-      url: ws,
-      socket: (u) => new WebSocket(u) as unknown as SocketLike,
-      identity,
-      role: 'dew',
-      runtime,
-      maxConcurrency: 1,
-      maxQueued: 1,
-      capabilities: async () => ({ backends: [{ name: 'cpu', detail: 'test' }], cores: 1 }),
-    });
+    const fabric = await testNode(ws, identity, { maxConcurrency: 1, maxQueued: 1 });
+    const runtime = fabric.runtime;
     try {
       await fabric.whenJoined();
       const serve = (input: string) =>

@@ -1,7 +1,7 @@
 // The executor end to end in Node: real worker_threads, the real Logic and model files,
 // onnxruntime-node. The same core runs in tabs (tests/e2e).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BrumeError } from '../../core/errors';
+import { BrumeError, UnavailableError } from '../../core/errors';
 import type { Bundle } from '../../core/manifest';
 import { createRuntime, type Runtime } from '../../core/runtime';
 import { memoryAppSource } from '../../core/sources';
@@ -144,15 +144,17 @@ describe('a Logic call the node cannot serve within the QoS', () => {
   it('goes to `remote`, and a request hops across nodes', async () => {
     // A small node (no room for the large model) and a big one; the small one's Logic calls
     // the model at accuracy 0.96, which only the big one can give.
-    const small = createRuntime(nodePlatform(memoryAppSource(apps)), { maxModelBytes: 500_000 });
+    const hops: string[] = [];
     const big = createRuntime(nodePlatform(memoryAppSource(apps)));
+    const small = createRuntime(nodePlatform(memoryAppSource(apps)), {
+      maxModelBytes: 500_000,
+      remote: async (app, service, rpc, input, qos) => {
+        hops.push(`${app}/${service}`);
+        return big.call(app, service, input, qos, rpc ? { rpc } : {});
+      },
+    });
     await small.refresh();
     await big.refresh();
-    const hops: string[] = [];
-    small.remote = async (app, service, rpc, input, qos) => {
-      hops.push(`${app}/${service}`);
-      return big.call(app, service, input, qos, rpc ? { rpc } : {});
-    };
     try {
       const { heldout } = loadDigits();
       const pixels = drawDigit(heldout.x, 0, { width: 28, height: 28, scale: 1, dx: 0, dy: 0 });
@@ -170,6 +172,32 @@ describe('a Logic call the node cannot serve within the QoS', () => {
     } finally {
       small.close();
       big.close();
+    }
+  });
+});
+
+describe('a transient failure to fetch a Logic', () => {
+  it('is not kept: the next call fetches and compiles it again', async () => {
+    const source = memoryAppSource(apps);
+    let failNext = true;
+    const flaky = {
+      ...source,
+      blob: async (sha256: string) => {
+        if (failNext) {
+          failNext = false;
+          throw new UnavailableError('the relay is restarting');
+        }
+        return source.blob(sha256);
+      },
+    };
+    const runtime = createRuntime(nodePlatform(flaky));
+    try {
+      await runtime.refresh();
+      const first = await failure(runtime.call('hostile', 'echo', 'hi', {}, { rpc: 'echo' }));
+      expect(first.code).toBe('E_UNAVAILABLE');
+      expect((await runtime.call('hostile', 'echo', 'hi', {}, { rpc: 'echo' })).value).toBe('hi');
+    } finally {
+      runtime.close();
     }
   });
 });

@@ -44,10 +44,11 @@ beforeAll(async () => {
   outDir = mkdtempSync(join(tmpdir(), 'brume-vad-'));
   const { outPath } = await packApp(join(root, 'logics/vad/brume.json'), join(outDir, 'vad.brume'));
   const bundle = await unpackBundle(new Uint8Array(readFileSync(outPath)));
-  node = createRuntime(nodePlatform(memoryAppSource([bundle])));
-  await node.refresh();
   ctx = new NodeContext({ id: 'vad-test-node' }, memoryKV(), () => clock);
-  node.context = (app, req) => ctx.serve(app, req);
+  node = createRuntime(nodePlatform(memoryAppSource([bundle])), {
+    context: (app, req) => ctx.serve(app, req),
+  });
+  await node.refresh();
   session = await openSession();
   direct = await runDirect(session, samples);
 }, 120_000);

@@ -1,0 +1,266 @@
+/**
+ * One Brume node as the page, the cloud node and tests see it: its runtime, its link to the relay,
+ * how it serves others, where its own calls go, and its context store, wired together. Built by
+ * `createNode()` (core/node/create.ts); this class only routes frames between the parts.
+ */
+import type { NodeContext } from '../context/client';
+import { toWire } from '../errors';
+import type { Identity } from '../identity';
+import type { Capabilities, Role, ToNode } from '../protocol';
+import type { CallOptions, Runtime } from '../runtime';
+import type { Qos } from '../scheduler';
+import { passOn } from './fog';
+import type { PeerLinks, SocketLike } from './links';
+import { type Heartbeat, type LinkStatus, RelayLink, type Welcome } from './relay-link';
+import { type FabricCallResult, Router, type ScheduleAnswer } from './router';
+import { type ServeRequest, type ServeResult, Serving } from './serving';
+
+export interface NodeParts {
+  runtime: Runtime;
+  identity: Identity;
+  role: Role;
+  /** The relay's WebSocket endpoint, e.g. ws://127.0.0.1:8787/ws */
+  url: string;
+  socket: (url: string) => SocketLike;
+  capabilities: () => Promise<Capabilities>;
+  context?: NodeContext | undefined;
+  links?: PeerLinks | undefined;
+  maxConcurrency?: number | undefined;
+  maxQueued?: number | undefined;
+  requestTimeoutMs?: number | undefined;
+  backoff?: { initialMs: number; maxMs: number } | undefined;
+  log?: ((line: string) => void) | undefined;
+}
+
+export class BrumeNode {
+  nodeId: string;
+  trusted = false;
+  readonly role: Role;
+  /** The trusted fog the relay gave this dew as parent, while it is there. */
+  parent: string | undefined;
+  readonly runtime: Runtime;
+  readonly context: NodeContext | undefined;
+  private readonly link: RelayLink;
+  private readonly serving: Serving;
+  private readonly router: Router;
+  /** Apps and runnable variants, as last put in a heartbeat. */
+  private reported = '';
+
+  constructor(private readonly parts: NodeParts) {
+    this.nodeId = parts.identity.id;
+    this.role = parts.role;
+    this.runtime = parts.runtime;
+    this.context = parts.context;
+    this.link = new RelayLink({
+      url: parts.url,
+      socket: parts.socket,
+      identity: parts.identity,
+      role: parts.role,
+      capabilities: parts.capabilities,
+      heartbeat: () => this.heartbeat(),
+      onWelcome: (msg) => this.welcome(msg),
+      onJoined: () => void this.context?.online((frame) => this.link.send(frame)),
+      onLost: () => this.context?.offline(),
+      onFrame: (msg) => this.onFrame(msg),
+      ...(parts.requestTimeoutMs !== undefined && { requestTimeoutMs: parts.requestTimeoutMs }),
+      ...(parts.backoff && { backoff: parts.backoff }),
+      ...(parts.log && { log: parts.log }),
+    });
+    this.serving = new Serving({
+      runtime: parts.runtime,
+      isMe: (p) => this.isMe(p),
+      changed: () => this.link.beatNow(),
+      ...(parts.maxConcurrency !== undefined && { maxConcurrency: parts.maxConcurrency }),
+      ...(parts.maxQueued !== undefined && { maxQueued: parts.maxQueued }),
+    });
+    this.router = new Router({
+      runtime: parts.runtime,
+      link: this.link,
+      links: parts.links,
+      me: () => this.nodeId,
+      parent: () => this.parent,
+      isMe: (p) => this.isMe(p),
+      beforeAsk: () => {
+        if (this.reported !== this.capacityKey()) this.link.beatNow();
+      },
+      log: parts.log,
+    });
+  }
+
+  /** Opens the link to the relay (createNode does). */
+  connect(): void {
+    this.link.connect();
+  }
+
+  get status(): LinkStatus {
+    return this.link.status;
+  }
+
+  get publicKey(): string {
+    return this.parts.identity.publicKey;
+  }
+
+  onStatus(listener: (s: LinkStatus) => void): () => void {
+    return this.link.onStatus(listener);
+  }
+
+  whenJoined(timeoutMs?: number): Promise<void> {
+    return this.link.whenJoined(timeoutMs);
+  }
+
+  /** Runs `service` of `app` wherever the QoS is best met. */
+  call(
+    app: string,
+    service: string,
+    input: unknown,
+    qos?: Qos,
+    opts?: CallOptions,
+  ): Promise<FabricCallResult> {
+    return this.router.call(app, service, input, qos, opts);
+  }
+
+  /** Where a request would run, and why. */
+  schedule(app: string, service: string, qos?: Qos, rpc?: string): Promise<ScheduleAnswer> {
+    return this.router.schedule(app, service, qos, rpc);
+  }
+
+  /** Runs a call another node sent (through the relay or a data channel) and answers it. */
+  serveCall(msg: ServeRequest): Promise<ServeResult> {
+    return this.serving.serveCall(msg);
+  }
+
+  /** A Logic's call to another service: the runtime's `remote`. */
+  readonly logicCall = (app: string, service: string, rpc: string, input: unknown, qos: Qos) =>
+    this.router.logicCall(app, service, rpc, input, qos);
+
+  get paused(): boolean {
+    return this.serving.paused;
+  }
+  /** Stops (or resumes) serving others for `reason`; the relay hears of it at once. */
+  pause(reason: string, on = true): void {
+    this.serving.pause(reason, on);
+  }
+  pauseReasons(): string[] {
+    return this.serving.pauseReasons();
+  }
+  /** Requests it runs at once for others (lowered while the tab is hidden). */
+  get concurrency(): number {
+    return this.serving.concurrency;
+  }
+  setConcurrency(n: number): void {
+    this.serving.setConcurrency(n);
+  }
+  /** Requests this node is running for others, and waiting for a slot, right now. */
+  get busy(): number {
+    return this.serving.busy;
+  }
+  get waiting(): number {
+    return this.serving.waiting;
+  }
+  /** Requests served for other nodes, and the milliseconds of compute they took. */
+  get served(): number {
+    return this.serving.served;
+  }
+  get contributedMs(): number {
+    return this.serving.contributedMs;
+  }
+
+  /** Nodes this one has a direct channel to now. */
+  peers(): string[] {
+    return this.parts.links?.connected() ?? [];
+  }
+
+  close(): void {
+    this.link.close();
+    this.parts.links?.close();
+  }
+
+  /** Whether a privacy constraint names this node: the device itself, its id or its key. */
+  private isMe(privacy: string | undefined): boolean {
+    return privacy === 'device' || privacy === this.nodeId || privacy === this.publicKey;
+  }
+
+  private welcome(msg: Welcome): void {
+    this.nodeId = msg.nodeId;
+    this.trusted = msg.trusted;
+    this.parent = msg.parent;
+    const links = this.parts.links;
+    links?.start(
+      msg.nodeId,
+      msg.peerToken,
+      // Late-bound: what serves a call is this node's serveCall, as it is at the time.
+      async (call) => ({ ...(await this.serveCall(call)), t: 'result', id: call.id }),
+      (from, f) => {
+        // Context changes come by channel only from this dew's parent fog, numbered by the
+        // relay like those it sends itself.
+        if (from !== this.parent) return;
+        void this.context
+          ?.receive({ t: 'ctx-op', prev: f.prev, seq: f.seq, op: f.op })
+          .catch((e: unknown) => this.parts.log?.(`context: ${(e as Error).message}`));
+      },
+    );
+    // A dew keeps a channel to its parent: context changes arrive there.
+    if (msg.parent) links?.connect(msg.parent);
+  }
+
+  private async onFrame(msg: ToNode): Promise<void> {
+    const links = this.parts.links;
+    switch (msg.t) {
+      case 'ctx-nack':
+        this.parts.log?.(`context write refused: ${msg.error.message}`);
+        return this.context?.receive(msg);
+      case 'ctx-ack':
+      case 'ctx-op':
+      case 'ctx-catchup':
+      case 'ctx-keys':
+        return this.context?.receive(msg);
+      case 'ctx-fan': {
+        // Those it has no channel to now, the relay serves itself.
+        const unsent = passOn(msg, (node, f) => links?.send(node, f) ?? false);
+        if (unsent) this.link.send(unsent);
+        return;
+      }
+      case 'parent':
+        // Context changes come by channel only from the parent: from now on, this one.
+        this.parent = msg.node;
+        if (msg.node) links?.connect(msg.node);
+        return;
+      case 'gone':
+        if (msg.node === this.parent) this.parent = undefined;
+        this.router.forget(msg.node);
+        links?.drop(msg.node);
+        return;
+      case 'call':
+        try {
+          const r = await this.serveCall(msg);
+          this.link.send({ t: 'result', id: msg.id, ...r });
+        } catch (e) {
+          this.link.send({ t: 'error', id: msg.id, error: toWire(e) });
+        }
+        return;
+    }
+  }
+
+  private capacityKey(): string {
+    const rt = this.runtime;
+    return JSON.stringify([rt.apps().map((m) => m.name), rt.runnable()]);
+  }
+
+  private heartbeat(): Heartbeat {
+    const rt = this.runtime;
+    const stats: Record<string, { count: number; p50: number }> = {};
+    for (const [k, v] of Object.entries(rt.stats.all())) stats[k] = { count: v.count, p50: v.p50 };
+    this.reported = this.capacityKey();
+    const links = this.parts.links;
+    return {
+      t: 'heartbeat',
+      load: { queue: this.busy + this.waiting, maxConcurrency: this.concurrency },
+      apps: rt.apps().map((m) => m.name),
+      models: rt.runnable(),
+      stats,
+      paused: this.paused,
+      ...(this.role === 'fog' && links && { links: links.connected() }),
+      ...(this.context && { context: this.context.usage() }),
+    };
+  }
+}
