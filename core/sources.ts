@@ -1,36 +1,21 @@
-import { fromWire, HttpError, NotFoundError } from './errors';
+import { NotFoundError } from './errors';
+import { type HttpFetch, relayClient } from './relay-client';
 import type { AppSource } from './runtime';
 
 /** The slice of the Fetch API a source needs; pass the platform's `fetch`. */
-export type FetchLike = (url: string) => Promise<{
-  ok: boolean;
-  status: number;
-  headers: { get(name: string): string | null };
-  json(): Promise<unknown>;
-  arrayBuffer(): Promise<ArrayBuffer>;
-  body: { getReader(): { read(): Promise<{ done: boolean; value?: Uint8Array }> } } | null;
-}>;
+export type FetchLike = HttpFetch;
 
 /**
  * Apps from a relay's HTTP API (`/api/apps`, `/api/apps/:name`, `/api/blobs/:sha256`).
  * @example const source = httpAppSource('http://127.0.0.1:8787', fetch);
  */
 export function httpAppSource(base: string, fetchImpl: FetchLike): AppSource {
-  const get = async (path: string) => {
-    const res = await fetchImpl(new URL(path, base).toString());
-    if (!res.ok) {
-      const body = (await res.json().catch(() => undefined)) as { error?: unknown } | undefined;
-      if (body?.error) throw fromWire(body.error);
-      if (res.status === 404) throw new NotFoundError(`${path} not found at ${base}`);
-      throw new HttpError(`GET ${path} answered ${res.status}`);
-    }
-    return res;
-  };
+  const relay = relayClient({ base, fetch: fetchImpl });
   return {
-    list: async () => (await (await get('/api/apps')).json()) as { name: string }[],
-    manifest: async (app) => (await get(`/api/apps/${encodeURIComponent(app)}`)).json(),
+    list: () => relay.json<{ name: string }[]>('GET', '/api/apps'),
+    manifest: (app) => relay.json<unknown>('GET', `/api/apps/${encodeURIComponent(app)}`),
     async blob(sha256, onProgress) {
-      const res = await get(`/api/blobs/${sha256}`);
+      const res = await relay.send('GET', `/api/blobs/${sha256}`);
       const total = Number(res.headers.get('content-length') ?? 0);
       if (!onProgress || !res.body) return new Uint8Array(await res.arrayBuffer());
       const reader = res.body.getReader();
