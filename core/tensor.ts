@@ -1,4 +1,4 @@
-import { InputError } from './errors';
+import { InputError, ModelRunError } from './errors';
 
 /** PROTOCOL.md §4. `data` is little-endian, row-major. */
 export type TensorType = 'float32' | 'int32' | 'int64' | 'uint8' | 'bool';
@@ -71,4 +71,53 @@ export function checkSpec(t: Tensor, spec: { name: string; type: string; dims: n
       `input "${spec.name}" must be ${spec.type} [${spec.dims.map((d) => (d === -1 ? '?' : d))}], got ${t.type} [${t.dims}]`,
     );
   }
+}
+
+/** An onnxruntime tensor as far as Brume reads one (onnxruntime-web and -node alike). */
+export interface OrtTensorLike {
+  readonly type: string;
+  readonly dims: readonly number[];
+  readonly data: unknown;
+}
+
+/** The Tensor constructor of an onnxruntime build, passed in: core imports no onnxruntime. */
+export type OrtTensorClass<T> = new (
+  type: TensorType,
+  data: TypedArray,
+  dims: readonly number[],
+) => T;
+
+/** onnxruntime feeds for Brume tensors, made with the runtime's own Tensor class. */
+export function toOrtFeeds<T>(
+  Tensor: OrtTensorClass<T>,
+  inputs: Record<string, Tensor>,
+): Record<string, T> {
+  const feeds: Record<string, T> = {};
+  for (const [name, t] of Object.entries(inputs)) {
+    feeds[name] = new Tensor(t.type, tensorValues(t), t.dims);
+  }
+  return feeds;
+}
+
+/**
+ * Brume tensors of onnxruntime outputs: views over the outputs' bytes, so copy them before a
+ * transfer (an output may live in onnxruntime's own heap). A type Brume does not carry
+ * (PROTOCOL.md §4) is a ModelRunError naming the output.
+ */
+export function fromOrtOutputs(results: Record<string, OrtTensorLike>): Record<string, Tensor> {
+  const outputs: Record<string, Tensor> = {};
+  for (const [name, t] of Object.entries(results)) {
+    const data = t.data;
+    if (!(t.type in bytesPer) || !ArrayBuffer.isView(data)) {
+      throw new ModelRunError(
+        `output "${name}" is ${t.type}: a model's outputs must be one of ${Object.keys(bytesPer).join(', ')}`,
+      );
+    }
+    outputs[name] = {
+      type: t.type as TensorType,
+      dims: [...t.dims],
+      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    };
+  }
+  return outputs;
 }

@@ -27,13 +27,13 @@ const rowSchema = z.strictObject({
   signature: z.string().max(128),
 });
 
-export async function openAgreements(path: string, o: AgreementOptions) {
+/** The bindings on disk, at most `o.max` of them (a corrupt file is moved aside: none). */
+async function readKept(path: string, o: AgreementOptions): Promise<Map<string, AgreementBinding>> {
   const rows = await readDurable(
     path,
     (b) => z.array(rowSchema).parse(JSON.parse(String(b))),
     o.warn,
   );
-  /** On disk: the keys that qualified at the last save. */
   const kept = new Map<string, AgreementBinding>();
   for (const r of (rows ?? []).slice(0, o.max)) {
     kept.set(r.publicKey, {
@@ -42,6 +42,12 @@ export async function openAgreements(path: string, o: AgreementOptions) {
       signature: Buffer.from(r.signature, 'base64url'),
     });
   }
+  return kept;
+}
+
+export async function openAgreements(path: string, o: AgreementOptions) {
+  /** On disk: the keys that qualified at the last save. */
+  const kept = await readKept(path, o);
   /** Recent joins, least recent first (memory only). */
   const recent = new Map<string, AgreementBinding>();
   let full = false;

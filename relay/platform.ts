@@ -15,7 +15,7 @@ import type { WorkerHandle } from '../core/exec/logic-pool';
 import type { LogicWorkerApi, Reply } from '../core/exec/logic-worker';
 import type { ModelRunnerApi } from '../core/exec/model-runner';
 import type { AppSource, Platform } from '../core/runtime';
-import { type Tensor, type TensorType, tensorValues } from '../core/tensor';
+import { fromOrtOutputs, toOrtFeeds } from '../core/tensor';
 
 const threadEntry = new URL('./logic-thread.ts', import.meta.url);
 
@@ -149,22 +149,11 @@ export function onnxNodeRunner(threads: number): ModelRunnerApi {
           error: toWire(new ModelRunError(`model ${key} is not loaded`)),
         };
       try {
-        const feeds: Record<string, ort.Tensor> = {};
-        for (const [name, t] of Object.entries(inputs)) {
-          feeds[name] = new ort.Tensor(t.type, tensorValues(t) as Float32Array, t.dims);
-        }
+        const feeds = toOrtFeeds(ort.Tensor, inputs);
         const t0 = performance.now();
         const results = await session.run(feeds);
         const ms = performance.now() - t0;
-        const outputs: Record<string, Tensor> = {};
-        for (const [name, t] of Object.entries(results)) {
-          const data = t.data as Float32Array;
-          outputs[name] = {
-            type: t.type as TensorType,
-            dims: [...t.dims],
-            data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-          };
-        }
+        const outputs = fromOrtOutputs(results);
         return { ok: true, value: { outputs, backend: 'cpu', ms } };
       } catch (e) {
         return {

@@ -10,7 +10,7 @@ import {
   firstWorking,
   type ModelRunnerApi,
 } from '../core/exec/model-runner';
-import { type Tensor, type TensorType, tensorValues } from '../core/tensor';
+import { fromOrtOutputs, type Tensor, toOrtFeeds } from '../core/tensor';
 
 interface GpuAdapterLike {
   info?: { vendor?: string; architecture?: string; description?: string; device?: string };
@@ -43,19 +43,6 @@ async function createSession(bytes: Uint8Array, backend: BackendName) {
     executionProviders: [backend === 'webgpu' ? 'webgpu' : 'wasm'],
     graphOptimizationLevel: 'all',
   });
-}
-
-function toOrt(o: typeof Ort, t: Tensor): Ort.Tensor {
-  return new o.Tensor(t.type, tensorValues(t) as Float32Array, t.dims);
-}
-
-function fromOrt(t: Ort.Tensor): Tensor {
-  const data = t.data as Float32Array;
-  return {
-    type: t.type as TensorType,
-    dims: [...t.dims],
-    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-  };
 }
 
 const api: ModelRunnerApi = {
@@ -108,8 +95,7 @@ const api: ModelRunnerApi = {
     if (!loaded)
       return { ok: false, error: toWire(new ModelRunError(`model ${key} is not loaded`)) };
     const o = await ort;
-    const feeds: Record<string, Ort.Tensor> = {};
-    for (const [name, t] of Object.entries(inputs)) feeds[name] = toOrt(o, t);
+    const feeds = toOrtFeeds(o.Tensor, inputs);
     let fellBack: string | undefined;
     const t0 = performance.now();
     let results: Ort.InferenceSession.ReturnType;
@@ -135,8 +121,12 @@ const api: ModelRunnerApi = {
       };
     }
     const ms = performance.now() - t0;
-    const outputs: Record<string, Tensor> = {};
-    for (const [name, t] of Object.entries(results)) outputs[name] = fromOrt(t);
+    let outputs: Record<string, Tensor>;
+    try {
+      outputs = fromOrtOutputs(results);
+    } catch (e) {
+      return { ok: false, error: toWire(e) };
+    }
     const value = { outputs, backend: loaded.backend, ms, ...(fellBack ? { fellBack } : {}) };
     // Copied, not transferred: an output may be a view into onnxruntime's own heap.
     return { ok: true, value };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decode, encode } from '../../core/codec';
+import { CatchUpParts } from '../../core/context/catchup';
 import { NodeContext, type PutOptions } from '../../core/context/client';
 import { Clock, compareStamp } from '../../core/context/hlc';
 import { memoryKV, Outbox } from '../../core/context/outbox';
@@ -272,5 +273,27 @@ describe('waiters', () => {
     ctx.offline();
     await Promise.all(waits);
     expect(ctx.waiting()).toEqual({ writers: 0, readers: 0, keys: 0 });
+  });
+});
+
+describe('catch-up parts', () => {
+  it('applies parts in order, skips a duplicate, and asks again when one went missing', () => {
+    const parts = new CatchUpParts();
+    const id = parts.next();
+    expect(parts.accept({ id, more: true })).toBe('apply');
+    expect(parts.accept({ id, part: 1, more: true })).toBe('apply');
+    expect(parts.accept({ id, part: 1, more: true })).toBe('skip'); // a duplicate
+    expect(parts.accept({ id, part: 3, more: true })).toBe('skip'); // part 2 went missing
+    expect(parts.accept({ id, part: 4 })).toBe('resync');
+  });
+
+  it('does not trust the answer to an older sync after a newer one', () => {
+    const parts = new CatchUpParts();
+    const older = parts.next();
+    const newer = parts.next();
+    expect(parts.accept({ id: newer })).toBe('apply');
+    expect(parts.accept({ id: older, more: true })).toBe('skip');
+    expect(parts.accept({ id: older })).toBe('resync');
+    expect(parts.answers({})).toBe(newer); // a relay that echoes no number answers the latest
   });
 });
