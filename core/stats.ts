@@ -21,7 +21,11 @@ export function quantile(sorted: readonly number[], q: number): number {
  * these over the manifest's figures once there are `minSamples`.
  */
 export class LatencyStats {
-  private readonly samples = new Map<string, { ring: number[]; next: number; count: number }>();
+  // `summary`: the last one computed, until the next sample (a node plans by these per call).
+  private readonly samples = new Map<
+    string,
+    { ring: number[]; next: number; count: number; summary?: LatencySummary }
+  >();
 
   record(key: string, ms: number): void {
     let s = this.samples.get(key);
@@ -33,14 +37,18 @@ export class LatencyStats {
     else s.ring[s.next] = ms;
     s.next = (s.next + 1) % window;
     s.count++;
+    s.summary = undefined;
   }
 
   get(key: string): LatencySummary | undefined {
     const s = this.samples.get(key);
     if (!s) return undefined;
-    const sorted = [...s.ring].sort((a, b) => a - b);
-    const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
-    return { count: s.count, p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), mean };
+    if (!s.summary) {
+      const sorted = [...s.ring].sort((a, b) => a - b);
+      const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
+      s.summary = { count: s.count, p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), mean };
+    }
+    return { ...s.summary };
   }
 
   all(): Record<string, LatencySummary> {

@@ -217,41 +217,70 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       reason: explain(bn, bv, bTotal, breakdown, req, bByRelay),
     };
   }
-  const what = `${app}/${req.service}`;
-  if (pin === 'key' && holders > 0 && trustedHolders === 0) {
-    throw new QosError(
+  throw refusal(nodes, req, pin, {
+    holders,
+    trustedHolders,
+    eligible,
+    bestAccuracy,
+    fastestAccurate,
+  });
+}
+
+/** What one pass over the nodes counted, for the error when nothing fits. */
+interface Tally {
+  /** Nodes with the asked key, trusted or not. */
+  holders: number;
+  trustedHolders: number;
+  /** Nodes privacy allows that can take work now. */
+  eligible: number;
+  /** Over pairs privacy and capacity allow. */
+  bestAccuracy: number;
+  /** Over those that also meet accuracy. */
+  fastestAccurate: number;
+}
+
+/**
+ * The error when no pair fits, naming the most fundamental constraint missed: privacy, then
+ * accuracy, then latency (see `place`).
+ */
+function refusal(nodes: readonly NodeView[], req: PlacementRequest, pin: Pin, t: Tally): Error {
+  const { qos } = req;
+  const privacy = qos.privacy;
+  const what = `${req.app}/${req.service}`;
+  if (pin === 'key' && t.holders > 0 && t.trustedHolders === 0) {
+    return new QosError(
       'privacy',
       undefined,
       `the node with key ${short(privacy!)} is not trusted by this relay (brume trust <key>)`,
     );
   }
-  if (eligible === 0) {
+  if (t.eligible === 0) {
     if (pin === 'none') {
-      throw new UnavailableError(
+      return new UnavailableError(
         `no node can take ${what} now (all offline, paused, quarantined or already tried)`,
       );
     }
-    throw new QosError('privacy', undefined, privacyMiss(pin, privacy!, nodes, req));
+    return new QosError('privacy', undefined, privacyMiss(pin, privacy!, nodes, req));
   }
-  if (bestAccuracy === Number.NEGATIVE_INFINITY) {
-    throw new QosError(
+  if (t.bestAccuracy === Number.NEGATIVE_INFINITY) {
+    return new QosError(
       'accuracy',
       undefined,
       `no node ${pin === 'none' ? '' : 'privacy allows '}can hold any variant of ${what}`,
     );
   }
-  if (fastestAccurate === Number.POSITIVE_INFINITY) {
-    throw new QosError(
+  if (t.fastestAccurate === Number.POSITIVE_INFINITY) {
+    return new QosError(
       'accuracy',
-      bestAccuracy,
-      `no node reaches accuracy ${qos.accuracy} for ${what}; the best available is ${bestAccuracy}`,
+      t.bestAccuracy,
+      `no node reaches accuracy ${qos.accuracy} for ${what}; the best available is ${t.bestAccuracy}`,
     );
   }
   const at = qos.accuracy !== undefined ? ` at accuracy ${qos.accuracy}` : '';
-  throw new QosError(
+  return new QosError(
     'latencyMs',
-    fastestAccurate,
-    `no node runs ${what}${at} within ${qos.latencyMs} ms; the fastest takes ~${ms(fastestAccurate)} ms`,
+    t.fastestAccurate,
+    `no node runs ${what}${at} within ${qos.latencyMs} ms; the fastest takes ~${ms(t.fastestAccurate)} ms`,
   );
 }
 

@@ -52,7 +52,7 @@ const logicOnly: VariantInfo[] = [{ rpc: '', accuracy: 1, latencyMs: 1 }];
  * only model service if it has exactly one. Undefined: no model decides (the Logic alone).
  */
 export function modelOf(manifest: Manifest, service: string): string | undefined {
-  const svc = manifest.services[service];
+  const svc = serviceOf(manifest, service);
   if (svc === undefined) return undefined;
   if (svc.kind === 'model') return service;
   if (svc.models !== undefined) return svc.models[0];
@@ -63,6 +63,11 @@ export function modelOf(manifest: Manifest, service: string): string | undefined
     only = name;
   }
   return only;
+}
+
+/** The service named `service`, never one inherited from Object.prototype (`constructor`). */
+function serviceOf(manifest: Manifest, service: string) {
+  return Object.hasOwn(manifest.services, service) ? manifest.services[service] : undefined;
 }
 
 /** The variants placement chooses among for a call to `service` (see `modelOf`). */
@@ -84,7 +89,7 @@ export function variantsOf(manifest: Manifest, service: string): VariantInfo[] {
  */
 export function route(manifest: Manifest, nodes: readonly NodeView[], req: RouteRequest): Route {
   const { service } = req;
-  const svc = manifest.services[service];
+  const svc = serviceOf(manifest, service);
   if (svc === undefined)
     throw new NotFoundError(`no service "${service}" in app "${manifest.name}"`);
   const modelService = modelOf(manifest, service);

@@ -122,6 +122,7 @@ describe('route', () => {
     expect(at(m, 'classify', { exclude: [caller] }).node).toBe(id(2));
     expect(() => at(m, 'nope')).toThrow(NotFoundError);
     expect(() => at(m, 'nope')).toThrow('no service "nope" in app "digits"');
+    expect(() => at(m, 'constructor')).toThrow(NotFoundError);
   });
 });
 
