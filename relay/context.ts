@@ -20,6 +20,7 @@ import {
 } from '../core/context/replica';
 import { InputError, InternalError, PrivacyError, UnavailableError } from '../core/errors';
 import { type AgreementBinding, contextOpSchema } from '../core/protocol';
+import { serial } from '../core/serial';
 import { openAgreements } from './agreements';
 import {
   HEADER_BYTES,
@@ -180,7 +181,8 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
     }
   }
 
-  let writes: Promise<unknown> = Promise.resolve();
+  // Writes one at a time, in arrival order: each is checked against the store as it is then.
+  const oneAtATime = serial();
   const agreements = await openAgreements(join(dataDir, 'agreements.json'), {
     max: options.maxAgreements ?? 10_000,
     trusted: options.trusted ?? (() => false),
@@ -202,7 +204,7 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
      * when the disk did (nothing changes then, in memory or on disk).
      */
     accept(op: ContextOp, from: string): Promise<number> {
-      const run = writes.then(async () => {
+      return oneAtATime(async () => {
         if (op.scope === 'node' && op.owner !== from) {
           throw new InputError(`a node writes only its own node-scoped keys`);
         }
@@ -226,8 +228,6 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
         }
         return changed ? replica.cursor : 0;
       });
-      writes = run.catch(() => undefined);
-      return run;
     },
     /** Remembers the agreement key a node's identity signed for (checked by the caller). */
     bind(b: AgreementBinding): void {
@@ -240,7 +240,7 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
     /** Bytes of the log and the snapshot on disk now, for tests and the console. */
     files: () => ({ log: size, generation }),
     close: async () => {
-      await writes;
+      await oneAtATime(async () => undefined);
       await agreements.flush();
       await file?.close();
       file = undefined;

@@ -7,20 +7,13 @@
  *          const built = await buildLogics();   // [{ name: 'digits', output, size, ... }]
  */
 import { execFile } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import wabt from 'wabt';
+import { writeDurable } from '../relay/durable';
 
 const here = fileURLToPath(import.meta.url);
 /** The repository root. */
@@ -85,7 +78,7 @@ export async function buildLogics(options: BuildOptions = {}): Promise<BuiltLogi
   const stale = jobs.filter((j) => j.stale);
   for (const job of stale.filter((j) => j.source.endsWith('.wat'))) {
     const start = performance.now();
-    writeAtomically(job.output, await compileWat(root, job.source));
+    await writeDurable(job.output, await compileWat(root, job.source), { mode: 0o644 });
     times.set(job.name, performance.now() - start);
   }
   const asJobs = stale.filter((j) => j.source.endsWith('.ts'));
@@ -94,10 +87,11 @@ export async function buildLogics(options: BuildOptions = {}): Promise<BuiltLogi
       root,
       asJobs.map((j) => j.source),
     );
-    asJobs.forEach((job, i) => {
-      writeAtomically(job.output, compiled[i]!.bytes);
+    // Tests in parallel processes may build at once: readers see the old file or the new one, whole.
+    for (const [i, job] of asJobs.entries()) {
+      await writeDurable(job.output, compiled[i]!.bytes, { mode: 0o644 });
       times.set(job.name, compiled[i]!.ms);
-    });
+    }
   }
   return jobs.map(({ source, name, output, stale }) => {
     const size = statSync(output).size;
@@ -225,13 +219,6 @@ async function compileWat(root: string, source: string): Promise<Uint8Array> {
   } finally {
     module?.destroy();
   }
-}
-
-// Tests in parallel processes may build at once: readers see the old file or the new one, whole.
-function writeAtomically(path: string, bytes: Uint8Array): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, bytes);
-  renameSync(tmp, path);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {

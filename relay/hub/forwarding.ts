@@ -20,7 +20,7 @@ import {
 } from '../../core/errors';
 import type { Manifest } from '../../core/manifest';
 import { Pending } from '../../core/pending';
-import type { ToNode, ToRelay } from '../../core/protocol';
+import { MAX_PLACEMENTS, type ToNode, type ToRelay } from '../../core/protocol';
 import type { Qos } from '../../core/scheduler';
 import { askRefusal, CallCounts, callRefusal, type HubLimits, sizeOf } from '../limits';
 import { type CallShape, type Meter, shapeOf } from '../measure';
@@ -121,7 +121,7 @@ export function createForwarding(o: ForwardingOptions) {
     let routed = call;
     const asked = o.node(call.target);
     if (replace || !asked || asked.quarantined) {
-      if (tried.length >= 3)
+      if (tried.length >= MAX_PLACEMENTS)
         throw new UnavailableError(`gave up after ${tried.length} nodes were lost`);
       // A node that sent its call elsewhere did not want to run it: not back to it either.
       const exclude = call.caller ? [...tried, call.caller] : tried;
@@ -189,7 +189,7 @@ export function createForwarding(o: ForwardingOptions) {
   function refused(f: Forward, by: string, e: BrumeError): void {
     const tried = [...f.tried, by];
     const others = o.nodes().some((n) => !tried.includes(n.id) && n.id !== f.caller);
-    if (tried.length < 3 && others) forward({ ...callOf(f), tried }, f.reply, true);
+    if (tried.length < MAX_PLACEMENTS && others) forward({ ...callOf(f), tried }, f.reply, true);
     else f.reply({ ok: false, error: e });
   }
 
