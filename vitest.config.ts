@@ -6,5 +6,7 @@ export default defineConfig({
     environment: 'node',
     testTimeout: 30_000,
     hookTimeout: 60_000,
+    // A poll waits on an event, not a time: the default 1 s is too short on a busy 2-core machine.
+    expect: { poll: { timeout: 15_000 } },
   },
 });
