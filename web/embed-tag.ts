@@ -44,21 +44,7 @@ import type { EmbedOp, EmbedOps, EmbedReply } from './embed-protocol';
   });
 
   // What a person sees: whether this page lends their computer to the fabric, and a way to stop.
-  const badge = document.createElement('button');
-  badge.type = 'button';
-  Object.assign(badge.style, {
-    position: 'fixed',
-    right: '12px',
-    bottom: '12px',
-    zIndex: '2147483647',
-    font: '12px system-ui, sans-serif',
-    padding: '4px 8px',
-    borderRadius: '12px',
-    border: '1px solid #b7c0cf',
-    background: '#fff',
-    color: '#1d2330',
-    cursor: 'pointer',
-  });
+  const badge = badgeButton();
   const paint = () => {
     badge.textContent = status.contributing
       ? 'Brume: this page shares your computer · pause'
@@ -82,30 +68,15 @@ import type { EmbedOp, EmbedOps, EmbedReply } from './embed-protocol';
     else pending.fail(m.id, fromWire(m.error));
   });
 
-  function request<Op extends EmbedOp>(op: Op, args: EmbedOps[Op]) {
+  const request: Request = (op, args) => {
     const { id, answer } = pending.open(op);
     void ready.then(() => {
       if (pending.has(id)) frame.contentWindow!.postMessage({ brume: 1, id, op, args }, relay);
     });
     return { id, answer };
-  }
+  };
   const send = <Op extends EmbedOp>(op: Op, args: EmbedOps[Op]) => request(op, args).answer;
-
-  const context = (app: string): AppContext => ({
-    get: (key, scope) => send('context.get', [app, key, scope]) as Promise<ContextRead>,
-    put: async (key, value, options) =>
-      void (await send('context.put', [app, key, value, options])),
-    delete: async (key, scope) => void (await send('context.delete', [app, key, scope])),
-    // A subscription: the iframe sends each change under the watch request's id.
-    watch(prefix, cb) {
-      const { id, answer } = request('context.watch', [app, prefix]);
-      watchers.set(id, cb);
-      answer.catch(() => watchers.delete(id));
-      return () => {
-        if (watchers.delete(id)) send('context.unwatch', [id]).catch(() => {});
-      };
-    },
-  });
+  const context = (app: string) => appContext(app, request, watchers);
 
   const api: BrumeApi = {
     ready,
@@ -130,3 +101,49 @@ import type { EmbedOp, EmbedOps, EmbedReply } from './embed-protocol';
   if (document.body) mount();
   else document.addEventListener('DOMContentLoaded', mount);
 })();
+
+type Request = <Op extends EmbedOp>(
+  op: Op,
+  args: EmbedOps[Op],
+) => { id: number; answer: Promise<unknown> };
+
+function appContext(
+  app: string,
+  request: Request,
+  watchers: Map<number, (key: string, read: ContextRead) => void>,
+): AppContext {
+  return {
+    get: (key, scope) => request('context.get', [app, key, scope]).answer as Promise<ContextRead>,
+    put: async (key, value, options) =>
+      void (await request('context.put', [app, key, value, options]).answer),
+    delete: async (key, scope) => void (await request('context.delete', [app, key, scope]).answer),
+    // A subscription: the iframe sends each change under the watch request's id.
+    watch(prefix, cb) {
+      const { id, answer } = request('context.watch', [app, prefix]);
+      watchers.set(id, cb);
+      answer.catch(() => watchers.delete(id));
+      return () => {
+        if (watchers.delete(id)) request('context.unwatch', [id]).answer.catch(() => {});
+      };
+    },
+  };
+}
+
+function badgeButton(): HTMLButtonElement {
+  const badge = document.createElement('button');
+  badge.type = 'button';
+  Object.assign(badge.style, {
+    position: 'fixed',
+    right: '12px',
+    bottom: '12px',
+    zIndex: '2147483647',
+    font: '12px system-ui, sans-serif',
+    padding: '4px 8px',
+    borderRadius: '12px',
+    border: '1px solid #b7c0cf',
+    background: '#fff',
+    color: '#1d2330',
+    cursor: 'pointer',
+  });
+  return badge;
+}
