@@ -40,6 +40,8 @@ export interface RelayClientOptions {
 
 export interface RelayClient {
   readonly base: string;
+  /** For a request the client cannot make itself (an upload with progress). */
+  readonly credential?: string;
   /** A request with a JSON body (when given); answers the decoded JSON (undefined for 204). */
   json<T>(method: string, path: string, body?: unknown): Promise<T>;
   /** A request with a MessagePack body; answers the decoded MessagePack (or JSON) answer. */
@@ -80,6 +82,7 @@ export function relayClient(options: RelayClientOptions): RelayClient {
 
   return {
     base,
+    ...(credential !== undefined && { credential }),
     send,
     async json<T>(method: string, path: string, body?: unknown) {
       const init: HttpInit =

@@ -26,8 +26,16 @@ import {
   parseManifest,
   verifyFile,
 } from './manifest';
-import { modelFigure, modelKey, route, type Self, selfView, statsKey } from './placement';
-import { chooseVariant, type Decision, type Qos } from './scheduler';
+import {
+  modelFigure,
+  modelKey,
+  type Route,
+  route,
+  type Self,
+  selfView,
+  statsKey,
+} from './placement';
+import { chooseVariant, type Qos } from './scheduler';
 import { LatencyStats } from './stats';
 import { checkSpec, type Tensor, toTensor } from './tensor';
 
@@ -129,6 +137,9 @@ export type RemoteCall = (
 export type ContextCall = (app: string, request: ContextRequest) => Promise<ContextReply>;
 
 /** The host's caps on what a manifest may ask of a Logic (RuntimeOptions). */
+/** Where this node would run a request itself: a Route without the node (it is this one). */
+export type Plan = Omit<Route, 'node'>;
+
 export const DEFAULT_LOGIC_CAPS = { timeoutMs: 10_000, memoryMiB: 256 } as const;
 
 export function createRuntime(platform: Platform, options: RuntimeOptions = {}) {
@@ -428,7 +439,7 @@ export class Runtime {
     qos: Qos = {},
     rpc?: string,
     now: Pick<Self, 'queue' | 'maxConcurrency' | 'role'> = {},
-  ): Promise<Decision> {
+  ): Promise<Plan> {
     const m = this.manifest(app);
     const self = selfView({
       id: this.id,
@@ -441,7 +452,8 @@ export class Runtime {
     const here: Qos = { ...qos };
     delete here.privacy;
     const r = route(m, [self], { service, rpc: rpc ?? '', qos: here, caller: this.id });
-    return { rpc: r.variant, estimateMs: r.estimateMs, reason: r.reason };
+    const { node: _, ...plan } = r;
+    return plan;
   }
 
   /** Loads a variant on the model runner once; answers its runner key. */

@@ -15,6 +15,7 @@ import {
 } from '../core/errors';
 import { nodeIdOf } from '../core/identity';
 import { isAppName } from '../core/names';
+import type { ScheduleAnswer } from '../core/page-api';
 import { frameLimits } from '../core/protocol';
 import type { Admin } from './admin';
 import type { Auth } from './auth';
@@ -113,7 +114,17 @@ function mountCalls(app: FastifyInstance, o: FabricHttpOptions): void {
     callRoute,
     async (req) => {
       const { qos, rpc } = parseBody(scheduleBody, req.body, '{ qos?, rpc? }');
-      return hub.decide(req.params.app, req.params.service, qos ?? {}, '', [], rpc);
+      const r = await hub.decide(req.params.app, req.params.service, qos ?? {}, '', [], rpc);
+      // The page API's shape (core/page-api.ts ScheduleAnswer): the rpc called on that node and
+      // the model variant deciding accuracy; the variants it pins are the relay's own business.
+      const answer: ScheduleAnswer = {
+        node: r.node,
+        rpc: r.rpc,
+        variant: r.variant,
+        estimateMs: r.estimateMs,
+        reason: r.reason,
+      };
+      return answer;
     },
   );
 }

@@ -1,67 +1,17 @@
 import { createStore, del, get, keys, set, setMany } from 'idb-keyval';
-import type { ContextRead, PutOptions } from '../core/context/client';
 import type { KV } from '../core/context/outbox';
-import type { Scope } from '../core/context/replica';
 import { createNode } from '../core/node/create';
 import type { BrumeNode } from '../core/node/node';
-import type { FabricCallResult } from '../core/node/router';
+import type { BrumeApi } from '../core/page-api';
 import type { Role } from '../core/protocol';
-import type { CallOptions, NodeDescription, Runtime } from '../core/runtime';
-import type { Qos } from '../core/scheduler';
+import type { Runtime } from '../core/runtime';
 import { httpAppSource } from '../core/sources';
+import { type BrumeDebug, pageApi } from './api';
 import { cachedAppSource, type DownloadProgress } from './cache';
 import { tabCapabilities } from './capabilities';
 import { tabIdentity } from './identity';
 import { peerLinks } from './peers';
 import { browserPlatform } from './platform';
-
-declare global {
-  interface Window {
-    brume: BrumeApi;
-  }
-}
-
-export interface AppContext {
-  /** `{ value, expiresAt? }`, `{ expired: true }`, or undefined for a key never set or deleted. */
-  get(key: string, scope?: Scope): Promise<ContextRead>;
-  /**
-   * Resolves once the relay has the write durably (online; at most 5 s, after that it waits in the
-   * outbox) or once it is queued (offline). A refusal rejects with the relay's error (E_CLOCK for
-   * a clock far ahead, E_LIMIT...), and the tab takes the write back.
-   */
-  put(key: string, value: unknown, options?: PutOptions): Promise<void>;
-  delete(key: string, scope?: Scope): Promise<void>;
-  /** Calls `cb` once per change under `prefix`, in order per key; answers an unsubscribe. */
-  watch(prefix: string, cb: (key: string, read: ContextRead) => void): () => void;
-}
-
-/** The page-facing API, as `window.brume`. */
-export interface BrumeApi {
-  /** Resolves once the node knows the deployed apps (from the relay, or its cache when cut off). */
-  ready: Promise<void>;
-  /** Runs `service` of `app` wherever the fabric best meets `qos`, and answers its result. */
-  call(app: string, service: string, input: unknown, qos?: Qos): Promise<unknown>;
-  /** Like call, with the node, path, variant, latency and trace of every service that ran. */
-  invoke(
-    app: string,
-    service: string,
-    input: unknown,
-    qos?: Qos,
-    opts?: CallOptions,
-  ): Promise<FabricCallResult>;
-  /** The Edgeless API: where a request would run (node, variant, estimate) and why. */
-  schedule(
-    app: string,
-    service: string,
-    qos?: Qos,
-  ): Promise<{ node: string; rpc: string; estimateMs: number; reason: string }>;
-  /** The context store of `app` (DESIGN.md §4): shared with the app's instances everywhere. */
-  context(app: string): AppContext;
-  describe(): Promise<NodeDescription>;
-  /** The node's runtime (once `ready`) and the node itself, for the page, tests and benchmarks. */
-  readonly node: Runtime;
-  fabric: Promise<BrumeNode>;
-}
 
 export interface BrumeConfig {
   /** The relay's origin; default this page's. */
@@ -91,62 +41,27 @@ export function configFromUrl(search: string): BrumeConfig {
 
 /**
  * Boots this tab as a Brume node: its runtime (workers, cached apps) and its link to the fabric.
- * @example const brume = startBrume(configFromUrl(location.search)); await brume.ready;
- *          await brume.call('digits', 'classify', { width, height, pixels }, { accuracy: 0.96 });
+ * @example const { api } = startBrume(configFromUrl(location.search)); await api.ready;
+ *          await api.call('digits', 'classify', { width, height, pixels }, { accuracy: 0.96 });
  */
-export function startBrume(config: BrumeConfig = {}): BrumeApi {
+export function startBrume(config: BrumeConfig = {}): { api: BrumeApi; debug: BrumeDebug } {
   const fabric = assembleTab(config);
   let runtime: Runtime | undefined;
   const ready = fabric.then(async (n) => {
-    runtime = n.runtime;
     const { failed } = await n.runtime.refresh();
     for (const f of failed) console.warn(`[brume] app ${f.app} not loaded: ${f.error.message}`);
+    runtime = n.runtime;
   });
-  const context = fabric.then((n) => n.context!);
-  const appContext = (app: string): AppContext => ({
-    get: async (key, scope) => (await context).get(app, key, scope),
-    put: async (key, value, options) => {
-      const c = await context;
-      await c.settled(await c.put(app, key, value, options));
-    },
-    delete: async (key, scope) => {
-      const c = await context;
-      await c.settled(await c.delete(app, key, scope));
-    },
-    watch(prefix, cb) {
-      let off: (() => void) | undefined;
-      let cancelled = false;
-      void context.then((c) => {
-        if (!cancelled) off = c.watch(app, prefix, cb);
-      });
-      return () => {
-        cancelled = true;
-        off?.();
-      };
-    },
-  });
-  const invoke: BrumeApi['invoke'] = async (app, service, input, qos, opts) => {
-    await ready;
-    return (await fabric).call(app, service, input, qos, opts);
-  };
+  // window.brume (web/api.ts), and the parts behind it for tests on window.brumeDebug.
   return {
-    ready,
-    get node(): Runtime {
-      if (!runtime) throw new Error('window.brume.node is there once window.brume.ready resolves');
-      return runtime;
-    },
-    fabric,
-    invoke,
-    call: async (app, service, input, qos) => (await invoke(app, service, input, qos)).value,
-    schedule: async (app, service, qos) => {
-      await ready;
-      return (await fabric).schedule(app, service, qos);
-    },
-    describe: async () => (await fabric).runtime.describe(),
-    context: (app) => {
-      // This tab keeps the app's context from now on (the relay sends it the app's changes).
-      void context.then((c) => c.use(app));
-      return appContext(app);
+    api: pageApi({ ready, fabric }),
+    debug: {
+      get runtime(): Runtime {
+        if (!runtime)
+          throw new Error('brumeDebug.runtime is there once window.brume.ready resolves');
+        return runtime;
+      },
+      fabric,
     },
   };
 }

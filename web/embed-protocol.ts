@@ -1,28 +1,39 @@
 /**
- * Messages between a host page's `brume.js` and the node running in the relay's iframe. The host
- * page only ever gets answers to calls: the node's keys, storage and context stay in the iframe's
- * origin.
+ * Messages between a host page's `brume.js` and the node running in the relay's iframe: each
+ * call of the page API (core/page-api.ts) is one request, answered once by id; a context watch is
+ * a subscription, whose changes come back as `watch` messages under the request's id until
+ * `context.unwatch`. The node's keys and storage stay in the iframe's origin.
  */
-export type EmbedRequest =
-  | {
-      brume: 1;
-      id: number;
-      op: 'invoke';
-      args: [string, string, unknown, Record<string, unknown>?];
-    }
-  | { brume: 1; id: number; op: 'schedule'; args: [string, string, Record<string, unknown>?] }
-  | { brume: 1; id: number; op: 'pause'; args: [boolean] };
+import type { ContextRead, PutOptions } from '../core/context/client';
+import type { Scope } from '../core/context/replica';
+import type { WireError } from '../core/errors';
+import type { NodeStatus } from '../core/page-api';
+import type { CallOptions } from '../core/runtime';
+import type { Qos } from '../core/scheduler';
+
+/** Each operation and its arguments, in the order the page API takes them. */
+export interface EmbedOps {
+  invoke: [app: string, service: string, input: unknown, qos?: Qos, opts?: CallOptions];
+  schedule: [app: string, service: string, qos?: Qos, opts?: { rpc?: string }];
+  describe: [];
+  pause: [paused: boolean];
+  'context.get': [app: string, key: string, scope?: Scope];
+  'context.put': [app: string, key: string, value: unknown, options?: PutOptions];
+  'context.delete': [app: string, key: string, scope?: Scope];
+  /** Answered at once; then `{ id: 0, watch: <this request's id>, key, read }` per change. */
+  'context.watch': [app: string, prefix: string];
+  /** Ends the watch opened by request `watch`. */
+  'context.unwatch': [watch: number];
+}
+
+export type EmbedOp = keyof EmbedOps;
+
+export type EmbedRequest = {
+  [Op in EmbedOp]: { brume: 1; id: number; op: Op; args: EmbedOps[Op] };
+}[EmbedOp];
 
 export type EmbedReply =
   | { brume: 1; id: number; ok: true; value: unknown }
-  | {
-      brume: 1;
-      id: number;
-      ok: false;
-      error: { code: string; message: string; constraint?: string; best?: unknown };
-    }
-  | {
-      brume: 1;
-      id: 0;
-      status: { ready: boolean; joined: boolean; contributing: boolean; node: string };
-    };
+  | { brume: 1; id: number; ok: false; error: WireError }
+  | { brume: 1; id: 0; status: NodeStatus }
+  | { brume: 1; id: 0; watch: number; key: string; read: ContextRead };

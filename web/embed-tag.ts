@@ -1,5 +1,6 @@
 /**
- * `brume.js`: one script tag makes any page a Brume node and gives it `window.brume`.
+ * `brume.js`: one script tag makes any page a Brume node and gives it `window.brume`, the same API
+ * as the join page's (core/page-api.ts).
  *   <script src="https://RELAY/brume.js" data-role="dew" data-contribute="true" async></script>
  * `data-timeout-ms` bounds each call (default 120000: the first may load a model); past it the
  * call rejects with code E_TIMEOUT.
@@ -7,14 +8,12 @@
  * out of the host page's reach; this file only forwards calls by message. It is small on purpose:
  * onnxruntime and the models load in the iframe, and only when work arrives.
  */
-import type { EmbedReply, EmbedRequest } from './embed-protocol';
 
-interface Status {
-  ready: boolean;
-  joined: boolean;
-  contributing: boolean;
-  node: string;
-}
+import type { ContextRead } from '../core/context/client';
+import { fromWire, TimeoutError } from '../core/errors';
+import type { AppContext, BrumeApi, NodeStatus } from '../core/page-api';
+import { Pending } from '../core/pending';
+import type { EmbedOp, EmbedOps, EmbedReply } from './embed-protocol';
 
 (() => {
   const script = document.currentScript as HTMLScriptElement | null;
@@ -30,15 +29,107 @@ interface Status {
   frame.setAttribute('aria-hidden', 'true');
   Object.assign(frame.style, { display: 'none' });
 
-  const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
-  let nextId = 1;
-  let status: Status = { ready: false, joined: false, contributing: contribute, node: '' };
+  // Every call has a deadline, also while the iframe is still loading: a node that never answers
+  // must not leave the page waiting for ever.
+  const pending = new Pending<unknown, EmbedOp>({
+    timeoutMs,
+    timeout: (op) => new TimeoutError(`brume: "${op}" got no answer within ${timeoutMs} ms`),
+  });
+  const watchers = new Map<number, (key: string, read: ContextRead) => void>();
+  const statusListeners = new Set<(s: NodeStatus) => void>();
+  let status: NodeStatus = { ready: false, joined: false, contributing: contribute, node: '' };
   let readyResolve: () => void;
   const ready = new Promise<void>((r) => {
     readyResolve = r;
   });
 
   // What a person sees: whether this page lends their computer to the fabric, and a way to stop.
+  const badge = badgeButton();
+  const paint = () => {
+    badge.textContent = status.contributing
+      ? 'Brume: this page shares your computer · pause'
+      : 'Brume: not sharing your computer';
+    badge.disabled = !contribute;
+    badge.setAttribute('data-contributing', String(status.contributing));
+  };
+  badge.addEventListener('click', () => void api.pause(status.contributing));
+
+  window.addEventListener('message', (e: MessageEvent) => {
+    if (e.origin !== relay || e.source !== frame.contentWindow) return;
+    const m = e.data as EmbedReply;
+    if (m?.brume !== 1) return;
+    if ('status' in m) {
+      status = m.status;
+      paint();
+      if (status.ready) readyResolve();
+      for (const l of [...statusListeners]) l({ ...status });
+    } else if ('watch' in m) watchers.get(m.watch)?.(m.key, m.read);
+    else if (m.ok) pending.settle(m.id, m.value);
+    else pending.fail(m.id, fromWire(m.error));
+  });
+
+  const request: Request = (op, args) => {
+    const { id, answer } = pending.open(op);
+    void ready.then(() => {
+      if (pending.has(id)) frame.contentWindow!.postMessage({ brume: 1, id, op, args }, relay);
+    });
+    return { id, answer };
+  };
+  const send = <Op extends EmbedOp>(op: Op, args: EmbedOps[Op]) => request(op, args).answer;
+  const context = (app: string) => appContext(app, request, watchers);
+
+  const api: BrumeApi = {
+    ready,
+    invoke: (...args) => send('invoke', args) as ReturnType<BrumeApi['invoke']>,
+    call: async (...args) => (await api.invoke(...args)).value,
+    schedule: (...args) => send('schedule', args) as ReturnType<BrumeApi['schedule']>,
+    describe: () => send('describe', []) as ReturnType<BrumeApi['describe']>,
+    context,
+    status: () => ({ ...status }),
+    onStatus(listener) {
+      statusListeners.add(listener);
+      return () => statusListeners.delete(listener);
+    },
+    pause: (paused) => send('pause', [paused]) as Promise<NodeStatus>,
+  };
+  window.brume = api;
+
+  const mount = () => {
+    document.body.append(frame, badge);
+    paint();
+  };
+  if (document.body) mount();
+  else document.addEventListener('DOMContentLoaded', mount);
+})();
+
+type Request = <Op extends EmbedOp>(
+  op: Op,
+  args: EmbedOps[Op],
+) => { id: number; answer: Promise<unknown> };
+
+function appContext(
+  app: string,
+  request: Request,
+  watchers: Map<number, (key: string, read: ContextRead) => void>,
+): AppContext {
+  return {
+    get: (key, scope) => request('context.get', [app, key, scope]).answer as Promise<ContextRead>,
+    put: async (key, value, options) =>
+      void (await request('context.put', [app, key, value, options]).answer),
+    delete: async (key, scope) => void (await request('context.delete', [app, key, scope]).answer),
+    // A subscription: the iframe sends each change under the watch request's id.
+    watch(prefix, cb) {
+      const { id, answer } = request('context.watch', [app, prefix]);
+      watchers.set(id, cb);
+      answer.catch(() => watchers.delete(id));
+      return () => {
+        if (watchers.delete(id)) request('context.unwatch', [id]).answer.catch(() => {});
+      };
+    },
+  };
+}
+
+function badgeButton(): HTMLButtonElement {
   const badge = document.createElement('button');
   badge.type = 'button';
   Object.assign(badge.style, {
@@ -54,73 +145,5 @@ interface Status {
     color: '#1d2330',
     cursor: 'pointer',
   });
-  const paint = () => {
-    badge.textContent = status.contributing
-      ? 'Brume: this page shares your computer · pause'
-      : 'Brume: not sharing your computer';
-    badge.disabled = !contribute;
-    badge.setAttribute('data-contributing', String(status.contributing));
-  };
-  badge.addEventListener('click', () => void send('pause', [status.contributing]));
-
-  window.addEventListener('message', (e: MessageEvent) => {
-    if (e.origin !== relay || e.source !== frame.contentWindow) return;
-    const m = e.data as EmbedReply;
-    if (m?.brume !== 1) return;
-    if ('status' in m) {
-      status = m.status;
-      paint();
-      if (status.ready) readyResolve();
-      return;
-    }
-    const p = pending.get(m.id);
-    if (!p) return;
-    pending.delete(m.id);
-    if (m.ok) p.resolve(m.value);
-    else p.reject(Object.assign(new Error(m.error.message), m.error));
-  });
-
-  // Every call has a deadline, also while the iframe is still loading: a node that never answers
-  // must not leave the page waiting for ever.
-  function send(op: EmbedRequest['op'], args: unknown[]): Promise<unknown> {
-    const id = nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        pending.delete(id);
-        const message = `brume: "${op}" got no answer within ${timeoutMs} ms`;
-        reject(Object.assign(new Error(message), { name: 'TimeoutError', code: 'E_TIMEOUT' }));
-      }, timeoutMs);
-      pending.set(id, {
-        resolve(v) {
-          clearTimeout(timer);
-          resolve(v);
-        },
-        reject(e) {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-      void ready.then(() => {
-        if (pending.has(id)) frame.contentWindow!.postMessage({ brume: 1, id, op, args }, relay);
-      });
-    });
-  }
-
-  const invoke = (app: string, service: string, input: unknown, qos = {}) =>
-    send('invoke', [app, service, input, qos]) as Promise<{ value: unknown; node: string }>;
-  (window as unknown as { brume: unknown }).brume = {
-    ready,
-    invoke,
-    call: async (app: string, service: string, input: unknown, qos = {}) =>
-      (await invoke(app, service, input, qos)).value,
-    schedule: (app: string, service: string, qos = {}) => send('schedule', [app, service, qos]),
-    status: () => ({ ...status }),
-  };
-
-  const mount = () => {
-    document.body.append(frame, badge);
-    paint();
-  };
-  if (document.body) mount();
-  else document.addEventListener('DOMContentLoaded', mount);
-})();
+  return badge;
+}

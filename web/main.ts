@@ -5,7 +5,7 @@ import { cachedFiles } from './cache';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
-const brume = startBrume({
+const { api: brume, debug } = startBrume({
   ...configFromUrl(location.search),
   onProgress: ({ sha256, received, total }) => {
     const of = total ? ` of ${(total / 2 ** 20).toFixed(1)} MiB` : '';
@@ -16,17 +16,18 @@ const brume = startBrume({
   },
 });
 window.brume = brume;
+// The node's parts, for tests and benchmarks (and this page's status panel below).
+window.brumeDebug = debug;
 
 // Keeps this page for an offline start (worker/sw.ts); apps themselves are in the Cache API.
 navigator.serviceWorker
   ?.register('/sw.js', { type: 'module' })
   .catch((e: Error) => console.warn(`[brume] no offline start: ${e.message}`));
 
-void brume.fabric.then((fabric) => {
+void debug.fabric.then((fabric) => {
   const pause = $<HTMLButtonElement>('pause');
   pause.addEventListener('click', () => {
-    fabric.pause('user', !fabric.pauseReasons().includes('user'));
-    show();
+    void brume.pause(!fabric.pauseReasons().includes('user')).then(show);
   });
   const show = () => {
     const reasons = fabric.pauseReasons();
@@ -65,7 +66,7 @@ brume.ready
     showDemos();
     // Fetch, verify and compile the demo now, so the first drawing is answered at full speed.
     if (d.apps.some((a) => a.name === 'digits')) {
-      brume.node
+      debug.runtime
         .warm('digits')
         .then(showApps)
         .then(() => $('node-state').setAttribute('data-warm', 'digits'))
@@ -148,7 +149,7 @@ async function classify(): Promise<void> {
 /** A button per demo input of each deployed app; the answer shows where it ran. */
 function showDemos(): void {
   const list = $('demo-list');
-  const demos = brume.node
+  const demos = debug.runtime
     .apps()
     .flatMap((m) => (m.demos ?? []).map((d) => ({ app: m.name, ...d })));
   if (demos.length === 0) return;

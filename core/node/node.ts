@@ -6,13 +6,14 @@
 import type { NodeContext } from '../context/client';
 import { toWire } from '../errors';
 import type { Identity } from '../identity';
+import type { InvokeAnswer, ScheduleAnswer } from '../page-api';
 import type { Capabilities, Role, ToNode } from '../protocol';
 import type { CallOptions, Runtime } from '../runtime';
 import type { Qos } from '../scheduler';
 import { passOn } from './fog';
 import type { PeerLinks, SocketLike } from './links';
 import { type Heartbeat, type LinkStatus, RelayLink, type Welcome } from './relay-link';
-import { type FabricCallResult, Router, type ScheduleAnswer } from './router';
+import { Router } from './router';
 import { type ServeRequest, type ServeResult, Serving } from './serving';
 
 export interface NodeParts {
@@ -115,7 +116,7 @@ export class BrumeNode {
     input: unknown,
     qos?: Qos,
     opts?: CallOptions,
-  ): Promise<FabricCallResult> {
+  ): Promise<InvokeAnswer> {
     return this.router.call(app, service, input, qos, opts);
   }
 

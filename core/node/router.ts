@@ -7,26 +7,12 @@
  * @example const r = await router.call('digits', 'classify', input, { accuracy: 0.96 });
  */
 import { fromWire, ProtocolError, QosError } from '../errors';
+import type { InvokeAnswer, ScheduleAnswer } from '../page-api';
 import { parseQos } from '../protocol';
-import type { CallOptions, CallResult, Runtime, TraceEntry } from '../runtime';
+import type { CallOptions, Runtime, TraceEntry } from '../runtime';
 import type { Qos } from '../scheduler';
 import type { PeerLinks } from './links';
 import type { RelayLink } from './relay-link';
-
-export interface FabricCallResult extends CallResult {
-  /** The node that ran it, and how the request got there. */
-  node: string;
-  via: 'local' | 'peer' | 'relay';
-  reason: string;
-}
-
-/** Where a request would run, and why. */
-export interface ScheduleAnswer {
-  node: string;
-  rpc: string;
-  estimateMs: number;
-  reason: string;
-}
 
 export interface RouterOptions {
   runtime: Runtime;
@@ -63,7 +49,7 @@ export class Router {
     input: unknown,
     qos: Qos = {},
     opts: CallOptions = {},
-  ): Promise<FabricCallResult> {
+  ): Promise<InvokeAnswer> {
     qos = parseQos(qos); // from page code or a host page: checked here, named by field
     const { runtime, link } = this.options;
     if (this.options.isMe(qos.privacy)) {
@@ -109,15 +95,15 @@ export class Router {
     rpc: string,
     input: unknown,
     qos: Qos,
-  ): Promise<FabricCallResult> => this.call(app, service, input, qos, rpc ? { rpc } : {});
+  ): Promise<InvokeAnswer> => this.call(app, service, input, qos, rpc ? { rpc } : {});
 
   /** Where a request would run, and why: this node if it meets the QoS, else the relay's choice. */
   async schedule(app: string, service: string, qos: Qos = {}, rpc = ''): Promise<ScheduleAnswer> {
     qos = parseQos(qos);
     const { runtime, link } = this.options;
     const local = async () => {
-      const d = await runtime.plan(app, service, qos, rpc);
-      return { node: this.options.me(), rpc: d.rpc, estimateMs: d.estimateMs, reason: d.reason };
+      const { pin: _, ...d } = await runtime.plan(app, service, qos, rpc);
+      return { node: this.options.me(), ...d };
     };
     const p = qos.privacy;
     if (this.options.isMe(p)) {
@@ -136,7 +122,8 @@ export class Router {
     }
     const d = await link.request({ t: 'schedule', id: 0, app, service, qos, rpc, exclude });
     if (d.t !== 'decision') throw new ProtocolError(`expected a decision, got ${d.t}`);
-    return { node: d.node, rpc: d.variant || d.rpc, estimateMs: d.estimateMs, reason: d.reason };
+    const { node, variant, estimateMs, reason } = d;
+    return { node, rpc: d.rpc, variant, estimateMs, reason };
   }
 
   /** `node` left the fabric: a channel may open to a node of that id again. */
@@ -151,7 +138,7 @@ export class Router {
     qos: Qos,
     opts: CallOptions,
     reason: string,
-  ): Promise<FabricCallResult> {
+  ): Promise<InvokeAnswer> {
     const r = await this.options.runtime.call(app, service, input, qos, opts);
     return { ...r, node: this.options.me(), via: 'local', reason };
   }
@@ -163,7 +150,7 @@ export class Router {
     input: unknown,
     qos: Qos,
     rpc: string,
-  ): Promise<FabricCallResult | undefined> {
+  ): Promise<InvokeAnswer | undefined> {
     const parent = this.options.parent()!;
     const t0 = performance.now();
     try {
@@ -188,7 +175,7 @@ export class Router {
     qos: Qos,
     rpc: string,
     exclude: string[],
-  ): Promise<FabricCallResult> {
+  ): Promise<InvokeAnswer> {
     const { link, links } = this.options;
     // The relay places by what this node last reported: report first if that changed since.
     this.options.beforeAsk();
@@ -239,7 +226,7 @@ function answer(
   via: 'peer' | 'relay',
   reason: string,
   t0: number,
-): FabricCallResult {
+): InvokeAnswer {
   const ms = performance.now() - t0;
   return { value: r.value, rpc: r.rpc, ms, trace: r.trace ?? [], node, via, reason };
 }

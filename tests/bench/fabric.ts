@@ -156,9 +156,9 @@ export async function hopCosts(browser: Browser, url: string, runs: number, rtc:
     await page.goto(url);
     const id = await page.evaluate(async () => {
       await window.brume.ready;
-      const f = await window.brume.fabric;
+      const f = await window.brumeDebug.fabric;
       await f.whenJoined(20_000);
-      await window.brume.node.warm('digits');
+      await window.brumeDebug.runtime.warm('digits');
       return f.nodeId;
     });
     return { page, id, context };
@@ -191,7 +191,7 @@ export async function hopCosts(browser: Browser, url: string, runs: number, rtc:
         ] as const) {
           let via = '';
           out[name] = {
-            runtimeMs: await time(() => b.node.call(app, service, input)),
+            runtimeMs: await time(() => window.brumeDebug.runtime.call(app, service, input)),
             fabricLocalMs: await time(() => b.invoke(app, service, input)),
             hopMs: await time(async () => {
               via = (await b.invoke(app, service, input, { privacy: to })).via;
@@ -356,7 +356,7 @@ export async function contextToTabs(browser: Browser, url: string, n: number, wr
         await page.goto(url);
         await page.evaluate(async (run) => {
           await window.brume.ready;
-          await (await window.brume.fabric).whenJoined(20_000);
+          await (await window.brumeDebug.fabric).whenJoined(20_000);
           const g = globalThis as unknown as { arrivals: number[][] };
           g.arrivals = [];
           window.brume.context('bench-tabs').watch('', (_k, read) => {
@@ -427,7 +427,7 @@ export async function vadStream(browser: Browser, url: string, rtc: boolean, chu
         await page.goto(url);
         const id = await page.evaluate(async () => {
           await window.brume.ready;
-          const f = await window.brume.fabric;
+          const f = await window.brumeDebug.fabric;
           await f.whenJoined(20_000);
           return f.nodeId;
         });

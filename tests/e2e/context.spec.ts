@@ -91,7 +91,7 @@ test('context: shared, persisted, expiring, scoped, private, and durable at the 
 /** Every record of this tab's context store in IndexedDB, bytes as latin1 text. */
 function storedContext(page: Page): Promise<string> {
   return page.evaluate(async () => {
-    const id = (await window.brume.fabric).nodeId;
+    const id = (await window.brumeDebug.fabric).nodeId;
     const db = await new Promise<IDBDatabase>((resolve, reject) => {
       const r = indexedDB.open(`brume-context-${id}`);
       r.onsuccess = () => resolve(r.result);
@@ -118,7 +118,7 @@ test('a private value reaches only its trusted tab: sealed at the relay, absent 
     tab(browser, relay.url),
     tab(browser, relay.url),
   ]);
-  const key = await trusted.evaluate(async () => (await window.brume.fabric).publicKey);
+  const key = await trusted.evaluate(async () => (await window.brumeDebug.fabric).publicKey);
   for (const p of [trusted, stranger]) {
     await p.evaluate(() => {
       (globalThis as { seen?: unknown[] }).seen = [];
@@ -194,7 +194,7 @@ test('a tab whose storage is full evicts expired entries, then its least recentl
     const nodes = (await (
       await fetch(`${relay.url}/api/nodes`, { headers: { authorization: `Bearer ${relay.token}` } })
     ).json()) as NodeRecord[];
-    const id = await page.evaluate(async () => (await window.brume.fabric).nodeId);
+    const id = await page.evaluate(async () => (await window.brumeDebug.fabric).nodeId);
     return nodes.find((n) => n.id === id)?.context;
   };
   // The expired ones went first, then the oldest of the node's own. Chromium frees the space of
@@ -274,7 +274,7 @@ test('a tab cut off from the relay reads until expiry, queues writes, and conver
       .toMatchObject({ value: 'held' });
     proxy.cut();
     await cut.evaluate(async () => {
-      const f = await window.brume.fabric;
+      const f = await window.brumeDebug.fabric;
       while (f.status === 'joined') await new Promise((r) => setTimeout(r, 50));
     });
     // Offline: the local copy serves reads while valid, then says it expired.
@@ -294,7 +294,7 @@ test('a tab cut off from the relay reads until expiry, queues writes, and conver
 
     // Back: the outbox replays, the other tab gets every write, the relay holds each once.
     proxy.heal();
-    await cut.evaluate(async () => (await window.brume.fabric).whenJoined(20_000));
+    await cut.evaluate(async () => (await window.brumeDebug.fabric).whenJoined(20_000));
     for (let i = 0; i < 5; i++) {
       await expect
         .poll(() => other.evaluate((k) => window.brume.context('demo').get(k), `offline-${i}`))
@@ -303,7 +303,7 @@ test('a tab cut off from the relay reads until expiry, queues writes, and conver
     // A second reconnect replays nothing new (the outbox was acknowledged).
     proxy.cut();
     proxy.heal();
-    await cut.evaluate(async () => (await window.brume.fabric).whenJoined(20_000));
+    await cut.evaluate(async () => (await window.brumeDebug.fabric).whenJoined(20_000));
     const log = (await (await fetch(`${relay.url}/api/context/demo/offline-4`)).json()) as {
       value: number;
     };

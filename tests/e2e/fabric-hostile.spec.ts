@@ -26,7 +26,7 @@ test('forged joins, replayed nonces, oversized frames and garbage are refused; t
   await page.goto(relay.url);
   const tabId = await page.evaluate(async () => {
     await window.brume.ready;
-    const f = await window.brume.fabric;
+    const f = await window.brumeDebug.fabric;
     await f.whenJoined(20_000);
     return f.nodeId;
   });

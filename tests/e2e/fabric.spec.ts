@@ -112,7 +112,7 @@ test('a dew that cannot meet the accuracy asked runs it on another tab, over a d
   const far = await classify(small, { accuracy: 0.96 });
   expect(far).toMatchObject({ ok: true, via: direct, node: big.id, variant: 'large' });
   expect(far.ok && far.digit).toBe(local.ok && local.digit);
-  const served = await big.page.evaluate(async () => (await window.brume.fabric).served);
+  const served = await big.page.evaluate(async () => (await window.brumeDebug.fabric).served);
   expect(served).toBe(1);
 });
 
@@ -155,7 +155,7 @@ test('privacy pinned to a fog key runs only there, and device never leaves the t
   }
   // By node id too; and the other dew never served any of it.
   expect(await classify(dew, { privacy: fog.id })).toMatchObject({ ok: true, node: fog.id });
-  expect(await other.page.evaluate(async () => (await window.brume.fabric).served)).toBe(0);
+  expect(await other.page.evaluate(async () => (await window.brumeDebug.fabric).served)).toBe(0);
 
   const before = await decisions();
   const device = await classify(dew, { privacy: 'device' });
@@ -188,7 +188,7 @@ test('a dew offers work to its parent fog first, and large payloads cross in chu
   });
   expect(trusted.status).toBe(201);
   const dew = await tab(browser, '?maxModelMiB=0.5');
-  expect(await dew.page.evaluate(async () => (await window.brume.fabric).parent)).toBe(fog.id);
+  expect(await dew.page.evaluate(async () => (await window.brumeDebug.fabric).parent)).toBe(fog.id);
 
   const before = await decisions();
   const r = await classify(dew, { accuracy: 0.96 });
@@ -222,7 +222,7 @@ test('a fog passes context changes on to its dew children over their data channe
   });
   const dews = [await tab(browser), await tab(browser)];
   for (const d of dews) {
-    expect(await d.page.evaluate(async () => (await window.brume.fabric).parent)).toBe(fog.id);
+    expect(await d.page.evaluate(async () => (await window.brumeDebug.fabric).parent)).toBe(fog.id);
     await d.page.evaluate(() => {
       (globalThis as { seen?: unknown[] }).seen = [];
       window.brume.context('fanned').watch('', (k, read) => {
@@ -277,10 +277,10 @@ test('a dew cut off from the relay still answers from its cached apps, and start
   browser,
 }) => {
   const dew = await tab(browser, '?maxModelMiB=0.5', proxy.url);
-  await dew.page.evaluate(() => window.brume.node.warm('digits'));
+  await dew.page.evaluate(() => window.brumeDebug.runtime.warm('digits'));
   proxy.cut();
   await dew.page.evaluate(async () => {
-    const f = await window.brume.fabric;
+    const f = await window.brumeDebug.fabric;
     while (f.status === 'joined') await new Promise((r) => setTimeout(r, 50));
   });
   // It cannot reach 0.96 alone and cannot ask: the best it can run, saying so.
@@ -290,7 +290,7 @@ test('a dew cut off from the relay still answers from its cached apps, and start
 
   // Back online: it rejoins by itself; a reload reads every app file from the Cache API.
   proxy.heal();
-  await dew.page.evaluate(async () => (await window.brume.fabric).whenJoined(20_000));
+  await dew.page.evaluate(async () => (await window.brumeDebug.fabric).whenJoined(20_000));
   const blobs: string[] = [];
   dew.page.on('request', (r) => {
     if (r.url().includes('/api/blobs/')) blobs.push(r.url());
@@ -298,8 +298,8 @@ test('a dew cut off from the relay still answers from its cached apps, and start
   await dew.page.reload();
   const again = await dew.page.evaluate(async () => {
     await window.brume.ready;
-    await window.brume.node.warm('digits');
-    return (await window.brume.fabric).nodeId;
+    await window.brumeDebug.runtime.warm('digits');
+    return (await window.brumeDebug.fabric).nodeId;
   });
   expect(again).toBe(dew.id); // the same key from IndexedDB: the same node
   expect(blobs).toEqual([]);
@@ -310,7 +310,7 @@ test('a dew cut off from the relay still answers from its cached apps, and start
   await dew.page.reload();
   const cold = await classify(dew, {});
   expect(cold).toMatchObject({ ok: true, via: 'local', node: dew.id, variant: 'small' });
-  expect(await dew.page.evaluate(async () => (await window.brume.fabric).status)).not.toBe(
+  expect(await dew.page.evaluate(async () => (await window.brumeDebug.fabric).status)).not.toBe(
     'joined',
   );
   proxy.heal();
@@ -359,7 +359,7 @@ test('closing the executing tab mid-request gives exactly one correct result', a
   );
   expect(
     await survivor.page.evaluate(async () => {
-      const f = await window.brume.fabric;
+      const f = await window.brumeDebug.fabric;
       return { served: f.served, busy: f.busy };
     }),
   ).toEqual({ served: 2, busy: 0 });
@@ -373,7 +373,7 @@ async function whoIsBusy(tabs: Tab[], done: Promise<unknown>): Promise<Tab> {
   });
   while (!settled) {
     for (const t of tabs) {
-      if (await t.page.evaluate(async () => (await window.brume.fabric).busy)) return t;
+      if (await t.page.evaluate(async () => (await window.brumeDebug.fabric).busy)) return t;
     }
   }
   throw new Error(

@@ -51,7 +51,7 @@ export async function joinTab(
   await page.goto(url);
   const me = await page.evaluate(async () => {
     await window.brume.ready;
-    const f = await window.brume.fabric;
+    const f = await window.brumeDebug.fabric;
     await f.whenJoined(20_000);
     return { id: f.nodeId, publicKey: f.publicKey };
   });

@@ -30,7 +30,7 @@ test('a call to a tab that never answers over its channel fails with E_TIMEOUT',
   const hung = await joinTab(browser, `${relay.url}/`, contexts);
   // The hung tab takes calls from its channels and never answers them; its channel stays open.
   await hung.page.evaluate(async () => {
-    const f = await window.brume.fabric;
+    const f = await window.brumeDebug.fabric;
     const g = globalThis as { asked?: number };
     g.asked = 0;
     f.serveCall = () => {
@@ -56,5 +56,7 @@ test('a call to a tab that never answers over its channel fails with E_TIMEOUT',
   );
   // It was asked over the channel, once, and the caller is still joined.
   expect(await hung.page.evaluate(() => (globalThis as { asked?: number }).asked)).toBe(1);
-  expect(await caller.page.evaluate(async () => (await window.brume.fabric).status)).toBe('joined');
+  expect(await caller.page.evaluate(async () => (await window.brumeDebug.fabric).status)).toBe(
+    'joined',
+  );
 });

@@ -35,12 +35,12 @@ async function joinPage(browser: Browser, query = '') {
     timeout: 30_000,
   });
   const readyMs = Date.now() - t0;
-  const id = await page.evaluate(async () => (await window.brume.fabric).nodeId);
+  const id = await page.evaluate(async () => (await window.brumeDebug.fabric).nodeId);
   return {
     page,
     id,
     readyMs,
-    publicKey: await page.evaluate(async () => (await window.brume.fabric).publicKey),
+    publicKey: await page.evaluate(async () => (await window.brumeDebug.fabric).publicKey),
   };
 }
 
@@ -73,6 +73,21 @@ test('the join page shows the node and pauses on request', async ({ browser }, i
     /digits@1\.0\.0, vad@1\.0\.0 · [1-9]\d* files cached/,
   );
   await expect(page.locator('#node-contributing')).toContainText('Contributing');
+  // schedule answers one shape on the page and over HTTP: the rpc called there, and the variant.
+  const shape = ['estimateMs', 'node', 'reason', 'rpc', 'variant'];
+  const local = await page.evaluate(() => window.brume.schedule('digits', 'classify'));
+  expect(Object.keys(local).sort()).toEqual(shape);
+  expect(local).toMatchObject({ node: first.id, rpc: 'classify' });
+  expect(['small', 'large']).toContain(local.variant);
+  const http = await (
+    await fetch(`${relay.url}/api/schedule/digits/model`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    })
+  ).json();
+  expect(Object.keys(http).sort()).toEqual(shape);
+  expect(http.rpc).toBe(http.variant);
   // Each deployed app with a demo input gets a button (the test app has one).
   const b = await hostileApp();
   expect((await deploy(relay, packBundle(b.manifest, b.files))).ok).toBe(true);
@@ -92,13 +107,16 @@ test('the join page shows the node and pauses on request', async ({ browser }, i
 });
 
 /** A page on another origin (another port) with a strict CSP, loading the embed script. */
-async function hostSite(contribute: boolean): Promise<{ url: string; server: Server }> {
+async function hostSite(
+  contribute: boolean,
+  timeoutMs?: number,
+): Promise<{ url: string; server: Server }> {
   const js = readFileSync('dist/web/brume.js');
   const integrity = `sha384-${createHash('sha384').update(js).digest('base64')}`;
   const csp = `default-src 'none'; script-src ${relay.url}/brume.js; frame-src ${relay.url}`;
   const html = `<!doctype html><title>A site</title><h1>Someone's site</h1>
 <script src="${relay.url}/brume.js" integrity="${integrity}" crossorigin="anonymous"
-  data-role="dew" data-contribute="${contribute}" async></script>`;
+  data-role="dew" data-contribute="${contribute}"${timeoutMs ? ` data-timeout-ms="${timeoutMs}"` : ''} async></script>`;
   const server = createServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/html', 'content-security-policy': csp });
     res.end(html);
@@ -128,15 +146,7 @@ test('a page on another origin joins with one script tag, calls an app, and cann
   try {
     await page.goto(host.url);
     const r = await page.evaluate(async () => {
-      const brume = (
-        window as unknown as {
-          brume: {
-            ready: Promise<void>;
-            invoke(app: string, service: string, input: unknown): Promise<unknown>;
-            status(): unknown;
-          };
-        }
-      ).brume;
+      const brume = window.brume;
       await brume.ready;
       const pixels = new Uint8Array(28 * 28);
       for (let i = 200; i < 600; i += 29) pixels[i] = 255;
@@ -147,6 +157,28 @@ test('a page on another origin joins with one script tag, calls an app, and cann
     expect(r.status).toMatchObject({ ready: true, contributing: true });
     const node = (r.status as { node: string }).node;
     await expect.poll(async () => (await relayNode(node))?.role).toBe('dew');
+
+    // The same API as the join page's: schedule in its one shape, and the app's context, a
+    // watch included, over the messages between the page and the iframe.
+    const where = await page.evaluate(() => window.brume.schedule('digits', 'classify'));
+    expect(Object.keys(where).sort()).toEqual(['estimateMs', 'node', 'reason', 'rpc', 'variant']);
+    expect(where).toMatchObject({ rpc: 'classify', variant: expect.stringMatching(/small|large/) });
+    await page.evaluate(() => {
+      const seen: unknown[] = [];
+      Object.assign(window, { seen });
+      window.brume.context('digits').watch('embed-', (key, read) => seen.push([key, read]));
+    });
+    await page.evaluate(() => window.brume.context('digits').put('embed-key', { n: 1 }));
+    expect(await page.evaluate(() => window.brume.context('digits').get('embed-key'))).toEqual({
+      value: { n: 1 },
+    });
+    await expect
+      .poll(() => page.evaluate(() => (window as unknown as { seen: unknown[] }).seen))
+      .toContainEqual(['embed-key', { value: { n: 1 } }]);
+    await page.evaluate(() => window.brume.context('digits').delete('embed-key'));
+    expect(await page.evaluate(() => window.brume.context('digits').get('embed-key'))).toBe(
+      undefined,
+    );
 
     // The node's keys, storage and context live in the relay's origin, out of the host's reach.
     const reach = await page.evaluate(async () => {
@@ -181,13 +213,8 @@ test('a page on another origin joins with one script tag, calls an app, and cann
   try {
     await p2.goto(quiet.url);
     const status = await p2.evaluate(async () => {
-      const brume = (
-        window as unknown as {
-          brume: { ready: Promise<void>; status(): { node: string; contributing: boolean } };
-        }
-      ).brume;
-      await brume.ready;
-      return brume.status();
+      await window.brume.ready;
+      return window.brume.status();
     });
     expect(status.contributing).toBe(false);
     await expect.poll(async () => (await relayNode(status.node))?.paused).toBe(true);
@@ -195,6 +222,34 @@ test('a page on another origin joins with one script tag, calls an app, and cann
   } finally {
     await c2.close();
     quiet.server.close();
+  }
+});
+
+test('a call through the embed script that gets no answer in time rejects with E_TIMEOUT', async ({
+  browser,
+}) => {
+  // 1 ms: the iframe cannot even have loaded, so the call is still waiting when its time is up.
+  const host = await hostSite(true, 1);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  try {
+    await page.goto(host.url);
+    await page.waitForFunction(() => window.brume);
+    const e = await page.evaluate(() =>
+      window.brume.invoke('digits', 'classify', {}).then(
+        () => undefined,
+        (e: { name: string; code: string; message: string }) => ({
+          ...e,
+          name: e.name,
+          message: e.message,
+        }),
+      ),
+    );
+    expect(e).toMatchObject({ name: 'TimeoutError', code: 'E_TIMEOUT' });
+    expect(e?.message).toContain('"invoke" got no answer within 1 ms');
+  } finally {
+    await context.close();
+    host.server.close();
   }
 });
 

@@ -19,7 +19,7 @@ import { type Identity, loadOrCreateIdentity, memoryKeyStore } from '../../core/
 import { type Bundle, buildManifest } from '../../core/manifest';
 import { memoryNetwork } from '../../core/node/memory-links';
 import type { BrumeNode } from '../../core/node/node';
-import type { FabricCallResult } from '../../core/node/router';
+import type { InvokeAnswer } from '../../core/page-api';
 import { createRuntime, type Platform, type Runtime } from '../../core/runtime';
 import type { Qos } from '../../core/scheduler';
 import { memoryAppSource } from '../../core/sources';
@@ -235,10 +235,7 @@ async function makeCalls(
   return calls;
 }
 
-type Answer =
-  | { ok: true; value: FabricCallResult }
-  | { ok: false; error: unknown }
-  | { ok: 'none' };
+type Answer = { ok: true; value: InvokeAnswer } | { ok: false; error: unknown } | { ok: 'none' };
 
 /** Each call's answer, or 'none' when it has none within the deadline. */
 function answer(node: BrumeNode, call: SimCall): Promise<Answer> {

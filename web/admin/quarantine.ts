@@ -4,7 +4,7 @@
  */
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
-import type { QuarantineEntry } from '../core/api';
+import type { QuarantineEntry } from '../../core/api';
 
 export function Quarantine({
   entries,
