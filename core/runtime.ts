@@ -1,4 +1,3 @@
-import { inspectLogic } from './abi/inspect';
 import {
   type CallOutcome,
   type ContextReply,
@@ -11,21 +10,13 @@ import {
   fromWire,
   InputError,
   LogicFault,
-  LogicLoadError,
   NotFoundError,
   QosError,
   UnsupportedError,
 } from './errors';
-import { createLogicPool, type LogicPool, type WorkerHandle } from './exec/logic-pool';
-import type { BackendInfo, BackendName, ModelRunnerApi } from './exec/model-runner';
-import {
-  type LogicService,
-  logicLimits,
-  type Manifest,
-  type ModelService,
-  parseManifest,
-  verifyFile,
-} from './manifest';
+import { Loader, type Platform } from './exec/loader';
+import type { BackendInfo, BackendName } from './exec/model-runner';
+import { type LogicService, type Manifest, type ModelService, parseManifest } from './manifest';
 import {
   modelFigure,
   modelKey,
@@ -39,22 +30,7 @@ import { chooseVariant, type Qos } from './scheduler';
 import { LatencyStats } from './stats';
 import { checkSpec, type Tensor, toTensor } from './tensor';
 
-/** Where a node gets apps: the relay over HTTP in a tab, a directory or a relay in Node. */
-export interface AppSource {
-  list(): Promise<{ name: string }[]>;
-  manifest(app: string): Promise<unknown>;
-  /** File bytes by content hash; `onProgress` gets (received, total) bytes for large files. */
-  blob(sha256: string, onProgress?: (received: number, total: number) => void): Promise<Uint8Array>;
-}
-
-/** What a platform (web/, relay/) gives the runtime. */
-export interface Platform {
-  source: AppSource;
-  spawnLogicWorker(): WorkerHandle;
-  models: ModelRunnerApi;
-  /** Backends to try for models, most preferred first. */
-  backendOrder: BackendName[];
-}
+export type { AppSource, Platform } from './exec/loader';
 
 export interface CallOptions {
   /** A Logic's rpc, or a Model's variant; default: the first rpc / the scheduler's choice. */
@@ -136,11 +112,8 @@ export type RemoteCall = (
 /** A Logic's context operation on its app's store. */
 export type ContextCall = (app: string, request: ContextRequest) => Promise<ContextReply>;
 
-/** The host's caps on what a manifest may ask of a Logic (RuntimeOptions). */
 /** Where this node would run a request itself: a Route without the node (it is this one). */
 export type Plan = Omit<Route, 'node'>;
-
-export const DEFAULT_LOGIC_CAPS = { timeoutMs: 10_000, memoryMiB: 256 } as const;
 
 export function createRuntime(platform: Platform, options: RuntimeOptions = {}) {
   return new Runtime(platform, options);
@@ -150,13 +123,7 @@ export class Runtime {
   readonly id: string;
   readonly stats = new LatencyStats();
   private readonly manifests = new Map<string, Manifest>();
-  private readonly files = new Map<string, Promise<Uint8Array>>();
-  private readonly modules = new Map<
-    string,
-    Promise<{ module: WebAssembly.Module; minPages: number }>
-  >();
-  private readonly pools = new Map<string, Promise<LogicPool>>();
-  private readonly models = new Map<string, Promise<BackendName>>();
+  private readonly loader: Loader;
   private backendList: Promise<BackendInfo[]> | undefined;
 
   /** Larger model files are not run here (a device with little memory). */
@@ -168,12 +135,13 @@ export class Runtime {
 
   constructor(
     private readonly platform: Platform,
-    private readonly options: RuntimeOptions,
+    readonly options: RuntimeOptions,
   ) {
     this.id = options.id ?? crypto.randomUUID();
     this.maxModelBytes = options.maxModelBytes ?? Number.POSITIVE_INFINITY;
     this.remote = options.remote;
     this.context = options.context;
+    this.loader = new Loader(platform, options);
   }
 
   /** Fetches the app list and every manifest. A manifest that fails verification is skipped and reported. */
@@ -196,7 +164,7 @@ export class Runtime {
     const old = this.manifests.get(manifest.name);
     if (old && old.version === manifest.version) return;
     this.manifests.set(manifest.name, manifest);
-    if (old) this.unloadPools(manifest.name);
+    if (old) this.loader.unload(manifest.name);
   }
 
   /** Fetches and installs `app` when this node does not know it yet (deployed after start). */
@@ -245,13 +213,13 @@ export class Runtime {
   async warm(app: string): Promise<void> {
     const m = this.manifest(app);
     for (const [name, svc] of Object.entries(m.services)) {
-      if (svc.kind === 'logic') await (await this.pool(m, name, svc)).warm();
-      else for (const v of Object.keys(svc.variants)) await this.loadModel(m, name, v, undefined);
+      if (svc.kind === 'logic') await (await this.loader.pool(m, name, svc)).warm();
+      else for (const v of Object.keys(svc.variants)) await this.loader.model(m, name, v);
     }
   }
 
   close(): void {
-    for (const app of this.manifests.keys()) this.unloadPools(app);
+    for (const app of this.manifests.keys()) this.loader.unload(app);
   }
 
   private manifest(app: string): Manifest {
@@ -291,7 +259,7 @@ export class Runtime {
           `service "${app}/${service}" has no rpc "${chosen}" (it has: ${svc.rpcs.join(', ')})`,
         );
       }
-      const pool = await this.pool(m, service, svc);
+      const pool = await this.loader.pool(m, service, svc);
       const dispatch: Dispatch = {
         call: async (s, r, payload) => {
           // A call this node cannot serve within the QoS goes where the fabric places it,
@@ -326,7 +294,7 @@ export class Runtime {
       };
       const value = await invokeLogic(pool.step, chosen, input, dispatch);
       const ms = performance.now() - t0;
-      this.stats.record(`${app}/${service}/${chosen}@logic`, ms);
+      this.stats.record(statsKey(app, service, chosen, 'logic'), ms);
       trace.push({ service, rpc: chosen, kind: 'logic', ms });
       return { value, service, rpc: chosen };
     }
@@ -379,12 +347,12 @@ export class Runtime {
       checkSpec(t, spec);
       feeds[spec.name] = t;
     }
-    const key = await this.loadModel(m, service, variant, opts.backend);
+    const key = await this.loader.model(m, service, variant, opts.backend);
     const reply = await this.platform.models.run(key, feeds);
     if (!reply.ok) throw fromWire(reply.error);
     const ms = performance.now() - t0;
     const ran = reply.value.backend;
-    this.stats.record(`${m.name}/${service}/${variant}@${ran}`, ms);
+    this.stats.record(statsKey(m.name, service, variant, ran), ms);
     trace.push({
       service,
       rpc: variant,
@@ -456,123 +424,8 @@ export class Runtime {
     return plan;
   }
 
-  /** Loads a variant on the model runner once; answers its runner key. */
-  private async loadModel(
-    m: Manifest,
-    service: string,
-    variant: string,
-    backend: BackendName | undefined,
-  ) {
-    const svc = m.services[service] as ModelService;
-    const file = svc.variants[variant]!.file;
-    const sha = m.files[file]!.sha256;
-    const key = backend ? `${sha}@${backend}` : sha;
-    let loading = this.models.get(key);
-    if (!loading) {
-      loading = (async () => {
-        const bytes = await this.file(m, file);
-        const reply = await this.platform.models.load(
-          key,
-          bytes,
-          backend ? [backend] : this.platform.backendOrder,
-        );
-        if (!reply.ok) throw fromWire(reply.error);
-        return reply.value.backend;
-      })();
-      this.models.set(key, loading);
-      // A failed load is not cached: the next request tries again (a transient fetch error...).
-      loading.catch(() => this.models.delete(key));
-    }
-    await loading;
-    return key;
-  }
-
-  private async file(m: Manifest, path: string): Promise<Uint8Array> {
-    const entry = m.files[path];
-    if (!entry) throw new NotFoundError(`app "${m.name}" lists no file "${path}"`);
-    let p = this.files.get(entry.sha256);
-    if (!p) {
-      p = this.platform.source.blob(entry.sha256).then(async (bytes) => {
-        await verifyFile(m, path, bytes);
-        return bytes;
-      });
-      this.files.set(entry.sha256, p);
-      p.catch(() => this.files.delete(entry.sha256));
-    }
-    return p;
-  }
-
-  private pool(m: Manifest, service: string, svc: LogicService): Promise<LogicPool> {
-    const key = `${m.name}/${service}`;
-    let p = this.pools.get(key);
-    if (!p) {
-      p = (async () => {
-        const { module, minPages } = await this.compile(m, svc.file);
-        const limits = this.logicLimits(svc);
-        return createLogicPool({
-          name: key,
-          module,
-          minPages,
-          maxPages: Math.floor(limits.memoryMiB * 16),
-          timeoutMs: limits.timeoutMs,
-          size: this.options.logicWorkers ?? 1,
-          spawn: () => this.platform.spawnLogicWorker(),
-        });
-      })();
-      this.pools.set(key, p);
-      p.catch(() => this.pools.delete(key));
-    }
-    return p;
-  }
-
   /** A Logic's limits: what its manifest asks, within this node's caps. */
   logicLimits(svc: LogicService): { timeoutMs: number; memoryMiB: number } {
-    const asked = logicLimits(svc);
-    return {
-      timeoutMs: Math.min(
-        asked.timeoutMs,
-        this.options.logicTimeoutMs ?? DEFAULT_LOGIC_CAPS.timeoutMs,
-      ),
-      memoryMiB: Math.min(
-        asked.memoryMiB,
-        this.options.logicMemoryMiB ?? DEFAULT_LOGIC_CAPS.memoryMiB,
-      ),
-    };
-  }
-
-  /** Compiles each distinct wasm once per node, whatever app or service names it. */
-  private compile(m: Manifest, path: string) {
-    const sha = m.files[path]!.sha256;
-    let p = this.modules.get(sha);
-    if (!p) {
-      p = (async () => {
-        const bytes = await this.file(m, path);
-        let module: WebAssembly.Module;
-        try {
-          module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
-        } catch (e) {
-          throw new LogicLoadError(
-            `${m.name}: ${path} is not valid WebAssembly (${(e as Error).message})`,
-          );
-        }
-        return { module, minPages: inspectLogic(bytes, module).memoryMinPages };
-      })();
-      this.modules.set(sha, p);
-      // A failed compile is not kept: the next call tries again (a transient fetch error...).
-      p.catch(() => this.modules.delete(sha));
-    }
-    return p;
-  }
-
-  private unloadPools(app: string): void {
-    for (const [key, pool] of this.pools) {
-      if (key.startsWith(`${app}/`)) {
-        pool.then(
-          (p) => p.close(),
-          () => {},
-        );
-        this.pools.delete(key);
-      }
-    }
+    return this.loader.logicLimits(svc);
   }
 }

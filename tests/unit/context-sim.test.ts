@@ -30,6 +30,7 @@ import {
 import { memoryKV } from '../../core/context/outbox';
 import type { ContextOp } from '../../core/context/replica';
 import { type Identity, loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
+import { passOn } from '../../core/node/fog';
 import { mulberry32 } from '../../models/digits/mlp';
 import { openContext } from '../../relay/context';
 
@@ -203,18 +204,17 @@ async function simulate(seed: number) {
   };
 
   /**
-   * A fog's side of `ctx-fan` (a node does it in core/fabric.ts): the change goes on to each dew
-   * it has a channel open to, and those it has none to go back to the relay in `ctx-unsent`.
+   * A fog's side of `ctx-fan`, the node's own function (core/node/fog.ts): the change goes on to
+   * each dew it has a channel open to, and those it has none to go back in `ctx-unsent`.
    */
-  const passOn = (fog: SimNode, f: Extract<ContextFrameOut, { t: 'ctx-fan' }>) => {
-    const unsent = f.to.filter((t) => {
-      const child = byId.get(t.node);
-      if (!child || !fog.links.has(child.i)) return true;
-      send({ to: child.i, frame: { t: 'ctx-op', prev: t.prev, seq: f.seq, op: f.op } });
-      return false;
+  const fogPassOn = (fog: SimNode, f: Extract<ContextFrameOut, { t: 'ctx-fan' }>) => {
+    const unsent = passOn(f, (id, { id: _, ...frame }) => {
+      const child = byId.get(id);
+      if (!child || !fog.links.has(child.i)) return false;
+      send({ to: child.i, frame });
+      return true;
     });
-    if (unsent.length)
-      send({ to: 'relay', from: fog.i, frame: { t: 'ctx-unsent', seq: f.seq, to: unsent } });
+    if (unsent) send({ to: 'relay', from: fog.i, frame: unsent });
   };
 
   const write = async (node: SimNode) => {
@@ -259,7 +259,7 @@ async function simulate(seed: number) {
     }
     const node = nodes[m.to]!;
     if (!node.online) return;
-    if (m.frame.t === 'ctx-fan') return passOn(node, m.frame);
+    if (m.frame.t === 'ctx-fan') return fogPassOn(node, m.frame);
     // A refused write is taken back: the watcher is told of the relay's value again, a new run.
     if (m.frame.t === 'ctx-nack') {
       nacks++;

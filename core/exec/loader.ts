@@ -1,0 +1,160 @@
+/**
+ * What a node loads to run an app, each once: file bytes by content hash (verified against the
+ * manifest), compiled Logic modules, a Logic's worker pool, a model variant on the model runner.
+ * A load that fails is not kept: the next request tries again (a transient fetch error must not
+ * leave a service unloadable until restart).
+ * @example const loader = new Loader(platform, caps); const pool = await loader.pool(m, 'classify', svc);
+ */
+import { inspectLogic } from '../abi/inspect';
+import { fromWire, LogicLoadError, NotFoundError } from '../errors';
+import {
+  type LogicService,
+  logicLimits,
+  type Manifest,
+  type ModelService,
+  verifyFile,
+} from '../manifest';
+import { createLogicPool, type LogicPool, type WorkerHandle } from './logic-pool';
+import type { BackendName, ModelRunnerApi } from './model-runner';
+
+/** Where a node gets apps: the relay over HTTP in a tab, a directory or a relay in Node. */
+export interface AppSource {
+  list(): Promise<{ name: string }[]>;
+  manifest(app: string): Promise<unknown>;
+  /** File bytes by content hash; `onProgress` gets (received, total) bytes for large files. */
+  blob(sha256: string, onProgress?: (received: number, total: number) => void): Promise<Uint8Array>;
+}
+
+/** What a platform (web/, relay/) gives the runtime. */
+export interface Platform {
+  source: AppSource;
+  spawnLogicWorker(): WorkerHandle;
+  models: ModelRunnerApi;
+  /** Backends to try for models, most preferred first. */
+  backendOrder: BackendName[];
+}
+
+/** This node's caps on what a manifest may ask of a Logic, and its Logic workers per service. */
+export interface LoaderCaps {
+  logicWorkers?: number;
+  logicTimeoutMs?: number;
+  logicMemoryMiB?: number;
+}
+
+export const DEFAULT_LOGIC_CAPS = { timeoutMs: 10_000, memoryMiB: 256 } as const;
+
+/** `make()` once per key while it succeeds; a rejection is forgotten so the next call retries. */
+function once<T>(cache: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> {
+  let p = cache.get(key);
+  if (!p) {
+    p = make();
+    cache.set(key, p);
+    p.catch(() => {
+      if (cache.get(key) === p) cache.delete(key);
+    });
+  }
+  return p;
+}
+
+export class Loader {
+  private readonly files = new Map<string, Promise<Uint8Array>>();
+  private readonly modules = new Map<
+    string,
+    Promise<{ module: WebAssembly.Module; minPages: number }>
+  >();
+  private readonly pools = new Map<string, Promise<LogicPool>>();
+  private readonly models = new Map<string, Promise<BackendName>>();
+
+  constructor(
+    private readonly platform: Platform,
+    private readonly caps: LoaderCaps,
+  ) {}
+
+  /** A file of `m`, fetched by content hash once and verified against the manifest. */
+  file(m: Manifest, path: string): Promise<Uint8Array> {
+    const entry = m.files[path];
+    if (!entry) return Promise.reject(new NotFoundError(`app "${m.name}" lists no file "${path}"`));
+    return once(this.files, entry.sha256, async () => {
+      const bytes = await this.platform.source.blob(entry.sha256);
+      await verifyFile(m, path, bytes);
+      return bytes;
+    });
+  }
+
+  /** The worker pool of a Logic service, started once per app and service. */
+  pool(m: Manifest, service: string, svc: LogicService): Promise<LogicPool> {
+    const key = `${m.name}/${service}`;
+    return once(this.pools, key, async () => {
+      const { module, minPages } = await this.compile(m, svc.file);
+      const limits = this.logicLimits(svc);
+      return createLogicPool({
+        name: key,
+        module,
+        minPages,
+        maxPages: Math.floor(limits.memoryMiB * 16),
+        timeoutMs: limits.timeoutMs,
+        size: this.caps.logicWorkers ?? 1,
+        spawn: () => this.platform.spawnLogicWorker(),
+      });
+    });
+  }
+
+  /** Loads a variant on the model runner once; answers its runner key. */
+  async model(m: Manifest, service: string, variant: string, backend?: BackendName) {
+    const svc = m.services[service] as ModelService;
+    const file = svc.variants[variant]!.file;
+    const sha = m.files[file]!.sha256;
+    const key = backend ? `${sha}@${backend}` : sha;
+    await once(this.models, key, async () => {
+      const bytes = await this.file(m, file);
+      const order = backend ? [backend] : this.platform.backendOrder;
+      const reply = await this.platform.models.load(key, bytes, order);
+      if (!reply.ok) throw fromWire(reply.error);
+      return reply.value.backend;
+    });
+    return key;
+  }
+
+  /** A Logic's limits: what its manifest asks, within this node's caps. */
+  logicLimits(svc: LogicService): { timeoutMs: number; memoryMiB: number } {
+    const asked = logicLimits(svc);
+    return {
+      timeoutMs: Math.min(
+        asked.timeoutMs,
+        this.caps.logicTimeoutMs ?? DEFAULT_LOGIC_CAPS.timeoutMs,
+      ),
+      memoryMiB: Math.min(
+        asked.memoryMiB,
+        this.caps.logicMemoryMiB ?? DEFAULT_LOGIC_CAPS.memoryMiB,
+      ),
+    };
+  }
+
+  /** Stops the worker pools of `app` (a new version was installed, or the node closes). */
+  unload(app: string): void {
+    for (const [key, pool] of this.pools) {
+      if (!key.startsWith(`${app}/`)) continue;
+      pool.then(
+        (p) => p.close(),
+        () => {},
+      );
+      this.pools.delete(key);
+    }
+  }
+
+  /** Compiles each distinct wasm once per node, whatever app or service names it. */
+  private compile(m: Manifest, path: string) {
+    return once(this.modules, m.files[path]!.sha256, async () => {
+      const bytes = await this.file(m, path);
+      let module: WebAssembly.Module;
+      try {
+        module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+      } catch (e) {
+        throw new LogicLoadError(
+          `${m.name}: ${path} is not valid WebAssembly (${(e as Error).message})`,
+        );
+      }
+      return { module, minPages: inspectLogic(bytes, module).memoryMinPages };
+    });
+  }
+}
