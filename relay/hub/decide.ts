@@ -19,16 +19,21 @@ export interface DecideDeps {
   logged(record: DecisionRecord): void;
 }
 
-/** Places a request: the node, the rpc to call there and the variants it must use. */
-export async function decide(
-  deps: DecideDeps,
+/** A request to place: who asks, whom not to use, the rpc, and a check's variant and trust. */
+export type DecideArgs = [
   app: string,
   service: string,
   qos: Qos,
   caller: string,
-  exclude: string[] = [],
-  rpc = '',
-  only: { variant?: string; trustedOnly?: boolean } = {},
+  exclude?: string[],
+  rpc?: string,
+  only?: { variant?: string; trustedOnly?: boolean },
+];
+
+/** Places a request: the node, the rpc to call there and the variants it must use. */
+export async function decide(
+  deps: DecideDeps,
+  ...[app, service, qos, caller, exclude = [], rpc = '', only = {}]: DecideArgs
 ): Promise<Route> {
   const record: DecisionRecord = {
     at: Date.now(),

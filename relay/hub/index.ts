@@ -16,7 +16,7 @@ import type { Qos } from '../../core/scheduler';
 import type { RelayContext } from '../context';
 import { defaultLimits, type HubLimits } from '../limits';
 import { type Conn, closeCodes, createConnections } from './connections';
-import { decide as place } from './decide';
+import { type DecideArgs, decide as place } from './decide';
 import { type CallAnswer, createForwarding } from './forwarding';
 import { createHonesty } from './honesty';
 import { createJoin } from './join';
@@ -78,25 +78,8 @@ export function createHub(options: HubOptions) {
       if (conn) remove(conn, reason);
     },
   });
-  const decide = (
-    app: string,
-    service: string,
-    qos: Qos,
-    caller: string,
-    exclude: string[] = [],
-    rpc = '',
-    only: { variant?: string; trustedOnly?: boolean } = {},
-  ) =>
-    place(
-      { manifest: options.manifest, nodes: registry.records, logged: logs.decision },
-      app,
-      service,
-      qos,
-      caller,
-      exclude,
-      rpc,
-      only,
-    );
+  const decide = (...args: DecideArgs) =>
+    place({ manifest: options.manifest, nodes: registry.records, logged: logs.decision }, ...args);
 
   // Honest placement: the relay's own timings, and answers checked by redundant execution.
   const honesty = createHonesty({
