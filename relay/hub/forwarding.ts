@@ -25,7 +25,7 @@ import type { Qos } from '../../core/scheduler';
 import { askRefusal, CallCounts, callRefusal, type HubLimits, sizeOf } from '../limits';
 import { type CallShape, type Meter, shapeOf } from '../measure';
 import type { createVerifier, Outcome } from '../verify';
-import type { Route } from './decide';
+import type { DecideArgs, Route } from './decide';
 
 export interface CallAnswer {
   value: unknown;
@@ -80,15 +80,7 @@ export interface ForwardingOptions {
   /** Bytes queued for node `id` and not sent yet. */
   buffered(id: string): number;
   send(node: string, frame: ToNode): void;
-  decide(
-    app: string,
-    service: string,
-    qos: Qos,
-    caller: string,
-    exclude?: string[],
-    rpc?: string,
-    only?: { variant?: string; trustedOnly?: boolean },
-  ): Promise<Route>;
+  decide(...args: DecideArgs): Promise<Route>;
   meter: Meter;
   verifier: ReturnType<typeof createVerifier>;
 }

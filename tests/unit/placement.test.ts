@@ -18,24 +18,8 @@ import {
 } from '../../core/placement';
 import type { Role } from '../../core/protocol';
 import { mulberry32 } from '../../models/digits/mlp';
+import { id, node } from '../node-view';
 
-const id = (n: number) => n.toString(16).padStart(32, '0');
-const node = (n: number, over: Partial<NodeView> = {}): NodeView => ({
-  id: id(n),
-  role: 'dew',
-  publicKey: `key-${n}`,
-  trusted: false,
-  online: true,
-  paused: false,
-  rttMs: 1,
-  backends: ['wasm'],
-  queue: 0,
-  maxConcurrency: 1,
-  apps: ['digits'],
-  stats: {},
-  models: {},
-  ...over,
-});
 const variants: VariantInfo[] = [
   { rpc: 'small', accuracy: 0.94, latencyMs: 0.5 },
   { rpc: 'large', accuracy: 0.97, latencyMs: 3 },

@@ -8,6 +8,7 @@ import { modelOf, type NodeView, type Route, route, statsKey } from '../../core/
 import { createRuntime, type Platform, type Runtime } from '../../core/runtime';
 import type { Qos } from '../../core/scheduler';
 import { memoryAppSource } from '../../core/sources';
+import { id, node } from '../node-view';
 
 const io = {
   inputs: [{ name: 'pixels', type: 'float32' as const, dims: [-1, 784] }],
@@ -52,24 +53,6 @@ function app(logic: object = {}, extra: ManifestDraft['services'] = {}): Promise
   );
 }
 const other = { other: { ...model, variants: { tiny: variant('tiny.onnx', 0.5, 0.1) } } };
-
-const id = (n: number) => n.toString(16).padStart(32, '0');
-const node = (n: number, over: Partial<NodeView> = {}): NodeView => ({
-  id: id(n),
-  role: 'dew',
-  publicKey: `key-${n}`,
-  trusted: false,
-  online: true,
-  paused: false,
-  rttMs: 1,
-  backends: ['wasm'],
-  queue: 0,
-  maxConcurrency: 1,
-  apps: ['digits'],
-  stats: {},
-  models: {},
-  ...over,
-});
 
 describe('modelOf: the model a Logic depends on', () => {
   it('is the first declared, else the only model service, else none', async () => {
