@@ -4,8 +4,8 @@ import { connect } from 'node:net';
 import { WebSocket } from 'ws';
 import { encode } from '../core/codec';
 import { type Bundle, buildManifest, packBundle } from '../core/manifest';
-import { decodeFrame, encodeFrame, type ToNode } from '../core/protocol';
-import { joinRaw, type RawNode } from './raw-node';
+import { encodeFrame, type ToNode } from '../core/protocol';
+import { joinRaw, onCalls, type RawNode } from './raw-node';
 
 /**
  * Writes `bytes` to the relay's port and answers what came back before the relay closed the
@@ -113,10 +113,8 @@ export function serveBytes(
   node: RawNode,
   frame: (call: Extract<ToNode, { t: 'call' }>) => Uint8Array,
 ): void {
-  node.ws.on('message', (data) => {
-    const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode') as ToNode;
-    if (f.t !== 'call' || node.ws.readyState !== node.ws.OPEN) return;
-    node.ws.send(frame(f));
+  onCalls(node, (f) => {
+    if (node.ws.readyState === node.ws.OPEN) node.ws.send(frame(f));
   });
 }
 

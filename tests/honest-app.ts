@@ -2,8 +2,7 @@
 // classifier would, or as a liar: for the honest-placement tests (unit and browser).
 import { readFileSync } from 'node:fs';
 import { buildManifest, packBundle } from '../core/manifest';
-import { decodeFrame, encodeFrame, type ToNode } from '../core/protocol';
-import type { RawNode } from './raw-node';
+import { answerCall, onCalls, type RawNode } from './raw-node';
 
 export const key = 'honest/classify/small@wasm';
 
@@ -46,15 +45,9 @@ export const wrong = (d: number) => ({ label: (d + 1) % 10, p: 0.9 });
 /** Answers every call with `answer(input)` after `delayMs` (how slow it really is). */
 export function serve(node: RawNode, answer: (d: number) => unknown, delayMs: number): number[] {
   const got: number[] = [];
-  node.ws.on('message', (data) => {
-    const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode') as ToNode;
-    if (f.t !== 'call') return;
+  onCalls(node, (f) => {
     got.push(f.id);
-    setTimeout(() => {
-      if (node.ws.readyState !== node.ws.OPEN) return;
-      const value = answer(f.input as number);
-      node.ws.send(encodeFrame({ t: 'result', id: f.id, value, rpc: f.rpc, ms: 0 }));
-    }, delayMs);
+    setTimeout(() => answerCall(node, f, answer(f.input as number)), delayMs);
   });
   return got;
 }

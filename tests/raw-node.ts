@@ -97,3 +97,19 @@ export async function joinRaw(wsUrl: string, role: Role = 'dew', options: RawOpt
   const welcome = await node.next('welcome');
   return { node, welcome, challenge };
 }
+
+export type CallFrame = Extract<ToNode, { t: 'call' }>;
+
+/** Calls `handle` with every call the relay forwards to this node. */
+export function onCalls(node: RawNode, handle: (call: CallFrame) => void): void {
+  node.ws.on('message', (data) => {
+    const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode');
+    if (f.t === 'call') handle(f);
+  });
+}
+
+/** Answers `call` with `value`, claiming `ms` of execution, unless the socket has closed since. */
+export function answerCall(node: RawNode, call: CallFrame, value: unknown, ms = 0): void {
+  if (node.ws.readyState !== node.ws.OPEN) return;
+  node.ws.send(encodeFrame({ t: 'result', id: call.id, value, rpc: call.rpc, ms }));
+}

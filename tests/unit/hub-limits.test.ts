@@ -6,10 +6,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { decode, encode } from '../../core/codec';
 import { packBundle } from '../../core/manifest';
-import { decodeFrame, encodeFrame, type ToNode } from '../../core/protocol';
 import type { RelayOptions } from '../../relay/server';
 import { hostileApp } from '../apps';
-import { joinRaw, openRaw, type RawNode } from '../raw-node';
+import { answerCall, joinRaw, onCalls, openRaw, type RawNode } from '../raw-node';
 import { inProcessRelay, startRelay } from '../relay-process';
 import { until } from '../until';
 
@@ -30,14 +29,9 @@ async function relayWith(options: Partial<RelayOptions>) {
 /** Answers every call with its input, at once or when `hold` lets it; counts the calls. */
 function serve(node: RawNode, hold?: Promise<void>) {
   const got: number[] = [];
-  node.ws.on('message', (data) => {
-    const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode') as ToNode;
-    if (f.t !== 'call') return;
+  onCalls(node, (f) => {
     got.push(f.id);
-    const answer = () => {
-      if (node.ws.readyState !== node.ws.OPEN) return;
-      node.ws.send(encodeFrame({ t: 'result', id: f.id, value: f.input, rpc: f.rpc, ms: 0 }));
-    };
+    const answer = () => answerCall(node, f, f.input);
     if (hold) void hold.then(answer);
     else answer();
   });

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode, encode } from '../../core/codec';
 import { loadOrCreateIdentity, memoryKeyStore, nodeIdOf } from '../../core/identity';
-import { decodeFrame, encodeFrame, type ToNode } from '../../core/protocol';
+import { decodeFrame, encodeFrame } from '../../core/protocol';
 import type { Relay } from '../../relay/server';
 import { contextApp, hostileApp } from '../apps';
-import { joinRaw, type RawNode } from '../raw-node';
+import { answerCall, joinRaw, onCalls, type RawNode } from '../raw-node';
 import { inProcessRelay } from '../relay-process';
 
 let relay: Relay;
@@ -25,16 +25,9 @@ afterAll(() => server.close());
 /** Answers every call with `answer(input)` after `delayMs`; counts the calls it got. */
 function serve(node: RawNode, answer: (input: unknown) => unknown, delayMs = 0) {
   const got: number[] = [];
-  node.ws.on('message', (data) => {
-    const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode') as ToNode;
-    if (f.t !== 'call') return;
+  onCalls(node, (f) => {
     got.push(f.id);
-    setTimeout(() => {
-      if (node.ws.readyState !== node.ws.OPEN) return;
-      node.ws.send(
-        encodeFrame({ t: 'result', id: f.id, value: answer(f.input), rpc: f.rpc, ms: delayMs }),
-      );
-    }, delayMs);
+    setTimeout(() => answerCall(node, f, answer(f.input), delayMs), delayMs);
   });
   return got;
 }

@@ -2,10 +2,10 @@
 // with E_UNAVAILABLE naming the limit), and the relay placing a refused call on another node.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
-import { decodeFrame, encodeFrame, type ToNode } from '../../core/protocol';
+import { encodeFrame, type ToNode } from '../../core/protocol';
 import type { Relay } from '../../relay/server';
 import { hostileApp } from '../apps';
-import { joinRaw, type RawNode } from '../raw-node';
+import { answerCall, joinRaw, onCalls, type RawNode } from '../raw-node';
 import { inProcessRelay } from '../relay-process';
 import { testNode } from '../test-node';
 
@@ -33,18 +33,11 @@ function answer(
     f: Extract<ToNode, { t: 'call' }>,
   ) => Promise<{ value: unknown } | { error: { code: string; message: string } }>,
 ) {
-  node.ws.on('message', (data) => {
-    const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode');
-    if (f.t !== 'call') return;
-    void reply(f).then((r) =>
-      node.ws.send(
-        encodeFrame(
-          'error' in r
-            ? { t: 'error', id: f.id, error: r.error }
-            : { t: 'result', id: f.id, value: r.value, rpc: f.rpc, ms: 1 },
-        ),
-      ),
-    );
+  onCalls(node, (f) => {
+    void reply(f).then((r) => {
+      if ('error' in r) node.ws.send(encodeFrame({ t: 'error', id: f.id, error: r.error }));
+      else answerCall(node, f, r.value, 1);
+    });
   });
 }
 
