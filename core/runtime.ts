@@ -18,6 +18,8 @@ import { Loader, type Platform } from './exec/loader';
 import type { BackendInfo, BackendName } from './exec/model-runner';
 import { type LogicService, type Manifest, type ModelService, parseManifest } from './manifest';
 import {
+  backendOf,
+  figuresFor,
   modelFigure,
   modelKey,
   type Route,
@@ -386,12 +388,17 @@ export class Runtime {
     for (const m of this.manifests.values()) {
       for (const [name, svc] of Object.entries(m.services)) {
         if (svc.kind !== 'model') continue;
-        out[modelKey(m.name, name)] = Object.entries(svc.variants)
-          .filter(([, v]) => m.files[v.file]!.size <= this.maxModelBytes)
-          .map(([id]) => id);
+        out[modelKey(m.name, name)] = this.holds(m, svc);
       }
     }
     return out;
+  }
+
+  /** The variants of a model service whose file this node holds (within `maxModelBytes`). */
+  private holds(m: Manifest, svc: ModelService): string[] {
+    return Object.entries(svc.variants)
+      .filter(([, v]) => m.files[v.file]!.size <= this.maxModelBytes)
+      .map(([id]) => id);
   }
 
   /**
@@ -409,12 +416,16 @@ export class Runtime {
     now: Pick<Self, 'queue' | 'maxConcurrency' | 'role'> = {},
   ): Promise<Plan> {
     const m = this.manifest(app);
+    const backends = (await this.backends()).map((b) => b.name);
     const self = selfView({
       id: this.id,
-      backends: (await this.backends()).map((b) => b.name),
-      stats: this.stats.all(),
-      models: this.runnable(),
-      apps: [...this.manifests.keys()],
+      backends,
+      // Only the figures this request is judged by: a plan runs for every call served here.
+      ...figuresFor(m, service, rpc ?? '', backendOf({ backends }), {
+        stat: (key) => this.stats.get(key),
+        holds: (model) => this.holds(m, model),
+      }),
+      apps: [app],
       ...now,
     });
     const here: Qos = { ...qos };

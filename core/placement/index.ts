@@ -22,6 +22,7 @@ export {
 } from './figures';
 export { type Placement, type PlacementRequest, place, type VariantInfo } from './place';
 export {
+  figuresFor,
   modelOf,
   type Route,
   type RouteRequest,

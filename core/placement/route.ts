@@ -9,10 +9,10 @@
  * r.variant; // 'large' (its model's variant, pinned: r.pin = { model: 'large' })
  */
 import { NotFoundError } from '../errors';
-import type { Manifest } from '../manifest';
+import type { Manifest, ModelService } from '../manifest';
 import type { Role } from '../protocol';
 import type { Qos } from '../scheduler';
-import type { BackendName, LatencyFigure, NodeView } from './figures';
+import { type BackendName, type LatencyFigure, modelKey, type NodeView, statsKey } from './figures';
 import { place, type VariantInfo } from './place';
 
 /** Where a request goes: the node, the rpc to call there and the model variants it must use. */
@@ -119,6 +119,35 @@ export function route(manifest: Manifest, nodes: readonly NodeView[], req: Route
     estimateMs: p.estimateMs,
     reason: p.reason,
   };
+}
+
+/**
+ * What `route` reads of a node for one request to `service`: the stats of the Logic's rpc and of
+ * the variants of the model it depends on (on `backend`), and which of those variants it holds.
+ * A node judging itself passes these to `selfView` instead of every stat and app it has.
+ */
+export function figuresFor(
+  manifest: Manifest,
+  service: string,
+  rpc: string,
+  backend: BackendName,
+  node: { stat(key: string): LatencyFigure | undefined; holds(model: ModelService): string[] },
+): Pick<Self, 'stats' | 'models'> {
+  const stats: Record<string, LatencyFigure> = {};
+  const models: Record<string, string[]> = {};
+  const keep = (key: string) => {
+    const s = node.stat(key);
+    if (s) stats[key] = s;
+  };
+  const svc = serviceOf(manifest, service);
+  if (svc?.kind === 'logic') keep(statsKey(manifest.name, service, rpc || svc.rpcs[0]!, 'logic'));
+  const name = modelOf(manifest, service);
+  const model = name === undefined ? undefined : manifest.services[name];
+  if (name !== undefined && model?.kind === 'model') {
+    for (const v of Object.keys(model.variants)) keep(statsKey(manifest.name, name, v, backend));
+    models[modelKey(manifest.name, name)] = node.holds(model);
+  }
+  return { stats, models };
 }
 
 /** What a node knows of itself, to judge itself as the relay would (see `selfView`). */
