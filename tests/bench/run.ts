@@ -14,16 +14,10 @@ import { nodePlatform } from '../../relay/platform';
 import { netnsPrefix } from '../../scripts/netns';
 import { hopsApp, testBundles } from '../apps';
 import { deploy, startRelay } from '../relay-process';
-import {
-  consoleCost,
-  contextRates,
-  contextToTabs,
-  hopCosts,
-  placementRate,
-  relayRate,
-  vadStream,
-} from './fabric';
+import { contextRates, contextToTabs, vadStream } from './context';
+import { placementRate, relayRate } from './decisions';
 import { type HardeningResult, hardeningBench, printHardening } from './hardening';
+import { consoleCost, hopCosts } from './hops';
 
 // Tabs open WebRTC channels to each other: run in a loopback-only namespace when one can be made.
 if (!process.env.BRUME_NETNS && !process.env.BRUME_NO_NETNS) {
