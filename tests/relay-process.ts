@@ -51,11 +51,25 @@ export async function startRelay(
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   children.add(child);
-  child.once('exit', () => children.delete(child));
   let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
-  const url = await new Promise<string>((resolve, reject) => {
+  let stopping = false;
+  child.once('exit', (code, signal) => {
+    children.delete(child);
+    // A relay that dies under a test or a benchmark says so, with why, instead of leaving its
+    // clients waiting on sockets that closed.
+    if (!stopping && url !== undefined)
+      console.error(
+        `relay ${child.pid} exited on its own (${signal ?? `code ${code}`}); its last output:\n${out.slice(-4000)}`,
+      );
+  });
+  // The last 64 KiB of what it printed: a relay with a thousand nodes joined logs a lot.
+  const keep = (d: Buffer) => {
+    out = (out + d).slice(-65_536);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  let url: string | undefined;
+  url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`relay did not start:\n${out}`)), 30_000);
     child.stdout!.on('data', () => {
       // The admin-token line comes after the token file is written.
@@ -80,6 +94,7 @@ export async function startRelay(
       return Number(m[1]) * 1024;
     },
     async stop() {
+      stopping = true;
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
