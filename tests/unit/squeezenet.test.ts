@@ -1,0 +1,123 @@
+// The squeezenet sample app: the generated model (SqueezeNet 1.1, RANDOM weights) on
+// onnxruntime-node, and its Logic in the real runtime (worker_threads) calling it.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { unpackBundle } from '../../core/manifest';
+import { createRuntime, type Runtime } from '../../core/runtime';
+import { memoryAppSource } from '../../core/sources';
+import { onnxMetadata } from '../../models/onnx-writer';
+import { ensureModel } from '../../models/squeezenet/generate';
+import { CLASSES, SEED, SIDE, squeezenet } from '../../models/squeezenet/squeezenet';
+import { nodePlatform } from '../../relay/platform';
+import { buildLogics } from '../../scripts/build-logics';
+import { packApp } from '../../scripts/pack-apps';
+import { rgbaImage } from '../apps';
+
+const metrics = JSON.parse(
+  readFileSync(new URL('../../models/squeezenet/metrics.json', import.meta.url), 'utf8'),
+) as { variants: { v11: { sha256: string; params: number; bytes: number; weights: string } } };
+
+let model: ReturnType<typeof ensureModel>;
+let session: ort.InferenceSession;
+
+beforeAll(async () => {
+  model = ensureModel();
+  session = await ort.InferenceSession.create(model.bytes, { intraOpNumThreads: 1 });
+}, 60_000);
+afterAll(() => session?.release());
+
+describe('the generated model', () => {
+  it('is the model metrics.json describes: same seed, same bytes, labelled random', () => {
+    expect(model.sha256).toBe(metrics.variants.v11.sha256);
+    expect(model.bytes.length).toBe(metrics.variants.v11.bytes);
+    expect(model.params).toBe(metrics.variants.v11.params);
+    // torchvision's squeezenet1_1 has 1,235,496 parameters; so does this layout.
+    expect(model.params).toBe(1_235_496);
+    expect(metrics.variants.v11.weights).toBe('random');
+    expect(onnxMetadata(model.bytes)).toMatchObject({ weights: 'random', seed: String(SEED) });
+    expect(Buffer.from(squeezenet(SEED + 1).bytes).equals(Buffer.from(model.bytes))).toBe(false);
+  });
+
+  it('runs on onnxruntime-node: 1×3×224×224 in, a probability vector over 1,000 classes out', async () => {
+    expect(session.inputNames).toEqual(['data']);
+    expect(session.outputNames).toEqual(['probs']);
+    // Two different inputs (a batch of 2): each row sums to 1, and the rows differ.
+    const x = new Float32Array(2 * 3 * SIDE * SIDE);
+    for (let i = 0; i < x.length; i++)
+      x[i] = i < x.length / 2 ? Math.sin(i / 97) : Math.cos(i / 31);
+    const out = await session.run({ data: new ort.Tensor('float32', x, [2, 3, SIDE, SIDE]) });
+    const probs = out.probs!;
+    expect(probs.dims).toEqual([2, CLASSES]);
+    const p = probs.data as Float32Array;
+    for (const row of [p.subarray(0, CLASSES), p.subarray(CLASSES)]) {
+      let sum = 0;
+      for (const v of row) {
+        expect(v).toBeGreaterThanOrEqual(0);
+        sum += v;
+      }
+      expect(sum).toBeCloseTo(1, 4);
+      // He init keeps the activations alive: not a flat 1/1000 everywhere, not one-hot.
+      const max = Math.max(...row);
+      expect(max).toBeGreaterThan(2 / CLASSES);
+      expect(max).toBeLessThan(0.999);
+    }
+    expect(p.subarray(0, CLASSES)).not.toEqual(p.subarray(CLASSES));
+  });
+});
+
+describe('the squeezenet app in the runtime', () => {
+  let node: Runtime;
+  let outDir: string;
+  beforeAll(async () => {
+    await buildLogics({ only: ['squeezenet'] });
+    outDir = mkdtempSync(join(tmpdir(), 'brume-squeezenet-'));
+    const { outPath } = await packApp(
+      fileURLToPath(new URL('../../logics/squeezenet/brume.json', import.meta.url)),
+      join(outDir, 'squeezenet.brume'),
+    );
+    const bundle = await unpackBundle(new Uint8Array(readFileSync(outPath)));
+    expect(bundle.manifest.services.model).toMatchObject({
+      variants: { v11: { weights: 'random' } },
+    });
+    node = createRuntime(nodePlatform(memoryAppSource([bundle])));
+    await node.refresh();
+  }, 180_000);
+  afterAll(() => {
+    node?.close();
+    if (outDir) rmSync(outDir, { recursive: true, force: true });
+  });
+
+  it("classify answers the model's top 5 for the Logic's own tensor", async () => {
+    const input = { width: 320, height: 240, pixels: rgbaImage(320, 240) };
+    const pre = (await node.call('squeezenet', 'classify', input, {}, { rpc: 'preprocess' }))
+      .value as { data: Uint8Array };
+    expect(pre.data.byteLength).toBe(3 * SIDE * SIDE * 4);
+    const tensor = new Float32Array(pre.data.slice().buffer);
+    // ImageNet normalization: 0 and 255 map to −mean/std and (1 − mean)/std, about [−2.1, 2.7].
+    expect(tensor.reduce((a, b) => Math.min(a, b))).toBeGreaterThan(-2.2);
+    expect(tensor.reduce((a, b) => Math.max(a, b))).toBeLessThan(2.7);
+    const direct = await session.run({
+      data: new ort.Tensor('float32', tensor, [1, 3, SIDE, SIDE]),
+    });
+    const p = direct.probs!.data as Float32Array;
+    const expected = [...p.keys()].sort((a, b) => p[b]! - p[a]!).slice(0, 5);
+
+    const r = await node.call('squeezenet', 'classify', input);
+    const v = r.value as { top: { class: number; p: number }[]; variant: string; weights: string };
+    expect(v.weights).toBe('random');
+    expect(v.variant).toBe('v11');
+    expect(v.top.map((t) => t.class)).toEqual(expected);
+    for (const t of v.top) expect(t.p).toBeCloseTo(p[t.class]!, 5);
+  }, 60_000);
+
+  it('refuses pixels that are not width × height × 4 bytes, naming the field', async () => {
+    const input = { width: 10, height: 10, pixels: new Uint8Array(300) };
+    await expect(node.call('squeezenet', 'classify', input)).rejects.toThrow(
+      /input\.pixels: expected 400 bytes/,
+    );
+  });
+});
