@@ -58,6 +58,11 @@ function ticks(lo: number, hi: number, log: boolean, count = 5): number[] {
   return out;
 }
 
+/** A tick's label: the round number as it is (10, 0.5, 2,000), no padding zeros. */
+function tickLabel(v: number): string {
+  return Number(v.toPrecision(6)).toLocaleString('en-US', { maximumFractionDigits: 6 });
+}
+
 export function formatNumber(v: number): string {
   const a = Math.abs(v);
   if (a >= 1e4) return Math.round(v).toLocaleString('en-US');
@@ -115,14 +120,14 @@ export function lineChart(chart: Chart): string {
     const x = r(px(t));
     out.push(
       `<line x1="${x}" y1="${M.top}" x2="${x}" y2="${M.top + ph}" stroke="#e5e5e5"/>`,
-      `<text x="${x}" y="${M.top + ph + 16}" text-anchor="middle">${formatNumber(t)}</text>`,
+      `<text x="${x}" y="${M.top + ph + 16}" text-anchor="middle">${tickLabel(t)}</text>`,
     );
   }
   for (const t of ticks(y0, y1, Boolean(chart.logY))) {
     const y = r(py(t));
     out.push(
       `<line x1="${M.left}" y1="${y}" x2="${M.left + pw}" y2="${y}" stroke="#e5e5e5"/>`,
-      `<text x="${M.left - 6}" y="${y + 4}" text-anchor="end">${formatNumber(t)}</text>`,
+      `<text x="${M.left - 6}" y="${y + 4}" text-anchor="end">${tickLabel(t)}</text>`,
     );
   }
   out.push(

@@ -19,7 +19,9 @@ test('the squeezenet app classifies an RGBA image in a tab, and says its weights
       height: 240,
       pixels: Uint8Array.from(atob(pixels), (c) => c.charCodeAt(0)),
     };
-    const me = window.brume.status().node;
+    const fabric = await window.brumeDebug.fabric;
+    await fabric.whenJoined(20_000);
+    const me = fabric.nodeId;
     const r = await window.brume.invoke(
       'squeezenet',
       'classify',
