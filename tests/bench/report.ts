@@ -23,7 +23,9 @@
  *
  * Figures that run.ts wrote before sections existed (logic, model, fabric.*, hardening) are
  * converted here (`legacySections`), so an old previous.json still gives "before" figures. A
- * section in `sections` wins over a converted one with the same id. Anything missing is left
+ * section in `sections` wins over a converted one with the same id. Of those, the decisions plot
+ * reads `fabric.decisionsPerSecond` keys named `<where><N>Nodes` (inProcess10000Nodes): a new node
+ * count or a new `where` named that way gets its point or line with no change here. Anything missing is left
  * out; anything malformed is left out and named at the end of the report, never thrown.
  *
  * @example

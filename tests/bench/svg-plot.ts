@@ -65,7 +65,7 @@ function tickLabel(v: number): string {
 
 export function formatNumber(v: number): string {
   const a = Math.abs(v);
-  if (a >= 1e4) return Math.round(v).toLocaleString('en-US');
+  if (a >= 1000) return Math.round(v).toLocaleString('en-US');
   if (a >= 100) return v.toFixed(0);
   if (a >= 10) return v.toFixed(1);
   if (a >= 1) return v.toFixed(2);
