@@ -11,7 +11,7 @@ import { createRuntime, type Runtime } from '../../core/runtime';
 import { memoryAppSource } from '../../core/sources';
 import { onnxMetadata } from '../../models/onnx-writer';
 import { ensureModel } from '../../models/squeezenet/generate';
-import { CLASSES, SEED, SIDE, squeezenet } from '../../models/squeezenet/squeezenet';
+import { CLASSES, MEAN, SEED, SIDE, STD, squeezenet } from '../../models/squeezenet/squeezenet';
 import { nodePlatform } from '../../relay/platform';
 import { buildLogics } from '../../scripts/build-logics';
 import { packApp } from '../../scripts/pack-apps';
@@ -113,6 +113,46 @@ describe('the squeezenet app in the runtime', () => {
     expect(v.top.map((t) => t.class)).toEqual(expected);
     for (const t of v.top) expect(t.p).toBeCloseTo(p[t.class]!, 5);
   }, 60_000);
+
+  it('preprocess is a centre crop, bilinear resize and ImageNet normalization, planar RGB', async () => {
+    const [width, height] = [300, 200];
+    const pixels = rgbaImage(width, height);
+    const pre = (
+      await node.call(
+        'squeezenet',
+        'classify',
+        { width, height, pixels },
+        {},
+        { rpc: 'preprocess' },
+      )
+    ).value as { data: Uint8Array };
+    const got = new Float32Array(pre.data.slice().buffer);
+    // The same rule, written out plainly: the centre square of 0.875 × the shorter side.
+    const crop = Math.min(width, height) * 0.875;
+    const step = crop / SIDE;
+    const at = (x: number, y: number, c: number) => pixels[(y * width + x) * 4 + c]!;
+    let worst = 0;
+    for (let ty = 0; ty < SIDE; ty += 7) {
+      for (let tx = 0; tx < SIDE; tx += 5) {
+        const sy = (height - crop) / 2 + (ty + 0.5) * step - 0.5;
+        const sx = (width - crop) / 2 + (tx + 0.5) * step - 0.5;
+        const y0 = Math.min(Math.max(Math.floor(sy), 0), height - 1);
+        const x0 = Math.min(Math.max(Math.floor(sx), 0), width - 1);
+        const y1 = Math.min(y0 + 1, height - 1);
+        const x1 = Math.min(x0 + 1, width - 1);
+        const fy = Math.min(Math.max(sy - y0, 0), 1);
+        const fx = Math.min(Math.max(sx - x0, 0), 1);
+        for (let c = 0; c < 3; c++) {
+          const top = at(x0, y0, c) * (1 - fx) + at(x1, y0, c) * fx;
+          const bottom = at(x0, y1, c) * (1 - fx) + at(x1, y1, c) * fx;
+          const v = (top * (1 - fy) + bottom * fy) / 255;
+          const want = (v - MEAN[c]!) / STD[c]!;
+          worst = Math.max(worst, Math.abs(got[c * SIDE * SIDE + ty * SIDE + tx]! - want));
+        }
+      }
+    }
+    expect(worst).toBeLessThan(1e-4);
+  });
 
   it('refuses pixels that are not width × height × 4 bytes, naming the field', async () => {
     const input = { width: 10, height: 10, pixels: new Uint8Array(300) };
