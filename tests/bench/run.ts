@@ -186,7 +186,14 @@ function save(out: Record<string, unknown>): void {
   let previous: unknown;
   if (existsSync(path)) {
     copyFileSync(path, 'bench-results/previous.json');
-    previous = JSON.parse(readFileSync(path, 'utf8'));
+    try {
+      previous = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (e) {
+      // This run's figures still get written; the report just has no "before".
+      console.warn(
+        `bench-results/previous.json is not JSON (${(e as Error).message}): no before figures`,
+      );
+    }
   }
   writeFileSync(path, `${JSON.stringify(out, null, 2)}\n`);
   const written = writeReport('bench-results', out, previous);
