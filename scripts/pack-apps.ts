@@ -17,6 +17,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 function buildHint(absPath: string): string | undefined {
   const rel = relative(root, absPath).split(sep);
   if (rel[0] === 'logics' && rel[1] === 'build') return 'npm run build:logics';
+  if (rel[0] === 'models' && rel[1] === 'squeezenet') return 'npm run build:models';
   if (rel[0] === 'models') return 'npm run models';
   return undefined;
 }

@@ -151,6 +151,71 @@ export function contextApp(name: string, version = '1.0.0'): Promise<Bundle> {
   );
 }
 
+/**
+ * The squeezenet sample app (logics/squeezenet/brume.json) as a bundle: SqueezeNet 1.1 with
+ * RANDOM weights (`npm run build` generates models/squeezenet/squeezenet.onnx).
+ */
+export function squeezenetApp(): Promise<Bundle> {
+  const m = JSON.parse(readFileSync(new URL('models/squeezenet/metrics.json', root), 'utf8')) as {
+    measured: string;
+    variants: { v11: { accuracy: number; latencyMs: number; params: number } };
+  };
+  const { accuracy, latencyMs, params } = m.variants.v11;
+  return bundle(
+    {
+      brume: 1,
+      name: 'squeezenet',
+      version: '1.0.0',
+      description: 'SqueezeNet 1.1 with random weights, for overhead measurements',
+      services: {
+        classify: {
+          kind: 'logic',
+          file: 'classify.wasm',
+          rpcs: ['classify', 'preprocess'],
+          limits: { timeoutMs: 10_000, memoryMiB: 64 },
+        },
+        model: {
+          kind: 'model',
+          task: 'image-classification',
+          inputs: [{ name: 'data', type: 'float32', dims: [-1, 3, 224, 224] }],
+          outputs: [{ name: 'probs', type: 'float32', dims: [-1, 1000] }],
+          variants: {
+            v11: {
+              file: 'squeezenet.onnx',
+              accuracy,
+              latencyMs,
+              params,
+              weights: 'random',
+              measured: m.measured,
+            },
+          },
+        },
+      },
+    },
+    {
+      'classify.wasm': wasm('squeezenet'),
+      'squeezenet.onnx': read('models/squeezenet/squeezenet.onnx'),
+    },
+  );
+}
+
+/** A `width`×`height` RGBA test picture: smooth colour gradients with a bright disc off-centre. */
+export function rgbaImage(width: number, height: number): Uint8Array {
+  const out = new Uint8Array(width * height * 4);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 4;
+      const disc =
+        (x - width * 0.6) ** 2 + (y - height * 0.4) ** 2 < (Math.min(width, height) / 5) ** 2;
+      out[i] = disc ? 250 : Math.round((255 * x) / width);
+      out[i + 1] = disc ? 240 : Math.round((255 * y) / height);
+      out[i + 2] = disc ? 40 : Math.round((255 * (x + y)) / (width + height));
+      out[i + 3] = 255;
+    }
+  }
+  return out;
+}
+
 export async function testBundles(): Promise<Uint8Array[]> {
   return (await Promise.all([hostileApp(), brokenApp(), hopsApp()])).map((b) =>
     packBundle(b.manifest, b.files),

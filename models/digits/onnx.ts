@@ -7,39 +7,12 @@
  * float32 raw_data. Reading accepts exactly that shape of graph.
  */
 
-import type { onnx as Onnx } from 'onnx-proto';
-import onnxProto from 'onnx-proto';
+import { attr, encodeModel, floatTensor, floatValueInfo, type Onnx, onnx } from '../onnx-writer';
 import type { Dense, Mlp } from './mlp';
-
-// onnx-proto is CommonJS; Node's ESM loader only sees its default export.
-const { onnx } = onnxProto;
 
 export const INPUT_NAME = 'pixels';
 export const OUTPUT_NAME = 'probs';
 export const PRODUCER_NAME = 'brume models/digits/train.ts';
-export const OPSET = 13;
-export const IR_VERSION = 8;
-
-function floatTensor(name: string, dims: number[], values: Float32Array): Onnx.ITensorProto {
-  const raw = new Uint8Array(values.length * 4);
-  const view = new DataView(raw.buffer);
-  for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i]!, true);
-  return { name, dims, dataType: onnx.TensorProto.DataType.FLOAT, rawData: raw };
-}
-
-function floatValueInfo(name: string, dims: (number | string)[]): Onnx.IValueInfoProto {
-  return {
-    name,
-    type: {
-      tensorType: {
-        elemType: onnx.TensorProto.DataType.FLOAT,
-        shape: {
-          dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })),
-        },
-      },
-    },
-  };
-}
 
 /** The ONNX bytes of `mlp`; `metadata` goes into the model's metadata_props. */
 export function mlpToOnnx(
@@ -62,11 +35,7 @@ export function mlpToOnnx(
       opType: 'Gemm',
       input: [current, w, b],
       output: [gemmOut],
-      attribute: [
-        { name: 'transB', type: onnx.AttributeProto.AttributeType.INT, i: 0 },
-        { name: 'alpha', type: onnx.AttributeProto.AttributeType.FLOAT, f: 1 },
-        { name: 'beta', type: onnx.AttributeProto.AttributeType.FLOAT, f: 1 },
-      ],
+      attribute: [attr.int('transB', 0), attr.float('alpha', 1), attr.float('beta', 1)],
     });
     if (l < last) {
       nodes.push({ name: `relu${n}`, opType: 'Relu', input: [gemmOut], output: [`relu${n}`] });
@@ -80,13 +49,10 @@ export function mlpToOnnx(
     opType: 'Softmax',
     input: [current],
     output: [OUTPUT_NAME],
-    attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 }],
+    attribute: [attr.int('axis', 1)],
   });
-  const model: Onnx.IModelProto = {
-    irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: OPSET }],
+  return encodeModel({
     producerName: PRODUCER_NAME,
-    producerVersion: '1',
     docString: opts.docString,
     graph: {
       name: opts.graphName,
@@ -95,9 +61,8 @@ export function mlpToOnnx(
       input: [floatValueInfo(INPUT_NAME, ['N', mlp.layers[0]!.inDim])],
       output: [floatValueInfo(OUTPUT_NAME, ['N', mlp.layers[last]!.outDim])],
     },
-    metadataProps: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),
-  };
-  return onnx.ModelProto.encode(onnx.ModelProto.create(model)).finish();
+    ...(opts.metadata && { metadata: opts.metadata }),
+  });
 }
 
 function readFloats(t: Onnx.ITensorProto): Float32Array {
@@ -110,12 +75,6 @@ function readFloats(t: Onnx.ITensorProto): Float32Array {
     return out;
   }
   return Float32Array.from(t.floatData ?? []);
-}
-
-/** The model's metadata_props as a plain object. */
-export function onnxMetadata(bytes: Uint8Array): Record<string, string> {
-  const model = onnx.ModelProto.decode(bytes);
-  return Object.fromEntries(model.metadataProps.map((p) => [p.key ?? '', p.value ?? '']));
 }
 
 /** Reads back the weights of a model written by `mlpToOnnx` (Gemm/Relu chain, Softmax last). */

@@ -3,7 +3,7 @@
 // compare figures taken side by side in the same run.
 
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { chromium } from 'playwright-core';
 import { createRuntime } from '../../core/runtime';
@@ -18,6 +18,8 @@ import { contextRates, contextToTabs, vadStream } from './context';
 import { placementRate, relayRate } from './decisions';
 import { type HardeningResult, hardeningBench, printHardening } from './hardening';
 import { consoleCost, hopCosts } from './hops';
+import { type Section, writeReport } from './report';
+import { type SqueezenetFigures, squeezenetBench, squeezenetSection } from './squeezenet';
 
 // Tabs open WebRTC channels to each other: run in a loopback-only namespace when one can be made.
 if (!process.env.BRUME_NETNS && !process.env.BRUME_NO_NETNS) {
@@ -174,9 +176,72 @@ console.log(
   `digits app, ${runs} runs per figure, medians; ${os.cpus()[0]?.model}, ${os.cpus().length} cores\n`,
 );
 
+/**
+ * Writes bench-results/bench.json (the last one becomes previous.json first) and report.md with
+ * its plots, each figure as previous → this run. Parts add a `Section` to `sections` (report.ts).
+ */
+function save(out: Record<string, unknown>): void {
+  mkdirSync('bench-results', { recursive: true });
+  const path = 'bench-results/bench.json';
+  let previous: unknown;
+  if (existsSync(path)) {
+    copyFileSync(path, 'bench-results/previous.json');
+    try {
+      previous = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (e) {
+      // This run's figures still get written; the report just has no "before".
+      console.warn(
+        `bench-results/previous.json is not JSON (${(e as Error).message}): no before figures`,
+      );
+    }
+  }
+  writeFileSync(path, `${JSON.stringify(out, null, 2)}\n`);
+  const written = writeReport('bench-results', out, previous);
+  console.log(`wrote ${path}, ${written[0]} and ${written.length - 1} plots`);
+}
+
 // BENCH_ONLY=fabric skips the executor figures (Table II, Fig. 5); BENCH_ONLY=hardening runs
-// only the relay's load, memory and soak figures.
+// only the relay's load, memory and soak figures; BENCH_ONLY=squeezenet only SqueezeNet's.
 const only = process.env.BENCH_ONLY;
+const squeezenetRuns = Number(process.env.BENCH_SQUEEZENET_RUNS ?? 50);
+const sections: Section[] = [];
+function printSqueezenet(figures: SqueezenetFigures[]): void {
+  const node = figures.find((x) => x.where === 'node');
+  console.log(
+    `SqueezeNet 1.1 (random weights), Logic + Model vs Model alone, medians of ${squeezenetRuns}; baseline: onnxruntime run() (Laqista: 13.8 ms end to end, 3.2 ms over native; ort-web WASM 29.7 vs native 4.8 ms)`,
+  );
+  console.table(
+    figures.map((x) => ({
+      where: x.where,
+      backend: x.backend,
+      'run() (ms)': x.engineMs.toFixed(2),
+      'model service (ms)': x.modelMs.toFixed(2),
+      'Logic+Model (ms)': x.appMs.toFixed(2),
+      'Brume adds (ms)': (x.appMs - x.engineMs).toFixed(2),
+      'app/engine': (x.appMs / x.engineMs).toFixed(2),
+      'run() vs Node run()': node ? (x.engineMs / node.engineMs).toFixed(2) : '',
+      'preprocess alone (ms)': x.logicOnlyMs.toFixed(2),
+    })),
+  );
+}
+if (only === 'squeezenet') {
+  const relay = await startRelay();
+  try {
+    const figures = await squeezenetBench(relay.url, squeezenetRuns);
+    printSqueezenet(figures);
+    const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version };
+    save({
+      date: new Date().toISOString(),
+      machine,
+      squeezenet: figures,
+      sections: [squeezenetSection(figures)],
+    });
+  } finally {
+    await relay.stop();
+    rmSync(relay.dataDir, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
 const hardening = () =>
   hardeningBench(
     (args) => startRelay({ args }),
@@ -190,16 +255,14 @@ const hardening = () =>
 if (only === 'hardening') {
   const h = await hardening();
   printHardening(h);
-  mkdirSync('bench-results', { recursive: true });
   const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version };
-  const out = { date: new Date().toISOString(), machine, hardening: h };
-  writeFileSync('bench-results/bench.json', `${JSON.stringify(out, null, 2)}\n`);
-  console.log('wrote bench-results/bench.json');
+  save({ date: new Date().toISOString(), machine, hardening: h });
   process.exit(0);
 }
 const relay = await startRelay();
 const setups: (Setup & { compileFirstMs: number })[] = [];
 const rows: Row[] = [];
+let squeezenet: SqueezenetFigures[] | undefined;
 try {
   const results =
     only === 'fabric'
@@ -224,6 +287,10 @@ try {
       });
     }
     for (const row of r.rows) rows.push({ where, backend: label, ...row });
+  }
+  if (only !== 'fabric') {
+    squeezenet = await squeezenetBench(relay.url, squeezenetRuns);
+    sections.push(squeezenetSection(squeezenet));
   }
 } finally {
   await relay.stop();
@@ -259,6 +326,7 @@ if (rows.length) {
     })),
   );
 }
+if (squeezenet) printSqueezenet(squeezenet);
 // ——— The fabric ———
 console.log('\nThe fabric: scheduling decisions per second (Laqista: 7,296/s)');
 const inProcess = placementRate(1000);
@@ -384,7 +452,6 @@ console.log('\nThe relay under load: HTTP calls, memory, soak');
 const hardeningRun: HardeningResult = await hardening();
 printHardening(hardeningRun);
 
-mkdirSync('bench-results', { recursive: true });
 const out = {
   date: new Date().toISOString(),
   machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version },
@@ -400,6 +467,7 @@ const out = {
     hops,
   },
   hardening: hardeningRun,
+  squeezenet,
+  sections,
 };
-writeFileSync('bench-results/bench.json', `${JSON.stringify(out, null, 2)}\n`);
-console.log('wrote bench-results/bench.json');
+save(out);
