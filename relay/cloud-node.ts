@@ -61,7 +61,9 @@ export async function startCloudNode(
       ...(caps.memoryMiB && { logicMemoryMiB: caps.memoryMiB }),
     },
     refresh: true,
-    maxConcurrency: threads,
+    // A few calls per Logic worker: while one call's Model runs on onnxruntime's threads, the
+    // worker frames the next one's input instead of waiting (steps queue for a free worker).
+    maxConcurrency: 4 * threads,
     // HTTP callers all land here when no tab is open: a deeper queue than a tab's before it
     // refuses (the relay bounds the calls it forwards anyway).
     maxQueued: 64,
