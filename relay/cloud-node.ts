@@ -1,17 +1,19 @@
 /**
- * The relay's own executor: a `cloud` node in this process, joined to the hub over a real socket
- * like any other node, running Logics in worker threads and Models on onnxruntime-node. HTTP
- * callers get answers with no tab open, and tabs can offload to it. Its Logics use the context
- * store like a tab's.
- * @example const cloud = await startCloudNode(relay.url, (key) => ownKeys.add(key));
+ * The relay's own executor: a `cloud` node in this process, joined to the hub like any other node
+ * (its own key, the signed join, heartbeats, the relay's call limits and timeouts) but over a
+ * link within the process (relay/local-link.ts): frames pass as objects, with no socket and no
+ * MessagePack between the two. It runs Logics in worker threads and Models on onnxruntime-node.
+ * HTTP callers get answers with no tab open, and tabs can offload to it. Its Logics use the
+ * context store like a tab's.
+ * @example const cloud = await startCloudNode(relay.url, hub.attach, (key) => ownKeys.add(key), log);
  */
 import os from 'node:os';
-import { WebSocket } from 'ws';
 import { memoryKV } from '../core/context/outbox';
 import { loadOrCreateIdentity, memoryKeyStore } from '../core/identity';
 import { createNode } from '../core/node/create';
 import type { BrumeNode } from '../core/node/node';
 import { httpAppSource } from '../core/sources';
+import { type HubEnd, localLink } from './local-link';
 import { nodePlatform } from './platform';
 
 /** What a Logic may take on the cloud node, whatever its manifest asks: it runs in the relay. */
@@ -26,6 +28,8 @@ export interface LogicCaps {
 
 export async function startCloudNode(
   relayUrl: string,
+  /** Hands the hub its end of each new link (the hub's `attach`). */
+  attach: (end: HubEnd) => void,
   vouch: (publicKey: string) => void,
   log: (line: string) => void,
   caps: LogicCaps = {},
@@ -34,8 +38,6 @@ export async function startCloudNode(
   vouch(identity.publicKey);
   const threads = Math.max(1, Math.min(4, os.availableParallelism() - 1));
   const source = httpAppSource(relayUrl, fetch);
-  const url = new URL('/ws', relayUrl);
-  url.protocol = 'ws:';
   const node = await createNode({
     platform: nodePlatform(source, {
       threads,
@@ -43,8 +45,14 @@ export async function startCloudNode(
     }),
     identity,
     role: 'cloud',
-    url: url.toString(),
-    socket: (u) => new WebSocket(u),
+    url: `${relayUrl} (in process)`,
+    // Each (re)connection is a fresh link: the hub greets it at once, and the node's handlers are
+    // set before the challenge's microtask runs.
+    socket: () => {
+      const { hub, node } = localLink();
+      attach(hub);
+      return node;
+    },
     // Its Logics' context: a replica in memory, caught up from the relay's store at each join.
     kv: memoryKV(),
     runtime: {
@@ -53,7 +61,9 @@ export async function startCloudNode(
       ...(caps.memoryMiB && { logicMemoryMiB: caps.memoryMiB }),
     },
     refresh: true,
-    maxConcurrency: threads,
+    // A few calls per Logic worker: while one call's Model runs on onnxruntime's threads, the
+    // worker frames the next one's input instead of waiting (steps queue for a free worker).
+    maxConcurrency: 4 * threads,
     // HTTP callers all land here when no tab is open: a deeper queue than a tab's before it
     // refuses (the relay bounds the calls it forwards anyway).
     maxQueued: 64,

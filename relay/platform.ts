@@ -1,7 +1,5 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import * as Comlink from 'comlink';
-import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import * as ort from 'onnxruntime-node';
 import {
   type BrumeError,
@@ -12,10 +10,11 @@ import {
   toWire,
 } from '../core/errors';
 import type { WorkerHandle } from '../core/exec/logic-pool';
-import type { LogicWorkerApi, Reply } from '../core/exec/logic-worker';
+import type { Reply } from '../core/exec/logic-worker';
 import type { ModelRunnerApi } from '../core/exec/model-runner';
 import type { AppSource, Platform } from '../core/runtime';
 import { fromOrtOutputs, toOrtFeeds } from '../core/tensor';
+import { logicApiOver } from './thread-rpc';
 
 const threadEntry = new URL('./logic-thread.ts', import.meta.url);
 
@@ -48,7 +47,7 @@ export function nodePlatform(source: AppSource, options: NodePlatformOptions = {
 /**
  * One Logic worker thread with a bounded heap. A thread that dies (out of heap, an uncaught
  * throw, an exit) fails what it was running with a typed error instead of leaving it unanswered
- * (comlink never settles a call to a dead thread), and never takes the process down: an 'error'
+ * (nothing ever answers a call to a dead thread), and never takes the process down: an 'error'
  * nobody listens to would be thrown in the relay.
  */
 export function spawnLogicThread(entry: URL, heapMiB: number): WorkerHandle {
@@ -94,7 +93,7 @@ export function spawnLogicThread(entry: URL, heapMiB: number): WorkerHandle {
         .finally(() => inFlight.delete(reject));
     });
   };
-  const remote = Comlink.wrap<LogicWorkerApi>(nodeEndpoint(worker));
+  const remote = logicApiOver(worker);
   return {
     api: {
       load: (module, o) => guarded<Reply<number>>(() => remote.load(module, o)),

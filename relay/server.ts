@@ -60,6 +60,8 @@ export interface RelayOptions {
   maxFrameBytes?: number;
   /** Largest PeerJS signalling message a node may send, in bytes. Default 64 KiB. */
   maxSignalBytes?: number;
+  /** How long a call the relay runs on a node may take before its caller gets E_TIMEOUT; default 30 000 ms. */
+  callTimeoutMs?: number;
   /** Bounds on calls in flight, bytes held, sockets and join time (defaults: relay/limits.ts). */
   limits?: Partial<HubLimits>;
   /** Run a `cloud` node in this process (onnxruntime-node); default true. */
@@ -148,6 +150,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
       : // Loaded only when used: onnxruntime-node alone is tens of MB a relay without it need not hold.
         await (await import('./cloud-node')).startCloudNode(
           url,
+          hub.attach,
           (key) => net.ownKeys.add(key),
           (l) => log.warn(`cloud node: ${l}`),
           options.logicCaps,
@@ -222,6 +225,7 @@ async function buildServer(options: RelayOptions, p: Parts) {
     origins: (origin) => origins.has(origin),
     log,
     ...(options.heartbeatMs !== undefined && { heartbeatMs: options.heartbeatMs }),
+    ...(options.callTimeoutMs !== undefined && { callTimeoutMs: options.callTimeoutMs }),
     ...(options.frameRate !== undefined && { frameRate: options.frameRate }),
     ...(options.maxFrameBytes !== undefined && { maxFrameBytes: options.maxFrameBytes }),
     ...(options.limits && { limits: options.limits }),

@@ -4,7 +4,7 @@
  * WebRTC data channels (web/peers.ts) and an in-memory fabric for simulations
  * (core/node/memory-links.ts) (PeerLinks).
  */
-import type { PeerFrame } from '../protocol';
+import type { PeerFrame, ToRelay } from '../protocol';
 
 /**
  * A handler property both the browser's WebSocket and `ws`'s accept: declared as a method so its
@@ -22,6 +22,11 @@ export interface SocketLike {
   onmessage: Handler<{ data: unknown }> | null;
   onclose: Handler<{ code: number; reason: string }> | null;
   onerror: Handler<unknown> | null;
+  /**
+   * A socket within one process (relay/local-link.ts) carries frames as objects: with this, the
+   * node sends frames through it unencoded and its messages' `data` are frames, not bytes.
+   */
+  sendFrame?(frame: ToRelay): void;
 }
 
 export type PeerCall = Extract<PeerFrame, { t: 'call' }>;

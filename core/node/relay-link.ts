@@ -75,7 +75,9 @@ export class RelayLink {
     ws.onmessage = (ev) => {
       let msg: ToNode;
       try {
-        msg = decodeFrame(new Uint8Array(ev.data as ArrayBuffer), 'toNode');
+        msg = ws.sendFrame
+          ? (ev.data as ToNode)
+          : decodeFrame(new Uint8Array(ev.data as ArrayBuffer), 'toNode');
       } catch (e) {
         this.options.log?.(`relay sent a bad frame: ${(e as Error).message}`);
         ws.close(1008, 'bad frame');
@@ -126,7 +128,9 @@ export class RelayLink {
   /** Sends a frame when the socket is open; dropped otherwise (the relay resends what matters). */
   send(frame: ToRelay): void {
     const ws = this.socket;
-    if (ws?.readyState === 1) ws.send(encodeFrame(frame));
+    if (ws?.readyState !== 1) return;
+    if (ws.sendFrame) ws.sendFrame(frame);
+    else ws.send(encodeFrame(frame));
   }
 
   /** One request to the relay: an id, a timeout, and a rejection if the link drops. */

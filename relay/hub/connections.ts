@@ -13,12 +13,14 @@ import type { NodeRecord } from '../../core/api';
 import { BrumeError, ProtocolError, toWire } from '../../core/errors';
 import { decodeFrame, type ToNode, type ToRelay } from '../../core/protocol';
 import { Admission, type HubLimits } from '../limits';
+import type { HubEnd } from '../local-link';
 import { closeReason, encodeOutgoing } from '../outgoing';
 import { originError, refuseUpgrade } from '../upgrade';
 import type { Logs } from './logs';
 
 export interface Conn {
-  ws: WebSocket;
+  /** A node's socket, or the hub's end of a link within this process (relay/local-link.ts). */
+  ws: WebSocket | HubEnd;
   node?: NodeRecord;
   nonce?: Uint8Array;
   hello?: Extract<ToRelay, { t: 'hello' }>;
@@ -67,6 +69,12 @@ export function createConnections(o: ConnectionOptions) {
   /** Sends a frame; one the relay cannot encode is answered to whoever waits on it instead. */
   function send(conn: Conn, frame: ToNode): void {
     if (conn.ws.readyState !== conn.ws.OPEN) return;
+    // In process: the frame as it is. What MessagePack could not carry is still no socket's
+    // business — the node is this process's own code, reading the same objects.
+    if ('deliver' in conn.ws) {
+      conn.ws.deliver(frame);
+      return;
+    }
     let bytes: Uint8Array;
     try {
       bytes = encodeOutgoing(frame);
@@ -163,7 +171,8 @@ export function createConnections(o: ConnectionOptions) {
     wss.handleUpgrade(req, socket, head, (ws) => accept(ws, admission.admit(req)));
   }
 
-  function accept(ws: WebSocket, release?: () => void): void {
+  /** A new connection: it must join in time; the challenge goes out at once. */
+  function open(ws: Conn['ws'], release?: () => void): Conn {
     const conn: Conn = { ws, tokens: 2 * frameRate, refill: performance.now(), release };
     conns.add(conn);
     conn.joinTimer = setTimeout(() => {
@@ -173,13 +182,30 @@ export function createConnections(o: ConnectionOptions) {
     }, limits.joinTimeoutMs);
     conn.joinTimer.unref();
     o.greet(conn);
+    return conn;
+  }
+
+  /** A frame's handling failed: the reason is logged and the connection closed with it. */
+  function closeOn(conn: Conn, e: unknown): void {
+    const reason = e instanceof BrumeError ? e.message : `internal error: ${(e as Error).message}`;
+    o.event('closed', reason, conn.node?.id);
+    close(conn, closeCodes.protocol, reason);
+  }
+
+  /**
+   * A node in this process (the relay's cloud node) on a local link: no address to admit, and
+   * frames as objects; joining, the frame rate, liveness and everything after are a socket's.
+   */
+  function attach(end: HubEnd): void {
+    const conn = open(end);
+    end.onFrame = (msg) => void take(conn, msg).catch((e: unknown) => closeOn(conn, e));
+    end.onClose = () => drop(conn);
+  }
+
+  function accept(ws: WebSocket, release?: () => void): void {
+    const conn = open(ws, release);
     ws.on('message', (data, isBinary) => {
-      void receive(conn, data as Buffer, isBinary).catch((e: unknown) => {
-        const reason =
-          e instanceof BrumeError ? e.message : `internal error: ${(e as Error).message}`;
-        o.event('closed', reason, conn.node?.id);
-        close(conn, closeCodes.protocol, reason);
-      });
+      void receive(conn, data as Buffer, isBinary).catch((e: unknown) => closeOn(conn, e));
     });
     ws.on('error', (e) => {
       // ws reports oversized frames here and closes with 1009.
@@ -204,6 +230,11 @@ export function createConnections(o: ConnectionOptions) {
       new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
       'toRelay',
     );
+    return take(conn, msg);
+  }
+
+  /** A decoded frame: counted against the node's rate unless it answers the relay, then handled. */
+  async function take(conn: Conn, msg: ToRelay): Promise<void> {
     if (!o.answersRelay(conn, msg) && rateLimited(conn))
       throw new ProtocolError(`more than ${frameRate} frames per second`);
     if (conn.node) conn.node.lastSeen = Date.now();
@@ -212,6 +243,7 @@ export function createConnections(o: ConnectionOptions) {
 
   return {
     upgrade,
+    attach,
     send,
     close,
     drop,

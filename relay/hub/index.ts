@@ -203,6 +203,8 @@ export function createHub(options: HubOptions) {
 
   return {
     upgrade: sockets.upgrade,
+    /** Joins a node in this process over a local link (relay/local-link.ts), as a socket would. */
+    attach: sockets.attach,
     /** Nodes as the scheduler sees them. */
     nodes: () => [...registry.records()],
     decisions: logs.decisions,

@@ -2,6 +2,7 @@
 // node (16 clients calling digits/classify in MessagePack, with a key so no per-address limit
 // applies), the relay's memory idle and with 1,000 simulated nodes, and a soak of both together.
 // The relay runs as a real child process; its memory is read from /proc.
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decode, encode } from '../../core/codec';
@@ -168,7 +169,120 @@ export async function soak(
   }
 }
 
+/** The bare baseline (tests/bench/bare-server.ts) as a child process. */
+export async function startBare(): Promise<{ url: string; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'tests/bench/bare-server.ts'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const seen = (d: Buffer) => {
+      out += d;
+      const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(out);
+      if (m) resolve(m[1]!);
+    };
+    child.stdout!.on('data', seen);
+    child.stderr!.on('data', seen);
+    child.once('exit', (code) => reject(new Error(`the bare server exited with ${code}:\n${out}`)));
+  });
+  return {
+    url,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+export interface VersusRow {
+  clients: number;
+  /** Medians over the rounds, each round one window on the relay then one on the bare server. */
+  relay: { p50Ms: number; p99Ms: number; perSecond: number; errors: number };
+  bare: { p50Ms: number; p99Ms: number; perSecond: number; errors: number };
+  /** relay p50 / bare p50, and relay p50 − bare p50 */
+  p50Ratio: number;
+  p50AddedMs: number;
+  /** relay calls/s / bare calls/s */
+  throughputRatio: number;
+  errorSamples: string[];
+}
+
+/**
+ * The relay's HTTP path against the bare server, side by side with the same client code: at 1
+ * and 16 clients, `rounds` windows of `seconds` each, alternating relay and bare so machine noise
+ * falls on both. Figures are medians of the windows' p50, p99 and calls/s; errors are summed.
+ */
+export async function versusBare(
+  relayUrl: string,
+  token: string,
+  bareUrl: string,
+  pixels: Uint8Array,
+  rounds = 5,
+  seconds = 4,
+  clientCounts = [1, 16],
+): Promise<VersusRow[]> {
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  };
+  const summary = (ls: LoadResult[]) => ({
+    p50Ms: median(ls.map((l) => l.p50Ms)),
+    p99Ms: median(ls.map((l) => l.p99Ms)),
+    perSecond: median(ls.map((l) => l.perSecond)),
+    errors: ls.reduce((n, l) => n + l.errors, 0),
+  });
+  // Warm both (sessions loaded, workers started, JIT) before anything counts.
+  await httpLoad(relayUrl, token, pixels, 4, 1);
+  await httpLoad(bareUrl, token, pixels, 4, 1);
+  const rows: VersusRow[] = [];
+  for (const clients of clientCounts) {
+    const relay: LoadResult[] = [];
+    const bare: LoadResult[] = [];
+    for (let r = 0; r < rounds; r++) {
+      relay.push(await httpLoad(relayUrl, token, pixels, clients, seconds));
+      bare.push(await httpLoad(bareUrl, token, pixels, clients, seconds));
+    }
+    const rs = summary(relay);
+    const bs = summary(bare);
+    rows.push({
+      clients,
+      relay: rs,
+      bare: bs,
+      p50Ratio: rs.p50Ms / bs.p50Ms,
+      p50AddedMs: rs.p50Ms - bs.p50Ms,
+      throughputRatio: rs.perSecond / bs.perSecond,
+      errorSamples: [...relay, ...bare].flatMap((l) => l.errorSamples).slice(0, 5),
+    });
+  }
+  return rows;
+}
+
+/** The table `npm run bench` prints for versusBare. */
+export function printVersus(rows: VersusRow[]): void {
+  console.log(
+    'HTTP digits/classify: the relay (cloud node) vs a bare node:http + onnxruntime-node server (large.onnx), medians of alternating windows',
+  );
+  console.table(
+    rows.map((r) => ({
+      clients: r.clients,
+      'relay p50 (ms)': r.relay.p50Ms.toFixed(3),
+      'bare p50 (ms)': r.bare.p50Ms.toFixed(3),
+      'p50 ratio': r.p50Ratio.toFixed(2),
+      'p50 added (ms)': r.p50AddedMs.toFixed(3),
+      'relay calls/s': Math.round(r.relay.perSecond),
+      'bare calls/s': Math.round(r.bare.perSecond),
+      'throughput ratio': r.throughputRatio.toFixed(2),
+      errors: `${r.relay.errors} / ${r.bare.errors}`,
+    })),
+  );
+  for (const e of rows.flatMap((r) => r.errorSamples)) console.log(`  error: ${e}`);
+}
+
 export interface HardeningResult {
+  /** The relay's HTTP path beside the bare server, at 1 and 16 clients. */
+  versus: VersusRow[];
   httpLoad: LoadResult & { relayRssMB: number };
   rss: {
     idleNoCloudMB: number;
@@ -231,12 +345,24 @@ export async function hardeningBench(
       100,
     );
     rss.idleWithCloudMB = relay.rss() / MB;
+    const rounds = Number(process.env.BENCH_VERSUS_ROUNDS ?? 5);
+    const windowS = Number(process.env.BENCH_VERSUS_S ?? 4);
+    log(
+      `  HTTP vs a bare server: 1 and 16 clients, ${rounds} alternating ${windowS} s windows each`,
+    );
+    const bareServer = await startBare();
+    let versus: VersusRow[];
+    try {
+      versus = await versusBare(relay.url, token, bareServer.url, pixels, rounds, windowS);
+    } finally {
+      await bareServer.stop();
+    }
     log(`  HTTP load: 16 clients on digits/classify for ${httpS} s`);
     const load = await httpLoad(relay.url, token, pixels, 16, httpS);
     const httpResult = { ...load, relayRssMB: relay.rss() / MB };
     log(`  soak: 1,000 simulated nodes and HTTP load for ${soakS} s`);
     const soakResult = await soak(relay, pixels, 1000, soakS, log);
-    return { httpLoad: httpResult, rss, soak: soakResult };
+    return { versus, httpLoad: httpResult, rss, soak: soakResult };
   } finally {
     await stop(relay);
   }
@@ -244,6 +370,7 @@ export async function hardeningBench(
 
 /** The tables `npm run bench` prints for these figures. */
 export function printHardening(h: HardeningResult): void {
+  printVersus(h.versus);
   const f1 = (x: number) => x.toFixed(1);
   console.log(
     'HTTP load: 16 clients calling digits/classify (MessagePack) on the relay and its cloud node',
