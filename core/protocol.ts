@@ -25,6 +25,7 @@ export {
 export {
   chunk,
   chunkBytes,
+  maxChunkBytes,
   type PeerFrame,
   peerFrame,
   Reassembler,
