@@ -25,7 +25,6 @@ export {
 export {
   chunk,
   chunkBytes,
-  maxChunkBytes,
   type PeerFrame,
   peerFrame,
   Reassembler,

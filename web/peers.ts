@@ -19,9 +19,9 @@ import type { PeerCall, PeerContext, PeerLinks, PeerResult } from '../core/node/
 import { Pending } from '../core/pending';
 import {
   chunk,
+  chunkBytes,
   decodeFrame,
   encodeFrame,
-  maxChunkBytes,
   type PeerFrame,
   Reassembler,
   type ReassemblerLimits,
@@ -44,13 +44,8 @@ export interface PeerLinkOptions {
    * answers fails the call with E_TIMEOUT, and the caller places it elsewhere. Default 30 000.
    */
   callTimeoutMs?: number;
-  /** Buffered bytes above which sending waits (until a quarter of it is left). Default 4 MiB. */
+  /** Buffered bytes above which sending waits. */
   highWaterBytes?: number;
-  /**
-   * Bytes per chunk of a frame too large for one message. Default (and most) 255 KiB: fewer,
-   * larger messages move a large payload several times faster than 64 KiB ones.
-   */
-  chunkBytes?: number;
   /** What one channel may make this tab hold for messages partly received (core/protocol.ts). */
   partials?: Pick<ReassemblerLimits, 'maxPartials' | 'maxPartialBytes' | 'staleMs'>;
   log?: (line: string) => void;
@@ -59,8 +54,7 @@ export interface PeerLinkOptions {
 export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks {
   const openTimeoutMs = options.openTimeoutMs ?? 4000;
   const callTimeoutMs = options.callTimeoutMs ?? 30_000;
-  const highWater = options.highWaterBytes ?? 4 * 1024 * 1024;
-  const chunkSize = Math.min(options.chunkBytes ?? maxChunkBytes, maxChunkBytes);
+  const highWater = options.highWaterBytes ?? 1024 * 1024;
   let peer: Peer | undefined;
   let ready: Promise<void> = Promise.reject(new NoLinkError('not registered yet'));
   ready.catch(() => {});
@@ -181,20 +175,16 @@ export function peerLinks(relay: URL, options: PeerLinkOptions = {}): PeerLinks 
 
   async function sendFrame(link: Link, frame: PeerFrame): Promise<void> {
     const bytes = encodeFrame(frame);
+    const parts =
+      bytes.byteLength <= chunkBytes ? [bytes] : [...chunk(frame.id, bytes)].map(encodeFrame);
     const dc = link.conn.dataChannel;
-    if (bytes.byteLength <= chunkSize) return sendPart(link, dc, bytes);
-    // Each chunk is encoded just before it is sent: no second copy of the whole payload waits.
-    for (const part of chunk(frame.id, bytes, chunkSize)) {
-      if (dc.bufferedAmount > highWater) await drained(dc, highWater / 4);
-      sendPart(link, dc, encodeFrame(part));
+    for (const part of parts) {
+      if (dc.bufferedAmount > highWater) await drained(dc, highWater / 2);
+      if (dc.readyState !== 'open') {
+        throw new DisconnectedError(`the channel to ${link.conn.peer.slice(0, 8)} closed`);
+      }
+      dc.send(part as Uint8Array<ArrayBuffer>);
     }
-  }
-
-  function sendPart(link: Link, dc: RTCDataChannel, bytes: Uint8Array): void {
-    if (dc.readyState !== 'open') {
-      throw new DisconnectedError(`the channel to ${link.conn.peer.slice(0, 8)} closed`);
-    }
-    dc.send(bytes as Uint8Array<ArrayBuffer>);
   }
 
   function open(node: string): Promise<Link> {

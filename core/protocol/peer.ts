@@ -35,12 +35,10 @@ export type PeerFrame = z.infer<typeof peerFrame>;
 
 /** Splits a payload into data-channel chunks (a message over ~256 KB closes a channel). */
 export const chunkBytes = 64 * 1024;
-/** The most a chunk may carry: a chunk frame (this plus ~30 bytes) stays under 256 KiB. */
-export const maxChunkBytes = 255 * 1024;
-export function* chunk(id: number, bytes: Uint8Array, size = chunkBytes): Generator<PeerFrame> {
-  const n = Math.max(1, Math.ceil(bytes.byteLength / size));
+export function* chunk(id: number, bytes: Uint8Array): Generator<PeerFrame> {
+  const n = Math.max(1, Math.ceil(bytes.byteLength / chunkBytes));
   for (let seq = 0; seq < n; seq++) {
-    const data = bytes.subarray(seq * size, (seq + 1) * size);
+    const data = bytes.subarray(seq * chunkBytes, (seq + 1) * chunkBytes);
     yield { t: 'chunk', id, seq, last: seq === n - 1, data };
   }
 }
