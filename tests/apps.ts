@@ -54,7 +54,8 @@ export function hostileApp(): Promise<Bundle> {
           kind: 'logic',
           file: 'echo.wasm',
           rpcs: ['echo', 'fail', 'trap', 'spin'],
-          limits: { timeoutMs: 20_000, memoryMiB: 16 },
+          // Room for a 4 MiB payload in, decoded and written out again (the transfer tests).
+          limits: { timeoutMs: 20_000, memoryMiB: 64 },
         },
       },
     },

@@ -1,5 +1,5 @@
 import * as Comlink from 'comlink';
-import type { LogicWorkerApi } from '../core/exec/logic-worker';
+import { logicWorkerClient } from '../core/exec/logic-worker';
 import type { ModelRunnerApi } from '../core/exec/model-runner';
 import type { Platform } from '../core/runtime';
 import { httpAppSource } from '../core/sources';
@@ -19,15 +19,7 @@ export function browserPlatform(relay: string): Platform {
         type: 'module',
         name: 'brume-logic',
       });
-      const remote = Comlink.wrap<LogicWorkerApi>(worker);
-      return {
-        api: {
-          load: (module, options) => remote.load(module, options),
-          step: (name, request) =>
-            remote.step(name, Comlink.transfer(request, [request.buffer as ArrayBuffer])),
-        },
-        terminate: () => worker.terminate(),
-      };
+      return { api: logicWorkerClient(worker), terminate: () => worker.terminate() };
     },
   };
 }

@@ -5,7 +5,9 @@ import { joinMany } from './decisions';
 
 /**
  * One round trip through the fabric, measured in tab `from`: the runtime alone, the fabric's
- * local-first path, and a call pinned (privacy = node id) to another tab.
+ * local-first path, and a call pinned (privacy = node id) to another tab. The '4 MB echo' entry
+ * sends 4 MiB out and back: `mbPerS` is the 8 MiB that cross the link over the time the hop adds
+ * to the same echo run locally (fewer runs: each moves megabytes).
  */
 export async function hopCosts(browser: Browser, url: string, runs: number, rtc: boolean) {
   const noRtc = `for (const n of ['RTCPeerConnection', 'webkitRTCPeerConnection'])
@@ -37,10 +39,10 @@ export async function hopCosts(browser: Browser, url: string, runs: number, rtc:
         for (let i = 300; i < 500; i += 3) pixels[i] = 255;
         const digit = { width: 28, height: 28, pixels };
         const echo = 'x'.repeat(64);
-        const time = async (f: () => Promise<unknown>) => {
-          for (let i = 0; i < 20; i++) await f();
+        const time = async (f: () => Promise<unknown>, n = runs) => {
+          for (let i = 0; i < Math.min(20, n); i++) await f();
           const xs: number[] = [];
-          for (let i = 0; i < runs; i++) {
+          for (let i = 0; i < n; i++) {
             const t0 = performance.now();
             await f();
             xs.push(performance.now() - t0);
@@ -63,6 +65,30 @@ export async function hopCosts(browser: Browser, url: string, runs: number, rtc:
             via,
           };
         }
+        // Incompressible and every byte checked once, so a transfer that mangles data shows.
+        const big = new Uint8Array(4 * 1024 * 1024);
+        for (let i = 0; i < big.length; i++) big[i] = (i * 2654435761) >>> 24;
+        const same = (v: unknown) => {
+          const u = v as Uint8Array;
+          if (!(u instanceof Uint8Array) || u.length !== big.length) return false;
+          for (let i = 0; i < u.length; i += 4099) if (u[i] !== big[i]) return false;
+          return true;
+        };
+        const n = Math.max(5, Math.round(runs / 20));
+        let via = '';
+        const localMs = await time(() => window.brumeDebug.runtime.call('hostile', 'echo', big), n);
+        const hopMs = await time(async () => {
+          const r = await b.invoke('hostile', 'echo', big, { privacy: to });
+          if (!same(r.value)) throw new Error('the 4 MB echo came back changed');
+          via = r.via;
+        }, n);
+        out['4 MB echo'] = {
+          runtimeMs: localMs,
+          fabricLocalMs: localMs,
+          hopMs,
+          via,
+          mbPerS: (2 * big.length) / 1e6 / ((hopMs - localMs) / 1000),
+        };
         return out;
       },
       { to: to.id, runs },

@@ -345,6 +345,7 @@ const hops: {
   runtimeMs: number;
   fabricLocalMs: number;
   hopMs: number;
+  mbPerS?: number;
 }[] = [];
 try {
   for (const b of await testBundles()) await deploy(fabricRelay, b);
@@ -362,6 +363,7 @@ try {
           runtimeMs: Number(m.runtimeMs),
           fabricLocalMs: Number(m.fabricLocalMs),
           hopMs: Number(m.hopMs),
+          ...('mbPerS' in m ? { mbPerS: Number(m.mbPerS) } : {}),
         });
       }
     }
@@ -402,6 +404,7 @@ console.table(
     'one hop (ms)': f(h.hopMs),
     path: h.path,
     'hop − runtime (ms)': f(h.hopMs - h.runtimeMs),
+    'MB/s': h.mbPerS === undefined ? '' : h.mbPerS.toFixed(1),
   })),
 );
 

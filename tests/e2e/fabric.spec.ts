@@ -209,6 +209,27 @@ test('a dew offers work to its parent fog first, and large payloads cross in chu
   await fetch(`${relay.url}/api/trust/${fog.publicKey}`, { method: 'DELETE', headers: auth });
 });
 
+/** Echoes 4 MiB of patterned bytes from `from` on node `to`; answers whether every byte came back. */
+function echo4MiB(from: Tab, to: string) {
+  return from.page.evaluate(async (to) => {
+    const big = new Uint8Array(4 * 1024 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 2654435761) >>> 24;
+    const r = await window.brume.invoke('hostile', 'echo', big, { privacy: to });
+    const back = r.value as Uint8Array;
+    let same = back instanceof Uint8Array && back.length === big.length;
+    for (let i = 0; same && i < big.length; i++) same = back[i] === big[i];
+    return { same, via: r.via, node: r.node };
+  }, to);
+}
+
+test('4 MiB cross a data channel and the relay intact, each way', async ({ browser }) => {
+  const a = await tab(browser);
+  const b = await tab(browser);
+  expect(await echo4MiB(a, b.id)).toEqual({ same: true, via: direct, node: b.id });
+  const c = await tab(browser, '', relay.url, noRtc);
+  expect(await echo4MiB(a, c.id)).toEqual({ same: true, via: 'relay', node: c.id });
+});
+
 test('a fog passes context changes on to its dew children over their data channels', async ({
   browser,
 }) => {
