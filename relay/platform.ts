@@ -10,11 +10,11 @@ import {
   toWire,
 } from '../core/errors';
 import type { WorkerHandle } from '../core/exec/logic-pool';
-import type { Reply } from '../core/exec/logic-worker';
+import { logicWorkerClient, type Reply } from '../core/exec/logic-worker';
 import type { ModelRunnerApi } from '../core/exec/model-runner';
 import type { AppSource, Platform } from '../core/runtime';
 import { fromOrtOutputs, toOrtFeeds } from '../core/tensor';
-import { logicApiOver } from './thread-rpc';
+import { threadEndpoint } from './thread-endpoint';
 
 const threadEntry = new URL('./logic-thread.ts', import.meta.url);
 
@@ -93,7 +93,7 @@ export function spawnLogicThread(entry: URL, heapMiB: number): WorkerHandle {
         .finally(() => inFlight.delete(reject));
     });
   };
-  const remote = logicApiOver(worker);
+  const remote = logicWorkerClient(threadEndpoint(worker));
   return {
     api: {
       load: (module, o) => guarded<Reply<number>>(() => remote.load(module, o)),
