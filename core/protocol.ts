@@ -5,6 +5,7 @@
  *   fields.ts   version, constants, frame limits, the field schemas frames share, QoS
  *   relay.ts    node ↔ relay frames (join, liveness, scheduling, calls)
  *   context.ts  the context store's frames and operation
+ *   lease.ts    decision leases: what a lease covers, and its revocation
  *   peer.ts     node ↔ node frames, chunking and the Reassembler
  *   wire.ts     encodeFrame / decodeFrame
  * @example ws.send(encodeFrame({ t: 'schedule', id: 7, app: 'digits', service: 'classify', qos: {} }));
@@ -22,6 +23,7 @@ export {
   type Role,
   roles,
 } from './protocol/fields';
+export { type Lease, leaseSchema, MAX_LEASE_MS, MAX_REVOKED_IDS } from './protocol/lease';
 export {
   chunk,
   chunkBytes,

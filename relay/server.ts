@@ -88,6 +88,11 @@ export interface RelayOptions {
   verifyFraction?: number;
   /** Nodes kept in quarantine at most (the oldest is released when full). Default 1000. */
   maxQuarantined?: number;
+  /**
+   * How long a node may reuse a scheduling decision (a lease, PROTOCOL.md §5.3.2); 0: nodes ask
+   * the relay every call. Default and most: the heartbeat period.
+   */
+  leaseMs?: number;
 }
 
 export interface Relay {
@@ -231,6 +236,7 @@ async function buildServer(options: RelayOptions, p: Parts) {
     ...(options.limits && { limits: options.limits }),
     ...(options.verifyFraction !== undefined && { verifyFraction: options.verifyFraction }),
     ...(options.maxQuarantined !== undefined && { maxQuarantined: options.maxQuarantined }),
+    ...(options.leaseMs !== undefined && { leaseMs: options.leaseMs }),
   });
   const closePeers = mountFabric(app, {
     hub,

@@ -194,7 +194,20 @@ const wrongShape = fc
     t: fc.oneof(fc.constantFrom(...frameTypes), fc.anything()),
     fields: fc.dictionary(
       fc.oneof(
-        fc.constantFrom('id', 'to', 'app', 'service', 'rpc', 'input', 'qos', 'op', 'value', 'v'),
+        fc.constantFrom(
+          'id',
+          'to',
+          'app',
+          'service',
+          'rpc',
+          'input',
+          'qos',
+          'op',
+          'value',
+          'v',
+          'lease',
+          'exclude',
+        ),
         text,
       ),
       fc.anything({ maxDepth: 3, withTypedArray: true }),
@@ -218,6 +231,9 @@ const plausible = fc.oneof(
       },
       { requiredKeys: [] },
     ),
+    // A node that takes leases (§5.3.2), asking as after its own miss or for a retry.
+    lease: fc.oneof(fc.boolean(), fc.anything({ maxDepth: 1 })),
+    exclude: fc.array(nodeId, { maxLength: 3 }),
   }),
   fc.record({
     t: fc.constant('call'),

@@ -1,7 +1,8 @@
 /**
  * A node's socket to the relay: joins by challenge–response, reconnects with capped exponential
  * backoff, sends heartbeats on the relay's beat, and carries requests to the relay (each with an
- * id and a timeout, failed when the socket drops). Every other frame goes to `onFrame`.
+ * id and a timeout, failed when the socket drops). The relay's lease revocations go to
+ * `onRevoke` listeners (the router's lease cache); every other frame goes to `onFrame`.
  * @example const link = new RelayLink({ url, socket: (u) => new WebSocket(u), identity, role, … });
  *          await link.whenJoined(); const decision = await link.request({ t: 'schedule', id: 0, … });
  */
@@ -22,6 +23,7 @@ import type { SocketLike } from './links';
 export type LinkStatus = 'connecting' | 'joined' | 'offline' | 'closed';
 export type Welcome = Extract<ToNode, { t: 'welcome' }>;
 export type Heartbeat = Extract<ToRelay, { t: 'heartbeat' }>;
+export type LeaseRevoke = Extract<ToNode, { t: 'lease-revoke' }>;
 /** What a request to the relay is: a placement, or a call the relay carries to a node. */
 export type RelayRequest = Extract<ToRelay, { t: 'schedule' | 'call' }>;
 
@@ -56,6 +58,7 @@ export class RelayLink {
   private retry: ReturnType<typeof setTimeout> | undefined;
   private attempt = 0;
   private readonly listeners = new Set<(s: LinkStatus) => void>();
+  private readonly revokeListeners = new Set<(msg: LeaseRevoke) => void>();
 
   constructor(private readonly options: RelayLinkOptions) {
     const timeoutMs = options.requestTimeoutMs ?? 60_000;
@@ -106,6 +109,12 @@ export class RelayLink {
   onStatus(listener: (s: LinkStatus) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Calls `listener` on every lease revocation (§5.3.2); answers a function that unsubscribes. */
+  onRevoke(listener: (msg: LeaseRevoke) => void): () => void {
+    this.revokeListeners.add(listener);
+    return () => this.revokeListeners.delete(listener);
   }
 
   /** Resolves when joined (or rejects after `timeoutMs`). */
@@ -200,6 +209,9 @@ export class RelayLink {
         return;
       case 'ping':
         this.send({ t: 'pong', ts: msg.ts });
+        return;
+      case 'lease-revoke':
+        for (const l of this.revokeListeners) l(msg);
         return;
       case 'decision':
       case 'result':

@@ -2,15 +2,19 @@
  * Where a node's own calls run, local-first: on this node when its own figures meet the QoS, else
  * offered to its parent fog, else where the relay places them — over a data channel when one
  * opens, through the relay otherwise. A call whose node is lost, full or silent is placed again
- * without it; a node cut off from the relay serves itself with the best variant it has. A Logic's
+ * without it; a node cut off from the relay serves itself with the best variant it has. A decision
+ * the relay leases is reused for calls like it until it expires or is revoked (core/node/leases.ts,
+ * PROTOCOL.md §5.3.2), saving the round trip that asks; a call on a lease that fails is placed
+ * again by asking the relay, as any other. A Logic's
  * calls to other services come through here too (`logicCall`), so a request can hop across nodes.
  * @example const r = await router.call('digits', 'classify', input, { accuracy: 0.96 });
  */
 import { fromWire, ProtocolError, QosError } from '../errors';
 import type { InvokeAnswer, ScheduleAnswer } from '../page-api';
-import { parseQos } from '../protocol';
+import { type Lease, parseQos } from '../protocol';
 import type { CallOptions, Runtime, TraceEntry } from '../runtime';
 import type { Qos } from '../scheduler';
+import { type Decision, LeaseCache } from './leases';
 import type { PeerLinks } from './links';
 import type { RelayLink } from './relay-link';
 
@@ -39,8 +43,16 @@ const parentDeclines = new Set([...placeAgainAfter, 'E_NO_LINK']);
 export class Router {
   /** Nodes no data channel opened to, until when calls to them go through the relay. */
   private readonly noLink = new Map<string, number>();
+  /** Decisions the relay leased to this node. */
+  readonly leases = new LeaseCache();
 
-  constructor(private readonly options: RouterOptions) {}
+  constructor(private readonly options: RouterOptions) {
+    options.link.onRevoke((msg) => this.leases.revoke(msg.ids));
+    // The relay forgets a connection's leases when it closes; so does this node.
+    options.link.onStatus((s) => {
+      if (s !== 'joined') this.leases.clear();
+    });
+  }
 
   /** Runs `service` of `app` wherever the QoS is best met. */
   async call(
@@ -120,8 +132,7 @@ export class Router {
         exclude = [this.options.me()];
       }
     }
-    const d = await link.request({ t: 'schedule', id: 0, app, service, qos, rpc, exclude });
-    if (d.t !== 'decision') throw new ProtocolError(`expected a decision, got ${d.t}`);
+    const { d } = await this.decide(app, service, qos, rpc, exclude);
     const { node, variant, estimateMs, reason } = d;
     return { node, rpc: d.rpc, variant, estimateMs, reason };
   }
@@ -129,6 +140,44 @@ export class Router {
   /** `node` left the fabric: a channel may open to a node of that id again. */
   forget(node: string): void {
     this.noLink.delete(node);
+    this.leases.forget(node);
+  }
+
+  /**
+   * Where the relay places a request: its leased decision while this node holds a live one for
+   * the same key, else the relay's answer to `schedule` (which may carry a lease). Only a first
+   * placement is leased: one that excludes nodes besides this one is a retry, always asked.
+   */
+  private async decide(
+    app: string,
+    service: string,
+    qos: Qos,
+    rpc: string,
+    exclude: string[],
+  ): Promise<{ d: Decision; key: string | undefined }> {
+    const self = exclude.length === 1 && exclude[0] === this.options.me();
+    const key =
+      exclude.length === 0 || self ? LeaseCache.key(app, service, rpc, qos, self) : undefined;
+    const leased = key === undefined ? undefined : this.leases.get(key);
+    if (leased) return { d: leased, key };
+    // The relay places by what this node last reported: report first if that changed since.
+    this.options.beforeAsk();
+    const askedAt = performance.now();
+    const frame = { t: 'schedule' as const, id: 0, app, service, qos, rpc, exclude };
+    const d = await this.options.link.request(key ? { ...frame, lease: true } : frame);
+    if (d.t !== 'decision') throw new ProtocolError(`expected a decision, got ${d.t}`);
+    if (key !== undefined) {
+      this.leases.asked++;
+      const covers = (l: Lease) =>
+        l.app === app &&
+        l.service === service &&
+        l.rpc === rpc &&
+        l.qos.latencyMs === qos.latencyMs &&
+        l.qos.accuracy === qos.accuracy &&
+        l.qos.privacy === qos.privacy;
+      this.leases.put(key, d, askedAt, covers);
+    }
+    return { d, key };
   }
 
   private async local(
@@ -177,10 +226,7 @@ export class Router {
     exclude: string[],
   ): Promise<InvokeAnswer> {
     const { link, links } = this.options;
-    // The relay places by what this node last reported: report first if that changed since.
-    this.options.beforeAsk();
-    const d = await link.request({ t: 'schedule', id: 0, app, service, qos, rpc, exclude });
-    if (d.t !== 'decision') throw new ProtocolError(`expected a decision, got ${d.t}`);
+    const { d, key } = await this.decide(app, service, qos, rpc, exclude);
     const pin = d.pin;
     const opts: CallOptions = { ...(d.rpc ? { rpc: d.rpc } : {}), ...(pin ? { pin } : {}) };
     if (d.node === this.options.me()) return this.local(app, service, input, qos, opts, d.reason);
@@ -197,6 +243,7 @@ export class Router {
           // The node went away, is full, or stopped answering: place it again without that
           // node. Whatever it might still send for this attempt has nowhere to go.
           this.options.log?.(`${d.node.slice(0, 8)}: ${err.message}; placing again`);
+          if (key !== undefined) this.leases.drop(key);
           return this.remote(app, service, input, qos, rpc, [...exclude, d.node]).catch(
             (again: unknown) => {
               // No other node may take it (a QoS pinned to that node...): why the try failed
@@ -214,8 +261,17 @@ export class Router {
         );
       }
     }
-    const reply = await link.request({ t: 'call', id: 0, to: d.node, ...frame });
+    let reply: Awaited<ReturnType<typeof link.request>>;
+    try {
+      reply = await link.request({ t: 'call', id: 0, to: d.node, ...frame });
+    } catch (e) {
+      // The relay already placed it again where it could: the lease chose badly, ask next time.
+      if (key !== undefined) this.leases.drop(key);
+      throw e;
+    }
     if (reply.t !== 'result') throw new ProtocolError(`expected a result, got ${reply.t}`);
+    // Lost or refused there, the relay ran it elsewhere: that node's lease is stale.
+    if (key !== undefined && reply.node !== d.node) this.leases.drop(key);
     return answer(reply, reply.node, 'relay', d.reason, t0);
   }
 }

@@ -19,6 +19,7 @@ import {
   rpcName,
   stats,
 } from './fields';
+import { leaseRevokeFrame, leaseSchema } from './lease';
 
 const count = z.number().int().nonnegative();
 
@@ -66,6 +67,8 @@ export const toRelay = z.discriminatedUnion('t', [
     /** A Logic's rpc ('' or absent: its first). */
     rpc: rpcName.optional(),
     exclude: z.array(nodeId).max(64).optional(),
+    /** The node takes a lease on the decision (§5.3.2); absent: it asks each call. */
+    lease: z.boolean().optional(),
   }),
   z.object({ t: z.literal('call'), ...callFields, to: nodeId }),
   z.object({ t: z.literal('result'), ...resultFields }),
@@ -107,7 +110,10 @@ export const toNode = z.discriminatedUnion('t', [
     variant: rpcName,
     estimateMs: z.number().nonnegative(),
     reason: z.string().max(1024),
+    /** Reuse this decision for calls with the same key until then (§5.3.2). */
+    lease: leaseSchema.optional(),
   }),
+  leaseRevokeFrame,
   z.object({ t: z.literal('call'), ...callFields, from: z.string().max(64) }),
   z.object({ t: z.literal('result'), ...resultFields, node: nodeId }),
   z.object({ t: z.literal('error'), id: id.optional(), error }),

@@ -63,6 +63,13 @@ export function startOptions(
       flag('verify-fraction') ?? process.env.BRUME_VERIFY_FRACTION ?? '0',
     ),
     maxQuarantined: integer('--max-quarantined', flag('max-quarantined') ?? '1000', 1, 1e6),
+    // At most the heartbeat period (2000 ms), which `start` does not change.
+    leaseMs: integer(
+      '--lease-ms',
+      flag('lease-ms') ?? process.env.BRUME_LEASE_MS ?? '2000',
+      0,
+      2000,
+    ),
   };
 }
 
@@ -85,6 +92,7 @@ export interface StartOptions {
   limits: Partial<HubLimits>;
   verifyFraction: number;
   maxQuarantined: number;
+  leaseMs: number;
 }
 
 /** The hub's bounds from `start`'s flags (and env): only those given, the rest default. */
@@ -137,6 +145,7 @@ export async function start(o: StartOptions): Promise<number> {
     ...(o.frameRate !== undefined && { frameRate: o.frameRate }),
     verifyFraction: o.verifyFraction,
     maxQuarantined: o.maxQuarantined,
+    leaseMs: o.leaseMs,
   });
   console.log(`Brume relay listening on ${relay.url} — open it in a browser to join`);
   // The token is shown once, when made: logs of every later start do not carry it.

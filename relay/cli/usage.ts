@@ -62,6 +62,9 @@ start:
                         and compared; a node that disagrees is quarantined (env
                         BRUME_VERIFY_FRACTION, default 0: only qos.verify calls are checked)
   --max-quarantined <n> nodes kept in quarantine at most, the oldest released first (default 1000)
+  --lease-ms <n>        how long a node may reuse a scheduling decision for calls like it
+                        before asking again (env BRUME_LEASE_MS, default and at most 2000, the
+                        heartbeat period; 0: nodes ask the relay every call)
 
 pack:
   --out <file>          where to write (default <dir>/<name>-<version>.brume)
@@ -134,6 +137,7 @@ export const commands: Record<string, Options> = {
     'max-conns': { type: 'string' },
     'verify-fraction': { type: 'string' },
     'max-quarantined': { type: 'string' },
+    'lease-ms': { type: 'string' },
   },
   pack: { out: { type: 'string' } },
   deploy: { ...credentials },

@@ -4,14 +4,15 @@
  * can be opened. A node that stops answering is evicted and its forwarded calls run elsewhere.
  * This file wires the parts and maps each frame type to its handler: sockets (connections.ts),
  * joining (join.ts), the nodes (registry.ts), placement (decide.ts), forwarded calls
- * (forwarding.ts), context sync (core/context/hub.ts) and the logs (logs.ts).
+ * (forwarding.ts), decision leases (leases.ts), context sync (core/context/hub.ts) and the logs
+ * (logs.ts).
  * @example const hub = createHub({ relayId, manifests, trust, log });
  *          server.on('upgrade', (req, socket, head) => hub.upgrade(req, socket, head));
  */
 import { createContextHub } from '../../core/context/hub';
-import { ProtocolError, toWire } from '../../core/errors';
+import { InputError, ProtocolError, toWire } from '../../core/errors';
 import type { Manifest } from '../../core/manifest';
-import type { ToNode, ToRelay } from '../../core/protocol';
+import { MAX_LEASE_MS, type ToNode, type ToRelay } from '../../core/protocol';
 import type { Qos } from '../../core/scheduler';
 import type { RelayContext } from '../context';
 import { defaultLimits, type HubLimits } from '../limits';
@@ -20,6 +21,7 @@ import { type DecideArgs, decide as place } from './decide';
 import { type CallAnswer, createForwarding } from './forwarding';
 import { createHonesty } from './honesty';
 import { createJoin } from './join';
+import { createLeases } from './leases';
 import { createLogs } from './logs';
 import { createRegistry } from './registry';
 
@@ -50,6 +52,13 @@ export interface HubOptions {
   verifyFraction?: number;
   /** Nodes kept in quarantine at most (the oldest is released when full). Default 1000. */
   maxQuarantined?: number;
+  /**
+   * How long a decision lease lasts (PROTOCOL.md §5.3.2): 0 grants none; default and most, the
+   * heartbeat period, so every lease is decided again at least once per heartbeat.
+   */
+  leaseMs?: number;
+  /** Leases one node holds at most (default 256) and leases in all (default 65,536). */
+  maxLeases?: { perNode?: number; total?: number };
   log: { info(m: string): void; warn(m: string): void };
 }
 
@@ -58,6 +67,11 @@ export function createHub(options: HubOptions) {
   const limits: HubLimits = { ...defaultLimits, ...options.limits };
   const logs = createLogs(options.log);
   const { event } = logs;
+  const leaseMs = options.leaseMs ?? Math.min(heartbeatMs, MAX_LEASE_MS);
+  if (leaseMs > heartbeatMs)
+    throw new InputError(
+      `leaseMs must be at most the heartbeat period (${heartbeatMs} ms), got ${leaseMs}`,
+    );
   /** Sends to a joined node by id; nothing when it is not (it left). */
   const sendTo = (node: string, frame: ToNode) => {
     const conn = registry.get(node)?.link;
@@ -86,9 +100,19 @@ export function createHub(options: HubOptions) {
     ...(options.verifyFraction !== undefined && { verifyFraction: options.verifyFraction }),
     ...(options.maxQuarantined !== undefined && { maxQuarantined: options.maxQuarantined }),
     node: (id) => registry.get(id)?.record,
-    event,
+    event(kind, detail, node) {
+      event(kind, detail, node);
+      // A quarantined node is placed no more: neither by a lease.
+      if (kind === 'quarantined' && node) leases.revoke(node, 'the node was quarantined');
+    },
   });
   const { meter, quarantine, verifier } = honesty;
+
+  const leases = createLeases({
+    ms: leaseMs,
+    ...options.maxLeases,
+    send: sendTo,
+  });
 
   const forwarding = createForwarding({
     limits,
@@ -148,7 +172,9 @@ export function createHub(options: HubOptions) {
     },
     failCall: forwarding.fail,
     onDrop(conn) {
-      if (conn.node && registry.remove(conn.node.id, conn)) forwarding.moveFrom(conn.node.id);
+      if (!conn.node || !registry.remove(conn.node.id, conn)) return;
+      leases.left(conn.node.id);
+      forwarding.moveFrom(conn.node.id);
     },
   });
 
@@ -157,7 +183,8 @@ export function createHub(options: HubOptions) {
     const node = conn.node!;
     switch (msg.t) {
       case 'heartbeat':
-        return registry.heartbeat(node, msg);
+        registry.heartbeat(node, msg);
+        return leases.heartbeat(node);
       case 'pong':
         if (conn.pingAt !== undefined && msg.ts === conn.pingAt) {
           // The least of the last few pings: a busy moment in the tab is not network distance.
@@ -167,9 +194,16 @@ export function createHub(options: HubOptions) {
         return;
       case 'schedule':
         try {
-          const r = await decide(msg.app, msg.service, msg.qos, node.id, msg.exclude, msg.rpc);
+          const { app, service, qos, exclude = [], rpc = '' } = msg;
+          const r = await decide(app, service, qos, node.id, exclude, rpc);
           if (r.node !== node.id) registry.watch(r.node, node.id);
-          sockets.send(conn, { t: 'decision', id: msg.id, ...r });
+          // The node chosen may have left while the manifest was read: no lease on it then.
+          const chosen = registry.get(r.node)?.record;
+          const lease =
+            msg.lease && chosen && registry.get(node.id)?.link === conn
+              ? leases.grant(node.id, { app, service, rpc, qos, exclude }, chosen)
+              : undefined;
+          sockets.send(conn, { t: 'decision', id: msg.id, ...r, ...(lease && { lease }) });
         } catch (e) {
           sockets.send(conn, { t: 'error', id: msg.id, error: toWire(e) });
         }
@@ -211,6 +245,8 @@ export function createHub(options: HubOptions) {
     calls: logs.calls,
     events: logs.events,
     decide,
+    /** Decision leases held now, and granted, revoked and refused (the table full) since start. */
+    leases: leases.stats,
     /** Quarantined nodes with their evidence, newest first. */
     quarantined: () => quarantine.list(),
     /** Lets a quarantined node be placed again; false when it was not quarantined. */
@@ -240,7 +276,12 @@ export function createHub(options: HubOptions) {
      * node is disconnected, a revoked fog's dews are given another parent (or none), and a fog
      * trusted now adopts the dews that have none.
      */
-    retrust: registry.retrust,
+    retrust(): void {
+      const trusted = registry.records().filter((n) => n.trusted);
+      registry.retrust();
+      // A lease must not outlive the trust a privacy key pin was placed on.
+      for (const n of trusted) if (!n.trusted) leases.revoke(n.id, 'trust revoked');
+    },
     close(): void {
       sockets.shutdown();
       forwarding.close();

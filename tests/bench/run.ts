@@ -18,6 +18,7 @@ import { contextRates, contextToTabs, vadStream } from './context';
 import { placementRate, relayRate } from './decisions';
 import { type HardeningResult, hardeningBench, printHardening } from './hardening';
 import { consoleCost, hopCosts } from './hops';
+import { type LeaseBench, leaseBench } from './leases';
 import { type Section, writeReport } from './report';
 import { type SqueezenetFigures, squeezenetBench, squeezenetSection } from './squeezenet';
 
@@ -451,6 +452,22 @@ if (consoleRun) {
   );
 }
 
+console.log(
+  "\nA node's call to another node through the relay, with and without decision leases (baseline: --lease-ms 0, a scheduling round trip per call)",
+);
+const leases: LeaseBench = await leaseBench();
+console.table(
+  leases.rows.map((r) => ({
+    leases: r.leases,
+    'p50 (ms)': f(r.p50Ms),
+    'p90 (ms)': f(r.p90Ms),
+    [`calls/s, ${leases.lanes} in flight`]: Math.round(r.callsPerSecond),
+  })),
+);
+console.log(
+  `without leases: ${leases.latencyRatio.toFixed(2)}× the p50; with them: ${leases.throughputRatio.toFixed(2)}× the calls/s`,
+);
+
 console.log('\nThe relay under load: HTTP calls, memory, soak');
 const hardeningRun: HardeningResult = await hardening();
 printHardening(hardeningRun);
@@ -468,6 +485,7 @@ const out = {
     context: { tabs: contextTabs, simulated: contextRuns },
     vad,
     hops,
+    leases,
   },
   hardening: hardeningRun,
   squeezenet,

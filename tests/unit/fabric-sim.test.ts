@@ -4,7 +4,8 @@
 // this process over real sockets, links them with the in-memory peer links on a seeded schedule
 // (delays that reorder, drops, channels that fail to open), then makes random calls with random
 // QoS (latency, accuracy, privacy: the device, a node, none) while nodes leave mid-call.
-// Properties: every call gets exactly one answer (a value or a typed BrumeError, within a
+// The relay leases its decisions (PROTOCOL.md §5.3.2, on by default), so callers reuse them and
+// nodes leaving revoke them. Properties: every call gets exactly one answer (a value or a typed BrumeError, within a
 // deadline); it ran where its privacy allows (the nodes record whose data reached them, so input
 // landing on a node it may not is caught even when the answer hides it) with a variant as
 // accurate as asked; every value equals the one computed directly.
@@ -346,6 +347,11 @@ describe('the fabric, simulated', () => {
       const replayLine = `BRUME_SEED=${seed} npx vitest run tests/unit/fabric-sim.test.ts`;
       expect(problems, `seed ${seed} (replay: ${replayLine})`).toEqual([]);
     }
-    console.log(`${seeds} seeds in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const leases = server.relay.hub.leases();
+    console.log(
+      `${seeds} seeds in ${((performance.now() - t0) / 1000).toFixed(1)} s; decision leases granted ${leases.granted}, revoked ${leases.revoked}`,
+    );
+    // The relay leases its decisions by default: the properties above held with nodes reusing them.
+    if (seeds >= 10) expect(leases.granted).toBeGreaterThan(0);
   }, 600_000);
 });

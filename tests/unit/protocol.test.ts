@@ -8,6 +8,7 @@ import {
   frameLimits,
   type PeerFrame,
   Reassembler,
+  type ToNode,
   type ToRelay,
 } from '../../core/protocol';
 
@@ -116,6 +117,62 @@ describe('frames', () => {
     );
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(f).toEqual({ t: 'pong', ts: 1 });
+  });
+});
+
+describe('lease frames (§5.3.2)', () => {
+  const lease = { id: 4, ms: 2000, app: 'digits', service: 'classify', rpc: '', qos: {} };
+  const decision = {
+    t: 'decision',
+    id: 1,
+    node,
+    rpc: 'classify',
+    variant: 'large',
+    estimateMs: 1.5,
+    reason: 'r',
+  } as const;
+  const revoke: ToNode = { t: 'lease-revoke', node, ids: [4, 5], reason: 'the node was paused' };
+
+  it('round-trip: a schedule that takes a lease, a decision with one, a revocation', () => {
+    const ask: ToRelay = {
+      t: 'schedule',
+      id: 1,
+      app: 'digits',
+      service: 'x',
+      qos: {},
+      lease: true,
+    };
+    expect(decodeFrame(encodeFrame(ask), 'toRelay')).toEqual(ask);
+    for (const f of [{ ...decision, lease }, decision, revoke] as ToNode[])
+      expect(decodeFrame(encodeFrame(f), 'toNode')).toEqual(f);
+  });
+
+  it('refuses every bad field, naming it', () => {
+    const bad = (f: unknown) => () => decodeFrame(encode(f), 'toNode');
+    const withLease = (over: Record<string, unknown>) => ({
+      ...decision,
+      lease: { ...lease, ...over },
+    });
+    expect(bad(withLease({ ms: 0 }))).toThrow(/lease\.ms/);
+    expect(bad(withLease({ ms: 60_001 }))).toThrow(/lease\.ms/);
+    expect(bad(withLease({ ms: 1.5 }))).toThrow(/lease\.ms/);
+    expect(bad(withLease({ id: -1 }))).toThrow(/lease\.id/);
+    expect(bad(withLease({ app: 'Nope!' }))).toThrow(/lease\.app/);
+    expect(bad(withLease({ qos: { verify: true } }))).toThrow(/lease\.qos/);
+    expect(bad(withLease({ extra: 1 }))).toThrow(/lease/);
+    expect(bad({ ...revoke, ids: [] })).toThrow(/ids/);
+    expect(bad({ ...revoke, ids: Array.from({ length: 1025 }, (_, i) => i) })).toThrow(/ids/);
+    expect(bad({ ...revoke, ids: [1.5] })).toThrow(/ids/);
+    expect(bad({ ...revoke, node: 'nobody' })).toThrow(/node/);
+    expect(bad({ ...revoke, reason: 'x'.repeat(257) })).toThrow(/reason/);
+    // Relay → node only: a node that sends one is refused.
+    expect(() => decodeFrame(encodeFrame(revoke), 'toRelay')).toThrow(ProtocolError);
+    expect(() =>
+      decodeFrame(
+        encode({ t: 'schedule', id: 1, app: 'a', service: 'b', qos: {}, lease: 1 }),
+        'toRelay',
+      ),
+    ).toThrow(/lease/);
   });
 });
 
