@@ -143,7 +143,14 @@ export class Runtime {
     this.maxModelBytes = options.maxModelBytes ?? Number.POSITIVE_INFINITY;
     this.remote = options.remote;
     this.context = options.context;
-    this.loader = new Loader(platform, options);
+    this.loader = new Loader(platform, options, (m, service, variant, loaded) => {
+      // The runner timed the variant on each backend: those figures are this node's from now on,
+      // and its backends are read again (the one measured faster is reported first).
+      const samples = loaded.choice?.samples ?? {};
+      for (const [b, ms] of Object.entries(samples) as [BackendName, number[]][])
+        for (const x of ms) this.stats.record(statsKey(m.name, service, variant, b), x);
+      if (Object.keys(samples).length > 1) this.backendList = undefined;
+    });
   }
 
   /** Fetches the app list and every manifest. A manifest that fails verification is skipped and reported. */

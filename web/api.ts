@@ -5,6 +5,7 @@
  * @example const { api, debug } = startBrume(config); window.brume = api; window.brumeDebug = debug;
  */
 import type { NodeContext } from '../core/context/client';
+import type { ModelRunnerApi } from '../core/exec/model-runner';
 import type { BrumeNode } from '../core/node/node';
 import type { AppContext, BrumeApi, InvokeAnswer, NodeStatus } from '../core/page-api';
 import type { Runtime } from '../core/runtime';
@@ -15,6 +16,8 @@ export interface BrumeDebug {
   readonly runtime: Runtime;
   /** The node itself: its link to the relay, its router and what it serves. */
   fabric: Promise<BrumeNode>;
+  /** The model runner (shared by same-origin tabs, or this tab's): `info()` for its account. */
+  models: ModelRunnerApi;
 }
 
 declare global {

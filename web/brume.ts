@@ -4,7 +4,7 @@ import { createNode } from '../core/node/create';
 import type { BrumeNode } from '../core/node/node';
 import type { BrumeApi } from '../core/page-api';
 import type { Role } from '../core/protocol';
-import type { Runtime } from '../core/runtime';
+import type { Platform, Runtime } from '../core/runtime';
 import { httpAppSource } from '../core/sources';
 import { type BrumeDebug, pageApi } from './api';
 import { cachedAppSource, type DownloadProgress } from './cache';
@@ -24,6 +24,8 @@ export interface BrumeConfig {
   contribute?: boolean;
   /** Time a call to another tab over a data channel may take; default 30 000 ms. */
   peerTimeoutMs?: number;
+  /** false: this tab runs models in its own worker instead of the one shared by same-origin tabs. */
+  sharedModels?: boolean;
 }
 
 /** The config a page URL asks for: `?role=fog`, `?maxModelMiB=0.5`. */
@@ -36,6 +38,7 @@ export function configFromUrl(search: string): BrumeConfig {
   if (q.has('maxModelMiB') && mib > 0) config.maxModelBytes = mib * 2 ** 20;
   const peerMs = Number(q.get('peerTimeoutMs'));
   if (Number.isInteger(peerMs) && peerMs > 0) config.peerTimeoutMs = peerMs;
+  if (q.get('sharedModels') === '0') config.sharedModels = false;
   return config;
 }
 
@@ -45,7 +48,9 @@ export function configFromUrl(search: string): BrumeConfig {
  *          await api.call('digits', 'classify', { width, height, pixels }, { accuracy: 0.96 });
  */
 export function startBrume(config: BrumeConfig = {}): { api: BrumeApi; debug: BrumeDebug } {
-  const fabric = assembleTab(config);
+  const relay = new URL(config.relay ?? location.origin);
+  const platform = browserPlatform(relay.origin, { sharedModels: config.sharedModels !== false });
+  const fabric = assembleTab(config, relay, platform);
   let runtime: Runtime | undefined;
   const ready = fabric.then(async (n) => {
     const { failed } = await n.runtime.refresh();
@@ -62,14 +67,17 @@ export function startBrume(config: BrumeConfig = {}): { api: BrumeApi; debug: Br
         return runtime;
       },
       fabric,
+      models: platform.models,
     },
   };
 }
 
 /** This tab's node: its key, its context in IndexedDB, its runtime and its links. */
-async function assembleTab(config: BrumeConfig): Promise<BrumeNode> {
-  const relay = new URL(config.relay ?? location.origin);
-  const platform = browserPlatform(relay.origin);
+async function assembleTab(
+  config: BrumeConfig,
+  relay: URL,
+  platform: Platform,
+): Promise<BrumeNode> {
   platform.source = cachedAppSource(
     httpAppSource(relay.origin, (u) => fetch(u)),
     config.onProgress,

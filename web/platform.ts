@@ -4,15 +4,23 @@ import type { ModelRunnerApi } from '../core/exec/model-runner';
 import type { Platform } from '../core/runtime';
 import { httpAppSource } from '../core/sources';
 
-/** Workers and sources of a browser tab, for createRuntime(). */
-export function browserPlatform(relay: string): Platform {
-  const modelWorker = new Worker(new URL('../worker/model.ts', import.meta.url), {
-    type: 'module',
-    name: 'brume-model',
-  });
+export interface BrowserPlatformOptions {
+  /**
+   * One model runner for every same-origin tab (a SharedWorker), so tabs of one profile load each
+   * model once; default true. A dedicated worker where SharedWorker is missing or this is false.
+   */
+  sharedModels?: boolean;
+}
+
+/**
+ * Workers and sources of a browser tab, for createRuntime(). Models run where measured fastest
+ * (worker/ort-runner.ts): `backendOrder` is what is tried and timed, not a preference.
+ * @example const runtime = createRuntime(browserPlatform(location.origin));
+ */
+export function browserPlatform(relay: string, o: BrowserPlatformOptions = {}): Platform {
   return {
     source: httpAppSource(relay, (url) => fetch(url)),
-    models: Comlink.wrap<ModelRunnerApi>(modelWorker) as unknown as ModelRunnerApi,
+    models: modelRunner(o.sharedModels ?? true),
     backendOrder: ['webgpu', 'wasm'],
     spawnLogicWorker() {
       const worker = new Worker(new URL('../worker/logic.ts', import.meta.url), {
@@ -22,4 +30,24 @@ export function browserPlatform(relay: string): Platform {
       return { api: logicWorkerClient(worker), terminate: () => worker.terminate() };
     },
   };
+}
+
+function modelRunner(shared: boolean): ModelRunnerApi {
+  if (shared && typeof SharedWorker === 'function') {
+    try {
+      const worker = new SharedWorker(new URL('../worker/model-shared.ts', import.meta.url), {
+        type: 'module',
+        name: 'brume-model',
+      });
+      return Comlink.wrap<ModelRunnerApi>(worker.port) as unknown as ModelRunnerApi;
+    } catch (e) {
+      // A context that refuses SharedWorker (e.g. a sandboxed frame): this tab's own worker.
+      console.warn(`[brume] shared model runner unavailable (${(e as Error).message})`);
+    }
+  }
+  const worker = new Worker(new URL('../worker/model.ts', import.meta.url), {
+    type: 'module',
+    name: 'brume-model',
+  });
+  return Comlink.wrap<ModelRunnerApi>(worker) as unknown as ModelRunnerApi;
 }

@@ -15,7 +15,7 @@ import {
   verifyFile,
 } from '../manifest';
 import { createLogicPool, type LogicPool, type WorkerHandle } from './logic-pool';
-import type { BackendName, ModelRunnerApi } from './model-runner';
+import type { BackendName, LoadedModel, ModelRunnerApi } from './model-runner';
 
 /** Where a node gets apps: the relay over HTTP in a tab, a directory or a relay in Node. */
 export interface AppSource {
@@ -68,6 +68,13 @@ export class Loader {
   constructor(
     private readonly platform: Platform,
     private readonly caps: LoaderCaps,
+    /** Each variant once loaded: its backend choice carries figures for the node's stats. */
+    private readonly loaded?: (
+      m: Manifest,
+      service: string,
+      variant: string,
+      l: LoadedModel,
+    ) => void,
   ) {}
 
   /** A file of `m`, fetched by content hash once and verified against the manifest. */
@@ -110,6 +117,7 @@ export class Loader {
       const order = backend ? [backend] : this.platform.backendOrder;
       const reply = await this.platform.models.load(key, bytes, order);
       if (!reply.ok) throw fromWire(reply.error);
+      this.loaded?.(m, service, variant, reply.value);
       return reply.value.backend;
     });
     return key;

@@ -16,6 +16,36 @@ export interface LoadedModel {
   inputNames: string[];
   outputNames: string[];
   loadMs: number;
+  /** How `backend` was chosen, with the figures it was chosen by (runners that measure). */
+  choice?: BackendChoice;
+}
+
+/**
+ * How a model's backend was chosen. `measured`: a few warm runs on each backend here, the faster
+ * kept; `remembered`: measured before for this model, these backends and this adapter; `forced`:
+ * the caller named the backend (key `sha@webgpu`); `only`: one backend to try.
+ */
+export interface BackendChoice {
+  how: 'measured' | 'remembered' | 'forced' | 'only';
+  /** Engine time (ms) of each timed warm run, per backend measured. */
+  samples: Partial<Record<BackendName, number[]>>;
+  /** Backends that failed to load or run while measured, and why. */
+  failures: string[];
+}
+
+/** A model runner's own account of itself (tests and benchmarks read it on window.brumeDebug). */
+export interface RunnerInfo {
+  /** One runner for every same-origin tab (a SharedWorker), or this tab's own. */
+  shared: boolean;
+  /** Tabs (ports) that connected to it. */
+  clients: number;
+  /** Models turned into sessions (a second tab asking for a loaded model adds none). */
+  loads: number;
+  /** load() calls answered, from every tab. */
+  loadCalls: number;
+  /** Models timed on several backends (none for a remembered choice). */
+  measurements: number;
+  models: { key: string; backend: BackendName; choice?: BackendChoice }[];
 }
 
 export interface RunOutput {
@@ -34,6 +64,38 @@ export interface ModelRunnerApi {
   load(key: string, bytes: Uint8Array, prefer?: BackendName[]): Promise<Reply<LoadedModel>>;
   run(key: string, inputs: Record<string, Tensor>): Promise<Reply<RunOutput>>;
   unload(key: string): Promise<void>;
+  /** What the runner holds and did; runners that keep no account leave it out. */
+  info?(): Promise<RunnerInfo>;
+}
+
+/** The median of `xs` (not empty): the figure backends are compared by. */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * The backend with the lowest median among those measured; a tie goes to the earlier in `order`.
+ * Undefined when none was measured.
+ * @example fastest({ webgpu: [4.1, 3.9], wasm: [0.06, 0.05] }, ['webgpu', 'wasm']); // 'wasm'
+ */
+export function fastest(
+  samples: Partial<Record<BackendName, number[]>>,
+  order: readonly BackendName[],
+): BackendName | undefined {
+  let best: BackendName | undefined;
+  let bestMs = Number.POSITIVE_INFINITY;
+  for (const b of order) {
+    const s = samples[b];
+    if (!s?.length) continue;
+    const m = median(s);
+    if (m < bestMs) {
+      best = b;
+      bestMs = m;
+    }
+  }
+  return best;
 }
 
 /**

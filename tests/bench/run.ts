@@ -21,6 +21,7 @@ import { consoleCost, hopCosts } from './hops';
 import { type LeaseBench, leaseBench } from './leases';
 import { type Section, writeReport } from './report';
 import { type SqueezenetFigures, squeezenetBench, squeezenetSection } from './squeezenet';
+import { type TabsMemoryRow, tabsMemory } from './tabs-memory';
 
 // Tabs open WebRTC channels to each other: run in a loopback-only namespace when one can be made.
 if (!process.env.BRUME_NETNS && !process.env.BRUME_NO_NETNS) {
@@ -340,6 +341,7 @@ let consoleRun: Awaited<ReturnType<typeof consoleCost>> | undefined;
 const contextRuns: Awaited<ReturnType<typeof contextRates>>[] = [];
 let contextTabs: Awaited<ReturnType<typeof contextToTabs>> | undefined;
 let vad: Awaited<ReturnType<typeof vadStream>> = [];
+let tabsMem: TabsMemoryRow[] = [];
 const hops: {
   path: string;
   app: string;
@@ -378,6 +380,7 @@ try {
     );
     const ws = `${fabricRelay.url.replace('http', 'ws')}/ws`;
     contextTabs = await contextToTabs(browser, fabricRelay.url, 4);
+    tabsMem = await tabsMemory(fabricRelay.url);
     vad = await vadStream(browser, fabricRelay.url, Boolean(process.env.BRUME_NETNS));
     for (const n of [10, 100, 1000]) contextRuns.push(await contextRates(ws, n));
   } finally {
@@ -446,6 +449,21 @@ if (vad.length) {
     })),
   );
 }
+if (tabsMem.length) {
+  console.log(
+    'Memory of tabs of one profile running digits, model runner shared (one SharedWorker) or one per tab; Chromium processes from /proc (Pss, Rss); baseline: not shared',
+  );
+  console.table(
+    tabsMem.map((m) => ({
+      tabs: m.tabs,
+      'model runner': m.shared ? 'shared' : 'per tab',
+      'renderers Pss (MiB)': m.rendererPssMiB,
+      'all Pss (MiB)': m.allPssMiB,
+      'renderers Rss (MiB)': m.rendererRssMiB,
+      'model loads': m.modelLoads,
+    })),
+  );
+}
 if (consoleRun) {
   console.log(
     `Admin console with ${consoleRun.nodes} nodes: first full node table ${consoleRun.firstTableMs.toFixed(0)} ms after opening; long tasks take ${(consoleRun.longTaskShare * 100).toFixed(1)}% of the main thread while it updates every second`,
@@ -483,6 +501,7 @@ const out = {
     joinSecondsFor1000Nodes: viaRelay.joinS,
     adminConsole: consoleRun,
     context: { tabs: contextTabs, simulated: contextRuns },
+    tabsMemory: tabsMem,
     vad,
     hops,
     leases,
