@@ -11,8 +11,8 @@
  *   own p50.
  * - queue: execution × queue / maxConcurrency (each request ahead costs one execution per slot).
  *
- * One pass over the nodes, no sorting and no allocation per node: the relay decides for a
- * thousand nodes many times a second. Throws QosError naming the most fundamental constraint
+ * One pass over the nodes, no sorting and no allocation per node. The relay decides through
+ * indexed.ts instead, which keeps the pairs sorted and answers what this pass answers. Throws QosError naming the most fundamental constraint
  * that cannot be met (privacy, then accuracy, then latency) with what was achievable as `best`.
  * @example
  * const qos = { accuracy: 0.96, latencyMs: 20 };
@@ -288,7 +288,7 @@ function refusal(nodes: readonly NodeView[], req: PlacementRequest, pin: Pin, t:
  * 'device'; a node id (32 hex chars, the only form ids take); else a public key (a base64url SPKI
  * is far longer than 32 chars, so the two never collide).
  */
-function pinOf(privacy: string | undefined): Pin {
+export function pinOf(privacy: string | undefined): Pin {
   if (privacy === undefined) return 'none';
   if (privacy === 'device') return 'device';
   return /^[0-9a-f]{32}$/.test(privacy) ? 'node' : 'key';
@@ -314,7 +314,7 @@ function privacyMiss(pin: Pin, privacy: string, nodes: readonly NodeView[], req:
 }
 
 /** `a1b2c3d4 (fog, webgpu): large, acc 0.969, ~3.1 ms (net 0.4 + queue 0 + exec 2.7 measured); …` */
-function explain(
+export function explain(
   n: NodeView,
   v: VariantInfo,
   total: number,

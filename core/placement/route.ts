@@ -13,7 +13,8 @@ import type { Manifest, ModelService } from '../manifest';
 import type { Role } from '../protocol';
 import type { Qos } from '../scheduler';
 import { type BackendName, type LatencyFigure, modelKey, type NodeView, statsKey } from './figures';
-import { place, type VariantInfo } from './place';
+import type { PlacementIndex } from './indexed';
+import { type PlacementRequest, place, type VariantInfo } from './place';
 
 /** Where a request goes: the node, the rpc to call there and the model variants it must use. */
 export interface Route {
@@ -83,11 +84,16 @@ export function variantsOf(manifest: Manifest, service: string): VariantInfo[] {
 }
 
 /**
- * Where a call to `req.service` of `manifest` runs among `nodes`: the node, the rpc, the variant
- * and its pin, the estimate and why. Throws NotFoundError for a service the app lacks, and what
- * `place` throws: UnavailableError when no node can take it, QosError naming the constraint.
+ * Where a call to `req.service` of `manifest` runs among `nodes` (a list, scanned; or an index,
+ * which answers the same without the scan): the node, the rpc, the variant and its pin, the
+ * estimate and why. Throws NotFoundError for a service the app lacks, and what `place` throws:
+ * UnavailableError when no node can take it, QosError naming the constraint.
  */
-export function route(manifest: Manifest, nodes: readonly NodeView[], req: RouteRequest): Route {
+export function route(
+  manifest: Manifest,
+  nodes: readonly NodeView[] | PlacementIndex,
+  req: RouteRequest,
+): Route {
   const { service } = req;
   const svc = serviceOf(manifest, service);
   if (svc === undefined)
@@ -97,7 +103,7 @@ export function route(manifest: Manifest, nodes: readonly NodeView[], req: Route
   const allowed =
     req.variant === undefined ? variants : variants.filter((v) => v.rpc === req.variant);
   const logicRpc = svc.kind === 'logic' ? req.rpc || svc.rpcs[0]! : '';
-  const p = place(nodes, {
+  const request: PlacementRequest = {
     app: manifest.name,
     service,
     ...(svc.kind === 'logic'
@@ -108,7 +114,8 @@ export function route(manifest: Manifest, nodes: readonly NodeView[], req: Route
     caller: req.caller,
     ...(req.exclude !== undefined && { exclude: req.exclude }),
     ...(req.trustedOnly && { trustedOnly: true }),
-  });
+  };
+  const p = Array.isArray(nodes) ? place(nodes, request) : (nodes as PlacementIndex).place(request);
   return {
     node: p.node,
     rpc: svc.kind === 'model' ? p.rpc : logicRpc,

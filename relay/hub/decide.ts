@@ -7,7 +7,7 @@
 import type { DecisionRecord, NodeRecord } from '../../core/api';
 import { NotFoundError } from '../../core/errors';
 import type { Manifest } from '../../core/manifest';
-import { type Route, route } from '../../core/placement';
+import { type PlacementIndex, type Route, route } from '../../core/placement';
 import type { Qos } from '../../core/scheduler';
 
 export type { Route } from '../../core/placement';
@@ -15,7 +15,8 @@ export type { Route } from '../../core/placement';
 /** What deciding reads: the manifests, the nodes, and where decisions are logged. */
 export interface DecideDeps {
   manifest(app: string): Promise<Manifest | undefined>;
-  nodes(): NodeRecord[];
+  /** The nodes connected now: a list (scanned) or the registry's index (the same answers). */
+  nodes(): readonly NodeRecord[] | PlacementIndex;
   logged(record: DecisionRecord): void;
 }
 

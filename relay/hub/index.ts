@@ -93,7 +93,10 @@ export function createHub(options: HubOptions) {
     },
   });
   const decide = (...args: DecideArgs) =>
-    place({ manifest: options.manifest, nodes: registry.records, logged: logs.decision }, ...args);
+    place(
+      { manifest: options.manifest, nodes: registry.placement, logged: logs.decision },
+      ...args,
+    );
 
   // Honest placement: the relay's own timings, and answers checked by redundant execution.
   const honesty = createHonesty({

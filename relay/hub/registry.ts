@@ -10,6 +10,7 @@
  */
 import type { NodeRecord } from '../../core/api';
 import type { ContextSync } from '../../core/context/hub';
+import { createPlacementIndex } from '../../core/placement';
 import type { ToNode, ToRelay } from '../../core/protocol';
 import type { Logs } from './logs';
 
@@ -35,12 +36,51 @@ export interface RegistryOptions {
 /** Nodes told of one node's leaving, at most: a thousand leaving at once must stay cheap. */
 const maxWatchers = 10_000;
 
+/** The fields of a record placement reads that change after joining. */
+const placed = [
+  'online',
+  'paused',
+  'quarantined',
+  'trusted',
+  'rttMs',
+  'queue',
+  'maxConcurrency',
+  'backends',
+  'stats',
+  'models',
+  'measured',
+] as const;
+
+/**
+ * Makes every assignment to a field placement reads call `changed`: they are assigned all over the
+ * relay (pongs, heartbeats, quarantine, the meter), and a missed one would leave a decision stale.
+ * An object field tells even when the same object is assigned again: the meter updates its
+ * figures in place and then assigns them (relay/measure.ts).
+ */
+function observe(record: NodeRecord, changed: () => void): void {
+  for (const field of placed) {
+    let value = record[field];
+    Object.defineProperty(record, field, {
+      enumerable: true,
+      configurable: true,
+      get: () => value,
+      set(v: typeof value) {
+        if (v === value && typeof v !== 'object') return;
+        value = v;
+        changed();
+      },
+    });
+  }
+}
+
 export function createRegistry<L>(o: RegistryOptions) {
   const nodes = new Map<string, Entry<L>>();
   /** Nodes to tell when a node leaves: those sent to it. Bounded per node. */
   const watchers = new Map<string, Set<string>>();
   /** The nodes as the scheduler sees them, rebuilt only when one joins or leaves. */
   let list: NodeRecord[] | undefined;
+  /** The same nodes kept sorted for placement (core/placement/indexed.ts), told of every change. */
+  const index = createPlacementIndex();
 
   function watch(target: string, by: string): void {
     const set = watchers.get(target) ?? new Set<string>();
@@ -86,6 +126,8 @@ export function createRegistry<L>(o: RegistryOptions) {
       list ??= [...nodes.values()].map((n) => n.record);
       return list;
     },
+    /** The nodes for placement: `route` over it answers what it answers over `records()`. */
+    placement: () => index,
     watch,
     /**
      * Enters a node that joined (replacing none: remove the old one first), gives a dew its
@@ -95,6 +137,11 @@ export function createRegistry<L>(o: RegistryOptions) {
       const entry: Entry<L> = { record, link, peerToken: crypto.randomUUID(), sync: {} };
       nodes.set(record.id, entry);
       list = undefined;
+      // A record left behind (replaced, removed) changes nothing any more.
+      observe(record, () => {
+        if (nodes.get(record.id)?.record === record) index.set(record);
+      });
+      index.set(record);
       const parent = record.role === 'dew' ? parentFor() : undefined;
       if (parent) {
         record.parent = parent;
@@ -112,6 +159,7 @@ export function createRegistry<L>(o: RegistryOptions) {
       const node = nodes.get(id)!.record;
       nodes.delete(id);
       list = undefined;
+      index.delete(id);
       o.event('left', 'connection closed', id);
       // Told only to nodes that were sent to it (decisions, parenthood): a thousand nodes leaving
       // at once must not cost a million frames.

@@ -1,6 +1,15 @@
-// Scheduling decisions per second: place() in process, and through a relay with simulated nodes
-// connected over real sockets.
-import { type NodeView, place, type VariantInfo } from '../../core/placement';
+// Scheduling decisions per second and their p99, at 100, 1,000 and 10,000 nodes: in process (the
+// scan place() against the relay's index, alternated round by round on the same fabric), and
+// through a relay with simulated nodes joined over real sockets, with the relay's CPU per decision
+// and the bench client's, to tell which of the two bounds the figure.
+import { readFileSync } from 'node:fs';
+import {
+  createPlacementIndex,
+  type NodeView,
+  type PlacementRequest,
+  place,
+  type VariantInfo,
+} from '../../core/placement';
 import { decodeFrame, type ToNode } from '../../core/protocol';
 import { joinRaw, type RawNode } from '../raw-node';
 
@@ -42,23 +51,121 @@ export function simulatedNodes(n: number): NodeView[] {
 // Every one satisfiable in these fabrics: the figure is the cost of a decision, not of a refusal.
 const qosMix = [{}, { accuracy: 0.95 }, { latencyMs: 100 }, { accuracy: 0.95, latencyMs: 200 }];
 
-/** place() alone over `n` nodes: decisions per second for `ms` of wall time. */
-export function placementRate(n: number, ms = 1000): number {
-  const nodes = simulatedNodes(n);
+/** The p-th quantile (0–1) of `xs`, sorted in place. */
+function quantile(xs: number[], p: number): number {
+  if (xs.length === 0) return Number.NaN;
+  xs.sort((a, b) => a - b);
+  return xs[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
+}
+
+function median(xs: number[]): number {
+  return quantile([...xs], 0.5);
+}
+
+export type Placer = 'scan' | 'index';
+
+/**
+ * Decisions over `n` nodes for `ms` of wall time by the scan (`place`) or the relay's index, each
+ * timed; the fabric changes as heartbeats change it (two nodes' load every 100 decisions, ~1,000
+ * changes a second at 50,000 decisions a second), which the index must take in.
+ */
+export function placementRate(
+  n: number,
+  ms = 1000,
+  how: Placer = 'scan',
+  nodes = simulatedNodes(n),
+): { perSecond: number; p99Ms: number; cpuUs: number } {
+  const index = createPlacementIndex();
+  for (const node of nodes) index.set(node);
+  const decide =
+    how === 'scan'
+      ? (r: PlacementRequest) => place(nodes, r)
+      : (r: PlacementRequest) => index.place(r);
+  // The index sorts its lists at its first decision of a kind, once: not what one decision costs.
+  decide({ app: 'digits', service: 'model', variants, qos: {}, caller: '' });
+  const times: number[] = [];
   let count = 0;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   while (performance.now() - t0 < ms) {
     for (let k = 0; k < 100; k++, count++) {
-      place(nodes, {
+      const req = {
         app: 'digits',
         service: 'model',
         variants,
         qos: qosMix[count % qosMix.length]!,
         caller: nodes[count % n]!.id,
+      };
+      const s = performance.now();
+      decide(req);
+      times.push(performance.now() - s);
+    }
+    for (let c = 0; c < 2; c++) {
+      const node = nodes[(count * 7 + c * 13) % n]!;
+      node.queue = (node.queue + 1) % 4;
+      index.set(node);
+    }
+  }
+  const cpu = process.cpuUsage(cpu0);
+  return {
+    perSecond: (count * 1000) / (performance.now() - t0),
+    p99Ms: quantile(times, 0.99),
+    cpuUs: (cpu.user + cpu.system) / count,
+  };
+}
+
+export interface DecisionRow {
+  where: string;
+  nodes: number;
+  /** Median over rounds. */
+  perSecond: number;
+  /** p99 of one decision (in process) or of a schedule → decision round trip (through the relay). */
+  p99Ms: number;
+  /**
+   * CPU time per decision in µs of the process deciding (this one in process, else the relay's),
+   * which a busy machine's time slicing does not inflate as it does wall-clock rates.
+   */
+  cpuUs: number;
+  /** Through the relay: the bench client's CPU time per decision (µs). */
+  clientCpuUs?: number;
+  failed?: number;
+  joinS?: number;
+}
+
+/**
+ * The scan and the index over the same fabric, alternated `rounds` times (the machine is shared:
+ * neither gets the quiet moments), medians of the rates and of the p99s.
+ */
+export function inProcessRows(sizes = [100, 1000, 10_000], rounds = 5, ms = 300): DecisionRow[] {
+  const rows: DecisionRow[] = [];
+  for (const n of sizes) {
+    const nodes = simulatedNodes(n);
+    const runs: Record<Placer, ReturnType<typeof placementRate>[]> = { scan: [], index: [] };
+    for (let r = 0; r < rounds; r++) {
+      for (const how of r % 2 ? (['index', 'scan'] as const) : (['scan', 'index'] as const))
+        runs[how].push(placementRate(n, ms, how, nodes));
+    }
+    for (const how of ['scan', 'index'] as const) {
+      rows.push({
+        where: how === 'scan' ? 'in process, place() scan' : 'in process, index',
+        nodes: n,
+        perSecond: median(runs[how].map((x) => x.perSecond)),
+        p99Ms: median(runs[how].map((x) => x.p99Ms)),
+        cpuUs: median(runs[how].map((x) => x.cpuUs)),
       });
     }
   }
-  return (count * 1000) / (performance.now() - t0);
+  return rows;
+}
+
+/** Joins one node, again (up to 3 times) when a busy machine lets its welcome time out. */
+async function joinPatiently(wsUrl: string, tries = 3): ReturnType<typeof joinRaw> {
+  try {
+    return await joinRaw(wsUrl, 'dew', { keep: (f) => f.t !== 'decision' && f.t !== 'error' });
+  } catch (e) {
+    if (tries <= 1) throw e;
+    return joinPatiently(wsUrl, tries - 1);
+  }
 }
 
 /** `n` nodes joined over real sockets with signed joins, each having sent one heartbeat. */
@@ -66,9 +173,7 @@ export async function joinMany(wsUrl: string, n: number): Promise<RawNode[]> {
   const nodes: RawNode[] = [];
   for (let i = 0; i < n; i += 50) {
     const batch = await Promise.all(
-      Array.from({ length: Math.min(50, n - i) }, () =>
-        joinRaw(wsUrl, 'dew', { keep: (f) => f.t !== 'decision' && f.t !== 'error' }),
-      ),
+      Array.from({ length: Math.min(50, n - i) }, () => joinPatiently(wsUrl)),
     );
     for (const { node } of batch) {
       node.send({
@@ -85,23 +190,30 @@ export async function joinMany(wsUrl: string, n: number): Promise<RawNode[]> {
   return nodes;
 }
 
+/** CPU seconds (user + system) process `pid` has used, from /proc (Linux). */
+function cpuSecondsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in ticks of 1/100 s
+}
+
 /**
- * Joins `n` simulated nodes to a relay (real sockets, real signed joins, one heartbeat each), then
- * has `senders` of them ask for decisions on digits, keeping `window` requests in flight each.
+ * Has `senders` of `nodes` ask a relay for decisions on digits for `ms`, keeping `window` requests
+ * in flight each: decisions a second, the p99 round trip, and the CPU the relay process (`pid`)
+ * and this process spent per decision.
  */
-export async function relayRate(
-  wsUrl: string,
-  n: number,
-  options: { senders?: number; window?: number; ms?: number; log?: (l: string) => void } = {},
+export async function askMany(
+  nodes: RawNode[],
+  options: { senders?: number; window?: number; ms?: number; pid?: number } = {},
 ) {
-  const { senders = 50, window = 8, ms = 3000 } = options;
-  const t0 = performance.now();
-  const nodes = await joinMany(wsUrl, n);
-  const joinS = (performance.now() - t0) / 1000;
-  options.log?.(`  ${n} simulated nodes joined in ${joinS.toFixed(1)} s`);
+  const { senders = 50, window = 8, ms = 3000, pid } = options;
   let answered = 0;
   let failed = 0;
   let stop = false;
+  const times: number[] = [];
+  const relay0 = pid ? cpuSecondsOf(pid) : 0;
+  const client0 = process.cpuUsage();
   const start = performance.now();
   await Promise.all(
     nodes.slice(0, senders).map(
@@ -109,28 +221,104 @@ export async function relayRate(
         new Promise<void>((resolve) => {
           let next = 1;
           let inFlight = 0;
+          const sentAt = new Map<number, number>();
           const ask = () => {
             const qos = qosMix[(next + s) % qosMix.length]!;
+            sentAt.set(next, performance.now());
             node.send({ t: 'schedule', id: next++, app: 'digits', service: 'classify', qos });
             inFlight++;
           };
-          node.ws.on('message', (data) => {
-            const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode') as ToNode;
+          const done = () => {
+            node.ws.off('message', onMessage);
+            resolve();
+          };
+          // A node the relay evicted (a machine too busy to answer its pings) asks no more.
+          node.ws.once('close', done);
+          const onMessage = (data: Buffer) => {
+            const f = decodeFrame(new Uint8Array(data), 'toNode') as ToNode;
             if (f.t !== 'decision' && f.t !== 'error') return;
+            const at = f.id === undefined ? undefined : sentAt.get(f.id);
+            if (at !== undefined) {
+              times.push(performance.now() - at);
+              sentAt.delete(f.id!);
+            }
             if (f.t === 'decision') answered++;
             else failed++;
             inFlight--;
             if (!stop) ask();
-            else if (inFlight === 0) resolve();
-          });
+            else if (inFlight === 0) done();
+          };
+          node.ws.on('message', onMessage);
           for (let w = 0; w < window; w++) ask();
           setTimeout(() => {
             stop = true;
+            if (node.ws.readyState !== node.ws.OPEN) done();
           }, ms);
         }),
     ),
   );
   const seconds = (performance.now() - start) / 1000;
-  for (const node of nodes) node.ws.close();
-  return { perSecond: answered / seconds, failed, joinS };
+  const client = process.cpuUsage(client0);
+  const decisions = Math.max(1, answered + failed);
+  return {
+    perSecond: answered / seconds,
+    p99Ms: quantile(times, 0.99),
+    failed,
+    ...(pid && { relayCpuUs: ((cpuSecondsOf(pid) - relay0) * 1e6) / decisions }),
+    clientCpuUs: (client.user + client.system) / decisions,
+  };
+}
+
+/**
+ * Decisions through a relay (process `pid`, apps deployed, its socket caps lifted to `sizes`'
+ * largest) as nodes join up to each size in turn: `rounds` runs of `ms` each, medians. Each node
+ * may send 500 frames a second (the relay's default rate), so up to 200 of them ask at once.
+ */
+export async function relayRows(
+  wsUrl: string,
+  pid: number,
+  options: { sizes?: number[]; rounds?: number; ms?: number; log?: (l: string) => void } = {},
+): Promise<DecisionRow[]> {
+  const { sizes = [100, 1000, 10_000], rounds = 3, ms = 2000, log } = options;
+  const rows: DecisionRow[] = [];
+  const nodes: RawNode[] = [];
+  try {
+    for (const n of sizes) {
+      const t0 = performance.now();
+      nodes.push(...(await joinMany(wsUrl, n - nodes.length)));
+      const joinS = (performance.now() - t0) / 1000;
+      log?.(`  ${n} simulated nodes joined (${joinS.toFixed(1)} s for the new ones)`);
+      const senders = Math.min(n, 200);
+      const runs = [];
+      for (let r = 0; r < rounds; r++)
+        runs.push(await askMany(nodes, { senders, window: n < 200 ? 4 : 2, ms, pid }));
+      rows.push({
+        where: `through the relay, ${senders} asking`,
+        nodes: n,
+        perSecond: median(runs.map((x) => x.perSecond)),
+        p99Ms: median(runs.map((x) => x.p99Ms)),
+        cpuUs: median(runs.map((x) => x.relayCpuUs ?? Number.NaN)),
+        clientCpuUs: median(runs.map((x) => x.clientCpuUs)),
+        failed: runs.reduce((a, x) => a + x.failed, 0),
+        joinS,
+      });
+    }
+  } finally {
+    for (const node of nodes) node.ws.close();
+  }
+  return rows;
+}
+
+/** The rows as a table for people. */
+export function decisionTable(rows: DecisionRow[]) {
+  const f = (x: number | undefined, d = 0) => (x === undefined ? '' : x.toFixed(d));
+  return rows.map((r) => ({
+    where: r.where,
+    nodes: r.nodes,
+    'decisions/s': Math.round(r.perSecond),
+    'p99 (ms)': f(r.p99Ms, 3),
+    'CPU/decision (µs)': f(r.cpuUs, 1),
+    'decisions per CPU-second': Math.round(1e6 / r.cpuUs),
+    'client CPU/decision (µs)': f(r.clientCpuUs, 1),
+  }));
 }
