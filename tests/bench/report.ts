@@ -24,7 +24,8 @@
  * Figures that run.ts wrote before sections existed (logic, model, fabric.*, hardening) are
  * converted here (`legacySections`), so an old previous.json still gives "before" figures. A
  * section in `sections` wins over a converted one with the same id. Of those, the decisions plot
- * reads `fabric.decisionsPerSecond` keys named `<where><N>Nodes` (inProcess10000Nodes): a new node
+ * draws one line per `where` of `fabric.decisions` rows (and reads older runs'
+ * `fabric.decisionsPerSecond` keys named `<where><N>Nodes`, inProcess1000Nodes): a new node
  * count or a new `where` named that way gets its point or line with no change here. Anything missing is left
  * out; anything malformed is left out and named at the end of the report, never thrown.
  *
@@ -139,36 +140,37 @@ function modelSection(b: Json): Section | undefined {
 
 function decisionsSection(b: Json): Section | undefined {
   const fabric = isObject(b.fabric) ? b.fabric : {};
-  const d = isObject(fabric.decisionsPerSecond) ? fabric.decisionsPerSecond : undefined;
-  if (!d) return undefined;
-  // Keys like inProcess1000Nodes / viaRelay10000Nodes: one line per prefix, nodes on x.
+  // Rows { where, nodes, perSecond, p99Ms, cpuUs } (tests/bench/decisions.ts); older runs wrote
+  // fabric.decisionsPerSecond keys like inProcess1000Nodes / viaRelay1000Nodes instead.
+  const legacy = isObject(fabric.decisionsPerSecond) ? fabric.decisionsPerSecond : {};
+  const legacyWhere: Record<string, string> = {
+    inProcess: 'in process, place() scan',
+    viaRelay: 'through the relay, 50 asking',
+  };
+  const found: Json[] = [
+    ...arr(fabric.decisions),
+    ...Object.entries(legacy).map(([k, v]) => {
+      const m = /^(.*?)(\d+)Nodes$/.exec(k);
+      return { where: legacyWhere[m?.[1] ?? ''] ?? k, nodes: Number(m?.[2]), perSecond: v };
+    }),
+  ].filter((d) => num(d.perSecond) !== undefined);
   const lines = new Map<string, [number, number][]>();
-  const rows: Row[] = [];
-  for (const [k, v] of Object.entries(d)) {
-    const value = num(v);
-    if (value === undefined) continue;
-    const m = /^(.*?)(\d+)Nodes$/.exec(k);
-    const where = m ? m[1]! : k;
-    const nodes = m ? Number(m[2]) : undefined;
-    const label =
-      where === 'inProcess'
-        ? 'place() in process'
-        : where === 'viaRelay'
-          ? 'through the relay'
-          : where;
-    rows.push({
-      label: nodes ? `${label}, ${nodes.toLocaleString('en-US')} nodes` : label,
-      'decisions/s': value,
-    });
-    if (nodes) lines.set(label, [...(lines.get(label) ?? []), [nodes, value]]);
-  }
-  const join = num(fabric.joinSecondsFor1000Nodes);
-  if (join !== undefined) rows.push({ label: '1,000 nodes joining', 'join (s)': join });
+  const rows: Row[] = found.map((d) => {
+    const where = String(d.where);
+    const nodes = num(d.nodes);
+    if (nodes) lines.set(where, [...(lines.get(where) ?? []), [nodes, Number(d.perSecond)]]);
+    return {
+      label: nodes ? `${where}, ${nodes.toLocaleString('en-US')} nodes` : where,
+      'decisions/s': num(d.perSecond),
+      'p99 (ms)': ms(d.p99Ms),
+      'CPU per decision (µs)': num(d.cpuUs),
+    };
+  });
   if (!rows.length) return undefined;
   return {
     id: 'decisions',
     title: 'The fabric: scheduling decisions per second',
-    note: 'Laqista reports 7,296 decisions/s.',
+    note: 'Laqista reports 7,296 decisions/s. CPU per decision is the deciding process: this one in process, the relay through it.',
     rows,
     series: [
       {
@@ -181,6 +183,75 @@ function decisionsSection(b: Json): Section | undefined {
         lines: [...lines].map(([label, points]) => ({ label, points })),
       },
     ],
+  };
+}
+
+function leasesSection(b: Json): Section | undefined {
+  const fabric = isObject(b.fabric) ? b.fabric : {};
+  const l = isObject(fabric.leases) ? fabric.leases : undefined;
+  const rows = arr(l?.rows).map((r) => ({
+    label: `leases ${r.leases}`,
+    'p50 (ms)': ms(r.p50Ms),
+    'p90 (ms)': ms(r.p90Ms),
+    'calls/s, several in flight': num(r.callsPerSecond),
+  }));
+  if (!rows.length) return undefined;
+  return {
+    id: 'leases',
+    title: "A node's call to another node through the relay, with and without decision leases",
+    baseline: 'leases off (--lease-ms 0): a scheduling round trip per call',
+    rows,
+  };
+}
+
+function tabsMemorySection(b: Json): Section | undefined {
+  const fabric = isObject(b.fabric) ? b.fabric : {};
+  const rows = arr(fabric.tabsMemory).map((m) => ({
+    label: `${m.tabs} tab(s), model runner ${m.shared ? 'shared' : 'per tab'}`,
+    'renderers Pss (MiB)': num(m.rendererPssMiB),
+    'all Pss (MiB)': num(m.allPssMiB),
+    'renderers Rss (MiB)': num(m.rendererRssMiB),
+    'model loads': num(m.modelLoads),
+  }));
+  if (!rows.length) return undefined;
+  return {
+    id: 'tabs-memory',
+    title: 'Memory of tabs of one profile running digits (Chromium processes, /proc)',
+    baseline: 'one model runner per tab',
+    rows,
+  };
+}
+
+function versusSection(b: Json): Section | undefined {
+  const h = isObject(b.hardening) ? b.hardening : {};
+  const rows = arr(h.versus).flatMap((v) => {
+    const side = (name: string, x: unknown): Row =>
+      isObject(x)
+        ? {
+            label: `${v.clients} client(s), ${name}`,
+            'p50 (ms)': ms(x.p50Ms),
+            'p99 (ms)': ms(x.p99Ms),
+            'calls/s': num(x.perSecond),
+            errors: num(x.errors),
+          }
+        : { label: `${v.clients} client(s), ${name}` };
+    return [
+      side('bare onnxruntime-node server', v.bare),
+      {
+        ...side('the relay (Logic + Model on its cloud node)', v.relay),
+        'p50 ratio': num(v.p50Ratio),
+        'p50 added (ms)': num(v.p50AddedMs),
+        'throughput ratio': num(v.throughputRatio),
+      },
+    ];
+  });
+  if (!rows.length) return undefined;
+  return {
+    id: 'http-versus-bare',
+    title:
+      'HTTP POST /api/call/digits/classify: the relay vs a bare node:http + onnxruntime-node server',
+    baseline: 'the bare server running the same large.onnx and preprocessing',
+    rows,
   };
 }
 
@@ -367,10 +438,13 @@ const converters: ((b: Json) => Section | Section[] | undefined)[] = [
   logicSection,
   modelSection,
   decisionsSection,
+  leasesSection,
   hopsSection,
   contextSection,
   vadSection,
   consoleSection,
+  tabsMemorySection,
+  versusSection,
   hardeningSections,
 ];
 

@@ -91,11 +91,11 @@ const current = {
     { where: 'tab', backend: 'wasm', variant: 'small', engineMs: 0.1, modelMs: 0.3, appMs: 0.6 },
   ],
   fabric: {
-    decisionsPerSecond: {
-      inProcess100Nodes: 40_000,
-      inProcess1000Nodes: 12_000,
-      viaRelay1000Nodes: 7700,
-    },
+    decisions: [
+      { where: 'in process, index', nodes: 100, perSecond: 40_000, p99Ms: 0.1, cpuUs: 20 },
+      { where: 'in process, place() scan', nodes: 1000, perSecond: 12_000, p99Ms: 0.2 },
+      { where: 'through the relay, 50 asking', nodes: 1000, perSecond: 7700, p99Ms: 9 },
+    ],
     context: context([1.5, 3, 20]),
   },
   hardening: hardening(20),
@@ -124,7 +124,9 @@ describe('the bench report', () => {
     );
     expect(md).toContain('| HTTP load, 16 clients | 600 → 600 (+0.0%) | 25.0 → 20.0 (−20%) |');
     // A row the previous run did not have: the figure alone.
-    expect(md).toContain('| place() in process, 100 nodes | 40,000 |');
+    expect(md).toContain('| in process, index, 100 nodes | 40,000 | 0.1 | 20.0 |');
+    // An older run's decisionsPerSecond keys still give the "before" of the same rows.
+    expect(md).toContain('| in process, place() scan, 1,000 nodes | 10,000 → 12,000 (+20%) |');
     expect(md).toContain('| 999 simulated nodes | 20.0 |');
     // Malformed sections are named, not thrown.
     expect(md).toContain('Left out, malformed:');
