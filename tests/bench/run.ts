@@ -14,7 +14,7 @@ import { nodePlatform } from '../../relay/platform';
 import { netnsPrefix } from '../../scripts/netns';
 import { hopsApp, testBundles } from '../apps';
 import { deploy, startRelay } from '../relay-process';
-import { contextRates, contextToTabs, vadStream } from './context';
+import { contextRates, contextStoreRate, contextToTabs, vadStream } from './context';
 import { placementRate, relayRate } from './decisions';
 import { type HardeningResult, hardeningBench, printHardening } from './hardening';
 import { consoleCost, hopCosts } from './hops';
@@ -269,6 +269,7 @@ const fabricRelay = await startRelay({
 let viaRelay: Awaited<ReturnType<typeof relayRate>>;
 let consoleRun: Awaited<ReturnType<typeof consoleCost>> | undefined;
 const contextRuns: Awaited<ReturnType<typeof contextRates>>[] = [];
+const contextStore: Awaited<ReturnType<typeof contextStoreRate>>[] = [];
 let contextTabs: Awaited<ReturnType<typeof contextToTabs>> | undefined;
 let vad: Awaited<ReturnType<typeof vadStream>> = [];
 const hops: {
@@ -309,6 +310,7 @@ try {
     contextTabs = await contextToTabs(browser, fabricRelay.url, 4);
     vad = await vadStream(browser, fabricRelay.url, Boolean(process.env.BRUME_NETNS));
     for (const n of [10, 100, 1000]) contextRuns.push(await contextRates(ws, n));
+    for (const inFlight of [1, 80]) contextStore.push(await contextStoreRate(inFlight));
   } finally {
     await browser.close();
   }
@@ -395,7 +397,7 @@ const out = {
     decisionsPerSecond: { inProcess1000Nodes: inProcess, viaRelay1000Nodes: viaRelay.perSecond },
     joinSecondsFor1000Nodes: viaRelay.joinS,
     adminConsole: consoleRun,
-    context: { tabs: contextTabs, simulated: contextRuns },
+    context: { tabs: contextTabs, simulated: contextRuns, store: contextStore },
     vad,
     hops,
   },
