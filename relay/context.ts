@@ -1,7 +1,8 @@
 /**
  * The relay's copy of the context store, durable: every operation it acknowledges is appended to
  * `<data>/context.log` (with a checksum) and fsynced first, so a relay killed at any moment loses
- * nothing it acknowledged. When the log outgrows the live state (twice its size plus a floor) the
+ * nothing it acknowledged; writes that arrive while an fsync runs wait and share the next one
+ * (group commit), so the rate of writes is not bounded by the rate of fsyncs. When the log outgrows the live state (twice its size plus a floor) the
  * live state is written to `context.snapshot` and the log starts again empty, so the files stay
  * O(live data) however often keys are rewritten. At start: the snapshot, then the log, up to its
  * last good record (byte format: `relay/context-log.ts`).
@@ -17,10 +18,10 @@ import {
   type ContextOp,
   ContextReplica,
   defaultCatchUpBytes,
+  type Staged,
 } from '../core/context/replica';
 import { InputError, InternalError, PrivacyError, UnavailableError } from '../core/errors';
 import { type AgreementBinding, contextOpSchema } from '../core/protocol';
-import { serial } from '../core/serial';
 import { openAgreements } from './agreements';
 import {
   HEADER_BYTES,
@@ -47,6 +48,22 @@ export interface ContextOptions {
   warn?: (message: string) => void;
   /** The relay clock's time (ms): stamps further ahead of it are refused. Default Date.now. */
   now?: () => number;
+  /**
+   * Writes waiting for the disk at most (beyond the batch being stored), in count and in record
+   * bytes; past either, a write is refused with E_UNAVAILABLE. Default 4,096 and 64 MiB.
+   */
+  maxQueuedWrites?: number;
+  maxQueuedBytes?: number;
+  /** Writes stored by one append and fsync at most. Default 1,024. */
+  maxBatch?: number;
+}
+
+/** A write checked and waiting for the disk. */
+interface Queued {
+  op: ContextOp;
+  record: Buffer;
+  resolve(seq: number): void;
+  reject(e: unknown): void;
 }
 
 export type RelayContext = Awaited<ReturnType<typeof openContext>>;
@@ -74,9 +91,20 @@ const snapshotSchema = z.strictObject({
   ops: z.array(contextOpSchema),
 });
 
+/**
+ * TEST ONLY (tests/unit/context-crash.test.ts): `BRUME_TEST_HOLD_CONTEXT_FSYNC=N`: once N records
+ * of the context log are stored, the next fsync is held for good, after its records were written,
+ * and stderr says so, so that a test can kill -9 the relay between write and fsync.
+ * Never set it on a relay that serves anyone: that relay stops acknowledging writes.
+ */
+const holdFsyncAfter = process.env.BRUME_TEST_HOLD_CONTEXT_FSYNC;
+
 export async function openContext(dataDir: string, options: ContextOptions = {}) {
   const warn = options.warn ?? ((m: string) => process.emitWarning(m));
   const floor = options.compactFloorBytes ?? MiB;
+  const maxQueued = options.maxQueuedWrites ?? 4096;
+  const maxQueuedBytes = options.maxQueuedBytes ?? 64 * MiB;
+  const maxBatch = options.maxBatch ?? 1024;
   await mkdir(dataDir, { recursive: true });
   const path = join(dataDir, 'context.log');
   const snapshotPath = join(dataDir, 'context.snapshot');
@@ -151,8 +179,11 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
   else await ensureLog();
   if (size > 2 * live() + floor) await compact();
 
-  /** Appends one record and fsyncs; on failure cuts the log back to its last good record. */
-  async function append(record: Buffer, what: string): Promise<void> {
+  /**
+   * Appends records and fsyncs once for all of them; on failure cuts the log back to its last
+   * good record, so none of them is on disk.
+   */
+  async function append(records: Buffer[], what: string): Promise<void> {
     if (broken) throw new UnavailableError(broken);
     const refused = (e: unknown) =>
       new UnavailableError(
@@ -163,12 +194,16 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
       throw refused(e);
     });
     const f = file!;
+    const bytes = records.length === 1 ? records[0]! : Buffer.concat(records);
     try {
-      for (let at = 0; at < record.length; ) {
-        at += (await f.write(record, at, record.length - at)).bytesWritten;
+      for (let at = 0; at < bytes.length; ) {
+        at += (await f.write(bytes, at, bytes.length - at)).bytesWritten;
       }
+      await testHold(records.length);
       await f.datasync();
-      size += record.length;
+      syncs++;
+      storedRecords += records.length;
+      size += bytes.length;
     } catch (e) {
       try {
         await f.truncate(size);
@@ -181,8 +216,77 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
     }
   }
 
-  // Writes one at a time, in arrival order: each is checked against the store as it is then.
-  const oneAtATime = serial();
+  /** The test-only hold (holdFsyncAfter): once N records are stored, no fsync comes. */
+  function testHold(records: number): Promise<void> {
+    if (holdFsyncAfter === undefined || storedRecords < Number(holdFsyncAfter)) {
+      return Promise.resolve();
+    }
+    process.stderr.write(
+      `BRUME_TEST_HOLD_CONTEXT_FSYNC: holding the fsync of ${path} after ${storedRecords} records, ${records} more written\n`,
+    );
+    return new Promise(() => undefined);
+  }
+
+  /**
+   * Group commit: writes are checked as they arrive (against the store plus the writes queued
+   * before them) and wait here; one append and one fsync store every write that arrived while
+   * the previous fsync ran, then they are applied in arrival order and acknowledged. Nothing is
+   * applied (so nothing is fanned out, caught up or read) before it is on disk.
+   */
+  const queue: Queued[] = [];
+  let queuedBytes = 0;
+  /** Checked and not applied: the queued writes and the batch being stored. */
+  const staged: Staged = { entries: new Map(), bytes: new Map() };
+  /** The writes queued or being stored, by operation id (a duplicate waits on the first). */
+  const pending = new Map<string, Promise<number>>();
+  let flushing: Promise<void> | undefined;
+  let syncs = 0;
+  let storedRecords = 0;
+
+  async function flush(): Promise<void> {
+    while (queue.length) {
+      const batch = queue.splice(0, maxBatch);
+      for (const q of batch) queuedBytes -= q.record.length;
+      const what =
+        batch.length === 1
+          ? `${batch[0]!.op.app}/${batch[0]!.op.key}`
+          : `${batch.length} writes (${batch[0]!.op.app}/${batch[0]!.op.key}, …)`;
+      let stored = true;
+      try {
+        await append(
+          batch.map((q) => q.record),
+          what,
+        );
+      } catch (e) {
+        stored = false;
+        for (const q of batch) q.reject(e);
+      }
+      if (stored) {
+        for (const q of batch) {
+          try {
+            clock.receive(q.op.stamp);
+            const changed = replica.apply(q.op);
+            if (changed && q.op.sealed && q.op.privacy) agreements.sealedFor(q.op.privacy);
+            q.resolve(changed ? replica.cursor : 0);
+          } catch (e) {
+            q.reject(e); // stored, and replayed the same way at the next start
+          }
+        }
+      }
+      for (const q of batch) pending.delete(q.op.opId);
+      // What is still staged is what is still queued.
+      staged.entries.clear();
+      staged.bytes.clear();
+      for (const q of queue) replica.stage(q.op, staged);
+      if (stored && size > 2 * live() + floor) {
+        await compact().catch((e: unknown) =>
+          warn(`context not compacted (the log goes on): ${(e as Error).message}`),
+        );
+      }
+    }
+    flushing = undefined;
+  }
+
   const agreements = await openAgreements(join(dataDir, 'agreements.json'), {
     max: options.maxAgreements ?? 10_000,
     trusted: options.trusted ?? (() => false),
@@ -204,7 +308,7 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
      * when the disk did (nothing changes then, in memory or on disk).
      */
     accept(op: ContextOp, from: string): Promise<number> {
-      return oneAtATime(async () => {
+      try {
         if (op.scope === 'node' && op.owner !== from) {
           throw new InputError(`a node writes only its own node-scoped keys`);
         }
@@ -214,20 +318,28 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
         if (op.privacy && op.value) {
           throw new PrivacyError('a private value must arrive sealed, not in plaintext');
         }
-        if (replica.has(op.opId)) return 0;
-        replica.check(op);
-        clock.check(op.stamp); // E_CLOCK before anything is written
-        await append(logRecord(encode(op)), `${op.app}/${op.key}`);
-        clock.receive(op.stamp);
-        const changed = replica.apply(op);
-        if (changed && op.sealed && op.privacy) agreements.sealedFor(op.privacy);
-        if (size > 2 * live() + floor) {
-          await compact().catch((e: unknown) =>
-            warn(`context not compacted (the log goes on): ${(e as Error).message}`),
+        const first = pending.get(op.opId);
+        if (first) return first.then(() => 0); // the same write again, still being stored
+        if (replica.has(op.opId)) return Promise.resolve(0);
+        if (broken) throw new UnavailableError(broken);
+        const record = logRecord(encode(op));
+        if (queue.length >= maxQueued || queuedBytes + record.length > maxQueuedBytes) {
+          throw new UnavailableError(
+            `the relay's context write queue is full (${queue.length} writes, ${queuedBytes} bytes waiting for the disk; limits ${maxQueued} writes, ${maxQueuedBytes} bytes): ${op.app}/${op.key} was not stored, try again later`,
           );
         }
-        return changed ? replica.cursor : 0;
-      });
+        clock.check(op.stamp); // E_CLOCK before anything is written
+        replica.check(op, staged);
+        const done = new Promise<number>((resolve, reject) => {
+          queue.push({ op, record, resolve, reject });
+        });
+        queuedBytes += record.length;
+        pending.set(op.opId, done);
+        flushing ??= flush();
+        return done;
+      } catch (e) {
+        return Promise.reject(e);
+      }
     },
     /** Remembers the agreement key a node's identity signed for (checked by the caller). */
     bind(b: AgreementBinding): void {
@@ -238,9 +350,9 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
     /** A stamp for a write the relay makes itself (HTTP PUT/DELETE). */
     tick: () => clock.tick(),
     /** Bytes of the log and the snapshot on disk now, for tests and the console. */
-    files: () => ({ log: size, generation }),
+    files: () => ({ log: size, generation, syncs, records: storedRecords }),
     close: async () => {
-      await oneAtATime(async () => undefined);
+      await flushing;
       await agreements.flush();
       await file?.close();
       file = undefined;

@@ -12,7 +12,7 @@
  */
 import type { ContextReply, ContextRequest } from '../abi/invoke';
 import { decode, encode } from '../codec';
-import { fromWire, InputError, TimeoutError } from '../errors';
+import { type BrumeError, fromWire, InputError, TimeoutError } from '../errors';
 import { Pending } from '../pending';
 import type { ToNode, ToRelay } from '../protocol';
 import { serial } from '../serial';
@@ -77,6 +77,13 @@ export class NodeContext {
     timeoutMs: WAIT_MS,
     timeout: (after) => new TimeoutError(`the relay did not answer sync ${after} in time`),
   });
+  /** How the reads of Logics (`serve` get) were made current: by version check, or catch-up. */
+  readonly reads = { checked: 0, caughtUp: 0 };
+  /** Reads waiting for a version check (`current`), by nothing: the check's id is their own. */
+  private readonly checks = new Pending<void, undefined>({
+    timeoutMs: WAIT_MS,
+    timeout: () => new TimeoutError('the relay did not answer a context version check in time'),
+  });
   private readonly parts = new CatchUpParts();
   /** Catch-ups and changes from the relay, applied in turn. */
   private readonly inbound = serial();
@@ -106,7 +113,7 @@ export class NodeContext {
   waiting(): { writers: number; readers: number; keys: number } {
     return {
       writers: this.writers.size,
-      readers: this.readers.size,
+      readers: this.readers.size + this.checks.size,
       keys: this.keyring.queries.size,
     };
   }
@@ -151,6 +158,7 @@ export class NodeContext {
     this.send = undefined;
     this.parts.reset();
     for (const [id] of this.readers.entries()) this.readers.settle(id);
+    for (const [id] of this.checks.entries()) this.checks.settle(id);
     for (const [id] of this.writers.entries()) this.writers.settle(id); // it waits in the outbox now
     this.keyring.offline();
   }
@@ -173,6 +181,41 @@ export class NodeContext {
   }
 
   /**
+   * Like `fresh`, for a read of `app`: when this node holds the app's state already, a version
+   * check instead of a catch-up — the relay answers how far it has sent changes to this node, and
+   * if this replica has applied that far (the usual case: nothing changed, or the change came
+   * before the answer) nothing more is asked; else a catch-up.
+   */
+  current(app: string, timeoutMs = WAIT_MS): Promise<void> {
+    if (!this.send) return Promise.resolve();
+    if (!this.held.has(app)) {
+      this.reads.caughtUp++;
+      return this.fresh(timeoutMs);
+    }
+    const { id, answer } = this.checks.open(undefined, timeoutMs);
+    this.send({ t: 'ctx-check', id });
+    return orOnTime(answer);
+  }
+
+  /** The relay's answer to a version check: settle it, or catch up first if this node is behind. */
+  private async checked(frame: Extract<ContextFrame, { t: 'ctx-at' }>): Promise<void> {
+    if (!this.checks.has(frame.id)) return;
+    if (this.cursor >= frame.seq) {
+      this.reads.checked++;
+      this.checks.settle(frame.id);
+      return;
+    }
+    this.reads.caughtUp++;
+    // Behind (a change still on its way through a fog, or a gap): the catch-up answers the read.
+    this.sync();
+    const caughtUp = this.readers.open(this.parts.latest).answer;
+    caughtUp.then(
+      () => this.checks.settle(frame.id),
+      (e: unknown) => this.checks.fail(frame.id, e as BrumeError),
+    );
+  }
+
+  /**
    * Resolves when the relay acknowledges write `opId` (or at once offline, or after `timeoutMs`:
    * it stays in the outbox); rejects with the relay's error when it refuses it.
    */
@@ -185,7 +228,7 @@ export class NodeContext {
   async serve(app: string, r: ContextRequest): Promise<ContextReply> {
     this.use(app);
     if (r.op === 'get') {
-      await this.fresh();
+      await this.current(app);
       const read = this.get(app, r.key, r.scope);
       if (!read) return { found: false };
       if ('expired' in read) return { found: false, expired: true };
@@ -208,9 +251,14 @@ export class NodeContext {
     if (frame.t === 'ctx-keys') return this.keyring.answer(frame.id, frame.found);
     if (frame.t === 'ctx-ack' || frame.t === 'ctx-nack') return this.answered(frame);
     // Catch-ups and changes apply one at a time, in arrival order: a catch-up in parts must not
-    // have its cursor moved (by its last part) before its earlier parts are stored.
+    // have its cursor moved (by its last part) before its earlier parts are stored; a version
+    // check's answer is looked at once every change sent before it has been applied.
     return this.inbound(() =>
-      frame.t === 'ctx-catchup' ? this.catchUp(frame) : this.change(frame),
+      frame.t === 'ctx-catchup'
+        ? this.catchUp(frame)
+        : frame.t === 'ctx-at'
+          ? this.checked(frame)
+          : this.change(frame),
     );
   }
 

@@ -5,7 +5,7 @@
  * a channel open to it. The relay's hub calls it over WebSockets; the seeded context simulation
  * calls it over a simulated network. Like Yjs's sync protocol: pure functions both sides call.
  * @example const ctx = createContextHub({ store, send, peer: (id) => registry.get(id), peers });
- *          await ctx.receive(peer, frame);   // a ctx-op, ctx-sync, ctx-unsent or ctx-keys frame
+ *          await ctx.receive(peer, frame);   // a ctx-op, ctx-sync, ctx-unsent, ctx-keys or ctx-check frame
  *          ctx.publish(op, seq);             // a change accepted elsewhere (the HTTP API)
  */
 import type { ContextFanout } from '../api';
@@ -48,17 +48,19 @@ export interface ContextPeer {
 
 export type ContextFrameIn = Extract<
   ToRelay,
-  { t: 'ctx-op' | 'ctx-sync' | 'ctx-unsent' | 'ctx-keys' }
+  { t: 'ctx-op' | 'ctx-sync' | 'ctx-unsent' | 'ctx-keys' | 'ctx-check' }
 >;
 export type ContextFrameOut = Extract<
   ToNode,
-  { t: 'ctx-ack' | 'ctx-nack' | 'ctx-op' | 'ctx-catchup' | 'ctx-keys' | 'ctx-fan' }
+  { t: 'ctx-ack' | 'ctx-nack' | 'ctx-op' | 'ctx-catchup' | 'ctx-keys' | 'ctx-fan' | 'ctx-at' }
 >;
 
 export interface ContextHubOptions {
   /** Undefined on a relay that keeps no context: a node asking for it breaks the protocol. */
   store: ContextStore | undefined;
   send(node: string, frame: ContextFrameOut): void;
+  /** Sends one frame to many nodes, encoded once (default: `send` to each). */
+  sendMany?(nodes: string[], frame: ContextFrameOut): void;
   /** The connected node `id`, if it is. */
   peer(id: string): ContextPeer | undefined;
   /** Every connected node. */
@@ -90,6 +92,9 @@ export function createContextHub(o: ContextHubOptions) {
   function publish(op: ContextOp, seq: number): void {
     const fogs = new Map<string, { node: string; prev: number }[]>();
     const shareable = !op.privacy && op.scope === 'app';
+    // Nodes that get the same frame (the same view of the op after the same `prev`: most of
+    // them, in a fabric whose nodes keep the same apps) get it as one encoded frame.
+    const same = new Map<ContextOp, Map<number, string[]>>();
     for (const p of o.peers()) {
       const v = view(op, p);
       if (!v) continue;
@@ -102,8 +107,19 @@ export function createContextHub(o: ContextHubOptions) {
         fogs.set(fog.record.id, children);
         fanout.viaFog++;
       } else {
-        o.send(p.record.id, { t: 'ctx-op', prev, seq, op: v });
+        const byPrev = same.get(v) ?? new Map<number, string[]>();
+        same.set(v, byPrev);
+        const ids = byPrev.get(prev) ?? [];
+        byPrev.set(prev, ids);
+        ids.push(p.record.id);
         fanout.direct++;
+      }
+    }
+    for (const [v, byPrev] of same) {
+      for (const [prev, ids] of byPrev) {
+        const frame: ContextFrameOut = { t: 'ctx-op', prev, seq, op: v };
+        if (o.sendMany && ids.length > 1) o.sendMany(ids, frame);
+        else for (const id of ids) o.send(id, frame);
       }
     }
     for (const [fog, to] of fogs) o.send(fog, { t: 'ctx-fan', seq, op, to });
@@ -154,6 +170,13 @@ export function createContextHub(o: ContextHubOptions) {
           return sync(from, frame);
         case 'ctx-unsent':
           return unsent(from, frame);
+        case 'ctx-check': {
+          // Every change this node may see went out before this answer, on this link or
+          // through its fog; one it has not synced yet is told the relay's whole log position.
+          const seq = from.sync.apps === undefined ? need().replica.cursor : (from.sync.sent ?? 0);
+          o.send(from.record.id, { t: 'ctx-at', id: frame.id, seq });
+          return;
+        }
         case 'ctx-keys':
           o.send(from.record.id, {
             t: 'ctx-keys',

@@ -156,6 +156,14 @@ function lastPerKey(ops: ContextOp[]): ContextOp[] {
   return ops.filter((op, i) => last.get(entryId(op)) === i);
 }
 
+/** Writes checked against a replica and not applied to it yet (`ContextReplica.check`). */
+export interface Staged {
+  /** The newest staged write of each key. */
+  entries: Map<string, ContextOp>;
+  /** Per app, the bytes the staged writes add (negative when they shrink it). */
+  bytes: Map<string, number>;
+}
+
 export class ContextReplica {
   private readonly entries = new Map<string, ContextOp>();
   /**
@@ -185,21 +193,43 @@ export class ContextReplica {
     this.limits = { ...defaultContextLimits, ...limits };
   }
 
-  /** Throws E_LIMIT when `op` would break the per-value or per-app size limit. */
-  check(op: ContextOp): void {
+  /**
+   * Throws E_LIMIT when `op` would break the per-value or per-app size limit. With `staged`
+   * (writes checked and not applied yet, as a group commit holds them), those count as applied,
+   * and `op` joins them when it passes.
+   */
+  check(op: ContextOp, staged?: Staged): void {
     const size = sizeOf(op);
     if (size > this.limits.maxValueBytes) {
       throw new LimitError(
         `${op.app}/${op.key}: a value of ${size} bytes is over the limit of ${this.limits.maxValueBytes}`,
       );
     }
-    const old = this.entries.get(idOf(op));
-    const total = (this.appBytes.get(op.app) ?? 0) - (old ? sizeOf(old) : 0) + size;
+    const { total } = this.footprint(op, staged);
     if (total > this.limits.maxAppBytes) {
       throw new LimitError(
         `${op.app}: its context would hold ${total} bytes, over the limit of ${this.limits.maxAppBytes}`,
       );
     }
+    if (staged) this.stage(op, staged);
+  }
+
+  /**
+   * Counts `op` among `staged` without checking it: as the newest write of its key (it may lose
+   * to an older stamp when applied, so the count errs on the full side).
+   */
+  stage(op: ContextOp, staged: Staged): void {
+    const { base, total } = this.footprint(op, staged);
+    staged.entries.set(idOf(op), op);
+    staged.bytes.set(op.app, (staged.bytes.get(op.app) ?? 0) + total - base);
+  }
+
+  /** The app's bytes now (with `staged`) and once `op` replaces its key's value. */
+  private footprint(op: ContextOp, staged?: Staged): { base: number; total: number } {
+    const id = idOf(op);
+    const old = staged?.entries.get(id) ?? this.entries.get(id);
+    const base = (this.appBytes.get(op.app) ?? 0) + (staged?.bytes.get(op.app) ?? 0);
+    return { base, total: base - (old ? sizeOf(old) : 0) + sizeOf(op) };
   }
 
   /** Applies an operation; true when it changed this replica (it was new and it won). */

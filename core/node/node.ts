@@ -214,6 +214,7 @@ export class BrumeNode {
       case 'ctx-op':
       case 'ctx-catchup':
       case 'ctx-keys':
+      case 'ctx-at':
         return this.context?.receive(msg);
       case 'ctx-fan': {
         // Those it has no channel to now, the relay serves itself.

@@ -60,6 +60,9 @@ export const contextToRelay = [
   z.object({ t: z.literal('ctx-keys'), id, keys: z.array(z.string().max(512)).max(32) }),
   /** From a fog: the `ctx-fan` change `seq` could not go to these dews; the relay sends it. */
   z.object({ t: z.literal('ctx-unsent'), seq, to: fanTargets }),
+  // Version check (a Logic's read when nothing changed: no catch-up sent back).
+  /** Which log position has the relay sent this node up to? */
+  z.object({ t: z.literal('ctx-check'), id }),
 ] as const;
 
 /** Relay → node `ctx-*` frames. */
@@ -83,6 +86,9 @@ export const contextToNode = [
   z.object({ t: z.literal('ctx-keys'), id, found: z.array(agreementSchema).max(32) }),
   /** To a fog: pass change `seq` on to these dew children over their data channels. */
   z.object({ t: z.literal('ctx-fan'), seq, op: contextOpSchema, to: fanTargets }),
+  // Version check.
+  /** The answer to `ctx-check` `id`: every change up to `seq` has been sent to this node. */
+  z.object({ t: z.literal('ctx-at'), id, seq: cursor }),
 ] as const;
 
 /** From a fog to a dew child over a data channel: a context change the relay sent through it. */

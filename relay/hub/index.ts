@@ -133,6 +133,11 @@ export function createHub(options: HubOptions) {
   const context = createContextHub({
     store: options.context,
     send: sendTo,
+    sendMany: (nodes, frame) =>
+      sockets.sendMany(
+        nodes.flatMap((id) => registry.get(id)?.link ?? []),
+        frame,
+      ),
     peer: registry.get,
     peers: registry.entries,
   });
@@ -225,7 +230,8 @@ export function createHub(options: HubOptions) {
       case 'ctx-op':
       case 'ctx-sync':
       case 'ctx-unsent':
-      case 'ctx-keys': {
+      case 'ctx-keys':
+      case 'ctx-check': {
         // Context is answered by node id: a connection a newer one replaced has no say.
         const peer = registry.get(node.id);
         return peer?.link === conn ? context.receive(peer, msg) : undefined;

@@ -14,7 +14,7 @@ import { nodePlatform } from '../../relay/platform';
 import { netnsPrefix } from '../../scripts/netns';
 import { hopsApp, testBundles } from '../apps';
 import { deploy, startRelay } from '../relay-process';
-import { contextRates, contextToTabs, vadStream } from './context';
+import { contextRates, contextStoreRate, contextToTabs, vadStream } from './context';
 import { type DecisionRow, decisionTable, inProcessRows, relayRows } from './decisions';
 import { type HardeningResult, hardeningBench, printHardening } from './hardening';
 import { consoleCost, hopCosts } from './hops';
@@ -338,6 +338,7 @@ const fabricRelay = await startRelay({
 });
 let consoleRun: Awaited<ReturnType<typeof consoleCost>> | undefined;
 const contextRuns: Awaited<ReturnType<typeof contextRates>>[] = [];
+const contextStore: Awaited<ReturnType<typeof contextStoreRate>>[] = [];
 let contextTabs: Awaited<ReturnType<typeof contextToTabs>> | undefined;
 let vad: Awaited<ReturnType<typeof vadStream>> = [];
 let tabsMem: TabsMemoryRow[] = [];
@@ -381,6 +382,7 @@ try {
     tabsMem = await tabsMemory(fabricRelay.url);
     vad = await vadStream(browser, fabricRelay.url, Boolean(process.env.BRUME_NETNS));
     for (const n of [10, 100, 1000]) contextRuns.push(await contextRates(ws, n));
+    for (const inFlight of [1, 80]) contextStore.push(await contextStoreRate(inFlight));
   } finally {
     await browser.close();
   }
@@ -491,7 +493,7 @@ const out = {
   fabric: {
     decisions: decisionRows,
     adminConsole: consoleRun,
-    context: { tabs: contextTabs, simulated: contextRuns },
+    context: { tabs: contextTabs, simulated: contextRuns, store: contextStore },
     tabsMemory: tabsMem,
     vad,
     hops,

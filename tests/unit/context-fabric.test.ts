@@ -130,6 +130,29 @@ describe('context through the relay', () => {
     ).rejects.toMatchObject({ code: 'E_LIMIT' });
   });
 
+  it("a Logic read answered by a version check is never stale after another node's write", async () => {
+    const [a, b, c] = await Promise.all([node('va'), node('vb'), node('vc')]);
+    // b holds the app's state: from then on its reads are version checks, not catch-ups.
+    expect(await b.ctx.serve('versioned', { op: 'get', key: 'state' })).toEqual({ found: false });
+    const before = { ...b.ctx.reads };
+    for (let i = 0; i < 30; i++) {
+      const writer = i % 2 ? a : c;
+      await writer.ctx.serve('versioned', { op: 'put', key: 'state', value: { i } });
+      expect(await b.ctx.serve('versioned', { op: 'get', key: 'state' })).toEqual({
+        found: true,
+        value: { i },
+      });
+      // Several keys, so a read finds the key it asks for, not just the latest change.
+      await writer.ctx.serve('versioned', { op: 'put', key: `k${i % 3}`, value: i });
+      expect(await b.ctx.serve('versioned', { op: 'get', key: `k${i % 3}` })).toEqual({
+        found: true,
+        value: i,
+      });
+    }
+    expect(b.ctx.reads.checked + b.ctx.reads.caughtUp - before.checked - before.caughtUp).toBe(60);
+    expect(b.ctx.reads.checked).toBeGreaterThan(before.checked);
+  });
+
   it('a write the relay refuses is taken back where it was made, and says why', async () => {
     const a = await node('ca');
     // A device whose clock runs two minutes ahead: the relay refuses its stamps.
