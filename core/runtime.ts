@@ -127,6 +127,8 @@ export class Runtime {
   private readonly manifests = new Map<string, Manifest>();
   private readonly loader: Loader;
   private backendList: Promise<BackendInfo[]> | undefined;
+  /** Told when the backend order changed (a measurement put another backend first). */
+  private readonly backendsChanged = new Set<() => void>();
 
   /** Larger model files are not run here (a device with little memory). */
   readonly maxModelBytes: number;
@@ -149,7 +151,10 @@ export class Runtime {
       const samples = loaded.choice?.samples ?? {};
       for (const [b, ms] of Object.entries(samples) as [BackendName, number[]][])
         for (const x of ms) this.stats.record(statsKey(m.name, service, variant, b), x);
-      if (Object.keys(samples).length > 1) this.backendList = undefined;
+      if (Object.keys(samples).length > 1) {
+        this.backendList = undefined;
+        for (const l of this.backendsChanged) l();
+      }
     });
   }
 
@@ -184,6 +189,12 @@ export class Runtime {
 
   apps(): Manifest[] {
     return [...this.manifests.values()];
+  }
+
+  /** Calls `listener` whenever the backend order may have changed; answers an unsubscribe. */
+  onBackendsChanged(listener: () => void): () => void {
+    this.backendsChanged.add(listener);
+    return () => this.backendsChanged.delete(listener);
   }
 
   async backends(): Promise<BackendInfo[]> {

@@ -67,6 +67,9 @@ export class BrumeNode {
       ...(parts.backoff && { backoff: parts.backoff }),
       ...(parts.log && { log: parts.log }),
     });
+    // The relay places by a node's first backend: tell it as soon as a measurement changes them,
+    // not at the next join.
+    parts.runtime.onBackendsChanged(() => this.link.beatNow(true));
     this.serving = new Serving({
       runtime: parts.runtime,
       isMe: (p) => this.isMe(p),

@@ -48,6 +48,17 @@ test('with SwiftShader WebGPU present, digits is measured onto wasm and the choi
       for (const b of ['webgpu', 'wasm'])
         expect(described.stats[`digits/model/${v}@${b}`]?.count).toBeGreaterThanOrEqual(3);
     expect(described.backends[0]!.name).toBe('wasm');
+    // The relay, which places by a node's first backend, hears of the new order in this session.
+    const id = await page.evaluate(async () => (await window.brumeDebug.fabric).nodeId);
+    await expect
+      .poll(async () => {
+        const res = await fetch(`${relay.url}/api/nodes`, {
+          headers: { authorization: `Bearer ${relay.token}` },
+        });
+        const nodes = (await res.json()) as { id: string; backends: string[] }[];
+        return nodes.find((n) => n.id === id)?.backends[0];
+      })
+      .toBe('wasm');
 
     await page.reload();
     await expect(page.locator('#node-state')).toHaveText('ready', { timeout: 30_000 });
