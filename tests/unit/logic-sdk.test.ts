@@ -130,6 +130,7 @@ describe('build', () => {
         'loop-forever',
         'memory-hog',
         'own-memory',
+        'squeezenet',
         'vad',
       ].sort(),
     );
