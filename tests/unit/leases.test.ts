@@ -4,24 +4,16 @@ import { describe, expect, it } from 'vitest';
 import type { NodeRecord } from '../../core/api';
 import type { ToNode } from '../../core/protocol';
 import { createLeases, type LeaseRequest } from '../../relay/hub/leases';
+import { id, node } from '../node-view';
 
-const id = (n: number) => n.toString(16).padStart(32, '0');
-
+/** A connected node as the relay's registry holds it: the placement view plus what joining adds. */
 function record(n: number, over: Partial<NodeRecord> = {}): NodeRecord {
   return {
-    id: id(n),
-    role: 'dew',
-    publicKey: `key-${n}`,
-    trusted: false,
-    online: true,
-    paused: false,
-    rttMs: 1,
-    backends: ['wasm'],
-    queue: 0,
-    maxConcurrency: 2,
-    apps: ['digits'],
-    models: { 'digits/model': ['small', 'large'] },
-    stats: { 'digits/model/large@wasm': { count: 5, p50: 2 } },
+    ...node(n, {
+      maxConcurrency: 2,
+      models: { 'digits/model': ['small', 'large'] },
+      stats: { 'digits/model/large@wasm': { count: 5, p50: 2 } },
+    }),
     measured: {},
     caps: { backends: [{ name: 'wasm', detail: 'test' }] },
     joinedAt: 0,
