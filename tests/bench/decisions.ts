@@ -129,6 +129,8 @@ export interface DecisionRow {
   /** Through the relay: the bench client's CPU time per decision (µs). */
   clientCpuUs?: number;
   failed?: number;
+  /** Through the relay: requests never answered within 10 s of the end of a round. */
+  lost?: number;
   joinS?: number;
 }
 
@@ -210,6 +212,7 @@ export async function askMany(
   const { senders = 50, window = 8, ms = 3000, pid } = options;
   let answered = 0;
   let failed = 0;
+  let lost = 0;
   let stop = false;
   const times: number[] = [];
   const relay0 = pid ? cpuSecondsOf(pid) : 0;
@@ -253,6 +256,11 @@ export async function askMany(
           setTimeout(() => {
             stop = true;
             if (node.ws.readyState !== node.ws.OPEN) done();
+            // A request the relay never answers is counted, not waited on for ever.
+            setTimeout(() => {
+              lost += inFlight;
+              if (inFlight > 0) done();
+            }, 10_000).unref();
           }, ms);
         }),
     ),
@@ -264,6 +272,7 @@ export async function askMany(
     perSecond: answered / seconds,
     p99Ms: quantile(times, 0.99),
     failed,
+    lost,
     ...(pid && { relayCpuUs: ((cpuSecondsOf(pid) - relay0) * 1e6) / decisions }),
     clientCpuUs: (client.user + client.system) / decisions,
   };
@@ -300,6 +309,7 @@ export async function relayRows(
         cpuUs: median(runs.map((x) => x.relayCpuUs ?? Number.NaN)),
         clientCpuUs: median(runs.map((x) => x.clientCpuUs)),
         failed: runs.reduce((a, x) => a + x.failed, 0),
+        lost: runs.reduce((a, x) => a + x.lost, 0),
         joinS,
       });
     }
@@ -320,5 +330,6 @@ export function decisionTable(rows: DecisionRow[]) {
     'CPU/decision (µs)': f(r.cpuUs, 1),
     'decisions per CPU-second': Math.round(1e6 / r.cpuUs),
     'client CPU/decision (µs)': f(r.clientCpuUs, 1),
+    'failed / lost': r.failed === undefined ? '' : `${r.failed} / ${r.lost ?? 0}`,
   }));
 }
