@@ -39,6 +39,25 @@ if (!process.env.BRUME_NETNS && !process.env.BRUME_NO_NETNS) {
 
 const runs = Number(process.env.BENCH_RUNS ?? 300);
 
+/**
+ * One part of the bench, given `ms` to finish: one that does not (a full run once stalled in its
+ * browser part, not reproduced alone) is named on stderr and left out, and the bench goes on.
+ */
+async function within<T>(what: string, f: () => Promise<T>, ms = 300_000): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => {
+      console.error(`bench: ${what} did not finish within ${ms / 1000} s; left out of this run`);
+      resolve(undefined);
+    }, ms);
+  });
+  try {
+    return await Promise.race([f(), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 interface Row {
   where: string;
   backend: string;
@@ -357,7 +376,10 @@ try {
   const browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
   try {
     for (const rtc of process.env.BRUME_NETNS ? [true, false] : [false]) {
-      const r = await hopCosts(browser, fabricRelay.url, runs, rtc);
+      const r =
+        (await within(`hops (${rtc ? 'WebRTC' : 'relay'})`, () =>
+          hopCosts(browser, fabricRelay.url, runs, rtc),
+        )) ?? {};
       for (const [app, m] of Object.entries(r)) {
         hops.push({
           path: String(m.via),
@@ -370,18 +392,26 @@ try {
       }
     }
     // Last, as they leave thousands of context operations and departures behind them.
-    consoleRun = await consoleCost(
-      browser,
-      fabricRelay.url,
-      fabricRelay.token,
-      `${fabricRelay.url.replace('http', 'ws')}/ws`,
-      500,
+    consoleRun = await within('admin console', () =>
+      consoleCost(
+        browser,
+        fabricRelay.url,
+        fabricRelay.token,
+        `${fabricRelay.url.replace('http', 'ws')}/ws`,
+        500,
+      ),
     );
     const ws = `${fabricRelay.url.replace('http', 'ws')}/ws`;
-    contextTabs = await contextToTabs(browser, fabricRelay.url, 4);
-    tabsMem = await tabsMemory(fabricRelay.url);
-    vad = await vadStream(browser, fabricRelay.url, Boolean(process.env.BRUME_NETNS));
-    for (const n of [10, 100, 1000]) contextRuns.push(await contextRates(ws, n));
+    contextTabs = await within('context to tabs', () => contextToTabs(browser, fabricRelay.url, 4));
+    tabsMem = (await within('tab memory', () => tabsMemory(fabricRelay.url))) ?? [];
+    vad =
+      (await within('vad', () =>
+        vadStream(browser, fabricRelay.url, Boolean(process.env.BRUME_NETNS)),
+      )) ?? [];
+    for (const n of [10, 100, 1000]) {
+      const c = await within(`context, ${n} nodes`, () => contextRates(ws, n));
+      if (c) contextRuns.push(c);
+    }
     for (const inFlight of [1, 80]) contextStore.push(await contextStoreRate(inFlight));
   } finally {
     await browser.close();
