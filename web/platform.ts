@@ -1,6 +1,6 @@
-import * as Comlink from 'comlink';
+import { channelClient } from '../core/exec/channel';
 import { logicWorkerClient } from '../core/exec/logic-worker';
-import type { ModelRunnerApi } from '../core/exec/model-runner';
+import { type ModelRunnerApi, modelRunnerOps } from '../core/exec/model-runner';
 import type { Platform } from '../core/runtime';
 import { httpAppSource } from '../core/sources';
 
@@ -39,7 +39,7 @@ function modelRunner(shared: boolean): ModelRunnerApi {
         type: 'module',
         name: 'brume-model',
       });
-      return Comlink.wrap<ModelRunnerApi>(worker.port) as unknown as ModelRunnerApi;
+      return modelRunnerClient(worker.port);
     } catch (e) {
       // A context that refuses SharedWorker (e.g. a sandboxed frame): this tab's own worker.
       console.warn(`[brume] shared model runner unavailable (${(e as Error).message})`);
@@ -49,5 +49,9 @@ function modelRunner(shared: boolean): ModelRunnerApi {
     type: 'module',
     name: 'brume-model',
   });
-  return Comlink.wrap<ModelRunnerApi>(worker) as unknown as ModelRunnerApi;
+  return modelRunnerClient(worker);
+}
+
+function modelRunnerClient(endpoint: Worker | MessagePort): ModelRunnerApi {
+  return channelClient<ModelRunnerApi>(endpoint, modelRunnerOps);
 }

@@ -1,6 +1,6 @@
 // SharedWorker entry: one model runner (worker/ort-runner.ts) for every same-origin tab of a
 // browser profile, so four tabs hold one copy of each model. Each tab talks to it over its port.
-import * as Comlink from 'comlink';
+import { exposeChannel } from '../core/exec/channel';
 import { createOrtRunner } from './ort-runner';
 
 const scope = self as unknown as {
@@ -13,5 +13,5 @@ const runner = createOrtRunner({ shared: true, ...(gpu && { gpu }) });
 scope.onconnect = (e) => {
   const port = e.ports[0]!;
   runner.connected();
-  Comlink.expose(runner, port);
+  exposeChannel(port, runner);
 };

@@ -4,7 +4,7 @@
  * backend that is there (a few warm runs with inputs of its shape), the faster is kept, and the
  * choice is remembered in IndexedDB per model, backends and adapter, so a reload does not time it
  * again. A model that fails to *run* on WebGPU (unimplemented operators) moves to WASM and stays.
- * @example Comlink.expose(createOrtRunner({ shared: false }));
+ * @example exposeChannel(self, createOrtRunner({ shared: false }));
  */
 import { createStore, get, set, type UseStore } from 'idb-keyval';
 import type * as Ort from 'onnxruntime-web';

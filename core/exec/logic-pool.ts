@@ -1,7 +1,7 @@
 import { fromWire, LogicLoadError, LogicTimeoutError } from '../errors';
 import type { LogicWorkerApi, Reply } from './logic-worker';
 
-/** A worker as the platform made it: its API (comlink proxy, worker_threads...) and a kill switch. */
+/** A worker as the platform made it: its API (over core/exec/channel.ts) and a kill switch. */
 export interface WorkerHandle {
   api: LogicWorkerApi;
   terminate(): void;

@@ -68,6 +68,9 @@ export interface ModelRunnerApi {
   info?(): Promise<RunnerInfo>;
 }
 
+/** The methods a model worker answers over core/exec/channel.ts (a tab's dedicated or shared one). */
+export const modelRunnerOps = ['backends', 'load', 'run', 'unload', 'info'] as const;
+
 /** The median of `xs` (not empty): the figure backends are compared by. */
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);

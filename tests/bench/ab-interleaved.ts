@@ -3,6 +3,8 @@
 // a machine whose load changes by the second weighs on both alike. Needs the loopback namespace:
 //   BRUME_NETNS=1 unshare -n sh -c 'ip link set lo up && exec "$@"' netns \
 //     npx tsx tests/bench/ab-interleaved.ts <webRootA> <webRootB> [rounds]
+// A side may add a page query after `?` (e.g. `dist/web?sharedModels=0` to compare the tab's own
+// model runner with the shared one on one build); AB_ONLY=<substring> runs the figures named so.
 import { readFileSync } from 'node:fs';
 import { chromium, type Page } from 'playwright-core';
 import { chromiumArgs, chromiumPath } from '../../playwright.config';
@@ -14,8 +16,9 @@ if (!roots.A || !roots.B)
   throw new Error('usage: ab-interleaved.ts <webRootA> <webRootB> [rounds]');
 const n = Number(process.argv[4] ?? 15);
 const browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs });
-async function side(root: string) {
-  const r = await inProcessRelay({ webRoot: root });
+async function side(arg: string) {
+  const [root, query] = arg.split('?');
+  const r = await inProcessRelay({ webRoot: root! });
   for (const b of await testBundles()) await r.relay.deploy(b);
   await r.relay.deploy(new Uint8Array(readFileSync('dist/apps/digits.brume')));
   const open = async () => {
@@ -23,7 +26,7 @@ async function side(root: string) {
     await context.grantPermissions(['microphone', 'camera'], { origin: r.relay.url });
     const page = await context.newPage();
     await page.addInitScript('globalThis.__name = (f) => f');
-    await page.goto(r.relay.url);
+    await page.goto(query ? `${r.relay.url}/?${query}` : r.relay.url);
     const id = await page.evaluate(async () => {
       await window.brume.ready;
       const f = await window.brumeDebug.fabric;
@@ -81,6 +84,7 @@ const tasks = {
 };
 const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 for (const [name, f] of Object.entries(tasks)) {
+  if (process.env.AB_ONLY && !name.includes(process.env.AB_ONLY)) continue;
   const got: Record<string, number[]> = { A: [], B: [] };
   for (let i = 0; i < n + 2; i++) {
     for (const b of i % 2 ? (['B', 'A'] as const) : (['A', 'B'] as const)) {

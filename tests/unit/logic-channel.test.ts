@@ -1,16 +1,17 @@
-// The channel a tab's Logic worker speaks (core/exec/logic-worker: logicWorkerClient and
-// exposeLogic), over a real MessageChannel: replies matched by id, bytes transferred both ways,
-// guest faults answered as typed errors, and the pool's watchdog still in charge.
+// The channel a tab's Logic and Model workers speak (core/exec/channel.ts; the Logic's is
+// logicWorkerClient and exposeLogic), over a real MessageChannel: replies matched by id, bytes
+// transferred both ways, guest faults and thrown errors answered as typed errors, and the pool's
+// watchdog still in charge.
 
 import { readFileSync } from 'node:fs';
 import { MessageChannel } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decode, encode } from '../../core/codec';
-import { fromWire } from '../../core/errors';
+import { fromWire, ModelLoadError } from '../../core/errors';
+import { channelClient, type Endpoint, exposeChannel } from '../../core/exec/channel';
 import { createLogicPool } from '../../core/exec/logic-pool';
 import {
   exposeLogic,
-  type LogicEndpoint,
   type LogicWorkerApi,
   logicWorkerClient,
   serveLogic,
@@ -34,8 +35,8 @@ afterEach(() => {
 function pair(api: LogicWorkerApi = serveLogic(() => {})) {
   const c = new MessageChannel();
   channels.push(c);
-  exposeLogic(c.port2 as unknown as LogicEndpoint, api);
-  return logicWorkerClient(c.port1 as unknown as LogicEndpoint);
+  exposeLogic(c.port2 as unknown as Endpoint, api);
+  return logicWorkerClient(c.port1 as unknown as Endpoint);
 }
 
 /** A first step's request, as invokeLogic sends it. */
@@ -92,5 +93,38 @@ describe('the Logic worker channel', () => {
       code: 'E_LOGIC_TIMEOUT',
     });
     expect([terminated, pool.stats.timeouts, pool.stats.respawns]).toEqual([1, 1, 1]);
+  });
+});
+
+describe('the channel any worker API speaks', () => {
+  interface Runner {
+    load(key: string, bytes: Uint8Array): Promise<number>;
+    info?(): Promise<string>;
+  }
+  function runnerPair(api: Runner) {
+    const c = new MessageChannel();
+    channels.push(c);
+    exposeChannel(c.port2 as unknown as Endpoint, api);
+    return channelClient<Runner>(c.port1 as unknown as Endpoint, ['load', 'info']);
+  }
+
+  it('copies arguments unless told to transfer them, and answers each call', async () => {
+    const client = runnerPair({ load: async (key, bytes) => key.length + bytes.length });
+    const bytes = new Uint8Array(1000);
+    expect(await client.load('abc', bytes)).toBe(1003);
+    expect(bytes.byteLength).toBe(1000); // copied, still the caller's
+  });
+
+  it('rejects with the typed error the worker threw, and names a method it lacks', async () => {
+    const client = runnerPair({
+      load: async (key) => {
+        throw new ModelLoadError(`${key} is not a model`);
+      },
+    });
+    await expect(client.load('m1', new Uint8Array(1))).rejects.toMatchObject({
+      code: 'E_MODEL_LOAD',
+      message: 'm1 is not a model',
+    });
+    await expect(client.info!()).rejects.toThrow(/no info\(\)/);
   });
 });
