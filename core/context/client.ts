@@ -87,6 +87,15 @@ export class NodeContext {
   private readonly parts = new CatchUpParts();
   /** Catch-ups and changes from the relay, applied in turn. */
   private readonly inbound = serial();
+  /**
+   * Changes from the relay applied (watchers told) and waiting to be stored, with the cursor
+   * that covers them: stored in one batch behind the changes, so a slow storage write delays no
+   * later change (`keepLater`).
+   */
+  private readonly unkept = { ops: [] as ContextOp[], cursor: 0, storedCursor: 0 };
+  private keeping: Promise<void> | undefined;
+  /** Why the last batch could not be stored: thrown by the next change, so the node logs it. */
+  private keepFailure: unknown;
   /** Apps this node keeps context of; `held`: those whose state it has (persisted). */
   private readonly apps = new Set<string>();
   private held = new Set<string>();
@@ -295,6 +304,7 @@ export class NodeContext {
     const verdict = this.parts.accept(frame);
     if (verdict === 'resync') this.sync();
     if (verdict !== 'apply') return;
+    await this.kept(); // changes before it are stored first: the stored cursor only moves on
     const changed: ContextOp[] = [];
     for (const op of frame.ops) {
       this.clock.receive(op.stamp);
@@ -321,8 +331,51 @@ export class NodeContext {
       return;
     }
     if (frame.seq <= this.cursor) return;
-    await this.take(frame.op);
-    await this.moveCursor(frame.seq);
+    this.clock.receive(frame.op.stamp);
+    await this.keyring.open(frame.op);
+    const changed = this.replica.apply(frame.op);
+    this.cursor = frame.seq;
+    this.keepLater(changed ? frame.op : undefined, frame.seq);
+    if (this.keepFailure !== undefined) {
+      const e = this.keepFailure;
+      this.keepFailure = undefined;
+      throw e;
+    }
+  }
+
+  /**
+   * Stores `op` (a change already applied) and moves the stored cursor to `seq`, batched with
+   * the changes that arrive while a batch is being written. The cursor is stored after the
+   * entries it covers, and only while storage holds every change (`stored.complete`): a node
+   * stopped before a batch is stored is sent those changes again.
+   */
+  private keepLater(op: ContextOp | undefined, seq: number): void {
+    if (op) this.unkept.ops.push(op);
+    this.unkept.cursor = Math.max(this.unkept.cursor, seq);
+    this.keeping ??= this.keepBatches().finally(() => {
+      this.keeping = undefined;
+    });
+  }
+
+  private async keepBatches(): Promise<void> {
+    const u = this.unkept;
+    while (u.ops.length || u.cursor > u.storedCursor) {
+      const ops = u.ops.splice(0);
+      const to = u.cursor;
+      try {
+        await this.stored.keep(ops);
+        if (this.stored.complete && to > u.storedCursor) await this.kv.set('cursor', to);
+        u.storedCursor = Math.max(u.storedCursor, to);
+      } catch (e) {
+        this.keepFailure = e;
+        u.storedCursor = Math.max(u.storedCursor, to); // not retried: a reload catches up
+      }
+    }
+  }
+
+  /** Resolves once every change taken so far is stored (or could not be). */
+  async kept(): Promise<void> {
+    while (this.keeping) await this.keeping;
   }
 
   get(app: string, key: string, scope: Scope = 'app'): ContextRead {
@@ -407,19 +460,17 @@ export class NodeContext {
     this.replica.check(op);
     // Device-private values stay here: not in the outbox, never sent.
     const device = op.privacy?.[0] === 'device';
-    let queued = false;
     try {
-      if (!device) {
-        await this.outbox.add(op);
-        queued = true;
-      }
-      await this.stored.set(op);
+      // Queued and stored in one transaction: one storage write before the relay hears of it.
+      await this.stored.set(op, device ? [] : [this.outbox.entry(op)]);
     } catch (e) {
-      if (!isQuota(e) || device || !this.send) {
-        if (queued) await this.outbox.ack(op.opId); // refused: it must not replay later
-        throw e;
-      }
+      if (!isQuota(e) || device || !this.send) throw e;
+      // Storage stays full and this node is online: the write goes on from memory, queued if
+      // the outbox alone still fits (the relay keeps it once it has it).
       this.stored.unstored(1);
+      await this.outbox.add(op).catch((e2: unknown) => {
+        if (!isQuota(e2)) throw e2;
+      });
     }
     this.clock.receive(op.stamp);
     this.replica.apply(op);
@@ -427,13 +478,6 @@ export class NodeContext {
     this.outboxed.set(op.opId, op);
     this.send?.({ t: 'ctx-op', op });
     return op.opId;
-  }
-
-  /** Applies a change from the relay and stores it (in memory only while storage stays full). */
-  private async take(op: ContextOp): Promise<void> {
-    this.clock.receive(op.stamp);
-    await this.keyring.open(op);
-    if (this.replica.apply(op)) await this.stored.keep([op]);
   }
 
   /** What is stored now (keys, bytes) and what was evicted. */
@@ -445,5 +489,7 @@ export class NodeContext {
     if (to <= this.cursor) return;
     this.cursor = to;
     if (this.stored.complete) await this.kv.set('cursor', to);
+    this.unkept.storedCursor = Math.max(this.unkept.storedCursor, to);
+    this.unkept.cursor = Math.max(this.unkept.cursor, to);
   }
 }

@@ -33,7 +33,12 @@ export class Outbox {
   constructor(private readonly kv: KV) {}
 
   async add(op: ContextOp): Promise<void> {
-    await this.kv.set(prefix + op.opId, op);
+    await this.kv.set(...this.entry(op));
+  }
+
+  /** The KV entry `add` writes, to write it in one transaction with others. */
+  entry(op: ContextOp): [string, ContextOp] {
+    return [prefix + op.opId, op];
   }
 
   /** What to send now, oldest first; expired writes are dropped from the outbox here. */

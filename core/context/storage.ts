@@ -64,9 +64,14 @@ export class StoredEntries {
     if (this.used.has(k)) this.used.set(k, this.now());
   }
 
-  /** Stores `op`; throws E_QUOTA when storage stays full. */
-  async set(op: ContextOp): Promise<void> {
-    await this.kv.set(entryKey(op), op);
+  /**
+   * Stores `op`, and the entries `also` in the same transaction where the KV can; throws E_QUOTA
+   * when storage stays full.
+   */
+  async set(op: ContextOp, also: [string, unknown][] = []): Promise<void> {
+    const entries: [string, unknown][] = [[entryKey(op), op], ...also];
+    if (this.kv.setMany) await this.kv.setMany(entries);
+    else for (const [k, v] of entries) await this.kv.set(k, v);
     this.used.set(entryKey(op), this.now());
   }
 

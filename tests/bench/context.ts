@@ -156,7 +156,10 @@ export async function contextStoreRate(inFlight: number, ms = 2000) {
   };
 }
 
-/** Context propagation to `n` tabs: one writes, the others' watchers time the arrival. */
+/**
+ * Context propagation to `n` tabs: one writes, the others' watchers time the arrival. Also the
+ * writer's side of each write: its own storage write, then the relay's acknowledgement.
+ */
 export async function contextToTabs(browser: Browser, url: string, n: number, writes = 50) {
   const run = crypto.randomUUID();
   const contexts = await Promise.all(Array.from({ length: n + 1 }, () => browser.newContext()));
@@ -183,13 +186,23 @@ export async function contextToTabs(browser: Browser, url: string, n: number, wr
       }),
     );
     const [writer, ...watchers] = pages;
+    // What `put` is made of on the writer: its own storage write (outbox and entry, IndexedDB)
+    // until it is sent, then the relay's answer (its fsync and the round trip).
+    const stages: { storedMs: number; ackMs: number }[] = [];
     for (let i = 0; i < writes; i++) {
-      await writer!.evaluate(
-        ([i, run]) =>
-          window.brume
-            .context('bench-tabs')
-            .put(`k${Number(i) % 5}`, { run, i, at: performance.timeOrigin + performance.now() }),
-        [i, run] as const,
+      stages.push(
+        await writer!.evaluate(
+          async ([i, run]) => {
+            const ctx = (await window.brumeDebug.fabric).context!;
+            const t0 = performance.now();
+            const at = performance.timeOrigin + t0;
+            const opId = await ctx.put('bench-tabs', `k${Number(i) % 5}`, { run, i, at });
+            const t1 = performance.now();
+            await ctx.settled(opId);
+            return { storedMs: t1 - t0, ackMs: performance.now() - t1 };
+          },
+          [i, run] as const,
+        ),
       );
       await writer!.waitForTimeout(20);
     }
@@ -210,7 +223,16 @@ export async function contextToTabs(browser: Browser, url: string, n: number, wr
       );
       lat.push(...got.map(([, ms]) => ms!));
     }
-    return { tabs: n, samples: lat.length, p50Ms: pct(lat, 0.5), p99Ms: pct(lat, 0.99) };
+    const stored = stages.map((x) => x.storedMs);
+    const acked = stages.map((x) => x.ackMs);
+    return {
+      tabs: n,
+      samples: lat.length,
+      p50Ms: pct(lat, 0.5),
+      p99Ms: pct(lat, 0.99),
+      writerStore: { p50Ms: pct(stored, 0.5), p99Ms: pct(stored, 0.99) },
+      relayAck: { p50Ms: pct(acked, 0.5), p99Ms: pct(acked, 0.99) },
+    };
   } finally {
     for (const c of contexts) await c.close();
   }

@@ -281,12 +281,20 @@ function contextSection(b: Json): Section | undefined {
   const c = isObject(fabric.context) ? fabric.context : {};
   const rows: Row[] = [];
   const tabs = isObject(c.tabs) ? c.tabs : undefined;
-  if (tabs)
+  if (tabs) {
     rows.push({
       label: `${tabs.tabs} tabs`,
       'p50 (ms)': ms(tabs.p50Ms),
       'p99 (ms)': ms(tabs.p99Ms),
     });
+    for (const [label, key] of [
+      ['(writer: its own storage write)', 'writerStore'],
+      ['(writer: sent → acknowledged)', 'relayAck'],
+    ] as const) {
+      const stage = isObject(tabs[key]) ? tabs[key] : undefined;
+      if (stage) rows.push({ label, 'p50 (ms)': ms(stage.p50Ms), 'p99 (ms)': ms(stage.p99Ms) });
+    }
+  }
   const sim = arr(c.simulated).filter((s) => num(s.nodes) !== undefined);
   for (const s of sim) {
     rows.push({
@@ -295,6 +303,14 @@ function contextSection(b: Json): Section | undefined {
       'p99 (ms)': ms(s.p99Ms),
       'all reached p50 (ms)': ms(s.allReachedP50Ms),
       'writes/s acked': num(s.writesPerSecond),
+    });
+  }
+  for (const st of arr(c.store)) {
+    rows.push({
+      label: `(the store alone, ${num(st.inFlight)} in flight)`,
+      'p50 (ms)': ms(st.p50Ms),
+      'p99 (ms)': ms(st.p99Ms),
+      'writes/s acked': num(st.writesPerSecond),
     });
   }
   if (!rows.length) return undefined;

@@ -447,6 +447,20 @@ console.table([
           'all reached p50 (ms)': '',
           'writes/s acked': '',
         },
+        {
+          watchers: '(writer: its own storage write)',
+          'p50 (ms)': f(contextTabs.writerStore.p50Ms),
+          'p99 (ms)': f(contextTabs.writerStore.p99Ms),
+          'all reached p50 (ms)': '',
+          'writes/s acked': '',
+        },
+        {
+          watchers: '(writer: sent → acknowledged)',
+          'p50 (ms)': f(contextTabs.relayAck.p50Ms),
+          'p99 (ms)': f(contextTabs.relayAck.p99Ms),
+          'all reached p50 (ms)': '',
+          'writes/s acked': '',
+        },
       ]
     : []),
   ...contextRuns.map((c) => ({
@@ -454,6 +468,13 @@ console.table([
     'p50 (ms)': f(c.p50Ms),
     'p99 (ms)': f(c.p99Ms),
     'all reached p50 (ms)': f(c.allReachedP50Ms),
+    'writes/s acked': Math.round(c.writesPerSecond),
+  })),
+  ...contextStore.map((c) => ({
+    watchers: `(the store alone, ${c.inFlight} in flight)`,
+    'p50 (ms)': f(c.p50Ms),
+    'p99 (ms)': f(c.p99Ms),
+    'all reached p50 (ms)': '',
     'writes/s acked': Math.round(c.writesPerSecond),
   })),
 ]);

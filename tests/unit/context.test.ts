@@ -248,6 +248,58 @@ describe('storage full', () => {
   });
 });
 
+describe('changes from the relay', () => {
+  it('reach watchers while storage is slow; the stored cursor never passes what is stored', async () => {
+    const kv = memoryKV();
+    let open!: () => void;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    const writes: string[][] = [];
+    // Storage that takes no write until the gate opens, and records each transaction's keys.
+    const slow = {
+      ...kv,
+      set: async (k: string, v: unknown) => {
+        await gate;
+        writes.push([k]);
+        await kv.set(k, v);
+      },
+      setMany: async (entries: [string, unknown][]) => {
+        await gate;
+        writes.push(entries.map(([k]) => k.split('\u0000').at(-1)!));
+        for (const [k, v] of entries) await kv.set(k, v);
+      },
+    };
+    const ctx = new NodeContext({ id: 'n1' }, slow);
+    const seen: string[] = [];
+    ctx.watch('a', '', (key) => seen.push(key));
+    for (let i = 1; i <= 3; i++) {
+      await ctx.receive({
+        t: 'ctx-op',
+        prev: i - 1,
+        seq: i,
+        op: op({ opId: `o${i}`, key: `k${i}` }),
+      });
+    }
+    // Every change was applied and told while storage had not finished one write.
+    expect(seen).toEqual(['k1', 'k2', 'k3']);
+    expect(writes).toEqual([]);
+    open();
+    await ctx.kept();
+    // The first change was stored alone, the two that came meanwhile in one batch; each cursor
+    // after the entries it covers.
+    expect(writes).toEqual([['k1'], ['cursor'], ['k2', 'k3'], ['cursor']]);
+    expect(kv.map.get('cursor')).toBe(3);
+    // A write of its own is queued and stored in one transaction before it is sent.
+    const sent: string[] = [];
+    await ctx.online((f) => sent.push(f.t));
+    writes.length = 0;
+    await ctx.put('a', 'mine', 1);
+    expect(writes).toEqual([['mine', expect.stringMatching(/^outbox\//)]]);
+    expect(sent).toContain('ctx-op');
+  });
+});
+
 describe('waiters', () => {
   it('a reader or writer whose wait timed out is gone; one answered in time is too', async () => {
     const ctx = new NodeContext({ id: 'n1' }, memoryKV());
