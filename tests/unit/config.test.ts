@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { loadConfig, printConfig } from '../../relay/cli/config';
 import { envName, settings } from '../../relay/cli/settings';
 import { startOptions } from '../../relay/cli/start';
 import { commands, USAGE } from '../../relay/cli/usage';
+import { inProcessRelay } from '../relay-process';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const pkg = '/opt/brume-package';
@@ -123,6 +125,21 @@ describe('start settings', () => {
       }
     }
     expect(new Set(settings.map((s) => envName(s.key))).size).toBe(settings.length);
+  });
+});
+
+describe('adminToken', () => {
+  it('is the token the relay checks, and is never written to the data directory', async () => {
+    const r = await inProcessRelay({ adminToken: token });
+    try {
+      const keys = (auth: string) =>
+        fetch(`${r.relay.url}/api/keys`, { headers: { authorization: `Bearer ${auth}` } });
+      expect((await keys(token)).status).toBe(200);
+      expect((await keys('x'.repeat(32))).status).toBe(401);
+      expect(existsSync(join(r.dataDir, 'admin-token'))).toBe(false);
+    } finally {
+      await r.close();
+    }
   });
 });
 
