@@ -42,14 +42,19 @@ const trustSchema = z.array(
   z.object({ publicKey: z.string().max(512), label: z.string().max(1000), addedAt: z.string() }),
 );
 
+/**
+ * The admin token and trust list of `dataDir`. A `given` token (from the configuration, e.g. a
+ * secret store) is used as it is and never written to the data directory.
+ */
 export async function loadAdmin(
   dataDir: string,
   warn: (message: string) => void = (m) => console.warn(m),
+  given?: string,
 ): Promise<Admin> {
   await ensureDataDir(dataDir);
   const tokenFile = join(dataDir, 'admin-token');
   const trustFile = join(dataDir, 'trust.json');
-  let token = (await readDurable(tokenFile, (b) => b.toString('utf8').trim(), warn)) ?? '';
+  let token = given ?? (await readDurable(tokenFile, (b) => b.toString('utf8').trim(), warn)) ?? '';
   const created = token === '';
   if (created) {
     token = randomBytes(24).toString('base64url');

@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { BrumeError } from '../core/errors';
 import { loadAdmin } from './admin';
 import { type Flag, noPositionals, UsageError } from './cli/args';
+import { loadConfig, printConfig } from './cli/config';
 import { current, deploy, keys, trust } from './cli/remote';
 import { start, startOptions } from './cli/start';
 import { commands, common, USAGE } from './cli/usage';
@@ -56,9 +57,15 @@ async function main(argv: string[]): Promise<number> {
   if (!command) throw new UsageError('no command given');
 
   switch (command) {
-    case 'start':
+    case 'start': {
       noPositionals(positionals);
-      return start(startOptions(values, flag, packageRoot));
+      const config = await loadConfig(values, process.env, packageRoot);
+      if (values['print-config']) {
+        process.stdout.write(printConfig(config));
+        return 0;
+      }
+      return start(startOptions(config));
+    }
     case 'pack': {
       const [dir, ...extra] = positionals;
       if (!dir || extra.length) throw new UsageError('pack takes one directory: brume pack <dir>');

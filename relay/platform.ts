@@ -16,7 +16,11 @@ import type { AppSource, Platform } from '../core/runtime';
 import { fromOrtOutputs, toOrtFeeds } from '../core/tensor';
 import { threadEndpoint } from './thread-endpoint';
 
-const threadEntry = new URL('./logic-thread.ts', import.meta.url);
+// From source (tsx) the TypeScript entry; from the package, the compiled one beside lib/brume.js.
+const threadEntry = new URL(
+  import.meta.url.endsWith('.ts') ? './logic-thread.ts' : './logic-thread.js',
+  import.meta.url,
+);
 
 export interface NodePlatformOptions {
   /** onnxruntime-node threads per model session; default 1. */
@@ -51,12 +55,13 @@ export function nodePlatform(source: AppSource, options: NodePlatformOptions = {
  * nobody listens to would be thrown in the relay.
  */
 export function spawnLogicThread(entry: URL, heapMiB: number): WorkerHandle {
-  // Workers ignore --import in execArgv: register tsx's loader in the thread, then load the entry.
+  const resourceLimits = { maxOldGenerationSizeMb: heapMiB, maxYoungGenerationSizeMb: 16 };
+  // Workers ignore --import in execArgv: for a TypeScript entry, register tsx's loader in the
+  // thread, then load it. Compiled JavaScript (the installed package) needs no loader.
   const boot = `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(entry.href)}); })`;
-  const worker = new Worker(boot, {
-    eval: true,
-    resourceLimits: { maxOldGenerationSizeMb: heapMiB, maxYoungGenerationSizeMb: 16 },
-  });
+  const worker = entry.pathname.endsWith('.ts')
+    ? new Worker(boot, { eval: true, resourceLimits })
+    : new Worker(entry, { resourceLimits });
   worker.unref();
   let failure: BrumeError | undefined;
   let stopping = false;

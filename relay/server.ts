@@ -42,6 +42,8 @@ export interface RelayOptions {
   dataDir?: string;
   /** A ready store (e.g. Redis-backed) instead of the file system under `dataDir`. */
   store?: Store;
+  /** The admin token to use instead of the one kept in the data directory (never written there). */
+  adminToken?: string;
   /** The built web app, default `dist/web`. */
   webRoot?: string;
   /** `.brume` files deployed, in order, when the store holds no app yet. */
@@ -127,7 +129,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const dataDir = options.dataDir ?? '.brume';
   await ensureDataDir(dataDir);
   const store = options.store ?? (await createStore(dataDir));
-  const admin = await loadAdmin(dataDir, (m) => log.warn(m));
+  const admin = await loadAdmin(dataDir, (m) => log.warn(m), options.adminToken);
   const keys = await openKeys(dataDir, (m) => log.warn(m), { keys: options.maxKeys });
   const context = await openContext(dataDir, {
     ...options.context,

@@ -71,7 +71,8 @@ function leftoverRelays(): string[] {
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
-      if (!args.includes('relay/cli.ts')) continue;
+      // The relay from source, or the installed package's (tests/e2e/package.spec.ts).
+      if (!args.includes('relay/cli.ts') && !args.includes('lib/brume.js')) continue;
       const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
       if (env.includes(`BRUME_TEST_RUN=${runId}`)) found.push(`${pid} ${args}`);
     } catch {

@@ -28,9 +28,13 @@ process.once('exit', () => {
   for (const child of children) child.kill('SIGKILL');
 });
 
-/** Starts `relay/cli.ts start` as a real process on a free port with a fresh data directory. */
+/**
+ * Starts `relay/cli.ts start` as a real process on a free port with a fresh data directory;
+ * `entry` runs another build of the CLI instead (e.g. the installed package's lib/brume.js), in
+ * `cwd`.
+ */
 export async function startRelay(
-  options: { dataDir?: string; args?: string[] } = {},
+  options: { dataDir?: string; args?: string[]; entry?: string; cwd?: string } = {},
 ): Promise<RelayProcess> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'brume-e2e-'));
   // Node itself with tsx's loader, not the tsx command: the child is the relay, so a signal
@@ -38,9 +42,7 @@ export async function startRelay(
   const child = spawn(
     process.execPath,
     [
-      '--import',
-      'tsx',
-      'relay/cli.ts',
+      ...(options.entry ? [options.entry] : ['--import', 'tsx', 'relay/cli.ts']),
       'start',
       '--port',
       '0',
@@ -48,7 +50,7 @@ export async function startRelay(
       dataDir,
       ...(options.args ?? []),
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe'], ...(options.cwd && { cwd: options.cwd }) },
   );
   children.add(child);
   let out = '';

@@ -1,8 +1,59 @@
 /**
  * What the `brume` command accepts: the --help text and, per command, the flags parseArgs
- * takes. The two are kept side by side so a new flag is added to both.
+ * takes. The two are kept side by side so a new flag is added to both; `start`'s come from its
+ * settings table (relay/cli/settings.ts).
  */
 import type { ParseArgsConfig } from 'node:util';
+import { envName, type Setting, settings } from './settings';
+
+/** The help column: flags on the left, their text from here. */
+const COLUMN = 24;
+const WIDTH = 98;
+
+function wrap(text: string, first: string): string[] {
+  const lines: string[] = [];
+  let line = first.length >= COLUMN ? `${first} ` : first.padEnd(COLUMN);
+  for (const word of text.split(' ')) {
+    if (line.length + word.length > WIDTH && line.trim().length > 0) {
+      lines.push(line.trimEnd());
+      line = ' '.repeat(COLUMN);
+    }
+    line += `${word} `;
+  }
+  lines.push(line.trimEnd());
+  return lines;
+}
+
+function settingHelp(s: Setting): string[] {
+  const shown = (v: unknown) => (Array.isArray(v) ? v.join(',') || 'none' : String(v));
+  const where = [
+    `env ${envName(s.key)}${s.list ? ' (comma-separated)' : ''}`,
+    `file "${s.key}"`,
+    ...(s.default === undefined ? [] : [`default ${shown(s.default)}`]),
+  ].join(', ');
+  const flag =
+    s.flag === undefined ? '(env or file only)' : `--${s.flag}${s.arg ? ` ${s.arg}` : ''}`;
+  const repeat = s.list ? ' (repeatable)' : '';
+  return [...wrap(`${s.help}${repeat}`, `  ${flag}`), ...wrap(`[${where}]`, '')];
+}
+
+function startHelp(): string {
+  return [
+    ...wrap(
+      'a JSON file of settings, keys as shown in [ ] (env BRUME_CONFIG)',
+      '  --config <file>',
+    ),
+    ...wrap(
+      'print the settings it would run with (secrets masked) as such a file, and exit',
+      '  --print-config',
+    ),
+    ...wrap(
+      'Each setting is taken from its flag, else its environment variable, else the file, else its default.',
+      '',
+    ),
+    ...settings.flatMap(settingHelp),
+  ].join('\n');
+}
 
 export const USAGE = `Usage: brume <command> [options]
 
@@ -18,54 +69,7 @@ Commands:
   token                 print the admin token of a data directory (--rotate: issue a new one)
 
 start:
-  --port <n>            port (env BRUME_PORT, default 8787; 0 picks a free one)
-  --host <addr>         interface (env BRUME_HOST, default 127.0.0.1; 0.0.0.0 for the network)
-  --data <dir>          storage directory (env BRUME_DATA, default .brume)
-  --web <dir>           the built web app (default dist/web)
-  --apps <dir>          .brume files deployed when the store has no app yet (default dist/apps)
-  --max-bundle-mib <n>  largest bundle a deploy may upload (default 256)
-  --max-signal-kib <n>  largest PeerJS signalling message a node may send (env
-                        BRUME_MAX_SIGNAL_KIB, default 64; a larger one closes its socket)
-  --origin <url>        also let pages from this origin open node sockets (repeatable;
-                        env BRUME_ORIGINS, comma-separated); the relay's own is always allowed
-  --no-cloud            do not run the relay's own cloud node (onnxruntime-node)
-  --context-catchup-kib <n>   bytes of context per catch-up frame, a catch-up in more
-                        parts beyond (default 4096, at most 12288: a frame is 16 MiB)
-  --context-compact-mib <n>   compact context.log once it is over twice the live
-                        context plus this (default 1)
-  --context-agreements <n>    agreement keys kept in agreements.json (and recent joins
-                        in memory) at most (default 10000)
-  --logic-timeout-ms <n>  the cloud node's cap on a Logic step, whatever its manifest asks
-                        (default 10000)
-  --logic-memory-mib <n>  the cloud node's cap on a Logic's guest memory (default 256)
-  --logic-heap-mib <n>  the JS heap of each of the cloud node's Logic worker threads (default 64)
-  --allow-host <name>   also answer requests with this Host header (repeatable; env
-                        BRUME_ALLOWED_HOSTS, comma-separated): name (any port) or name:port;
-                        * allows any. The relay's own names are always allowed; any other Host
-                        is refused with 421 (DNS rebinding)
-  --call-rate <n>       anonymous HTTP calls per minute per client address (env BRUME_CALL_RATE,
-                        default 600); over it: 429 with Retry-After. A key with the call
-                        scope (or the admin token) is not limited
-  --no-anonymous-calls  HTTP calls and schedules need a key with the call scope (env
-                        BRUME_ANONYMOUS_CALLS=off)
-  --frame-rate <n>      frames a second a node may send unasked, burst twice that (default 500)
-  --max-calls-per-node <n>  calls in flight to one node, and that one node waits on (default 64)
-  --max-calls <n>       calls in flight through the relay in all (default 4096)
-  --max-call-mib <n>    MiB of call input held for calls in flight, in all (default 256)
-  --max-node-buffer-mib <n>  MiB queued for one node before calls to it are refused; a node
-                        over it at two heartbeats in a row is closed (default 32)
-  --join-timeout-ms <n> a socket that has not joined by then is closed (default 10000)
-  --max-conns-per-address <n>  node sockets from one client address (env
-                        BRUME_MAX_CONNS_PER_ADDRESS, default 256)
-  --max-conns <n>       node sockets in all (env BRUME_MAX_CONNS, default 10000)
-  --verify-fraction <f> share (0 to 1) of calls on untrusted nodes also run on a second node
-                        and compared; a node that disagrees is quarantined (env
-                        BRUME_VERIFY_FRACTION, default 0: only qos.verify calls are checked)
-  --max-quarantined <n> nodes kept in quarantine at most, the oldest released first (default 1000)
-  --lease-ms <n>        how long a node may reuse a scheduling decision for calls like it
-                        before asking again (env BRUME_LEASE_MS, default and at most 2000, the
-                        heartbeat period; 0: nodes ask the relay every call)
-
+${startHelp()}
 pack:
   --out <file>          where to write (default <dir>/<name>-<version>.brume)
 
@@ -109,35 +113,15 @@ const credentials: Options = {
 
 export const commands: Record<string, Options> = {
   start: {
-    port: { type: 'string' },
-    host: { type: 'string' },
-    data: { type: 'string' },
-    web: { type: 'string' },
-    apps: { type: 'string' },
-    'max-bundle-mib': { type: 'string' },
-    'max-signal-kib': { type: 'string' },
-    origin: { type: 'string', multiple: true },
-    'no-cloud': { type: 'boolean' },
-    'context-catchup-kib': { type: 'string' },
-    'context-compact-mib': { type: 'string' },
-    'context-agreements': { type: 'string' },
-    'logic-timeout-ms': { type: 'string' },
-    'logic-memory-mib': { type: 'string' },
-    'logic-heap-mib': { type: 'string' },
-    'allow-host': { type: 'string', multiple: true },
-    'call-rate': { type: 'string' },
-    'no-anonymous-calls': { type: 'boolean' },
-    'frame-rate': { type: 'string' },
-    'max-calls-per-node': { type: 'string' },
-    'max-calls': { type: 'string' },
-    'max-call-mib': { type: 'string' },
-    'max-node-buffer-mib': { type: 'string' },
-    'join-timeout-ms': { type: 'string' },
-    'max-conns-per-address': { type: 'string' },
-    'max-conns': { type: 'string' },
-    'verify-fraction': { type: 'string' },
-    'max-quarantined': { type: 'string' },
-    'lease-ms': { type: 'string' },
+    config: { type: 'string' },
+    'print-config': { type: 'boolean' },
+    ...Object.fromEntries(
+      settings.flatMap((s) =>
+        s.flag === undefined
+          ? []
+          : [[s.flag, { type: s.arg ? 'string' : 'boolean', ...(s.list && { multiple: true }) }]],
+      ),
+    ),
   },
   pack: { out: { type: 'string' } },
   deploy: { ...credentials },

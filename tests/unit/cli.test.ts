@@ -146,7 +146,7 @@ describe('brume start', () => {
   it('takes its port from BRUME_PORT', async () => {
     const bad = await brume(['start', '--data', join(dir, 'x')], { BRUME_PORT: 'eighty' });
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain('--port must be a whole number');
+    expect(bad.stderr).toContain('BRUME_PORT must be a whole number from 0 to 65535, got "eighty"');
   });
 });
 
