@@ -10,6 +10,7 @@ import { ConflictError, NotFoundError } from '../core/errors';
 import { type Manifest, manifestSha256, type Service, unpackBundle } from '../core/manifest';
 import { isAppName, isAppVersion } from '../core/names';
 import { serial } from '../core/serial';
+import { checkCode } from './bundle-check';
 import { compareSemver, type Store } from './store';
 
 export interface DeployResult {
@@ -26,7 +27,8 @@ export interface DeployResult {
 
 export interface Apps {
   /**
-   * Verifies and stores a bundle. `may(name)` throws when the caller may not deploy that app
+   * Verifies a bundle (its files, and its code against its manifest: relay/bundle-check.ts) and
+   * stores it. `may(name)` throws when the caller may not deploy that app
    * (the name is known only once the bundle is read).
    */
   deploy(bundle: Uint8Array, may?: (name: string) => void): Promise<DeployResult>;
@@ -59,6 +61,8 @@ export function openApps(store: Store, o: { bodyLimit: number }): Apps {
     });
     const { name, version } = manifest;
     may?.(name);
+    // The code must be what the manifest says, or calls fail only when they run.
+    await checkCode(manifest, files);
     const sha = await manifestSha256(manifest);
     const existing = await store.apps.get(name, version);
     if (existing && (await manifestSha256(existing)) !== sha) {
