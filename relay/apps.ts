@@ -5,6 +5,8 @@
  * @example const apps = openApps(store, { bodyLimit });
  *          const { name, version, created } = await apps.deploy(bytes);
  */
+
+import satisfies from 'semver/functions/satisfies.js';
 import type { AppSummary, ServiceSummary } from '../core/api';
 import { ConflictError, NotFoundError } from '../core/errors';
 import { type Manifest, manifestSha256, type Service, unpackBundle } from '../core/manifest';
@@ -63,6 +65,7 @@ export function openApps(store: Store, o: { bodyLimit: number }): Apps {
     may?.(name);
     // The code must be what the manifest says, or calls fail only when they run.
     await checkCode(manifest, files);
+    await checkUses(manifest);
     const sha = await manifestSha256(manifest);
     const existing = await store.apps.get(name, version);
     if (existing && (await manifestSha256(existing)) !== sha) {
@@ -81,6 +84,24 @@ export function openApps(store: Store, o: { bodyLimit: number }): Apps {
     manifests.delete(name);
     const currentVersion = current ? version : before!.version;
     return { name, version, manifestSha256: sha, created: !existing, current, currentVersion };
+  }
+
+  /** Every app `manifest` uses is deployed, its current version within the range given. */
+  async function checkUses(manifest: Manifest): Promise<void> {
+    for (const [used, range] of Object.entries(manifest.uses ?? {})) {
+      const current = await store.apps.current(used);
+      if (!current) {
+        throw new ConflictError(
+          `uses.${used}: no app "${used}" is deployed here; deploy it before ${manifest.name}`,
+        );
+      }
+      if (!satisfies(current.version, range)) {
+        const versions = await store.apps.versions(used);
+        throw new ConflictError(
+          `uses.${used}: ${used}@${current.version} is current here, outside "${range}" (deployed: ${versions.join(', ')}); widen the range, or deploy (or make current) a version of ${used} within it`,
+        );
+      }
+    }
   }
 
   const apps: Apps = {
