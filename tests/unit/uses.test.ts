@@ -1,13 +1,15 @@
 // Apps that use other apps, against a real relay process seeded with the sample apps: `top3`
 // ships no model and calls `digits/model` through its manifest's `uses`; its answers are the
-// digits model's own. A call to an app not in `uses` is refused with E_FORBIDDEN, and a deploy
-// whose `uses` no deployed version satisfies with E_CONFLICT naming the field.
+// digits model's own. A callee keeps its own app's context. A call to an app not in `uses` is
+// refused with E_FORBIDDEN, and a deploy whose `uses` no deployed version satisfies with
+// E_CONFLICT naming the field.
 import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode, encode } from '../../core/codec';
 import { buildManifest, type Manifest, packBundle, unpackBundle } from '../../core/manifest';
 import { loadDigits } from '../../models/digits/data';
+import { contextApp, wasm } from '../apps';
 import { deploy, type RelayProcess, startRelay } from '../relay-process';
 import { until } from '../until';
 
@@ -99,6 +101,39 @@ describe('top3, which uses digits/model', () => {
     const r = await answered('top3', 'rank', { input: { pixels: new Uint8Array(3) } });
     expect(r.status).toBe(422);
     expect(r.body.error?.message).toMatch(/input\.pixels: expected 784 bytes/);
+  });
+});
+
+describe('each app keeps its own context', () => {
+  it("a callee in another app writes and reads its own app's context, never the caller's", async () => {
+    const beta = await contextApp('beta');
+    expect((await deploy(relay, packBundle(beta.manifest, beta.files))).status).toBe(201);
+    const files = { 'echo.wasm': wasm('echo') };
+    const alpha = await buildManifest(
+      {
+        brume: 1,
+        name: 'alpha',
+        version: '1.0.0',
+        uses: { beta: '^1.0.0' },
+        services: { main: { kind: 'logic', file: 'echo.wasm', rpcs: ['echo', 'relay'] } },
+      },
+      files,
+    );
+    expect((await deploy(relay, packBundle(alpha, files))).status).toBe(201);
+    const payload = { key: 'shared-name', value: 'written by beta for alpha' };
+    const input = { service: 'beta/main', rpc: 'remember', payload };
+    const r = await answered('alpha', 'main', { input, rpc: 'relay' });
+    expect(r.status, JSON.stringify(r.body.error)).toBe(200);
+    // The continuation's request, as alpha's Logic got it: beta's read of its own write.
+    expect(r.body.value).toMatchObject({
+      ok: true,
+      service: 'beta/main',
+      value: { found: true, value: 'written by beta for alpha' },
+    });
+    const read = (app: string) => fetch(`${relay.url}/api/context/${app}/shared-name`);
+    expect((await read('alpha')).status).toBe(404);
+    // Written with a one-second TTL: there (200), or there and expired (410), never absent.
+    expect([200, 410]).toContain((await read('beta')).status);
   });
 });
 
