@@ -276,8 +276,10 @@ const simple = (Cls: new (message: string) => BrumeError) => (w: WireError) => n
 const constraints: readonly string[] = ['latencyMs', 'accuracy', 'privacy'];
 
 /**
- * Every code Brume uses: its HTTP status and how it is rebuilt from the wire. PROTOCOL.md §8
- * lists the same table for clients.
+ * Every code Brume uses: its HTTP status and how it is rebuilt from the wire. 4xx: the caller's
+ * request (its input, its credential, its QoS, or a Logic refusing it); 5xx: Brume's side (a Logic
+ * that traps, runs out of time or memory, a node or link that fails). PROTOCOL.md §6 and §8 list
+ * the same table for clients.
  */
 export const errorTable = {
   E_INPUT: { status: 400, revive: simple(InputError) },
@@ -306,7 +308,8 @@ export const errorTable = {
   },
   E_CLOCK: { status: 422, revive: simple(ClockError) },
   E_RATE: { status: 429, revive: simple(RateLimitError) },
-  E_APP: { status: 500, revive: (w) => new AppError(w.message, w.appCode) },
+  // A Logic's own refusal (`error(...)`) is about the request it was given: the caller's to fix.
+  E_APP: { status: 422, revive: (w) => new AppError(w.message, w.appCode) },
   E_LOGIC_LOAD: { status: 500, revive: simple(LogicLoadError) },
   E_LOGIC_FAULT: { status: 500, revive: simple(LogicFault) },
   E_LOGIC_TIMEOUT: { status: 500, revive: simple(LogicTimeoutError) },

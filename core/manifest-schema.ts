@@ -3,6 +3,7 @@
  * them, field by field and across fields (a listed file, a declared model that is a model service).
  * core/manifest.ts parses with it and re-exports the types; import from there.
  */
+import validRange from 'semver/ranges/valid.js';
 import { z } from 'zod';
 import { APP_NAME, APP_NAME_RULE } from './names';
 
@@ -74,6 +75,11 @@ export interface Manifest {
   services: Record<string, Service>;
   /** Inputs a person can try from the join page. */
   demos?: Demo[];
+  /**
+   * Other apps whose services this app's Logics call (`call("digits/model", ...)`), each with the
+   * semver range of versions it works with: `{ "digits": "^1.0.0" }`.
+   */
+  uses?: Record<string, string>;
 }
 
 export interface Demo {
@@ -194,19 +200,49 @@ export const manifestSchema = z
       )
       .max(16)
       .optional(),
+    uses: z
+      .record(
+        name,
+        z
+          .string()
+          .max(256)
+          .refine((r) => validRange(r) !== null, {
+            error: 'must be a semver range, e.g. "^1.0.0" or "1.2.x"',
+          }),
+      )
+      .refine((u) => Object.keys(u).length <= 32, { error: 'may name at most 32 apps' })
+      .optional(),
   })
   .superRefine((m, ctx) => {
+    if (m.uses && Object.hasOwn(m.uses, m.name)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['uses', m.name],
+        message: 'an app does not use itself: call its services by their own names',
+      });
+    }
     const listed = (file: string, path: PropertyKey[]) => {
       if (!Object.hasOwn(m.files, file)) {
         ctx.addIssue({ code: 'custom', path, message: `"${file}" is not listed in files` });
       }
     };
     (m.demos ?? []).forEach((d, i) => {
-      if (!Object.hasOwn(m.services, d.service)) {
+      const s = Object.hasOwn(m.services, d.service) ? m.services[d.service] : undefined;
+      if (!s) {
         ctx.addIssue({
           code: 'custom',
           path: ['demos', i, 'service'],
           message: `no service "${d.service}"`,
+        });
+        return;
+      }
+      // A demo's rpc is one of its Logic's rpcs, or one of its Model's variants.
+      const rpcs = s.kind === 'logic' ? s.rpcs : Object.keys(s.variants);
+      if (d.rpc !== undefined && d.rpc !== '' && !rpcs.includes(d.rpc)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['demos', i, 'rpc'],
+          message: `"${d.rpc}" is not an rpc of service "${d.service}" (it has: ${rpcs.join(', ')})`,
         });
       }
     });

@@ -31,6 +31,7 @@ import {
 import { chooseVariant, type Qos } from './scheduler';
 import { LatencyStats } from './stats';
 import { checkSpec, type Tensor, toTensor } from './tensor';
+import { checkUsedVersion, type UsedService, usedService } from './uses';
 
 export type { AppSource, Platform } from './exec/loader';
 
@@ -282,6 +283,8 @@ export class Runtime {
       const pool = await this.loader.pool(m, service, svc);
       const dispatch: Dispatch = {
         call: async (s, r, payload) => {
+          const used = usedService(m, s);
+          if (used) return this.callUsed(m, used, s, r, payload, qos, opts, trace, depth);
           // A call this node cannot serve within the QoS goes where the fabric places it,
           // unless the caller pinned its variant here.
           const remote = this.remote;
@@ -319,6 +322,38 @@ export class Runtime {
       return { value, service, rpc: chosen };
     }
     return this.runModel(m, service, svc, rpc, input, qos, opts, trace);
+  }
+
+  /**
+   * A Logic's call to `name` (`"<app>/<service>"`), a service of an app its manifest uses: here
+   * when this node holds a version in range and meets the QoS, else placed by the fabric like any
+   * call to that app. The callee runs as itself: its own manifest, limits and context.
+   */
+  private async callUsed(
+    caller: Manifest,
+    used: UsedService,
+    name: string,
+    rpc: string,
+    payload: unknown,
+    qos: Qos,
+    opts: CallOptions,
+    trace: TraceEntry[],
+    depth: number,
+  ): Promise<CallOutcome> {
+    try {
+      await this.ensure(used.app);
+      checkUsedVersion(caller, used, this.manifest(used.app));
+      await this.plan(used.app, used.service, qos, rpc);
+    } catch (e) {
+      // Not here (unknown, out of range, or outside the QoS): the fabric may have it.
+      if (!this.remote) throw e;
+      const out = await this.remote(used.app, used.service, rpc, payload, qos);
+      trace.push(...out.trace);
+      return { value: out.value, service: name, rpc: out.rpc };
+    }
+    const here = { backend: opts.backend };
+    const out = await this.run(used.app, used.service, rpc, payload, qos, here, trace, depth + 1);
+    return { ...out, service: name };
   }
 
   private async runModel(

@@ -5,11 +5,14 @@
  * @example const apps = openApps(store, { bodyLimit });
  *          const { name, version, created } = await apps.deploy(bytes);
  */
+
+import satisfies from 'semver/functions/satisfies.js';
 import type { AppSummary, ServiceSummary } from '../core/api';
 import { ConflictError, NotFoundError } from '../core/errors';
 import { type Manifest, manifestSha256, type Service, unpackBundle } from '../core/manifest';
 import { isAppName, isAppVersion } from '../core/names';
 import { serial } from '../core/serial';
+import { checkCode } from './bundle-check';
 import { compareSemver, type Store } from './store';
 
 export interface DeployResult {
@@ -26,7 +29,8 @@ export interface DeployResult {
 
 export interface Apps {
   /**
-   * Verifies and stores a bundle. `may(name)` throws when the caller may not deploy that app
+   * Verifies a bundle (its files, and its code against its manifest: relay/bundle-check.ts) and
+   * stores it. `may(name)` throws when the caller may not deploy that app
    * (the name is known only once the bundle is read).
    */
   deploy(bundle: Uint8Array, may?: (name: string) => void): Promise<DeployResult>;
@@ -59,6 +63,9 @@ export function openApps(store: Store, o: { bodyLimit: number }): Apps {
     });
     const { name, version } = manifest;
     may?.(name);
+    // The code must be what the manifest says, or calls fail only when they run.
+    await checkCode(manifest, files);
+    await checkUses(manifest);
     const sha = await manifestSha256(manifest);
     const existing = await store.apps.get(name, version);
     if (existing && (await manifestSha256(existing)) !== sha) {
@@ -77,6 +84,24 @@ export function openApps(store: Store, o: { bodyLimit: number }): Apps {
     manifests.delete(name);
     const currentVersion = current ? version : before!.version;
     return { name, version, manifestSha256: sha, created: !existing, current, currentVersion };
+  }
+
+  /** Every app `manifest` uses is deployed, its current version within the range given. */
+  async function checkUses(manifest: Manifest): Promise<void> {
+    for (const [used, range] of Object.entries(manifest.uses ?? {})) {
+      const current = await store.apps.current(used);
+      if (!current) {
+        throw new ConflictError(
+          `uses.${used}: no app "${used}" is deployed here; deploy it before ${manifest.name}`,
+        );
+      }
+      if (!satisfies(current.version, range)) {
+        const versions = await store.apps.versions(used);
+        throw new ConflictError(
+          `uses.${used}: ${used}@${current.version} is current here, outside "${range}" (deployed: ${versions.join(', ')}); widen the range, or deploy (or make current) a version of ${used} within it`,
+        );
+      }
+    }
   }
 
   const apps: Apps = {

@@ -22,6 +22,7 @@ import {
   packBundle,
   type Service,
 } from '../core/manifest';
+import { checkCode } from './bundle-check';
 import { writeDurable } from './durable';
 
 export interface PackOptions {
@@ -50,8 +51,10 @@ const metricsSchema = z.object({
 });
 
 /**
- * Reads the draft at `draftPath`, gathers its files, and writes the bundle to `outPath` (default
- * `<name>-<version>.brume` next to the draft). Throws InputError naming a missing or bad file.
+ * Reads the draft at `draftPath`, gathers its files, checks them against the manifest (the rpcs
+ * each wasm exports, each ONNX graph's inputs and outputs: relay/bundle-check.ts), and writes the
+ * bundle to `outPath` (default `<name>-<version>.brume` next to the draft). Throws InputError
+ * naming a missing or bad file, ManifestError naming a field the code disagrees with.
  */
 export async function packApp(
   draftPath: string,
@@ -82,10 +85,15 @@ export async function packApp(
       options,
     );
   }
-  const manifest = await buildManifest(draft as ManifestDraft, files).catch((e: unknown) => {
-    if (!(e instanceof ManifestError)) throw e;
-    throw new ManifestError(`${draftPath}: ${e.message}`, { cause: e });
-  });
+  const manifest = await buildManifest(draft as ManifestDraft, files)
+    .then(async (m) => {
+      await checkCode(m, files);
+      return m;
+    })
+    .catch((e: unknown) => {
+      if (!(e instanceof ManifestError)) throw e;
+      throw new ManifestError(`${draftPath}: ${e.message}`, { cause: e });
+    });
   const bundle = packBundle(manifest, files);
   const out = resolve(outPath ?? join(base, `${manifest.name}-${manifest.version}.brume`));
   await mkdir(dirname(out), { recursive: true });

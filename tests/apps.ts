@@ -1,11 +1,36 @@
 // Test apps built from the real Logic and model files (npm run build:logics first), shared by
 // the Node and browser suites. Each bundle goes through the same packBundle a user's would.
 import { readFileSync } from 'node:fs';
+import proto from 'onnx-proto';
 import { type Bundle, buildManifest, type ManifestDraft, packBundle } from '../core/manifest';
+import { createStore } from '../relay/store';
 
 const root = new URL('..', import.meta.url);
 const read = (path: string) => new Uint8Array(readFileSync(new URL(path, root)));
-const wasm = (name: string) => read(`logics/build/${name}.wasm`);
+/** A built Logic (`logics/build/<name>.wasm`; npm run build:logics). */
+export const wasm = (name: string) => read(`logics/build/${name}.wasm`);
+
+/**
+ * A real ONNX model that passes `input` on as `output` (one Identity node), float32 of `dims`
+ * (-1 free): for bundles whose model is checked at deploy but never run.
+ */
+export function identityOnnx(input: string, output: string, dims: number[]): Uint8Array {
+  const { onnx } = proto;
+  const shape = { dim: dims.map((d) => (d === -1 ? { dimParam: 'N' } : { dimValue: d })) };
+  const value = (name: string) => ({ name, type: { tensorType: { elemType: 1, shape } } });
+  // A Uint8Array, not the Buffer protobufjs gives in Node (whose slice() shares memory).
+  const bytes = onnx.ModelProto.encode({
+    irVersion: 7,
+    opsetImport: [{ domain: '', version: 13 }],
+    graph: {
+      name: 'identity',
+      node: [{ opType: 'Identity', input: [input], output: [output] }],
+      input: [value(input)],
+      output: [value(output)],
+    },
+  }).finish();
+  return new Uint8Array(bytes);
+}
 const metrics = JSON.parse(readFileSync(new URL('models/digits/metrics.json', root), 'utf8')) as {
   measured: string;
   variants: Record<string, { accuracy: number; latencyMs: number; params: number }>;
@@ -217,10 +242,24 @@ export function rgbaImage(width: number, height: number): Uint8Array {
   return out;
 }
 
+/**
+ * The test apps a relay's deploy accepts. `brokenApp` is not one of them (its code does not match
+ * its manifest): `plantApp` puts it in a relay's store, as a tampered disk would.
+ */
 export async function testBundles(): Promise<Uint8Array[]> {
-  return (await Promise.all([hostileApp(), brokenApp(), hopsApp()])).map((b) =>
-    packBundle(b.manifest, b.files),
-  );
+  return (await Promise.all([hostileApp(), hopsApp()])).map((b) => packBundle(b.manifest, b.files));
+}
+
+/**
+ * Writes `b` straight into the store under `dataDir`, past the deploy's checks: how a node's own
+ * defences (it verifies and loads every file itself) meet files a relay should never have served.
+ */
+export async function plantApp(dataDir: string, b: Bundle): Promise<void> {
+  const store = await createStore(dataDir);
+  for (const [path, entry] of Object.entries(b.manifest.files)) {
+    await store.blobs.put(entry.sha256, b.files[path]!);
+  }
+  await store.apps.put(b.manifest);
 }
 
 /**

@@ -5,6 +5,7 @@ import { WebSocket } from 'ws';
 import { encode } from '../core/codec';
 import { type Bundle, buildManifest, packBundle } from '../core/manifest';
 import { encodeFrame, type ToNode } from '../core/protocol';
+import { wasm } from './apps';
 import { joinRaw, onCalls, type RawNode } from './raw-node';
 
 /**
@@ -77,7 +78,8 @@ export async function healthy(url: string): Promise<void> {
 
 /** An app with one Logic service; raw nodes answer its calls, so its file is never run. */
 export async function fuzzApp(): Promise<Bundle> {
-  const files = { 'echo.wasm': new TextEncoder().encode('answered by raw nodes, never run') };
+  // A real Logic all the same: a deploy checks the rpcs against the wasm's exports.
+  const files = { 'echo.wasm': wasm('echo') };
   const manifest = await buildManifest(
     {
       brume: 1,

@@ -59,7 +59,8 @@ export const USAGE = `Usage: brume <command> [options]
 
 Commands:
   start                 run a relay: the page, the app API, the fabric (nodes, calls, context)
-  pack <dir>            pack <dir>/brume.json and the files it names into a .brume bundle
+  pack <dir>            pack <dir>/brume.json and the files it names into a .brume bundle,
+                        checking the code against it (rpcs exported, model inputs and outputs)
   deploy <file.brume>   upload a bundle to a relay (needs the deploy scope for its app)
   current <app> <ver>   make a deployed version current, e.g. to roll back (admin)
   keys                  list API keys (admin)

@@ -7,7 +7,7 @@ import {
   type Page,
 } from '@playwright/test';
 import { packBundle } from '../../core/manifest';
-import { contextApp, testBundles } from '../apps';
+import { brokenApp, contextApp, plantApp, testBundles } from '../apps';
 import { deploy, type RelayProcess, startRelay } from '../relay-process';
 
 /** Opens the join page and waits until the node knows the deployed apps. */
@@ -69,6 +69,7 @@ export const test = base.extend<object, { relay: RelayProcess }>({
         const res = await deploy(relay, b);
         if (!res.ok) throw new Error(`deploying a test bundle failed: ${await res.text()}`);
       }
+      await plantApp(relay.dataDir, await brokenApp());
       await use(relay);
       await relay.stop();
       rmSync(relay.dataDir, { recursive: true, force: true });

@@ -9,6 +9,7 @@ import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import { unpackBundle } from '../../core/manifest';
 import { createRelay, type Relay } from '../../relay/server';
 import { packApp } from '../../scripts/pack-apps';
+import { identityOnnx, wasm } from '../apps';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 // tsx itself rather than `npx tsx`: npm exec dies of a SIGTERM instead of passing it on, which
@@ -203,7 +204,8 @@ describe('brume pack and deploy', () => {
     });
     appDir = join(dir, 'hello');
     await mkdir(join(appDir, 'logic'), { recursive: true });
-    await writeFile(join(appDir, 'logic', 'hello.wasm'), 'pretend wasm');
+    // A real Logic: packing checks the listed rpcs against the wasm's exports.
+    await writeFile(join(appDir, 'logic', 'hello.wasm'), wasm('echo'));
     await writeFile(join(dir, 'labels.txt'), 'zero\none\n');
     await writeFile(
       join(appDir, 'brume.json'),
@@ -211,7 +213,7 @@ describe('brume pack and deploy', () => {
         brume: 1,
         name: 'hello',
         version: '0.1.0',
-        services: { main: { kind: 'logic', file: 'logic/hello.wasm', rpcs: ['hello'] } },
+        services: { main: { kind: 'logic', file: 'logic/hello.wasm', rpcs: ['echo'] } },
         sources: { 'assets/labels.txt': '../labels.txt' },
       }),
     );
@@ -250,7 +252,7 @@ describe('brume pack and deploy', () => {
   }, 120_000);
 
   it('writes to --out, and reports a conflicting redeploy with exit 1', async () => {
-    await writeFile(join(appDir, 'logic', 'hello.wasm'), 'changed wasm, same version');
+    await writeFile(join(dir, 'labels.txt'), 'changed labels, same version');
     const out = join(dir, 'out', 'hello.brume');
     expect((await brume(['pack', appDir, '--out', out])).code).toBe(0);
     const conflict = await brume(['deploy', out, '--data', join(dir, 'deploy-data')], {
@@ -333,8 +335,8 @@ describe('packApp', () => {
   it('fills variant figures from metrics.json and strips sources/metrics', async () => {
     const app = join(dir, 'metrics-app');
     await mkdir(app, { recursive: true });
-    await writeFile(join(app, 'small.onnx'), 'small');
-    await writeFile(join(app, 'l.wasm'), 'logic');
+    await writeFile(join(app, 'small.onnx'), identityOnnx('x', 'y', [-1, 2]));
+    await writeFile(join(app, 'l.wasm'), wasm('loop-forever'));
     await writeFile(
       join(app, 'metrics.json'),
       JSON.stringify({

@@ -131,6 +131,7 @@ describe('build', () => {
         'memory-hog',
         'own-memory',
         'squeezenet',
+        'top3',
         'vad',
       ].sort(),
     );

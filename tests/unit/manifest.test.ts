@@ -114,6 +114,11 @@ describe('parseManifest', () => {
     expect(() => parseManifest(m)).not.toThrow();
   });
 
+  it('accepts the apps it uses, each with a semver range', () => {
+    const m = parseManifest(broken((m) => (m.uses = { vad: '^1.0.0', squeezenet: '1.2.x' })));
+    expect(m.uses).toEqual({ vad: '^1.0.0', squeezenet: '1.2.x' });
+  });
+
   it('accepts the model services a Logic depends on, or none', () => {
     const declared = parseManifest(broken((m) => (m.services.classify.models = ['model'])));
     expect(declared.services.classify).toMatchObject({ kind: 'logic', models: ['model'] });
@@ -132,6 +137,22 @@ describe('parseManifest', () => {
       'demo for a service the app lacks',
       (m) => (m.demos = [{ title: 'try', service: 'nope', input: 1 }]),
       'demos[0].service',
+    ],
+    [
+      'demo rpc the service lacks',
+      (m) => (m.demos = [{ title: 'try', service: 'classify', rpc: 'nope', input: 1 }]),
+      'demos[0].rpc: "nope" is not an rpc of service "classify" (it has: classify, preprocess)',
+    ],
+    [
+      'uses with a bad range',
+      (m) => (m.uses = { vad: 'one or two' }),
+      'uses.vad must be a semver range',
+    ],
+    ['uses naming a bad app name', (m) => (m.uses = { VAD: '^1.0.0' }), 'uses'],
+    [
+      'uses naming itself',
+      (m) => (m.uses = { digits: '^1.0.0' }),
+      'uses.digits: an app does not use itself',
     ],
     [
       'demo input over 64 KiB',

@@ -7,10 +7,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildManifest, type ManifestDraft, packBundle } from '../../core/manifest';
 import type { Relay } from '../../relay/server';
+import { wasm } from '../apps';
 import { inProcessRelay } from '../relay-process';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
-const files = { 'logic/main.wasm': bytes('bytes standing in for a Logic') };
+// A real Logic exporting `run`: a deploy checks the rpcs against the wasm's exports.
+const files = { 'logic/main.wasm': wasm('loop-forever') };
 
 async function bundle(name: string, version: string, description = 'test app') {
   const draft: ManifestDraft = {

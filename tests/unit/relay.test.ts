@@ -11,6 +11,7 @@ import {
   packBundle,
 } from '../../core/manifest';
 import { createRelay, type Relay, type RelayLogger } from '../../relay/server';
+import { identityOnnx, wasm } from '../apps';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const silent: RelayLogger = { info() {}, warn() {}, error() {} };
@@ -44,8 +45,9 @@ function draft(version: string, description = 'test app'): ManifestDraft {
 }
 
 const files = {
-  'logic/echo.wasm': bytes('not really wasm, but bytes are bytes'),
-  'models/tiny.onnx': bytes('not really onnx either'),
+  // Real code: a deploy checks the rpcs and the model's inputs and outputs against it.
+  'logic/echo.wasm': wasm('echo'),
+  'models/tiny.onnx': identityOnnx('x', 'y', [-1, 4]),
 };
 
 async function bundle(d: ManifestDraft, f: Record<string, Uint8Array> = files) {
