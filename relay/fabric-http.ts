@@ -17,6 +17,7 @@ import { nodeIdOf } from '../core/identity';
 import { isAppName } from '../core/names';
 import type { ScheduleAnswer } from '../core/page-api';
 import { frameLimits } from '../core/protocol';
+import { newTraceId, traceIdOf, traceparent } from '../core/trace';
 import type { Admin } from './admin';
 import type { Auth } from './auth';
 import { callBody, contextPutBody, parseBody, scheduleBody } from './bodies';
@@ -102,9 +103,13 @@ function mountCalls(app: FastifyInstance, o: FabricHttpOptions): void {
     '/api/call/:app/:service',
     callRoute,
     async (req, reply) => {
+      // The request's trace: the caller's (W3C traceparent; a bad one is ignored) or a new one.
+      const traceId = traceIdOf(req.headers.traceparent) ?? newTraceId();
+      reply.header('traceparent', traceparent(traceId));
       const { input, qos, rpc } = parseBody(callBody, req.body, '{ input, qos?, rpc? }');
-      const answer = await hub.call(req.params.app, req.params.service, input, qos ?? {}, rpc);
-      return send(req, reply, 200, answer);
+      const { app: name, service } = req.params;
+      const answer = await hub.call(name, service, input, qos ?? {}, rpc, traceId);
+      return send(req, reply, 200, { ...answer, traceId });
     },
   );
 

@@ -31,7 +31,7 @@ import type { HubLimits } from './limits';
 import { createStore, type Store } from './store';
 
 export type { DeployResult } from './apps';
-export type { RelayLogger } from './http/site';
+export type { LogFields, RelayLogger } from './http/site';
 
 export interface RelayOptions {
   /** Interface to listen on; default 127.0.0.1 (this machine only). */

@@ -134,8 +134,14 @@ export class BrumeNode {
   }
 
   /** A Logic's call to another service: the runtime's `remote`. */
-  readonly logicCall = (app: string, service: string, rpc: string, input: unknown, qos: Qos) =>
-    this.router.logicCall(app, service, rpc, input, qos);
+  readonly logicCall = (
+    app: string,
+    service: string,
+    rpc: string,
+    input: unknown,
+    qos: Qos,
+    traceId: string,
+  ) => this.router.logicCall(app, service, rpc, input, qos, traceId);
 
   get paused(): boolean {
     return this.serving.paused;

@@ -18,6 +18,7 @@ import {
   role,
   rpcName,
   stats,
+  traceId,
 } from './fields';
 import { leaseRevokeFrame, leaseSchema } from './lease';
 
@@ -69,6 +70,8 @@ export const toRelay = z.discriminatedUnion('t', [
     exclude: z.array(nodeId).max(64).optional(),
     /** The node takes a lease on the decision (§5.3.2); absent: it asks each call. */
     lease: z.boolean().optional(),
+    /** The trace id of the request it places, for the relay's log. */
+    traceId: traceId.optional(),
   }),
   z.object({ t: z.literal('call'), ...callFields, to: nodeId }),
   z.object({ t: z.literal('result'), ...resultFields }),

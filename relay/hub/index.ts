@@ -22,7 +22,7 @@ import { type CallAnswer, createForwarding } from './forwarding';
 import { createHonesty } from './honesty';
 import { createJoin } from './join';
 import { createLeases } from './leases';
-import { createLogs } from './logs';
+import { createLogs, type HubLog } from './logs';
 import { createRegistry } from './registry';
 
 export type { Route } from './decide';
@@ -59,7 +59,7 @@ export interface HubOptions {
   leaseMs?: number;
   /** Leases one node holds at most (default 256) and leases in all (default 65,536). */
   maxLeases?: { perNode?: number; total?: number };
-  log: { info(m: string): void; warn(m: string): void };
+  log: HubLog;
 }
 
 export function createHub(options: HubOptions) {
@@ -204,6 +204,10 @@ export function createHub(options: HubOptions) {
         try {
           const { app, service, qos, exclude = [], rpc = '' } = msg;
           const r = await decide(app, service, qos, node.id, exclude, rpc);
+          if (msg.traceId) {
+            const fields = { trace: msg.traceId, app, service, caller: node.id, node: r.node };
+            options.log.info(fields, 'call placed');
+          }
           if (r.node !== node.id) registry.watch(r.node, node.id);
           // The node chosen may have left while the manifest was read: no lease on it then.
           const chosen = registry.get(r.node)?.record;
@@ -217,10 +221,11 @@ export function createHub(options: HubOptions) {
         }
         return;
       case 'call': {
-        const { id, to, t: _, ...call } = msg;
+        const { id, to, t: _, ...fields } = msg;
+        const call = { ...fields, caller: node.id, target: to };
         return forwarding.forward(
-          { ...call, caller: node.id, target: to },
-          logs.logged(msg.app, msg.service, (r) => {
+          call,
+          logs.logged(call, (r) => {
             if (!r.ok) return sockets.send(conn, { t: 'error', id, error: toWire(r.error) });
             const { ok: __, ...answer } = r;
             sockets.send(conn, { t: 'result', id, ...answer });
@@ -261,11 +266,12 @@ export function createHub(options: HubOptions) {
     /** Lets a quarantined node be placed again; false when it was not quarantined. */
     release: honesty.release,
     /** A call from an HTTP client: placed here, run on a node, answered once. */
-    call(app: string, service: string, input: unknown, qos: Qos, rpc = '') {
+    call(app: string, service: string, input: unknown, qos: Qos, rpc = '', traceId?: string) {
+      const call = { app, service, rpc, input, qos, caller: '', target: '', traceId };
       return new Promise<CallAnswer>((resolve, reject) => {
         forwarding.forward(
-          { app, service, rpc, input, qos, caller: '', target: '' },
-          logs.logged(app, service, (r) => {
+          call,
+          logs.logged(call, (r) => {
             if (!r.ok) return reject(r.error);
             const { ok: _, ...answer } = r;
             resolve(answer);
