@@ -11,6 +11,7 @@ import {
   InputError,
   NotFoundError,
   PrivacyError,
+  UnavailableError,
   UnsupportedError,
 } from '../core/errors';
 import { nodeIdOf } from '../core/identity';
@@ -28,6 +29,8 @@ import { mountPeerSignalling } from './peer-signal';
 import { routeUpgrades } from './upgrade';
 
 export const MSGPACK_TYPES = ['application/msgpack', 'application/vnd.msgpack'];
+/** What a call refused while the relay drains is told to wait: about a restart. */
+const DRAIN_RETRY_AFTER_S = 5;
 
 export interface FabricHttpOptions {
   hub: Hub;
@@ -88,7 +91,12 @@ function mountCalls(app: FastifyInstance, o: FabricHttpOptions): void {
   // Anonymous calls: allowed (rate limited per address) unless switched off; a key with `call`
   // (or the admin token) is held to no per-address limit.
   const callRoute: RouteShorthandOptions = {
-    onRequest: async (req) => {
+    onRequest: async (req, reply) => {
+      if (hub.draining()) {
+        // Shutting down: nothing new starts; a client retries once it is back (a restart).
+        reply.header('retry-after', String(DRAIN_RETRY_AFTER_S));
+        throw new UnavailableError('the relay is shutting down (draining): retry once it is back');
+      }
       if (!o.calls.anonymous || auth.principal(req)) auth.require(req, 'call');
     },
     config: {

@@ -236,6 +236,10 @@ export class BrumeNode {
         this.parent = msg.node;
         if (msg.node) links?.connect(msg.node);
         return;
+      case 'drain':
+        // Its link closes once the relay's calls in flight are done; the backoff reconnects.
+        this.parts.log?.(`the relay is shutting down (within ${msg.ms} ms); reconnecting after`);
+        return;
       case 'gone':
         if (msg.node === this.parent) this.parent = undefined;
         this.router.forget(msg.node);

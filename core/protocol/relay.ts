@@ -117,6 +117,11 @@ export const toNode = z.discriminatedUnion('t', [
     lease: leaseSchema.optional(),
   }),
   leaseRevokeFrame,
+  /**
+   * The relay is shutting down (§5.6): it takes no new schedules or calls, finishes those in
+   * flight within `ms`, then closes; the node reconnects by its backoff.
+   */
+  z.object({ t: z.literal('drain'), ms: z.number().int().nonnegative().max(3_600_000) }),
   z.object({ t: z.literal('call'), ...callFields, from: z.string().max(64) }),
   z.object({ t: z.literal('result'), ...resultFields, node: nodeId }),
   z.object({ t: z.literal('error'), id: id.optional(), error }),

@@ -1,5 +1,5 @@
 /**
- * `brume start`: the relay's options from flags and environment, then the relay itself, closed
+ * `brume start`: the relay's options from flags and environment, then the relay itself, drained
  * on SIGINT or SIGTERM.
  */
 import { readdir } from 'node:fs/promises';
@@ -70,6 +70,12 @@ export function startOptions(
       0,
       2000,
     ),
+    drainMs: integer(
+      '--drain-ms',
+      flag('drain-ms') ?? process.env.BRUME_DRAIN_MS ?? '10000',
+      0,
+      600_000,
+    ),
   };
 }
 
@@ -93,6 +99,8 @@ export interface StartOptions {
   verifyFraction: number;
   maxQuarantined: number;
   leaseMs: number;
+  /** On SIGTERM or SIGINT: how long calls in flight may finish (relay.drain). */
+  drainMs: number;
 }
 
 /** The hub's bounds from `start`'s flags (and env): only those given, the rest default. */
@@ -162,9 +170,14 @@ export async function start(o: StartOptions): Promise<number> {
         process.exit(1);
       }
       stopping = true;
-      console.log(`${signal}: closing (requests in flight finish first)`);
-      relay.close().then(
-        () => done(0),
+      console.log(`${signal}: draining (new calls refused; calls in flight have ${o.drainMs} ms)`);
+      relay.drain(o.drainMs).then(
+        (r) => {
+          console.log(
+            `drained: ${r.inFlight - r.failed} of ${r.inFlight} calls in flight finished, ${r.failed} failed at the deadline; context log flushed; closed`,
+          );
+          done(0);
+        },
         (e: unknown) => {
           console.error(`error while closing: ${(e as Error).message}`);
           done(1);

@@ -65,6 +65,9 @@ start:
   --lease-ms <n>        how long a node may reuse a scheduling decision for calls like it
                         before asking again (env BRUME_LEASE_MS, default and at most 2000, the
                         heartbeat period; 0: nodes ask the relay every call)
+  --drain-ms <n>        on SIGTERM or SIGINT, how long calls in flight may finish while new
+                        ones are refused (503, Retry-After); those still running then fail
+                        with E_UNAVAILABLE (env BRUME_DRAIN_MS, default 10000)
 
 pack:
   --out <file>          where to write (default <dir>/<name>-<version>.brume)
@@ -138,6 +141,7 @@ export const commands: Record<string, Options> = {
     'verify-fraction': { type: 'string' },
     'max-quarantined': { type: 'string' },
     'lease-ms': { type: 'string' },
+    'drain-ms': { type: 'string' },
   },
   pack: { out: { type: 'string' } },
   deploy: { ...credentials },
