@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode, encode } from '../../core/codec';
 import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import type { BrumeNode } from '../../core/node/node';
+import { decodeFrame, encodeFrame } from '../../core/protocol';
 import type { TraceEntry } from '../../core/runtime';
 import { isTraceId, newTraceId, traceIdOf, traceparent } from '../../core/trace';
 import type { LogFields, RelayLogger } from '../../relay/server';
@@ -38,6 +39,21 @@ describe('trace ids and traceparent', () => {
     ]) {
       expect(traceIdOf(bad), String(bad)).toBeUndefined();
     }
+  });
+});
+
+describe('trace ids in frames', () => {
+  it('are a validated field: a frame with anything but a trace id is refused', () => {
+    const call = { t: 'call', id: 1, to: 'a'.repeat(32), app: 'hops', service: 'front' };
+    const frame = (traceId: unknown) => ({ ...call, rpc: '', input: 1, qos: {}, traceId });
+    const id = newTraceId();
+    expect(decodeFrame(encode(frame(id)), 'toRelay')).toMatchObject({ traceId: id });
+    for (const bad of ['0'.repeat(32), id.toUpperCase(), `${id}0`, 7]) {
+      expect(() => decodeFrame(encode(frame(bad)), 'toRelay'), String(bad)).toThrow(/traceId/);
+    }
+    const drain = encodeFrame({ t: 'drain', ms: 10_000 });
+    expect(decodeFrame(drain, 'toNode')).toEqual({ t: 'drain', ms: 10_000 });
+    expect(() => decodeFrame(encode({ t: 'drain', ms: -1 }), 'toNode')).toThrow(/ms/);
   });
 });
 
