@@ -31,6 +31,7 @@ import {
 import { chooseVariant, type Qos } from './scheduler';
 import { LatencyStats } from './stats';
 import { checkSpec, type Tensor, toTensor } from './tensor';
+import { newTraceId } from './trace';
 import { checkUsedVersion, type UsedService, usedService } from './uses';
 
 export type { AppSource, Platform } from './exec/loader';
@@ -42,6 +43,8 @@ export interface CallOptions {
   backend?: BackendName;
   /** Variants to use per model service, also for calls a Logic makes (tests, benchmarks). */
   pin?: Record<string, string>;
+  /** The request's trace id (core/trace.ts); default: a new one, this call being its entry. */
+  traceId?: string;
 }
 
 export interface TraceEntry {
@@ -53,6 +56,8 @@ export interface TraceEntry {
   engineMs?: number;
   backend?: BackendName;
   reason?: string;
+  /** The request it ran for: the same id on every node the request reached. */
+  traceId?: string;
 }
 
 export interface CallResult {
@@ -62,6 +67,8 @@ export interface CallResult {
   ms: number;
   /** Every service that ran for this request, innermost first. */
   trace: TraceEntry[];
+  /** The request's trace id: given with the call, or made by it. */
+  traceId: string;
 }
 
 export interface NodeDescription {
@@ -110,6 +117,7 @@ export type RemoteCall = (
   rpc: string,
   input: unknown,
   qos: Qos,
+  traceId: string,
 ) => Promise<{ value: unknown; rpc: string; trace: TraceEntry[] }>;
 
 /** A Logic's context operation on its app's store. */
@@ -226,8 +234,10 @@ export class Runtime {
   ): Promise<CallResult> {
     const trace: TraceEntry[] = [];
     const t0 = performance.now();
-    const outcome = await this.run(app, service, opts.rpc ?? '', input, qos, opts, trace, 0);
-    return { value: outcome.value, rpc: outcome.rpc, ms: performance.now() - t0, trace };
+    const traced = { ...opts, traceId: opts.traceId ?? newTraceId() };
+    const outcome = await this.run(app, service, opts.rpc ?? '', input, qos, traced, trace, 0);
+    const ms = performance.now() - t0;
+    return { value: outcome.value, rpc: outcome.rpc, ms, trace, traceId: traced.traceId };
   }
 
   /** Pre-warms an app: fetches, verifies and compiles its files, starts a worker per Logic. */
@@ -294,7 +304,7 @@ export class Runtime {
               (e: unknown) => e instanceof QosError,
             );
             if (away) {
-              const out = await remote(app, s, r, payload, qos);
+              const out = await remote(app, s, r, payload, qos, opts.traceId!);
               trace.push(...out.trace);
               return { value: out.value, service: s, rpc: out.rpc };
             }
@@ -305,7 +315,7 @@ export class Runtime {
             r,
             payload,
             qos,
-            { backend: opts.backend, pin: opts.pin },
+            { backend: opts.backend, pin: opts.pin, traceId: opts.traceId },
             trace,
             depth + 1,
           );
@@ -318,7 +328,7 @@ export class Runtime {
       const value = await invokeLogic(pool.step, chosen, input, dispatch);
       const ms = performance.now() - t0;
       this.stats.record(statsKey(app, service, chosen, 'logic'), ms);
-      trace.push({ service, rpc: chosen, kind: 'logic', ms });
+      trace.push({ service, rpc: chosen, kind: 'logic', ms, traceId: opts.traceId! });
       return { value, service, rpc: chosen };
     }
     return this.runModel(m, service, svc, rpc, input, qos, opts, trace);
@@ -347,11 +357,11 @@ export class Runtime {
     } catch (e) {
       // Not here (unknown, out of range, or outside the QoS): the fabric may have it.
       if (!this.remote) throw e;
-      const out = await this.remote(used.app, used.service, rpc, payload, qos);
+      const out = await this.remote(used.app, used.service, rpc, payload, qos, opts.traceId!);
       trace.push(...out.trace);
       return { value: out.value, service: name, rpc: out.rpc };
     }
-    const here = { backend: opts.backend };
+    const here = { backend: opts.backend, traceId: opts.traceId };
     const out = await this.run(used.app, used.service, rpc, payload, qos, here, trace, depth + 1);
     return { ...out, service: name };
   }
@@ -416,6 +426,7 @@ export class Runtime {
       engineMs: reply.value.ms,
       backend: ran,
       ...(reason ? { reason } : {}),
+      traceId: opts.traceId!,
     });
     return { value: { outputs: reply.value.outputs }, service, rpc: variant };
   }

@@ -11,12 +11,14 @@ import {
   InputError,
   NotFoundError,
   PrivacyError,
+  UnavailableError,
   UnsupportedError,
 } from '../core/errors';
 import { nodeIdOf } from '../core/identity';
 import { isAppName } from '../core/names';
 import type { ScheduleAnswer } from '../core/page-api';
 import { frameLimits } from '../core/protocol';
+import { newTraceId, traceIdOf, traceparent } from '../core/trace';
 import type { Admin } from './admin';
 import type { Auth } from './auth';
 import { callBody, contextPutBody, parseBody, scheduleBody } from './bodies';
@@ -27,6 +29,8 @@ import { mountPeerSignalling } from './peer-signal';
 import { routeUpgrades } from './upgrade';
 
 export const MSGPACK_TYPES = ['application/msgpack', 'application/vnd.msgpack'];
+/** What a call refused while the relay drains is told to wait: about a restart. */
+const DRAIN_RETRY_AFTER_S = 5;
 
 export interface FabricHttpOptions {
   hub: Hub;
@@ -87,7 +91,12 @@ function mountCalls(app: FastifyInstance, o: FabricHttpOptions): void {
   // Anonymous calls: allowed (rate limited per address) unless switched off; a key with `call`
   // (or the admin token) is held to no per-address limit.
   const callRoute: RouteShorthandOptions = {
-    onRequest: async (req) => {
+    onRequest: async (req, reply) => {
+      if (hub.draining()) {
+        // Shutting down: nothing new starts; a client retries once it is back (a restart).
+        reply.header('retry-after', String(DRAIN_RETRY_AFTER_S));
+        throw new UnavailableError('the relay is shutting down (draining): retry once it is back');
+      }
       if (!o.calls.anonymous || auth.principal(req)) auth.require(req, 'call');
     },
     config: {
@@ -102,9 +111,13 @@ function mountCalls(app: FastifyInstance, o: FabricHttpOptions): void {
     '/api/call/:app/:service',
     callRoute,
     async (req, reply) => {
+      // The request's trace: the caller's (W3C traceparent; a bad one is ignored) or a new one.
+      const traceId = traceIdOf(req.headers.traceparent) ?? newTraceId();
+      reply.header('traceparent', traceparent(traceId));
       const { input, qos, rpc } = parseBody(callBody, req.body, '{ input, qos?, rpc? }');
-      const answer = await hub.call(req.params.app, req.params.service, input, qos ?? {}, rpc);
-      return send(req, reply, 200, answer);
+      const { app: name, service } = req.params;
+      const answer = await hub.call(name, service, input, qos ?? {}, rpc, traceId);
+      return send(req, reply, 200, { ...answer, traceId });
     },
   );
 

@@ -31,7 +31,7 @@ import type { HubLimits } from './limits';
 import { createStore, type Store } from './store';
 
 export type { DeployResult } from './apps';
-export type { RelayLogger } from './http/site';
+export type { LogFields, RelayLogger } from './http/site';
 
 export interface RelayOptions {
   /** Interface to listen on; default 127.0.0.1 (this machine only). */
@@ -114,7 +114,14 @@ export interface Relay {
   deploy(bundle: Uint8Array): Promise<DeployResult>;
   /** Makes a deployed version current, as `POST /api/apps/:name/current` does. */
   setCurrent(name: string, version: string): Promise<{ name: string; version: string }>;
-  /** Stops listening and waits for requests in flight; idempotent. */
+  /**
+   * Graceful shutdown: refuses new calls (HTTP 503 with Retry-After, nodes E_UNAVAILABLE), tells
+   * the nodes, lets calls in flight finish for up to `ms` and fails the rest with E_UNAVAILABLE,
+   * then closes as `close` does (the context log flushed). Answers how many were in flight and
+   * how many the deadline failed.
+   */
+  drain(ms: number): Promise<{ inFlight: number; failed: number }>;
+  /** Stops listening, waits for requests in flight and flushes the context log; idempotent. */
   close(): Promise<void>;
 }
 
@@ -164,6 +171,17 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
         );
 
   let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      cloud?.close();
+      hub.close();
+      net.closePeers();
+      await app.close();
+      // After the HTTP requests in flight: a context write among them is on disk before this.
+      await context.close();
+    })();
+    return closing;
+  };
   return {
     url,
     port,
@@ -174,14 +192,12 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     context,
     deploy: (bytes) => apps.deploy(bytes),
     setCurrent: (name, version) => apps.setCurrent(name, version),
-    close() {
-      cloud?.close();
-      hub.close();
-      void context.close();
-      net.closePeers();
-      closing ??= app.close();
-      return closing;
+    async drain(ms) {
+      const r = await hub.drain(ms);
+      await close();
+      return r;
     },
+    close,
   };
 }
 

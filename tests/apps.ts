@@ -122,8 +122,11 @@ export function brokenApp(): Promise<Bundle> {
   );
 }
 
-/** Logic → Logic → Model: `front` calls `classify`, which calls `model`. */
-export function hopsApp(): Promise<Bundle> {
+/**
+ * Logic → Logic → Model: `front` calls `classify`, which calls `model`. `frontAlone`: `front`
+ * depends on no model (`models: []`), so it is placed by its own figures and any node may run it.
+ */
+export function hopsApp(o: { frontAlone?: boolean } = {}): Promise<Bundle> {
   return bundle(
     {
       brume: 1,
@@ -131,7 +134,12 @@ export function hopsApp(): Promise<Bundle> {
       version: '1.0.0',
       description: 'test fixture: a request that crosses three services',
       services: {
-        front: { kind: 'logic', file: 'front.wasm', rpcs: ['entry'] },
+        front: {
+          kind: 'logic',
+          file: 'front.wasm',
+          rpcs: ['entry'],
+          ...(o.frontAlone && { models: [] }),
+        },
         classify: { kind: 'logic', file: 'classify.wasm', rpcs: ['classify', 'preprocess'] },
         model: {
           kind: 'model',

@@ -63,7 +63,8 @@ export async function createNode(options: NodeOptions): Promise<BrumeNode> {
   const runtime = createRuntime(options.platform, {
     id: identity.id,
     ...options.runtime,
-    remote: (app, service, rpc, input, qos) => node!.logicCall(app, service, rpc, input, qos),
+    remote: (app, service, rpc, input, qos, traceId) =>
+      node!.logicCall(app, service, rpc, input, qos, traceId),
     ...(store && { context: (app, request) => store.serve(app, request) }),
   });
   if (options.refresh) await runtime.refresh();

@@ -134,8 +134,14 @@ export class BrumeNode {
   }
 
   /** A Logic's call to another service: the runtime's `remote`. */
-  readonly logicCall = (app: string, service: string, rpc: string, input: unknown, qos: Qos) =>
-    this.router.logicCall(app, service, rpc, input, qos);
+  readonly logicCall = (
+    app: string,
+    service: string,
+    rpc: string,
+    input: unknown,
+    qos: Qos,
+    traceId: string,
+  ) => this.router.logicCall(app, service, rpc, input, qos, traceId);
 
   get paused(): boolean {
     return this.serving.paused;
@@ -229,6 +235,10 @@ export class BrumeNode {
         // Context changes come by channel only from the parent: from now on, this one.
         this.parent = msg.node;
         if (msg.node) links?.connect(msg.node);
+        return;
+      case 'drain':
+        // Its link closes once the relay's calls in flight are done; the backoff reconnects.
+        this.parts.log?.(`the relay is shutting down (within ${msg.ms} ms); reconnecting after`);
         return;
       case 'gone':
         if (msg.node === this.parent) this.parent = undefined;

@@ -14,6 +14,7 @@ import type { InvokeAnswer, ScheduleAnswer } from '../page-api';
 import { type Lease, parseQos } from '../protocol';
 import type { CallOptions, Runtime, TraceEntry } from '../runtime';
 import type { Qos } from '../scheduler';
+import { newTraceId, parseTraceId } from '../trace';
 import { type Decision, LeaseCache } from './leases';
 import type { PeerLinks } from './links';
 import type { RelayLink } from './relay-link';
@@ -63,6 +64,10 @@ export class Router {
     opts: CallOptions = {},
   ): Promise<InvokeAnswer> {
     qos = parseQos(qos); // from page code or a host page: checked here, named by field
+    // The request's entry into the fabric, unless it came with its trace (a Logic's call).
+    const traceId =
+      opts.traceId === undefined ? newTraceId() : parseTraceId(opts.traceId, 'opts.traceId');
+    opts = { ...opts, traceId };
     const { runtime, link } = this.options;
     if (this.options.isMe(qos.privacy)) {
       // Like any call served here: an app deployed since this node listed them is fetched first.
@@ -93,21 +98,23 @@ export class Router {
       );
     }
     if (missed && this.options.parent()) {
-      const r = await this.viaParent(app, service, input, qos, opts.rpc ?? '');
+      const r = await this.viaParent(app, service, input, qos, opts.rpc ?? '', traceId);
       if (r) return r;
     }
     const exclude = missed ? [this.options.me()] : [];
-    return this.remote(app, service, input, qos, opts.rpc ?? '', exclude);
+    return this.remote(app, service, input, qos, opts.rpc ?? '', exclude, traceId);
   }
 
-  /** A Logic's call to another service: scheduled like any other request. */
+  /** A Logic's call to another service: scheduled like any other request, in its trace. */
   logicCall = (
     app: string,
     service: string,
     rpc: string,
     input: unknown,
     qos: Qos,
-  ): Promise<InvokeAnswer> => this.call(app, service, input, qos, rpc ? { rpc } : {});
+    traceId: string,
+  ): Promise<InvokeAnswer> =>
+    this.call(app, service, input, qos, { ...(rpc ? { rpc } : {}), traceId });
 
   /** Where a request would run, and why: this node if it meets the QoS, else the relay's choice. */
   async schedule(app: string, service: string, qos: Qos = {}, rpc = ''): Promise<ScheduleAnswer> {
@@ -154,6 +161,7 @@ export class Router {
     qos: Qos,
     rpc: string,
     exclude: string[],
+    traceId?: string,
   ): Promise<{ d: Decision; key: string | undefined }> {
     const self = exclude.length === 1 && exclude[0] === this.options.me();
     const key =
@@ -163,7 +171,16 @@ export class Router {
     // The relay places by what this node last reported: report first if that changed since.
     this.options.beforeAsk();
     const askedAt = performance.now();
-    const frame = { t: 'schedule' as const, id: 0, app, service, qos, rpc, exclude };
+    const frame = {
+      t: 'schedule' as const,
+      id: 0,
+      app,
+      service,
+      qos,
+      rpc,
+      exclude,
+      ...(traceId && { traceId }),
+    };
     const d = await this.options.link.request(key ? { ...frame, lease: true } : frame);
     if (d.t !== 'decision') throw new ProtocolError(`expected a decision, got ${d.t}`);
     if (key !== undefined) {
@@ -199,13 +216,15 @@ export class Router {
     input: unknown,
     qos: Qos,
     rpc: string,
+    traceId: string,
   ): Promise<InvokeAnswer | undefined> {
     const parent = this.options.parent()!;
     const t0 = performance.now();
     try {
-      const frame = { t: 'call' as const, id: 0, app, service, rpc, input, qos, probe: true };
-      const r = await this.options.links!.call(parent, frame);
-      return answer(r, parent, 'peer', `parent fog ${parent.slice(0, 8)} met the QoS`, t0);
+      const frame = { t: 'call' as const, id: 0, app, service, rpc, input, qos, traceId };
+      const r = await this.options.links!.call(parent, { ...frame, probe: true });
+      const why = `parent fog ${parent.slice(0, 8)} met the QoS`;
+      return answer(r, parent, 'peer', why, t0, traceId);
     } catch (e) {
       const err = fromWire(e);
       if (!(err instanceof QosError) && !parentDeclines.has(err.code)) throw err;
@@ -224,18 +243,23 @@ export class Router {
     qos: Qos,
     rpc: string,
     exclude: string[],
+    traceId: string,
   ): Promise<InvokeAnswer> {
     const { link, links } = this.options;
-    const { d, key } = await this.decide(app, service, qos, rpc, exclude);
+    const { d, key } = await this.decide(app, service, qos, rpc, exclude, traceId);
     const pin = d.pin;
-    const opts: CallOptions = { ...(d.rpc ? { rpc: d.rpc } : {}), ...(pin ? { pin } : {}) };
+    const opts: CallOptions = {
+      ...(d.rpc ? { rpc: d.rpc } : {}),
+      ...(pin ? { pin } : {}),
+      traceId,
+    };
     if (d.node === this.options.me()) return this.local(app, service, input, qos, opts, d.reason);
-    const frame = { app, service, rpc: d.rpc, input, qos, ...(pin ? { pin } : {}) };
+    const frame = { app, service, rpc: d.rpc, input, qos, ...(pin ? { pin } : {}), traceId };
     const t0 = performance.now();
     if (links && (this.noLink.get(d.node) ?? 0) <= performance.now()) {
       try {
         const r = await links.call(d.node, { t: 'call', id: 0, ...frame });
-        return answer(r, d.node, 'peer', d.reason, t0);
+        return answer(r, d.node, 'peer', d.reason, t0, traceId);
       } catch (e) {
         const err = fromWire(e);
         const others = exclude.filter((n) => n !== this.options.me()).length;
@@ -244,7 +268,7 @@ export class Router {
           // node. Whatever it might still send for this attempt has nowhere to go.
           this.options.log?.(`${d.node.slice(0, 8)}: ${err.message}; placing again`);
           if (key !== undefined) this.leases.drop(key);
-          return this.remote(app, service, input, qos, rpc, [...exclude, d.node]).catch(
+          return this.remote(app, service, input, qos, rpc, [...exclude, d.node], traceId).catch(
             (again: unknown) => {
               // No other node may take it (a QoS pinned to that node...): why the try failed
               // says more than why there is no second one.
@@ -272,7 +296,7 @@ export class Router {
     if (reply.t !== 'result') throw new ProtocolError(`expected a result, got ${reply.t}`);
     // Lost or refused there, the relay ran it elsewhere: that node's lease is stale.
     if (key !== undefined && reply.node !== d.node) this.leases.drop(key);
-    return answer(reply, reply.node, 'relay', d.reason, t0);
+    return answer(reply, reply.node, 'relay', d.reason, t0, traceId);
   }
 }
 
@@ -282,7 +306,8 @@ function answer(
   via: 'peer' | 'relay',
   reason: string,
   t0: number,
+  traceId: string,
 ): InvokeAnswer {
   const ms = performance.now() - t0;
-  return { value: r.value, rpc: r.rpc, ms, trace: r.trace ?? [], node, via, reason };
+  return { value: r.value, rpc: r.rpc, ms, trace: r.trace ?? [], traceId, node, via, reason };
 }

@@ -31,6 +31,8 @@ export interface ServeRequest {
   pin?: Record<string, string> | undefined;
   /** A child's offer to its parent fog: taken only if this node meets the QoS itself. */
   probe?: boolean | undefined;
+  /** The request's trace id, from where it entered the fabric. */
+  traceId?: string | undefined;
 }
 
 export interface ServeResult {
@@ -111,16 +113,18 @@ export class Serving {
       const opts: CallOptions = {
         ...(msg.rpc ? { rpc: msg.rpc } : {}),
         ...(msg.pin ? { pin: msg.pin } : {}),
+        ...(msg.traceId ? { traceId: msg.traceId } : {}),
       };
       const r = await runtime.call(msg.app, msg.service, msg.input, msg.qos, opts);
       this.served++;
       this.contributedMs += r.ms;
-      const trace = r.trace.map(({ service, rpc, kind, ms, backend }) => ({
+      const trace = r.trace.map(({ service, rpc, kind, ms, backend, traceId }) => ({
         service,
         rpc,
         kind,
         ms,
         ...(backend ? { backend } : {}),
+        ...(traceId ? { traceId } : {}),
       }));
       return { value: r.value, rpc: r.rpc, ms: r.ms, trace };
     } finally {

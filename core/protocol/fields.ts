@@ -9,6 +9,7 @@ import { type DecodeLimits, defaultLimits } from '../codec';
 import { InputError, type WireError } from '../errors';
 import { describeIssues } from '../issues';
 import { APP_NAME } from '../names';
+import { isTraceId } from '../trace';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -31,6 +32,10 @@ export const frameLimits: DecodeLimits = {
 export const name = z.string().regex(APP_NAME);
 export const rpcName = z.string().max(64);
 export const nodeId = z.string().regex(/^[0-9a-f]{32}$/);
+/** A request's trace id (core/trace.ts): W3C's trace-id form, 32 lowercase hex, not all zeros. */
+export const traceId = z
+  .string()
+  .refine(isTraceId, 'a trace id is 32 lowercase hex digits, not all zeros');
 export const id = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 export const bin = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected binary');
 export const roles = ['cloud', 'fog', 'dew'] as const;
@@ -83,6 +88,8 @@ const trace = z
       kind: z.enum(['logic', 'model']),
       ms: z.number().nonnegative(),
       backend: backend.optional(),
+      /** The request it ran for. */
+      traceId: traceId.optional(),
     }),
   )
   .max(64)
@@ -102,6 +109,8 @@ export const callFields = {
   input: z.unknown(),
   qos: qosSchema,
   pin,
+  /** The request's trace id, made where it entered the fabric (§5.3). */
+  traceId: traceId.optional(),
 };
 
 /** A call's answer as every link carries it (relay → node adds the executing `node`). */

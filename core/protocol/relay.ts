@@ -18,6 +18,7 @@ import {
   role,
   rpcName,
   stats,
+  traceId,
 } from './fields';
 import { leaseRevokeFrame, leaseSchema } from './lease';
 
@@ -69,6 +70,8 @@ export const toRelay = z.discriminatedUnion('t', [
     exclude: z.array(nodeId).max(64).optional(),
     /** The node takes a lease on the decision (§5.3.2); absent: it asks each call. */
     lease: z.boolean().optional(),
+    /** The trace id of the request it places, for the relay's log. */
+    traceId: traceId.optional(),
   }),
   z.object({ t: z.literal('call'), ...callFields, to: nodeId }),
   z.object({ t: z.literal('result'), ...resultFields }),
@@ -114,6 +117,11 @@ export const toNode = z.discriminatedUnion('t', [
     lease: leaseSchema.optional(),
   }),
   leaseRevokeFrame,
+  /**
+   * The relay is shutting down (§5.6): it takes no new schedules or calls, finishes those in
+   * flight within `ms`, then closes; the node reconnects by its backoff.
+   */
+  z.object({ t: z.literal('drain'), ms: z.number().int().nonnegative().max(3_600_000) }),
   z.object({ t: z.literal('call'), ...callFields, from: z.string().max(64) }),
   z.object({ t: z.literal('result'), ...resultFields, node: nodeId }),
   z.object({ t: z.literal('error'), id: id.optional(), error }),

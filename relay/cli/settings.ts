@@ -329,6 +329,14 @@ export const settings: readonly Setting[] = [
     default: 2000,
     help: 'how long a node may reuse a scheduling decision for calls like it before asking again; at most the heartbeat period (2000); 0: nodes ask the relay every call',
   },
+  {
+    key: 'drainMs',
+    flag: 'drain-ms',
+    arg: '<n>',
+    kind: int(0, 600_000),
+    default: 10_000,
+    help: 'on SIGTERM or SIGINT, how long calls in flight may finish while new ones are refused (503, Retry-After); those still running then fail with E_UNAVAILABLE',
+  },
 ];
 
 /** `maxSignalKib` → `BRUME_MAX_SIGNAL_KIB`. */

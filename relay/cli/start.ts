@@ -1,6 +1,6 @@
 /**
  * `brume start`: the relay's options from its settings (flags, environment, config file), then
- * the relay itself, closed on SIGINT or SIGTERM.
+ * the relay itself, drained on SIGINT or SIGTERM.
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -48,6 +48,7 @@ export function startOptions(config: Config): StartOptions {
     verifyFraction: v.verifyFraction,
     maxQuarantined: v.maxQuarantined,
     leaseMs: v.leaseMs,
+    drainMs: v.drainMs,
   };
 }
 
@@ -85,6 +86,7 @@ interface Values {
   verifyFraction: number;
   maxQuarantined: number;
   leaseMs: number;
+  drainMs: number;
 }
 
 export interface StartOptions {
@@ -108,6 +110,8 @@ export interface StartOptions {
   verifyFraction: number;
   maxQuarantined: number;
   leaseMs: number;
+  /** On SIGTERM or SIGINT: how long calls in flight may finish (relay.drain). */
+  drainMs: number;
 }
 
 export async function start(o: StartOptions): Promise<number> {
@@ -154,9 +158,14 @@ export async function start(o: StartOptions): Promise<number> {
         process.exit(1);
       }
       stopping = true;
-      console.log(`${signal}: closing (requests in flight finish first)`);
-      relay.close().then(
-        () => done(0),
+      console.log(`${signal}: draining (new calls refused; calls in flight have ${o.drainMs} ms)`);
+      relay.drain(o.drainMs).then(
+        (r) => {
+          console.log(
+            `drained: ${r.inFlight - r.failed} of ${r.inFlight} calls in flight finished, ${r.failed} failed at the deadline; context log flushed; closed`,
+          );
+          done(0);
+        },
         (e: unknown) => {
           console.error(`error while closing: ${(e as Error).message}`);
           done(1);

@@ -11,14 +11,17 @@ import fastifyStatic from '@fastify/static';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { BrumeError, httpStatus, InternalError, NotFoundError, toWire } from '../../core/errors';
 
+/** Fields of a log line, first as in pino: `log.info({ trace }, 'call answered')`. */
+export type LogFields = Record<string, unknown>;
+
 export interface RelayLogger {
-  info(message: string): void;
+  info(fieldsOrMessage: LogFields | string, message?: string): void;
   warn(message: string): void;
   error(message: string): void;
 }
 
 export const consoleLogger: RelayLogger = {
-  info: (m) => console.log(m),
+  info: (f, m) => console.log(typeof f === 'string' ? f : `${m ?? ''} ${JSON.stringify(f)}`),
   warn: (m) => console.warn(m),
   error: (m) => console.error(m),
 };

@@ -54,6 +54,8 @@ export interface Call {
   bytes?: number;
   /** One run of a checked call (relay/verify.ts): never checked again itself. */
   leg?: boolean;
+  /** The request's trace id, passed on to the node that runs it. */
+  traceId?: string | undefined;
 }
 
 /** A call in flight: sent to `target`, waiting for its answer. */
@@ -161,6 +163,7 @@ export function createForwarding(o: ForwardingOptions) {
       ...(routed.pin ? { pin: routed.pin } : {}),
       input: call.input,
       qos: call.qos,
+      ...(call.traceId && { traceId: call.traceId }),
     });
   }
 

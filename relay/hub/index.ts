@@ -10,19 +10,26 @@
  *          server.on('upgrade', (req, socket, head) => hub.upgrade(req, socket, head));
  */
 import { createContextHub } from '../../core/context/hub';
-import { InputError, ProtocolError, toWire } from '../../core/errors';
+import {
+  type BrumeError,
+  InputError,
+  ProtocolError,
+  toWire,
+  UnavailableError,
+} from '../../core/errors';
 import type { Manifest } from '../../core/manifest';
 import { MAX_LEASE_MS, type ToNode, type ToRelay } from '../../core/protocol';
 import type { Qos } from '../../core/scheduler';
 import type { RelayContext } from '../context';
 import { defaultLimits, type HubLimits } from '../limits';
+import type { Outcome } from '../verify';
 import { type Conn, closeCodes, createConnections } from './connections';
 import { type DecideArgs, decide as place } from './decide';
 import { type CallAnswer, createForwarding } from './forwarding';
 import { createHonesty } from './honesty';
 import { createJoin } from './join';
 import { createLeases } from './leases';
-import { createLogs } from './logs';
+import { createLogs, type HubLog } from './logs';
 import { createRegistry } from './registry';
 
 export type { Route } from './decide';
@@ -59,7 +66,7 @@ export interface HubOptions {
   leaseMs?: number;
   /** Leases one node holds at most (default 256) and leases in all (default 65,536). */
   maxLeases?: { perNode?: number; total?: number };
-  log: { info(m: string): void; warn(m: string): void };
+  log: HubLog;
 }
 
 export function createHub(options: HubOptions) {
@@ -77,6 +84,28 @@ export function createHub(options: HubOptions) {
     const conn = registry.get(node)?.link;
     if (conn) sockets.send(conn, frame);
   };
+  /** Set by `drain`: new schedules and calls are refused, those in flight finish. */
+  let draining: { ms: number; idle?: () => void } | undefined;
+  /** Calls accepted and not answered yet (from nodes and HTTP), each with a way to fail it. */
+  const inFlight = new Set<(error: BrumeError) => void>();
+  const drainRefusal = () =>
+    new UnavailableError('the relay is shutting down (draining): retry once it is back');
+  /** `reply`, answered once, counted in flight until then: a drain waits for it. */
+  function tracked<A extends { value: unknown; node: string }>(
+    reply: (answer: Outcome<A>) => void,
+  ): (answer: Outcome<A>) => void {
+    let done = false;
+    const settle = (answer: Outcome<A>) => {
+      if (done) return;
+      done = true;
+      inFlight.delete(fail);
+      reply(answer);
+      if (inFlight.size === 0) draining?.idle?.();
+    };
+    const fail = (error: BrumeError) => settle({ ok: false, error });
+    inFlight.add(fail);
+    return settle;
+  }
   /** Closes and forgets a node's socket: its calls run elsewhere. */
   const remove = (conn: Conn, reason: string) => {
     sockets.close(conn, closeCodes.policy, reason);
@@ -201,9 +230,15 @@ export function createHub(options: HubOptions) {
         }
         return;
       case 'schedule':
+        if (draining)
+          return sockets.send(conn, { t: 'error', id: msg.id, error: toWire(drainRefusal()) });
         try {
           const { app, service, qos, exclude = [], rpc = '' } = msg;
           const r = await decide(app, service, qos, node.id, exclude, rpc);
+          if (msg.traceId) {
+            const fields = { trace: msg.traceId, app, service, caller: node.id, node: r.node };
+            options.log.info(fields, 'call placed');
+          }
           if (r.node !== node.id) registry.watch(r.node, node.id);
           // The node chosen may have left while the manifest was read: no lease on it then.
           const chosen = registry.get(r.node)?.record;
@@ -217,14 +252,18 @@ export function createHub(options: HubOptions) {
         }
         return;
       case 'call': {
-        const { id, to, t: _, ...call } = msg;
+        const { id, to, t: _, ...fields } = msg;
+        if (draining) return sockets.send(conn, { t: 'error', id, error: toWire(drainRefusal()) });
+        const call = { ...fields, caller: node.id, target: to };
         return forwarding.forward(
-          { ...call, caller: node.id, target: to },
-          logs.logged(msg.app, msg.service, (r) => {
-            if (!r.ok) return sockets.send(conn, { t: 'error', id, error: toWire(r.error) });
-            const { ok: __, ...answer } = r;
-            sockets.send(conn, { t: 'result', id, ...answer });
-          }),
+          call,
+          tracked(
+            logs.logged(call, (r) => {
+              if (!r.ok) return sockets.send(conn, { t: 'error', id, error: toWire(r.error) });
+              const { ok: __, ...answer } = r;
+              sockets.send(conn, { t: 'result', id, ...answer });
+            }),
+          ),
         );
       }
       case 'ctx-op':
@@ -261,17 +300,46 @@ export function createHub(options: HubOptions) {
     /** Lets a quarantined node be placed again; false when it was not quarantined. */
     release: honesty.release,
     /** A call from an HTTP client: placed here, run on a node, answered once. */
-    call(app: string, service: string, input: unknown, qos: Qos, rpc = '') {
+    call(app: string, service: string, input: unknown, qos: Qos, rpc = '', traceId?: string) {
+      const call = { app, service, rpc, input, qos, caller: '', target: '', traceId };
       return new Promise<CallAnswer>((resolve, reject) => {
+        if (draining) return reject(drainRefusal());
         forwarding.forward(
-          { app, service, rpc, input, qos, caller: '', target: '' },
-          logs.logged(app, service, (r) => {
-            if (!r.ok) return reject(r.error);
-            const { ok: _, ...answer } = r;
-            resolve(answer);
-          }),
+          call,
+          tracked(
+            logs.logged(call, (r) => {
+              if (!r.ok) return reject(r.error);
+              const { ok: _, ...answer } = r;
+              resolve(answer);
+            }),
+          ),
         );
       });
+    },
+    /** Whether a drain began: HTTP calls are refused (503, Retry-After) as node calls are. */
+    draining: () => draining !== undefined,
+    /**
+     * Graceful shutdown (PROTOCOL.md §5.6): refuses new schedules and calls, tells every node,
+     * waits for the calls in flight up to `ms`, then fails those still running with
+     * E_UNAVAILABLE (their callers may retry). Answers how many were in flight and failed.
+     */
+    async drain(ms: number): Promise<{ inFlight: number; failed: number }> {
+      draining = { ms };
+      for (const n of registry.records()) sendTo(n.id, { t: 'drain', ms });
+      const inFlightAtStart = inFlight.size;
+      if (inFlight.size > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, ms);
+          draining!.idle = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      const late = [...inFlight];
+      const why = `the relay shut down before this call was answered (drain deadline ${ms} ms): retry it once the relay is back`;
+      for (const fail of late) fail(new UnavailableError(why));
+      return { inFlight: inFlightAtStart, failed: late.length };
     },
     publish: context.publish,
     /** What the relay holds now, against its limits: calls in flight, their bytes, node sockets. */

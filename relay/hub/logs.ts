@@ -15,7 +15,13 @@ function remember<T>(list: T[], item: T, max = shown): void {
   if (list.length > max + max / 10) list.splice(0, list.length - max);
 }
 
-export function createLogs(log: { info(m: string): void; warn(m: string): void }) {
+/** Where the hub's lines go: the relay's logger (pino's shape: fields first, then the message). */
+export interface HubLog {
+  info(fieldsOrMessage: Record<string, unknown> | string, message?: string): void;
+  warn(message: string): void;
+}
+
+export function createLogs(log: HubLog) {
   const decisions: DecisionRecord[] = [];
   const calls: CallRecord[] = [];
   const events: HubEvent[] = [];
@@ -27,7 +33,10 @@ export function createLogs(log: { info(m: string): void; warn(m: string): void }
       );
     },
     decision: (record: DecisionRecord) => remember(decisions, record),
-    /** `reply`, recording the call's outcome and latency in the bounded call log. */
+    /**
+     * `reply`, recording the call's outcome and latency in the bounded call log, and logging one
+     * line with its trace id: this relay's hop of the request.
+     */
     logged<
       A extends {
         value: unknown;
@@ -36,14 +45,14 @@ export function createLogs(log: { info(m: string): void; warn(m: string): void }
         trace?: { kind: string; rpc: string }[];
       },
     >(
-      app: string,
-      service: string,
+      call: { app: string; service: string; caller: string; traceId?: string | undefined },
       reply: (answer: Outcome<A>) => void,
     ): (answer: Outcome<A>) => void {
       const t0 = performance.now();
+      const { app, service } = call;
       return (answer) => {
         const model = answer.ok ? answer.trace?.find((t) => t.kind === 'model') : undefined;
-        remember(calls, {
+        const record: CallRecord = {
           at: Date.now(),
           app,
           service,
@@ -51,7 +60,16 @@ export function createLogs(log: { info(m: string): void; warn(m: string): void }
           node: answer.ok ? answer.node : '',
           ms: performance.now() - t0,
           ok: answer.ok,
-        });
+        };
+        remember(calls, record);
+        if (call.traceId) {
+          const { at: _, ok, ...fields } = record;
+          const outcome = answer.ok ? 'ok' : answer.error.code;
+          log.info(
+            { trace: call.traceId, ...fields, caller: call.caller || 'http', outcome },
+            ok ? 'call answered' : 'call failed',
+          );
+        }
         reply(answer);
       };
     },

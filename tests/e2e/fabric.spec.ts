@@ -202,10 +202,13 @@ test('a dew offers work to its parent fog first, and large payloads cross in chu
   // 300 KB each way: five chunks out, five back.
   const echoed = await dew.page.evaluate(async (to) => {
     const big = 'brume '.repeat(50_000);
-    const r = await window.brume.invoke('hostile', 'echo', big, { privacy: to });
-    return { same: r.value === big, via: r.via, node: r.node };
+    // The page's own trace id: it crosses to the fog with the call and comes back in its entries.
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const r = await window.brume.invoke('hostile', 'echo', big, { privacy: to }, { traceId });
+    const traced = r.traceId === traceId && r.trace.every((t) => t.traceId === traceId);
+    return { same: r.value === big, via: r.via, node: r.node, traced, entries: r.trace.length };
   }, fog.id);
-  expect(echoed).toEqual({ same: true, via: direct, node: fog.id });
+  expect(echoed).toEqual({ same: true, via: direct, node: fog.id, traced: true, entries: 1 });
   await fetch(`${relay.url}/api/trust/${fog.publicKey}`, { method: 'DELETE', headers: auth });
 });
 

@@ -149,6 +149,20 @@ describe('brume start', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('BRUME_PORT must be a whole number from 0 to 65535, got "eighty"');
   });
+
+  it('refuses a drain time that is not a whole number of ms up to 600000, flag or env', async () => {
+    const data = join(dir, 'x');
+    const [flag, env] = await Promise.all([
+      brume(['start', '--data', data, '--drain-ms', 'soon']),
+      brume(['start', '--data', data], { BRUME_DRAIN_MS: '600001' }),
+    ]);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toContain('--drain-ms must be a whole number from 0 to 600000, got "soon"');
+    expect(env.code).toBe(2);
+    expect(env.stderr).toContain(
+      '--drain-ms must be a whole number from 0 to 600000, got "600001"',
+    );
+  }, 60_000);
 });
 
 describe('brume usage', () => {

@@ -293,7 +293,11 @@ describe('relay start-up', () => {
     const seed = join(dir, 'echo.brume');
     await writeFile(seed, (await bundle(draft('3.0.0'))).bytes);
     const lines: string[] = [];
-    const logger: RelayLogger = { info: (m) => lines.push(m), warn() {}, error() {} };
+    const logger: RelayLogger = {
+      info: (f, m) => lines.push(typeof f === 'string' ? f : `${m} ${JSON.stringify(f)}`),
+      warn() {},
+      error() {},
+    };
     const dataDir = join(dir, 'data');
     const relay = await createRelay({
       port: 0,
