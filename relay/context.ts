@@ -32,6 +32,7 @@ import {
   snapshotBytes,
 } from './context-log';
 import { moveAside, readDurable, removeTemporaries, writeDurable } from './durable';
+import type { RelayMetrics } from './metrics';
 
 export interface ContextOptions {
   /** Per value and per app bytes, the catch-up log kept in memory, seen-op ids. */
@@ -56,6 +57,8 @@ export interface ContextOptions {
   maxQueuedBytes?: number;
   /** Writes stored by one append and fsync at most. Default 1,024. */
   maxBatch?: number;
+  /** Where each write's outcome is counted (relay/metrics.ts). */
+  metrics?: Pick<RelayMetrics, 'contextOp'>;
 }
 
 /** A write checked and waiting for the disk. */
@@ -287,6 +290,41 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
     flushing = undefined;
   }
 
+  function accept(op: ContextOp, from: string): Promise<number> {
+    try {
+      if (op.scope === 'node' && op.owner !== from) {
+        throw new InputError(`a node writes only its own node-scoped keys`);
+      }
+      if (op.privacy?.includes('device')) {
+        throw new InputError('a device-private value never leaves its device');
+      }
+      if (op.privacy && op.value) {
+        throw new PrivacyError('a private value must arrive sealed, not in plaintext');
+      }
+      const first = pending.get(op.opId);
+      if (first) return first.then(() => 0); // the same write again, still being stored
+      if (replica.has(op.opId)) return Promise.resolve(0);
+      if (broken) throw new UnavailableError(broken);
+      const record = logRecord(encode(op));
+      if (queue.length >= maxQueued || queuedBytes + record.length > maxQueuedBytes) {
+        throw new UnavailableError(
+          `the relay's context write queue is full (${queue.length} writes, ${queuedBytes} bytes waiting for the disk; limits ${maxQueued} writes, ${maxQueuedBytes} bytes): ${op.app}/${op.key} was not stored, try again later`,
+        );
+      }
+      clock.check(op.stamp); // E_CLOCK before anything is written
+      replica.check(op, staged);
+      const done = new Promise<number>((resolve, reject) => {
+        queue.push({ op, record, resolve, reject });
+      });
+      queuedBytes += record.length;
+      pending.set(op.opId, done);
+      flushing ??= flush();
+      return done;
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   const agreements = await openAgreements(join(dataDir, 'agreements.json'), {
     max: options.maxAgreements ?? 10_000,
     trusted: options.trusted ?? (() => false),
@@ -307,40 +345,8 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
      * out), 0 when not (a duplicate, or an older write); throws what refuses it, E_UNAVAILABLE
      * when the disk did (nothing changes then, in memory or on disk).
      */
-    accept(op: ContextOp, from: string): Promise<number> {
-      try {
-        if (op.scope === 'node' && op.owner !== from) {
-          throw new InputError(`a node writes only its own node-scoped keys`);
-        }
-        if (op.privacy?.includes('device')) {
-          throw new InputError('a device-private value never leaves its device');
-        }
-        if (op.privacy && op.value) {
-          throw new PrivacyError('a private value must arrive sealed, not in plaintext');
-        }
-        const first = pending.get(op.opId);
-        if (first) return first.then(() => 0); // the same write again, still being stored
-        if (replica.has(op.opId)) return Promise.resolve(0);
-        if (broken) throw new UnavailableError(broken);
-        const record = logRecord(encode(op));
-        if (queue.length >= maxQueued || queuedBytes + record.length > maxQueuedBytes) {
-          throw new UnavailableError(
-            `the relay's context write queue is full (${queue.length} writes, ${queuedBytes} bytes waiting for the disk; limits ${maxQueued} writes, ${maxQueuedBytes} bytes): ${op.app}/${op.key} was not stored, try again later`,
-          );
-        }
-        clock.check(op.stamp); // E_CLOCK before anything is written
-        replica.check(op, staged);
-        const done = new Promise<number>((resolve, reject) => {
-          queue.push({ op, record, resolve, reject });
-        });
-        queuedBytes += record.length;
-        pending.set(op.opId, done);
-        flushing ??= flush();
-        return done;
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    },
+    accept: (op: ContextOp, from: string): Promise<number> =>
+      options.metrics ? options.metrics.contextOp(from, accept(op, from)) : accept(op, from),
     /** Remembers the agreement key a node's identity signed for (checked by the caller). */
     bind(b: AgreementBinding): void {
       agreements.bind(b);
@@ -349,6 +355,8 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
     agreements: (keys: string[]) => agreements.lookup(keys),
     /** A stamp for a write the relay makes itself (HTTP PUT/DELETE). */
     tick: () => clock.tick(),
+    /** Why writes are refused until a restart (a failed write not undone), when they are. */
+    failed: () => broken,
     /** Bytes of the log and the snapshot on disk now, for tests and the console. */
     files: () => ({ log: size, generation, syncs, records: storedRecords }),
     close: async () => {

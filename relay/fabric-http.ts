@@ -103,7 +103,8 @@ function mountCalls(app: FastifyInstance, o: FabricHttpOptions): void {
     callRoute,
     async (req, reply) => {
       const { input, qos, rpc } = parseBody(callBody, req.body, '{ input, qos?, rpc? }');
-      const answer = await hub.call(req.params.app, req.params.service, input, qos ?? {}, rpc);
+      const { app: name, service } = req.params;
+      const answer = await hub.call(name, service, input, qos ?? {}, rpc, { reqId: req.id });
       return send(req, reply, 200, answer);
     },
   );

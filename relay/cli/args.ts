@@ -1,4 +1,5 @@
 /** Reading the `brume` command's flags: each mistake a UsageError that names the flag. */
+import { type LogLevel, logLevels } from '../log';
 
 /** A mistake in how the command was called: exit code 2 and a pointer to --help. */
 export class UsageError extends Error {}
@@ -28,6 +29,11 @@ export function fraction(name: string, text: string): number {
     throw new UsageError(`${name} must be a number from 0 to 1, got "${text}"`);
   }
   return n;
+}
+
+export function logLevel(name: string, text: string): LogLevel {
+  if ((logLevels as readonly string[]).includes(text)) return text as LogLevel;
+  throw new UsageError(`${name} must be one of ${logLevels.join(', ')}, got "${text}"`);
 }
 
 export function noPositionals(positionals: string[]): void {

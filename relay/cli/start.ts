@@ -5,8 +5,9 @@
 import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { HubLimits } from '../limits';
+import type { LogLevel } from '../log';
 import { createRelay, type RelayOptions } from '../server';
-import { type Flag, fraction, integer, origin } from './args';
+import { type Flag, fraction, integer, logLevel, origin } from './args';
 
 /** The options `start` runs with, from its flags (and env); `packageRoot` holds the builds. */
 export function startOptions(
@@ -34,6 +35,7 @@ export function startOptions(
       ...(process.env.BRUME_ORIGINS?.split(',').filter(Boolean) ?? []),
     ].map(origin),
     cloud: !values['no-cloud'],
+    logLevel: logLevel('--log-level', flag('log-level') ?? process.env.BRUME_LOG_LEVEL ?? 'info'),
     context: {
       catchUpBytes:
         integer('--context-catchup-kib', flag('context-catchup-kib') ?? '4096', 16, 12288) * 1024,
@@ -83,6 +85,7 @@ export interface StartOptions {
   maxSignalBytes: number;
   origins: string[];
   cloud: boolean;
+  logLevel: LogLevel;
   context: NonNullable<RelayOptions['context']>;
   logicCaps: { timeoutMs: number; memoryMiB: number; heapMiB: number };
   allowedHosts: string[];
@@ -136,6 +139,7 @@ export async function start(o: StartOptions): Promise<number> {
     maxSignalBytes: o.maxSignalBytes,
     origins: o.origins,
     cloudNode: o.cloud,
+    log: { level: o.logLevel },
     context: o.context,
     logicCaps: o.logicCaps,
     allowedHosts: o.allowedHosts,
@@ -147,26 +151,32 @@ export async function start(o: StartOptions): Promise<number> {
     maxQuarantined: o.maxQuarantined,
     leaseMs: o.leaseMs,
   });
-  console.log(`Brume relay listening on ${relay.url} — open it in a browser to join`);
-  // The token is shown once, when made: logs of every later start do not carry it.
+  const { log } = relay;
+  log.info(
+    { url: relay.url },
+    `Brume relay listening on ${relay.url} — open it in a browser to join`,
+  );
+  // Never the token itself: logs are kept, shipped and read by others (brume token prints it).
   const tokenFile = join(o.data, 'admin-token');
-  if (relay.admin.created) console.log(`admin token: ${relay.admin.token} (saved in ${tokenFile})`);
-  else console.log(`admin token: in ${tokenFile} (brume token --data ${o.data} prints it)`);
-  console.log(`data: ${relay.store.location}`);
+  log.info(
+    { file: tokenFile },
+    `admin token: ${relay.admin.created ? 'made and saved in' : 'in'} ${tokenFile} (brume token --data ${o.data} prints it)`,
+  );
+  log.info({ data: relay.store.location }, `data: ${relay.store.location}`);
 
   return new Promise<number>((done) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {
       if (stopping) {
-        console.error(`${signal} again: exiting without waiting`);
+        log.error({ signal }, `${signal} again: exiting without waiting`);
         process.exit(1);
       }
       stopping = true;
-      console.log(`${signal}: closing (requests in flight finish first)`);
+      log.info({ signal }, `${signal}: closing (requests in flight finish first)`);
       relay.close().then(
         () => done(0),
         (e: unknown) => {
-          console.error(`error while closing: ${(e as Error).message}`);
+          log.error(`error while closing: ${(e as Error).message}`);
           done(1);
         },
       );

@@ -29,6 +29,9 @@ start:
   --origin <url>        also let pages from this origin open node sockets (repeatable;
                         env BRUME_ORIGINS, comma-separated); the relay's own is always allowed
   --no-cloud            do not run the relay's own cloud node (onnxruntime-node)
+  --log-level <level>   fatal, error, warn, info, debug (one line per call) or trace (env
+                        BRUME_LOG_LEVEL, default info); JSON lines, pretty when stdout is a
+                        terminal. /metrics needs a key with the metrics scope or the admin token
   --context-catchup-kib <n>   bytes of context per catch-up frame, a catch-up in more
                         parts beyond (default 4096, at most 12288: a frame is 16 MiB)
   --context-compact-mib <n>   compact context.log once it is over twice the live
@@ -77,8 +80,8 @@ deploy, current, keys, trust:
                         default .brume); used when no --key or --token is given
 
 keys create:
-  --scope <scope>       repeatable: deploy:<apps>, context:write:<apps>, call, jobs, admin;
-                        <apps> is a name or a pattern like team-* (deploy alone: every app)
+  --scope <scope>       repeatable: deploy:<apps>, context:write:<apps>, call, jobs, metrics,
+                        admin; <apps> is a name or a pattern like team-* (deploy alone: every app)
   --label <text>        a note kept with the key (e.g. "CI")
 
 trust:
@@ -118,6 +121,7 @@ export const commands: Record<string, Options> = {
     'max-signal-kib': { type: 'string' },
     origin: { type: 'string', multiple: true },
     'no-cloud': { type: 'boolean' },
+    'log-level': { type: 'string' },
     'context-catchup-kib': { type: 'string' },
     'context-compact-mib': { type: 'string' },
     'context-agreements': { type: 'string' },

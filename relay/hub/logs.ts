@@ -4,7 +4,12 @@
  * @example const logs = createLogs(log); logs.event('joined', 'fog (trusted)', id);
  */
 import type { CallRecord, DecisionRecord, HubEvent } from '../../core/api';
+import type { RelayLogger } from '../log';
+import type { RelayMetrics } from '../metrics';
 import type { Outcome } from '../verify';
+
+/** What the hub logs through: pino's shape (relay/log.ts). */
+export type HubLog = Pick<RelayLogger, 'info' | 'warn' | 'debug'>;
 
 /** What the console shows of each log: the newest entries. */
 const shown = 1000;
@@ -15,19 +20,25 @@ function remember<T>(list: T[], item: T, max = shown): void {
   if (list.length > max + max / 10) list.splice(0, list.length - max);
 }
 
-export function createLogs(log: { info(m: string): void; warn(m: string): void }) {
+export function createLogs(log: HubLog, metrics: RelayMetrics) {
   const decisions: DecisionRecord[] = [];
   const calls: CallRecord[] = [];
   const events: HubEvent[] = [];
   return {
     event(kind: HubEvent['kind'], detail: string, node?: string): void {
       remember(events, { at: Date.now(), kind, detail, ...(node ? { node } : {}) });
-      (kind === 'refused' || kind === 'evicted' || kind === 'quarantined' ? log.warn : log.info)(
-        `${kind}${node ? ` ${node.slice(0, 8)}` : ''}: ${detail}`,
-      );
+      metrics.event(kind);
+      const warn = kind === 'refused' || kind === 'evicted' || kind === 'quarantined';
+      const fields = { event: kind, ...(node && { node }) };
+      const line = `${kind}${node ? ` ${node.slice(0, 8)}` : ''}: ${detail}`;
+      if (warn) log.warn(fields, line);
+      else log.info(fields, line);
     },
     decision: (record: DecisionRecord) => remember(decisions, record),
-    /** `reply`, recording the call's outcome and latency in the bounded call log. */
+    /**
+     * `reply`, recording the call's outcome and latency in the bounded call log and the metrics,
+     * and logging it (debug) with `ref`: what names the call (`reqId` over HTTP, a node's `call`).
+     */
     logged<
       A extends {
         value: unknown;
@@ -39,11 +50,12 @@ export function createLogs(log: { info(m: string): void; warn(m: string): void }
       app: string,
       service: string,
       reply: (answer: Outcome<A>) => void,
+      ref: Record<string, unknown> = {},
     ): (answer: Outcome<A>) => void {
       const t0 = performance.now();
       return (answer) => {
         const model = answer.ok ? answer.trace?.find((t) => t.kind === 'model') : undefined;
-        remember(calls, {
+        const record = {
           at: Date.now(),
           app,
           service,
@@ -51,7 +63,23 @@ export function createLogs(log: { info(m: string): void; warn(m: string): void }
           node: answer.ok ? answer.node : '',
           ms: performance.now() - t0,
           ok: answer.ok,
-        });
+        };
+        remember(calls, record);
+        const outcome = answer.ok ? 'ok' : answer.error.code;
+        metrics.call(app, service, record.variant, outcome, record.ms);
+        // Never the input or the value: they are the caller's, not the log's.
+        log.debug?.(
+          {
+            ...ref,
+            app,
+            service,
+            variant: record.variant,
+            node: record.node,
+            ms: record.ms,
+            outcome,
+          },
+          'call answered',
+        );
         reply(answer);
       };
     },

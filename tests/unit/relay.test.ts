@@ -291,7 +291,12 @@ describe('relay start-up', () => {
     const seed = join(dir, 'echo.brume');
     await writeFile(seed, (await bundle(draft('3.0.0'))).bytes);
     const lines: string[] = [];
-    const logger: RelayLogger = { info: (m) => lines.push(m), warn() {}, error() {} };
+    const logger: RelayLogger = {
+      // The line's message: pino's shape is info(fields, message) or info(message).
+      info: (a: unknown, m?: string) => lines.push(typeof a === 'string' ? a : String(m)),
+      warn() {},
+      error() {},
+    };
     const dataDir = join(dir, 'data');
     const relay = await createRelay({
       port: 0,
