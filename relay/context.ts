@@ -290,41 +290,6 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
     flushing = undefined;
   }
 
-  function accept(op: ContextOp, from: string): Promise<number> {
-    try {
-      if (op.scope === 'node' && op.owner !== from) {
-        throw new InputError(`a node writes only its own node-scoped keys`);
-      }
-      if (op.privacy?.includes('device')) {
-        throw new InputError('a device-private value never leaves its device');
-      }
-      if (op.privacy && op.value) {
-        throw new PrivacyError('a private value must arrive sealed, not in plaintext');
-      }
-      const first = pending.get(op.opId);
-      if (first) return first.then(() => 0); // the same write again, still being stored
-      if (replica.has(op.opId)) return Promise.resolve(0);
-      if (broken) throw new UnavailableError(broken);
-      const record = logRecord(encode(op));
-      if (queue.length >= maxQueued || queuedBytes + record.length > maxQueuedBytes) {
-        throw new UnavailableError(
-          `the relay's context write queue is full (${queue.length} writes, ${queuedBytes} bytes waiting for the disk; limits ${maxQueued} writes, ${maxQueuedBytes} bytes): ${op.app}/${op.key} was not stored, try again later`,
-        );
-      }
-      clock.check(op.stamp); // E_CLOCK before anything is written
-      replica.check(op, staged);
-      const done = new Promise<number>((resolve, reject) => {
-        queue.push({ op, record, resolve, reject });
-      });
-      queuedBytes += record.length;
-      pending.set(op.opId, done);
-      flushing ??= flush();
-      return done;
-    } catch (e) {
-      return Promise.reject(e);
-    }
-  }
-
   const agreements = await openAgreements(join(dataDir, 'agreements.json'), {
     max: options.maxAgreements ?? 10_000,
     trusted: options.trusted ?? (() => false),
@@ -333,7 +298,7 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
     warn,
   });
 
-  return {
+  const store = {
     replica,
     /** The log position restored from disk at start. */
     restored,
@@ -345,8 +310,40 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
      * out), 0 when not (a duplicate, or an older write); throws what refuses it, E_UNAVAILABLE
      * when the disk did (nothing changes then, in memory or on disk).
      */
-    accept: (op: ContextOp, from: string): Promise<number> =>
-      options.metrics ? options.metrics.contextOp(from, accept(op, from)) : accept(op, from),
+    accept(op: ContextOp, from: string): Promise<number> {
+      try {
+        if (op.scope === 'node' && op.owner !== from) {
+          throw new InputError(`a node writes only its own node-scoped keys`);
+        }
+        if (op.privacy?.includes('device')) {
+          throw new InputError('a device-private value never leaves its device');
+        }
+        if (op.privacy && op.value) {
+          throw new PrivacyError('a private value must arrive sealed, not in plaintext');
+        }
+        const first = pending.get(op.opId);
+        if (first) return first.then(() => 0); // the same write again, still being stored
+        if (replica.has(op.opId)) return Promise.resolve(0);
+        if (broken) throw new UnavailableError(broken);
+        const record = logRecord(encode(op));
+        if (queue.length >= maxQueued || queuedBytes + record.length > maxQueuedBytes) {
+          throw new UnavailableError(
+            `the relay's context write queue is full (${queue.length} writes, ${queuedBytes} bytes waiting for the disk; limits ${maxQueued} writes, ${maxQueuedBytes} bytes): ${op.app}/${op.key} was not stored, try again later`,
+          );
+        }
+        clock.check(op.stamp); // E_CLOCK before anything is written
+        replica.check(op, staged);
+        const done = new Promise<number>((resolve, reject) => {
+          queue.push({ op, record, resolve, reject });
+        });
+        queuedBytes += record.length;
+        pending.set(op.opId, done);
+        flushing ??= flush();
+        return done;
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    },
     /** Remembers the agreement key a node's identity signed for (checked by the caller). */
     bind(b: AgreementBinding): void {
       agreements.bind(b);
@@ -365,6 +362,12 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
       await file?.close();
       file = undefined;
     },
+  };
+  const { metrics } = options;
+  if (!metrics) return store;
+  return {
+    ...store,
+    accept: (op: ContextOp, from: string) => metrics.contextOp(from, store.accept(op, from)),
   };
 }
 
