@@ -32,6 +32,7 @@ import {
   snapshotBytes,
 } from './context-log';
 import { moveAside, readDurable, removeTemporaries, writeDurable } from './durable';
+import type { RelayMetrics } from './metrics';
 
 export interface ContextOptions {
   /** Per value and per app bytes, the catch-up log kept in memory, seen-op ids. */
@@ -56,6 +57,8 @@ export interface ContextOptions {
   maxQueuedBytes?: number;
   /** Writes stored by one append and fsync at most. Default 1,024. */
   maxBatch?: number;
+  /** Where each write's outcome is counted (relay/metrics.ts). */
+  metrics?: Pick<RelayMetrics, 'contextOp'>;
 }
 
 /** A write checked and waiting for the disk. */
@@ -295,7 +298,7 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
     warn,
   });
 
-  return {
+  const store = {
     replica,
     /** The log position restored from disk at start. */
     restored,
@@ -349,6 +352,8 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
     agreements: (keys: string[]) => agreements.lookup(keys),
     /** A stamp for a write the relay makes itself (HTTP PUT/DELETE). */
     tick: () => clock.tick(),
+    /** Why writes are refused until a restart (a failed write not undone), when they are. */
+    failed: () => broken,
     /** Bytes of the log and the snapshot on disk now, for tests and the console. */
     files: () => ({ log: size, generation, syncs, records: storedRecords }),
     close: async () => {
@@ -357,6 +362,12 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
       await file?.close();
       file = undefined;
     },
+  };
+  const { metrics } = options;
+  if (!metrics) return store;
+  return {
+    ...store,
+    accept: (op: ContextOp, from: string) => metrics.contextOp(from, store.accept(op, from)),
   };
 }
 

@@ -116,7 +116,9 @@ function mountCalls(app: FastifyInstance, o: FabricHttpOptions): void {
       reply.header('traceparent', traceparent(traceId));
       const { input, qos, rpc } = parseBody(callBody, req.body, '{ input, qos?, rpc? }');
       const { app: name, service } = req.params;
-      const answer = await hub.call(name, service, input, qos ?? {}, rpc, traceId);
+      const answer = await hub.call(name, service, input, qos ?? {}, rpc, traceId, {
+        reqId: req.id,
+      });
       return send(req, reply, 200, { ...answer, traceId });
     },
   );

@@ -1,7 +1,7 @@
 /**
  * API keys: credentials the admin creates, each with scopes, kept in `<data>/keys.json` as the
  * sha256 of their secret (the secret itself is shown once, at creation). A scope is `call`,
- * `jobs`, `admin`, `deploy:<apps>` or `context:write:<apps>`, where `<apps>` is an app name or a
+ * `jobs`, `metrics` (scrape `/metrics`), `admin`, `deploy:<apps>` or `context:write:<apps>`, where `<apps>` is an app name or a
  * pattern with `*` (`team-*`); a bare `deploy` or `context:write` means every app.
  * @example const keys = await openKeys('.brume', console.warn);
  *          const { secret } = await keys.create(['deploy:digits', 'call'], 'CI');
@@ -15,7 +15,7 @@ import { serial } from '../core/serial';
 import { readDurable, writeDurable } from './durable';
 
 /** What a scope lets its holder do. */
-export type Permission = 'deploy' | 'context:write' | 'call' | 'jobs' | 'admin';
+export type Permission = 'deploy' | 'context:write' | 'call' | 'jobs' | 'metrics' | 'admin';
 
 export interface ApiKey {
   id: string;
@@ -40,7 +40,7 @@ export const keyLimits = { keys: 1000, scopesPerKey: 32, label: 200 };
 
 const PATTERN = /^[a-z0-9*][a-z0-9*-]{0,63}$/;
 const PER_APP = ['deploy', 'context:write'] as const;
-const PLAIN = ['call', 'jobs', 'admin'] as const;
+const PLAIN = ['call', 'jobs', 'metrics', 'admin'] as const;
 
 /** Checks one scope string; the error names it and lists the forms that exist. */
 export function parseScope(scope: string): string {
@@ -50,7 +50,7 @@ export function parseScope(scope: string): string {
     if (scope.startsWith(`${p}:`) && PATTERN.test(scope.slice(p.length + 1))) return scope;
   }
   throw new InputError(
-    `scope "${scope.slice(0, 80)}" is not one of call, jobs, admin, deploy[:<apps>], context:write[:<apps>] (<apps>: a name or a pattern like team-*)`,
+    `scope "${scope.slice(0, 80)}" is not one of call, jobs, metrics, admin, deploy[:<apps>], context:write[:<apps>] (<apps>: a name or a pattern like team-*)`,
   );
 }
 

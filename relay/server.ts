@@ -23,15 +23,18 @@ import { type ContextOptions, openContext, type RelayContext } from './context';
 import { mountFabric } from './fabric-http';
 import { hostAllowList } from './hosts';
 import { BUNDLE_TYPES, mountApps } from './http/apps';
-import { consoleLogger, errorText, mountSite, type RelayLogger } from './http/site';
+import { mountObserve, probe } from './http/observe';
+import { errorText, mountSite } from './http/site';
 import { createHub, type Hub } from './hub';
 import { type KeyStore, openKeys } from './keys';
 import { mountKeys } from './keys-http';
 import type { HubLimits } from './limits';
+import { type LogOptions, loggerOptions, type RelayLogger } from './log';
+import { createMetrics, type RelayMetrics } from './metrics';
 import { createStore, type Store } from './store';
 
 export type { DeployResult } from './apps';
-export type { LogFields, RelayLogger } from './http/site';
+export type { LogFields, RelayLogger } from './log';
 
 export interface RelayOptions {
   /** Interface to listen on; default 127.0.0.1 (this machine only). */
@@ -50,8 +53,13 @@ export interface RelayOptions {
   appsToSeed?: string[];
   /** Largest bundle accepted by `POST /api/apps`, in bytes; default 256 MiB. */
   bodyLimit?: number;
-  /** Where relay events go; default the console. */
+  /**
+   * Where relay events go instead of the relay's own logger (then Fastify logs no request
+   * lines); default Fastify's logger (pino) as `log` sets it up.
+   */
   logger?: RelayLogger;
+  /** The relay's own logger: level, JSON lines or pino-pretty (relay/log.ts). */
+  log?: LogOptions;
   /** Page origins allowed to open node sockets, besides the relay's own. */
   origins?: string[];
   /** Node heartbeat period; a node silent for 3 periods is evicted. Default 2000 ms. */
@@ -110,6 +118,10 @@ export interface Relay {
   readonly keys: KeyStore;
   /** The durable context store. */
   readonly context: RelayContext;
+  /** Where the relay logs (pino's shape). */
+  readonly log: RelayLogger;
+  /** Its Prometheus registry and metrics, as `GET /metrics` shows them. */
+  readonly metrics: RelayMetrics;
   /** Verifies and stores a bundle, as `POST /api/apps` does (without a credential check). */
   deploy(bundle: Uint8Array): Promise<DeployResult>;
   /** Makes a deployed version current, as `POST /api/apps/:name/current` does. */
@@ -130,7 +142,16 @@ const MiB = 1024 * 1024;
 /** Starts a relay; resolves once it listens and any seed apps are deployed. */
 export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const startedAt = performance.now();
-  const log = options.logger ?? consoleLogger;
+  // Fastify first: its logger is the relay's.
+  const app = Fastify({
+    ...(options.logger ? { logger: false } : { logger: loggerOptions(options.log) }),
+    return503OnClosing: true,
+    // Public keys (base64url SPKI, 124 characters) travel in paths: DELETE /api/trust/:publicKey.
+    routerOptions: { maxParamLength: 512 },
+  });
+  const log: RelayLogger = options.logger ?? app.log;
+  const metrics = createMetrics();
+  metrics.collectDefault();
   const bodyLimit = options.bodyLimit ?? 256 * MiB;
   const webRoot = resolve(options.webRoot ?? 'dist/web');
   const dataDir = options.dataDir ?? '.brume';
@@ -142,10 +163,11 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     ...options.context,
     trusted: (key) => admin.trusted(key),
     warn: (m) => log.warn(m),
+    metrics,
   });
   const apps = openApps(store, { bodyLimit });
-  const parts = { store, admin, keys, context, apps, log };
-  const { app, hub, net } = await buildServer(options, parts);
+  const parts = { store, admin, keys, context, apps, log, metrics };
+  const { hub, net } = await buildServer(app, options, parts);
   await mountSite(app, {
     webRoot,
     bodyLimit,
@@ -155,6 +177,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     startedAt,
   });
   mountApps(app, { apps, store, auth: net.auth, log, bodyLimit });
+  const checks = () => readiness(parts, hub, options.cloudNode === false ? undefined : net.ownKeys);
+  mountObserve(app, { auth: net.auth, metrics, checks });
   await seed(options.appsToSeed, parts, app);
   const { url, port } = await listen(app, options, net);
 
@@ -190,6 +214,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     admin,
     keys,
     context,
+    log,
+    metrics,
     deploy: (bytes) => apps.deploy(bytes),
     setCurrent: (name, version) => apps.setCurrent(name, version),
     async drain(ms) {
@@ -208,19 +234,14 @@ interface Parts {
   context: RelayContext;
   apps: Apps;
   log: RelayLogger;
+  metrics: RelayMetrics;
 }
 
 /** The Fastify app with its guards (Host, rate limits), the hub, the fabric's routes and keys. */
-async function buildServer(options: RelayOptions, p: Parts) {
+async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts) {
   const { admin, context, log } = p;
   const auth = createAuth(admin, p.keys);
   const hosts = hostAllowList(options.allowedHosts);
-  const app = Fastify({
-    logger: false,
-    return503OnClosing: true,
-    // Public keys (base64url SPKI, 124 characters) travel in paths: DELETE /api/trust/:publicKey.
-    routerOptions: { maxParamLength: 512 },
-  });
   // Before anything else reads the request: a foreign Host is a page that rebound a DNS name.
   app.addHook('onRequest', async (req) => hosts.check(req.headers.host));
   // Per-route limits (anonymous calls); answers 429 with Retry-After.
@@ -247,6 +268,7 @@ async function buildServer(options: RelayOptions, p: Parts) {
     context,
     origins: (origin) => origins.has(origin),
     log,
+    metrics: p.metrics,
     ...(options.heartbeatMs !== undefined && { heartbeatMs: options.heartbeatMs }),
     ...(options.callTimeoutMs !== undefined && { callTimeoutMs: options.callTimeoutMs }),
     ...(options.frameRate !== undefined && { frameRate: options.frameRate }),
@@ -269,7 +291,31 @@ async function buildServer(options: RelayOptions, p: Parts) {
     calls,
   });
   mountKeys(app, p.keys, auth);
-  return { app, hub, net: { auth, hosts, origins, ownKeys, closePeers } };
+  return { hub, net: { auth, hosts, origins, ownKeys, closePeers } };
+}
+
+/**
+ * What `GET /api/ready` checks: the app store answers, the context log takes writes, the relay's
+ * own cloud node (when it runs one: `ownKeys`) has joined. Redis is not supported yet.
+ */
+async function readiness(p: Parts, hub: Hub, ownKeys: Set<string> | undefined) {
+  const { store, context } = p;
+  return {
+    storage: await probe(async () => `${(await store.apps.names()).length} apps`),
+    context: await probe(async () => {
+      // Its whole reason (with the path) is in the log; anyone may read this answer.
+      if (context.failed()) throw new Error('writes refused until a restart: see the log');
+      return `log at ${context.files().log} bytes`;
+    }),
+    ...(ownKeys && {
+      cloud: await probe(async () => {
+        const own = hub.nodes().find((n) => n.role === 'cloud' && ownKeys.has(n.publicKey));
+        if (!own) throw new Error("the relay's own cloud node has not joined");
+        return `joined as ${own.id}`;
+      }),
+    }),
+    redis: { ok: true, detail: 'not configured: this relay has no Redis support yet' },
+  };
 }
 
 /** Deploys `files` in order when the store holds no app yet; a bad one stops the relay. */
@@ -283,7 +329,10 @@ async function seed(files: string[] | undefined, p: Parts, app: FastifyInstance)
       await app.close();
       throw new InternalError(`cannot seed app from ${file}: ${errorText(e)}`, { cause: e });
     }
-    p.log.info(`seeded ${result.name}@${result.version} from ${file}`);
+    p.log.info(
+      { app: result.name, version: result.version, file },
+      `seeded ${result.name}@${result.version} from ${file}`,
+    );
   }
 }
 

@@ -65,6 +65,8 @@ export interface ContextHubOptions {
   peer(id: string): ContextPeer | undefined;
   /** Every connected node. */
   peers(): Iterable<ContextPeer>;
+  /** How long a change took to be sent to every node keeping its app (the relay's metrics). */
+  published?(ms: number): void;
 }
 
 export function createContextHub(o: ContextHubOptions) {
@@ -90,6 +92,7 @@ export function createContextHub(o: ContextHubOptions) {
    * children.
    */
   function publish(op: ContextOp, seq: number): void {
+    const t0 = performance.now();
     const fogs = new Map<string, { node: string; prev: number }[]>();
     const shareable = !op.privacy && op.scope === 'app';
     // Nodes that get the same frame (the same view of the op after the same `prev`: most of
@@ -123,6 +126,7 @@ export function createContextHub(o: ContextHubOptions) {
       }
     }
     for (const [fog, to] of fogs) o.send(fog, { t: 'ctx-fan', seq, op, to });
+    o.published?.(performance.now() - t0);
   }
 
   /** A write: accepted (`ctx-ack`, then fanned out) or refused (`ctx-nack` naming why). */

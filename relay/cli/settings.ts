@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { defaultLimits } from '../limits';
+import { logLevels } from '../log';
 
 /** What a value may be: its file schema, how a flag's or env's text becomes that, and in words. */
 export interface Kind {
@@ -57,6 +58,12 @@ const text = (what: string, pattern = /^[^\0]{1,1000}$/): Kind => ({
 });
 
 const path: Kind = { ...text('a path'), path: true };
+
+const oneOf = (values: readonly [string, ...string[]]): Kind => ({
+  what: `one of ${values.join(', ')}`,
+  schema: z.enum(values),
+  fromText: (t) => t,
+});
 
 const onOff: Kind = {
   what: 'true or false (on/off, 1/0 in the environment)',
@@ -168,6 +175,14 @@ export const settings: readonly Setting[] = [
     kind: onOff,
     default: true,
     help: "run the relay's own cloud node (onnxruntime-node); the flag turns it off",
+  },
+  {
+    key: 'logLevel',
+    flag: 'log-level',
+    arg: '<level>',
+    kind: oneOf(logLevels),
+    default: 'info',
+    help: 'fatal, error, warn, info (one line per call), debug, trace or silent; JSON lines, pretty when stdout is a terminal',
   },
   {
     key: 'contextCatchupKib',

@@ -5,6 +5,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HubLimits } from '../limits';
+import type { LogLevel } from '../log';
 import { createRelay, type RelayOptions } from '../server';
 import type { Config } from './config';
 
@@ -22,6 +23,7 @@ export function startOptions(config: Config): StartOptions {
     maxSignalBytes: v.maxSignalKib * 1024,
     origins: v.origins,
     cloud: v.cloud,
+    logLevel: v.logLevel,
     context: {
       catchUpBytes: v.contextCatchupKib * 1024,
       compactFloorBytes: v.contextCompactMib * MiB,
@@ -87,6 +89,7 @@ interface Values {
   maxQuarantined: number;
   leaseMs: number;
   drainMs: number;
+  logLevel: LogLevel;
 }
 
 export interface StartOptions {
@@ -100,6 +103,7 @@ export interface StartOptions {
   maxSignalBytes: number;
   origins: string[];
   cloud: boolean;
+  logLevel: LogLevel;
   context: NonNullable<RelayOptions['context']>;
   logicCaps: { timeoutMs: number; memoryMiB: number; heapMiB: number };
   allowedHosts: string[];
@@ -130,6 +134,7 @@ export async function start(o: StartOptions): Promise<number> {
     maxSignalBytes: o.maxSignalBytes,
     origins: o.origins,
     cloudNode: o.cloud,
+    log: { level: o.logLevel },
     context: o.context,
     logicCaps: o.logicCaps,
     allowedHosts: o.allowedHosts,
@@ -141,33 +146,43 @@ export async function start(o: StartOptions): Promise<number> {
     maxQuarantined: o.maxQuarantined,
     leaseMs: o.leaseMs,
   });
-  console.log(`Brume relay listening on ${relay.url} — open it in a browser to join`);
-  // The token is shown once, when made: logs of every later start do not carry it.
+  const { log } = relay;
+  log.info(
+    { url: relay.url },
+    `Brume relay listening on ${relay.url} — open it in a browser to join`,
+  );
+  // Never the token itself: logs are kept, shipped and read by others (brume token prints it).
   const tokenFile = join(o.data, 'admin-token');
-  if (o.adminToken !== undefined) console.log('admin token: the one the configuration gives');
-  else if (relay.admin.created)
-    console.log(`admin token: ${relay.admin.token} (saved in ${tokenFile})`);
-  else console.log(`admin token: in ${tokenFile} (brume token --data ${o.data} prints it)`);
-  console.log(`data: ${relay.store.location}`);
+  if (o.adminToken !== undefined) log.info('admin token: the one the configuration gives');
+  else
+    log.info(
+      { file: tokenFile },
+      `admin token: ${relay.admin.created ? 'made and saved in' : 'in'} ${tokenFile} (brume token --data ${o.data} prints it)`,
+    );
+  log.info({ data: relay.store.location }, `data: ${relay.store.location}`);
 
   return new Promise<number>((done) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {
       if (stopping) {
-        console.error(`${signal} again: exiting without waiting`);
+        log.error({ signal }, `${signal} again: exiting without waiting`);
         process.exit(1);
       }
       stopping = true;
-      console.log(`${signal}: draining (new calls refused; calls in flight have ${o.drainMs} ms)`);
+      log.info(
+        { signal },
+        `${signal}: draining (new calls refused; calls in flight have ${o.drainMs} ms)`,
+      );
       relay.drain(o.drainMs).then(
         (r) => {
-          console.log(
+          log.info(
+            r,
             `drained: ${r.inFlight - r.failed} of ${r.inFlight} calls in flight finished, ${r.failed} failed at the deadline; context log flushed; closed`,
           );
           done(0);
         },
         (e: unknown) => {
-          console.error(`error while closing: ${(e as Error).message}`);
+          log.error(`error while closing: ${(e as Error).message}`);
           done(1);
         },
       );

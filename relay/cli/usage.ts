@@ -82,8 +82,8 @@ deploy, current, keys, trust:
                         default .brume); used when no --key or --token is given
 
 keys create:
-  --scope <scope>       repeatable: deploy:<apps>, context:write:<apps>, call, jobs, admin;
-                        <apps> is a name or a pattern like team-* (deploy alone: every app)
+  --scope <scope>       repeatable: deploy:<apps>, context:write:<apps>, call, jobs, metrics,
+                        admin; <apps> is a name or a pattern like team-* (deploy alone: every app)
   --label <text>        a note kept with the key (e.g. "CI")
 
 trust:

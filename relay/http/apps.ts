@@ -9,8 +9,9 @@ import { ForbiddenError, InputError, NotFoundError, toWire } from '../../core/er
 import { isSha256 } from '../../core/names';
 import { type Apps, summarize } from '../apps';
 import type { Auth } from '../auth';
+import type { RelayLogger } from '../log';
 import type { Store } from '../store';
-import { errorText, type RelayLogger } from './site';
+import { errorText } from './site';
 
 export const BUNDLE_TYPES = ['application/vnd.brume.bundle', 'application/octet-stream'];
 
@@ -85,11 +86,12 @@ function mountDeploy(app: FastifyInstance, o: AppRoutesOptions): void {
       }
     };
     const result = await apps.deploy(req.body, may).catch((e: unknown) => {
-      log.warn(`deploy refused: ${errorText(e)}`);
+      log.warn({ reqId: req.id }, `deploy refused: ${errorText(e)}`);
       throw e;
     });
     const { name, version, currentVersion } = result;
     log.info(
+      { reqId: req.id, app: name, version },
       `deployed ${name}@${version}${result.created ? '' : ' (unchanged)'}${result.current ? '' : `, kept ${currentVersion} current`}`,
     );
     return reply.code(result.created ? 201 : 200).send({
@@ -112,7 +114,10 @@ function mountDeploy(app: FastifyInstance, o: AppRoutesOptions): void {
       const version = req.body?.version;
       if (typeof version !== 'string') throw new InputError('version: send { version: "1.2.3" }');
       const result = await apps.setCurrent(req.params.name, version);
-      log.info(`made ${result.name}@${result.version} current`);
+      log.info(
+        { reqId: req.id, app: result.name, version: result.version },
+        `made ${result.name}@${result.version} current`,
+      );
       return result;
     },
   );

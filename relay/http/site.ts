@@ -10,21 +10,7 @@ import { relative, sep } from 'node:path';
 import fastifyStatic from '@fastify/static';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { BrumeError, httpStatus, InternalError, NotFoundError, toWire } from '../../core/errors';
-
-/** Fields of a log line, first as in pino: `log.info({ trace }, 'call answered')`. */
-export type LogFields = Record<string, unknown>;
-
-export interface RelayLogger {
-  info(fieldsOrMessage: LogFields | string, message?: string): void;
-  warn(message: string): void;
-  error(message: string): void;
-}
-
-export const consoleLogger: RelayLogger = {
-  info: (f, m) => console.log(typeof f === 'string' ? f : `${m ?? ''} ${JSON.stringify(f)}`),
-  warn: (m) => console.warn(m),
-  error: (m) => console.error(m),
-};
+import type { RelayLogger } from '../log';
 
 export interface SiteOptions {
   /** The built web app's folder. */
@@ -70,7 +56,8 @@ export async function mountSite(app: FastifyInstance, o: SiteOptions): Promise<v
 
   app.setErrorHandler((error: FastifyError, req, reply) => {
     const { status, body } = httpError(error, o);
-    if (status >= 500) o.log.error(`${req.method} ${req.url}: ${errorText(error)}`);
+    const path = req.url.split('?')[0];
+    if (status >= 500) o.log.error({ reqId: req.id }, `${req.method} ${path}: ${errorText(error)}`);
     return reply.code(status).send(body);
   });
 

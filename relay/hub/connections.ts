@@ -47,6 +47,8 @@ export interface ConnectionOptions {
   frameRate: number;
   origins(origin: string): boolean;
   event: Logs['event'];
+  /** Bytes read from (in) or written to (out) node sockets (relay/metrics.ts). */
+  bytes(direction: 'in' | 'out', n: number): void;
   /** The joined nodes and their sockets, for the liveness sweep. */
   joined(): Iterable<{ record: NodeRecord; link: Conn }>;
   /** A new socket: send it the challenge. */
@@ -83,6 +85,7 @@ export function createConnections(o: ConnectionOptions) {
       return;
     }
     conn.ws.send(bytes);
+    o.bytes('out', bytes.byteLength);
   }
 
   /**
@@ -106,8 +109,12 @@ export function createConnections(o: ConnectionOptions) {
           error = e as BrumeError;
         }
       }
-      if (bytes) conn.ws.send(bytes);
-      else unsendable(conn, frame, error!);
+      if (!bytes) {
+        unsendable(conn, frame, error!);
+        continue;
+      }
+      conn.ws.send(bytes);
+      o.bytes('out', bytes.byteLength);
     }
   }
 
@@ -250,6 +257,7 @@ export function createConnections(o: ConnectionOptions) {
   }
 
   async function receive(conn: Conn, data: Buffer, isBinary: boolean): Promise<void> {
+    o.bytes('in', data.byteLength);
     if (!isBinary)
       throw new ProtocolError('text frames are not part of the protocol: send MessagePack');
     const msg = decodeFrame(

@@ -24,6 +24,7 @@ import { MAX_PLACEMENTS, type ToNode, type ToRelay } from '../../core/protocol';
 import type { Qos } from '../../core/scheduler';
 import { askRefusal, CallCounts, callRefusal, type HubLimits, sizeOf } from '../limits';
 import { type CallShape, type Meter, shapeOf } from '../measure';
+import type { RelayMetrics } from '../metrics';
 import type { createVerifier, Outcome } from '../verify';
 import type { DecideArgs, Route } from './decide';
 
@@ -85,6 +86,7 @@ export interface ForwardingOptions {
   decide(...args: DecideArgs): Promise<Route>;
   meter: Meter;
   verifier: ReturnType<typeof createVerifier>;
+  metrics: Pick<RelayMetrics, 'forwarded' | 'retried'>;
 }
 
 export function createForwarding(o: ForwardingOptions) {
@@ -112,6 +114,7 @@ export function createForwarding(o: ForwardingOptions) {
 
   async function run(call: Call, reply: Reply, replace: boolean): Promise<void> {
     const tried = call.tried ?? [];
+    if (replace) o.metrics.retried();
     let routed = call;
     const asked = o.node(call.target);
     if (replace || !asked || asked.quarantined) {
@@ -153,6 +156,7 @@ export function createForwarding(o: ForwardingOptions) {
       (msg) => answered(f, msg),
       (error: BrumeError) => reply({ ok: false, error }),
     );
+    o.metrics.forwarded(call.caller);
     o.send(target, {
       t: 'call',
       id,

@@ -22,6 +22,7 @@ import { MAX_LEASE_MS, type ToNode, type ToRelay } from '../../core/protocol';
 import type { Qos } from '../../core/scheduler';
 import type { RelayContext } from '../context';
 import { defaultLimits, type HubLimits } from '../limits';
+import { createMetrics, type RelayMetrics } from '../metrics';
 import type { Outcome } from '../verify';
 import { type Conn, closeCodes, createConnections } from './connections';
 import { type DecideArgs, decide as place } from './decide';
@@ -67,12 +68,15 @@ export interface HubOptions {
   /** Leases one node holds at most (default 256) and leases in all (default 65,536). */
   maxLeases?: { perNode?: number; total?: number };
   log: HubLog;
+  /** Where the hub counts what it does (relay/metrics.ts); default a registry of its own. */
+  metrics?: RelayMetrics;
 }
 
 export function createHub(options: HubOptions) {
   const heartbeatMs = options.heartbeatMs ?? 2000;
   const limits: HubLimits = { ...defaultLimits, ...options.limits };
-  const logs = createLogs(options.log);
+  const metrics = options.metrics ?? createMetrics();
+  const logs = createLogs(options.log, metrics);
   const { event } = logs;
   const leaseMs = options.leaseMs ?? Math.min(heartbeatMs, MAX_LEASE_MS);
   if (leaseMs > heartbeatMs)
@@ -121,10 +125,11 @@ export function createHub(options: HubOptions) {
       if (conn) remove(conn, reason);
     },
   });
+  // Every manifest read for a call names its app's label values (relay/metrics.ts).
+  const manifest = (app: string) => options.manifest(app).then(metrics.deployed);
   const decide = (...args: DecideArgs) =>
-    place(
-      { manifest: options.manifest, nodes: registry.placement, logged: logs.decision },
-      ...args,
+    metrics.decision(
+      place({ manifest, nodes: registry.placement, logged: logs.decision }, ...args),
     );
 
   // Honest placement: the relay's own timings, and answers checked by redundant execution.
@@ -149,7 +154,7 @@ export function createHub(options: HubOptions) {
   const forwarding = createForwarding({
     limits,
     callTimeoutMs: options.callTimeoutMs ?? 30_000,
-    manifest: options.manifest,
+    manifest,
     node: (id) => registry.get(id)?.record,
     nodes: registry.records,
     buffered: (id) => registry.get(id)?.link.ws.bufferedAmount ?? 0,
@@ -157,6 +162,7 @@ export function createHub(options: HubOptions) {
     decide,
     meter,
     verifier,
+    metrics,
   });
 
   const context = createContextHub({
@@ -169,6 +175,7 @@ export function createHub(options: HubOptions) {
       ),
     peer: registry.get,
     peers: registry.entries,
+    published: metrics.fanout,
   });
 
   const join = createJoin({
@@ -198,6 +205,7 @@ export function createHub(options: HubOptions) {
     frameRate: options.frameRate ?? 500,
     origins: options.origins,
     event,
+    bytes: metrics.bytes,
     joined: registry.entries,
     greet: join.greet,
     onFrame: (conn, msg) => (conn.node ? joined(conn, msg) : join.joining(conn, msg)),
@@ -213,6 +221,13 @@ export function createHub(options: HubOptions) {
       leases.left(conn.node.id);
       forwarding.moveFrom(conn.node.id);
     },
+  });
+
+  metrics.watch({
+    nodes: registry.records,
+    quarantined: () => quarantine.list().length,
+    leases: leases.stats,
+    contextLogBytes: () => options.context?.files().log ?? 0,
   });
 
   /** A frame from a joined node, by type. */
@@ -258,11 +273,15 @@ export function createHub(options: HubOptions) {
         return forwarding.forward(
           call,
           tracked(
-            logs.logged(call, (r) => {
-              if (!r.ok) return sockets.send(conn, { t: 'error', id, error: toWire(r.error) });
-              const { ok: __, ...answer } = r;
-              sockets.send(conn, { t: 'result', id, ...answer });
-            }),
+            logs.logged(
+              call,
+              (r) => {
+                if (!r.ok) return sockets.send(conn, { t: 'error', id, error: toWire(r.error) });
+                const { ok: __, ...answer } = r;
+                sockets.send(conn, { t: 'result', id, ...answer });
+              },
+              { call: id, caller: node.id },
+            ),
           ),
         );
       }
@@ -299,19 +318,34 @@ export function createHub(options: HubOptions) {
     quarantined: () => quarantine.list(),
     /** Lets a quarantined node be placed again; false when it was not quarantined. */
     release: honesty.release,
-    /** A call from an HTTP client: placed here, run on a node, answered once. */
-    call(app: string, service: string, input: unknown, qos: Qos, rpc = '', traceId?: string) {
+    /**
+     * A call from an HTTP client: placed here, run on a node, answered once. `ref` names it in
+     * the log (the request's `reqId`).
+     */
+    call(
+      app: string,
+      service: string,
+      input: unknown,
+      qos: Qos,
+      rpc = '',
+      traceId?: string,
+      ref: Record<string, unknown> = {},
+    ) {
       const call = { app, service, rpc, input, qos, caller: '', target: '', traceId };
       return new Promise<CallAnswer>((resolve, reject) => {
         if (draining) return reject(drainRefusal());
         forwarding.forward(
           call,
           tracked(
-            logs.logged(call, (r) => {
-              if (!r.ok) return reject(r.error);
-              const { ok: _, ...answer } = r;
-              resolve(answer);
-            }),
+            logs.logged(
+              call,
+              (r) => {
+                if (!r.ok) return reject(r.error);
+                const { ok: _, ...answer } = r;
+                resolve(answer);
+              },
+              ref,
+            ),
           ),
         );
       });

@@ -4,7 +4,12 @@
  * @example const logs = createLogs(log); logs.event('joined', 'fog (trusted)', id);
  */
 import type { CallRecord, DecisionRecord, HubEvent } from '../../core/api';
+import type { RelayLogger } from '../log';
+import type { RelayMetrics } from '../metrics';
 import type { Outcome } from '../verify';
+
+/** What the hub logs through: pino's shape (relay/log.ts). */
+export type HubLog = Pick<RelayLogger, 'info' | 'warn' | 'debug'>;
 
 /** What the console shows of each log: the newest entries. */
 const shown = 1000;
@@ -15,27 +20,25 @@ function remember<T>(list: T[], item: T, max = shown): void {
   if (list.length > max + max / 10) list.splice(0, list.length - max);
 }
 
-/** Where the hub's lines go: the relay's logger (pino's shape: fields first, then the message). */
-export interface HubLog {
-  info(fieldsOrMessage: Record<string, unknown> | string, message?: string): void;
-  warn(message: string): void;
-}
-
-export function createLogs(log: HubLog) {
+export function createLogs(log: HubLog, metrics: RelayMetrics) {
   const decisions: DecisionRecord[] = [];
   const calls: CallRecord[] = [];
   const events: HubEvent[] = [];
   return {
     event(kind: HubEvent['kind'], detail: string, node?: string): void {
       remember(events, { at: Date.now(), kind, detail, ...(node ? { node } : {}) });
-      (kind === 'refused' || kind === 'evicted' || kind === 'quarantined' ? log.warn : log.info)(
-        `${kind}${node ? ` ${node.slice(0, 8)}` : ''}: ${detail}`,
-      );
+      metrics.event(kind);
+      const warn = kind === 'refused' || kind === 'evicted' || kind === 'quarantined';
+      const fields = { event: kind, ...(node && { node }) };
+      const line = `${kind}${node ? ` ${node.slice(0, 8)}` : ''}: ${detail}`;
+      if (warn) log.warn(fields, line);
+      else log.info(fields, line);
     },
     decision: (record: DecisionRecord) => remember(decisions, record),
     /**
-     * `reply`, recording the call's outcome and latency in the bounded call log, and logging one
-     * line with its trace id: this relay's hop of the request.
+     * `reply`, recording the call's outcome and latency in the bounded call log and the metrics,
+     * and logging one line with its trace id (this relay's hop of the request) and `ref`, what
+     * names the call here (`reqId` over HTTP, a node's `call`).
      */
     logged<
       A extends {
@@ -47,6 +50,7 @@ export function createLogs(log: HubLog) {
     >(
       call: { app: string; service: string; caller: string; traceId?: string | undefined },
       reply: (answer: Outcome<A>) => void,
+      ref: Record<string, unknown> = {},
     ): (answer: Outcome<A>) => void {
       const t0 = performance.now();
       const { app, service } = call;
@@ -62,14 +66,20 @@ export function createLogs(log: HubLog) {
           ok: answer.ok,
         };
         remember(calls, record);
-        if (call.traceId) {
-          const { at: _, ok, ...fields } = record;
-          const outcome = answer.ok ? 'ok' : answer.error.code;
-          log.info(
-            { trace: call.traceId, ...fields, caller: call.caller || 'http', outcome },
-            ok ? 'call answered' : 'call failed',
-          );
-        }
+        const outcome = answer.ok ? 'ok' : answer.error.code;
+        metrics.call(app, service, record.variant, outcome, record.ms);
+        // Never the input or the value: they are the caller's, not the log's.
+        const { at: _, ok, ...fields } = record;
+        log.info(
+          {
+            ...ref,
+            ...(call.traceId && { trace: call.traceId }),
+            ...fields,
+            caller: call.caller || 'http',
+            outcome,
+          },
+          ok ? 'call answered' : 'call failed',
+        );
         reply(answer);
       };
     },

@@ -188,7 +188,7 @@ describe('trust list', () => {
       port: 0,
       dataDir: data,
       webRoot,
-      logger: { ...silent, warn: (m) => warnings.push(m) },
+      logger: { ...silent, warn: (m: unknown) => warnings.push(String(m)) },
       cloudNode: false,
     });
     try {

@@ -60,8 +60,8 @@ describe('trace ids in frames', () => {
 /** The relay's info lines that carry fields, as pino would get them. */
 const lines: { fields: LogFields; message: string }[] = [];
 const logger: RelayLogger = {
-  info: (f, message = '') => {
-    if (typeof f !== 'string') lines.push({ fields: f, message });
+  info: (f: LogFields | string, message?: string) => {
+    if (typeof f !== 'string') lines.push({ fields: f, message: message ?? '' });
   },
   warn() {},
   error() {},
