@@ -168,7 +168,7 @@ describe('brume start', () => {
     expect(flag.stderr).toContain('--drain-ms must be a whole number from 0 to 600000, got "soon"');
     expect(env.code).toBe(2);
     expect(env.stderr).toContain(
-      '--drain-ms must be a whole number from 0 to 600000, got "600001"',
+      'BRUME_DRAIN_MS must be a whole number from 0 to 600000, got "600001"',
     );
   }, 60_000);
 });

@@ -13,7 +13,9 @@ import { deploy, type RelayProcess, startRelay } from '../relay-process';
 import { testNode } from '../test-node';
 import { until } from '../until';
 
-const DRAIN_MS = 12_000;
+// Shorter than the hostile app's Logic timeout (10 s), so the endless spin is still running at the
+// deadline and fails by the drain, not by its own timeout.
+const DRAIN_MS = 6_000;
 const retryable = new Set(['E_UNAVAILABLE', 'E_DISCONNECTED']);
 
 const nodes: BrumeNode[] = [];

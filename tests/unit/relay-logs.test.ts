@@ -118,20 +118,21 @@ describe('the relay log', () => {
       expect(typeof line.level, raw).toBe('number');
       expect(typeof line.time, raw).toBe('number');
       expect(typeof line.msg, raw).toBe('string');
-      if (line.req || line.res || (line.msg === 'call answered' && line.call === undefined))
+      if (line.req || line.res || (/^call /.test(String(line.msg)) && line.call === undefined))
         expect(line.reqId, raw).toMatch(/^req-/);
       for (const secret of [key, token, ...Object.values(secrets)]) {
         expect(raw, `a secret in the log: ${raw}`).not.toContain(secret);
       }
     }
-    // The HTTP call's own lines: the request, its answer, the call through the hub, one reqId.
+    // The HTTP call's own lines: the request, its answer, the call through the hub (failed: the
+    // Logic refused the input), one reqId and the call's trace id.
     const callRequest = all.find(
       (l) => (l.line.req as { url?: string })?.url === '/api/call/digits/classify',
     );
     expect(callRequest).toBeDefined();
     const sameRequest = all.filter((l) => l.line.reqId === callRequest!.line.reqId);
     expect(sameRequest.map((l) => l.line.msg)).toEqual(
-      expect.arrayContaining(['incoming request', 'call answered', 'request completed']),
+      expect.arrayContaining(['incoming request', 'call failed', 'request completed']),
     );
     // The node's call: its id and the calling node on its line.
     const nodeCall = all.find((l) => l.line.call === 41)!;
