@@ -25,7 +25,7 @@ export function diskCachedSource(
   log: (line: string) => void = () => {},
 ): DiskSource {
   const counts = { fromDisk: 0, fetched: 0 };
-  const made = mkdir(dir, { recursive: true, mode: 0o700 });
+  let made: Promise<unknown> | undefined;
   return {
     counts,
     list: () => inner.list(),
@@ -33,6 +33,10 @@ export function diskCachedSource(
     async blob(sha256, onProgress) {
       // The name becomes a path: only a hash may.
       if (!hex64.test(sha256)) throw new InputError(`not a sha256: "${sha256.slice(0, 80)}"`);
+      made ??= mkdir(dir, { recursive: true, mode: 0o700 }).catch((e: unknown) => {
+        made = undefined; // tried again by the next file
+        throw e;
+      });
       await made;
       const path = join(dir, sha256);
       const kept = await readFile(path).catch((e: NodeJS.ErrnoException) => {

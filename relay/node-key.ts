@@ -17,8 +17,8 @@ import {
   memoryKeyStore,
 } from '../core/identity';
 
-/** WebCrypto's key usages, as Node's types name them. */
-type KeyUsage = Parameters<typeof crypto.subtle.importKey>[4][number];
+/** The WebCrypto key usages these keys have. */
+type KeyUsage = 'sign' | 'verify' | 'deriveBits';
 
 const signing = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const agreeing = { name: 'ECDH', namedCurve: 'P-256' } as const;
