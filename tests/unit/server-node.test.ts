@@ -50,11 +50,14 @@ function spinCall(n: number) {
   });
 }
 
-/** The node the relay placed the latest spin call on, once that node counts it as running. */
-function runningOn(): Promise<string> {
+/**
+ * The node the relay placed a spin call made since `since` on, once that node counts it as
+ * running (its heartbeat, every 2 s, reports it: the spin must outlast one).
+ */
+function runningOn(since: number): Promise<string> {
   return until(async () => {
     const d = (await admin<DecisionRecord[]>('/api/decisions'))
-      .filter((r) => r.app === 'hostile' && r.ok)
+      .filter((r) => r.app === 'hostile' && r.ok && r.at >= since)
       .at(-1);
     const rec = d?.node && (await nodes()).find((r) => r.id === d.node);
     return rec && rec.queue > 0 && rec.id;
@@ -149,10 +152,11 @@ describe('brume node', () => {
     // Both hold every app file before one is killed: the restart below must find them all.
     for (const p of [a, b])
       await until(() => p.output().includes('app hostile loaded'), 'apps loaded');
-    const n = 200_000_000;
+    const n = 600_000_000;
     const before = (await admin<CallRecord[]>('/api/calls')).length;
+    const since = Date.now() - 1000;
     const call = spinCall(n);
-    const placed = await runningOn();
+    const placed = await runningOn(since);
     const [victim, survivor] = placed === a.id ? [a, b] : [b, a];
     await victim.kill();
     const res = await call;
@@ -175,9 +179,10 @@ describe('brume node', () => {
   }, 180_000);
 
   it('drains on SIGTERM: the call in flight is answered there, then it exits 0', async () => {
-    const n = 200_000_000;
+    const n = 600_000_000;
+    const since = Date.now() - 1000;
     const call = spinCall(n);
-    const placed = await runningOn();
+    const placed = await runningOn(since);
     // The restarted node has the killed one's id: the live process of that id.
     const alive = (p: NodeProcess) => p.child.exitCode === null && p.child.signalCode === null;
     const draining = started.find((p) => p.id === placed && alive(p))!;
