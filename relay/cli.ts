@@ -1,14 +1,15 @@
 #!/usr/bin/env -S npx tsx
 /**
- * The `brume` command: run a relay, pack an app, deploy a bundle. This file reads the command
+ * The `brume` command: run a relay, pack an app, deploy a bundle, run a server node. This file reads the command
  * line and hands each command to its part: `cli/start.ts` runs a relay, `cli/remote.ts` talks to
- * one over its HTTP API, `cli/usage.ts` holds the --help text and the flags.
+ * one over its HTTP API, `cli/node.ts` runs a server node, `cli/usage.ts` holds the --help text and the flags.
  *
  * @example
  * npx tsx relay/cli.ts start --port 8787
  * npx tsx relay/cli.ts pack my-app --out my-app.brume
  * npx tsx relay/cli.ts deploy my-app.brume --relay http://127.0.0.1:8787 --key brume_…
  * npx tsx relay/cli.ts keys create --scope deploy:my-app --label CI
+ * npx tsx relay/cli.ts node --relay http://127.0.0.1:8787 --role fog
  */
 import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -18,6 +19,7 @@ import { BrumeError } from '../core/errors';
 import { loadAdmin } from './admin';
 import { type Flag, noPositionals, UsageError } from './cli/args';
 import { loadConfig, printConfig } from './cli/config';
+import { nodeOptions, runNode } from './cli/node';
 import { current, deploy, keys, trust } from './cli/remote';
 import { start, startOptions } from './cli/start';
 import { commands, common, USAGE } from './cli/usage';
@@ -66,6 +68,9 @@ async function main(argv: string[]): Promise<number> {
       }
       return start(startOptions(config));
     }
+    case 'node':
+      noPositionals(positionals);
+      return runNode(nodeOptions(flag));
     case 'pack': {
       const [dir, ...extra] = positionals;
       if (!dir || extra.length) throw new UsageError('pack takes one directory: brume pack <dir>');

@@ -94,6 +94,8 @@ export class RelayLink {
       if (this.socket !== ws) return;
       clearTimeout(this.heartbeat);
       const why = `lost the relay (${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`;
+      // The reason says what to do when the relay refused the join (e.g. a key not trusted).
+      if (ev.reason) this.options.log?.(why);
       this.requests.failAll(new DisconnectedError(why));
       this.options.onLost?.();
       if (this.status === 'closed') return;

@@ -44,6 +44,8 @@ const parentDeclines = new Set([...placeAgainAfter, 'E_NO_LINK']);
 export class Router {
   /** Nodes no data channel opened to, until when calls to them go through the relay. */
   private readonly noLink = new Map<string, number>();
+  /** The parent fog no data channel opened to, while it is this node's parent. */
+  private parentNoLink: string | undefined;
   /** Decisions the relay leased to this node. */
   readonly leases = new LeaseCache();
 
@@ -97,7 +99,9 @@ export class Router {
         `privacy ${qos.privacy} needs the fabric, and this node is offline`,
       );
     }
-    if (missed && this.options.parent()) {
+    // A parent no channel opened to (a server node has no WebRTC) is not offered the call again:
+    // the relay places it, on that parent when it is the best node (PROTOCOL.md §5.1).
+    if (missed && this.options.parent() && this.options.parent() !== this.parentNoLink) {
       const r = await this.viaParent(app, service, input, qos, opts.rpc ?? '', traceId);
       if (r) return r;
     }
@@ -228,6 +232,10 @@ export class Router {
     } catch (e) {
       const err = fromWire(e);
       if (!(err instanceof QosError) && !parentDeclines.has(err.code)) throw err;
+      if (err.code === 'E_NO_LINK') {
+        this.parentNoLink = parent;
+        this.noLink.set(parent, performance.now() + noLinkRetryMs);
+      }
       this.options.log?.(
         `parent ${parent.slice(0, 8)} did not take it (${err.message}); asking the relay`,
       );

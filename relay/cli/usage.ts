@@ -68,6 +68,7 @@ Commands:
   keys revoke <id>      revoke an API key
   trust [<publicKey>]   list the fog/cloud trust list, or add (or --revoke) a node's public key
   token                 print the admin token of a data directory (--rotate: issue a new one)
+  node                  run a server node: this machine joins a relay as a cloud or fog node
 
 start:
 ${startHelp()}
@@ -89,6 +90,21 @@ keys create:
 trust:
   --label <text>        a note kept with the key (e.g. "lab desktop")
   --revoke              remove the key instead
+
+node:
+  --relay <url>         the relay (env BRUME_RELAY, default http://127.0.0.1:8787)
+  --role <role>         cloud or fog (default cloud); either needs its key trusted on the relay
+                        (brume trust <key>) to serve as such: an untrusted cloud is refused
+  --data <dir>          its identity (node-key.json, mode 0600) and app files (env
+                        BRUME_NODE_DATA, default .brume-node)
+  --threads <n>         onnxruntime threads per model, Logic workers per service (default
+                        cores - 1, at most 4)
+  --concurrency <n>     calls it runs at once (default 4 x threads)
+  --max-queued <n>      calls waiting for a slot before it refuses more (default 64)
+  --apps <a,b>          serve only these apps, loaded at start (default: every app)
+  --logic-timeout-ms <n>, --logic-memory-mib <n>, --logic-heap-mib <n>
+                        its caps on Logics, whatever their manifests ask (as for start)
+  SIGTERM or SIGINT drains it: no new calls, those in flight finish, then it exits 0
 
 token:
   --data <dir>          the relay's storage directory (env BRUME_DATA, default .brume)
@@ -129,5 +145,17 @@ export const commands: Record<string, Options> = {
   current: { ...credentials },
   keys: { ...credentials, scope: { type: 'string', multiple: true }, label: { type: 'string' } },
   token: { data: { type: 'string' }, rotate: { type: 'boolean' } },
+  node: {
+    relay: { type: 'string' },
+    role: { type: 'string' },
+    data: { type: 'string' },
+    threads: { type: 'string' },
+    concurrency: { type: 'string' },
+    'max-queued': { type: 'string' },
+    apps: { type: 'string' },
+    'logic-timeout-ms': { type: 'string' },
+    'logic-memory-mib': { type: 'string' },
+    'logic-heap-mib': { type: 'string' },
+  },
   trust: { ...credentials, label: { type: 'string' }, revoke: { type: 'boolean' } },
 };

@@ -20,6 +20,7 @@ import { type HardeningResult, hardeningBench, printHardening } from './hardenin
 import { consoleCost, hopCosts } from './hops';
 import { type LeaseBench, leaseBench } from './leases';
 import { type Section, writeReport } from './report';
+import { type ServerNodeRow, serverNodeBench, serverNodeSection } from './server-node';
 import { type SqueezenetFigures, squeezenetBench, squeezenetSection } from './squeezenet';
 import { type TabsMemoryRow, tabsMemory } from './tabs-memory';
 
@@ -245,6 +246,38 @@ function printSqueezenet(figures: SqueezenetFigures[]): void {
     })),
   );
 }
+function printServerNode(rows: ServerNodeRow[]): void {
+  console.log(
+    `An HTTP call to classify, by where it ran (medians of ${serverNodeRuns}, caller's wall time)`,
+  );
+  console.table(
+    rows.map(({ samples: _, p50, p90, ...r }) => ({
+      ...r,
+      'p50 (ms)': p50.toFixed(2),
+      'p90 (ms)': p90.toFixed(2),
+    })),
+  );
+}
+// BENCH_ONLY=servernode: only the server node vs cloud node vs tab figures.
+const serverNodeRuns = Number(process.env.BENCH_SERVER_NODE_RUNS ?? 100);
+if (only === 'servernode') {
+  const relay = await startRelay();
+  try {
+    const rows = await serverNodeBench(relay, serverNodeRuns);
+    printServerNode(rows);
+    const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version };
+    save({
+      date: new Date().toISOString(),
+      machine,
+      serverNode: rows,
+      sections: [serverNodeSection(rows)],
+    });
+  } finally {
+    await relay.stop();
+    rmSync(relay.dataDir, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
 if (only === 'squeezenet') {
   const relay = await startRelay();
   try {
@@ -284,6 +317,7 @@ const relay = await startRelay();
 const setups: (Setup & { compileFirstMs: number })[] = [];
 const rows: Row[] = [];
 let squeezenet: SqueezenetFigures[] | undefined;
+let serverNode: ServerNodeRow[] | undefined;
 try {
   const results =
     only === 'fabric'
@@ -312,6 +346,8 @@ try {
   if (only !== 'fabric') {
     squeezenet = await squeezenetBench(relay.url, squeezenetRuns);
     sections.push(squeezenetSection(squeezenet));
+    serverNode = await within('server node', () => serverNodeBench(relay, serverNodeRuns));
+    if (serverNode) sections.push(serverNodeSection(serverNode));
   }
 } finally {
   await relay.stop();
@@ -348,6 +384,7 @@ if (rows.length) {
   );
 }
 if (squeezenet) printSqueezenet(squeezenet);
+if (serverNode) printServerNode(serverNode);
 // ——— The fabric ———
 console.log('\nThe fabric: scheduling decisions per second (Laqista: 7,296/s)');
 const decisionRows: DecisionRow[] = inProcessRows();
@@ -552,6 +589,7 @@ const out = {
   },
   hardening: hardeningRun,
   squeezenet,
+  serverNode,
   sections,
 };
 save(out);
