@@ -36,6 +36,12 @@ async function node(args: string[], dataDir?: string): Promise<NodeProcess> {
 }
 
 /** What the Logic `spin` computes for n: n rounds of x = x * 1664525 + 1013904223 from 1. */
+/**
+ * Iterations of the spin call: about 4 s on this machine, so a node's heartbeat (every 2 s)
+ * reports it running (its queue) before it ends, and well inside the service's Logic timeout.
+ */
+const SPIN = 3_000_000_000;
+
 function spin(n: number): number {
   let x = 1;
   for (let i = 0; i < n; i++) x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
@@ -152,7 +158,7 @@ describe('brume node', () => {
     // Both hold every app file before one is killed: the restart below must find them all.
     for (const p of [a, b])
       await until(() => p.output().includes('app hostile loaded'), 'apps loaded');
-    const n = 600_000_000;
+    const n = SPIN;
     const before = (await admin<CallRecord[]>('/api/calls')).length;
     const since = Date.now() - 1000;
     const call = spinCall(n);
@@ -179,7 +185,7 @@ describe('brume node', () => {
   }, 180_000);
 
   it('drains on SIGTERM: the call in flight is answered there, then it exits 0', async () => {
-    const n = 600_000_000;
+    const n = SPIN;
     const since = Date.now() - 1000;
     const call = spinCall(n);
     const placed = await runningOn(since);
