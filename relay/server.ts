@@ -137,6 +137,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const apps = openApps(store, { bodyLimit });
   const parts = { store, admin, keys, context, apps, log };
   const { app, hub, net } = await buildServer(options, parts);
+  // A deploy or a rollback that changes the current version reaches every node (§5.6).
+  apps.onCurrent((name, version) => hub.announce(name, version));
   await mountSite(app, {
     webRoot,
     bodyLimit,
@@ -224,7 +226,7 @@ async function buildServer(options: RelayOptions, p: Parts) {
   const ownKeys = new Set<string>();
   const hub = createHub({
     relayId: crypto.randomUUID(),
-    manifest: (name) => p.apps.current(name),
+    manifest: (name, range) => p.apps.resolve(name, range),
     trusted: (key) => admin.trusted(key) || ownKeys.has(key),
     context,
     origins: (origin) => origins.has(origin),

@@ -8,7 +8,8 @@ import { z } from 'zod';
 import { type DecodeLimits, defaultLimits } from '../codec';
 import { InputError, type WireError } from '../errors';
 import { describeIssues } from '../issues';
-import { APP_NAME } from '../names';
+import { APP_NAME, APP_VERSION } from '../names';
+import { isVersionRange, MAX_VERSION_RANGE } from '../versions';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -42,7 +43,16 @@ export const qosSchema = z.strictObject({
   accuracy: z.number().min(0).max(1).optional(),
   privacy: z.string().min(1).max(256).optional(),
   verify: z.boolean().optional(),
+  /** Only this version of the app, or the versions a semver range allows (§5.6). */
+  version: z
+    .string()
+    .max(MAX_VERSION_RANGE)
+    .refine(isVersionRange, 'must be an app version or a semver range ("1.0.0", "^1.2.0")')
+    .optional(),
 });
+
+/** An app version as the relay stores it: MAJOR.MINOR.PATCH. */
+export const appVersion = z.string().max(64).regex(APP_VERSION);
 
 /**
  * A caller's QoS, checked where it enters (HTTP, the client API, the embed) so a bad one is an
@@ -83,6 +93,8 @@ const trace = z
       kind: z.enum(['logic', 'model']),
       ms: z.number().nonnegative(),
       backend: backend.optional(),
+      /** The version of the app that ran this service (§5.6). */
+      version: appVersion.optional(),
     }),
   )
   .max(64)
@@ -111,6 +123,8 @@ export const resultFields = {
   rpc: rpcName,
   ms: z.number().nonnegative(),
   trace,
+  /** The version of the app that answered (§5.6); absent from a node older than versions. */
+  version: appVersion.optional(),
 };
 
 export type Capabilities = z.infer<typeof capabilitiesSchema>;

@@ -4,8 +4,10 @@
  * @example const frame: ToRelay = { t: 'schedule', id: 7, app: 'digits', service: 'classify', qos: {} };
  */
 import { z } from 'zod';
+import { MAX_HELD_VERSIONS } from '../versions';
 import { agreementSchema, contextToNode, contextToRelay } from './context';
 import {
+  appVersion,
   bin,
   callFields,
   capabilitiesSchema,
@@ -56,6 +58,13 @@ export const toRelay = z.discriminatedUnion('t', [
     /** A fog's open data channels: the dews it can pass context changes on to. */
     links: z.array(nodeId).max(1000).optional(),
     context: contextUsage.optional(),
+    /** The versions of each app this node holds, its current one first (§5.6). */
+    versions: z
+      .record(name, z.array(appVersion).max(MAX_HELD_VERSIONS))
+      .refine((v) => Object.keys(v).length <= 1000, 'versions: at most 1000 apps')
+      .optional(),
+    /** It fetches a version it does not hold from the relay when a call needs it (§5.6). */
+    fetch: z.boolean().optional(),
   }),
   z.object({ t: z.literal('pong'), ts: z.number() }),
   z.object({
@@ -114,6 +123,8 @@ export const toNode = z.discriminatedUnion('t', [
     lease: leaseSchema.optional(),
   }),
   leaseRevokeFrame,
+  /** An app's current version changed (a deploy or a rollback): new calls run it (§5.6). */
+  z.object({ t: z.literal('app'), name, version: appVersion }),
   z.object({ t: z.literal('call'), ...callFields, from: z.string().max(64) }),
   z.object({ t: z.literal('result'), ...resultFields, node: nodeId }),
   z.object({ t: z.literal('error'), id: id.optional(), error }),
