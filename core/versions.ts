@@ -7,9 +7,9 @@
  * @example pickVersion('^1.0.0', '2.0.0', ['1.0.0', '1.0.1', '2.0.0']); // '1.0.1'
  */
 
-import satisfies from 'semver/functions/satisfies';
-import maxSatisfying from 'semver/ranges/max-satisfying';
-import validRange from 'semver/ranges/valid';
+import satisfies from 'semver/functions/satisfies.js';
+import maxSatisfying from 'semver/ranges/max-satisfying.js';
+import validRange from 'semver/ranges/valid.js';
 import { InputError } from './errors';
 import { APP_VERSION } from './names';
 

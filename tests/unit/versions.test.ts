@@ -1,41 +1,17 @@
 // Versions across the fabric (issue 19): a deploy or a rollback reaches the relay's cloud node
 // without a restart, calls in flight finish on the version they were taken for, answers say which
 // version ran, and a caller may pin a version or a range. The relay runs as a real process.
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Bundle, buildManifest, packBundle } from '../../core/manifest';
+import { packBundle } from '../../core/manifest';
 import { createRuntime } from '../../core/runtime';
 import { memoryAppSource } from '../../core/sources';
 import { nodePlatform } from '../../relay/platform';
 import { buildLogics } from '../../scripts/build-logics';
+import { greetApp } from '../apps';
 import { deploy, type RelayProcess, startRelay } from '../relay-process';
 import { until } from '../until';
 
-/** The same echo Logic shipped as `greet` at `version`: only the version tells them apart. */
-async function greet(version: string): Promise<Bundle> {
-  const files = {
-    'echo.wasm': new Uint8Array(
-      readFileSync(new URL('../../logics/build/echo.wasm', import.meta.url)),
-    ),
-  };
-  const manifest = await buildManifest(
-    {
-      brume: 1,
-      name: 'greet',
-      version,
-      services: {
-        greet: {
-          kind: 'logic',
-          file: 'echo.wasm',
-          rpcs: ['echo', 'spin'],
-          limits: { timeoutMs: 60_000, memoryMiB: 16 },
-        },
-      },
-    },
-    files,
-  );
-  return { manifest, files };
-}
+const greet = greetApp;
 
 interface Answer {
   value: unknown;
