@@ -260,7 +260,8 @@ export function createHub(options: HubOptions) {
     announce(name: string, version: string): void {
       const links = [...registry.entries()].map((e) => e.link);
       sockets.sendMany(links, { t: 'app', name, version });
-      options.log.info(`${name}@${version} is current: told ${links.length} nodes`);
+      if (links.length > 0)
+        options.log.info(`${name}@${version} is current: told ${links.length} nodes`);
     },
     decisions: logs.decisions,
     calls: logs.calls,
