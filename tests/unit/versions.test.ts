@@ -1,8 +1,10 @@
 // Versions across the fabric (issue 19): a deploy or a rollback reaches the relay's cloud node
 // without a restart, calls in flight finish on the version they were taken for, answers say which
 // version ran, and a caller may pin a version or a range. The relay runs as a real process.
+import { encode } from '@msgpack/msgpack';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packBundle } from '../../core/manifest';
+import { decodeFrame } from '../../core/protocol';
 import { createRuntime } from '../../core/runtime';
 import { memoryAppSource } from '../../core/sources';
 import { nodePlatform } from '../../relay/platform';
@@ -177,5 +179,43 @@ describe('versions a node holds', () => {
     } finally {
       runtime.close();
     }
+  });
+});
+
+describe('the version fields on the wire', () => {
+  const heartbeat = {
+    t: 'heartbeat',
+    load: { queue: 0, maxConcurrency: 1 },
+    apps: ['greet'],
+    models: {},
+    stats: {},
+    paused: false,
+  };
+  it('takes an app frame and heartbeat versions that follow the rules', () => {
+    expect(decodeFrame(encode({ t: 'app', name: 'greet', version: '1.0.1' }), 'toNode')).toEqual({
+      t: 'app',
+      name: 'greet',
+      version: '1.0.1',
+    });
+    const hb = { ...heartbeat, versions: { greet: ['1.0.1', '1.0.0'] }, fetch: true };
+    expect(decodeFrame(encode(hb), 'toRelay')).toEqual(hb);
+  });
+
+  it('refuses versions that are not MAJOR.MINOR.PATCH, too many of them, and bad ranges', () => {
+    const bad = (frame: unknown, direction: 'toNode' | 'toRelay') =>
+      expect(() => decodeFrame(encode(frame), direction)).toThrow(/version/);
+    bad({ t: 'app', name: 'greet', version: '^1.0.0' }, 'toNode');
+    bad({ t: 'app', name: 'greet', version: 'x'.repeat(100) }, 'toNode');
+    bad({ ...heartbeat, versions: { greet: ['1.0'] } }, 'toRelay');
+    const many = Array.from({ length: 9 }, (_, i) => `1.0.${i}`);
+    expect(() =>
+      decodeFrame(encode({ ...heartbeat, versions: { greet: many } }), 'toRelay'),
+    ).toThrow();
+    const call = { t: 'schedule', id: 1, app: 'greet', service: 'greet' };
+    bad({ ...call, qos: { version: 'not a range' } }, 'toRelay');
+    bad({ ...call, qos: { version: '1'.repeat(200) } }, 'toRelay');
+    expect(decodeFrame(encode({ ...call, qos: { version: '^1.2.0' } }), 'toRelay')).toMatchObject({
+      qos: { version: '^1.2.0' },
+    });
   });
 });
