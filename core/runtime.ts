@@ -14,6 +14,7 @@ import {
   QosError,
   UnsupportedError,
 } from './errors';
+import { HeldVersions } from './exec/held';
 import { Loader, type Platform } from './exec/loader';
 import type { BackendInfo, BackendName } from './exec/model-runner';
 import { type LogicService, type Manifest, type ModelService, parseManifest } from './manifest';
@@ -32,7 +33,7 @@ import { chooseVariant, type Qos } from './scheduler';
 import { LatencyStats } from './stats';
 import { checkSpec, type Tensor, toTensor } from './tensor';
 import { newTraceId } from './trace';
-import { checkUsedVersion, type UsedService, usedService } from './uses';
+import { type UsedService, usedService } from './uses';
 
 export type { AppSource, Platform } from './exec/loader';
 
@@ -58,6 +59,8 @@ export interface TraceEntry {
   reason?: string;
   /** The request it ran for: the same id on every node the request reached. */
   traceId?: string;
+  /** The version of the app that ran it. */
+  version?: string;
 }
 
 export interface CallResult {
@@ -65,6 +68,8 @@ export interface CallResult {
   /** The rpc or variant that answered the top-level call. */
   rpc: string;
   ms: number;
+  /** The version of the app that answered ('' from a node that did not say: older than versions). */
+  version: string;
   /** Every service that ran for this request, innermost first. */
   trace: TraceEntry[];
   /** The request's trace id: given with the call, or made by it. */
@@ -108,6 +113,10 @@ export interface RuntimeOptions {
    * fail with E_UNSUPPORTED.
    */
   context?: ContextCall;
+  /** How long a version no longer current is kept after its last call; default 60 000 ms. */
+  versionGraceMs?: number;
+  /** Versions of one app kept at most, the current one included; default 3 (at most 8). */
+  maxVersions?: number;
 }
 
 /** A Logic's call to another service, placed by the fabric. */
@@ -133,7 +142,8 @@ export function createRuntime(platform: Platform, options: RuntimeOptions = {}) 
 export class Runtime {
   readonly id: string;
   readonly stats = new LatencyStats();
-  private readonly manifests = new Map<string, Manifest>();
+  /** The versions of each app held here (§5.7). */
+  private readonly held: HeldVersions;
   private readonly loader: Loader;
   private backendList: Promise<BackendInfo[]> | undefined;
   /** Told when the backend order changed (a measurement put another backend first). */
@@ -165,6 +175,7 @@ export class Runtime {
         for (const l of this.backendsChanged) l();
       }
     });
+    this.held = new HeldVersions(platform.source, this.loader, options);
   }
 
   /** Fetches the app list and every manifest. A manifest that fails verification is skipped and reported. */
@@ -182,22 +193,33 @@ export class Runtime {
     return { loaded, failed };
   }
 
-  /** Makes an app (a verified manifest) callable; files are fetched when first needed. */
+  /** Makes a verified manifest the app's current version (HeldVersions.install). */
   install(manifest: Manifest): void {
-    const old = this.manifests.get(manifest.name);
-    if (old && old.version === manifest.version) return;
-    this.manifests.set(manifest.name, manifest);
-    if (old) this.loader.unload(manifest.name);
+    this.held.install(manifest);
   }
 
   /** Fetches and installs `app` when this node does not know it yet (deployed after start). */
-  async ensure(app: string): Promise<void> {
-    if (!this.manifests.has(app))
-      this.install(parseManifest(await this.platform.source.manifest(app)));
+  ensure(app: string): Promise<void> {
+    return this.held.ensure(app);
+  }
+
+  /** The relay made `version` current (§5.7): calls that start from now on run it. */
+  announce(app: string, version: string): Promise<void> {
+    return this.held.announce(app, version);
+  }
+
+  /** Catches up with versions made current while this node was away; answers the apps updated. */
+  sync(): Promise<string[]> {
+    return this.held.sync();
+  }
+
+  /** Versions held of each app, the current one first (what the heartbeat reports). */
+  versions(): Record<string, string[]> {
+    return this.held.versions();
   }
 
   apps(): Manifest[] {
-    return [...this.manifests.values()];
+    return this.held.apps();
   }
 
   /** Calls `listener` whenever the backend order may have changed; answers an unsubscribe. */
@@ -235,9 +257,26 @@ export class Runtime {
     const trace: TraceEntry[] = [];
     const t0 = performance.now();
     const traced = { ...opts, traceId: opts.traceId ?? newTraceId() };
-    const outcome = await this.run(app, service, opts.rpc ?? '', input, qos, traced, trace, 0);
-    const ms = performance.now() - t0;
-    return { value: outcome.value, rpc: outcome.rpc, ms, trace, traceId: traced.traceId };
+    const m = await this.held.resolve(app, qos.version);
+    // Held while it runs: a newer version installed meanwhile does not stop this call.
+    const h = this.held.hold(m);
+    h.running++;
+    try {
+      const outcome = await this.run(m, service, opts.rpc ?? '', input, qos, traced, trace, 0);
+      const ms = performance.now() - t0;
+      return {
+        value: outcome.value,
+        rpc: outcome.rpc,
+        ms,
+        version: m.version,
+        trace,
+        traceId: traced.traceId,
+      };
+    } finally {
+      h.running--;
+      h.usedAt = Date.now();
+      this.held.sweep(app);
+    }
   }
 
   /** Pre-warms an app: fetches, verifies and compiles its files, starts a worker per Logic. */
@@ -250,21 +289,15 @@ export class Runtime {
   }
 
   close(): void {
-    for (const app of this.manifests.keys()) this.loader.unload(app);
+    this.held.close();
   }
 
   private manifest(app: string): Manifest {
-    const m = this.manifests.get(app);
-    if (!m) {
-      throw new NotFoundError(
-        `app "${app}" is not deployed here (known: ${[...this.manifests.keys()].join(', ') || 'none'})`,
-      );
-    }
-    return m;
+    return this.held.current(app);
   }
 
   private async run(
-    app: string,
+    m: Manifest,
     service: string,
     rpc: string,
     input: unknown,
@@ -275,7 +308,7 @@ export class Runtime {
   ): Promise<CallOutcome> {
     if (depth > maxDepth)
       throw new LogicFault(`call chain deeper than ${maxDepth} services; stopped`);
-    const m = this.manifest(app);
+    const app = m.name;
     const svc = m.services[service];
     if (!svc) {
       throw new NotFoundError(
@@ -294,7 +327,7 @@ export class Runtime {
       const dispatch: Dispatch = {
         call: async (s, r, payload) => {
           const used = usedService(m, s);
-          if (used) return this.callUsed(m, used, s, r, payload, qos, opts, trace, depth);
+          if (used) return this.callUsed(used, s, r, payload, qos, opts, trace, depth);
           // A call this node cannot serve within the QoS goes where the fabric places it,
           // unless the caller pinned its variant here.
           const remote = this.remote;
@@ -304,13 +337,21 @@ export class Runtime {
               (e: unknown) => e instanceof QosError,
             );
             if (away) {
-              const out = await remote(app, s, r, payload, qos, opts.traceId!);
+              // Elsewhere too, the services of the version this Logic belongs to.
+              const out = await remote(
+                app,
+                s,
+                r,
+                payload,
+                { ...qos, version: m.version },
+                opts.traceId!,
+              );
               trace.push(...out.trace);
               return { value: out.value, service: s, rpc: out.rpc };
             }
           }
           return this.run(
-            app,
+            m,
             s,
             r,
             payload,
@@ -328,7 +369,14 @@ export class Runtime {
       const value = await invokeLogic(pool.step, chosen, input, dispatch);
       const ms = performance.now() - t0;
       this.stats.record(statsKey(app, service, chosen, 'logic'), ms);
-      trace.push({ service, rpc: chosen, kind: 'logic', ms, traceId: opts.traceId! });
+      trace.push({
+        service,
+        rpc: chosen,
+        kind: 'logic',
+        ms,
+        traceId: opts.traceId!,
+        version: m.version,
+      });
       return { value, service, rpc: chosen };
     }
     return this.runModel(m, service, svc, rpc, input, qos, opts, trace);
@@ -340,7 +388,6 @@ export class Runtime {
    * call to that app. The callee runs as itself: its own manifest, limits and context.
    */
   private async callUsed(
-    caller: Manifest,
     used: UsedService,
     name: string,
     rpc: string,
@@ -350,20 +397,39 @@ export class Runtime {
     trace: TraceEntry[],
     depth: number,
   ): Promise<CallOutcome> {
+    // The callee's version: one within the caller's range, here or wherever the fabric places it.
+    const usedQos = { ...qos, version: used.range };
+    let callee: Manifest;
     try {
-      await this.ensure(used.app);
-      checkUsedVersion(caller, used, this.manifest(used.app));
-      await this.plan(used.app, used.service, qos, rpc);
+      callee = await this.held.resolve(used.app, used.range);
+      await this.plan(used.app, used.service, usedQos, rpc);
     } catch (e) {
       // Not here (unknown, out of range, or outside the QoS): the fabric may have it.
       if (!this.remote) throw e;
-      const out = await this.remote(used.app, used.service, rpc, payload, qos, opts.traceId!);
+      const out = await this.remote(used.app, used.service, rpc, payload, usedQos, opts.traceId!);
       trace.push(...out.trace);
       return { value: out.value, service: name, rpc: out.rpc };
     }
-    const here = { backend: opts.backend, traceId: opts.traceId };
-    const out = await this.run(used.app, used.service, rpc, payload, qos, here, trace, depth + 1);
-    return { ...out, service: name };
+    const h = this.held.hold(callee);
+    h.running++;
+    try {
+      const here = { backend: opts.backend, traceId: opts.traceId };
+      const out = await this.run(
+        callee,
+        used.service,
+        rpc,
+        payload,
+        usedQos,
+        here,
+        trace,
+        depth + 1,
+      );
+      return { ...out, service: name };
+    } finally {
+      h.running--;
+      h.usedAt = Date.now();
+      this.held.sweep(used.app);
+    }
   }
 
   private async runModel(
@@ -427,6 +493,7 @@ export class Runtime {
       backend: ran,
       ...(reason ? { reason } : {}),
       traceId: opts.traceId!,
+      version: m.version,
     });
     return { value: { outputs: reply.value.outputs }, service, rpc: variant };
   }
@@ -449,7 +516,7 @@ export class Runtime {
   /** Model variants this node can run, per app and model service (`app/service` → rpcs). */
   runnable(): Record<string, string[]> {
     const out: Record<string, string[]> = {};
-    for (const m of this.manifests.values()) {
+    for (const m of this.held.apps()) {
       for (const [name, svc] of Object.entries(m.services)) {
         if (svc.kind !== 'model') continue;
         out[modelKey(m.name, name)] = this.holds(m, svc);

@@ -11,6 +11,8 @@ export interface Qos {
    * is checked by redundant execution on the relay (PROTOCOL.md §5.3), else the call fails.
    */
   verify?: boolean;
+  /** Only this app version, or those a semver range allows (core/versions.ts). */
+  version?: string;
 }
 
 export interface VariantCandidate {

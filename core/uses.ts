@@ -4,8 +4,7 @@
  * runs as itself (its own manifest, context and limits); only the name is resolved here.
  * @example const t = usedService(manifest, 'digits/model'); // { app: 'digits', service: 'model', range: '^1.0.0' }
  */
-import satisfies from 'semver/functions/satisfies.js';
-import { ForbiddenError, NotFoundError } from './errors';
+import { ForbiddenError } from './errors';
 import type { Manifest } from './manifest';
 
 export interface UsedService {
@@ -31,13 +30,4 @@ export function usedService(caller: Manifest, name: string): UsedService | undef
     );
   }
   return { app, service, range };
-}
-
-/** Throws NotFoundError unless `callee` (the version a node holds) is within the caller's range. */
-export function checkUsedVersion(caller: Manifest, used: UsedService, callee: Manifest): void {
-  if (!satisfies(callee.version, used.range)) {
-    throw new NotFoundError(
-      `app "${caller.name}" uses ${used.app} ${used.range}, but ${used.app}@${callee.version} is what runs here`,
-    );
-  }
 }

@@ -12,6 +12,7 @@ import { ConflictError, NotFoundError } from '../core/errors';
 import { type Manifest, manifestSha256, type Service, unpackBundle } from '../core/manifest';
 import { isAppName, isAppVersion } from '../core/names';
 import { serial } from '../core/serial';
+import { noVersion, pickVersion } from '../core/versions';
 import { checkCode } from './bundle-check';
 import { compareSemver, type Store } from './store';
 
@@ -42,6 +43,14 @@ export interface Apps {
   find(name: string): Promise<Manifest>;
   /** Version `version` of `name`, or NotFoundError for a caller. */
   version(name: string, version: string): Promise<Manifest>;
+  /**
+   * The manifest a call asking `range` (`qos.version`) runs: the current one when it satisfies
+   * the range, else the highest deployed version that does (core/versions.ts); undefined for an
+   * app not deployed; InputError naming `qos.version` when no version satisfies it.
+   */
+  resolve(name: string, range: string | undefined): Promise<Manifest | undefined>;
+  /** Calls `listener` whenever an app's current version changes (a deploy, a rollback). */
+  onCurrent(listener: (name: string, version: string) => void): () => void;
 }
 
 export function openApps(store: Store, o: { bodyLimit: number }): Apps {
@@ -49,6 +58,10 @@ export function openApps(store: Store, o: { bodyLimit: number }): Apps {
   const oneAtATime = serial();
   // Current manifests, read once per deploy: the hub asks for one on every scheduling decision.
   const manifests = new Map<string, Promise<Manifest | undefined>>();
+  const listeners = new Set<(name: string, version: string) => void>();
+  const changed = (name: string, version: string) => {
+    for (const l of listeners) l(name, version);
+  };
 
   /** Version `version` of `name`; undefined for names and versions that cannot be stored. */
   async function stored(name: string, version: string): Promise<Manifest | undefined> {
@@ -82,6 +95,7 @@ export function openApps(store: Store, o: { bodyLimit: number }): Apps {
     const current = !before || compareSemver(version, before.version) >= 0;
     await store.apps.put(manifest, { current });
     manifests.delete(name);
+    if (current && before?.version !== version) changed(name, version);
     const currentVersion = current ? version : before!.version;
     return { name, version, manifestSha256: sha, created: !existing, current, currentVersion };
   }
@@ -114,8 +128,10 @@ export function openApps(store: Store, o: { bodyLimit: number }): Apps {
             `no version ${version.slice(0, 32)} of app "${name}" (GET /api/apps/${name}/versions)`,
           );
         }
+        const before = await store.apps.current(name);
         await store.apps.put(manifest);
         manifests.delete(name);
+        if (before?.version !== version) changed(name, version);
         return { name, version };
       }),
     current(name) {
@@ -137,6 +153,18 @@ export function openApps(store: Store, o: { bodyLimit: number }): Apps {
       const manifest = await stored(name, version);
       if (!manifest) throw new NotFoundError(`no version ${version} of app "${name}"`);
       return manifest;
+    },
+    async resolve(name, range) {
+      const current = await apps.current(name);
+      if (!current || range === undefined) return current;
+      const deployed = await store.apps.versions(name);
+      const version = pickVersion(range, current.version, deployed);
+      if (version === undefined) throw noVersion(name, range, deployed);
+      return version === current.version ? current : stored(name, version);
+    },
+    onCurrent(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
     },
   };
   return apps;

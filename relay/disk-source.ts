@@ -29,7 +29,8 @@ export function diskCachedSource(
   return {
     counts,
     list: () => inner.list(),
-    manifest: (app) => inner.manifest(app),
+    manifest: (app, version) => inner.manifest(app, version),
+    versions: (app) => inner.versions(app),
     async blob(sha256, onProgress) {
       // The name becomes a path: only a hash may.
       if (!hex64.test(sha256)) throw new InputError(`not a sha256: "${sha256.slice(0, 80)}"`);

@@ -79,12 +79,14 @@ export function socketUrl(relay: string): string {
 function onlyApps(inner: AppSource, apps: string[] | undefined): AppSource {
   if (!apps) return inner;
   const allowed = new Set(apps);
+  const only = (app: string) => {
+    if (!allowed.has(app)) throw new NotFoundError(`this node serves only ${apps.join(', ')}`);
+    return app;
+  };
   return {
     list: async () => (await inner.list()).filter((a) => allowed.has(a.name)),
-    manifest: async (app) => {
-      if (!allowed.has(app)) throw new NotFoundError(`this node serves only ${apps.join(', ')}`);
-      return inner.manifest(app);
-    },
+    manifest: async (app, version) => inner.manifest(only(app), version),
+    versions: async (app) => inner.versions(only(app)),
     blob: (sha256, onProgress) => inner.blob(sha256, onProgress),
   };
 }

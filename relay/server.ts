@@ -168,6 +168,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const apps = openApps(store, { bodyLimit });
   const parts = { store, admin, keys, context, apps, log, metrics };
   const { hub, net } = await buildServer(app, options, parts);
+  // A deploy or a rollback that changes the current version reaches every node (§5.7).
+  apps.onCurrent((name, version) => hub.announce(name, version));
   await mountSite(app, {
     webRoot,
     bodyLimit,
@@ -263,7 +265,7 @@ async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts
   const ownKeys = new Set<string>();
   const hub = createHub({
     relayId: crypto.randomUUID(),
-    manifest: (name) => p.apps.current(name),
+    manifest: (name, range) => p.apps.resolve(name, range),
     trusted: (key) => admin.trusted(key) || ownKeys.has(key),
     context,
     origins: (origin) => origins.has(origin),

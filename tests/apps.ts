@@ -92,6 +92,26 @@ export function hostileApp(): Promise<Bundle> {
   );
 }
 
+/** The echo Logic shipped as app `greet` at `version` (its `echo` and slow `spin` rpcs): versions tests. */
+export function greetApp(version: string): Promise<Bundle> {
+  return bundle(
+    {
+      brume: 1,
+      name: 'greet',
+      version,
+      services: {
+        greet: {
+          kind: 'logic',
+          file: 'echo.wasm',
+          rpcs: ['echo', 'spin'],
+          limits: { timeoutMs: 60_000, memoryMiB: 16 },
+        },
+      },
+    },
+    { 'echo.wasm': wasm('echo') },
+  );
+}
+
 /** Files whose hashes match the manifest but whose content is not WebAssembly / ONNX. */
 export function brokenApp(): Promise<Bundle> {
   const junk = new TextEncoder().encode('this is not a wasm module nor an onnx model');

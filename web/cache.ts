@@ -37,7 +37,13 @@ export function cachedAppSource(
 
   return {
     list: () => metadata('/brume-cache/apps', () => network.list()),
-    manifest: (app) => metadata(`/brume-cache/apps/${app}`, () => network.manifest(app)),
+    manifest: (app, version) =>
+      version === undefined
+        ? metadata(`/brume-cache/apps/${app}`, () => network.manifest(app))
+        : metadata(`/brume-cache/apps/${app}/versions/${version}`, () =>
+            network.manifest(app, version),
+          ),
+    versions: (app) => metadata(`/brume-cache/apps/${app}/versions`, () => network.versions(app)),
     async blob(sha256) {
       const cache = await open();
       const path = `/brume-cache/blobs/${sha256}`;

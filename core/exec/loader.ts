@@ -19,8 +19,12 @@ import type { BackendName, LoadedModel, ModelRunnerApi } from './model-runner';
 
 /** Where a node gets apps: the relay over HTTP in a tab, a directory or a relay in Node. */
 export interface AppSource {
-  list(): Promise<{ name: string }[]>;
-  manifest(app: string): Promise<unknown>;
+  /** The apps deployed, with their current version where the source says it. */
+  list(): Promise<{ name: string; version?: string }[]>;
+  /** The current manifest of `app`, or version `version` of it. */
+  manifest(app: string, version?: string): Promise<unknown>;
+  /** The versions of `app` deployed (oldest first), for a call that asks a range (§5.7). */
+  versions(app: string): Promise<string[]>;
   /** File bytes by content hash; `onProgress` gets (received, total) bytes for large files. */
   blob(sha256: string, onProgress?: (received: number, total: number) => void): Promise<Uint8Array>;
 }
@@ -88,9 +92,9 @@ export class Loader {
     });
   }
 
-  /** The worker pool of a Logic service, started once per app and service. */
+  /** The worker pool of a Logic service, started once per app version and service. */
   pool(m: Manifest, service: string, svc: LogicService): Promise<LogicPool> {
-    const key = `${m.name}/${service}`;
+    const key = `${m.name}@${m.version}/${service}`;
     return once(this.pools, key, async () => {
       const { module, minPages } = await this.compile(m, svc.file);
       const limits = this.logicLimits(svc);
@@ -138,15 +142,34 @@ export class Loader {
     };
   }
 
-  /** Stops the worker pools of `app` (a new version was installed, or the node closes). */
-  unload(app: string): void {
+  /**
+   * Stops the worker pools of `app` (of its version `version` only, when given: an old version
+   * no call runs any more, or the node closes).
+   */
+  unload(app: string, version?: string): void {
+    const prefix = version === undefined ? `${app}@` : `${app}@${version}/`;
     for (const [key, pool] of this.pools) {
-      if (!key.startsWith(`${app}/`)) continue;
+      if (!key.startsWith(prefix)) continue;
       pool.then(
         (p) => p.close(),
         () => {},
       );
       this.pools.delete(key);
+    }
+  }
+
+  /** Forgets the bytes, modules and models of `gone`'s files that no manifest in `keep` names. */
+  forget(gone: Manifest, keep: readonly Manifest[]): void {
+    const kept = new Set(keep.flatMap((m) => Object.values(m.files).map((f) => f.sha256)));
+    for (const { sha256 } of Object.values(gone.files)) {
+      if (kept.has(sha256)) continue;
+      this.files.delete(sha256);
+      this.modules.delete(sha256);
+      for (const key of this.models.keys()) {
+        if (key !== sha256 && !key.startsWith(`${sha256}@`)) continue;
+        this.models.delete(key);
+        void this.platform.models.unload(key).catch(() => {});
+      }
     }
   }
 

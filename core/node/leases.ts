@@ -32,7 +32,7 @@ export class LeaseCache {
   /** The key a lease covers; undefined for a request no lease may answer. */
   static key(app: string, service: string, rpc: string, qos: Qos, self: boolean) {
     if (qos.verify) return undefined;
-    return `${app}/${service}/${rpc}|${qos.latencyMs ?? ''}|${qos.accuracy ?? ''}|${qos.privacy ?? ''}|${self ? 'x' : ''}`;
+    return `${app}/${service}/${rpc}|${qos.latencyMs ?? ''}|${qos.accuracy ?? ''}|${qos.privacy ?? ''}|${qos.version ?? ''}|${self ? 'x' : ''}`;
   }
 
   /** The live decision leased for `key`, if any. */

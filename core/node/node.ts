@@ -60,7 +60,14 @@ export class BrumeNode {
       capabilities: parts.capabilities,
       heartbeat: () => this.heartbeat(),
       onWelcome: (msg) => this.welcome(msg),
-      onJoined: () => void this.context?.online((frame) => this.link.send(frame)),
+      onJoined: () => {
+        void this.context?.online((frame) => this.link.send(frame));
+        // Versions made current while this node was away reach it now (§5.7).
+        this.runtime.sync().then(
+          (apps) => apps.length && this.link.beatNow(),
+          (e: unknown) => parts.log?.(`apps: ${(e as Error).message}`),
+        );
+      },
       onLost: () => this.context?.offline(),
       onFrame: (msg) => this.onFrame(msg),
       ...(parts.requestTimeoutMs !== undefined && { requestTimeoutMs: parts.requestTimeoutMs }),
@@ -240,6 +247,14 @@ export class BrumeNode {
         // Its link closes once the relay's calls in flight are done; the backoff reconnects.
         this.parts.log?.(`the relay is shutting down (within ${msg.ms} ms); reconnecting after`);
         return;
+      case 'app':
+        // A deploy or a rollback: new calls wait for the manifest and run it (§5.7); the relay
+        // hears of the version held at once.
+        return this.runtime.announce(msg.name, msg.version).then(
+          () => this.link.beatNow(),
+          (e: unknown) =>
+            this.parts.log?.(`app ${msg.name}@${msg.version}: ${(e as Error).message}`),
+        );
       case 'gone':
         if (msg.node === this.parent) this.parent = undefined;
         this.router.forget(msg.node);
@@ -258,7 +273,7 @@ export class BrumeNode {
 
   private capacityKey(): string {
     const rt = this.runtime;
-    return JSON.stringify([rt.apps().map((m) => m.name), rt.runnable()]);
+    return JSON.stringify([rt.apps().map((m) => m.name), rt.runnable(), rt.versions()]);
   }
 
   private heartbeat(): Heartbeat {
@@ -274,6 +289,9 @@ export class BrumeNode {
       models: rt.runnable(),
       stats,
       paused: this.paused,
+      versions: rt.versions(),
+      // The runtime fetches any deployed version a call asks for (§5.7).
+      fetch: true,
       ...(this.role === 'fog' && links && { links: links.connected() }),
       ...(this.context && { context: this.context.usage() }),
     };

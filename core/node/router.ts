@@ -195,7 +195,8 @@ export class Router {
         l.rpc === rpc &&
         l.qos.latencyMs === qos.latencyMs &&
         l.qos.accuracy === qos.accuracy &&
-        l.qos.privacy === qos.privacy;
+        l.qos.privacy === qos.privacy &&
+        l.qos.version === qos.version;
       this.leases.put(key, d, askedAt, covers);
     }
     return { d, key };
@@ -309,7 +310,12 @@ export class Router {
 }
 
 function answer(
-  r: { value: unknown; rpc: string; trace?: TraceEntry[] | undefined },
+  r: {
+    value: unknown;
+    rpc: string;
+    version?: string | undefined;
+    trace?: TraceEntry[] | undefined;
+  },
   node: string,
   via: 'peer' | 'relay',
   reason: string,
@@ -317,5 +323,17 @@ function answer(
   traceId: string,
 ): InvokeAnswer {
   const ms = performance.now() - t0;
-  return { value: r.value, rpc: r.rpc, ms, trace: r.trace ?? [], traceId, node, via, reason };
+  // A node older than versions does not say which ran: ''.
+  const version = r.version ?? '';
+  return {
+    value: r.value,
+    rpc: r.rpc,
+    ms,
+    version,
+    trace: r.trace ?? [],
+    traceId,
+    node,
+    via,
+    reason,
+  };
 }

@@ -39,6 +39,8 @@ export interface ServeResult {
   value: unknown;
   rpc: string;
   ms: number;
+  /** The version of the app that ran (§5.7). */
+  version: string;
   trace: TraceEntry[];
 }
 
@@ -118,15 +120,16 @@ export class Serving {
       const r = await runtime.call(msg.app, msg.service, msg.input, msg.qos, opts);
       this.served++;
       this.contributedMs += r.ms;
-      const trace = r.trace.map(({ service, rpc, kind, ms, backend, traceId }) => ({
+      const trace = r.trace.map(({ service, rpc, kind, ms, backend, traceId, version }) => ({
         service,
         rpc,
         kind,
         ms,
         ...(backend ? { backend } : {}),
         ...(traceId ? { traceId } : {}),
+        ...(version ? { version } : {}),
       }));
-      return { value: r.value, rpc: r.rpc, ms: r.ms, trace };
+      return { value: r.value, rpc: r.rpc, ms: r.ms, version: r.version, trace };
     } finally {
       this.freeSlot();
     }

@@ -51,6 +51,20 @@ export interface NodeView {
   measured?: Record<string, LatencyFigure>;
   /** Caught answering wrong (relay/verify.ts): never placed, except on itself as the caller. */
   quarantined?: boolean;
+  /** The versions of each app it holds (its heartbeat's `versions`); absent: not reported. */
+  versions?: Record<string, string[]>;
+  /** It fetches a version it does not hold when a call needs it (its heartbeat's `fetch`). */
+  fetch?: boolean;
+}
+
+/**
+ * Whether `n` can run version `version` of `app`: it holds it, or it fetches what it lacks
+ * (PROTOCOL.md §5.7). A call that asks no version runs anywhere (each node's current one).
+ */
+export function runsVersion(n: NodeView, app: string, version: string | undefined): boolean {
+  if (version === undefined || n.fetch === true) return true;
+  const held = n.versions ? Object.hasOwn(n.versions, app) && n.versions[app] : undefined;
+  return held ? held.includes(version) : false;
 }
 
 /**

@@ -18,6 +18,7 @@ export {
   modelKey,
   type NodeView,
   priorMs,
+  runsVersion,
   statsKey,
   statsKeyPrefix,
 } from './figures';

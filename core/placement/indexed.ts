@@ -19,7 +19,15 @@
  * index.delete(node.id);   // left
  */
 import { UnavailableError } from '../errors';
-import { backendOf, backendPrior, execFigure, modelKey, type NodeView, statsKey } from './figures';
+import {
+  backendOf,
+  backendPrior,
+  execFigure,
+  modelKey,
+  type NodeView,
+  runsVersion,
+  statsKey,
+} from './figures';
 import {
   explain,
   type Placement,
@@ -338,8 +346,12 @@ export function createPlacementIndex(): PlacementIndex {
       const minAccuracy = qos.accuracy ?? Number.NEGATIVE_INFINITY;
       const budget = qos.latencyMs ?? Number.POSITIVE_INFINITY;
       // The caller is judged apart: no network to itself, and it serves itself even paused.
+      const version = req.version;
       const callerPairs =
-        callerNode?.online && !(trustedOnly && !callerNode.trusted) && !exclude?.includes(caller)
+        callerNode?.online &&
+        !(trustedOnly && !callerNode.trusted) &&
+        !exclude?.includes(caller) &&
+        runsVersion(callerNode, req.app, version)
           ? pairsOf(k, callerNode)
           : [];
       if (!callerPairs.every(ordered)) return place(index.nodes(), req);
@@ -371,7 +383,13 @@ export function createPlacementIndex(): PlacementIndex {
         for (const p of level.pairs) {
           if (p.key + callerRtt - slack > (best ? Math.min(budget, bTotal) : budget)) break;
           const n = p.node;
-          if (n.id === caller || (trustedOnly && !n.trusted) || exclude?.includes(n.id)) continue;
+          if (
+            n.id === caller ||
+            (trustedOnly && !n.trusted) ||
+            exclude?.includes(n.id) ||
+            !runsVersion(n, req.app, version)
+          )
+            continue;
           const networkMs = p.rttMs + callerRtt;
           const total = networkMs + p.queueMs + p.execMs;
           if (total > budget || !better(p, total)) continue;

@@ -31,6 +31,7 @@ import {
   execFigure,
   modelKey as modelsKey,
   type NodeView,
+  runsVersion,
   statsKey,
 } from './figures';
 
@@ -60,6 +61,8 @@ export interface PlacementRequest {
   exclude?: string[];
   /** Only nodes on the trust list: the reference run of a redundant execution (relay/verify.ts). */
   trustedOnly?: boolean;
+  /** Only nodes that hold or fetch this version of the app (a call that asked `qos.version`). */
+  version?: string;
 }
 
 export interface Placement {
@@ -140,7 +143,8 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       !n.online ||
       ((n.paused || n.quarantined) && !isCaller) ||
       (trustedOnly && !n.trusted) ||
-      exclude?.includes(n.id)
+      exclude?.includes(n.id) ||
+      !runsVersion(n, app, req.version)
     )
       continue;
     eligible++;
@@ -255,6 +259,11 @@ function refusal(nodes: readonly NodeView[], req: PlacementRequest, pin: Pin, t:
     );
   }
   if (t.eligible === 0) {
+    if (req.version !== undefined && pin === 'none') {
+      return new UnavailableError(
+        `no node that can take ${what} now holds or fetches version ${req.version} (qos.version)`,
+      );
+    }
     if (pin === 'none') {
       return new UnavailableError(
         `no node can take ${what} now (all offline, paused, quarantined or already tried)`,

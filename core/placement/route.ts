@@ -42,6 +42,8 @@ export interface RouteRequest {
   variant?: string;
   /** Only nodes on the trust list (the reference run of a redundant execution). */
   trustedOnly?: boolean;
+  /** Only nodes that hold or fetch this version of the app (`manifest` is that version). */
+  version?: string;
 }
 
 /** A Logic that calls no model: accuracy 1, and 1 ms of its own until it is measured. */
@@ -114,6 +116,7 @@ export function route(
     caller: req.caller,
     ...(req.exclude !== undefined && { exclude: req.exclude }),
     ...(req.trustedOnly && { trustedOnly: true }),
+    ...(req.version !== undefined && { version: req.version }),
   };
   const p = Array.isArray(nodes) ? place(nodes, request) : (nodes as PlacementIndex).place(request);
   return {

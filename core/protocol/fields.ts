@@ -8,8 +8,9 @@ import { z } from 'zod';
 import { type DecodeLimits, defaultLimits } from '../codec';
 import { InputError, type WireError } from '../errors';
 import { describeIssues } from '../issues';
-import { APP_NAME } from '../names';
+import { APP_NAME, APP_VERSION } from '../names';
 import { isTraceId } from '../trace';
+import { isVersionRange, MAX_VERSION_RANGE } from '../versions';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -47,7 +48,16 @@ export const qosSchema = z.strictObject({
   accuracy: z.number().min(0).max(1).optional(),
   privacy: z.string().min(1).max(256).optional(),
   verify: z.boolean().optional(),
+  /** Only this version of the app, or the versions a semver range allows (§5.7). */
+  version: z
+    .string()
+    .max(MAX_VERSION_RANGE)
+    .refine(isVersionRange, 'must be an app version or a semver range ("1.0.0", "^1.2.0")')
+    .optional(),
 });
+
+/** An app version as the relay stores it: MAJOR.MINOR.PATCH. */
+export const appVersion = z.string().max(64).regex(APP_VERSION);
 
 /**
  * A caller's QoS, checked where it enters (HTTP, the client API, the embed) so a bad one is an
@@ -90,6 +100,8 @@ const trace = z
       backend: backend.optional(),
       /** The request it ran for. */
       traceId: traceId.optional(),
+      /** The version of the app that ran this service (§5.7). */
+      version: appVersion.optional(),
     }),
   )
   .max(64)
@@ -120,6 +132,8 @@ export const resultFields = {
   rpc: rpcName,
   ms: z.number().nonnegative(),
   trace,
+  /** The version of the app that answered (§5.7); absent from a node older than versions. */
+  version: appVersion.optional(),
 };
 
 export type Capabilities = z.infer<typeof capabilitiesSchema>;

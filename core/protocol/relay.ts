@@ -4,8 +4,10 @@
  * @example const frame: ToRelay = { t: 'schedule', id: 7, app: 'digits', service: 'classify', qos: {} };
  */
 import { z } from 'zod';
+import { MAX_HELD_VERSIONS } from '../versions';
 import { agreementSchema, contextToNode, contextToRelay } from './context';
 import {
+  appVersion,
   bin,
   callFields,
   capabilitiesSchema,
@@ -57,6 +59,13 @@ export const toRelay = z.discriminatedUnion('t', [
     /** A fog's open data channels: the dews it can pass context changes on to. */
     links: z.array(nodeId).max(1000).optional(),
     context: contextUsage.optional(),
+    /** The versions of each app this node holds, its current one first (§5.7). */
+    versions: z
+      .record(name, z.array(appVersion).max(MAX_HELD_VERSIONS))
+      .refine((v) => Object.keys(v).length <= 1000, 'versions: at most 1000 apps')
+      .optional(),
+    /** It fetches a version it does not hold from the relay when a call needs it (§5.7). */
+    fetch: z.boolean().optional(),
   }),
   z.object({ t: z.literal('pong'), ts: z.number() }),
   z.object({
@@ -122,6 +131,8 @@ export const toNode = z.discriminatedUnion('t', [
    * flight within `ms`, then closes; the node reconnects by its backoff.
    */
   z.object({ t: z.literal('drain'), ms: z.number().int().nonnegative().max(3_600_000) }),
+  /** An app's current version changed (a deploy or a rollback): new calls run it (§5.7). */
+  z.object({ t: z.literal('app'), name, version: appVersion }),
   z.object({ t: z.literal('call'), ...callFields, from: z.string().max(64) }),
   z.object({ t: z.literal('result'), ...resultFields, node: nodeId }),
   z.object({ t: z.literal('error'), id: id.optional(), error }),

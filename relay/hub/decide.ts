@@ -14,7 +14,8 @@ export type { Route } from '../../core/placement';
 
 /** What deciding reads: the manifests, the nodes, and where decisions are logged. */
 export interface DecideDeps {
-  manifest(app: string): Promise<Manifest | undefined>;
+  /** The manifest a call runs: the current one, or the version `range` (`qos.version`) picks. */
+  manifest(app: string, range?: string): Promise<Manifest | undefined>;
   /** The nodes connected now: a list (scanned) or the registry's index (the same answers). */
   nodes(): readonly NodeRecord[] | PlacementIndex;
   logged(record: DecisionRecord): void;
@@ -46,7 +47,7 @@ export async function decide(
     ok: false,
   };
   try {
-    const manifest = await deps.manifest(app);
+    const manifest = await deps.manifest(app, qos.version);
     if (!manifest || !Object.hasOwn(manifest.services, service))
       throw new NotFoundError(`no service "${service}" in app "${app}" on this relay`);
     const r = route(manifest, deps.nodes(), {
@@ -58,6 +59,8 @@ export async function decide(
       // A check runs the variant the first run did, or the answers could not be compared.
       ...(only.variant !== undefined && { variant: only.variant }),
       ...(only.trustedOnly && { trustedOnly: true }),
+      // A call that asked a version goes only where that version runs or can be fetched.
+      ...(qos.version !== undefined && { version: manifest.version }),
     });
     Object.assign(record, {
       node: r.node,

@@ -33,6 +33,8 @@ export interface CallAnswer {
   rpc: string;
   ms: number;
   node: string;
+  /** The version of the app that ran (§5.7); absent from a node older than versions. */
+  version?: string;
   trace?: Extract<ToNode, { t: 'result' }>['trace'];
 }
 
@@ -76,7 +78,7 @@ type NodeAnswer = Extract<ToRelay, { t: 'result' | 'error' }>;
 export interface ForwardingOptions {
   limits: HubLimits;
   callTimeoutMs: number;
-  manifest(app: string): Promise<Manifest | undefined>;
+  manifest(app: string, range?: string): Promise<Manifest | undefined>;
   /** The connected node `id` (a new record when it reconnected). */
   node(id: string): NodeRecord | undefined;
   nodes(): NodeRecord[];
@@ -127,7 +129,8 @@ export function createForwarding(o: ForwardingOptions) {
     }
     const { target } = routed;
     const record = o.node(target)!;
-    const shape = shapeOf(await o.manifest(call.app), routed, record.backends[0]);
+    const manifest = await o.manifest(call.app, call.qos.version);
+    const shape = shapeOf(manifest, routed, record.backends[0]);
     // It may have left while the manifest was read: place the call again without it.
     if (o.node(target) !== record)
       return forward({ ...call, tried: [...tried, target] }, reply, true);
@@ -166,7 +169,9 @@ export function createForwarding(o: ForwardingOptions) {
       rpc: routed.rpc,
       ...(routed.pin ? { pin: routed.pin } : {}),
       input: call.input,
-      qos: call.qos,
+      // The version current when the relay took the call (or the one its range picked): a call
+      // in flight across a deploy runs the version it was accepted for (PROTOCOL.md §5.7).
+      qos: manifest ? { ...call.qos, version: manifest.version } : call.qos,
       ...(call.traceId && { traceId: call.traceId }),
     });
   }

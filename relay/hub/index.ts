@@ -38,8 +38,11 @@ export type { CallAnswer } from './forwarding';
 
 export interface HubOptions {
   relayId: string;
-  /** The current manifest of an app, for variants and their figures. */
-  manifest(app: string): Promise<Manifest | undefined>;
+  /**
+   * The manifest of an app a call runs, for variants and their figures: the current one, or the
+   * version `range` (a call's `qos.version`) picks (relay/apps.ts `resolve`).
+   */
+  manifest(app: string, range?: string): Promise<Manifest | undefined>;
   /** Is this public key (base64url SPKI) on the trust list? */
   trusted(publicKey: string): boolean;
   /** Origins allowed to open a socket; requests with no Origin (non-browser nodes) are allowed. */
@@ -308,6 +311,16 @@ export function createHub(options: HubOptions) {
     attach: sockets.attach,
     /** Nodes as the scheduler sees them. */
     nodes: () => [...registry.records()],
+    /**
+     * An app's current version changed (a deploy, a rollback): every joined node is told, and
+     * runs calls that start from then on on that version (PROTOCOL.md §5.7).
+     */
+    announce(name: string, version: string): void {
+      const links = [...registry.entries()].map((e) => e.link);
+      sockets.sendMany(links, { t: 'app', name, version });
+      if (links.length > 0)
+        options.log.info(`${name}@${version} is current: told ${links.length} nodes`);
+    },
     decisions: logs.decisions,
     calls: logs.calls,
     events: logs.events,

@@ -178,6 +178,8 @@ export function createRegistry<L>(o: RegistryOptions) {
       node.models = msg.models;
       node.stats = msg.stats;
       node.paused = msg.paused;
+      node.versions = msg.versions ?? {};
+      node.fetch = msg.fetch === true;
       if (msg.context) node.context = msg.context;
       if (node.role === 'fog') node.links = msg.links ?? [];
       if (msg.caps) {

@@ -59,6 +59,8 @@ function generator(seed: number) {
     const b = backendNames.filter(() => r() < 0.6);
     return b.length > 0 ? b : [pick(backendNames)];
   };
+  const versionPool = ['1.0.0', '1.0.1', '2.0.0'];
+  const versions = (): NodeView['versions'] => ({ digits: versionPool.filter(() => r() < 0.5) });
   const fresh = (n: number): NodeView => ({
     id: id(n),
     role: pick(roles),
@@ -75,11 +77,30 @@ function generator(seed: number) {
     models: models(),
     ...(r() < 0.4 ? { measured: stats() } : {}),
     ...(r() < 0.1 ? { quarantined: true } : {}),
+    ...(r() < 0.6 ? { versions: versions() } : {}),
+    ...(r() < 0.3 ? { fetch: true } : {}),
   });
   /** One change to a node as the relay makes it: assigned field by field. */
   const change = (n: NodeView): void => {
     const w = n as unknown as Record<string, unknown>;
-    switch (pick(['pause', 'load', 'stats', 'models', 'rtt', 'trust', 'quarantine', 'measured'])) {
+    switch (
+      pick([
+        'pause',
+        'load',
+        'stats',
+        'models',
+        'rtt',
+        'trust',
+        'quarantine',
+        'measured',
+        'versions',
+      ])
+    ) {
+      case 'versions':
+        // A heartbeat's versions and fetch: read at each decision, nothing to re-sort.
+        w.versions = versions();
+        w.fetch = r() < 0.3;
+        break;
       case 'pause':
         w.paused = !n.paused;
         break;
@@ -138,6 +159,7 @@ function generator(seed: number) {
       caller: pick(['', id(4001), ...ids.slice(0, 3), pick(ids.length ? ids : [''])]),
       ...(exclude ? { exclude } : {}),
       ...(r() < 0.1 ? { trustedOnly: true } : {}),
+      ...(r() < 0.25 ? { version: pick(versionPool) } : {}),
     };
   };
   return { r, int, pick, fresh, change, request };
@@ -272,6 +294,8 @@ describe('the registry', () => {
             models: g.r() < 0.5 ? { 'digits/model': ['v0', 'v2'] } : {},
             stats: { 'digits/model/v1@wasm': { count: 5, p50: g.int(4) } },
             paused: g.r() < 0.2,
+            ...(g.r() < 0.5 && { versions: { digits: g.r() < 0.5 ? ['1.0.1'] : [] } }),
+            ...(g.r() < 0.5 && { fetch: g.r() < 0.5 }),
           });
         } else if (roll < 0.5) {
           registry.retrust();

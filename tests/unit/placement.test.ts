@@ -326,6 +326,9 @@ function randomCase(seed: number): { nodes: NodeView[]; req: PlacementRequest } 
         models,
         ...(r() < 0.5 ? { measured } : {}),
         ...(r() < 0.1 ? { quarantined: true } : {}),
+        // The versions it holds (some hold none of the app), and whether it fetches the others.
+        ...(r() < 0.6 ? { versions: { digits: versionPool.filter(() => r() < 0.5) } } : {}),
+        ...(r() < 0.3 ? { fetch: true } : {}),
       }),
     );
   }
@@ -358,9 +361,13 @@ function randomCase(seed: number): { nodes: NodeView[]; req: PlacementRequest } 
       caller,
       ...(exclude ? { exclude } : {}),
       ...(r() < 0.1 ? { trustedOnly: true } : {}),
+      ...(r() < 0.25 ? { version: pick(versionPool) } : {}),
     },
   };
 }
+
+/** App versions the random fabrics hold and calls ask for. */
+const versionPool = ['1.0.0', '1.0.1', '2.0.0'];
 
 interface Pair {
   node: NodeView;
@@ -398,7 +405,11 @@ function oracle(nodes: NodeView[], req: PlacementRequest): Expected & { allowed:
     n.online &&
     ((!n.paused && !n.quarantined) || n.id === caller) &&
     (!req.trustedOnly || n.trusted) &&
-    !(req.exclude ?? []).includes(n.id);
+    !(req.exclude ?? []).includes(n.id) &&
+    // A call that asked a version: only nodes that hold it, or fetch what they lack.
+    (req.version === undefined ||
+      n.fetch === true ||
+      (n.versions?.digits ?? []).includes(req.version));
   // The relay's measurement once it has three samples, else the node's report once it has three.
   const figure = (n: NodeView, key: string) => {
     const m = n.measured?.[key];
@@ -666,6 +677,7 @@ function checkRoute(seed: number): string {
     caller: req.caller,
     ...(req.exclude && { exclude: req.exclude }),
     ...(req.trustedOnly && { trustedOnly: true }),
+    ...(req.version !== undefined && { version: req.version }),
   };
   let got: Route | undefined;
   let error: unknown;
