@@ -53,7 +53,11 @@ export function tensorValues(t: Tensor): TypedArray {
   const n = t.data.byteLength / bytesPer[t.type];
   if (t.data.byteOffset % bytesPer[t.type] === 0)
     return new C(t.data.buffer as ArrayBuffer, t.data.byteOffset, n);
-  return new C(t.data.slice().buffer, 0, n);
+  // Copied into a buffer of its own. Not with `slice()`: on a Node Buffer (what MessagePack
+  // decodes a Buffer body into) it is a view of the same memory, and `.buffer` the whole pool.
+  const copy = new Uint8Array(t.data.byteLength);
+  copy.set(t.data);
+  return new C(copy.buffer, 0, n);
 }
 
 export function tensorFrom(type: TensorType, dims: number[], values: TypedArray): Tensor {

@@ -31,7 +31,7 @@ export interface Route {
 
 export interface RouteRequest {
   service: string;
-  /** A Logic's rpc; '' or absent: its first. Unused for a model service. */
+  /** A Logic's rpc ('' or absent: its first), or the variant of a model service ('' : any). */
   rpc?: string;
   qos: Qos;
   /** The asking node, or '' for an HTTP client of the relay. */
@@ -102,8 +102,14 @@ export function route(
     throw new NotFoundError(`no service "${service}" in app "${manifest.name}"`);
   const modelService = modelOf(manifest, service);
   const variants = variantsOf(manifest, service);
-  const allowed =
-    req.variant === undefined ? variants : variants.filter((v) => v.rpc === req.variant);
+  // A model service's rpc is its variant: a caller that names one gets that one.
+  const only = req.variant ?? (svc.kind === 'model' && req.rpc ? req.rpc : undefined);
+  if (only !== undefined && svc.kind === 'model' && !Object.hasOwn(svc.variants, only)) {
+    throw new NotFoundError(
+      `service "${manifest.name}/${service}" has no variant "${only.slice(0, 64)}" (it has: ${Object.keys(svc.variants).join(', ')})`,
+    );
+  }
+  const allowed = only === undefined ? variants : variants.filter((v) => v.rpc === only);
   const logicRpc = svc.kind === 'logic' ? req.rpc || svc.rpcs[0]! : '';
   const request: PlacementRequest = {
     app: manifest.name,

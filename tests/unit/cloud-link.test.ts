@@ -2,9 +2,11 @@
 // with no socket between it and the hub, the relay's call limits and timeouts hold for it as for
 // any node, and a Logic of its that fails or hangs costs its caller a typed error, not the relay.
 import { readFileSync } from 'node:fs';
+import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode, encode } from '../../core/codec';
 import { type Bundle, buildManifest } from '../../core/manifest';
+import { loadDigits } from '../../models/digits/data';
 import { inProcessRelay } from '../relay-process';
 import { until } from '../until';
 
@@ -92,6 +94,33 @@ describe('the cloud node on its in-process link', () => {
     expect(res.status).toBe(200);
     const answer = decode(new Uint8Array(await res.arrayBuffer())) as { value: { bytes: unknown } };
     expect(answer.value.bytes).toEqual(bytes);
+  });
+
+  it('runs a model service on the variant the call names, and agrees with onnxruntime', async () => {
+    await server.relay.deploy(new Uint8Array(readFileSync('dist/apps/digits.brume')));
+    const { heldout } = loadDigits();
+    for (const variant of ['small', 'large']) {
+      const session = await ort.InferenceSession.create(`models/digits/${variant}.onnx`);
+      for (let i = 0; i < 6; i++) {
+        const x = heldout.x.slice(i * 784, (i + 1) * 784);
+        const local = await session.run({ pixels: new ort.Tensor('float32', x, [1, 784]) });
+        // MessagePack leaves the tensor's bytes inside the request's Buffer, at whatever offset.
+        const pixels = { type: 'float32', dims: [1, 784], data: new Uint8Array(x.buffer) };
+        const res = await fetch(`${server.relay.url}/api/call/digits/model`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/msgpack', accept: 'application/msgpack' },
+          body: Buffer.from(encode({ rpc: variant, input: { inputs: { pixels } }, qos: {} })),
+        });
+        expect(res.status).toBe(200);
+        const answer = decode(new Uint8Array(await res.arrayBuffer())) as {
+          rpc: string;
+          value: { outputs: { probs: { data: Uint8Array } } };
+        };
+        expect(answer.rpc).toBe(variant);
+        const probs = new Float32Array(answer.value.outputs.probs.data.slice().buffer);
+        expect(Array.from(probs)).toEqual(Array.from(local.probs!.data as Float32Array));
+      }
+    }
   });
 
   it('gives the caller a typed error when its Logic fails or runs past its cap, and lives on', async () => {

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { fromOrtOutputs, type TypedArray, tensorFrom, toOrtFeeds } from '../../core/tensor';
+import {
+  fromOrtOutputs,
+  type TypedArray,
+  tensorFrom,
+  tensorValues,
+  toOrtFeeds,
+  toTensor,
+} from '../../core/tensor';
 
 /** A stand-in for onnxruntime's Tensor class: it keeps what it was made with. */
 class FakeOrtTensor {
@@ -24,5 +31,20 @@ describe('onnxruntime tensor glue', () => {
     expect(() => fromOrtOutputs({ y: { type: 'string', dims: [1], data: ['a'] } })).toThrow(
       /output "y" is string/,
     );
+  });
+});
+
+describe('tensor values', () => {
+  it('reads a tensor whose bytes sit at any offset of a Node Buffer, as MessagePack leaves them', () => {
+    const values = Float32Array.from({ length: 10 }, (_, i) => i / 7);
+    const bytes = new Uint8Array(values.buffer);
+    // A pooled Buffer with other data around the tensor, at an offset no float32 can start at.
+    for (const offset of [0, 1, 2, 3, 65]) {
+      const pool = Buffer.alloc(256, 0xab);
+      pool.set(bytes, offset);
+      const data = pool.subarray(offset, offset + bytes.byteLength);
+      const t = toTensor({ type: 'float32', dims: [10], data }, 'x');
+      expect(Array.from(tensorValues(t) as Float32Array), `offset ${offset}`).toEqual(Array.from(values));
+    }
   });
 });
