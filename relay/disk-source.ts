@@ -70,5 +70,12 @@ export function diskCachedSource(
       }
       return bytes;
     },
+    async forget(sha256s) {
+      for (const sha256 of sha256s) {
+        if (!hex64.test(sha256)) continue;
+        await unlink(join(dir, sha256)).catch(() => {});
+        log(`app file ${sha256.slice(0, 12)}: no version held names it, removed from disk`);
+      }
+    },
   };
 }

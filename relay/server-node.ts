@@ -88,6 +88,7 @@ function onlyApps(inner: AppSource, apps: string[] | undefined): AppSource {
     manifest: async (app, version) => inner.manifest(only(app), version),
     versions: async (app) => inner.versions(only(app)),
     blob: (sha256, onProgress) => inner.blob(sha256, onProgress),
+    ...(inner.forget && { forget: inner.forget }),
   };
 }
 

@@ -2,7 +2,8 @@
  * Apps kept in the browser: files by content hash in the Cache API (a reload never downloads a
  * file twice), and the app list and manifests too, so a tab cut off from the relay still starts.
  * Files are verified by the runtime on every load, so a corrupted cache entry is an error, never
- * a wrong answer.
+ * a wrong answer. Files of a version the node dropped are deleted (`forget`); a file that does not
+ * fit in storage is used from memory and not kept.
  * @example const source = cachedAppSource(httpAppSource(origin, fetch), (p) => show(p));
  */
 import type { AppSource } from '../core/runtime';
@@ -52,8 +53,13 @@ export function cachedAppSource(
       const bytes = await network.blob(sha256, (received, total) =>
         onProgress({ sha256, received, total }),
       );
-      await cache.put(key(path), new Response(bytes as Uint8Array<ArrayBuffer>));
+      // Storage full: the file is used from memory this time, and fetched again next time.
+      await cache.put(key(path), new Response(bytes as Uint8Array<ArrayBuffer>)).catch(() => {});
       return bytes;
+    },
+    async forget(sha256s) {
+      const cache = await open();
+      for (const sha256 of sha256s) await cache.delete(key(`/brume-cache/blobs/${sha256}`));
     },
   };
 }

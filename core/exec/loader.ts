@@ -27,6 +27,11 @@ export interface AppSource {
   versions(app: string): Promise<string[]>;
   /** File bytes by content hash; `onProgress` gets (received, total) bytes for large files. */
   blob(sha256: string, onProgress?: (received: number, total: number) => void): Promise<Uint8Array>;
+  /**
+   * Files no version this node holds names any more (an old version was dropped): a source that
+   * keeps files (the tab's Cache Storage, a server node's disk) deletes them.
+   */
+  forget?(sha256s: string[]): Promise<void>;
 }
 
 /** What a platform (web/, relay/) gives the runtime. */
@@ -161,8 +166,11 @@ export class Loader {
   /** Forgets the bytes, modules and models of `gone`'s files that no manifest in `keep` names. */
   forget(gone: Manifest, keep: readonly Manifest[]): void {
     const kept = new Set(keep.flatMap((m) => Object.values(m.files).map((f) => f.sha256)));
-    for (const { sha256 } of Object.values(gone.files)) {
-      if (kept.has(sha256)) continue;
+    const forgotten = Object.values(gone.files)
+      .map((f) => f.sha256)
+      .filter((sha256) => !kept.has(sha256));
+    void this.platform.source.forget?.(forgotten).catch(() => {});
+    for (const sha256 of forgotten) {
       this.files.delete(sha256);
       this.modules.delete(sha256);
       for (const key of this.models.keys()) {

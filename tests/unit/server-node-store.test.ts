@@ -1,6 +1,14 @@
 // What a server node keeps in its data directory (relay/node-key.ts, relay/disk-source.ts): its
 // key, made once and refused when others may read it, and app files checked before use.
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -75,6 +83,18 @@ describe('app files on disk', () => {
     expect(await third.blob(h)).toEqual(bytes);
     expect(third.counts).toEqual({ fromDisk: 0, fetched: 1 });
     expect(new Uint8Array(readFileSync(join(dir, h)))).toEqual(bytes);
+  });
+
+  it('are removed from disk once no version held names them', async () => {
+    const dir = fresh();
+    const h = await sha();
+    const s = diskCachedSource(await source(), dir);
+    await s.blob(h);
+    expect(existsSync(join(dir, h))).toBe(true);
+    await s.forget!([h, '../../etc/passwd']);
+    expect(existsSync(join(dir, h))).toBe(false);
+    expect(await s.blob(h)).toEqual(bytes);
+    expect(s.counts).toEqual({ fromDisk: 0, fetched: 2 });
   });
 
   it('are named only by a sha256: anything else is refused before it becomes a path', async () => {

@@ -3,7 +3,7 @@
 // version ran, and a caller may pin a version or a range. The relay runs as a real process.
 import { encode } from '@msgpack/msgpack';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packBundle } from '../../core/manifest';
+import { buildManifest, packBundle } from '../../core/manifest';
 import { decodeFrame } from '../../core/protocol';
 import { createRuntime } from '../../core/runtime';
 import { memoryAppSource } from '../../core/sources';
@@ -164,9 +164,21 @@ describe('versions a node holds', () => {
     }
   });
 
-  it('keeps at most maxVersions versions of an app', async () => {
-    const bundles = await Promise.all(['1.0.0', '1.0.1', '1.0.2', '1.0.3'].map(greet));
-    const runtime = createRuntime(nodePlatform(memoryAppSource(bundles)), {
+  it('keeps at most maxVersions versions of an app, and its source forgets their own files', async () => {
+    // Each version ships a file of its own beside the Logic they share.
+    const bundles = await Promise.all(
+      ['1.0.0', '1.0.1', '1.0.2', '1.0.3'].map(async (v) => {
+        const g = await greet(v);
+        const files = { ...g.files, 'notes.txt': new TextEncoder().encode(`notes of ${v}`) };
+        return { manifest: await buildManifest(g.manifest, files), files };
+      }),
+    );
+    const forgotten: string[] = [];
+    const source = {
+      ...memoryAppSource(bundles),
+      forget: async (sha256s: string[]) => void forgotten.push(...sha256s),
+    };
+    const runtime = createRuntime(nodePlatform(source), {
       maxVersions: 2,
       versionGraceMs: 3_600_000,
     });
@@ -176,6 +188,8 @@ describe('versions a node holds', () => {
         await runtime.call('greet', 'greet', 'x');
       }
       expect(runtime.versions().greet).toEqual(['1.0.3', '1.0.2']);
+      const notes = (i: number) => bundles[i]!.manifest.files['notes.txt']!.sha256;
+      expect(forgotten.sort()).toEqual([notes(0), notes(1)].sort());
     } finally {
       runtime.close();
     }
