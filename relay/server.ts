@@ -34,6 +34,10 @@ import { createMetrics, type RelayMetrics } from './metrics';
 import { createStore, type Store } from './store';
 
 export type { DeployResult } from './apps';
+
+/** How long `close` waits for HTTP requests still open before it cuts their sockets. */
+const CLOSE_GRACE_MS = 5_000;
+
 export type { LogFields, RelayLogger } from './log';
 
 export interface RelayOptions {
@@ -202,7 +206,10 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
       cloud?.close();
       hub.close();
       net.closePeers();
-      await app.close();
+      // Requests still open a while after (a client that never finishes sending its body, or
+      // never reads the answer) must not keep the relay from closing: their sockets are cut.
+      const cut = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
+      await app.close().finally(() => clearTimeout(cut));
       // After the HTTP requests in flight: a context write among them is on disk before this.
       await context.close();
     })();

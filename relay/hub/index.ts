@@ -129,7 +129,8 @@ export function createHub(options: HubOptions) {
     },
   });
   // Every manifest read for a call names its app's label values (relay/metrics.ts).
-  const manifest = (app: string) => options.manifest(app).then(metrics.deployed);
+  const manifest = (app: string, range?: string) =>
+    options.manifest(app, range).then(metrics.deployed);
   const decide = (...args: DecideArgs) =>
     metrics.decision(
       place({ manifest, nodes: registry.placement, logged: logs.decision }, ...args),

@@ -10,6 +10,8 @@
 // landing on a node it may not is caught even when the answer hides it) with a variant as
 // accurate as asked; every value equals the one computed directly.
 // BRUME_SEEDS=<n> runs n seeds (default 500); replay one: BRUME_SEED=<n> npx vitest run tests/unit/fabric-sim.test.ts
+
+import proto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode, encode } from '../../core/codec';
 import { BrumeError } from '../../core/errors';
@@ -32,16 +34,34 @@ import { testNode } from '../test-node';
 
 const variants = { tiny: 0.8, small: 0.9, large: 0.97 } as const;
 type Variant = keyof typeof variants;
-const sizes: Record<Variant, number> = { tiny: 64, small: 512, large: 4096 };
-/** A model file: its variant's name, padded to its size (the sim's runner reads only the name). */
+const sizes: Record<Variant, number> = { tiny: 256, small: 1024, large: 4096 };
+const tag = (v: Variant) => `sim variant ${v};`;
+/**
+ * A model file: an ONNX graph that declares the digits model's inputs and outputs (what a deploy
+ * checks) and names its variant, padded to about its size. The sim's runner reads only the name;
+ * the graph computes nothing.
+ */
 const modelFile = (v: Variant) => {
-  const bytes = new Uint8Array(sizes[v]);
-  bytes.set(new TextEncoder().encode(v));
-  return bytes;
+  const io = (name: string, dims: number[]) => ({
+    name,
+    type: {
+      tensorType: {
+        elemType: 1,
+        shape: { dim: dims.map((d) => (d < 0 ? { dimParam: 'N' } : { dimValue: d })) },
+      },
+    },
+  });
+  const model = proto.onnx.ModelProto.encode({
+    irVersion: 7,
+    opsetImport: [{ domain: '', version: 13 }],
+    docString: tag(v).padEnd(sizes[v], '.'),
+    graph: { name: `sim-${v}`, input: [io('pixels', [-1, 784])], output: [io('probs', [-1, 10])] },
+  }).finish();
+  return new Uint8Array(model);
 };
 const variantOf = (bytes: Uint8Array) =>
   (Object.keys(variants) as Variant[]).find((v) =>
-    new TextDecoder().decode(bytes.subarray(0, v.length)).startsWith(v),
+    new TextDecoder().decode(bytes).includes(tag(v)),
   )!;
 
 /** `sim`: the digits Logic in front of a model with three variants, and the echo Logic. */
@@ -296,7 +316,7 @@ async function simulate(seed: number, identities: () => Promise<Identity>): Prom
     Array.from({ length: n }, async (_, i) => {
       const seen: Landed = new Set();
       landed[i] = seen;
-      const limit = r() < 0.4 ? { maxModelBytes: sizes.small } : {};
+      const limit = r() < 0.4 ? { maxModelBytes: modelFile('small').byteLength } : {};
       return testNode(server.ws, await identities(), {
         platform: simPlatform(bundle, seen),
         links: net.links(),

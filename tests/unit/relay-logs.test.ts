@@ -136,7 +136,7 @@ describe('the relay log', () => {
     );
     // The node's call: its id and the calling node on its line.
     const nodeCall = all.find((l) => l.line.call === 41)!;
-    expect(nodeCall.line.msg).toBe('call answered');
+    expect(nodeCall.line.msg).toBe('call failed'); // its input is not an image
     expect(nodeCall.raw).toContain(`"caller":"`);
   }, 120_000);
 });

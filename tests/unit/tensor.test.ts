@@ -44,7 +44,9 @@ describe('tensor values', () => {
       pool.set(bytes, offset);
       const data = pool.subarray(offset, offset + bytes.byteLength);
       const t = toTensor({ type: 'float32', dims: [10], data }, 'x');
-      expect(Array.from(tensorValues(t) as Float32Array), `offset ${offset}`).toEqual(Array.from(values));
+      expect(Array.from(tensorValues(t) as Float32Array), `offset ${offset}`).toEqual(
+        Array.from(values),
+      );
     }
   });
 });
