@@ -70,7 +70,7 @@ describe('route', () => {
   const at = (m: Manifest, service: string, over: Partial<Parameters<typeof route>[2]> = {}) =>
     route(m, [node(1), node(2, { rttMs: 5 })], { service, qos: {}, caller, ...over });
 
-  it('runs a Logic’s rpc and pins the variant of the model it depends on', async () => {
+  it('runs a Logic’s rpc and pins the variant of the model it depends on; a model’s rpc is its variant', async () => {
     const m = await app();
     expect(at(m, 'classify')).toMatchObject({
       node: caller,
@@ -80,9 +80,12 @@ describe('route', () => {
       estimateMs: 3,
     });
     expect(at(m, 'classify', { rpc: 'prep' })).toMatchObject({ rpc: 'prep', variant: 'large' });
-    const direct = at(m, 'model', { rpc: 'ignored' });
+    // A model service called directly: its rpc names the variant (none: placement picks one).
+    const direct = at(m, 'model');
     expect(direct).toMatchObject({ rpc: 'large', variant: 'large' });
     expect(direct.pin).toBeUndefined();
+    expect(at(m, 'model', { rpc: 'small' })).toMatchObject({ rpc: 'small', variant: 'small' });
+    expect(() => at(m, 'model', { rpc: 'huge' })).toThrow(/no variant "huge" \(it has: /);
   });
 
   it('judges a Logic by the model it declares, not by the first in the manifest', async () => {
