@@ -37,11 +37,18 @@ function input(app: string) {
   return { width: 320, height: 240, pixels };
 }
 
-async function call(url: string, app: string, node: string, body: unknown): Promise<number> {
+/** One timed call, with the admin token: anonymous calls are rate limited per address. */
+async function call(
+  url: string,
+  token: string,
+  app: string,
+  node: string,
+  body: unknown,
+): Promise<number> {
   const t0 = performance.now();
   const res = await fetch(`${url}/api/call/${app}/classify`, {
     method: 'POST',
-    headers: { 'content-type': 'application/msgpack' },
+    headers: { 'content-type': 'application/msgpack', authorization: `Bearer ${token}` },
     body: Buffer.from(encode({ input: body, qos: { privacy: node } })),
   });
   await res.arrayBuffer();
@@ -104,10 +111,11 @@ export async function serverNodeBench(
       const body = input(app);
       const samples = targets.map(() => [] as number[]);
       // Warm-up: sessions, workers, the JIT, each node's figures.
-      for (let i = 0; i < 5; i++) for (const t of targets) await call(relay.url, app, t.id, body);
+      for (let i = 0; i < 5; i++)
+        for (const t of targets) await call(relay.url, relay.token, app, t.id, body);
       for (let i = 0; i < runs; i++) {
         for (const [k, t] of targets.entries())
-          samples[k]!.push(await call(relay.url, app, t.id, body));
+          samples[k]!.push(await call(relay.url, relay.token, app, t.id, body));
       }
       for (const [k, t] of targets.entries()) {
         const s = samples[k]!;
