@@ -8,7 +8,7 @@ import { toWire } from '../errors';
 import type { Identity } from '../identity';
 import type { InvokeAnswer, ScheduleAnswer } from '../page-api';
 import type { Capabilities, Role, ToNode } from '../protocol';
-import type { CallOptions, Runtime } from '../runtime';
+import type { CallOptions, RemoteCall, Runtime } from '../runtime';
 import type { Qos } from '../scheduler';
 import { passOn } from './fog';
 import type { PeerLinks, SocketLike } from './links';
@@ -141,14 +141,7 @@ export class BrumeNode {
   }
 
   /** A Logic's call to another service: the runtime's `remote`. */
-  readonly logicCall = (
-    app: string,
-    service: string,
-    rpc: string,
-    input: unknown,
-    qos: Qos,
-    traceId: string,
-  ) => this.router.logicCall(app, service, rpc, input, qos, traceId);
+  readonly logicCall: RemoteCall = (...args) => this.router.logicCall(...args);
 
   get paused(): boolean {
     return this.serving.paused;

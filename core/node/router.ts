@@ -12,7 +12,7 @@
 import { fromWire, ProtocolError, QosError } from '../errors';
 import type { InvokeAnswer, ScheduleAnswer } from '../page-api';
 import { type Lease, parseQos } from '../protocol';
-import type { CallOptions, Runtime, TraceEntry } from '../runtime';
+import type { CallOptions, RemoteCall, Runtime, TraceEntry } from '../runtime';
 import type { Qos } from '../scheduler';
 import { newTraceId, parseTraceId } from '../trace';
 import { type Decision, LeaseCache } from './leases';
@@ -110,14 +110,7 @@ export class Router {
   }
 
   /** A Logic's call to another service: scheduled like any other request, in its trace. */
-  logicCall = (
-    app: string,
-    service: string,
-    rpc: string,
-    input: unknown,
-    qos: Qos,
-    traceId: string,
-  ): Promise<InvokeAnswer> =>
+  logicCall: RemoteCall = (app, service, rpc, input, qos, traceId) =>
     this.call(app, service, input, qos, { ...(rpc ? { rpc } : {}), traceId });
 
   /** Where a request would run, and why: this node if it meets the QoS, else the relay's choice. */
