@@ -126,20 +126,31 @@ export function execFigure(
   return counts(s) ? s : undefined;
 }
 
+/** A model variant's execution time on a node, and where the figure came from. */
+export interface ModelFigure {
+  ms: number;
+  measured: boolean;
+  /** The figure is the relay's own measurement. */
+  byRelay: boolean;
+}
+
 /**
  * A model variant's execution on `n`: its figure under `key` when one counts, else the manifest's
- * `latencyMs` × the prior for `backend`. `byRelay`: the figure is the relay's own measurement.
+ * `latencyMs` × the prior for `backend`. Written into `out` when given, which placement's inner
+ * loops reuse so that no (node, variant) pair allocates.
  */
 export function modelFigure(
   n: Pick<NodeView, 'stats' | 'measured'>,
   key: string,
   latencyMs: number,
   backend: BackendName,
-): { ms: number; measured: boolean; byRelay: boolean } {
+  out: ModelFigure = { ms: 0, measured: false, byRelay: false },
+): ModelFigure {
   const stat = execFigure(n, key);
-  if (stat === undefined)
-    return { ms: priorMs(latencyMs, backend), measured: false, byRelay: false };
-  return { ms: stat.p50, measured: true, byRelay: stat === n.measured?.[key] };
+  out.ms = stat === undefined ? priorMs(latencyMs, backend) : stat.p50;
+  out.measured = stat !== undefined;
+  out.byRelay = stat !== undefined && stat === n.measured?.[key];
+  return out;
 }
 
 /** The key of `NodeView.models` (and of a heartbeat's `models`): `app/modelService`. */

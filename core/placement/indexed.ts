@@ -21,8 +21,9 @@
 import { UnavailableError } from '../errors';
 import {
   backendOf,
-  backendPrior,
   execFigure,
+  type ModelFigure,
+  modelFigure,
   modelKey,
   type NodeView,
   runsVersion,
@@ -159,6 +160,9 @@ export function createPlacementIndex(): PlacementIndex {
     return k;
   }
 
+  /** Reused by `pairsOf` for each pair's model figure. */
+  const figure: ModelFigure = { ms: 0, measured: false, byRelay: false };
+
   /**
    * The pairs of `n` for kind `k`, whatever its state: the figures of place.ts's inner loop,
    * computed the same way in the same order so that the totals are the same to the bit.
@@ -167,8 +171,6 @@ export function createPlacementIndex(): PlacementIndex {
     const out: Pair[] = [];
     const { variants, logicKey } = k;
     const backend = backendOf(n);
-    const { cpu, wasm, webgpu } = backendPrior;
-    const prior = backend === 'wasm' ? wasm : backend === 'webgpu' ? webgpu : cpu;
     const runnable = k.modelKey ? n.models[k.modelKey] : undefined;
     const logicStat = logicKey ? execFigure(n, logicKey) : undefined;
     const logicMeasured = logicStat !== undefined;
@@ -188,10 +190,10 @@ export function createPlacementIndex(): PlacementIndex {
           statKeys = variants.map((w) => statsKey(k.app, k.modelService!, w.rpc, backend));
           k.statKeys.set(backend, statKeys);
         }
-        const stat = execFigure(n, statKeys[i]!);
-        measured = stat !== undefined;
-        modelMs = stat ? stat.p50 : v.latencyMs * prior;
-        byRelay = stat !== undefined && stat === n.measured?.[statKeys[i]!];
+        const f = modelFigure(n, statKeys[i]!, v.latencyMs, backend, figure);
+        measured = f.measured;
+        modelMs = f.ms;
+        byRelay = f.byRelay;
       } else {
         measured = logicMeasured;
         modelMs = logicMeasured ? 0 : v.latencyMs;

@@ -29,6 +29,8 @@ import {
   backendOf,
   backendPrior,
   execFigure,
+  type ModelFigure,
+  modelFigure,
   modelKey as modelsKey,
   type NodeView,
   runsVersion,
@@ -107,7 +109,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
   const minAccuracy = qos.accuracy ?? Number.NEGATIVE_INFINITY;
   const budget = qos.latencyMs ?? Number.POSITIVE_INFINITY;
   const keys: Partial<Record<BackendName, string[]>> = {};
-  const { cpu, wasm, webgpu } = backendPrior;
+  const figure: ModelFigure = { ms: 0, measured: false, byRelay: false };
 
   let holders = 0; // nodes with the asked key, trusted or not
   let trustedHolders = 0;
@@ -149,7 +151,6 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       continue;
     eligible++;
     const backend = backendOf(n);
-    const prior = backend === 'wasm' ? wasm : backend === 'webgpu' ? webgpu : cpu;
     const runnable = modelKey ? n.models[modelKey] : undefined;
     const logicStat = logicKey ? execFigure(n, logicKey) : undefined;
     const logicMeasured = logicStat !== undefined;
@@ -170,10 +171,10 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
         statKeys ??= keys[backend] ??= variants.map((w) =>
           statsKey(app, modelService!, w.rpc, backend),
         );
-        const stat = execFigure(n, statKeys[i]!);
-        measured = stat !== undefined;
-        modelMs = stat ? stat.p50 : v.latencyMs * prior;
-        byRelay = stat !== undefined && stat === n.measured?.[statKeys[i]!];
+        const f = modelFigure(n, statKeys[i]!, v.latencyMs, backend, figure);
+        measured = f.measured;
+        modelMs = f.ms;
+        byRelay = f.byRelay;
       } else {
         // No model decides: the variant's latency is the Logic's own prior, until it is measured.
         measured = logicMeasured;
