@@ -259,9 +259,7 @@ export class Runtime {
     const traced = { ...opts, traceId: opts.traceId ?? newTraceId() };
     const m = await this.held.resolve(app, qos.version);
     // Held while it runs: a newer version installed meanwhile does not stop this call.
-    const h = this.held.hold(m);
-    h.running++;
-    try {
+    return this.held.runOn(m, async () => {
       const outcome = await this.run(m, service, opts.rpc ?? '', input, qos, traced, trace, 0);
       const ms = performance.now() - t0;
       return {
@@ -272,11 +270,7 @@ export class Runtime {
         trace,
         traceId: traced.traceId,
       };
-    } finally {
-      h.running--;
-      h.usedAt = Date.now();
-      this.held.sweep(app);
-    }
+    });
   }
 
   /** Pre-warms an app: fetches, verifies and compiles its files, starts a worker per Logic. */
@@ -410,10 +404,8 @@ export class Runtime {
       trace.push(...out.trace);
       return { value: out.value, service: name, rpc: out.rpc };
     }
-    const h = this.held.hold(callee);
-    h.running++;
-    try {
-      const here = { backend: opts.backend, traceId: opts.traceId };
+    const here = { backend: opts.backend, traceId: opts.traceId };
+    return this.held.runOn(callee, async () => {
       const out = await this.run(
         callee,
         used.service,
@@ -425,11 +417,7 @@ export class Runtime {
         depth + 1,
       );
       return { ...out, service: name };
-    } finally {
-      h.running--;
-      h.usedAt = Date.now();
-      this.held.sweep(used.app);
-    }
+    });
   }
 
   private async runModel(

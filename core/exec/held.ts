@@ -153,8 +153,24 @@ export class HeldVersions {
     return m;
   }
 
+  /**
+   * Runs `work` on version `m`, held (never dropped) until it settles; then the app's versions
+   * no call runs are swept.
+   */
+  async runOn<T>(m: Manifest, work: () => Promise<T>): Promise<T> {
+    const h = this.hold(m);
+    h.running++;
+    try {
+      return await work();
+    } finally {
+      h.running--;
+      h.usedAt = Date.now();
+      this.sweep(m.name);
+    }
+  }
+
   /** Keeps `m` as a version held (no eviction while it is used). */
-  hold(m: Manifest): Held {
+  private hold(m: Manifest): Held {
     let versions = this.held.get(m.name);
     if (!versions) {
       versions = new Map();
