@@ -216,9 +216,7 @@ export class NodeContext {
     }
     this.reads.caughtUp++;
     // Behind (a change still on its way through a fog, or a gap): the catch-up answers the read.
-    this.sync();
-    const caughtUp = this.readers.open(this.parts.latest).answer;
-    caughtUp.then(
+    this.fresh().then(
       () => this.checks.settle(frame.id),
       (e: unknown) => this.checks.fail(frame.id, e as BrumeError),
     );

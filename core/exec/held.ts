@@ -137,7 +137,7 @@ export class HeldVersions {
     }
     const version = pickVersion(range, current.version, deployed);
     if (version === undefined) throw noVersion(app, range, deployed);
-    return this.held.get(app)?.get(version)?.manifest ?? this.fetchVersion(app, version);
+    return this.fetchVersion(app, version);
   }
 
   /** Version `version` of `app`: held, or fetched and checked to be that app and version. */

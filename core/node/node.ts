@@ -264,25 +264,29 @@ export class BrumeNode {
     }
   }
 
-  private capacityKey(): string {
+  /** What this node can run: the apps, their runnable variants and the versions it holds. */
+  private capacity() {
     const rt = this.runtime;
-    return JSON.stringify([rt.apps().map((m) => m.name), rt.runnable(), rt.versions()]);
+    return { apps: rt.apps().map((m) => m.name), models: rt.runnable(), versions: rt.versions() };
+  }
+
+  private capacityKey(c = this.capacity()): string {
+    return JSON.stringify([c.apps, c.models, c.versions]);
   }
 
   private heartbeat(): Heartbeat {
     const rt = this.runtime;
     const stats: Record<string, { count: number; p50: number }> = {};
     for (const [k, v] of Object.entries(rt.stats.all())) stats[k] = { count: v.count, p50: v.p50 };
-    this.reported = this.capacityKey();
+    const capacity = this.capacity();
+    this.reported = this.capacityKey(capacity);
     const links = this.parts.links;
     return {
       t: 'heartbeat',
       load: { queue: this.busy + this.waiting, maxConcurrency: this.concurrency },
-      apps: rt.apps().map((m) => m.name),
-      models: rt.runnable(),
+      ...capacity,
       stats,
       paused: this.paused,
-      versions: rt.versions(),
       // The runtime fetches any deployed version a call asks for (§5.7).
       fetch: true,
       ...(this.role === 'fog' && links && { links: links.connected() }),

@@ -18,7 +18,6 @@ export {
   modelKey,
   type NodeView,
   priorMs,
-  runsVersion,
   statsKey,
   statsKeyPrefix,
 } from './figures';
