@@ -8,7 +8,7 @@
  * @example await checkCode(manifest, files); // throws ManifestError
  */
 import proto from 'onnx-proto';
-import { inspectLogic } from '../core/abi/inspect';
+import { inspectLogic, type LogicModuleInfo } from '../core/abi/inspect';
 import { ManifestError } from '../core/errors';
 import type {
   LogicService,
@@ -48,14 +48,13 @@ async function checkLogic(name: string, s: LogicService, bytes: Uint8Array): Pro
   } catch (e) {
     throw new ManifestError(`${at}.file: ${s.file} is not a WebAssembly module (${text(e)})`);
   }
+  let exports: LogicModuleInfo['exports'];
   try {
-    inspectLogic(bytes, module);
+    ({ exports } = inspectLogic(bytes, module));
   } catch (e) {
     throw new ManifestError(`${at}.file: ${s.file}: ${text(e)}`);
   }
-  const functions = WebAssembly.Module.exports(module)
-    .filter((e) => e.kind === 'function')
-    .map((e) => e.name);
+  const functions = exports.filter((e) => e.kind === 'function').map((e) => e.name);
   s.rpcs.forEach((rpc, i) => {
     if (functions.includes(rpc)) return;
     const own = functions.filter((f) => f !== 'brume_alloc' && f !== 'brume_free');

@@ -10,9 +10,8 @@ import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../core/errors';
 import { sha256Hex } from '../core/manifest';
+import { isSha256 } from '../core/names';
 import type { AppSource } from '../core/runtime';
-
-const hex64 = /^[0-9a-f]{64}$/;
 
 export interface DiskSource extends AppSource {
   /** Files read from disk, and files fetched from the relay, since this source was made. */
@@ -33,7 +32,7 @@ export function diskCachedSource(
     versions: (app) => inner.versions(app),
     async blob(sha256, onProgress) {
       // The name becomes a path: only a hash may.
-      if (!hex64.test(sha256)) throw new InputError(`not a sha256: "${sha256.slice(0, 80)}"`);
+      if (!isSha256(sha256)) throw new InputError(`not a sha256: "${sha256.slice(0, 80)}"`);
       made ??= mkdir(dir, { recursive: true, mode: 0o700 }).catch((e: unknown) => {
         made = undefined; // tried again by the next file
         throw e;
@@ -72,7 +71,7 @@ export function diskCachedSource(
     },
     async forget(sha256s) {
       for (const sha256 of sha256s) {
-        if (!hex64.test(sha256)) continue;
+        if (!isSha256(sha256)) continue;
         await unlink(join(dir, sha256)).catch(() => {});
         log(`app file ${sha256.slice(0, 12)}: no version held names it, removed from disk`);
       }

@@ -37,6 +37,7 @@ export function createMetrics() {
   /** `name` under `scope` when a manifest named it, else "other". */
   const label = (scope: string, name: string) =>
     known.has(`${scope}\u0000${name}`) ? name : 'other';
+  const named = new WeakSet<Manifest>();
   const remember = (scope: string, name: string) => {
     if (known.size < maxNames) known.add(`${scope}\u0000${name}`);
   };
@@ -45,7 +46,9 @@ export function createMetrics() {
     registry,
     /** Makes a manifest's app, services and variants (and Logic rpcs) label values; passes it on. */
     deployed(manifest: Manifest | undefined): Manifest | undefined {
-      if (!manifest) return manifest;
+      // Read for every call (placement, forwarding): each manifest object is walked once.
+      if (!manifest || named.has(manifest)) return manifest;
+      named.add(manifest);
       remember('', manifest.name);
       for (const [service, s] of Object.entries(manifest.services)) {
         remember(manifest.name, service);

@@ -19,7 +19,7 @@ import { frameLimits } from '../core/protocol';
 import type { AppSource } from '../core/runtime';
 import { httpAppSource } from '../core/sources';
 import type { LogicCaps } from './cloud-node';
-import { type DiskSource, diskCachedSource } from './disk-source';
+import { diskCachedSource } from './disk-source';
 import { type ProviderProbe, probeProviders, serverCapabilities } from './node-caps';
 import { fileIdentity } from './node-key';
 import { nodePlatform } from './platform';
@@ -50,10 +50,6 @@ export interface ServerNode {
   identity: Identity;
   /** The execution providers onnxruntime-node listed, and which loaded here. */
   providers: ProviderProbe[];
-  /** The app files it read from disk and fetched, since it started. */
-  files: DiskSource['counts'];
-  /** Settles once the apps named in `apps` are loaded (or failed to, which is logged). */
-  loaded: Promise<void>;
   /** Stops taking calls, lets those in flight or waiting finish, then leaves the relay. */
   drain(timeoutMs?: number): Promise<{ finished: boolean }>;
   close(): void;
@@ -127,20 +123,19 @@ export async function startServerNode(o: ServerNodeOptions): Promise<ServerNode>
     log: o.log,
   });
   node.onStatus((s) => o.log(`relay link: ${s}`));
+  // Named apps are loaded at start (from disk when kept there): the first call does not wait.
+  void (async () => {
+    for (const app of o.apps ?? []) {
+      await node.runtime.warm(app).then(
+        () => o.log(`app ${app} loaded`),
+        (e: unknown) => o.log(`app ${app} not loaded: ${(e as Error).message}`),
+      );
+    }
+  })();
   return {
     node,
     identity,
     providers,
-    files: disk.counts,
-    // Named apps are loaded at start (from disk when kept there): the first call does not wait.
-    loaded: (async () => {
-      for (const app of o.apps ?? []) {
-        await node.runtime.warm(app).then(
-          () => o.log(`app ${app} loaded`),
-          (e: unknown) => o.log(`app ${app} not loaded: ${(e as Error).message}`),
-        );
-      }
-    })(),
     drain: (timeoutMs = 60_000) => drain(node, timeoutMs),
     close() {
       node.close();

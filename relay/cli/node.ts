@@ -7,10 +7,9 @@
 
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
+import { isAppName } from '../../core/names';
 import { type ServerNodeOptions, socketUrl, startServerNode } from '../server-node';
 import { type Flag, integer, UsageError } from './args';
-
-const appName = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
 /** The options `node` runs with, from its flags (and env). */
 export function nodeOptions(flag: Flag): Omit<ServerNodeOptions, 'log'> {
@@ -33,7 +32,7 @@ export function nodeOptions(flag: Flag): Omit<ServerNodeOptions, 'log'> {
   );
   const apps = flag('apps')?.split(',');
   for (const a of apps ?? []) {
-    if (!appName.test(a)) throw new UsageError(`--apps: "${a}" is not an app name`);
+    if (!isAppName(a)) throw new UsageError(`--apps: "${a}" is not an app name`);
   }
   return {
     relay,
