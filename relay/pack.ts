@@ -5,6 +5,8 @@
  * A draft is a manifest whose `files` may be left out (they are computed from the bytes), plus:
  *   "sources": { <bundle path>: <file path> }  where a bundle file comes from, relative to the draft
  *                                               (default: the bundle path itself, relative to it)
+ *                                               (a `.ts` source of a `.wasm` is AssemblyScript,
+ *                                               compiled now: relay/asc.ts)
  *   "metrics": "<path to metrics.json>"          fills each variant's figures from the same-named
  *                                               entry: { measured, variants: { <id>: {...} } }
  *
@@ -22,12 +24,15 @@ import {
   packBundle,
   type Service,
 } from '../core/manifest';
+import { compileLogics } from './asc';
 import { checkCode } from './bundle-check';
 import { writeDurable } from './durable';
 
 export interface PackOptions {
   /** Says which command makes a missing source file (absolute path), for the error message. */
   hint?: (absPath: string) => string | undefined;
+  /** Packs as this version instead of the draft's (`brume dev`'s next patch). */
+  version?: string;
 }
 
 export interface PackResult {
@@ -68,6 +73,7 @@ export async function packApp(
     throw new InputError(`${draftPath}: expected a JSON object (a manifest draft)`);
   }
   const { sources = {}, metrics, ...draft } = raw as Record<string, unknown>;
+  if (options.version !== undefined) draft.version = options.version;
   if (!isStringRecord(sources)) {
     throw new InputError(`${draftPath}: "sources" must map bundle paths to file paths`);
   }
@@ -77,14 +83,28 @@ export async function packApp(
   if (metrics) await fillMetrics(draft, resolve(base, metrics), options);
 
   const files: Record<string, Uint8Array> = {};
+  // A `.wasm` whose source is AssemblyScript (`.ts`) is compiled now, all in one compiler run.
+  const compiled: string[] = [];
   for (const path of bundlePaths(draft, sources)) {
     const abs = resolve(base, Object.hasOwn(sources, path) ? sources[path]! : path);
+    if (path.endsWith('.wasm') && abs.endsWith('.ts')) {
+      await readSource(abs, `${path} comes from ${relative(process.cwd(), abs)}`, options);
+      compiled.push(path);
+      continue;
+    }
     files[path] = await readSource(
       abs,
       `${path} comes from ${relative(process.cwd(), abs)}`,
       options,
     );
   }
+  const modules = await compileLogics(
+    compiled.map((p) => sources[p]!),
+    { cwd: base },
+  );
+  compiled.forEach((p, i) => {
+    files[p] = modules[i]!.bytes;
+  });
   const manifest = await buildManifest(draft as ManifestDraft, files)
     .then(async (m) => {
       await checkCode(m, files);

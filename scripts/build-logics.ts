@@ -6,31 +6,16 @@
  * @example npx tsx scripts/build-logics.ts [--force]
  *          const built = await buildLogics();   // [{ name: 'digits', output, size, ... }]
  */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { promisify } from 'node:util';
 import wabt from 'wabt';
+import { ascPackage, compileLogics } from '../relay/asc';
 import { writeDurable } from '../relay/durable';
 
 const here = fileURLToPath(import.meta.url);
 /** The repository root. */
 export const repoRoot = resolve(dirname(here), '..');
-
-/**
- * asc flags for every Logic (PROTOCOL.md §3.1): memory imported from env.memory so the host can
- * bound it, and not re-exported; the incremental GC so one instance serves many invocations
- * without growing. -O3s: -O3's speed, ~15% smaller (-Oz saves 2% more but echoes 20% slower).
- */
-export const ascFlags = [
-  '-O3s',
-  '--importMemory',
-  '--noExportMemory',
-  '--runtime',
-  'incremental',
-] as const;
 
 export interface BuiltLogic {
   /** Module name (`digits`, `echo`, ...): see findLogics. */
@@ -64,8 +49,8 @@ export async function buildLogics(options: BuildOptions = {}): Promise<BuiltLogi
   const outDir = join(root, 'logics', 'build');
   mkdirSync(outDir, { recursive: true });
   // A change of this script's flags or of the compiler makes every module stale.
-  const ascPackage = createRequire(import.meta.url).resolve('assemblyscript/package.json');
-  const script = Math.max(statSync(here).mtimeMs, statSync(ascPackage).mtimeMs);
+  const compiler = fileURLToPath(new URL('../relay/asc.ts', import.meta.url));
+  const script = Math.max(...[here, compiler, ascPackage()].map((f) => statSync(f).mtimeMs));
   const jobs = findLogics(root)
     .filter(({ name }) => !options.only || options.only.includes(name))
     .map(({ source, name }) => {
@@ -83,9 +68,9 @@ export async function buildLogics(options: BuildOptions = {}): Promise<BuiltLogi
   }
   const asJobs = stale.filter((j) => j.source.endsWith('.ts'));
   if (asJobs.length > 0) {
-    const compiled = await compileAs(
-      root,
+    const compiled = await compileLogics(
       asJobs.map((j) => j.source),
+      { cwd: root },
     );
     // Tests in parallel processes may build at once: readers see the old file or the new one, whole.
     for (const [i, job] of asJobs.entries()) {
@@ -146,62 +131,6 @@ function listSources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true, recursive: true })
     .filter((e) => e.isFile() && e.name.endsWith('.ts'))
     .map((e) => join(e.parentPath, e.name));
-}
-
-const run = promisify(execFile);
-
-// The compiler runs in one child process for all modules: importing it under tsx takes seconds,
-// and later modules compile faster once the first has warmed it up.
-const compilerScript = `
-const [ascUrl, flags, ...sources] = process.argv.slice(1);
-const asc = await import(ascUrl);
-for (const source of sources) {
-  const start = performance.now();
-  let binary;
-  const stderr = asc.createMemoryStream();
-  const { error } = await asc.main([source, '--outFile', 'out.wasm', ...JSON.parse(flags)], {
-    stderr,
-    writeFile: (name, contents) => { if (name.endsWith('out.wasm')) binary = contents; },
-  });
-  if (error || !binary) {
-    process.stderr.write('asc could not compile ' + source + ':\\n' + stderr.toString());
-    process.exit(1);
-  }
-  process.stdout.write(JSON.stringify({ ms: performance.now() - start, wasm: Buffer.from(binary).toString('base64') }) + '\\n');
-}
-`;
-
-async function compileAs(
-  root: string,
-  sources: string[],
-): Promise<{ bytes: Uint8Array; ms: number }[]> {
-  const ascPackage = createRequire(import.meta.url).resolve('assemblyscript/package.json');
-  const ascUrl = pathToFileURL(join(dirname(ascPackage), 'dist', 'asc.js')).href;
-  try {
-    const { stdout } = await run(
-      process.execPath,
-      [
-        '--input-type=module',
-        '-e',
-        compilerScript,
-        '--',
-        ascUrl,
-        JSON.stringify(ascFlags),
-        ...sources,
-      ],
-      { cwd: root, maxBuffer: 256 * 1024 * 1024 },
-    );
-    return stdout
-      .trim()
-      .split('\n')
-      .map((line) => {
-        const { ms, wasm } = JSON.parse(line) as { ms: number; wasm: string };
-        return { ms, bytes: Buffer.from(wasm, 'base64') };
-      });
-  } catch (e) {
-    const err = e as Error & { stderr?: string };
-    throw new Error(err.stderr || err.message, { cause: e });
-  }
 }
 
 let wabtModule: ReturnType<typeof wabt> | undefined;
