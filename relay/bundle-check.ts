@@ -64,7 +64,7 @@ async function checkLogic(name: string, s: LogicService, bytes: Uint8Array): Pro
   });
 }
 
-interface GraphTensor {
+export interface GraphTensor {
   name: string;
   type: TensorType | string;
   /** undefined: the graph gives no shape; -1: a free dimension. */
@@ -121,7 +121,8 @@ function compare(
   });
 }
 
-function readGraph(
+/** The inputs (weights left out) and outputs of the ONNX graph in `bytes`; ManifestError if it is none. */
+export function readGraph(
   file: string,
   bytes: Uint8Array,
   at: string,
