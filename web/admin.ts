@@ -147,7 +147,7 @@ function Login({ error, onToken }: { error: string; onToken: (t: string) => void
     }}
   >
     <h2>Brume admin</h2>
-    <p>Paste the admin token the relay printed when it made it (<code>brume token</code> prints it again; it is in <code>.brume/admin-token</code>).</p>
+    <p>Paste the admin token the relay printed when it made it (<code>brume token --reveal</code> prints it again; it is in <code>.brume/admin-token</code>).</p>
     <input ref=${input} id="token" type="password" autocomplete="off" aria-label="admin token" />
     <button type="submit">Open the console</button>
     ${error && html`<p class="error" id="login-error">${error}</p>`}

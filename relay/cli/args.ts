@@ -33,3 +33,10 @@ export function fraction(name: string, text: string): number {
 export function noPositionals(positionals: string[]): void {
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
 }
+
+/** What a command's handler gets: its arguments, its flags, and a reader for string flags. */
+export interface Invocation {
+  positionals: string[];
+  values: Record<string, unknown>;
+  flag: Flag;
+}

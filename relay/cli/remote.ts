@@ -1,19 +1,22 @@
 /**
- * The `brume` commands that talk to a running relay (deploy, current, keys, trust), all through
- * the one relay client: a refusal prints the relay's status, code and message and exits 1.
+ * The `brume` commands that talk to a running relay (deploy, apps, call, current, keys, trust),
+ * all through the one relay client: a refusal prints the relay's status, code and message and
+ * exits 1. With --json a command prints its answer as one JSON value on stdout.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { BrumeError, httpStatus } from '../../core/errors';
+import type { AppSummary } from '../../core/api';
+import { decode } from '../../core/codec';
+import { BrumeError, httpStatus, InputError } from '../../core/errors';
 import { type RelayClient, relayClient } from '../../core/relay-client';
-import { type Flag, UsageError } from './args';
+import { type Flag, type Invocation, UsageError } from './args';
 
 export function relayOf(flag: Flag): string {
   return flag('relay') ?? process.env.BRUME_RELAY ?? 'http://127.0.0.1:8787';
 }
 
 /** The credential to send: --key, --token, the token in --data, BRUME_KEY, BRUME_ADMIN_TOKEN, .brume. */
-async function credential(flag: Flag): Promise<string> {
+async function credential(flag: Flag, optional = false): Promise<string | undefined> {
   const fromDir = async (dir: string) =>
     (await readFile(join(resolve(dir), 'admin-token'), 'utf8').catch(() => '')).trim();
   const token =
@@ -24,6 +27,7 @@ async function credential(flag: Flag): Promise<string> {
     process.env.BRUME_ADMIN_TOKEN ??
     (await fromDir(process.env.BRUME_DATA ?? '.brume'));
   if (!token) {
+    if (optional) return undefined;
     throw new UsageError(
       `no credential: pass --key <key> (env BRUME_KEY), --token <admin token>, or --data <the relay's dir>`,
     );
@@ -31,14 +35,69 @@ async function credential(flag: Flag): Promise<string> {
   return token;
 }
 
-/** The relay the flags name, with the credential they give. */
-export async function relayFor(flag: Flag): Promise<RelayClient> {
-  const credentialText = await credential(flag);
-  return relayClient({
-    base: relayOf(flag),
-    credential: credentialText,
-    fetch,
-  });
+/**
+ * The relay the flags name, with the credential they give; `anonymous`: none is needed, and one
+ * is sent only when given (a flag or BRUME_KEY/BRUME_ADMIN_TOKEN, not a token found in .brume).
+ */
+export async function relayFor(flag: Flag, anonymous = false): Promise<RelayClient> {
+  const given = anonymous
+    ? (flag('key') ??
+      flag('token') ??
+      (flag('data') !== undefined ? await credential(flag) : undefined) ??
+      process.env.BRUME_KEY ??
+      process.env.BRUME_ADMIN_TOKEN)
+    : await credential(flag);
+  return relayClient({ base: relayOf(flag), ...(given && { credential: given }), fetch });
+}
+
+/** Prints `value` as JSON (binary as { "$bin": base64 }) when --json is given, else `text()`. */
+export function show(values: Record<string, unknown>, value: unknown, text: () => void): void {
+  if (values.json) console.log(JSON.stringify(value, binAsBase64, 2));
+  else text();
+}
+
+function binAsBase64(_key: string, v: unknown): unknown {
+  return v instanceof Uint8Array ? { $bin: Buffer.from(v).toString('base64') } : v;
+}
+
+/** The largest --input file read. */
+const MAX_INPUT_BYTES = 256 * 2 ** 20;
+
+/**
+ * --input as the value to send: JSON text, `@file.json`, or `@file.msgpack` (MessagePack, which
+ * can carry binary fields); `{}` when not given. `msgpack` says which it was, to send it so.
+ */
+export async function inputOf(flag: Flag): Promise<{ value: unknown; msgpack: boolean }> {
+  const text = flag('input');
+  if (text === undefined) return { value: {}, msgpack: false };
+  if (!text.startsWith('@')) return { value: parseJson(text, '--input'), msgpack: false };
+  const file = text.slice(1);
+  const size = await stat(file).then(
+    (s) => s.size,
+    () => {
+      throw new UsageError(`--input: cannot read ${file}`);
+    },
+  );
+  if (size > MAX_INPUT_BYTES) {
+    throw new InputError(`--input: ${file} is ${size} bytes, over the ${MAX_INPUT_BYTES} read`);
+  }
+  const bytes = await readFile(file);
+  if (file.endsWith('.msgpack')) {
+    try {
+      return { value: decode(bytes), msgpack: true };
+    } catch (e) {
+      throw new InputError(`--input: ${file} is not MessagePack (${(e as Error).message})`);
+    }
+  }
+  return { value: parseJson(bytes.toString('utf8'), `--input ${file}`), msgpack: false };
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`${what} is not JSON (${(e as Error).message}); a file is @file.json`);
+  }
 }
 
 /**
@@ -58,7 +117,18 @@ export async function remote(what: string, action: () => Promise<void>): Promise
   }
 }
 
-export async function deploy(file: string, flag: Flag): Promise<number> {
+export async function deploy({ positionals, values, flag }: Invocation): Promise<number> {
+  const [file, ...extra] = positionals;
+  if (!file || extra.length) throw new UsageError('deploy takes one file: brume deploy <file>');
+  return deployBundle(file, values, flag);
+}
+
+/** Uploads the bundle in `file`; answers the exit code (1: refused or unreachable). */
+export async function deployBundle(
+  file: string,
+  values: Record<string, unknown>,
+  flag: Flag,
+): Promise<number> {
   const relay = await relayFor(flag);
   const body = new Uint8Array(await readFile(file));
   return remote('deploy refused', async () => {
@@ -72,14 +142,63 @@ export async function deploy(file: string, flag: Flag): Promise<number> {
       current?: boolean;
       note?: string;
     };
-    // 201: stored now; 200: this very bundle was there already.
-    const what = res.status === 201 ? 'deployed' : 'already deployed:';
-    console.log(`${what} ${reply.name}@${reply.version} to ${relay.base}`);
-    if (reply.current === false && reply.note) console.log(reply.note);
+    show(values, { ...reply, created: res.status === 201 }, () => {
+      // 201: stored now; 200: this very bundle was there already.
+      const what = res.status === 201 ? 'deployed' : 'already deployed:';
+      console.log(`${what} ${reply.name}@${reply.version} to ${relay.base}`);
+      if (reply.current === false && reply.note) console.log(reply.note);
+    });
   });
 }
 
-export async function current(name: string, version: string, flag: Flag): Promise<number> {
+export async function apps({ positionals, values, flag }: Invocation): Promise<number> {
+  if (positionals.length) throw new UsageError('apps takes no argument');
+  const relay = await relayFor(flag, true);
+  return remote('refused', async () => {
+    const list = await relay.json<AppSummary[]>('GET', '/api/apps');
+    show(values, list, () => {
+      if (list.length === 0) console.log('no apps deployed');
+      for (const a of list) {
+        const services = Object.entries(a.services).map(([name, s]) =>
+          s.kind === 'logic'
+            ? `${name}(${s.rpcs.join(',')})`
+            : `${name}[${Object.keys(s.variants).join(',')}]`,
+        );
+        console.log(`${a.name}@${a.version}  ${services.join(' ')}`);
+      }
+    });
+  });
+}
+
+interface CallAnswer {
+  value: unknown;
+  node?: string;
+  [field: string]: unknown;
+}
+
+export async function call({ positionals, values, flag }: Invocation): Promise<number> {
+  const [app, service, ...extra] = positionals;
+  if (!app || !service || extra.length) {
+    throw new UsageError('call takes an app and a service: brume call digits classify --input …');
+  }
+  const input = await inputOf(flag);
+  const rpc = flag('rpc');
+  const relay = await relayFor(flag, true);
+  const path = `/api/call/${encodeURIComponent(app)}/${encodeURIComponent(service)}`;
+  const body = { input: input.value, ...(rpc !== undefined && { rpc }) };
+  return remote('call refused', async () => {
+    const answer = input.msgpack
+      ? await relay.msgpack<CallAnswer>('POST', path, body)
+      : await relay.json<CallAnswer>('POST', path, body);
+    show(values, answer, () => console.log(JSON.stringify(answer.value, binAsBase64, 2)));
+  });
+}
+
+export async function current({ positionals, flag }: Invocation): Promise<number> {
+  const [name, version, ...extra] = positionals;
+  if (!name || !version || extra.length) {
+    throw new UsageError('current takes an app and a version: brume current digits 1.0.0');
+  }
   const relay = await relayFor(flag);
   return remote('refused', async () => {
     await relay.json('POST', `/api/apps/${encodeURIComponent(name)}/current`, { version });
@@ -95,23 +214,21 @@ interface KeyInfo {
   key?: string;
 }
 
-export async function keys(
-  positionals: string[],
-  values: Record<string, unknown>,
-  flag: Flag,
-): Promise<number> {
+export async function keys({ positionals, values, flag }: Invocation): Promise<number> {
   const [action = 'list', id, ...extra] = positionals;
   if (action === 'list') {
     if (id) throw new UsageError('keys list takes no argument');
     const relay = await relayFor(flag);
     return remote('refused', async () => {
       const list = await relay.json<KeyInfo[]>('GET', '/api/keys');
-      if (list.length === 0) console.log('no API keys');
-      for (const k of list) {
-        console.log(
-          `${k.id}  ${k.scopes.join(',')}  ${k.createdAt}${k.label ? `  ${k.label}` : ''}`,
-        );
-      }
+      show(values, list, () => {
+        if (list.length === 0) console.log('no API keys');
+        for (const k of list) {
+          console.log(
+            `${k.id}  ${k.scopes.join(',')}  ${k.createdAt}${k.label ? `  ${k.label}` : ''}`,
+          );
+        }
+      });
     });
   }
   if (action === 'create') {
@@ -122,8 +239,10 @@ export async function keys(
     return remote('refused', async () => {
       const body = { scopes, label: flag('label') ?? '' };
       const made = await relay.json<KeyInfo>('POST', '/api/keys', body);
-      console.log(`key ${made.id} (${made.scopes.join(', ')}):`);
-      console.log(made.key);
+      show(values, made, () => {
+        console.log(`key ${made.id} (${made.scopes.join(', ')}):`);
+        console.log(made.key);
+      });
       console.error('this is the only time the key is shown: keep it somewhere safe');
     });
   }
@@ -138,19 +257,20 @@ export async function keys(
   throw new UsageError(`unknown keys action "${action}": list, create or revoke`);
 }
 
-/** Lists the trust list, or adds (or with `revoke` removes) one public key. */
-export async function trust(
-  flag: Flag,
-  key: string | undefined,
-  label: string,
-  revoke: boolean,
-): Promise<number> {
+/** Lists the trust list, or adds (or with --revoke removes) one public key. */
+export async function trust({ positionals, values, flag }: Invocation): Promise<number> {
+  const [key, ...extra] = positionals;
+  if (extra.length) throw new UsageError('trust takes at most one public key');
+  if (values.revoke && !key) throw new UsageError('--revoke needs the public key to remove');
+  const [label, revoke] = [flag('label') ?? '', Boolean(values.revoke)];
   const relay = await relayFor(flag);
   return remote('trust refused', async () => {
     if (!key) {
       const list = await relay.json<{ publicKey: string; label: string }[]>('GET', '/api/trust');
-      if (list.length === 0) console.log('the trust list is empty');
-      for (const e of list) console.log(`${e.publicKey}${e.label ? `  ${e.label}` : ''}`);
+      show(values, list, () => {
+        if (list.length === 0) console.log('the trust list is empty');
+        for (const e of list) console.log(`${e.publicKey}${e.label ? `  ${e.label}` : ''}`);
+      });
     } else if (revoke) {
       await relay.json('DELETE', `/api/trust/${encodeURIComponent(key)}`);
       console.log(`revoked ${key.slice(0, 16)}…`);
@@ -159,7 +279,7 @@ export async function trust(
         publicKey: key,
         label,
       });
-      console.log(`trusted node ${added.nodeId} (${key.slice(0, 16)}…)`);
+      show(values, added, () => console.log(`trusted node ${added.nodeId} (${key.slice(0, 16)}…)`));
     }
   });
 }

@@ -151,13 +151,13 @@ export async function start(o: StartOptions): Promise<number> {
     { url: relay.url },
     `Brume relay listening on ${relay.url} — open it in a browser to join`,
   );
-  // Never the token itself: logs are kept, shipped and read by others (brume token prints it).
+  // Never the token itself: logs are kept, shipped and read by others (brume token --reveal prints it).
   const tokenFile = join(o.data, 'admin-token');
   if (o.adminToken !== undefined) log.info('admin token: the one the configuration gives');
   else
     log.info(
       { file: tokenFile },
-      `admin token: ${relay.admin.created ? 'made and saved in' : 'in'} ${tokenFile} (brume token --data ${o.data} prints it)`,
+      `admin token: ${relay.admin.created ? 'made and saved in' : 'in'} ${tokenFile} (brume token --data ${o.data} --reveal prints it)`,
     );
   log.info({ data: relay.store.location }, `data: ${relay.store.location}`);
 

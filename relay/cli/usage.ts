@@ -1,7 +1,8 @@
 /**
- * What the `brume` command accepts: the --help text and, per command, the flags parseArgs
- * takes. The two are kept side by side so a new flag is added to both; `start`'s come from its
- * settings table (relay/cli/settings.ts).
+ * What the `brume` command accepts: one table of commands, each with its arguments, its summary
+ * and its flags; `brume --help`, `brume <command> --help` and the flags parseArgs takes are all
+ * made from it, so they cannot drift apart. `start`'s flags come from its settings table
+ * (relay/cli/settings.ts).
  */
 import type { ParseArgsConfig } from 'node:util';
 import { envName, type Setting, settings } from './settings';
@@ -55,64 +56,309 @@ function startHelp(): string {
   ].join('\n');
 }
 
-export const USAGE = `Usage: brume <command> [options]
+/** One flag of a command: `--name <arg>` (no arg: a switch), its help line. */
+export interface FlagRow {
+  name: string;
+  arg?: string;
+  help: string;
+  /** Repeatable: parseArgs gives an array. */
+  multiple?: boolean;
+}
+
+export interface Command {
+  name: string;
+  /** Its positional arguments, for the help line, e.g. `<app> <service>`. */
+  args?: string;
+  summary: string;
+  /** More lines for its own --help: subcommands, examples, how it behaves. */
+  more?: string[];
+  flags: FlagRow[];
+}
+
+const credentials: FlagRow[] = [
+  {
+    name: 'relay',
+    arg: '<url>',
+    help: 'the relay (env BRUME_RELAY, default http://127.0.0.1:8787)',
+  },
+  { name: 'key', arg: '<key>', help: 'an API key (env BRUME_KEY)' },
+  { name: 'token', arg: '<token>', help: 'the admin token (env BRUME_ADMIN_TOKEN)' },
+  {
+    name: 'data',
+    arg: '<dir>',
+    help: "the relay's storage directory, to use its admin token (env BRUME_DATA, default .brume); used when no --key or --token is given",
+  },
+];
+
+const json: FlagRow = { name: 'json', help: 'print the answer as JSON (one value on stdout)' };
+
+const input: FlagRow = {
+  name: 'input',
+  arg: '<input>',
+  help: 'the input: JSON text, @file.json, or @file.msgpack (MessagePack, for binary fields); default {}',
+};
+
+/** Every command, in --help's order. */
+export const table: readonly Command[] = [
+  {
+    name: 'start',
+    summary: 'run a relay: the page, the app API, the fabric (nodes, calls, context)',
+    flags: [], // from its settings: see startHelp and flagsOf
+  },
+  {
+    name: 'new',
+    args: '<name>',
+    summary:
+      'scaffold an app in ./<name>: an AssemblyScript Logic calling a Model, brume.json, a test, a README; it packs and deploys as it is',
+    flags: [
+      {
+        name: 'dir',
+        arg: '<dir>',
+        help: 'where to write it (default ./<name>); must not exist or be empty',
+      },
+      {
+        name: 'model',
+        arg: '<model>',
+        help: 'digits (the packaged digit classifier, default), squeezenet (after npm run build:models, random weights), or the path of your own .onnx file',
+      },
+    ],
+  },
+  {
+    name: 'dev',
+    args: '[<dir>]',
+    summary:
+      'pack and deploy <dir> (default .), then again on every change of its files, until Ctrl-C; a failed build prints the error and keeps watching',
+    flags: [
+      ...credentials,
+      {
+        name: 'debounce-ms',
+        arg: '<n>',
+        help: 'quiet time after a change before rebuilding (default 300)',
+      },
+      { name: 'once', help: 'pack and deploy once, then exit' },
+    ],
+    more: [
+      "Each deploy is the next patch version after brume.json's and the relay's current one",
+      '(0.1.0, then 0.1.1, 0.1.2, …), so each change becomes current at once without editing',
+      'brume.json. It watches the files under <dir> (not dotfiles, node_modules or .brume files).',
+    ],
+  },
+  {
+    name: 'pack',
+    args: '[<dir>]',
+    summary:
+      'pack <dir>/brume.json (default .) and the files it names into a .brume bundle, compiling AssemblyScript sources and checking the code against it (rpcs exported, model inputs and outputs)',
+    flags: [
+      { name: 'out', arg: '<file>', help: 'where to write (default <dir>/<name>-<version>.brume)' },
+      json,
+    ],
+  },
+  {
+    name: 'deploy',
+    args: '<file.brume>',
+    summary: 'upload a bundle to a relay (needs the deploy scope for its app)',
+    flags: [...credentials, json],
+  },
+  {
+    name: 'apps',
+    summary: 'list the apps a relay serves: name, current version, services',
+    flags: [credentials[0]!, json],
+  },
+  {
+    name: 'call',
+    args: '<app> <service>',
+    summary: "call a service through the relay and print its answer's value",
+    flags: [
+      input,
+      {
+        name: 'rpc',
+        arg: '<rpc>',
+        help: "the rpc (default: the service's first, or the scheduler's variant)",
+      },
+      ...credentials,
+      { ...json, help: 'print the whole answer (value, node, variant, timing, trace id) as JSON' },
+    ],
+    more: ['A credential is sent only when one is given: a relay may take anonymous calls.'],
+  },
+  {
+    name: 'submit',
+    args: '<app> <service>',
+    summary: 'submit a job (POST /api/jobs): the relay runs it when a node is free; prints its id',
+    flags: [
+      input,
+      { name: 'priority', arg: '<n>', help: 'a higher number runs sooner' },
+      {
+        name: 'deadline-ms',
+        arg: '<n>',
+        help: 'fail it if it has not finished this many ms from now',
+      },
+      { name: 'idempotency-key', arg: '<text>', help: 'the same key submits the same job once' },
+      ...credentials,
+      json,
+    ],
+  },
+  {
+    name: 'job',
+    args: '<id>',
+    summary:
+      "a job's state (and result or error); --watch follows it until it ends, --cancel cancels it",
+    flags: [
+      {
+        name: 'watch',
+        help: 'print each change of state until it succeeds, fails or is cancelled',
+      },
+      { name: 'cancel', help: 'cancel it (DELETE /api/jobs/<id>)' },
+      ...credentials,
+      json,
+    ],
+  },
+  {
+    name: 'current',
+    args: '<app> <ver>',
+    summary: 'make a deployed version current, e.g. to roll back (admin)',
+    flags: credentials,
+  },
+  {
+    name: 'keys',
+    args: '[list|create|revoke <id>]',
+    summary: 'list API keys (admin); create makes one (shown once); revoke <id> removes one',
+    flags: [
+      {
+        name: 'scope',
+        arg: '<scope>',
+        multiple: true,
+        help: 'create: repeatable: deploy:<apps>, context:write:<apps>, call, jobs, metrics, admin; <apps> is a name or a pattern like team-* (deploy alone: every app)',
+      },
+      { name: 'label', arg: '<text>', help: 'create: a note kept with the key (e.g. "CI")' },
+      ...credentials,
+      json,
+    ],
+  },
+  {
+    name: 'trust',
+    args: '[<publicKey>]',
+    summary: "list the fog/cloud trust list, or add (or --revoke) a node's public key",
+    flags: [
+      { name: 'label', arg: '<text>', help: 'a note kept with the key (e.g. "lab desktop")' },
+      { name: 'revoke', help: 'remove the key instead' },
+      ...credentials,
+      json,
+    ],
+  },
+  {
+    name: 'token',
+    summary:
+      "say where a data directory's admin token is; --reveal prints it, --rotate replaces it",
+    flags: [
+      {
+        name: 'data',
+        arg: '<dir>',
+        help: "the relay's storage directory (env BRUME_DATA, default .brume)",
+      },
+      {
+        name: 'reveal',
+        help: 'print the token itself (only it, for scripts: BRUME_ADMIN_TOKEN=$(brume token --reveal))',
+      },
+      {
+        name: 'rotate',
+        help: 'replace the token; a running relay takes the new one when restarted',
+      },
+    ],
+  },
+  {
+    name: 'node',
+    summary: 'run a server node: this machine joins a relay as a cloud or fog node',
+    flags: [
+      credentials[0]!,
+      {
+        name: 'role',
+        arg: '<role>',
+        help: 'cloud or fog (default cloud); either needs its key trusted on the relay (brume trust <key>) to serve as such: an untrusted cloud is refused',
+      },
+      {
+        name: 'data',
+        arg: '<dir>',
+        help: 'its identity (node-key.json, mode 0600) and app files (env BRUME_NODE_DATA, default .brume-node)',
+      },
+      {
+        name: 'threads',
+        arg: '<n>',
+        help: 'onnxruntime threads per model, Logic workers per service (default cores - 1, at most 4)',
+      },
+      { name: 'concurrency', arg: '<n>', help: 'calls it runs at once (default 4 x threads)' },
+      {
+        name: 'max-queued',
+        arg: '<n>',
+        help: 'calls waiting for a slot before it refuses more (default 64)',
+      },
+      {
+        name: 'apps',
+        arg: '<a,b>',
+        help: 'serve only these apps, loaded at start (default: every app)',
+      },
+      {
+        name: 'logic-timeout-ms',
+        arg: '<n>',
+        help: 'its cap on a Logic step, whatever manifests ask (as for start)',
+      },
+      { name: 'logic-memory-mib', arg: '<n>', help: "its cap on a Logic's guest memory" },
+      { name: 'logic-heap-mib', arg: '<n>', help: 'the JS heap of each Logic worker thread' },
+    ],
+    more: ['SIGTERM or SIGINT drains it: no new calls, those in flight finish, then it exits 0'],
+  },
+];
+
+const byName = new Map(table.map((c) => [c.name, c]));
+
+/** Text wrapped at WIDTH with no indent. */
+function paragraph(text: string): string {
+  const lines = [''];
+  for (const word of text.split(' ')) {
+    if (lines.at(-1)!.length + word.length > WIDTH) lines.push('');
+    lines[lines.length - 1] += `${lines.at(-1) ? ' ' : ''}${word}`;
+  }
+  return lines.join('\n');
+}
+
+function flagLines(flags: readonly FlagRow[]): string[] {
+  return flags.flatMap((f) => wrap(f.help, `  --${f.name}${f.arg ? ` ${f.arg}` : ''}`));
+}
+
+function headLine(c: Command): string {
+  return `${c.name}${c.args ? ` ${c.args}` : ''}`;
+}
+
+function optionsOf(c: Command): string {
+  return c.name === 'start' ? startHelp() : flagLines(c.flags).join('\n');
+}
+
+/** `brume --help`: every command in a line or two, then each one's flags. */
+export const USAGE = `Usage: brume <command> [options]    (brume <command> --help: that command alone)
 
 Commands:
-  start                 run a relay: the page, the app API, the fabric (nodes, calls, context)
-  pack <dir>            pack <dir>/brume.json and the files it names into a .brume bundle,
-                        checking the code against it (rpcs exported, model inputs and outputs)
-  deploy <file.brume>   upload a bundle to a relay (needs the deploy scope for its app)
-  current <app> <ver>   make a deployed version current, e.g. to roll back (admin)
-  keys                  list API keys (admin)
-  keys create           make an API key: --scope (repeatable) and --label; shows the key once
-  keys revoke <id>      revoke an API key
-  trust [<publicKey>]   list the fog/cloud trust list, or add (or --revoke) a node's public key
-  token                 print the admin token of a data directory (--rotate: issue a new one)
-  node                  run a server node: this machine joins a relay as a cloud or fog node
+${table.map((c) => wrap(c.summary, `  ${headLine(c)}`).join('\n')).join('\n')}
 
-start:
-${startHelp()}
-pack:
-  --out <file>          where to write (default <dir>/<name>-<version>.brume)
-
-deploy, current, keys, trust:
-  --relay <url>         the relay (env BRUME_RELAY, default http://127.0.0.1:8787)
-  --key <key>           an API key (env BRUME_KEY)
-  --token <token>       the admin token (env BRUME_ADMIN_TOKEN)
-  --data <dir>          the relay's storage directory, to use its admin token (env BRUME_DATA,
-                        default .brume); used when no --key or --token is given
-
-keys create:
-  --scope <scope>       repeatable: deploy:<apps>, context:write:<apps>, call, jobs, metrics,
-                        admin; <apps> is a name or a pattern like team-* (deploy alone: every app)
-  --label <text>        a note kept with the key (e.g. "CI")
-
-trust:
-  --label <text>        a note kept with the key (e.g. "lab desktop")
-  --revoke              remove the key instead
-
-node:
-  --relay <url>         the relay (env BRUME_RELAY, default http://127.0.0.1:8787)
-  --role <role>         cloud or fog (default cloud); either needs its key trusted on the relay
-                        (brume trust <key>) to serve as such: an untrusted cloud is refused
-  --data <dir>          its identity (node-key.json, mode 0600) and app files (env
-                        BRUME_NODE_DATA, default .brume-node)
-  --threads <n>         onnxruntime threads per model, Logic workers per service (default
-                        cores - 1, at most 4)
-  --concurrency <n>     calls it runs at once (default 4 x threads)
-  --max-queued <n>      calls waiting for a slot before it refuses more (default 64)
-  --apps <a,b>          serve only these apps, loaded at start (default: every app)
-  --logic-timeout-ms <n>, --logic-memory-mib <n>, --logic-heap-mib <n>
-                        its caps on Logics, whatever their manifests ask (as for start)
-  SIGTERM or SIGINT drains it: no new calls, those in flight finish, then it exits 0
-
-token:
-  --data <dir>          the relay's storage directory (env BRUME_DATA, default .brume)
-  --rotate              replace the token; a running relay takes the new one when restarted
-
+${table
+  .filter((c) => c.name === 'start' || c.flags.length > 0)
+  .map((c) => `${c.name}:\n${optionsOf(c)}\n`)
+  .join('')}
   -h, --help            this text
   -v, --version         the Brume version
 `;
+
+/** `brume <command> --help`. */
+export function commandHelp(name: string): string {
+  const c = byName.get(name)!;
+  const more = c.more ? `\n${c.more.map((l) => `  ${l}`).join('\n')}\n` : '';
+  return `Usage: brume ${headLine(c)} [options]
+
+${paragraph(c.summary)}
+${more}
+Options:
+${optionsOf(c)}
+  -h, --help            this text
+`;
+}
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -121,41 +367,29 @@ export const common: Options = {
   version: { type: 'boolean', short: 'v' },
 };
 
-const credentials: Options = {
-  relay: { type: 'string' },
-  key: { type: 'string' },
-  token: { type: 'string' },
-  data: { type: 'string' },
-};
-
-export const commands: Record<string, Options> = {
-  start: {
-    config: { type: 'string' },
-    'print-config': { type: 'boolean' },
-    ...Object.fromEntries(
-      settings.flatMap((s) =>
-        s.flag === undefined
-          ? []
-          : [[s.flag, { type: s.arg ? 'string' : 'boolean', ...(s.list && { multiple: true }) }]],
+function flagsOf(c: Command): Options {
+  if (c.name === 'start') {
+    return {
+      config: { type: 'string' },
+      'print-config': { type: 'boolean' },
+      ...Object.fromEntries(
+        settings.flatMap((s) =>
+          s.flag === undefined
+            ? []
+            : [[s.flag, { type: s.arg ? 'string' : 'boolean', ...(s.list && { multiple: true }) }]],
+        ),
       ),
-    ),
-  },
-  pack: { out: { type: 'string' } },
-  deploy: { ...credentials },
-  current: { ...credentials },
-  keys: { ...credentials, scope: { type: 'string', multiple: true }, label: { type: 'string' } },
-  token: { data: { type: 'string' }, rotate: { type: 'boolean' } },
-  node: {
-    relay: { type: 'string' },
-    role: { type: 'string' },
-    data: { type: 'string' },
-    threads: { type: 'string' },
-    concurrency: { type: 'string' },
-    'max-queued': { type: 'string' },
-    apps: { type: 'string' },
-    'logic-timeout-ms': { type: 'string' },
-    'logic-memory-mib': { type: 'string' },
-    'logic-heap-mib': { type: 'string' },
-  },
-  trust: { ...credentials, label: { type: 'string' }, revoke: { type: 'boolean' } },
-};
+    };
+  }
+  return Object.fromEntries(
+    c.flags.map((f) => [
+      f.name,
+      { type: f.arg ? 'string' : 'boolean', ...(f.multiple && { multiple: true }) },
+    ]),
+  ) as Options;
+}
+
+/** Per command, the flags parseArgs takes. */
+export const commands: Record<string, Options> = Object.fromEntries(
+  table.map((c) => [c.name, flagsOf(c)]),
+);

@@ -114,9 +114,14 @@ describe('brume start', () => {
       expect(junk.stderr).toMatch(/400 E_INPUT.*P-256/);
       expect((await brume(['trust', fog.publicKey, '--revoke', ...relayArgs])).code).toBe(0);
       expect((await brume(['trust', ...relayArgs])).stdout).toContain('the trust list is empty');
-      // brume token prints the token; --rotate issues another.
-      expect((await brume(['token', '--data', data])).stdout.trim()).toBe(token);
-      const rotated = (await brume(['token', '--rotate', '--data', data])).stdout.trim();
+      // brume token says where the token is; --reveal prints it; --rotate issues another.
+      const where = await brume(['token', '--data', data]);
+      expect(where.stdout).toContain(join(data, 'admin-token'));
+      expect(where.stdout).not.toContain(token);
+      expect((await brume(['token', '--data', data, '--reveal'])).stdout.trim()).toBe(token);
+      const rotated = (
+        await brume(['token', '--rotate', '--reveal', '--data', data])
+      ).stdout.trim();
       expect(rotated).toMatch(/^[A-Za-z0-9_-]{32}$/);
       expect(rotated).not.toBe(token);
     } finally {
@@ -200,7 +205,7 @@ describe('brume usage', () => {
       brume(['launch']),
       brume(['start', '--port', '99999']),
       brume([]),
-      brume(['pack']),
+      brume(['pack', 'one', 'two']),
     ]);
     expect(flag.code).toBe(2);
     expect(flag.stderr).toContain("'--bogus'");
