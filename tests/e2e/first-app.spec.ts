@@ -44,16 +44,15 @@ test('a new app, scaffolded, built and deployed, answers from two tabs and over 
   test.setTimeout(300_000);
   const env = { BRUME_RELAY: relay.url, BRUME_DATA: relay.dataDir };
   const app = join(work, 'hello');
-  const started = performance.now();
 
+  // One tab open before the app exists (as README has the page open), one opened after.
+  const early = await joinTab(browser, relay.url, contexts);
+  const started = performance.now();
   ok(await brume(['new', 'hello'], { cwd: work }));
   expect(ok(await brume(['dev', '--once'], { cwd: app, env }))).toContain('deployed hello@0.1.0');
   const deployed = performance.now();
 
-  const tabs = [
-    await joinTab(browser, relay.url, contexts),
-    await joinTab(browser, relay.url, contexts),
-  ];
+  const tabs = [early, await joinTab(browser, relay.url, contexts)];
   for (const tab of tabs) {
     const answer = await tab.page.evaluate(async (values) => {
       const r = await window.brume.invoke('hello', 'predict', { values }, { privacy: 'device' });
@@ -73,6 +72,6 @@ test('a new app, scaffolded, built and deployed, answers from two tabs and over 
 
   const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   console.log(
-    `first app: new + dev --once ${s(deployed - started)}, two tabs joined and answered ${s(inTabs - deployed)}, brume call ${s(performance.now() - inTabs)}; total ${s(performance.now() - started)}`,
+    `first app: new + dev --once ${s(deployed - started)}, the tabs (one joined now) answered ${s(inTabs - deployed)}, brume call ${s(performance.now() - inTabs)}; total ${s(performance.now() - started)}`,
   );
 });
