@@ -16,7 +16,7 @@ export function relayOf(flag: Flag): string {
 }
 
 /** The credential to send: --key, --token, the token in --data, BRUME_KEY, BRUME_ADMIN_TOKEN, .brume. */
-async function credential(flag: Flag, optional = false): Promise<string | undefined> {
+async function credential(flag: Flag): Promise<string> {
   const fromDir = async (dir: string) =>
     (await readFile(join(resolve(dir), 'admin-token'), 'utf8').catch(() => '')).trim();
   const token =
@@ -27,7 +27,6 @@ async function credential(flag: Flag, optional = false): Promise<string | undefi
     process.env.BRUME_ADMIN_TOKEN ??
     (await fromDir(process.env.BRUME_DATA ?? '.brume'));
   if (!token) {
-    if (optional) return undefined;
     throw new UsageError(
       `no credential: pass --key <key> (env BRUME_KEY), --token <admin token>, or --data <the relay's dir>`,
     );

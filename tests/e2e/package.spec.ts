@@ -3,9 +3,10 @@
 // directory on plain Node (no tsx): a real tab joins and its calls run in the tab and on the
 // relay's cloud node (the compiled Logic worker thread and onnxruntime-node).
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type BrowserContext, expect, test } from '@playwright/test';
 import { type Installed, packAndInstall } from '../package-install';
@@ -13,6 +14,7 @@ import { type RelayProcess, startRelay } from '../relay-process';
 import { joinTab } from './fixtures';
 
 const run = promisify(execFile);
+const root = fileURLToPath(new URL('../..', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'brume-package-'));
 let installed: Installed;
 let relay: RelayProcess | undefined;
@@ -75,4 +77,33 @@ test('brume start from an empty directory serves the page and the sample apps', 
   expect(answers[0]!.digit).toBeGreaterThanOrEqual(0);
   expect(answers[0]!.digit).toBeLessThanOrEqual(9);
   expect(answers[1]!.digit).toBe(answers[0]!.digit);
+});
+
+test('the installed bin scaffolds an app from the packaged SDK and model, and packs, deploys and calls it', async () => {
+  test.setTimeout(180_000);
+  expect(relay, 'the relay of the test before').toBeDefined();
+  const env = { ...process.env, BRUME_RELAY: relay!.url, BRUME_DATA: relay!.dataDir };
+  await run(installed.bin, ['new', 'hello'], { cwd: work });
+  const app = join(work, 'hello');
+  // The compiler is a devDependency of brume: an installed package without it says what to do.
+  const missing = await run(installed.bin, ['pack'], { cwd: app }).catch((e) => e);
+  expect(missing.code).toBe(1);
+  expect(missing.stderr).toContain('npm install --save-dev assemblyscript');
+  // What that install makes: assemblyscript in the app's node_modules (linked from this checkout's:
+  // the test network reaches no registry).
+  mkdirSync(join(app, 'node_modules'));
+  symlinkSync(
+    join(root, 'node_modules', 'assemblyscript'),
+    join(app, 'node_modules', 'assemblyscript'),
+  );
+  const packed = await run(installed.bin, ['pack', '--json'], { cwd: app });
+  const out = JSON.parse(packed.stdout) as { out: string };
+  const deployed = await run(installed.bin, ['deploy', out.out], { cwd: app, env });
+  expect(deployed.stdout).toContain('deployed hello@0.1.0');
+  const input = JSON.stringify({ values: new Array(784).fill(0.5) });
+  const called = await run(installed.bin, ['call', 'hello', 'predict', '--input', input], { env });
+  const value = JSON.parse(called.stdout) as { label: number; variant: string };
+  expect(value.variant).toBe('default');
+  expect(value.label).toBeGreaterThanOrEqual(0);
+  expect(value.label).toBeLessThanOrEqual(9);
 });

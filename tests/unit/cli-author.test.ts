@@ -111,6 +111,15 @@ describe('the author path against a real relay', () => {
     );
     const apps = JSON.parse(ok(await brume(['apps', '--json'], { env })));
     expect(apps.find((a: { name: string }) => a.name === 'hello').version).toBe('0.1.1');
+    // brume pack + deploy ship brume.json's own version: the same bytes dev deployed as 0.1.0.
+    const { out } = JSON.parse(ok(await brume(['pack', '--json'], { cwd: app() })));
+    expect(JSON.parse(ok(await brume(['deploy', out, '--json'], { env })))).toMatchObject({
+      name: 'hello',
+      version: '0.1.0',
+      created: false,
+      current: false,
+      currentVersion: '0.1.1',
+    });
 
     await writeFile(join(app(), 'one.json'), JSON.stringify({ values: one() }));
     await writeFile(join(app(), 'one.msgpack'), encode({ values: one() }));
