@@ -57,6 +57,25 @@ describe('brume <verb> --help', () => {
   }, 60_000);
 });
 
+describe('brume submit and job', () => {
+  it('refuse a call without what they need before asking any relay', async () => {
+    const [noService, noId, both, priority] = await Promise.all([
+      brume(['submit', 'hello']),
+      brume(['job']),
+      brume(['job', 'j1', '--watch', '--cancel']),
+      brume(['submit', 'hello', 'predict', '--priority', 'high', '--key', 'k']),
+    ]);
+    expect(noService.code).toBe(2);
+    expect(noService.stderr).toContain('submit takes an app and a service');
+    expect(noId.code).toBe(2);
+    expect(noId.stderr).toContain('job takes one job id');
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('--watch or --cancel, not both');
+    expect(priority.code).toBe(2);
+    expect(priority.stderr).toContain('--priority must be a whole number');
+  }, 60_000);
+});
+
 describe('brume new', () => {
   it('refuses a bad name, a folder in use and a model it cannot scaffold, naming why', async () => {
     await mkdir(join(dir, 'used'));
