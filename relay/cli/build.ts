@@ -8,7 +8,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { BrumeError, NotFoundError } from '../../core/errors';
+import { BrumeError, InputError, NotFoundError } from '../../core/errors';
 import { packApp } from '../pack';
 import { type Flag, type Invocation, integer, UsageError } from './args';
 import { deployBundle, relayFor, show } from './remote';
@@ -47,10 +47,16 @@ const newer = (a: Version, b: Version) => a[0] - b[0] || a[1] - b[1] || a[2] - b
  * else the patch after the relay's current.
  */
 async function nextVersion(dir: string, flag: Flag): Promise<string | undefined> {
-  const draft = JSON.parse(await readFile(join(dir, 'brume.json'), 'utf8')) as {
-    name?: unknown;
-    version?: unknown;
-  };
+  const file = join(dir, 'brume.json');
+  const text = await readFile(file, 'utf8').catch(() => {
+    throw new InputError(`cannot read ${file}: is ${dir} an app? (brume new <name> makes one)`);
+  });
+  let draft: { name?: unknown; version?: unknown };
+  try {
+    draft = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
   const own = parseVersion(draft.version);
   if (typeof draft.name !== 'string' || !own) return undefined; // packApp says what is wrong
   const relay = await relayFor(flag);
@@ -85,7 +91,7 @@ async function buildAndDeploy(
     const s = ((performance.now() - started) / 1000).toFixed(1);
     console.log(`built ${r.manifest.name}@${r.manifest.version} in ${s} s`);
   } catch (e) {
-    if (!(e instanceof BrumeError) && !(e instanceof SyntaxError)) throw e;
+    if (!(e instanceof BrumeError)) throw e;
     console.error(`build failed: ${e.message}`);
     return 1;
   }
