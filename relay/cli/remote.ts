@@ -3,7 +3,8 @@
  * all through the one relay client: a refusal prints the relay's status, code and message and
  * exits 1. With --json a command prints its answer as one JSON value on stdout.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { AppSummary } from '../../core/api';
 import { decode } from '../../core/codec';
@@ -71,16 +72,7 @@ export async function inputOf(flag: Flag): Promise<{ value: unknown; msgpack: bo
   if (text === undefined) return { value: {}, msgpack: false };
   if (!text.startsWith('@')) return { value: parseJson(text, '--input'), msgpack: false };
   const file = text.slice(1);
-  const size = await stat(file).then(
-    (s) => s.size,
-    () => {
-      throw new UsageError(`--input: cannot read ${file}`);
-    },
-  );
-  if (size > MAX_INPUT_BYTES) {
-    throw new InputError(`--input: ${file} is ${size} bytes, over the ${MAX_INPUT_BYTES} read`);
-  }
-  const bytes = await readFile(file);
+  const bytes = await readBounded(file, MAX_INPUT_BYTES);
   if (file.endsWith('.msgpack')) {
     try {
       return { value: decode(bytes), msgpack: true };
@@ -89,6 +81,22 @@ export async function inputOf(flag: Flag): Promise<{ value: unknown; msgpack: bo
     }
   }
   return { value: parseJson(bytes.toString('utf8'), `--input ${file}`), msgpack: false };
+}
+
+/** The bytes of `file`, refused past `max` (a device or a pipe says no size before it is read). */
+async function readBounded(file: string, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of createReadStream(file, { end: max })) {
+      size += (chunk as Buffer).length;
+      chunks.push(chunk as Buffer);
+    }
+  } catch (e) {
+    throw new UsageError(`--input: cannot read ${file} (${(e as NodeJS.ErrnoException).code})`);
+  }
+  if (size > max) throw new InputError(`--input: ${file} is over the ${max} bytes read at most`);
+  return Buffer.concat(chunks);
 }
 
 function parseJson(text: string, what: string): unknown {

@@ -57,13 +57,14 @@ describe('brume <verb> --help', () => {
   }, 60_000);
 });
 
-describe('brume submit and job', () => {
+describe('brume call, submit and job', () => {
   it('refuse a call without what they need before asking any relay', async () => {
-    const [noService, noId, both, priority] = await Promise.all([
+    const [noService, noId, both, priority, noFile] = await Promise.all([
       brume(['submit', 'hello']),
       brume(['job']),
       brume(['job', 'j1', '--watch', '--cancel']),
       brume(['submit', 'hello', 'predict', '--priority', 'high', '--key', 'k']),
+      brume(['call', 'hello', 'predict', '--input', `@${join(dir, 'no-such.json')}`]),
     ]);
     expect(noService.code).toBe(2);
     expect(noService.stderr).toContain('submit takes an app and a service');
@@ -73,6 +74,8 @@ describe('brume submit and job', () => {
     expect(both.stderr).toContain('--watch or --cancel, not both');
     expect(priority.code).toBe(2);
     expect(priority.stderr).toContain('--priority must be a whole number');
+    expect(noFile.code).toBe(2);
+    expect(noFile.stderr).toContain('no-such.json (ENOENT)');
   }, 60_000);
 });
 
