@@ -443,6 +443,8 @@ export class NodeContext {
   watch(app: string, prefix: string, cb: (key: string, read: ContextRead) => void): () => void {
     this.use(app);
     return this.replica.watch(app, prefix, (op) => {
+      // A node holds no project or user keys (viewFor); of node keys, only its own.
+      if (op.scope === 'project' || op.scope === 'user') return;
       if (op.scope === 'node' && op.owner !== this.nodeId) return;
       cb(op.key, this.get(app, op.key, op.scope));
     });
