@@ -73,16 +73,15 @@ export function mountContext(app: FastifyInstance, o: ContextRoutesOptions): voi
       if (!p) throw new AuthError(`${why}: send Authorization: Bearer <key>`);
       throw new ForbiddenError(why);
     };
-    if (!projects.access(p, name, needed)) {
-      const project = projects.projectOf(name);
+    const project = projects.projectOf(name);
+    // An app in no project: the scope rules as before (and their messages); in one: its members.
+    if (project === undefined && needed === 'write') auth.require(req, 'context:write', name);
+    else if (!projects.access(p, name, needed)) {
       refuse(
-        project !== undefined
-          ? `"${name}" belongs to project "${project}": ${needed === 'read' ? 'its members' : 'its deployers and owners'} may ${needed} its context`
-          : `writing the context of "${name}" needs scope context:write:${name}`,
+        `"${name}" belongs to project "${project}": ${needed === 'read' ? 'its members' : 'its deployers and owners'} may ${needed} its context`,
       );
     }
     if (scope === 'project') {
-      const project = projects.projectOf(name);
       if (project === undefined) {
         throw new NotFoundError(`"${name}" is in no project: it has no project-scoped keys`);
       }
