@@ -20,6 +20,7 @@ import { loadAdmin } from './admin';
 import { type Flag, noPositionals, UsageError } from './cli/args';
 import { loadConfig, printConfig } from './cli/config';
 import { nodeOptions, runNode } from './cli/node';
+import { PROJECTS_HELP, projects, USERS_HELP, users } from './cli/projects';
 import { current, deploy, keys, trust } from './cli/remote';
 import { start, startOptions } from './cli/start';
 import { commands, common, USAGE } from './cli/usage';
@@ -48,7 +49,8 @@ async function main(argv: string[]): Promise<number> {
   const { command, values, positionals } = parse(argv);
   const flag: Flag = (name) => values[name] as string | undefined;
   if (values.help) {
-    process.stdout.write(USAGE);
+    const verbHelp: Record<string, string> = { users: USERS_HELP, projects: PROJECTS_HELP };
+    process.stdout.write((command && verbHelp[command]) || USAGE);
     return 0;
   }
   if (values.version) {
@@ -95,6 +97,10 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'keys':
       return keys(positionals, values, flag);
+    case 'users':
+      return users(positionals, values, flag);
+    case 'projects':
+      return projects(positionals, values, flag);
     case 'token': {
       noPositionals(positionals);
       const data = resolve(flag('data') ?? process.env.BRUME_DATA ?? '.brume');

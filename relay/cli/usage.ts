@@ -66,6 +66,10 @@ Commands:
   keys                  list API keys (admin)
   keys create           make an API key: --scope (repeatable) and --label; shows the key once
   keys revoke <id>      revoke an API key
+  users [<action>]      users and their keys: list, create, show, delete, key, keys
+                        (brume users --help)
+  projects [<action>]   projects, their apps and members: list, create, show, delete,
+                        add-member, remove-member, add-app, remove-app (brume projects --help)
   trust [<publicKey>]   list the fog/cloud trust list, or add (or --revoke) a node's public key
   token                 print the admin token of a data directory (--rotate: issue a new one)
   node                  run a server node: this machine joins a relay as a cloud or fog node
@@ -75,7 +79,7 @@ ${startHelp()}
 pack:
   --out <file>          where to write (default <dir>/<name>-<version>.brume)
 
-deploy, current, keys, trust:
+deploy, current, keys, users, projects, trust:
   --relay <url>         the relay (env BRUME_RELAY, default http://127.0.0.1:8787)
   --key <key>           an API key (env BRUME_KEY)
   --token <token>       the admin token (env BRUME_ADMIN_TOKEN)
@@ -158,4 +162,16 @@ export const commands: Record<string, Options> = {
     'logic-heap-mib': { type: 'string' },
   },
   trust: { ...credentials, label: { type: 'string' }, revoke: { type: 'boolean' } },
+  users: {
+    ...credentials,
+    json: { type: 'boolean' },
+    label: { type: 'string' },
+    scope: { type: 'string', multiple: true },
+  },
+  projects: {
+    ...credentials,
+    json: { type: 'boolean' },
+    label: { type: 'string' },
+    role: { type: 'string' },
+  },
 };
