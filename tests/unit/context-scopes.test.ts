@@ -7,7 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decode, encode } from '../../core/codec';
+import { NodeContext } from '../../core/context/client';
+import { memoryKV } from '../../core/context/outbox';
 import { type ContextOp, ContextReplica, viewFor } from '../../core/context/replica';
+import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import { contextOpSchema } from '../../core/protocol';
 import { openContext } from '../../relay/context';
 
@@ -102,5 +105,31 @@ describe("the relay's store", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('a node', () => {
+  it("answers a Logic's or a page's project, user or unknown scope with a typed refusal, writing nothing", async () => {
+    const identity = await loadOrCreateIdentity(memoryKeyStore(), 'scopes');
+    const ctx = new NodeContext(identity, memoryKV());
+    for (const scope of ['project', 'user']) {
+      const request = { op: 'put', key: 'k', value: 1, scope } as never;
+      await expect(ctx.serve('a', request)).rejects.toMatchObject({
+        code: 'E_UNSUPPORTED',
+        message: expect.stringContaining(`?scope=${scope}`),
+      });
+      await expect(ctx.serve('a', { op: 'get', key: 'k', scope } as never)).rejects.toMatchObject({
+        code: 'E_UNSUPPORTED',
+      });
+    }
+    await expect(
+      ctx.serve('a', { op: 'delete', key: 'k', scope: 'team' } as never),
+    ).rejects.toMatchObject({ code: 'E_INPUT', message: expect.stringContaining('scope') });
+    expect(ctx.replica.state()).toEqual([]);
+    await ctx.serve('a', { op: 'put', key: 'k', value: 1, scope: 'node' });
+    expect(await ctx.serve('a', { op: 'get', key: 'k', scope: 'node' })).toEqual({
+      found: true,
+      value: 1,
+    });
   });
 });
