@@ -1,5 +1,5 @@
 /**
- * Users, projects and who may do what (seed 003's object model, PROTOCOL.md §6.4): a user is a
+ * Users, projects and who may do what (seed 003's object model, PROTOCOL.md §6.1): a user is a
  * principal that API keys belong to; a project holds apps and members, each with a role
  * (`reader` < `deployer` < `owner`). An app belongs to at most one project; an app in a project
  * is governed by its members alone (the admin aside), an app in none by the key scopes of

@@ -1,5 +1,5 @@
 /**
- * Seed 003's object REST shape for the classes this part of the relay holds (PROTOCOL.md §6.4):
+ * Seed 003's object REST shape for the classes this part of the relay holds (PROTOCOL.md §6.1):
  * `GET/POST /api/:class`, `GET/POST/DELETE /api/:class/:id`, `POST /api/:class/:id/:method`
  * for users and projects, and the read-only views functions (app services) and workers (nodes).
  * Each class's routes are mounted by name, never as a `:class` parameter, so the other classes
@@ -66,7 +66,7 @@ function mountClass(app: FastifyInstance, auth: Auth, name: string, c: ObjectCla
     return p;
   };
   const unsupported = (what: string): never => {
-    throw new NotFoundError(`${name} have no ${what} (PROTOCOL.md §6.4)`);
+    throw new NotFoundError(`${name} have no ${what} (PROTOCOL.md §6.1)`);
   };
   app.get(`/api/${name}`, async (req) => c.list(who(req)));
   app.post(`/api/${name}`, async (req: Req, reply) => {
