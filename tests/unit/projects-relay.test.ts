@@ -7,10 +7,15 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NodeContext } from '../../core/context/client';
+import { memoryKV } from '../../core/context/outbox';
+import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import { packBundle } from '../../core/manifest';
 import { hashSecret } from '../../relay/keys';
 import { contextApp } from '../apps';
 import { type RelayProcess, startRelay } from '../relay-process';
+import { testNode } from '../test-node';
+import { until } from '../until';
 
 const OLD_SECRET = 'brume_an-old-key-made-before-users';
 let dataDir: string;
@@ -204,6 +209,9 @@ describe('reading a project', () => {
     expect((await api('GET', '/api/users', admin())).body).toHaveLength(3);
     expect((await api('POST', '/api/users', keys.alice, { id: 'mallory' })).status).toBe(403);
     expect((await api('POST', '/api/users/bob/createKey', keys.bob, {})).status).toBe(403);
+    const ghost = await api('POST', '/api/keys', admin(), { scopes: ['call'], user: 'ghost' });
+    expect(ghost.status).toBe(404);
+    expect(ghost.body.error.message).toContain('user');
   });
 });
 
@@ -259,6 +267,34 @@ describe('project and user scopes', () => {
     expect(all).toContainEqual(
       expect.objectContaining({ key: 'pref', scope: 'user', owner: 'bob' }),
     );
+  });
+});
+
+describe('nodes', () => {
+  it("give a node that keeps the app its app keys, never its project's or its users'", async () => {
+    const identity = await loadOrCreateIdentity(memoryKeyStore(), 'scopes-node');
+    const ctx = new NodeContext(identity, memoryKV());
+    const fabric = await testNode(`${relay.url.replace('http', 'ws')}/ws`, identity, {
+      context: ctx,
+      runtime: { logicWorkers: 1 },
+    });
+    try {
+      await fabric.whenJoined(10_000);
+      ctx.use('seen');
+      ctx.use('loose');
+      await ctx.fresh();
+      // Written after the node keeps the apps: each goes out as it is stored, or not at all.
+      await api('PUT', '/api/context/seen/secret?scope=project', keys.alice, { value: 'p' });
+      await api('PUT', '/api/context/loose/mine?scope=user', keys.alice, { value: 'u' });
+      await api('PUT', '/api/context/seen/last', keys.alice, { value: 'barrier' });
+      await until(() => ctx.get('seen', 'last') !== undefined, 'the app-scoped write on the node');
+      const held = [...ctx.replica.state('seen'), ...ctx.replica.state('loose')];
+      expect(held.map((op) => op.scope)).not.toContain('project');
+      expect(held.map((op) => op.scope)).not.toContain('user');
+      expect(held.map((op) => op.key)).toEqual(expect.arrayContaining(['k', 'last', 'greeting']));
+    } finally {
+      fabric.close();
+    }
   });
 });
 
