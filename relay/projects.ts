@@ -8,6 +8,7 @@
  *          await projects.createProject(admin, { id: 'vision' });
  *          projects.access(principal, 'digits', 'deploy');
  */
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
 import {
@@ -31,6 +32,11 @@ export type Access = 'read' | 'write' | 'deploy';
 export interface User {
   id: string;
   label: string;
+  /**
+   * Where its user-scoped context keys live (PROTOCOL.md §5.5): new for every user made, so a
+   * user made again under an old name reads none of the old one's keys. Projects have one too.
+   */
+  namespace: string;
   createdAt: string;
 }
 export interface Member {
@@ -42,13 +48,21 @@ export interface Project {
   label: string;
   apps: string[];
   members: Member[];
+  namespace: string;
   createdAt: string;
 }
 
 export const projectLimits = { users: 1000, projects: 1000, members: 100, apps: 100, label: 200 };
 
 const label = z.string().max(projectLimits.label);
-const userSchema = z.strictObject({ id: z.string().regex(APP_NAME), label, createdAt: z.string() });
+const NAMESPACE = /^n[0-9a-f]{16}$/;
+const newNamespace = () => `n${randomBytes(8).toString('hex')}`;
+const userSchema = z.strictObject({
+  id: z.string().regex(APP_NAME),
+  label,
+  namespace: z.string().regex(NAMESPACE),
+  createdAt: z.string(),
+});
 const projectSchema = z.strictObject({
   id: z.string().regex(APP_NAME),
   label,
@@ -56,6 +70,7 @@ const projectSchema = z.strictObject({
   members: z
     .array(z.strictObject({ user: z.string().regex(APP_NAME), role: z.enum(ROLES) }))
     .max(projectLimits.members),
+  namespace: z.string().regex(NAMESPACE),
   createdAt: z.string(),
 });
 const fileSchema = z.strictObject({
@@ -167,6 +182,10 @@ export async function openProjects(
     access,
     /** The project app `name` belongs to, if any. */
     projectOf: (name: string): string | undefined => byApp.get(name)?.id,
+    /** The context namespace of the project of app `name` (its project-scoped keys), if any. */
+    projectNamespace: (name: string): string | undefined => byApp.get(name)?.namespace,
+    /** The context namespace of user `id` (their user-scoped keys), if they exist. */
+    userNamespace: (id: string): string | undefined => user(id)?.namespace,
     /** `p`'s role in the project of app `name` (undefined: not a member, or no project). */
     roleFor: (p: Principal | undefined, name: string): Role | undefined => {
       const pr = byApp.get(name);
@@ -200,7 +219,12 @@ export async function openProjects(
       change(async () => {
         adminOnly(p, 'creating a user');
         const id = checkId('id', body.id);
-        const u: User = { id, label: checkLabel(body.label), createdAt: new Date().toISOString() };
+        const u: User = {
+          id,
+          label: checkLabel(body.label),
+          namespace: newNamespace(),
+          createdAt: new Date().toISOString(),
+        };
         if (user(id)) throw new ConflictError(`user "${id}" exists already`);
         if (state.users.length >= max.users) {
           throw new LimitError(`this relay holds ${max.users} users already (its limit)`);
@@ -255,6 +279,7 @@ export async function openProjects(
           label: checkLabel(body.label),
           apps: [],
           members: me === undefined ? [] : [{ user: me, role: 'owner' }],
+          namespace: newNamespace(),
           createdAt: new Date().toISOString(),
         };
         if (project(id)) throw new ConflictError(`project "${id}" exists already`);

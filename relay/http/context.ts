@@ -25,7 +25,7 @@ import { type Access, type Projects, userOf } from '../projects';
 
 export interface ContextRoutesOptions {
   auth: Auth;
-  projects: Pick<Projects, 'access' | 'projectOf'>;
+  projects: Pick<Projects, 'access' | 'projectOf' | 'projectNamespace' | 'userNamespace'>;
   context: RelayContext;
   /** Sends a change the relay stored to the nodes that keep its app. */
   publish(op: ContextOp, seq: number): void;
@@ -85,7 +85,8 @@ export function mountContext(app: FastifyInstance, o: ContextRoutesOptions): voi
       if (project === undefined) {
         throw new NotFoundError(`"${name}" is in no project: it has no project-scoped keys`);
       }
-      return { app: name, key, scope, owner: project, what: `${name}/${key} (project ${project})` };
+      const owner = projects.projectNamespace(name)!;
+      return { app: name, key, scope, owner, what: `${name}/${key} (project ${project})` };
     }
     if (scope === 'user') {
       const user = userOf(p);
@@ -94,7 +95,9 @@ export function mountContext(app: FastifyInstance, o: ContextRoutesOptions): voi
           "user-scoped keys are those of the user a key belongs to: this credential is no user's",
         );
       }
-      return { app: name, key, scope, owner: user, what: `${name}/${key} (user ${user})` };
+      const owner = user === undefined ? undefined : projects.userNamespace(user);
+      if (owner === undefined) refuse(`user "${user}" no longer exists`);
+      return { app: name, key, scope, owner, what: `${name}/${key} (user ${user})` };
     }
     return { app: name, key, scope: 'app', what: `${name}/${key}` };
   };

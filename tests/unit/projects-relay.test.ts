@@ -255,18 +255,19 @@ describe('project and user scopes', () => {
     expect(bad.body.error.message).toContain('scope');
   });
 
-  it('lists the new scopes with their owners to the admin', async () => {
+  it('lists the new scopes to the admin, each under its namespace', async () => {
     const all = (await api('GET', '/api/context', admin())).body as {
       key: string;
       scope: string;
       owner?: string;
     }[];
+    const project = (await api('GET', '/api/projects/vision', admin())).body.namespace;
+    const bob = (await api('GET', '/api/users/bob', admin())).body.namespace;
+    expect(project).toMatch(/^n[0-9a-f]{16}$/);
     expect(all).toContainEqual(
-      expect.objectContaining({ key: 'model', scope: 'project', owner: 'vision' }),
+      expect.objectContaining({ key: 'model', scope: 'project', owner: project }),
     );
-    expect(all).toContainEqual(
-      expect.objectContaining({ key: 'pref', scope: 'user', owner: 'bob' }),
-    );
+    expect(all).toContainEqual(expect.objectContaining({ key: 'pref', scope: 'user', owner: bob }));
   });
 });
 
@@ -346,11 +347,19 @@ describe('after kill -9', () => {
     expect((await api('GET', '/api/context/loose/pref?scope=user', keys.bob)).body.value).toBe('b');
   }, 60_000);
 
-  it("revokes a deleted user's keys with them", async () => {
+  it("revokes a deleted user's keys, and one made again under the name reads none of the old one's", async () => {
+    const put = await api('PUT', '/api/context/loose/diary?scope=user', keys.carol, {
+      value: 'old',
+    });
+    expect(put.status).toBe(200);
     expect((await api('DELETE', '/api/users/carol', admin())).status).toBe(204);
     expect((await api('GET', '/api/projects', keys.carol)).status).toBe(401);
     expect((await api('GET', '/api/projects/vision', admin())).body.members).not.toContainEqual(
       expect.objectContaining({ user: 'carol' }),
     );
+    expect((await api('POST', '/api/users', admin(), { id: 'carol' })).status).toBe(201);
+    const again = (await api('POST', '/api/users/carol/createKey', admin(), {})).body.key;
+    expect((await api('GET', '/api/context/loose/diary?scope=user', again)).status).toBe(404);
+    expect((await api('GET', '/api/projects', again)).body).toEqual([]);
   });
 });

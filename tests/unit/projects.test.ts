@@ -199,6 +199,13 @@ describe('on disk', () => {
       apps: ['digits'],
     });
     expect(again.access(bob, 'digits', 'read')).toBe(true);
+    const before = again.userNamespace('bob');
+    expect(before).toMatch(/^n[0-9a-f]{16}$/);
+    expect(again.projectNamespace('digits')).toBe(projects.projectNamespace('digits'));
+    await again.deleteUser(admin, 'bob');
+    expect(again.userNamespace('bob')).toBeUndefined();
+    await again.createUser(admin, { id: 'bob' });
+    expect(again.userNamespace('bob')).not.toBe(before); // none of the old bob's keys
     await again.deleteUser(admin, 'bob');
     const third = await open();
     expect(third.access(bob, 'digits', 'read')).toBe(false);
