@@ -243,11 +243,15 @@ export async function openProjects(
         });
         return copy(user(id)!);
       }),
-    /** Deletes a user and their memberships (their keys are the caller's to revoke). */
+    /**
+     * Deletes a user and their memberships (their keys are the caller's to revoke); answers the
+     * user's context namespace, whose keys the caller may delete.
+     */
     deleteUser: (p: Principal | undefined, id: string) =>
       change(async () => {
         adminOnly(p, 'deleting a user');
-        if (!user(id)) throw new NotFoundError(`no user "${id.slice(0, 64)}"`);
+        const gone = user(id);
+        if (!gone) throw new NotFoundError(`no user "${id.slice(0, 64)}"`);
         await commit({
           v: 1,
           users: state.users.filter((u) => u.id !== id),
@@ -256,6 +260,7 @@ export async function openProjects(
             members: pr.members.filter((m) => m.user !== id),
           })),
         });
+        return gone.namespace;
       }),
 
     listProjects(p: Principal | undefined): Project[] {
@@ -296,10 +301,12 @@ export async function openProjects(
         await update(id, (pr) => ({ ...pr, label: l }));
         return copy(project(id)!);
       }),
+    /** Deletes a project (its apps stay deployed); answers its context namespace, as deleteUser. */
     deleteProject: (p: Principal | undefined, id: string) =>
       change(async () => {
-        owned(p, id);
+        const gone = owned(p, id);
         await commit({ ...state, projects: state.projects.filter((pr) => pr.id !== id) });
+        return gone.namespace;
       }),
     /** Adds `user` with `role`, or changes the role of a member. */
     addMember: (p: Principal | undefined, id: string, body: { user?: unknown; role?: unknown }) =>

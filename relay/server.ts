@@ -23,6 +23,7 @@ import { type ContextOptions, openContext, type RelayContext } from './context';
 import { mountFabric } from './fabric-http';
 import { hostAllowList } from './hosts';
 import { BUNDLE_TYPES, mountApps } from './http/apps';
+import { forgetNamespace } from './http/context';
 import { mountObjects } from './http/objects';
 import { mountObserve, probe } from './http/observe';
 import { errorText, mountSite } from './http/site';
@@ -193,6 +194,11 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     keys,
     auth: net.auth,
     apps: { names: () => store.apps.names(), current: (name) => apps.current(name) },
+    // The object is gone either way: keys left by a failed delete are unreachable, only kept.
+    forget: (scope, namespace) =>
+      forgetNamespace(context, scope, namespace).catch((e: unknown) =>
+        log.warn(`the ${scope} keys of ${namespace} were not all deleted: ${errorText(e)}`),
+      ),
     nodes: () => hub.nodes(),
   });
   const checks = () => readiness(parts, hub, options.cloudNode === false ? undefined : net.ownKeys);

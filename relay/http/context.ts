@@ -154,3 +154,37 @@ export function mountContext(app: FastifyInstance, o: ContextRoutesOptions): voi
     return reply.code(204).send();
   });
 }
+
+/**
+ * Deletes every live key of a deleted project's or user's namespace, in batches the write queue
+ * takes. Unreachable already (a namespace is never drawn twice): this frees what they held.
+ */
+export async function forgetNamespace(
+  context: RelayContext,
+  scope: 'project' | 'user',
+  namespace: string,
+): Promise<void> {
+  const live = context.replica
+    .state()
+    .filter((op) => op.scope === scope && op.owner === namespace && op.kind === 'put');
+  for (let at = 0; at < live.length; at += FORGET_BATCH) {
+    await Promise.all(
+      live.slice(at, at + FORGET_BATCH).map((op) =>
+        context.accept(
+          {
+            opId: crypto.randomUUID(),
+            app: op.app,
+            key: op.key,
+            scope,
+            owner: namespace,
+            stamp: context.tick(),
+            kind: 'delete',
+          },
+          '',
+        ),
+      ),
+    );
+  }
+}
+/** Deletes written per group commit when a namespace is forgotten: under the queue's 4,096. */
+const FORGET_BATCH = 1000;

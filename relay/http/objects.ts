@@ -20,6 +20,8 @@ export interface ObjectRoutesOptions {
   auth: Auth;
   /** Every deployed app's current manifest, by name. */
   apps: { names(): Promise<string[]>; current(name: string): Promise<Manifest | undefined> };
+  /** Deletes the context keys of a deleted project's or user's namespace (PROTOCOL.md §5.5). */
+  forget(scope: 'project' | 'user', namespace: string): Promise<void>;
   /** The nodes connected now, as the hub sees them. */
   nodes(): { id: string; role: string; publicKey: string; joinedAt: number; lastSeen: number }[];
 }
@@ -97,7 +99,8 @@ function mountClass(app: FastifyInstance, auth: Auth, name: string, c: ObjectCla
   });
 }
 
-function users({ projects, keys }: ObjectRoutesOptions): ObjectClass {
+function users(o: ObjectRoutesOptions): ObjectClass {
+  const { projects, keys } = o;
   return {
     list: async (p) => projects.listUsers(p),
     create: (p, b) => projects.createUser(p, b),
@@ -105,8 +108,9 @@ function users({ projects, keys }: ObjectRoutesOptions): ObjectClass {
     set: (p, id, b) => projects.setUser(p, id, b),
     // Their keys go with them: a key acting as nobody would keep what the user could do.
     remove: async (p, id) => {
-      await projects.deleteUser(p, id);
+      const namespace = await projects.deleteUser(p, id);
       for (const k of keys.list()) if (k.user === id) await keys.revoke(k.id);
+      await o.forget('user', namespace);
     },
     methods: {
       /** A key for this user: `{ scopes?, label? }`; the secret is in this answer only. */
@@ -141,7 +145,7 @@ function projects(o: ObjectRoutesOptions): ObjectClass {
     create: (p, b) => pr.createProject(p, b),
     get: async (p, id) => pr.getProject(p, id),
     set: (p, id, b) => pr.setProject(p, id, b),
-    remove: (p, id) => pr.deleteProject(p, id),
+    remove: async (p, id) => o.forget('project', await pr.deleteProject(p, id)),
     methods: {
       addMember: (p, id, b) => pr.addMember(p, id, b),
       removeMember: (p, id, b) => pr.removeMember(p, id, b),

@@ -361,5 +361,31 @@ describe('after kill -9', () => {
     const again = (await api('POST', '/api/users/carol/createKey', admin(), {})).body.key;
     expect((await api('GET', '/api/context/loose/diary?scope=user', again)).status).toBe(404);
     expect((await api('GET', '/api/projects', again)).body).toEqual([]);
+    const listed = (await api('GET', '/api/context', admin())).body as {
+      key: string;
+      deleted: boolean;
+    }[];
+    expect(listed.filter((k) => k.key === 'diary')).toEqual([
+      expect.objectContaining({ deleted: true }),
+    ]);
+  });
+
+  it("deletes a deleted project's keys, and its apps go back to the key scopes", async () => {
+    expect((await api('POST', '/api/projects', admin(), { id: 'temp' })).status).toBe(201);
+    expect((await api('POST', '/api/projects/temp/addApp', admin(), { app: 'loose' })).status).toBe(
+      200,
+    );
+    const put = await api('PUT', '/api/context/loose/shared?scope=project', admin(), { value: 1 });
+    expect(put.status).toBe(200);
+    expect((await deploy('loose', '1.0.1', OLD_SECRET)).status).toBe(403);
+    expect((await api('DELETE', '/api/projects/temp', admin())).status).toBe(204);
+    const listed = (await api('GET', '/api/context', admin())).body as {
+      key: string;
+      deleted: boolean;
+    }[];
+    expect(listed.filter((k) => k.key === 'shared')).toEqual([
+      expect.objectContaining({ deleted: true }),
+    ]);
+    expect((await deploy('loose', '1.0.1', OLD_SECRET)).status).toBe(201);
   });
 });
