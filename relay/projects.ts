@@ -52,7 +52,15 @@ export interface Project {
   createdAt: string;
 }
 
-export const projectLimits = { users: 1000, projects: 1000, members: 100, apps: 100, label: 200 };
+export const projectLimits = {
+  users: 1000,
+  projects: 1000,
+  /** Projects one user may own: no user fills the relay's list alone. */
+  ownedPerUser: 20,
+  members: 100,
+  apps: 100,
+  label: 200,
+};
 
 const label = z.string().max(projectLimits.label);
 const NAMESPACE = /^n[0-9a-f]{16}$/;
@@ -290,6 +298,12 @@ export async function openProjects(
         if (project(id)) throw new ConflictError(`project "${id}" exists already`);
         if (state.projects.length >= max.projects) {
           throw new LimitError(`this relay holds ${max.projects} projects already (its limit)`);
+        }
+        const owned = state.projects.filter((x) => roleIn(x, me) === 'owner').length;
+        if (me !== undefined && owned >= max.ownedPerUser) {
+          throw new LimitError(
+            `user "${me}" owns ${max.ownedPerUser} projects already (the limit per user): delete one, or ask the admin`,
+          );
         }
         await commit({ ...state, projects: [...state.projects, pr] });
         return copy(pr);

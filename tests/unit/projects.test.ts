@@ -171,6 +171,15 @@ describe('projects', () => {
   });
 
   it('holds at most its limits of users, projects, members and apps', async () => {
+    const few = await openProjects(dir, () => {}, { ownedPerUser: 1 });
+    await few.createProject(carol, { id: 'mine' });
+    await expect(few.createProject(carol, { id: 'more' })).rejects.toMatchObject({
+      code: 'E_LIMIT',
+      message: expect.stringContaining('limit per user'),
+    });
+    await few.createProject(admin, { id: 'more' }); // the admin is held to the relay's limit only
+    await few.deleteProject(admin, 'mine');
+    await few.deleteProject(admin, 'more');
     const small = await openProjects(dir, () => {}, { users: 3, projects: 1, members: 1, apps: 1 });
     await expect(small.createUser(admin, { id: 'dave' })).rejects.toMatchObject({
       code: 'E_LIMIT',
