@@ -171,17 +171,16 @@ export async function openProjects(
   const update = (id: string, next: (pr: Project) => Project) =>
     commit({ ...state, projects: state.projects.map((pr) => (pr.id === id ? next(pr) : pr)) });
 
-  /** Whether `p` may do `what` to app `name` (see the file's comment). */
+  /**
+   * Whether `p` may do `what` to app `name`. An app in a project: its members by role (reader
+   * reads its data, deployer writes it and deploys, owner too), nobody else but the admin. An
+   * app in no project: deploy as its `deploy:<apps>` scope says; read and write are left to the
+   * route's own scope (`context:write` for its context, `jobs` for its jobs), so this allows them.
+   */
   function access(p: Principal | undefined, name: string, what: Access): boolean {
     if (p?.kind === 'admin') return true;
     const pr = byApp.get(name);
-    if (!pr) {
-      if (what === 'read') return true;
-      return (
-        p !== undefined &&
-        grants(p.key.scopes, what === 'deploy' ? 'deploy' : 'context:write', name)
-      );
-    }
+    if (!pr) return what !== 'deploy' || (p !== undefined && grants(p.key.scopes, 'deploy', name));
     const role = roleIn(pr, userOf(p));
     return role !== undefined && rank(role) >= rank(NEEDS[what]);
   }
