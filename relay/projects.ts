@@ -280,7 +280,8 @@ export async function openProjects(
     createProject: (p: Principal | undefined, body: { id?: unknown; label?: unknown }) =>
       change(async () => {
         const me = userOf(p);
-        if (p?.kind !== 'admin' && me === undefined) {
+        // A key whose user was deleted (and is being revoked) acts as nobody.
+        if (p?.kind !== 'admin' && (me === undefined || !user(me))) {
           throw new ForbiddenError(
             'creating a project needs the admin token or a key that belongs to a user (POST /api/users/:id/createKey)',
           );

@@ -152,6 +152,11 @@ describe('projects', () => {
     await expect(projects.createProject(keyOf(['call']), { id: 'ok' })).rejects.toMatchObject({
       code: 'E_FORBIDDEN',
     });
+    await expect(
+      projects.createProject(keyOf(['call'], 'gone'), { id: 'ok' }),
+    ).rejects.toMatchObject({
+      code: 'E_FORBIDDEN',
+    });
     await projects.createProject(alice, { id: 'ok' });
     await expect(
       projects.addMember(alice, 'ok', { user: 'bob', role: 'king' }),
