@@ -82,7 +82,8 @@ export type ServiceSummary =
 export interface ContextKeyInfo {
   app: string;
   key: string;
-  scope: 'app' | 'node';
+  scope: 'app' | 'node' | 'project' | 'user';
+  /** The node, user or project of a key of that scope (PROTOCOL.md §5.5). */
   owner?: string;
   deleted: boolean;
   expiresAt?: number;

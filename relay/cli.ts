@@ -24,6 +24,7 @@ import { loadConfig, printConfig } from './cli/config';
 import { job, submit } from './cli/jobs';
 import { scaffold } from './cli/new';
 import { nodeOptions, runNode } from './cli/node';
+import { projects, users } from './cli/projects';
 import { apps, call, current, deploy, keys, trust } from './cli/remote';
 import { start, startOptions } from './cli/start';
 import { token } from './cli/token';
@@ -72,6 +73,8 @@ const handlers: Record<string, (i: Invocation) => Promise<number>> = {
   job,
   current,
   keys,
+  users: ({ positionals, values, flag }) => users(positionals, values, flag),
+  projects: ({ positionals, values, flag }) => projects(positionals, values, flag),
   trust,
   token,
 };

@@ -20,7 +20,13 @@ import {
   defaultCatchUpBytes,
   type Staged,
 } from '../core/context/replica';
-import { InputError, InternalError, PrivacyError, UnavailableError } from '../core/errors';
+import {
+  InputError,
+  InternalError,
+  PrivacyError,
+  UnavailableError,
+  UnsupportedError,
+} from '../core/errors';
 import { type AgreementBinding, contextOpSchema } from '../core/protocol';
 import { openAgreements } from './agreements';
 import {
@@ -314,6 +320,12 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
       try {
         if (op.scope === 'node' && op.owner !== from) {
           throw new InputError(`a node writes only its own node-scoped keys`);
+        }
+        if ((op.scope === 'project' || op.scope === 'user') && from !== '') {
+          // Whose they are is the relay's to decide, from the principal of an HTTP request.
+          throw new UnsupportedError(
+            `scope: ${op.scope}-scoped keys are written over HTTP (PUT /api/context/:app/:key?scope=${op.scope}), not by nodes`,
+          );
         }
         if (op.privacy?.includes('device')) {
           throw new InputError('a device-private value never leaves its device');

@@ -1,28 +1,21 @@
 /**
  * The fabric's HTTP and upgrade surface on the relay's one port: the node WebSocket (`/ws`), the
- * PeerJS signalling socket (`/peerjs/peerjs`), calls for HTTP clients, and the admin API (nodes,
- * decisions, events, trust) behind the admin token.
+ * PeerJS signalling socket (`/peerjs/peerjs`), calls for HTTP clients, the context store's routes
+ * (relay/http/context.ts), and the admin API (nodes, decisions, events, trust) behind the admin token.
  * @example mountFabric(app, { hub, admin, origins: (o) => o === relayUrl });
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
-import { decode, encode } from '../core/codec';
-import {
-  ExpiredError,
-  InputError,
-  NotFoundError,
-  PrivacyError,
-  UnavailableError,
-  UnsupportedError,
-} from '../core/errors';
+import { decode } from '../core/codec';
+import { InputError, NotFoundError, UnavailableError } from '../core/errors';
 import { nodeIdOf } from '../core/identity';
-import { isAppName } from '../core/names';
 import type { ScheduleAnswer } from '../core/page-api';
 import { frameLimits } from '../core/protocol';
 import { newTraceId, traceIdOf, traceparent } from '../core/trace';
 import type { Admin } from './admin';
 import type { Auth } from './auth';
-import { callBody, contextPutBody, parseBody, scheduleBody } from './bodies';
+import { callBody, parseBody, scheduleBody } from './bodies';
 import type { RelayContext } from './context';
+import { type ContextRoutesOptions, mountContext } from './http/context';
 import type { Hub } from './hub';
 import { checkJson, encodeAnswer } from './outgoing';
 import { mountPeerSignalling } from './peer-signal';
@@ -44,6 +37,8 @@ export interface FabricHttpOptions {
   hosts(host: string | undefined): void;
   /** Whether an app of that name is deployed. */
   deployed(name: string): Promise<boolean>;
+  /** Who may read and write an app's context (relay/projects.ts). */
+  projects: ContextRoutesOptions['projects'];
   /** HTTP calls without a credential: allowed at all, and how many per address per window. */
   calls: { anonymous: boolean; max: number; windowMs: number };
   log: { warn(m: string): void };
@@ -80,7 +75,14 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
     }
   });
   mountCalls(app, o);
-  mountContext(app, o);
+  mountContext(app, {
+    auth: o.auth,
+    projects: o.projects,
+    context: o.context,
+    publish: (op, seq) => hub.publish(op, seq),
+    deployed: o.deployed,
+    send,
+  });
   mountAdmin(app, o);
   return () => peers.close();
 }
@@ -140,86 +142,6 @@ function mountCalls(app: FastifyInstance, o: FabricHttpOptions): void {
         reason: r.reason,
       };
       return answer;
-    },
-  );
-}
-
-/** The context store over HTTP: app-scoped keys only; private values are never served. */
-function mountContext(app: FastifyInstance, o: FabricHttpOptions): void {
-  const { hub, auth } = o;
-  const contextKey = (p: { app: string; key: string }) => {
-    if (!isAppName(p.app) || p.key.length === 0 || p.key.length > 256) {
-      throw new InputError('an app name and a key of 1 to 256 characters');
-    }
-    return p;
-  };
-  // A write needs `context:write` for the app, and the app must exist: no context for nobody.
-  const writable = async (req: FastifyRequest<{ Params: { app: string; key: string } }>) => {
-    const p = contextKey(req.params);
-    auth.require(req, 'context:write', p.app);
-    if (!(await o.deployed(p.app))) {
-      throw new NotFoundError(`no app named "${p.app}" is deployed: its context cannot be written`);
-    }
-    return p;
-  };
-  app.get<{ Params: { app: string; key: string } }>(
-    '/api/context/:app/:key',
-    async (req, reply) => {
-      const { app: name, key } = contextKey(req.params);
-      const r = o.context.replica.get(name, key, {}, Date.now());
-      if (!r) throw new NotFoundError(`no key "${key}" in the context of "${name}"`);
-      if ('expired' in r) throw new ExpiredError(`"${key}" of "${name}" has expired`);
-      if (!r.value) throw new PrivacyError(`"${key}" of "${name}" is private`);
-      const body = {
-        value: decode(r.value),
-        stamp: r.op.stamp,
-        ...(r.op.expiresAt !== undefined && { expiresAt: r.op.expiresAt }),
-      };
-      return send(req, reply, 200, body);
-    },
-  );
-  const write = async (
-    name: string,
-    key: string,
-    kind: 'put' | 'delete',
-    value?: unknown,
-    ttlMs?: number,
-  ) => {
-    const stamp = o.context.tick();
-    const op = {
-      opId: crypto.randomUUID(),
-      app: name,
-      key,
-      scope: 'app' as const,
-      stamp,
-      kind,
-      ...(kind === 'put' && { value: encode(value) }),
-      ...(ttlMs !== undefined && { expiresAt: stamp.wall + ttlMs }),
-    };
-    const seq = await o.context.accept(op, '');
-    if (seq) hub.publish(op, seq);
-    return op;
-  };
-  app.put<{ Params: { app: string; key: string } }>(
-    '/api/context/:app/:key',
-    async (req, reply) => {
-      const { app: name, key } = await writable(req);
-      const body = parseBody(contextPutBody, req.body, '{ value, ttlMs? }');
-      if (body.privacy !== undefined) {
-        throw new UnsupportedError('private values are written by trusted nodes, not over HTTP');
-      }
-      const op = await write(name, key, 'put', body.value, body.ttlMs);
-      return reply
-        .code(200)
-        .send({ stamp: op.stamp, ...(op.expiresAt !== undefined && { expiresAt: op.expiresAt }) });
-    },
-  );
-  app.delete<{ Params: { app: string; key: string } }>(
-    '/api/context/:app/:key',
-    async (req, reply) => {
-      const { app: name, key } = await writable(req);
-      await write(name, key, 'delete');
-      return reply.code(204).send();
     },
   );
 }

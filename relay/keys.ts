@@ -2,7 +2,8 @@
  * API keys: credentials the admin creates, each with scopes, kept in `<data>/keys.json` as the
  * sha256 of their secret (the secret itself is shown once, at creation). A scope is `call`,
  * `jobs`, `metrics` (scrape `/metrics`), `admin`, `deploy:<apps>` or `context:write:<apps>`, where `<apps>` is an app name or a
- * pattern with `*` (`team-*`); a bare `deploy` or `context:write` means every app.
+ * pattern with `*` (`team-*`); a bare `deploy` or `context:write` means every app. A key may
+ * belong to a user (relay/projects.ts): it then acts as that user in the projects it is a member of.
  * @example const keys = await openKeys('.brume', console.warn);
  *          const { secret } = await keys.create(['deploy:digits', 'call'], 'CI');
  */
@@ -10,7 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { InputError, LimitError } from '../core/errors';
-import { SHA256_HEX } from '../core/names';
+import { APP_NAME, SHA256_HEX } from '../core/names';
 import { serial } from '../core/serial';
 import { readDurable, writeDurable } from './durable';
 
@@ -21,6 +22,8 @@ export interface ApiKey {
   id: string;
   label: string;
   scopes: string[];
+  /** The user (relay/projects.ts) this key acts as; keys made before users have none. */
+  user?: string;
   /** sha256 (hex) of the secret: the relay never stores the secret itself. */
   sha256: string;
   createdAt: string;
@@ -30,7 +33,7 @@ export interface KeyStore {
   /** Every key, without secrets (there are none to show). */
   list(): ApiKey[];
   /** Makes a key; `secret` is the only copy of what a client sends. */
-  create(scopes: string[], label: string): Promise<{ key: ApiKey; secret: string }>;
+  create(scopes: string[], label: string, user?: string): Promise<{ key: ApiKey; secret: string }>;
   revoke(id: string): Promise<boolean>;
   /** The key whose secret this is, if any. */
   find(secret: string): ApiKey | undefined;
@@ -78,6 +81,7 @@ const keySchema = z.object({
   id: z.string().regex(/^[0-9a-f]{16}$/),
   label: z.string().max(keyLimits.label),
   scopes: z.array(z.string()).max(keyLimits.scopesPerKey),
+  user: z.string().regex(APP_NAME).optional(),
   sha256: z.string().regex(SHA256_HEX),
   createdAt: z.string(),
 });
@@ -109,7 +113,7 @@ export async function openKeys(
   return {
     list: () => keys.map((k) => ({ ...k })),
     find: (secret) => byHash.get(hashSecret(secret)),
-    create: (scopes, label) =>
+    create: (scopes, label, user) =>
       change(async () => {
         if (scopes.length === 0) throw new InputError('scopes: give at least one scope');
         if (scopes.length > keyLimits.scopesPerKey) {
@@ -127,6 +131,7 @@ export async function openKeys(
           id: randomBytes(8).toString('hex'),
           label,
           scopes: parsed,
+          ...(user !== undefined && { user }),
           sha256: hashSecret(secret),
           createdAt: new Date().toISOString(),
         };

@@ -23,6 +23,8 @@ import { type ContextOptions, openContext, type RelayContext } from './context';
 import { mountFabric } from './fabric-http';
 import { hostAllowList } from './hosts';
 import { BUNDLE_TYPES, mountApps } from './http/apps';
+import { forgetNamespace } from './http/context';
+import { mountObjects } from './http/objects';
 import { mountObserve, probe } from './http/observe';
 import { errorText, mountSite } from './http/site';
 import { createHub, type Hub } from './hub';
@@ -31,6 +33,7 @@ import { mountKeys } from './keys-http';
 import type { HubLimits } from './limits';
 import { type LogOptions, loggerOptions, type RelayLogger } from './log';
 import { createMetrics, type RelayMetrics } from './metrics';
+import { openProjects, type Projects } from './projects';
 import { createStore, type Store } from './store';
 
 export type { DeployResult } from './apps';
@@ -120,6 +123,8 @@ export interface Relay {
   readonly admin: Admin;
   /** The API keys the admin made. */
   readonly keys: KeyStore;
+  /** Users, projects, and who may read, write or deploy an app (`projects.access`). */
+  readonly projects: Projects;
   /** The durable context store. */
   readonly context: RelayContext;
   /** Where the relay logs (pino's shape). */
@@ -163,6 +168,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const store = options.store ?? (await createStore(dataDir));
   const admin = await loadAdmin(dataDir, (m) => log.warn(m), options.adminToken);
   const keys = await openKeys(dataDir, (m) => log.warn(m), { keys: options.maxKeys });
+  const projects = await openProjects(dataDir, (m) => log.warn(m));
   const context = await openContext(dataDir, {
     ...options.context,
     trusted: (key) => admin.trusted(key),
@@ -170,7 +176,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     metrics,
   });
   const apps = openApps(store, { bodyLimit });
-  const parts = { store, admin, keys, context, apps, log, metrics };
+  const parts = { store, admin, keys, projects, context, apps, log, metrics };
   const { hub, net } = await buildServer(app, options, parts);
   // A deploy or a rollback that changes the current version reaches every node (§5.7).
   apps.onCurrent((name, version) => hub.announce(name, version));
@@ -182,7 +188,19 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     version: packageVersion(),
     startedAt,
   });
-  mountApps(app, { apps, store, auth: net.auth, log, bodyLimit });
+  mountApps(app, { apps, store, auth: net.auth, projects, log, bodyLimit });
+  mountObjects(app, {
+    projects,
+    keys,
+    auth: net.auth,
+    apps: { names: () => store.apps.names(), current: (name) => apps.current(name) },
+    // The object is gone either way: keys left by a failed delete are unreachable, only kept.
+    forget: (scope, namespace) =>
+      forgetNamespace(context, scope, namespace).catch((e: unknown) =>
+        log.warn(`the ${scope} keys of ${namespace} were not all deleted: ${errorText(e)}`),
+      ),
+    nodes: () => hub.nodes(),
+  });
   const checks = () => readiness(parts, hub, options.cloudNode === false ? undefined : net.ownKeys);
   mountObserve(app, { auth: net.auth, metrics, checks });
   await seed(options.appsToSeed, parts, app);
@@ -222,6 +240,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     hub,
     admin,
     keys,
+    projects,
     context,
     log,
     metrics,
@@ -240,6 +259,7 @@ interface Parts {
   store: Store;
   admin: Admin;
   keys: KeyStore;
+  projects: Projects;
   context: RelayContext;
   apps: Apps;
   log: RelayLogger;
@@ -297,9 +317,10 @@ async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts
     ...(options.maxSignalBytes !== undefined && { maxSignalBytes: options.maxSignalBytes }),
     hosts: (host) => hosts.check(host),
     deployed: async (name) => (await p.apps.current(name)) !== undefined,
+    projects: p.projects,
     calls,
   });
-  mountKeys(app, p.keys, auth);
+  mountKeys(app, p.keys, auth, p.projects.userExists);
   return { hub, net: { auth, hosts, origins, ownKeys, closePeers } };
 }
 

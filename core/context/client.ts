@@ -12,7 +12,7 @@
  */
 import type { ContextReply, ContextRequest } from '../abi/invoke';
 import { decode, encode } from '../codec';
-import { type BrumeError, fromWire, InputError, TimeoutError } from '../errors';
+import { type BrumeError, fromWire, InputError, TimeoutError, UnsupportedError } from '../errors';
 import { Pending } from '../pending';
 import type { ToNode, ToRelay } from '../protocol';
 import { serial } from '../serial';
@@ -377,6 +377,7 @@ export class NodeContext {
   }
 
   get(app: string, key: string, scope: Scope = 'app'): ContextRead {
+    nodeScope(scope);
     const r = this.replica.get(app, key, { scope, owner: this.nodeId }, this.now());
     if (!r) return undefined;
     if ('expired' in r) return { expired: true };
@@ -393,6 +394,7 @@ export class NodeContext {
 
   /** Writes `value`; answers the write's operation id. */
   async put(app: string, key: string, value: unknown, o: PutOptions = {}): Promise<string> {
+    nodeScope(o.scope);
     if (o.ttlMs !== undefined && !(o.ttlMs > 0))
       throw new InputError('ttlMs must be a positive number');
     const device = o.privacy?.length === 1 && o.privacy[0] === 'device';
@@ -427,6 +429,7 @@ export class NodeContext {
 
   /** Deletes `key`; answers the operation id. */
   async delete(app: string, key: string, scope: Scope = 'app'): Promise<string> {
+    nodeScope(scope);
     const stamp = this.clock.tick();
     return this.write({
       opId: crypto.randomUUID(),
@@ -443,6 +446,8 @@ export class NodeContext {
   watch(app: string, prefix: string, cb: (key: string, read: ContextRead) => void): () => void {
     this.use(app);
     return this.replica.watch(app, prefix, (op) => {
+      // A node holds no project or user keys (viewFor); of node keys, only its own.
+      if (op.scope === 'project' || op.scope === 'user') return;
       if (op.scope === 'node' && op.owner !== this.nodeId) return;
       cb(op.key, this.get(app, op.key, op.scope));
     });
@@ -490,4 +495,18 @@ export class NodeContext {
     this.unkept.storedCursor = Math.max(this.unkept.storedCursor, to);
     this.unkept.cursor = Math.max(this.unkept.cursor, to);
   }
+}
+
+/**
+ * Refuses a scope a node does not hold (a Logic or a page may name any string): project and
+ * user keys are the relay's, reached over HTTP with a principal (PROTOCOL.md §5.5).
+ */
+function nodeScope(scope: unknown): void {
+  if (scope === undefined || scope === 'app' || scope === 'node') return;
+  if (scope === 'project' || scope === 'user') {
+    throw new UnsupportedError(
+      `scope "${scope}": project and user keys are read and written over HTTP (GET/PUT /api/context/:app/:key?scope=${scope}), not from a node`,
+    );
+  }
+  throw new InputError(`scope: "app" or "node" on a node, not "${String(scope).slice(0, 32)}"`);
 }

@@ -9,15 +9,21 @@
 import { LimitError } from '../errors';
 import { compareStamp, type Stamp } from './hlc';
 
+/** The scopes a node reads and writes: its app's keys, and its own. */
 export type Scope = 'app' | 'node';
+/**
+ * Every scope an operation may have: also a project's keys (shared by its apps) and a user's
+ * keys in one app. Those two are held by the relay alone and reached over HTTP (PROTOCOL.md §5.5).
+ */
+export type OpScope = Scope | 'project' | 'user';
 
 export interface ContextOp {
   /** Idempotency key: an operation with an id already seen changes nothing. */
   opId: string;
   app: string;
   key: string;
-  scope: Scope;
-  /** The owning node of a node-scoped key. */
+  scope: OpScope;
+  /** The owning node of a node-scoped key; the user or project of a user- or project-scoped one. */
   owner?: string;
   stamp: Stamp;
   kind: 'put' | 'delete';
@@ -78,9 +84,19 @@ export const defaultCatchUpBytes = 4 * 1024 * 1024;
 /** Ops per catch-up frame: under the 100,000 array items a node decodes. */
 const catchUpOps = 10_000;
 
-/** The key an operation writes: app, owner (node scope), key. */
-export const entryId = (op: Pick<ContextOp, 'app' | 'key' | 'owner' | 'scope'>) =>
-  `${op.app}\u0000${op.scope === 'node' ? (op.owner ?? '') : ''}\u0000${op.key}`;
+/**
+ * The key an operation writes: app, owner (node scope), key; a user's key within the app; a
+ * project's key, whichever of its apps wrote it.
+ */
+export function entryId(op: Pick<ContextOp, 'app' | 'key' | 'owner' | 'scope'>): string {
+  const owner = op.owner ?? '';
+  if (op.scope === 'project') return `\u0000p:${owner}\u0000${op.key}`;
+  if (op.scope === 'user') return `${op.app}\u0000u:${owner}\u0000${op.key}`;
+  return `${op.app}\u0000${op.scope === 'node' ? owner : ''}\u0000${op.key}`;
+}
+/** Whose byte budget (maxAppBytes) an operation counts against: its project's, or its app's. */
+export const budgetOf = (op: Pick<ContextOp, 'app' | 'owner' | 'scope'>) =>
+  op.scope === 'project' ? `\u0000p:${op.owner ?? ''}` : op.app;
 const idOf = entryId;
 const sizeOf = (op: ContextOp) => (op.value?.byteLength ?? 0) + (op.sealed?.byteLength ?? 0);
 
@@ -102,6 +118,8 @@ export function viewFor(
   node: { id: string; publicKey: string },
 ): ContextOp | undefined {
   if (op.scope === 'node' && op.owner !== node.id) return undefined;
+  // Reached over HTTP with a principal's rights; a tab serving the app is not that principal.
+  if (op.scope === 'project' || op.scope === 'user') return undefined;
   if (op.privacy && !op.privacy.includes(node.publicKey)) {
     const { sealed: _s, value: _v, ...meta } = op;
     return meta;
@@ -208,7 +226,7 @@ export class ContextReplica {
     const { total } = this.footprint(op, staged);
     if (total > this.limits.maxAppBytes) {
       throw new LimitError(
-        `${op.app}: its context would hold ${total} bytes, over the limit of ${this.limits.maxAppBytes}`,
+        `${op.scope === 'project' ? `project ${op.owner}` : op.app}: its context would hold ${total} bytes, over the limit of ${this.limits.maxAppBytes}`,
       );
     }
     if (staged) this.stage(op, staged);
@@ -221,14 +239,15 @@ export class ContextReplica {
   stage(op: ContextOp, staged: Staged): void {
     const { base, total } = this.footprint(op, staged);
     staged.entries.set(idOf(op), op);
-    staged.bytes.set(op.app, (staged.bytes.get(op.app) ?? 0) + total - base);
+    staged.bytes.set(budgetOf(op), (staged.bytes.get(budgetOf(op)) ?? 0) + total - base);
   }
 
   /** The app's bytes now (with `staged`) and once `op` replaces its key's value. */
   private footprint(op: ContextOp, staged?: Staged): { base: number; total: number } {
     const id = idOf(op);
     const old = staged?.entries.get(id) ?? this.entries.get(id);
-    const base = (this.appBytes.get(op.app) ?? 0) + (staged?.bytes.get(op.app) ?? 0);
+    const b = budgetOf(op);
+    const base = (this.appBytes.get(b) ?? 0) + (staged?.bytes.get(b) ?? 0);
     return { base, total: base - (old ? sizeOf(old) : 0) + sizeOf(op) };
   }
 
@@ -243,8 +262,8 @@ export class ContextReplica {
     if (old && compareStamp(op.stamp, old.stamp) <= 0) return false;
     this.entries.set(id, op);
     this.appBytes.set(
-      op.app,
-      (this.appBytes.get(op.app) ?? 0) - (old ? sizeOf(old) : 0) + sizeOf(op),
+      budgetOf(op),
+      (this.appBytes.get(budgetOf(op)) ?? 0) - (old ? sizeOf(old) : 0) + sizeOf(op),
     );
     this.log.push({ seq: ++this.seq, op });
     this.logged.bytes += sizeOf(op);
@@ -287,7 +306,7 @@ export class ContextReplica {
     for (const op of ops) {
       this.remember(op);
       this.entries.set(idOf(op), op);
-      this.appBytes.set(op.app, (this.appBytes.get(op.app) ?? 0) + sizeOf(op));
+      this.appBytes.set(budgetOf(op), (this.appBytes.get(budgetOf(op)) ?? 0) + sizeOf(op));
     }
     this.seq = seq;
   }
@@ -308,7 +327,7 @@ export class ContextReplica {
   get(
     app: string,
     key: string,
-    where: { scope?: Scope; owner?: string },
+    where: { scope?: OpScope; owner?: string },
     now: number,
   ): Read | undefined {
     const op = this.entries.get(
@@ -337,7 +356,7 @@ export class ContextReplica {
     const id = idOf(op);
     if (this.entries.get(id)?.opId !== op.opId) return false;
     this.entries.delete(id);
-    this.appBytes.set(op.app, (this.appBytes.get(op.app) ?? 0) - sizeOf(op));
+    this.appBytes.set(budgetOf(op), (this.appBytes.get(budgetOf(op)) ?? 0) - sizeOf(op));
     this.reverted.add(id);
     return true;
   }
@@ -379,7 +398,7 @@ export class ContextReplica {
       const dead = op.kind === 'delete' ? op.stamp.wall : op.expiresAt;
       if (dead !== undefined && dead + horizonMs < now) {
         this.entries.delete(id);
-        this.appBytes.set(op.app, (this.appBytes.get(op.app) ?? 0) - sizeOf(op));
+        this.appBytes.set(budgetOf(op), (this.appBytes.get(budgetOf(op)) ?? 0) - sizeOf(op));
         dropped++;
       }
     }

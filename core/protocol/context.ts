@@ -7,24 +7,39 @@
 import { z } from 'zod';
 import { bin, error, id, name, nodeId } from './fields';
 
-/** A context-store operation (core/context/replica.ts). */
-export const contextOpSchema = z.strictObject({
-  opId: z.string().min(1).max(64),
-  app: name,
-  key: z.string().min(1).max(256),
-  scope: z.enum(['app', 'node']),
-  owner: nodeId.optional(),
-  stamp: z.strictObject({
-    wall: z.number().int().nonnegative(),
-    count: z.number().int().nonnegative().max(1_000_000),
-    node: z.string().max(64),
-  }),
-  kind: z.enum(['put', 'delete']),
-  value: bin.optional(),
-  sealed: bin.optional(),
-  privacy: z.array(z.string().max(512)).max(32).optional(),
-  expiresAt: z.number().nonnegative().optional(),
-});
+/**
+ * A context-store operation (core/context/replica.ts). `owner` names the namespace of a scope
+ * narrower than the app's: the node (node scope), the user or the project (user, project scope).
+ */
+export const contextOpSchema = z
+  .strictObject({
+    opId: z.string().min(1).max(64),
+    app: name,
+    key: z.string().min(1).max(256),
+    scope: z.enum(['app', 'node', 'project', 'user']),
+    owner: z.union([nodeId, name]).optional(),
+    stamp: z.strictObject({
+      wall: z.number().int().nonnegative(),
+      count: z.number().int().nonnegative().max(1_000_000),
+      node: z.string().max(64),
+    }),
+    kind: z.enum(['put', 'delete']),
+    value: bin.optional(),
+    sealed: bin.optional(),
+    privacy: z.array(z.string().max(512)).max(32).optional(),
+    expiresAt: z.number().nonnegative().optional(),
+  })
+  .superRefine((op, ctx) => {
+    const ok =
+      op.scope === 'app' || (op.scope === 'node' ? nodeId : name).safeParse(op.owner ?? '').success;
+    if (!ok) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['owner'],
+        message: `a ${op.scope}-scoped key names its owner`,
+      });
+    }
+  });
 
 /** An identity key (base64url SPKI) and the agreement key (raw P-256) it signed for. */
 export const agreementSchema = z.object({

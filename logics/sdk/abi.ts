@@ -165,7 +165,9 @@ export function call(
  * Result: read `key` of this app's context store (PROTOCOL.md §3.4), then have the host invoke
  * `continuation`: `.found` says whether there is a value, `.value` is it (nil if not), `.expired`
  * whether it expired. On a node that is online the read sees every write the relay had
- * acknowledged when the request began. `scope` "node": this node's own key.
+ * acknowledged when the request began. `scope` "node": this node's own key. The scopes "project"
+ * and "user" are the relay's, reached over HTTP only: a Logic runs on a node that is not told who
+ * asked, so naming one continues with `ok: false` and `E_UNSUPPORTED` (PROTOCOL.md §5.5).
  */
 export function contextGet(
   key: string,

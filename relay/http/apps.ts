@@ -1,15 +1,17 @@
 /**
  * The app API (PROTOCOL.md §6): list apps and their versions, fetch a manifest or a file by its
- * hash, deploy a `.brume` bundle (`deploy` scope for that app), make a version current (admin).
+ * hash, deploy a `.brume` bundle (`deploy` scope for that app, or a deployer of its project), make
+ * a version current (admin, or an owner of its project).
  * @example mountApps(app, { apps, store, auth, log, bodyLimit });
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AppSummary } from '../../core/api';
 import { ForbiddenError, InputError, NotFoundError, toWire } from '../../core/errors';
 import { isSha256 } from '../../core/names';
 import { type Apps, summarize } from '../apps';
 import type { Auth } from '../auth';
 import type { RelayLogger } from '../log';
+import type { Projects } from '../projects';
 import type { Store } from '../store';
 import { errorText } from './site';
 
@@ -19,6 +21,8 @@ export interface AppRoutesOptions {
   apps: Apps;
   store: Store;
   auth: Auth;
+  /** Who may deploy an app: its project's members, else the key scopes (relay/projects.ts). */
+  projects: Pick<Projects, 'access' | 'mayDeploySome' | 'roleFor' | 'projectOf'>;
   log: RelayLogger;
   /** Largest bundle accepted, in bytes. */
   bodyLimit: number;
@@ -70,9 +74,15 @@ export function mountApps(app: FastifyInstance, o: AppRoutesOptions): void {
 
 /** POST /api/apps and POST /api/apps/:name/current. */
 function mountDeploy(app: FastifyInstance, o: AppRoutesOptions): void {
-  const { apps, auth, log } = o;
+  const { apps, auth, log, projects } = o;
   // Read no bundle from someone who may deploy nothing; the app's own name is checked once read.
-  const route = { bodyLimit: o.bodyLimit, onRequest: auth.hook('deploy') };
+  const route = {
+    bodyLimit: o.bodyLimit,
+    onRequest: async (req: FastifyRequest) => {
+      const p = auth.principal(req);
+      if (!projects.mayDeploySome(p)) auth.require(req, 'deploy'); // says what is missing
+    },
+  };
   app.post('/api/apps', route, async (req, reply) => {
     if (!(req.body instanceof Uint8Array)) {
       const err = new InputError(
@@ -81,8 +91,11 @@ function mountDeploy(app: FastifyInstance, o: AppRoutesOptions): void {
       return reply.code(415).send({ error: toWire(err) });
     }
     const may = (name: string) => {
-      if (!auth.allows(auth.principal(req), 'deploy', name)) {
-        throw new ForbiddenError(`this key may not deploy app "${name}" (it needs deploy:${name})`);
+      if (!projects.access(auth.principal(req), name, 'deploy')) {
+        const project = projects.projectOf(name);
+        throw new ForbiddenError(
+          `this key may not deploy app "${name}" (${project === undefined ? `it needs deploy:${name}` : `it belongs to project "${project}": its members with role deployer or owner may`})`,
+        );
       }
     };
     const result = await apps.deploy(req.body, may).catch((e: unknown) => {
@@ -106,11 +119,14 @@ function mountDeploy(app: FastifyInstance, o: AppRoutesOptions): void {
     });
   });
 
-  // Making an older version current again (a rollback) is the admin's decision, never a deploy's.
+  // Making an older version current again (a rollback) is the admin's decision, never a deploy's;
+  // for an app in a project, also its owners'.
   app.post<{ Params: { name: string }; Body: { version?: unknown } }>(
     '/api/apps/:name/current',
-    { onRequest: auth.hook('admin') },
     async (req) => {
+      if (projects.roleFor(auth.principal(req), req.params.name) !== 'owner') {
+        auth.require(req, 'admin');
+      }
       const version = req.body?.version;
       if (typeof version !== 'string') throw new InputError('version: send { version: "1.2.3" }');
       const result = await apps.setCurrent(req.params.name, version);
