@@ -338,7 +338,13 @@ export function pipelineApp(): Promise<Bundle> {
       version: '1.0.0',
       description: 'test fixture: pipelines of a Logic, two models, a fan-out and a join',
       services: {
-        pre: { kind: 'logic', file: 'echo.wasm', rpcs: ['echo', 'spin', 'fail'], models: [] },
+        pre: {
+          kind: 'logic',
+          file: 'echo.wasm',
+          rpcs: ['echo', 'spin', 'fail'],
+          models: [],
+          limits: { timeoutMs: 30_000 },
+        },
         model: {
           kind: 'model',
           task: 'digit-classification',
