@@ -80,6 +80,32 @@ test('a tab runs a pipeline spread over three tabs and the cloud node, the trace
   const branches = r.trace.filter((t) => t.stage === 'work');
   expect(branches.map((t) => t.branch).sort((x, y) => x! - y!)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
   expect(new Set(branches.map((t) => t.node))).toEqual(new Set([a.id, b.id, c.id, cloud]));
+
+  // A pipeline with quality levels: invoke says the level chosen, and so does the admin console.
+  const q = await a.page.evaluate(async () => {
+    const pixels = { type: 'float32', dims: [1, 784], data: new Uint8Array(784 * 4) };
+    const lines = [{ inputs: { pixels } }, { inputs: { pixels } }];
+    const r = await window.brume.invoke(
+      'chain',
+      'chain',
+      { inputs: { pixels }, lines },
+      {
+        accuracy: 0.95,
+      },
+    );
+    return { quality: r.quality, value: r.value as { quality: number; classify: unknown[] } };
+  });
+  expect(q.quality).toBe(2);
+  expect(q.value.quality).toBe(2);
+  expect(q.value.classify).toHaveLength(2);
+  const page = await (await browser.newContext()).newPage();
+  contexts.push(page.context());
+  await page.goto(`${relay.url}/admin`);
+  await page.locator('#token').fill(relay.token);
+  await page.locator('button[type=submit]').click();
+  const row = page.locator('#pipelines tr.pipeline-call', { hasText: 'chain/chain' });
+  await expect(row.locator('.quality')).toHaveText('2');
+  await expect(row).toContainText(`prepare → ${a.id.slice(0, 8)}`);
 });
 
 test('closing the tab running a branch mid-request still gives one complete, correct answer', async ({
