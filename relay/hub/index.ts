@@ -174,6 +174,7 @@ export function createHub(options: HubOptions) {
     manifest,
     nodes: registry.records,
     forward: forwarding.forward,
+    maxPerCaller: limits.callsPerNode,
     log: (line) => options.log.info(line),
   });
   /** A call to a pipeline runs the executor here; any other is forwarded to a node. */

@@ -6,7 +6,7 @@
  * @example const m = await pipes.find('ocr', 'read', qos); if (m) await pipes.call(m, 'read', …);
  */
 import type { NodeRecord } from '../../core/api';
-import { BrumeError, InternalError, QosError } from '../../core/errors';
+import { BrumeError, InternalError, LimitError, QosError } from '../../core/errors';
 import type { Manifest } from '../../core/manifest';
 import { PipelineStats } from '../../core/pipeline/local';
 import type { PlaceNode } from '../../core/pipeline/place';
@@ -20,11 +20,15 @@ export interface PipelinesOptions {
   manifest(app: string, range?: string): Promise<Manifest | undefined>;
   nodes(): readonly NodeRecord[];
   forward(call: Call, reply: Reply): void;
+  /** Pipeline calls one caller (a node, or all HTTP clients together) may have running at once. */
+  maxPerCaller: number;
   log?: (line: string) => void;
 }
 
 export function createPipelines(o: PipelinesOptions) {
   const stats = new PipelineStats();
+  /** Pipeline calls running, by caller ('' for HTTP). */
+  const running = new Map<string, number>();
 
   /** Which nodes may run stages: online, holding the app's version, allowed by privacy. */
   function eligible(m: Manifest, qos: Qos, caller: string): PlaceNode[] {
@@ -93,50 +97,73 @@ export function createPipelines(o: PipelinesOptions) {
       if (qos.privacy === 'device' && caller === '') {
         throw new QosError('privacy', undefined, 'privacy "device" needs a calling node, not HTTP');
       }
-      const rtt = (id: string) => o.nodes().find((n) => n.id === id)?.rttMs ?? 0;
-      const host: PipelineHost = {
-        source: caller,
-        nodes: () => eligible(m, qos, caller),
-        cost: (a, b) => (a === b ? 0 : rtt(a) + rtt(b)),
-        run: (node, c) =>
-          new Promise((resolve, reject) => {
-            const call: Call = {
-              app: m.name,
-              service: c.service,
-              rpc: c.rpc,
-              input: c.input,
-              qos: { ...c.qos, version: m.version },
-              // Not counted against the caller's own calls: a fan-out is many at once.
-              caller: '',
-              target: node,
-              traceId: c.traceId,
-            };
-            o.forward(call, (r) => {
-              if (!r.ok) return reject(r.error);
-              resolve({
-                value: r.value,
-                rpc: r.rpc,
-                node: r.node,
-                ...(r.version !== undefined && { version: r.version }),
-              });
-            });
-          }),
-      };
-      const a = await runPipeline(m, name, input, qos, host, {
-        traceId,
-        stats: stats.of(m.name, name, m.version),
-        ...(o.log && { log: o.log }),
-      });
-      return {
-        value: a.value,
-        rpc: '',
-        ms: a.ms,
-        node: a.node,
-        version: a.version,
-        trace: a.trace,
-        ...(a.quality !== undefined && { quality: a.quality }),
-      };
+      const now = running.get(caller) ?? 0;
+      if (now >= o.maxPerCaller) {
+        const who = caller ? `node ${caller.slice(0, 8)}` : 'HTTP clients';
+        throw new LimitError(`${who} already run ${now} pipeline calls (limit ${o.maxPerCaller})`);
+      }
+      running.set(caller, now + 1);
+      try {
+        return await runOne(m, name, input, qos, caller, traceId);
+      } finally {
+        const left = (running.get(caller) ?? 1) - 1;
+        if (left > 0) running.set(caller, left);
+        else running.delete(caller);
+      }
     },
   };
+
+  async function runOne(
+    m: Manifest,
+    name: string,
+    input: unknown,
+    qos: Qos,
+    caller: string,
+    traceId: string,
+  ): Promise<CallAnswer & { quality?: number }> {
+    const rtt = (id: string) => o.nodes().find((n) => n.id === id)?.rttMs ?? 0;
+    const host: PipelineHost = {
+      source: caller,
+      nodes: () => eligible(m, qos, caller),
+      cost: (a, b) => (a === b ? 0 : rtt(a) + rtt(b)),
+      run: (node, c) =>
+        new Promise((resolve, reject) => {
+          const call: Call = {
+            app: m.name,
+            service: c.service,
+            rpc: c.rpc,
+            input: c.input,
+            qos: { ...c.qos, version: m.version },
+            // Not counted against the caller's own calls: a fan-out is many at once.
+            caller: '',
+            target: node,
+            traceId: c.traceId,
+          };
+          o.forward(call, (r) => {
+            if (!r.ok) return reject(r.error);
+            resolve({
+              value: r.value,
+              rpc: r.rpc,
+              node: r.node,
+              ...(r.version !== undefined && { version: r.version }),
+            });
+          });
+        }),
+    };
+    const a = await runPipeline(m, name, input, qos, host, {
+      traceId,
+      stats: stats.of(m.name, name, m.version),
+      ...(o.log && { log: o.log }),
+    });
+    return {
+      value: a.value,
+      rpc: '',
+      ms: a.ms,
+      node: a.node,
+      version: a.version,
+      trace: a.trace,
+      ...(a.quality !== undefined && { quality: a.quality }),
+    };
+  }
   return api;
 }
