@@ -26,7 +26,7 @@ export interface Stage {
   /** Fan-out: the one predecessor's value is a map whose field `each` is a list; one run each. */
   each?: string;
   class: TaskClass;
-  /** Higher runs first when stages wait for the same node; default 0. */
+  /** Among stages of one class, the higher reserves capacity first (place.ts); default 0. */
   priority?: number;
   /** Wall time allowed for the stage (all its branches); absent: the services' own limits. */
   deadlineMs?: number;

@@ -72,4 +72,22 @@ describe('a pipeline through a relay process', () => {
     expect(res.status).toBeGreaterThanOrEqual(400);
     expect(body.error).toMatchObject({ code: 'E_QOS', constraint: 'accuracy', best: 0.97 });
   });
+
+  it('refuses hostile pipeline input with E_INPUT naming what is wrong, and stays up', async () => {
+    const cases: [unknown, RegExp][] = [
+      [{ input: [1, 2, 3] }, /input must be a map/],
+      [{ input: { side: 7, lines: [] } }, /input\.side must be one of the quality levels 1, 2/],
+      [{ input: { lines: 'x' } }, /stage "classify" fans out over "lines"/],
+      [{ input: { lines: Array(129).fill(0) } }, /at most 128 elements/],
+    ];
+    for (const [body, message] of cases) {
+      const res = await post('/api/call/chain/chain', body);
+      expect(res.status).toBe(400);
+      const { error } = (await res.json()) as { error: { code: string; message: string } };
+      expect(error.code).toBe('E_INPUT');
+      expect(error.message).toMatch(message);
+    }
+    const ok = await post('/api/call/chain/spin', { input: { jobs: [{ n: 5 }] } });
+    expect(ok.status).toBe(200);
+  });
 });
