@@ -63,8 +63,11 @@ export interface PipelineAnswer {
   placement: PipelinePlacement;
 }
 
-/** Bounds: branches of one fan-out, and nodes one branch is tried on. */
-export const pipelineRunLimits = { branches: 128, attempts: 4 } as const;
+/**
+ * Bounds: branches of one fan-out, nodes one branch is tried on, and trace entries answered (the
+ * wire's bound on a trace, PROTOCOL.md §5.3: past it the first ones are kept).
+ */
+export const pipelineRunLimits = { branches: 128, attempts: 4, trace: 256 } as const;
 
 /** A stage call that failed this way runs again on another node. */
 const placeAgain = new Set(['E_DISCONNECTED', 'E_UNAVAILABLE', 'E_TIMEOUT', 'E_NO_LINK']);
@@ -212,7 +215,7 @@ export async function runPipeline(
     ms,
     ...(choice && { quality: choice.level.value, qualityReason: choice.reason }),
     node: ran.get(p.output) ?? host.source,
-    trace,
+    trace: trace.slice(0, pipelineRunLimits.trace),
     version: version || manifest.version,
     placement,
   };
