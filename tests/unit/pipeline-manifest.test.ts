@@ -278,6 +278,20 @@ describe('pipelines in the manifest', () => {
     expect(findCycle(good.pipelines!.read!.stages)).toBeUndefined();
   });
 
+  it('does not mistake inherited names for stages or services', () => {
+    for (const name of ['constructor', 'toString', 'hasOwnProperty']) {
+      expect(refusal((m) => void (st(m).detect.from = [name]))).toContain(
+        `unknown stage "${name}"`,
+      );
+      expect(refusal((m) => void (st(m).detect.service = name.toLowerCase()))).toContain(
+        `no service "${name.toLowerCase()}"`,
+      );
+      expect(refusal((m) => void (m.pipelines.read.output = name))).toContain(
+        `unknown stage "${name}"`,
+      );
+    }
+  });
+
   it('bounds the number of stages', () => {
     const message = refusal((m) => {
       for (let i = 0; i < 40; i++)
