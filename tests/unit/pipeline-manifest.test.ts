@@ -280,15 +280,18 @@ describe('pipelines in the manifest', () => {
 
   it('does not mistake inherited names for stages or services', () => {
     for (const name of ['constructor', 'toString', 'hasOwnProperty']) {
-      expect(refusal((m) => void (st(m).detect.from = [name]))).toContain(
-        `unknown stage "${name}"`,
-      );
-      expect(refusal((m) => void (st(m).detect.service = name.toLowerCase()))).toContain(
-        `no service "${name.toLowerCase()}"`,
-      );
-      expect(refusal((m) => void (m.pipelines.read.output = name))).toContain(
-        `unknown stage "${name}"`,
-      );
+      const from = refusal((m) => {
+        st(m).detect.from = [name];
+      });
+      expect(from).toContain(`unknown stage "${name}"`);
+      const service = refusal((m) => {
+        st(m).detect.service = name.toLowerCase();
+      });
+      expect(service).toContain(`no service "${name.toLowerCase()}"`);
+      const output = refusal((m) => {
+        m.pipelines.read.output = name;
+      });
+      expect(output).toContain(`unknown stage "${name}"`);
     }
   });
 
