@@ -42,6 +42,10 @@ export interface CallRecord {
   node: string;
   ms: number;
   ok: boolean;
+  /** A pipeline's chosen quality level (PROTOCOL.md §5.8). */
+  quality?: number;
+  /** A pipeline's stages and the node each ran on (a fan-out: its branches' nodes). */
+  stages?: { stage: string; nodes: string[] }[];
 }
 
 export interface HubEvent {

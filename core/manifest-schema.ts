@@ -6,6 +6,15 @@
 import validRange from 'semver/ranges/valid.js';
 import { z } from 'zod';
 import { APP_NAME, APP_NAME_RULE } from './names';
+import { checkPipelines, type Pipeline, pipelinesSchema } from './pipeline/schema';
+
+export type {
+  Pipeline,
+  PipelineQuality,
+  QualityLevel,
+  Stage,
+  TaskClass,
+} from './pipeline/schema';
 
 // ---- Types ----------------------------------------------------------------------------------
 
@@ -73,6 +82,8 @@ export interface Manifest {
   description?: string;
   files: Record<string, FileEntry>;
   services: Record<string, Service>;
+  /** Services chained into a graph, each called like a service (core/pipeline/schema.ts). */
+  pipelines?: Record<string, Pipeline>;
   /** Inputs a person can try from the join page. */
   demos?: Demo[];
   /**
@@ -187,6 +198,7 @@ export const manifestSchema = z
     services: z
       .record(name, service)
       .refine((s) => Object.keys(s).length > 0, { error: 'must hold at least one service' }),
+    pipelines: pipelinesSchema.optional(),
     demos: z
       .array(
         z.strictObject({
@@ -226,8 +238,19 @@ export const manifestSchema = z
         ctx.addIssue({ code: 'custom', path, message: `"${file}" is not listed in files` });
       }
     };
+    if (m.pipelines) checkPipelines(m.pipelines, m.services, ctx);
     (m.demos ?? []).forEach((d, i) => {
       const s = Object.hasOwn(m.services, d.service) ? m.services[d.service] : undefined;
+      if (!s && m.pipelines && Object.hasOwn(m.pipelines, d.service)) {
+        if (d.rpc !== undefined && d.rpc !== '') {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['demos', i, 'rpc'],
+            message: `"${d.service}" is a pipeline: it has no rpcs`,
+          });
+        }
+        return;
+      }
       if (!s) {
         ctx.addIssue({
           code: 'custom',

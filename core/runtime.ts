@@ -18,6 +18,7 @@ import { HeldVersions } from './exec/held';
 import { Loader, type Platform } from './exec/loader';
 import type { BackendInfo, BackendName } from './exec/model-runner';
 import { type LogicService, type Manifest, type ModelService, parseManifest } from './manifest';
+import { PipelineStats, runLocalPipeline } from './pipeline/local';
 import {
   backendOf,
   figuresFor,
@@ -37,44 +38,9 @@ import { type UsedService, usedService } from './uses';
 
 export type { AppSource, Platform } from './exec/loader';
 
-export interface CallOptions {
-  /** A Logic's rpc, or a Model's variant; default: the first rpc / the scheduler's choice. */
-  rpc?: string;
-  /** Force a model backend (tests, benchmarks). */
-  backend?: BackendName;
-  /** Variants to use per model service, also for calls a Logic makes (tests, benchmarks). */
-  pin?: Record<string, string>;
-  /** The request's trace id (core/trace.ts); default: a new one, this call being its entry. */
-  traceId?: string;
-}
+import type { CallOptions, CallResult, TraceEntry } from './call-types';
 
-export interface TraceEntry {
-  service: string;
-  rpc: string;
-  kind: 'logic' | 'model';
-  ms: number;
-  /** Models: the time inside onnxruntime's run() alone; `ms - engineMs` is what Brume added. */
-  engineMs?: number;
-  backend?: BackendName;
-  reason?: string;
-  /** The request it ran for: the same id on every node the request reached. */
-  traceId?: string;
-  /** The version of the app that ran it. */
-  version?: string;
-}
-
-export interface CallResult {
-  value: unknown;
-  /** The rpc or variant that answered the top-level call. */
-  rpc: string;
-  ms: number;
-  /** The version of the app that answered ('' from a node that did not say: older than versions). */
-  version: string;
-  /** Every service that ran for this request, innermost first. */
-  trace: TraceEntry[];
-  /** The request's trace id: given with the call, or made by it. */
-  traceId: string;
-}
+export type { CallOptions, CallResult, TraceEntry } from './call-types';
 
 export interface NodeDescription {
   id: string;
@@ -142,6 +108,8 @@ export function createRuntime(platform: Platform, options: RuntimeOptions = {}) 
 export class Runtime {
   readonly id: string;
   readonly stats = new LatencyStats();
+  /** Measured wall times of each pipeline's quality levels (core/pipeline/quality.ts). */
+  readonly pipelines = new PipelineStats();
   /** The versions of each app held here (§5.7). */
   private readonly held: HeldVersions;
   private readonly loader: Loader;
@@ -258,6 +226,19 @@ export class Runtime {
     const t0 = performance.now();
     const traced = { ...opts, traceId: opts.traceId ?? newTraceId() };
     const m = await this.held.resolve(app, qos.version);
+    if (m.pipelines && Object.hasOwn(m.pipelines, service)) {
+      const call = this.call.bind(this);
+      return runLocalPipeline(
+        this.id,
+        m,
+        service,
+        input,
+        qos,
+        traced.traceId,
+        call,
+        this.pipelines,
+      );
+    }
     // Held while it runs: a newer version installed meanwhile does not stop this call.
     return this.held.runOn(m, async () => {
       const outcome = await this.run(m, service, opts.rpc ?? '', input, qos, traced, trace, 0);

@@ -3,6 +3,8 @@
 import { readFileSync } from 'node:fs';
 import proto from 'onnx-proto';
 import { type Bundle, buildManifest, type ManifestDraft, packBundle } from '../core/manifest';
+import { type Tensor, tensorFrom } from '../core/tensor';
+import { loadDigits } from '../models/digits/data';
 import { createStore } from '../relay/store';
 
 const root = new URL('..', import.meta.url);
@@ -315,4 +317,103 @@ export function drawDigit(
     }
   }
   return out;
+}
+
+/**
+ * A pipeline fixture (issue 13) without the OCR app: `chain` runs prepare (the echo Logic, NI) →
+ * detect (the small digits model, LI) and, fanned out over `lines`, classify (the large digits
+ * model, HI, one run per element) → join (echo again, NI, given `{ detect, classify }`).
+ * `spin` fans the spin Logic out over `jobs` (`{ n }` each): branches that take a while.
+ * Quality levels are test figures, not measurements.
+ */
+export function pipelineApp(): Promise<Bundle> {
+  const levels = [
+    { value: 1, accuracy: 0.9, latencyMs: 5, measured: 'test fixture figures, not measured' },
+    { value: 2, accuracy: 0.97, latencyMs: 50, measured: 'test fixture figures, not measured' },
+  ];
+  return bundle(
+    {
+      brume: 1,
+      name: 'chain',
+      version: '1.0.0',
+      description: 'test fixture: pipelines of a Logic, two models, a fan-out and a join',
+      services: {
+        pre: {
+          kind: 'logic',
+          file: 'echo.wasm',
+          rpcs: ['echo', 'spin', 'fail'],
+          models: [],
+          limits: { timeoutMs: 30_000 },
+        },
+        model: {
+          kind: 'model',
+          task: 'digit-classification',
+          ...tensorIo,
+          variants: {
+            small: variant('small', 'small.onnx'),
+            large: variant('large', 'large.onnx'),
+          },
+        },
+      },
+      pipelines: {
+        chain: {
+          description: 'prepare → detect, prepare → classify each line → join',
+          stages: {
+            prepare: { service: 'pre', rpc: 'echo', from: ['$input'], class: 'NI' },
+            detect: { service: 'model', rpc: 'small', from: ['prepare'], class: 'LI' },
+            classify: {
+              service: 'model',
+              rpc: 'large',
+              from: ['prepare'],
+              each: 'lines',
+              class: 'HI',
+              priority: 1,
+            },
+            join: { service: 'pre', rpc: 'echo', from: ['detect', 'classify'], class: 'NI' },
+          },
+          output: 'join',
+          quality: { field: 'side', levels },
+        },
+        spin: {
+          stages: {
+            prepare: { service: 'pre', rpc: 'echo', from: ['$input'], class: 'NI' },
+            work: { service: 'pre', rpc: 'spin', from: ['prepare'], each: 'jobs', class: 'HI' },
+            join: { service: 'pre', rpc: 'echo', from: ['$input', 'work'], class: 'NI' },
+          },
+          output: 'join',
+        },
+        failing: {
+          stages: { bad: { service: 'pre', rpc: 'fail', from: ['$input'], class: 'NI' } },
+          output: 'bad',
+        },
+        late: {
+          stages: {
+            slow: { service: 'pre', rpc: 'spin', from: ['$input'], class: 'NI', deadlineMs: 30 },
+          },
+          output: 'slow',
+        },
+      },
+    },
+    {
+      'echo.wasm': wasm('echo'),
+      'small.onnx': read('models/digits/small.onnx'),
+      'large.onnx': read('models/digits/large.onnx'),
+    },
+  );
+}
+
+/** Held-out digits as model inputs, and their labels. */
+export function digitLines(count: number): {
+  lines: { inputs: { pixels: Tensor } }[];
+  labels: number[];
+} {
+  const { heldout } = loadDigits();
+  const lines = [];
+  const labels = [];
+  for (let i = 0; i < count; i++) {
+    const x = heldout.x.subarray(i * 784, (i + 1) * 784);
+    lines.push({ inputs: { pixels: tensorFrom('float32', [1, 784], Float32Array.from(x)) } });
+    labels.push(heldout.y[i]!);
+  }
+  return { lines, labels };
 }

@@ -21,7 +21,7 @@ import { type RelayClient, relayClient } from '../core/relay-client';
 import { Apps } from './admin/apps';
 import { LatencyDistribution, LatencyOverTime } from './admin/charts';
 import { Nodes, Topology, Warnings } from './admin/fabric';
-import { Context, Decisions } from './admin/log';
+import { Context, Decisions, Pipelines } from './admin/log';
 import { Quarantine } from './admin/quarantine';
 
 const tokenKey = 'brume-admin-token';
@@ -132,6 +132,7 @@ function App() {
         <${LatencyOverTime} calls=${state.calls} />
         <${LatencyDistribution} calls=${state.calls} />
       </div>
+      <${Pipelines} calls=${state.calls} />
       <${Decisions} decisions=${state.decisions} />
       <${Context} keys=${state.context} fanout=${state.fanout} />
     </div>`;

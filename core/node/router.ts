@@ -71,6 +71,7 @@ export class Router {
       opts.traceId === undefined ? newTraceId() : parseTraceId(opts.traceId, 'opts.traceId');
     opts = { ...opts, traceId };
     const { runtime, link } = this.options;
+    if (await this.isPipeline(app, service)) return this.pipeline(app, service, input, qos, opts);
     if (this.options.isMe(qos.privacy)) {
       // Like any call served here: an app deployed since this node listed them is fetched first.
       await runtime.ensure(app);
@@ -107,6 +108,42 @@ export class Router {
     }
     const exclude = missed ? [this.options.me()] : [];
     return this.remote(app, service, input, qos, opts.rpc ?? '', exclude, traceId);
+  }
+
+  /** Whether `service` names a pipeline of `app` (the app fetched first if it is new here). */
+  private async isPipeline(app: string, service: string): Promise<boolean> {
+    const { runtime } = this.options;
+    if (!runtime.apps().some((m) => m.name === app)) {
+      await runtime.ensure(app).catch(() => {}); // an unknown app fails as any call does, below
+    }
+    const m = runtime.apps().find((x) => x.name === app);
+    return m?.pipelines !== undefined && Object.hasOwn(m.pipelines, service);
+  }
+
+  /**
+   * A pipeline (PROTOCOL.md §5.8): on this node alone when privacy keeps it here or the node is
+   * cut off; else the relay places each stage over the fabric, this node being the source.
+   */
+  private async pipeline(
+    app: string,
+    service: string,
+    input: unknown,
+    qos: Qos,
+    opts: CallOptions,
+  ): Promise<InvokeAnswer> {
+    const { link } = this.options;
+    if (this.options.isMe(qos.privacy) || link.status !== 'joined') {
+      const why = link.status === 'joined' ? 'privacy keeps every stage here' : 'offline';
+      return this.local(app, service, input, qos, opts, `pipeline on this node: ${why}`);
+    }
+    const t0 = performance.now();
+    const traceId = opts.traceId!;
+    const frame = { t: 'call' as const, id: 0, to: '' as const, app, service, rpc: '', input, qos };
+    const reply = await link.request({ ...frame, traceId });
+    if (reply.t !== 'result') throw new ProtocolError(`expected a result, got ${reply.t}`);
+    const why = 'the relay placed each stage (see the trace)';
+    const a = answer(reply, reply.node, 'relay', why, t0, traceId);
+    return reply.quality === undefined ? a : { ...a, quality: reply.quality };
   }
 
   /** A Logic's call to another service: scheduled like any other request, in its trace. */

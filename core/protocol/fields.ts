@@ -102,9 +102,13 @@ const trace = z
       traceId: traceId.optional(),
       /** The version of the app that ran this service (§5.7). */
       version: appVersion.optional(),
+      /** A pipeline's stage, the node that ran it, its fan-out branch (§5.8). */
+      stage: name.optional(),
+      node: nodeId.optional(),
+      branch: z.int().min(0).max(1024).optional(),
     }),
   )
-  .max(64)
+  .max(256)
   .optional();
 
 export const stats = z.record(
@@ -134,6 +138,8 @@ export const resultFields = {
   trace,
   /** The version of the app that answered (§5.7); absent from a node older than versions. */
   version: appVersion.optional(),
+  /** A pipeline's chosen quality level (§5.8). */
+  quality: z.number().optional(),
 };
 
 export type Capabilities = z.infer<typeof capabilitiesSchema>;

@@ -82,7 +82,8 @@ export const toRelay = z.discriminatedUnion('t', [
     /** The trace id of the request it places, for the relay's log. */
     traceId: traceId.optional(),
   }),
-  z.object({ t: z.literal('call'), ...callFields, to: nodeId }),
+  /** `to`: the node to run it on, or '' to let the relay place it (a pipeline: §5.8). */
+  z.object({ t: z.literal('call'), ...callFields, to: z.union([nodeId, z.literal('')]) }),
   z.object({ t: z.literal('result'), ...resultFields }),
   z.object({ t: z.literal('error'), id, error }),
   ...contextToRelay,

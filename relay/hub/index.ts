@@ -31,6 +31,7 @@ import { createHonesty } from './honesty';
 import { createJoin } from './join';
 import { createLeases } from './leases';
 import { createLogs, type HubLog } from './logs';
+import { createPipelines } from './pipelines';
 import { createRegistry } from './registry';
 
 export type { Route } from './decide';
@@ -169,6 +170,16 @@ export function createHub(options: HubOptions) {
     metrics,
   });
 
+  const pipelines = createPipelines({
+    manifest,
+    nodes: registry.records,
+    forward: forwarding.forward,
+    maxPerCaller: limits.callsPerNode,
+    log: (line) => options.log.info(line),
+  });
+  /** A call to a pipeline runs the executor here; any other is forwarded to a node. */
+  const route = pipelines.route;
+
   const context = createContextHub({
     store: options.context,
     send: sendTo,
@@ -274,7 +285,7 @@ export function createHub(options: HubOptions) {
         const { id, to, t: _, ...fields } = msg;
         if (draining) return sockets.send(conn, { t: 'error', id, error: toWire(drainRefusal()) });
         const call = { ...fields, caller: node.id, target: to };
-        return forwarding.forward(
+        return route(
           call,
           tracked(
             logs.logged(
@@ -348,7 +359,7 @@ export function createHub(options: HubOptions) {
       const call = { app, service, rpc, input, qos, caller: '', target: '', traceId };
       return new Promise<CallAnswer>((resolve, reject) => {
         if (draining) return reject(drainRefusal());
-        forwarding.forward(
+        route(
           call,
           tracked(
             logs.logged(

@@ -45,7 +45,8 @@ export function createLogs(log: HubLog, metrics: RelayMetrics) {
         value: unknown;
         node: string;
         rpc: string;
-        trace?: { kind: string; rpc: string }[];
+        trace?: { kind: string; rpc: string; stage?: string; node?: string }[];
+        quality?: number;
       },
     >(
       call: { app: string; service: string; caller: string; traceId?: string | undefined },
@@ -64,12 +65,14 @@ export function createLogs(log: HubLog, metrics: RelayMetrics) {
           node: answer.ok ? answer.node : '',
           ms: performance.now() - t0,
           ok: answer.ok,
+          ...(answer.ok && answer.quality !== undefined && { quality: answer.quality }),
+          ...(answer.ok && stagesOf(answer.trace)),
         };
         remember(calls, record);
         const outcome = answer.ok ? 'ok' : answer.error.code;
         metrics.call(app, service, record.variant, outcome, record.ms);
         // Never the input or the value: they are the caller's, not the log's.
-        const { at: _, ok, ...fields } = record;
+        const { at: _, ok, stages: __, ...fields } = record;
         log.info(
           {
             ...ref,
@@ -90,3 +93,18 @@ export function createLogs(log: HubLog, metrics: RelayMetrics) {
 }
 
 export type Logs = ReturnType<typeof createLogs>;
+
+/** A pipeline's stages from its trace, each with the nodes that ran it (none: not a pipeline). */
+function stagesOf(trace: { stage?: string; node?: string }[] | undefined): {
+  stages?: { stage: string; nodes: string[] }[];
+} {
+  const by = new Map<string, Set<string>>();
+  for (const t of trace ?? []) {
+    if (t.stage === undefined) continue;
+    const nodes = by.get(t.stage) ?? new Set<string>();
+    if (t.node) nodes.add(t.node);
+    by.set(t.stage, nodes);
+  }
+  if (by.size === 0) return {};
+  return { stages: [...by].map(([stage, nodes]) => ({ stage, nodes: [...nodes] })) };
+}

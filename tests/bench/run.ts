@@ -19,6 +19,7 @@ import { type DecisionRow, decisionTable, inProcessRows, relayRows } from './dec
 import { type HardeningResult, hardeningBench, printHardening } from './hardening';
 import { consoleCost, hopCosts } from './hops';
 import { type LeaseBench, leaseBench } from './leases';
+import { pipelineBench, pipelineSection } from './pipeline';
 import { type Section, writeReport } from './report';
 import { type ServerNodeRow, serverNodeBench, serverNodeSection } from './server-node';
 import { type SqueezenetFigures, squeezenetBench, squeezenetSection } from './squeezenet';
@@ -346,6 +347,8 @@ try {
   if (only !== 'fabric') {
     squeezenet = await squeezenetBench(relay.url, squeezenetRuns);
     sections.push(squeezenetSection(squeezenet));
+    const pipeline = await within('pipeline', () => pipelineBench(Math.min(runs, 100)));
+    if (pipeline) sections.push(pipelineSection(pipeline));
     serverNode = await within('server node', () => serverNodeBench(relay, serverNodeRuns));
     if (serverNode) sections.push(serverNodeSection(serverNode));
   }

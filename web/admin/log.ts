@@ -3,7 +3,7 @@
  * keys (never their values) with how changes reached the nodes.
  */
 import { html } from 'htm/preact';
-import type { ContextFanout, ContextKeyInfo, DecisionRecord } from '../../core/api';
+import type { CallRecord, ContextFanout, ContextKeyInfo, DecisionRecord } from '../../core/api';
 import { short } from './fabric';
 
 export function Decisions({ decisions }: { decisions: DecisionRecord[] }) {
@@ -31,6 +31,35 @@ export function Decisions({ decisions }: { decisions: DecisionRecord[] }) {
         </tbody>
       </table>
     </div>
+  </section>`;
+}
+
+/** Pipeline calls through the relay: the quality level chosen and where each stage ran. */
+export function Pipelines({ calls }: { calls: CallRecord[] }) {
+  const runs = calls
+    .filter((c) => c.stages !== undefined)
+    .slice(-50)
+    .reverse();
+  return html`<section class="card" id="pipelines">
+    <h2>Pipeline calls (newest first)</h2>
+    ${
+      runs.length === 0
+        ? html`<p>No pipeline calls through the relay yet.</p>`
+        : html`<div class="scroll"><table>
+            <thead><tr><th>time</th><th>pipeline</th><th>quality</th><th>ms</th><th>stages → nodes</th></tr></thead>
+            <tbody>
+              ${runs.map(
+                (c, i) => html`<tr key=${`${c.at}-${i}`} class="pipeline-call">
+                  <td>${new Date(c.at).toLocaleTimeString()}</td>
+                  <td>${c.app}/${c.service}</td>
+                  <td class="quality">${c.quality ?? '—'}</td>
+                  <td>${c.ok ? c.ms.toFixed(1) : html`<span class="error">failed</span>`}</td>
+                  <td>${(c.stages ?? []).map((s) => `${s.stage} → ${s.nodes.map(short).join(', ')}`).join(' · ')}</td>
+                </tr>`,
+              )}
+            </tbody>
+          </table></div>`
+    }
   </section>`;
 }
 

@@ -1,0 +1,50 @@
+/**
+ * The shapes of a call's options and answer, shared by the runtime, the router and the pipeline
+ * executor (core/runtime.ts re-exports them).
+ */
+import type { BackendName } from './exec/model-runner';
+
+export interface CallOptions {
+  /** A Logic's rpc, or a Model's variant; default: the first rpc / the scheduler's choice. */
+  rpc?: string;
+  /** Force a model backend (tests, benchmarks). */
+  backend?: BackendName;
+  /** Variants to use per model service, also for calls a Logic makes (tests, benchmarks). */
+  pin?: Record<string, string>;
+  /** The request's trace id (core/trace.ts); default: a new one, this call being its entry. */
+  traceId?: string;
+}
+
+export interface TraceEntry {
+  service: string;
+  rpc: string;
+  kind: 'logic' | 'model';
+  ms: number;
+  /** Models: the time inside onnxruntime's run() alone; `ms - engineMs` is what Brume added. */
+  engineMs?: number;
+  backend?: BackendName;
+  reason?: string;
+  /** The request it ran for: the same id on every node the request reached. */
+  traceId?: string;
+  /** The version of the app that ran it. */
+  version?: string;
+  /** A pipeline's stage it ran for, the node that ran it, and its fan-out branch. */
+  stage?: string;
+  node?: string;
+  branch?: number;
+}
+
+export interface CallResult {
+  value: unknown;
+  /** The rpc or variant that answered the top-level call. */
+  rpc: string;
+  ms: number;
+  /** The version of the app that answered ('' from a node that did not say: older than versions). */
+  version: string;
+  /** Every service that ran for this request, innermost first. */
+  trace: TraceEntry[];
+  /** The request's trace id: given with the call, or made by it. */
+  traceId: string;
+  /** A pipeline's chosen quality level (PROTOCOL.md §5.8). */
+  quality?: number;
+}
