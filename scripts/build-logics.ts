@@ -14,6 +14,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import wabt from 'wabt';
 import { writeDurable } from '../relay/durable';
+import { writeOcrKeys } from './ocr-keys';
 
 const here = fileURLToPath(import.meta.url);
 /** The repository root. */
@@ -63,6 +64,7 @@ export async function buildLogics(options: BuildOptions = {}): Promise<BuiltLogi
   const root = options.root ?? repoRoot;
   const outDir = join(root, 'logics', 'build');
   mkdirSync(outDir, { recursive: true });
+  writeOcrKeys(root); // a generated source of the ocr app (scripts/ocr-keys.ts)
   // A change of this script's flags or of the compiler makes every module stale.
   const ascPackage = createRequire(import.meta.url).resolve('assemblyscript/package.json');
   const script = Math.max(statSync(here).mtimeMs, statSync(ascPackage).mtimeMs);
