@@ -37,6 +37,38 @@ const RULE =
   'to bottom of 1–4 words or numbers, DejaVu or Liberation Sans/Serif/Mono (1 in 4 bold) ' +
   'at 16–34 px, rotated within ±3°, a contrasting colour; noise uniform ±0–24 per channel';
 
+// The little of the page's DOM the renderer uses (this folder is type-checked without DOM types).
+interface Canvas2D {
+  fillStyle: string | Gradient;
+  font: string;
+  createLinearGradient(x0: number, y0: number, x1: number, y1: number): Gradient;
+  fillRect(x: number, y: number, w: number, h: number): void;
+  measureText(text: string): {
+    width: number;
+    actualBoundingBoxAscent: number;
+    actualBoundingBoxDescent: number;
+    actualBoundingBoxLeft: number;
+    actualBoundingBoxRight: number;
+  };
+  save(): void;
+  restore(): void;
+  translate(x: number, y: number): void;
+  rotate(rad: number): void;
+  fillText(text: string, x: number, y: number): void;
+  getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray };
+}
+interface Gradient {
+  addColorStop(at: number, colour: string): void;
+}
+declare const document: {
+  createElement(tag: 'canvas'): {
+    width: number;
+    height: number;
+    getContext(kind: '2d', options: { willReadFrequently: boolean }): Canvas2D | null;
+  };
+  fonts: { load(font: string): Promise<unknown> };
+};
+
 interface Rendered {
   label: ImageLabel;
   rgba: number[];
@@ -76,7 +108,8 @@ function render(args: { seed: number; words: string[]; fonts: string[] }): Rende
     const r = rand();
     if (r < 0.12) return String(int(0, 99999));
     if (r < 0.18) return `${int(1, 999)}.${String(int(0, 99)).padStart(2, '0')}`;
-    if (r < 0.21) return `2026-${String(int(1, 12)).padStart(2, '0')}-${String(int(1, 28)).padStart(2, '0')}`;
+    if (r < 0.21)
+      return `2026-${String(int(1, 12)).padStart(2, '0')}-${String(int(1, 28)).padStart(2, '0')}`;
     return pick(args.words);
   };
   const lines: ImageLabel['lines'] = [];
@@ -123,7 +156,10 @@ function render(args: { seed: number; words: string[]; fonts: string[] }): Rende
     ].map(([px, py]) => {
       const dx = px! - cx;
       const dy = py! - cy;
-      return [cx + dx * Math.cos(rad) - dy * Math.sin(rad), cy + dx * Math.sin(rad) + dy * Math.cos(rad)];
+      return [
+        cx + dx * Math.cos(rad) - dy * Math.sin(rad),
+        cy + dx * Math.sin(rad) + dy * Math.cos(rad),
+      ];
     });
     const xs = corners.map((c) => c[0]!);
     const ys = corners.map((c) => c[1]!);
@@ -141,7 +177,7 @@ function render(args: { seed: number; words: string[]; fonts: string[] }): Rende
     });
     y = Math.ceil(baseline + descent + size * (0.5 + rand()));
   }
-  const rgba = Array.from(ctx.getImageData(0, 0, width, height).data);
+  const rgba: number[] = Array.from(ctx.getImageData(0, 0, width, height).data);
   return { label: { seed: args.seed, width, height, noise: int(0, 24), lines }, rgba };
 }
 

@@ -56,12 +56,17 @@ export interface ReadResult {
   /** Wall time of each stage (a fanned-out stage: all its branches), ms. */
   stageMs: Record<string, number>;
   ms: number;
+  /** Each stage's value (`$input` too), for the bench's model-only baseline. */
+  values: Map<string, unknown>;
 }
 
 export interface Ocr {
   runtime: Runtime;
   pipeline: Pipeline;
-  read(image: { width: number; height: number; pixels: Uint8Array }, side: number): Promise<ReadResult>;
+  read(
+    image: { width: number; height: number; pixels: Uint8Array },
+    side: number,
+  ): Promise<ReadResult>;
   close(): Promise<void>;
 }
 
@@ -123,7 +128,13 @@ export async function openOcr(): Promise<Ocr> {
 }
 
 async function runStage(runtime: Runtime, stage: Stage, input: unknown): Promise<unknown> {
-  const r = await runtime.call('ocr', stage.service, input, {}, stage.rpc ? { rpc: stage.rpc } : {});
+  const r = await runtime.call(
+    'ocr',
+    stage.service,
+    input,
+    {},
+    stage.rpc ? { rpc: stage.rpc } : {},
+  );
   return r.value;
 }
 
@@ -154,5 +165,5 @@ export async function runPipeline(
     stageMs[name] = performance.now() - t0;
   }
   const out = values.get(pipeline.output) as { lines: Line[] };
-  return { lines: out.lines, stageMs, ms: performance.now() - start };
+  return { lines: out.lines, stageMs, ms: performance.now() - start, values };
 }
