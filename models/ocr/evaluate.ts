@@ -19,28 +19,17 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
-import onnxProto from 'onnx-proto';
-import { DET_FILE, openModels, REC_FILE } from './baseline';
+import { DET_FILE, floatParams, openModels, REC_FILE } from './baseline';
 import { loadSplit, type Sample, type Split } from './data';
 import { DEFAULT_SIDE, QUALITY_LEVELS } from './levels';
 import { METRICS, type Ocr, openOcr, PIPELINE } from './pipeline';
 import { accuracyOf, addScores, type PageScore, scorePage } from './score';
-
-const { onnx } = onnxProto;
 
 const round = (v: number, digits: number) => Number(v.toFixed(digits));
 
 function quantile(values: number[], q: number): number {
   const s = [...values].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
-}
-
-function params(file: string): number {
-  const g = onnx.ModelProto.decode(readFileSync(file)).graph;
-  return (g?.initializer ?? []).reduce(
-    (n, t) => n + (t.dims ?? []).reduce<number>((a, d) => a * Number(d), 1),
-    0,
-  );
 }
 
 interface LevelFigures {
@@ -153,7 +142,7 @@ async function main() {
         file: DET_FILE.split('/').pop(),
         accuracy: det.accuracy,
         latencyMs: det.latencyMs,
-        params: params(DET_FILE),
+        params: floatParams(DET_FILE),
         bytes: statSync(DET_FILE).size,
         weights: 'trained',
         source: source(DET_FILE),
@@ -163,7 +152,7 @@ async function main() {
         file: REC_FILE.split('/').pop(),
         accuracy: rec.accuracy,
         latencyMs: rec.latencyMs,
-        params: params(REC_FILE),
+        params: floatParams(REC_FILE),
         bytes: statSync(REC_FILE).size,
         weights: 'trained',
         source: source(REC_FILE),
