@@ -4,12 +4,15 @@
 // boxes     { input: <the request>, detect: <det's answer> } → text regions of the probability
 //           map, unclipped, scaled back to the image → { lines: [{ inputs: { x: float32
 //           [1, 3, 48, W] }, box }], boxes: [box…], dropped }, each line cropped from the RGBA
-//           image and resized to the recognizer's height 48 (W ≤ 640, at least 320, padded).
+//           image and resized to the recognizer's height 48 (W ≤ 960, at least 320, padded);
+//           at most 24 lines (24 × 553 KB fits one 16 MiB frame to a node that recognizes).
 // recognize { inputs: { x }, box } (one element of `lines`) → calls "rec" → onRec → CTC decode
 //           → { text, confidence, box }
-// join      { boxes: <boxes' answer>, recognize: [ { text, confidence } or a rec answer
-//           { outputs } … ] } → { lines: [{ text, confidence, box }] } in reading order, lines
-//           with no text or a confidence under 0.5 (PaddleOCR's drop_score) left out.
+// join      [ { text, confidence, box } … ] (recognize's list: what pipeline.json passes), or
+//           { boxes: <boxes' answer>, recognize: [ { text, confidence } or a rec answer
+//           { outputs } … ] } (for a pipeline whose recognize stage is the rec model itself)
+//           → { lines: [{ text, confidence, box }] } in reading order, lines with no text or a
+//           confidence under 0.5 (PaddleOCR's drop_score) left out.
 // A box is [x0, y0, x1, y1] in image pixels, x1 and y1 exclusive.
 import { Request, Continuation, Fields, Tensor, Value, Writer, done, error, call } from "../sdk";
 import { Geometry, readImage, resizeInto } from "./common/image";
@@ -21,10 +24,10 @@ export { brume_alloc, brume_free } from "../sdk";
 const DET_OUT = "sigmoid_0.tmp_0";
 const REC_OUT = "softmax_11.tmp_0";
 /** Lines one request reads; beyond this (raster order of their top) they are dropped and counted. */
-export const MAX_LINES: i32 = 32;
+export const MAX_LINES: i32 = 24;
 const LINE_H: i32 = 48;
 const MIN_LINE_W: i32 = 320;
-const MAX_LINE_W: i32 = 640;
+const MAX_LINE_W: i32 = 960;
 /** The recognizer emits one step per 8 input columns. */
 const STEP_W: i32 = 8;
 const DROP_SCORE: f64 = 0.5;
@@ -164,17 +167,23 @@ class TextLine {
 }
 
 export function join(ptr: i32, len: i32): i32 {
-  const f = new Fields(Request.read(ptr, len).input);
-  const boxList = f.map("boxes").array("boxes");
+  const input = Request.read(ptr, len).input;
+  // Either recognize's list alone (each result carries its box), or { boxes, recognize }.
+  const f = new Fields(input.isArray() ? Value.fromMap(["recognize"], [input]) : input);
+  const whole = !input.isArray();
   const results = f.array("recognize");
-  if (!f.failed && results.length != boxList.length) {
+  const boxList = whole ? f.map("boxes").array("boxes") : new Array<Value>(0);
+  if (!f.failed && whole && results.length != boxList.length) {
     f.problem("input.recognize: expected one result per box (" + boxList.length.toString() +
       "), got " + results.length.toString());
+  }
+  if (!f.failed && results.length > MAX_LINES) {
+    f.problem("input: at most " + MAX_LINES.toString() + " lines, got " + results.length.toString());
   }
   if (f.failed) return error(f.message, "E_INPUT");
   const lines = new Array<TextLine>();
   for (let i = 0; i < results.length; i++) {
-    const what = "input.recognize[" + i.toString() + "]";
+    const what = (whole ? "input.recognize[" : "input[") + i.toString() + "]";
     const r = new Fields(results[i], what);
     let line: TextLine;
     if (r.has("outputs")) {
@@ -187,7 +196,9 @@ export function join(ptr: i32, len: i32): i32 {
       }
       line = new TextLine(text, confidence);
     }
-    const box = readBox(boxList[i], "input.boxes.boxes[" + i.toString() + "]", r);
+    const box = whole
+      ? readBox(boxList[i], "input.boxes.boxes[" + i.toString() + "]", r)
+      : readBox(r.value("box"), what + ".box", r);
     if (r.failed) return error(r.message, "E_INPUT");
     line.box = box!;
     line.text = line.text.trim();

@@ -180,6 +180,20 @@ describe('boxes', () => {
     expect(v[228]).toBe(0);
   });
 
+  it('reads at most 24 lines, counting those it leaves out', async () => {
+    const rects: [number, number, number, number, number][] = [];
+    for (let row = 0; row < 5; row++) {
+      for (let col = 0; col < 5; col++) {
+        rects.push([10 + col * 60, 10 + row * 30, 40 + col * 60, 18 + row * 30, 0.9]);
+      }
+    }
+    const out = await rpc('boxes', { input: image, detect: map(rects) });
+    expect(out.lines).toHaveLength(24);
+    expect(out.dropped).toBe(1);
+    // Raster order of their tops: the last of the bottom row is the one left out.
+    expect((out.boxes as number[][]).at(-1)).toEqual([185, 125, 225, 143]);
+  });
+
   it('refuses a map that does not fit the image, naming the field', async () => {
     const wrong = {
       outputs: { 'sigmoid_0.tmp_0': tensor([1, 1, 32, 32], new Float32Array(1024)) },
@@ -199,7 +213,7 @@ describe('recognize and join', () => {
   it('refuses a line that is not [1, 3, 48, W] or a bad box', async () => {
     const x = tensor([1, 3, 48, 2000], new Float32Array(3 * 48 * 2000));
     expect((await refusal('recognize', { inputs: { x }, box: [0, 0, 4, 4] })).message).toMatch(
-      /^input\.inputs\.x: expected float32 \[1, 3, 48, W\] with 16 ≤ W ≤ 640, got float32 \[1, 3, 48, 2000\]/,
+      /^input\.inputs\.x: expected float32 \[1, 3, 48, W\] with 16 ≤ W ≤ 960, got float32 \[1, 3, 48, 2000\]/,
     );
     const ok = tensor([1, 3, 48, 320], new Float32Array(3 * 48 * 320));
     expect((await refusal('recognize', { inputs: { x: ok }, box: [5, 0, 4, 4] })).message).toMatch(
@@ -230,6 +244,20 @@ describe('recognize and join', () => {
       { text: 'left', confidence: 0.8, box: [10, 50, 120, 78] },
       { text: 'right', confidence: 0.9, box: [300, 52, 400, 80] },
     ]);
+    // The form pipeline.json passes: recognize's list alone, each result with its box.
+    const alone = await rpc(
+      'join',
+      boxes.map((box, i) => ({
+        text: ['right', 'first', ' left ', '  ', 'maybe'][i],
+        confidence: [0.9, 0.99, 0.8, 0.9, 0.3][i],
+        box,
+      })),
+    );
+    expect(alone).toEqual(out);
+    expect(await rpc('join', [])).toEqual({ lines: [] });
+    expect((await refusal('join', [{ text: 'x', confidence: 0.9 }])).message).toMatch(
+      /^input\[0\]\.box: missing/,
+    );
     const e = await refusal('join', { boxes: { boxes }, recognize: [] });
     expect(e.message).toMatch(/^input\.recognize: expected one result per box \(5\), got 0/);
     const bad = await refusal('join', {
