@@ -4,8 +4,9 @@
 import type { BrumeApi } from '../core/page-api';
 import type { Qos } from '../core/scheduler';
 
-/** Images larger than this (pixels) are scaled down before reading: the Logic's bound. */
+/** Images larger than this (pixels, or pixels a side) are scaled down before reading: the Logic's bounds. */
 const MAX_PIXELS = 2_097_152;
+const MAX_SIDE = 4096;
 
 interface OcrLine {
   text: string;
@@ -29,7 +30,11 @@ export function startOcrDemo(brume: BrumeApi): void {
 
   const load = async (blob: Blob) => {
     const bitmap = await createImageBitmap(blob);
-    const scale = Math.min(1, Math.sqrt(MAX_PIXELS / (bitmap.width * bitmap.height)));
+    const scale = Math.min(
+      1,
+      Math.sqrt(MAX_PIXELS / (bitmap.width * bitmap.height)),
+      MAX_SIDE / Math.max(bitmap.width, bitmap.height),
+    );
     canvas.width = Math.max(1, Math.floor(bitmap.width * scale));
     canvas.height = Math.max(1, Math.floor(bitmap.height * scale));
     ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);

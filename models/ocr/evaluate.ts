@@ -8,7 +8,8 @@
  * Accuracy of a level = 1 − CER over all held-out truth lines, a missed line (no read box with
  * IoU ≥ 0.5) counting as wholly wrong (score.ts); recall = found lines / truth lines; latencyMs =
  * the median wall time of the whole pipeline per image, stages run one after the other on one
- * node (recognition branches concurrently), after a warm-up. The `tune` split is reported too
+ * node (recognition branches concurrently), after a warm-up; images are read at every level in
+ * turn, so a busy spell of the machine weighs on all levels alike. The `tune` split is reported too
  * but nothing in metrics.json's headline or the manifest comes from it.
  *
  * The models' own figures (the variants' accuracy/latencyMs in the manifest): the detector's
@@ -22,7 +23,7 @@ import { cpus } from 'node:os';
 import { DET_FILE, floatParams, openModels, REC_FILE } from './baseline';
 import { loadSplit, type Sample, type Split } from './data';
 import { DEFAULT_SIDE, QUALITY_LEVELS } from './levels';
-import { METRICS, type Ocr, openOcr, PIPELINE } from './pipeline';
+import { METRICS, openOcr, PIPELINE, type ReadResult } from './pipeline';
 import { accuracyOf, addScores, type PageScore, scorePage } from './score';
 
 const round = (v: number, digits: number) => Number(v.toFixed(digits));
@@ -43,40 +44,43 @@ interface LevelFigures {
   stageMs: Record<string, number>;
 }
 
-async function measureLevel(ocr: Ocr, images: Sample[], side: number) {
-  const scores: PageScore[] = [];
-  const times: number[] = [];
-  const stages: Record<string, number[]> = {};
-  let recChars = 0;
-  let recErrors = 0;
-  const runs = [];
-  for (const image of images) {
-    const r = await ocr.read(image, side);
-    runs.push(r);
-    times.push(r.ms);
+/** What one level gathers over a split's images. */
+class LevelRuns {
+  scores: PageScore[] = [];
+  times: number[] = [];
+  stages: Record<string, number[]> = {};
+  recChars = 0;
+  recErrors = 0;
+  constructor(readonly side: number) {}
+
+  add(image: Sample, r: ReadResult): void {
+    this.times.push(r.ms);
     for (const [k, v] of Object.entries(r.stageMs)) {
-      stages[k] ??= [];
-      stages[k].push(v);
+      this.stages[k] ??= [];
+      this.stages[k].push(v);
     }
     const s = scorePage(image.lines, r.lines);
-    scores.push(s);
-    recChars += s.chars - missedChars(image, r.lines);
-    recErrors += s.errors - missedChars(image, r.lines);
+    this.scores.push(s);
+    const missed = missedChars(image, r.lines);
+    this.recChars += s.chars - missed;
+    this.recErrors += s.errors - missed;
   }
-  const total = addScores(scores);
-  const figures: LevelFigures = {
-    value: side,
-    accuracy: round(accuracyOf(total), 4),
-    cer: round(total.errors / total.chars, 4),
-    recall: round(total.found / total.lines, 4),
-    extraLines: total.extra,
-    latencyMs: round(quantile(times, 0.5), 1),
-    latencyP90Ms: round(quantile(times, 0.9), 1),
-    stageMs: Object.fromEntries(
-      Object.entries(stages).map(([k, v]) => [k, round(quantile(v, 0.5), 1)]),
-    ),
-  };
-  return { figures, total, recAccuracy: 1 - recErrors / recChars, runs };
+
+  figures(): LevelFigures {
+    const total = addScores(this.scores);
+    return {
+      value: this.side,
+      accuracy: round(accuracyOf(total), 4),
+      cer: round(total.errors / total.chars, 4),
+      recall: round(total.found / total.lines, 4),
+      extraLines: total.extra,
+      latencyMs: round(quantile(this.times, 0.5), 1),
+      latencyP90Ms: round(quantile(this.times, 0.9), 1),
+      stageMs: Object.fromEntries(
+        Object.entries(this.stages).map(([k, v]) => [k, round(quantile(v, 0.5), 1)]),
+      ),
+    };
+  }
 }
 
 /** Characters of the truth lines no read line matched (their errors are the detector's). */
@@ -110,23 +114,32 @@ async function main() {
     for (const split of ['tune', 'heldout'] as Split[]) {
       const images = loadSplit(split);
       for (const image of images.slice(0, 2)) await ocr.read(image, DEFAULT_SIDE); // warm-up
-      for (const side of QUALITY_LEVELS) {
-        const m = await measureLevel(ocr, images, side);
-        splits[split].push(m.figures);
-        console.log(`${split} side ${side}: ${JSON.stringify(m.figures)}`);
-        if (split === 'heldout' && side === DEFAULT_SIDE) {
-          const detMs: number[] = [];
-          const recMs: number[] = [];
-          for (const r of m.runs) {
+      const levels = QUALITY_LEVELS.map((side) => new LevelRuns(side));
+      const detMs: number[] = [];
+      const recMs: number[] = [];
+      // Image by image, every level in turn: a slow spell of a shared machine hits all alike.
+      for (const image of images) {
+        for (const level of levels) {
+          const r = await ocr.read(image, level.side);
+          level.add(image, r);
+          if (split === 'heldout' && level.side === DEFAULT_SIDE) {
             const t = await models.time(r.values);
             detMs.push(t.detMs);
             recMs.push(...t.recMs);
           }
-          det = { accuracy: m.figures.recall, latencyMs: round(quantile(detMs, 0.5), 1) };
-          rec = { accuracy: round(m.recAccuracy, 4), latencyMs: round(quantile(recMs, 0.5), 1) };
         }
-        // Keep only what the next level needs: the runs hold every stage's tensors.
-        m.runs.length = 0;
+      }
+      for (const level of levels) {
+        const f = level.figures();
+        splits[split].push(f);
+        console.log(`${split} side ${level.side}: ${JSON.stringify(f)}`);
+        if (split === 'heldout' && level.side === DEFAULT_SIDE) {
+          det = { accuracy: f.recall, latencyMs: round(quantile(detMs, 0.5), 1) };
+          rec = {
+            accuracy: round(1 - level.recErrors / level.recChars, 4),
+            latencyMs: round(quantile(recMs, 0.5), 1),
+          };
+        }
       }
     }
   } finally {
