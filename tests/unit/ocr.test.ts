@@ -279,4 +279,24 @@ describe('read pipeline, end to end', () => {
     expect(r.lines.map((l: Line) => l.text)).toEqual(image.lines.map((l) => l.text));
     for (const l of r.lines) expect(l.confidence).toBeGreaterThan(0.5);
   }, 60_000);
+
+  it('join decodes the rec model answers as recognize does (the other pipeline shape)', async () => {
+    const image = loadSplit('heldout')[2]!;
+    const input = { width: image.width, height: image.height, pixels: image.pixels, side: 480 };
+    const call = async (service: string, value: unknown) =>
+      (await ocr.runtime.call('ocr', service, value, {})).value;
+    const detect = await call('det', await rpc('prepare', input));
+    const boxes = (await rpc('boxes', { input, detect })) as {
+      lines: { inputs: unknown; box: number[] }[];
+    };
+    expect(boxes.lines.length).toBeGreaterThan(2);
+    const raw = await Promise.all(boxes.lines.map((l) => call('rec', { inputs: l.inputs })));
+    const viaModel = await rpc('join', { boxes, recognize: raw });
+    const viaLogic = await rpc(
+      'join',
+      await Promise.all(boxes.lines.map((l) => rpc('recognize', l))),
+    );
+    expect(viaModel).toEqual(viaLogic);
+    expect((viaModel.lines as Line[]).length).toBeGreaterThan(2);
+  }, 60_000);
 });
