@@ -2,6 +2,7 @@
 // read pipeline with the real PP-OCRv4 models (onnxruntime-node) on a held-out rendered image.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrumeError, InputError } from '../../core/errors';
 import { loadSplit } from '../../models/ocr/data';
@@ -266,6 +267,51 @@ describe('recognize and join', () => {
     });
     expect(bad.message).toMatch(/^input\.recognize\[0\]\.confidence: must be between 0 and 1/);
   });
+});
+
+describe('hostile input', () => {
+  it('every rpc answers or refuses with InputError, never faults, whatever it is sent', async () => {
+    const num = fc.oneof(fc.integer({ min: -10, max: 5000 }), fc.double(), fc.constant(320));
+    const bytes = fc.uint8Array({ maxLength: 256 });
+    const tensorish = fc.record({
+      type: fc.constantFrom('float32', 'int64', 'uint8', 'x'),
+      dims: fc.array(fc.integer({ min: -2, max: 64 }), { maxLength: 5 }),
+      data: bytes,
+    });
+    const image = fc.record(
+      { width: num, height: num, pixels: fc.oneof(bytes, fc.string()), side: num },
+      { requiredKeys: [] },
+    );
+    const value = fc.oneof(
+      image,
+      fc.anything({ maxDepth: 2 }),
+      fc.record({
+        input: image,
+        detect: fc.record({ outputs: fc.dictionary(fc.string(), tensorish) }),
+      }),
+      fc.record({ inputs: fc.record({ x: tensorish }), box: fc.array(num, { maxLength: 5 }) }),
+      fc.array(
+        fc.record({ text: fc.string(), confidence: num, box: fc.array(num, { maxLength: 5 }) }),
+        {
+          maxLength: 4,
+        },
+      ),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom<Rpc>('prepare', 'boxes', 'recognize', 'join'),
+        value,
+        async (name, input) => {
+          try {
+            await rpc(name, input);
+          } catch (e) {
+            expect(e, `${name}: ${(e as Error).message}`).toBeInstanceOf(InputError);
+          }
+        },
+      ),
+      { numRuns: 300, seed: 13 },
+    );
+  }, 120_000);
 });
 
 describe('read pipeline, end to end', () => {
