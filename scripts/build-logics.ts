@@ -12,6 +12,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import wabt from 'wabt';
 import { ascPackage, compileLogics } from '../relay/asc';
 import { writeDurable } from '../relay/durable';
+import { writeOcrKeys } from './ocr-keys';
 
 const here = fileURLToPath(import.meta.url);
 /** The repository root. */
@@ -48,6 +49,7 @@ export async function buildLogics(options: BuildOptions = {}): Promise<BuiltLogi
   const root = options.root ?? repoRoot;
   const outDir = join(root, 'logics', 'build');
   mkdirSync(outDir, { recursive: true });
+  writeOcrKeys(root); // a generated source of the ocr app (scripts/ocr-keys.ts)
   // A change of this script's flags or of the compiler makes every module stale.
   const compiler = fileURLToPath(new URL('../relay/asc.ts', import.meta.url));
   const script = Math.max(...[here, compiler, ascPackage()].map((f) => statSync(f).mtimeMs));

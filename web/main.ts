@@ -1,7 +1,8 @@
-// The join page: boots this tab as a node, shows its status, and runs the digits demo.
+// The join page: boots this tab as a node, shows its status, and runs the digits and OCR demos.
 import type { Qos } from '../core/scheduler';
 import { configFromUrl, startBrume } from './brume';
 import { cachedFiles } from './cache';
+import { startOcrDemo } from './ocr-demo';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -64,6 +65,8 @@ brume.ready
     };
     await showApps();
     showDemos();
+    if (d.apps.some((a) => a.name === 'ocr')) startOcrDemo(brume);
+    else $('ocr').hidden = true;
     // Fetch, verify and compile the demo now, so the first drawing is answered at full speed.
     if (d.apps.some((a) => a.name === 'digits')) {
       debug.runtime

@@ -19,6 +19,7 @@ import { type DecisionRow, decisionTable, inProcessRows, relayRows } from './dec
 import { type HardeningResult, hardeningBench, printHardening } from './hardening';
 import { consoleCost, hopCosts } from './hops';
 import { type LeaseBench, leaseBench } from './leases';
+import { ocrBench, ocrSection } from './ocr';
 import { pipelineBench, pipelineSection } from './pipeline';
 import { type Section, writeReport } from './report';
 import { type ServerNodeRow, serverNodeBench, serverNodeSection } from './server-node';
@@ -351,6 +352,8 @@ try {
     if (pipeline) sections.push(pipelineSection(pipeline));
     serverNode = await within('server node', () => serverNodeBench(relay, serverNodeRuns));
     if (serverNode) sections.push(serverNodeSection(serverNode));
+    const ocr = await within('ocr', () => ocrBench(Number(process.env.BENCH_OCR_IMAGES ?? 10)));
+    if (ocr) sections.push(ocrSection(ocr));
   }
 } finally {
   await relay.stop();
