@@ -1,5 +1,5 @@
 // The ocr app's post-processing Logic (service "post"), the stages of the `read` pipeline after
-// detection (logics/ocr/pipeline.json):
+// detection (the `read` pipeline of logics/ocr/brume.json):
 //
 // boxes     { input: <the request>, detect: <det's answer> } → text regions of the probability
 //           map, unclipped, scaled back to the image → { lines: [{ inputs: { x: float32
@@ -8,7 +8,7 @@
 //           at most 24 lines (24 × 553 KB fits one 16 MiB frame to a node that recognizes).
 // recognize { inputs: { x }, box } (one element of `lines`) → calls "rec" → onRec → CTC decode
 //           → { text, confidence, box }
-// join      [ { text, confidence, box } … ] (recognize's list: what pipeline.json passes), or
+// join      [ { text, confidence, box } … ] (recognize's list: what the read pipeline passes), or
 //           { boxes: <boxes' answer>, recognize: [ { text, confidence } or a rec answer
 //           { outputs } … ] } (for a pipeline whose recognize stage is the rec model itself)
 //           → { lines: [{ text, confidence, box }] } in reading order, lines with no text or a

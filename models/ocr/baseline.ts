@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
+import type { ModelInputs } from './pipeline';
 
 // onnx-proto is CommonJS; Node's ESM loader only sees its default export.
 const { onnx } = onnxProto;
@@ -59,7 +60,8 @@ export interface ModelTimes {
 }
 
 export interface Models {
-  time(values: Map<string, unknown>): Promise<ModelTimes>;
+  /** The two models back to back on one image's tensors (see Ocr.modelInputs). */
+  time(inputs: ModelInputs): Promise<ModelTimes>;
   close(): Promise<void>;
 }
 
@@ -71,16 +73,14 @@ export async function openModels(): Promise<Models> {
   const det = await ort.InferenceSession.create(DET_FILE, options);
   const rec = await ort.InferenceSession.create(REC_FILE, options);
   return {
-    async time(values) {
-      const prepared = values.get('prepare') as { inputs: { x: WireTensor } };
-      const boxes = values.get('boxes') as { lines: { inputs: { x: WireTensor } }[] };
-      const x = toOrt(prepared.inputs.x);
+    async time({ prepare, boxes }) {
+      const x = toOrt(prepare.inputs.x as WireTensor);
       let t0 = performance.now();
       await det.run({ x });
       const detMs = performance.now() - t0;
       const recMs: number[] = [];
       for (const line of boxes.lines) {
-        const lx = toOrt(line.inputs.x);
+        const lx = toOrt(line.inputs.x as WireTensor);
         t0 = performance.now();
         await rec.run({ x: lx });
         recMs.push(performance.now() - t0);

@@ -1,7 +1,7 @@
 /**
  * Measures the ocr app's `read` pipeline (pipeline.ts: the real Logics and models, one node) on
  * the labelled rendered images, per quality level (the detector's input side), and writes
- * models/ocr/metrics.json and the levels of logics/ocr/pipeline.json from the held-out split.
+ * models/ocr/metrics.json and the read pipeline's quality levels in logics/ocr/brume.json from the held-out split.
  *
  *   npx tsx models/ocr/evaluate.ts            # both splits, ~5 min on 2 cores
  *
@@ -23,7 +23,7 @@ import { cpus } from 'node:os';
 import { DET_FILE, floatParams, openModels, REC_FILE } from './baseline';
 import { loadSplit, type Sample, type Split } from './data';
 import { DEFAULT_SIDE, QUALITY_LEVELS } from './levels';
-import { METRICS, openOcr, PIPELINE, type ReadResult } from './pipeline';
+import { DRAFT, METRICS, openOcr, type ReadResult } from './pipeline';
 import { accuracyOf, addScores, type PageScore, scorePage } from './score';
 
 const round = (v: number, digits: number) => Number(v.toFixed(digits));
@@ -123,7 +123,7 @@ async function main() {
           const r = await ocr.read(image, level.side);
           level.add(image, r);
           if (split === 'heldout' && level.side === DEFAULT_SIDE) {
-            const t = await models.time(r.values);
+            const t = await models.time(await ocr.modelInputs(image, level.side));
             detMs.push(t.detMs);
             recMs.push(...t.recMs);
           }
@@ -183,21 +183,21 @@ async function main() {
     tune: { levels: splits.tune },
   };
   writeFileSync(METRICS, `${JSON.stringify(metrics, null, 2)}\n`);
-  const pipelines = JSON.parse(readFileSync(PIPELINE, 'utf8')) as {
-    read: { quality: { field: string; levels: unknown } };
+  const draft = JSON.parse(readFileSync(DRAFT, 'utf8')) as {
+    pipelines: { read: { quality: { field: string; levels: unknown } } };
   };
-  pipelines.read.quality.levels = splits.heldout.map((l) => ({
+  draft.pipelines.read.quality.levels = splits.heldout.map((l) => ({
     value: l.value,
     accuracy: l.accuracy,
     latencyMs: l.latencyMs,
     measured: `${measured}; recall ${l.recall}`,
   }));
   // Lists of plain values on one line, as the formatter (biome) keeps them.
-  const text = JSON.stringify(pipelines, null, 2).replace(
+  const text = JSON.stringify(draft, null, 2).replace(
     /\[\s+([^[\]{}]*?)\s+\]/g,
     (_, items: string) => `[${items.split(/,\s+/).join(', ')}]`,
   );
-  writeFileSync(PIPELINE, `${text}\n`);
+  writeFileSync(DRAFT, `${text}\n`);
   console.log(measured);
 }
 

@@ -1,11 +1,9 @@
 /**
- * Runs the ocr app's `read` pipeline in Node, stage by stage, as logics/ocr/pipeline.json
- * describes it: the real Logics (wasm, in the runtime's worker threads) and the real models
- * (onnxruntime-node, CPU) through core/runtime, on one node. It follows the agreed pipeline
- * semantics (a stage's input is its one predecessor's value, or a map of them keyed by stage
- * name with `$input` as `input`; `each` runs a stage once per element of its predecessor's list,
- * concurrently). It is the driver of evaluate.ts, the unit tests and the bench; the engine that
- * places stages over the fabric is core's, not this.
+ * Opens the ocr app in Node for evaluate.ts, the unit tests and the bench: builds its Logics, packs
+ * it and starts a runtime (the real wasm Logics in worker threads, the real models in
+ * onnxruntime-node, CPU). `read` is one call of the app's `read` pipeline through core's executor
+ * on this one node (core/pipeline), so what is measured is what a node runs; `modelInputs` runs
+ * the stages before each model alone, for the bench's models-only baseline.
  *
  * @example
  * const ocr = await openOcr();
@@ -25,22 +23,11 @@ import { packApp } from '../../scripts/pack-apps';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const DRAFT = join(root, 'logics/ocr/brume.json');
-export const PIPELINE = join(root, 'logics/ocr/pipeline.json');
 export const METRICS = join(root, 'models/ocr/metrics.json');
-
-export interface Stage {
-  service: string;
-  rpc?: string;
-  from: string[];
-  each?: string;
-  class: 'NI' | 'LI' | 'HI';
-  priority?: number;
-  deadlineMs?: number;
-}
 
 export interface Pipeline {
   description: string;
-  stages: Record<string, Stage>;
+  stages: Record<string, { service: string; rpc?: string; from: string[]; each?: string }>;
   output: string;
   quality: { field: string; levels: unknown };
 }
@@ -56,8 +43,12 @@ export interface ReadResult {
   /** Wall time of each stage (a fanned-out stage: all its branches), ms. */
   stageMs: Record<string, number>;
   ms: number;
-  /** Each stage's value (`$input` too), for the bench's model-only baseline. */
-  values: Map<string, unknown>;
+}
+
+/** What the two models take for one image: the detector's tensor and each line's. */
+export interface ModelInputs {
+  prepare: { inputs: { x: unknown } };
+  boxes: { lines: { inputs: { x: unknown } }[] };
 }
 
 export interface Ocr {
@@ -67,11 +58,16 @@ export interface Ocr {
     image: { width: number; height: number; pixels: Uint8Array },
     side: number,
   ): Promise<ReadResult>;
+  modelInputs(
+    image: { width: number; height: number; pixels: Uint8Array },
+    side: number,
+  ): Promise<ModelInputs>;
   close(): Promise<void>;
 }
 
 export function readPipeline(): Pipeline {
-  return (JSON.parse(readFileSync(PIPELINE, 'utf8')) as { read: Pipeline }).read;
+  return (JSON.parse(readFileSync(DRAFT, 'utf8')) as { pipelines: { read: Pipeline } }).pipelines
+    .read;
 }
 
 /**
@@ -119,7 +115,8 @@ export async function openOcr(): Promise<Ocr> {
     return {
       runtime,
       pipeline,
-      read: (image, side) => runPipeline(runtime, pipeline, { ...image, side }),
+      read: (image, side) => read(runtime, { ...image, side }),
+      modelInputs: (image, side) => modelInputs(runtime, { ...image, side }),
       close: async () => runtime.close(),
     };
   } finally {
@@ -127,43 +124,21 @@ export async function openOcr(): Promise<Ocr> {
   }
 }
 
-async function runStage(runtime: Runtime, stage: Stage, input: unknown): Promise<unknown> {
-  const r = await runtime.call(
-    'ocr',
-    stage.service,
-    input,
-    {},
-    stage.rpc ? { rpc: stage.rpc } : {},
-  );
-  return r.value;
+/** One call of the `read` pipeline; a fanned-out stage's time is its slowest branch. */
+async function read(runtime: Runtime, input: Record<string, unknown>): Promise<ReadResult> {
+  const r = await runtime.call('ocr', 'read', input);
+  const stageMs: Record<string, number> = {};
+  for (const t of r.trace) {
+    if (t.stage !== undefined) stageMs[t.stage] = Math.max(stageMs[t.stage] ?? 0, t.ms);
+  }
+  return { lines: (r.value as { lines: Line[] }).lines, stageMs, ms: r.ms };
 }
 
-/** Runs the stages in the order they are listed (each after those it takes from). */
-export async function runPipeline(
-  runtime: Runtime,
-  pipeline: Pipeline,
-  input: Record<string, unknown>,
-): Promise<ReadResult> {
-  const start = performance.now();
-  const values = new Map<string, unknown>([['$input', input]]);
-  const stageMs: Record<string, number> = {};
-  for (const [name, stage] of Object.entries(pipeline.stages)) {
-    const missing = stage.from.find((f) => !values.has(f));
-    if (missing) throw new Error(`stage ${name} takes from ${missing}, which has not run`);
-    const arg =
-      stage.from.length === 1
-        ? values.get(stage.from[0]!)
-        : Object.fromEntries(stage.from.map((f) => [f === '$input' ? 'input' : f, values.get(f)]));
-    const t0 = performance.now();
-    if (stage.each) {
-      const list = (arg as Record<string, unknown>)[stage.each];
-      if (!Array.isArray(list)) throw new Error(`stage ${name}: ${stage.each} is not a list`);
-      values.set(name, await Promise.all(list.map((item) => runStage(runtime, stage, item))));
-    } else {
-      values.set(name, await runStage(runtime, stage, arg));
-    }
-    stageMs[name] = performance.now() - t0;
-  }
-  const out = values.get(pipeline.output) as { lines: Line[] };
-  return { lines: out.lines, stageMs, ms: performance.now() - start, values };
+async function modelInputs(runtime: Runtime, input: Record<string, unknown>): Promise<ModelInputs> {
+  const stage = async (service: string, rpc: string, value: unknown) =>
+    (await runtime.call('ocr', service, value, {}, rpc ? { rpc } : {})).value;
+  const prepare = (await stage('pre', 'prepare', input)) as ModelInputs['prepare'];
+  const detect = await stage('det', '', prepare);
+  const boxes = (await stage('post', 'boxes', { input, detect })) as ModelInputs['boxes'];
+  return { prepare, boxes };
 }

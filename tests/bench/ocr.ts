@@ -34,7 +34,7 @@ export async function ocrBench(images: number): Promise<OcrLevelFigures[]> {
   try {
     const out: OcrLevelFigures[] = [];
     for (const side of QUALITY_LEVELS) {
-      await models.time((await ocr.read(set[0]!, side)).values);
+      await models.time(await ocr.modelInputs(set[0]!, side));
       const pipeline: number[] = [];
       const det: number[] = [];
       const rec: number[] = [];
@@ -47,7 +47,7 @@ export async function ocrBench(images: number): Promise<OcrLevelFigures[]> {
           stages[k] ??= [];
           stages[k].push(v);
         }
-        const t = await models.time(r.values);
+        const t = await models.time(await ocr.modelInputs(image, side));
         const recSum = t.recMs.reduce((a, b) => a + b, 0);
         det.push(t.detMs);
         rec.push(recSum);

@@ -245,7 +245,7 @@ describe('recognize and join', () => {
       { text: 'left', confidence: 0.8, box: [10, 50, 120, 78] },
       { text: 'right', confidence: 0.9, box: [300, 52, 400, 80] },
     ]);
-    // The form pipeline.json passes: recognize's list alone, each result with its box.
+    // The form the read pipeline passes: recognize's list alone, each result with its box.
     const alone = await rpc(
       'join',
       boxes.map((box, i) => ({
