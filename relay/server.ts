@@ -18,11 +18,13 @@ import { InternalError, RateLimitError } from '../core/errors';
 import { type Admin, ensureDataDir, loadAdmin } from './admin';
 import { type Apps, type DeployResult, openApps } from './apps';
 import { createAuth } from './auth';
+import { type BlobLimits, type Blobs, collectEvery, withBlobs } from './blobs';
 import type { LogicCaps } from './cloud-node';
 import { type ContextOptions, openContext, type RelayContext } from './context';
 import { mountFabric } from './fabric-http';
 import { hostAllowList } from './hosts';
 import { BUNDLE_TYPES, mountApps } from './http/apps';
+import { mountBlobs } from './http/blobs';
 import { mountObserve, probe } from './http/observe';
 import { errorText, mountSite } from './http/site';
 import { createHub, type Hub } from './hub';
@@ -34,6 +36,7 @@ import { createMetrics, type RelayMetrics } from './metrics';
 import { createStore, type Store } from './store';
 
 export type { DeployResult } from './apps';
+export type { BlobLimits } from './blobs';
 
 /** How long `close` waits for HTTP requests still open before it cuts their sockets. */
 const CLOSE_GRACE_MS = 5_000;
@@ -102,6 +105,10 @@ export interface RelayOptions {
   verifyFraction?: number;
   /** Nodes kept in quarantine at most (the oldest is released when full). Default 1000. */
   maxQuarantined?: number;
+  /** Blobs: largest upload (default 1 GiB), collection grace (24 h), uploads at once (16). */
+  blobs?: Partial<BlobLimits>;
+  /** The clock blob collection ages by (tests move it); default Date.now. */
+  blobClock?: () => number;
   /**
    * How long a node may reuse a scheduling decision (a lease, PROTOCOL.md §5.3.2); 0: nodes ask
    * the relay every call. Default and most: the heartbeat period.
@@ -114,6 +121,8 @@ export interface Relay {
   readonly url: string;
   readonly port: number;
   readonly store: Store;
+  /** Blobs streamed in and out, their referrers and their collection (relay/blobs.ts). */
+  readonly blobs: Blobs;
   /** The WebSocket hub: connected nodes, scheduling decisions, events. */
   readonly hub: Hub;
   /** The admin token and the fog trust list. */
@@ -160,7 +169,12 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const webRoot = resolve(options.webRoot ?? 'dist/web');
   const dataDir = options.dataDir ?? '.brume';
   await ensureDataDir(dataDir);
-  const store = options.store ?? (await createStore(dataDir));
+  const files = withBlobs(
+    options.store ?? (await createStore(dataDir)),
+    options.blobs,
+    options.blobClock,
+  );
+  const { store, blobs } = files;
   const admin = await loadAdmin(dataDir, (m) => log.warn(m), options.adminToken);
   const keys = await openKeys(dataDir, (m) => log.warn(m), { keys: options.maxKeys });
   const context = await openContext(dataDir, {
@@ -169,7 +183,10 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     warn: (m) => log.warn(m),
     metrics,
   });
-  const apps = openApps(store, { bodyLimit });
+  const apps = openApps(store, {
+    bodyLimit,
+    stored: (m) => files.apps.stored(Object.values(m.files)),
+  });
   const parts = { store, admin, keys, context, apps, log, metrics };
   const { hub, net } = await buildServer(app, options, parts);
   // A deploy or a rollback that changes the current version reaches every node (§5.7).
@@ -183,6 +200,13 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     startedAt,
   });
   mountApps(app, { apps, store, auth: net.auth, log, bodyLimit });
+  mountBlobs(app, {
+    blobs,
+    isAppFile: files.apps.has,
+    auth: net.auth,
+    log,
+    maxBytes: files.limits.maxBytes,
+  });
   const checks = () => readiness(parts, hub, options.cloudNode === false ? undefined : net.ownKeys);
   mountObserve(app, { auth: net.auth, metrics, checks });
   await seed(options.appsToSeed, parts, app);
@@ -200,9 +224,11 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
           options.logicCaps,
         );
 
+  const sweeper = collectEvery(blobs, files.limits.graceMs, log);
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
+      clearInterval(sweeper);
       cloud?.close();
       hub.close();
       net.closePeers();
@@ -219,6 +245,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     url,
     port,
     store,
+    blobs,
     hub,
     admin,
     keys,
