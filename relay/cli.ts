@@ -10,6 +10,7 @@
  * npx tsx relay/cli.ts deploy my-app.brume --relay http://127.0.0.1:8787 --key brume_…
  * npx tsx relay/cli.ts keys create --scope deploy:my-app --label CI
  * npx tsx relay/cli.ts node --relay http://127.0.0.1:8787 --role fog
+ * npx tsx relay/cli.ts blob put input.bin --key brume_…
  */
 import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -18,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { BrumeError } from '../core/errors';
 import { loadAdmin } from './admin';
 import { type Flag, noPositionals, UsageError } from './cli/args';
+import { blob } from './cli/blobs';
 import { loadConfig, printConfig } from './cli/config';
 import { nodeOptions, runNode } from './cli/node';
 import { current, deploy, keys, trust } from './cli/remote';
@@ -95,6 +97,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'keys':
       return keys(positionals, values, flag);
+    case 'blob':
+      return blob(positionals, flag, Boolean(values.json));
     case 'token': {
       noPositionals(positionals);
       const data = resolve(flag('data') ?? process.env.BRUME_DATA ?? '.brume');

@@ -68,6 +68,10 @@ Commands:
   keys revoke <id>      revoke an API key
   trust [<publicKey>]   list the fog/cloud trust list, or add (or --revoke) a node's public key
   token                 print the admin token of a data directory (--rotate: issue a new one)
+  blob put <file>       stream a file to the relay's blob store; prints its hash and size
+                        (needs the jobs or a deploy scope)
+  blob get <hash>       stream a blob back to stdout or --out (an app's file: no credential;
+                        another blob: the jobs scope)
   node                  run a server node: this machine joins a relay as a cloud or fog node
 
 start:
@@ -75,7 +79,7 @@ ${startHelp()}
 pack:
   --out <file>          where to write (default <dir>/<name>-<version>.brume)
 
-deploy, current, keys, trust:
+deploy, current, keys, trust, blob:
   --relay <url>         the relay (env BRUME_RELAY, default http://127.0.0.1:8787)
   --key <key>           an API key (env BRUME_KEY)
   --token <token>       the admin token (env BRUME_ADMIN_TOKEN)
@@ -86,6 +90,11 @@ keys create:
   --scope <scope>       repeatable: deploy:<apps>, context:write:<apps>, call, jobs, metrics,
                         admin; <apps> is a name or a pattern like team-* (deploy alone: every app)
   --label <text>        a note kept with the key (e.g. "CI")
+
+blob:
+  --out <file>          get: write the blob there (checked against its hash; removed if it fails)
+  --json                print { hash, size } (get --out: and out) as JSON
+                        Progress goes to stderr: percent and MB/s.
 
 trust:
   --label <text>        a note kept with the key (e.g. "lab desktop")
@@ -158,4 +167,5 @@ export const commands: Record<string, Options> = {
     'logic-heap-mib': { type: 'string' },
   },
   trust: { ...credentials, label: { type: 'string' }, revoke: { type: 'boolean' } },
+  blob: { ...credentials, out: { type: 'string' }, json: { type: 'boolean' } },
 };

@@ -32,6 +32,9 @@ export interface BlobRoutesOptions {
   maxBytes: number;
 }
 
+/** How long the rest of a refused upload is read (and dropped) before its connection is cut. */
+const DRAIN_MS = 10_000;
+
 const listQuery = z
   .object({
     after: z
@@ -58,6 +61,15 @@ export function mountBlobs(app: FastifyInstance, o: BlobRoutesOptions): void {
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_req, _payload, done) => done(null));
+    // A refused upload's unread rest would hold the connection (the next request on it waits
+    // behind it): it is read and dropped for a while, and the connection closed after the answer.
+    scope.addHook('onError', async (req, reply) => {
+      if (req.raw.readableEnded) return;
+      reply.header('connection', 'close');
+      const cut = setTimeout(() => req.raw.socket?.destroy(), DRAIN_MS).unref();
+      req.raw.once('close', () => clearTimeout(cut));
+      req.raw.resume();
+    });
     scope.put('/api/blobs', { onRequest: mayUpload }, async (req, reply) => {
       const declared = Number(req.headers['content-length']);
       if (declared > o.maxBytes) {
@@ -94,38 +106,44 @@ export function mountBlobs(app: FastifyInstance, o: BlobRoutesOptions): void {
     return r;
   });
 
-  app.get<{ Params: { hash: string } }>('/api/blobs/:hash', async (req, reply) => {
-    const { hash } = req.params;
-    if (!isSha256(hash)) {
-      throw new InputError(
-        `hash: "${hash.slice(0, 80)}" is not a sha256 (64 lowercase hex digits)`,
-      );
-    }
-    if (!(await o.isAppFile(hash))) auth.require(req, 'jobs');
-    const etag = `"${hash}"`;
-    reply
-      .header('cache-control', 'public, max-age=31536000, immutable')
-      .header('etag', etag)
-      .header('accept-ranges', 'bytes');
-    if (req.headers['if-none-match'] === etag) return reply.code(304).send();
-    const file = await blobs.openFile(hash);
-    if (!file) throw new NotFoundError(`no blob with sha256 ${hash} on this relay`);
-    const range = parseRange(req.headers.range, file.size);
-    if (range instanceof InputError || req.method === 'HEAD') await file.close();
-    if (range instanceof InputError) {
-      return reply
-        .code(416)
-        .header('content-range', `bytes */${file.size}`)
-        .send({ error: toWire(range) });
-    }
-    reply.type('application/octet-stream');
-    if (range) {
+  // HEAD by the same handler, which then opens no stream (Fastify's own HEAD would read it all).
+  app.route<{ Params: { hash: string } }>({
+    method: ['GET', 'HEAD'],
+    url: '/api/blobs/:hash',
+    exposeHeadRoute: false,
+    handler: async (req, reply) => {
+      const { hash } = req.params;
+      if (!isSha256(hash)) {
+        throw new InputError(
+          `hash: "${hash.slice(0, 80)}" is not a sha256 (64 lowercase hex digits)`,
+        );
+      }
+      if (!(await o.isAppFile(hash))) auth.require(req, 'jobs');
+      const etag = `"${hash}"`;
       reply
-        .code(206)
-        .header('content-range', `bytes ${range.start}-${range.end}/${file.size}`)
-        .header('content-length', range.end - range.start + 1);
-    } else reply.header('content-length', file.size);
-    return reply.send(req.method === 'HEAD' ? undefined : file.read(range));
+        .header('cache-control', 'public, max-age=31536000, immutable')
+        .header('etag', etag)
+        .header('accept-ranges', 'bytes');
+      if (req.headers['if-none-match'] === etag) return reply.code(304).send();
+      const file = await blobs.openFile(hash);
+      if (!file) throw new NotFoundError(`no blob with sha256 ${hash} on this relay`);
+      const range = parseRange(req.headers.range, file.size);
+      if (range instanceof InputError || req.method === 'HEAD') await file.close();
+      if (range instanceof InputError) {
+        return reply
+          .code(416)
+          .header('content-range', `bytes */${file.size}`)
+          .send({ error: toWire(range) });
+      }
+      reply.type('application/octet-stream');
+      if (range) {
+        reply
+          .code(206)
+          .header('content-range', `bytes ${range.start}-${range.end}/${file.size}`)
+          .header('content-length', range.end - range.start + 1);
+      } else reply.header('content-length', file.size);
+      return reply.send(req.method === 'HEAD' ? undefined : file.read(range));
+    },
   });
 }
 
