@@ -3,8 +3,8 @@
  * streamed in (hashed while written to a temporary file, fsynced, renamed; an existing hash is
  * kept and the temporary dropped), streamed out whole or as a byte range, and collected when no
  * referrer names them (mark and sweep) and they are older than the grace period. Apps' files are
- * one referrer (appFiles); jobs register theirs. A blob still being uploaded is a temporary file,
- * never a candidate; one written (or uploaded again) within the grace is kept.
+ * one referrer (relay/blob-refs.ts); jobs register theirs. A blob still being uploaded is a
+ * temporary file, never a candidate; one written (or uploaded again) within the grace is kept.
  * @example
  * const blobs = openBlobs(store, { graceMs: 86_400_000, maxUploads: 16 });
  * const { hash, size } = await blobs.putStream(req.raw, 1024 * MiB);
@@ -20,12 +20,12 @@ import {
   InputError,
   LimitError,
   QuotaError,
+  TimeoutError,
   UnavailableError,
   UnsupportedError,
 } from '../core/errors';
 import { isSha256 } from '../core/names';
 import { syncDir } from './durable';
-import type { RelayLogger } from './log';
 import type { BlobStore, Store } from './store';
 
 /** A byte range, both ends included (as HTTP's `bytes=start-end`). */
@@ -61,6 +61,8 @@ export interface Blobs extends BlobStore {
     limit: number,
     expect?: string,
   ): Promise<{ hash: string; size: number }>;
+  /** Stores bytes already in memory (a job's result); answers their hash and size. */
+  putBytes(bytes: Uint8Array): Promise<{ hash: string; size: number }>;
   stat(hash: string): Promise<{ size: number } | undefined>;
   /** The blob's bytes (those of `range` only, when given) as a stream. */
   open(hash: string, range?: ByteRange): Readable;
@@ -86,6 +88,8 @@ export interface BlobOptions {
   graceMs: number;
   /** Uploads streamed at once; one more is refused (E_UNAVAILABLE) until one ends. */
   maxUploads: number;
+  /** An upload that sends nothing for this long is cut (E_TIMEOUT): it holds a slot. Default 60 s. */
+  idleMs?: number;
   /** The clock collection ages blobs by; default Date.now (tests move it instead of waiting). */
   now?: () => number;
 }
@@ -139,6 +143,10 @@ export function openBlobs(store: Store, o: BlobOptions): Blobs {
         pass.destroy(new InputError('the upload was cut off before its end'));
     });
     body.pipe(pass);
+    const idleMs = o.idleMs ?? 60_000;
+    const stalled = () =>
+      pass.destroy(new TimeoutError(`the upload sent nothing for ${idleMs} ms: cut`));
+    const idle = setTimeout(stalled, idleMs);
     let out: WriteStream | undefined;
     try {
       const hasher = createHash('sha256');
@@ -153,6 +161,7 @@ export function openBlobs(store: Store, o: BlobOptions): Blobs {
             return;
           }
           hasher.update(chunk);
+          idle.refresh();
           done(null, chunk);
         },
       });
@@ -169,6 +178,7 @@ export function openBlobs(store: Store, o: BlobOptions): Blobs {
         else {
           await rename(tmp, join(dir, hash));
           await syncDir(dir);
+          await touch(join(dir, hash), now()); // its age by the collection's clock
         }
       });
       return { hash, size };
@@ -179,6 +189,7 @@ export function openBlobs(store: Store, o: BlobOptions): Blobs {
       await rm(tmp, { force: true });
       throw typed(e);
     } finally {
+      clearTimeout(idle);
       active--;
     }
   }
@@ -202,9 +213,16 @@ export function openBlobs(store: Store, o: BlobOptions): Blobs {
     async put(hash, bytes) {
       // Stored again: young again (in turn with a sweep, which might otherwise take it now).
       const touched = await exclusive(() => touch(pathOf(hash), now()));
-      if (!touched) await store.blobs.put(hash, bytes);
+      if (touched) return;
+      await store.blobs.put(hash, bytes);
+      await touch(pathOf(hash), now()); // its age by the collection's clock
     },
     putStream,
+    async putBytes(bytes) {
+      const hash = createHash('sha256').update(bytes).digest('hex');
+      await blobs.put(hash, bytes);
+      return { hash, size: bytes.byteLength };
+    },
     async stat(hash) {
       const s = await stat(pathOf(hash)).catch(ignoreMissing);
       return s ? { size: s.size } : undefined;
@@ -263,105 +281,6 @@ export function openBlobs(store: Store, o: BlobOptions): Blobs {
     uploading: () => active,
   };
   return blobs;
-}
-
-export interface BlobLimits {
-  /** Largest blob `PUT /api/blobs` takes, in bytes. */
-  maxBytes: number;
-  /** A blob nothing refers to is collected once older than this. */
-  graceMs: number;
-  /** Uploads streamed at once. */
-  maxUploads: number;
-}
-
-export const defaultBlobLimits: BlobLimits = {
-  maxBytes: 1024 * 1024 * 1024,
-  graceMs: 24 * 3_600_000,
-  maxUploads: 16,
-};
-
-/**
- * The store with its blobs streamed (relay/blobs.ts): `store.blobs` is the streaming store, so a
- * deploy's files and an upload take turns with a collection; apps' files are its first referrer.
- */
-export function withBlobs(base: Store, given: Partial<BlobLimits> = {}, now?: () => number) {
-  const limits = { ...defaultBlobLimits, ...given };
-  const blobs = openBlobs(base, {
-    graceMs: limits.graceMs,
-    maxUploads: limits.maxUploads,
-    ...(now && { now }),
-  });
-  const apps = appFiles(base);
-  blobs.addReferrer('apps', apps.live);
-  const store: Store = { location: base.location, apps: base.apps, blobs };
-  return { store, blobs, apps, limits };
-}
-
-/** Collects unreferenced blobs every grace period (at most hourly, at least each second). */
-export function collectEvery(blobs: Blobs, graceMs: number, log: RelayLogger): NodeJS.Timeout {
-  const every = Math.min(Math.max(graceMs, 1000), 3_600_000);
-  let running = false;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = true;
-    blobs
-      .collect()
-      .then(
-        (r) => {
-          if (r.deleted.length) {
-            log.info(
-              { deleted: r.deleted.length, kept: r.kept },
-              `collected ${r.deleted.length} unreferenced blobs`,
-            );
-          }
-        },
-        (e: unknown) => log.warn(`blob collection skipped: ${(e as Error).message ?? e}`),
-      )
-      .finally(() => {
-        running = false;
-      });
-  }, every);
-  timer.unref();
-  return timer;
-}
-
-/**
- * The referrer for apps' files: every file of every version ever deployed (a rollback needs
- * them), and `has`, whether a hash is one of them (such a file is public: tabs fetch it).
- * `stored(manifest)` tells it of a deploy; it reads the store once, on first use.
- */
-export function appFiles(store: Store) {
-  let known: Promise<Set<string>> | undefined;
-  const load = async () => {
-    const set = new Set<string>();
-    for (const name of await store.apps.names()) {
-      for (const version of await store.apps.versions(name)) {
-        const m = await store.apps.get(name, version);
-        for (const entry of Object.values(m?.files ?? {})) set.add(entry.sha256);
-      }
-    }
-    return set;
-  };
-  const all = () => {
-    known ??= load().catch((e: unknown) => {
-      known = undefined;
-      throw e;
-    });
-    return known;
-  };
-  return {
-    live: async function* () {
-      // Read afresh for a collection: a deploy in another relay process would be missed otherwise.
-      known = undefined;
-      yield* await all();
-    },
-    has: async (hash: string) => (await all()).has(hash),
-    stored(files: Iterable<{ sha256: string }>) {
-      void all().then((set) => {
-        for (const f of files) set.add(f.sha256);
-      });
-    },
-  };
 }
 
 function mib(bytes: number): string {

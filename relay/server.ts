@@ -18,7 +18,8 @@ import { InternalError, RateLimitError } from '../core/errors';
 import { type Admin, ensureDataDir, loadAdmin } from './admin';
 import { type Apps, type DeployResult, openApps } from './apps';
 import { createAuth } from './auth';
-import { type BlobLimits, type Blobs, collectEvery, withBlobs } from './blobs';
+import { type BlobLimits, collectEvery, withBlobs } from './blob-refs';
+import type { Blobs } from './blobs';
 import type { LogicCaps } from './cloud-node';
 import { type ContextOptions, openContext, type RelayContext } from './context';
 import { mountFabric } from './fabric-http';
@@ -36,7 +37,7 @@ import { createMetrics, type RelayMetrics } from './metrics';
 import { createStore, type Store } from './store';
 
 export type { DeployResult } from './apps';
-export type { BlobLimits } from './blobs';
+export type { BlobLimits } from './blob-refs';
 
 /** How long `close` waits for HTTP requests still open before it cuts their sockets. */
 const CLOSE_GRACE_MS = 5_000;
@@ -105,9 +106,8 @@ export interface RelayOptions {
   verifyFraction?: number;
   /** Nodes kept in quarantine at most (the oldest is released when full). Default 1000. */
   maxQuarantined?: number;
-  /** Blobs: largest upload (default 1 GiB), collection grace (24 h), uploads at once (16). */
+  /** Blobs: largest upload (1 GiB), collection grace (24 h), uploads at once (16); a clock. */
   blobs?: Partial<BlobLimits>;
-  /** The clock blob collection ages by (tests move it); default Date.now. */
   blobClock?: () => number;
   /**
    * How long a node may reuse a scheduling decision (a lease, PROTOCOL.md §5.3.2); 0: nodes ask

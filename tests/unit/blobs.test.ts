@@ -7,8 +7,9 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { afterEach, describe, expect, it } from 'vitest';
-import { InputError, LimitError, UnavailableError } from '../../core/errors';
-import { type Blobs, openBlobs, withBlobs } from '../../relay/blobs';
+import { InputError, LimitError, TimeoutError, UnavailableError } from '../../core/errors';
+import { withBlobs } from '../../relay/blob-refs';
+import { type Blobs, openBlobs } from '../../relay/blobs';
 import { createStore } from '../../relay/store';
 import { greetApp, wasm } from '../apps';
 import { until } from '../until';
@@ -89,6 +90,26 @@ describe('putStream', () => {
     slow.end('part two');
     expect((await first).hash).toBe(sha('part one, part two'));
     expect((await put(blobs, 'x')).hash).toBe(sha('x'));
+  });
+
+  it('cuts an upload that stalls (E_TIMEOUT), freeing its slot and dropping its temporary', async () => {
+    const { dir } = await fresh();
+    const blobs = openBlobs(await createStore(dir), { graceMs: HOUR, maxUploads: 1, idleMs: 200 });
+    const stalled = new PassThrough();
+    const p = blobs.putStream(stalled, 1 << 20);
+    stalled.write('a first part, then nothing');
+    const err = await p.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect((err as Error).message).toMatch(/sent nothing for 200 ms/);
+    expect(blobs.uploading()).toBe(0);
+    expect(readdirSync(join(dir, 'blobs'))).toEqual([]);
+  });
+
+  it('stores bytes in memory (a job result) under their hash', async () => {
+    const { blobs } = await fresh();
+    const bytes = new TextEncoder().encode('a result');
+    expect(await blobs.putBytes(bytes)).toEqual({ hash: sha(bytes), size: bytes.length });
+    expect(Buffer.from((await blobs.get(sha(bytes)))!).toString()).toBe('a result');
   });
 
   it('drops the temporary of a body that errors or is cut off', async () => {
