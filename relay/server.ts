@@ -206,6 +206,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     auth: net.auth,
     log,
     maxBytes: files.limits.maxBytes,
+    registry: metrics.registry,
   });
   const checks = () => readiness(parts, hub, options.cloudNode === false ? undefined : net.ownKeys);
   mountObserve(app, { auth: net.auth, metrics, checks });

@@ -6,9 +6,11 @@
  * @example mountBlobs(app, { blobs, isAppFile, auth, log, maxBytes });
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { z } from 'zod';
 import {
   AuthError,
+  BrumeError,
   ForbiddenError,
   InputError,
   LimitError,
@@ -30,6 +32,43 @@ export interface BlobRoutesOptions {
   log: RelayLogger;
   /** Largest blob a PUT may send, in bytes. */
   maxBytes: number;
+  /** Where its metrics go (README: Metrics); none: not counted. */
+  registry?: Registry;
+}
+
+/** Uploads by outcome (`stored` or an error code), bytes stored, uploads streaming now. */
+function blobMetrics(registry: Registry | undefined, blobs: Blobs) {
+  const registers = registry ? [registry] : [];
+  const uploads = new Counter({
+    name: 'brume_blob_uploads_total',
+    help: 'PUT /api/blobs by outcome: stored, or the error code that refused it',
+    labelNames: ['outcome'],
+    registers,
+  });
+  const bytes = new Counter({
+    name: 'brume_blob_upload_bytes_total',
+    help: 'bytes of blobs stored by PUT /api/blobs (a duplicate counted again)',
+    registers,
+  });
+  new Gauge({
+    name: 'brume_blob_uploads_in_progress',
+    help: 'uploads streaming into the blob store now',
+    registers,
+    collect() {
+      this.set(blobs.uploading());
+    },
+  });
+  return {
+    stored(size: number) {
+      uploads.inc({ outcome: 'stored' });
+      bytes.inc(size);
+    },
+    /** Counts `e`; answers it, to be thrown. */
+    refused<E>(e: E): E {
+      uploads.inc({ outcome: e instanceof BrumeError ? e.code : 'other' });
+      return e;
+    },
+  };
 }
 
 /** How long the rest of a refused upload is read (and dropped) before its connection is cut. */
@@ -47,6 +86,7 @@ const listQuery = z
 
 export function mountBlobs(app: FastifyInstance, o: BlobRoutesOptions): void {
   const { blobs, auth } = o;
+  const counts = blobMetrics(o.registry, blobs);
 
   // Uploaders: the jobs scope (inputs) or a deploy scope (an app author's files).
   const mayUpload = async (req: FastifyRequest) => {
@@ -73,16 +113,20 @@ export function mountBlobs(app: FastifyInstance, o: BlobRoutesOptions): void {
     scope.put('/api/blobs', { onRequest: mayUpload }, async (req, reply) => {
       const declared = Number(req.headers['content-length']);
       if (declared > o.maxBytes) {
-        throw new LimitError(
-          `content-length ${declared} is over the relay's blob limit of ${o.maxBytes} bytes (maxBlobMib)`,
+        throw counts.refused(
+          new LimitError(
+            `content-length ${declared} is over the relay's blob limit of ${o.maxBytes} bytes (--max-blob-mib)`,
+          ),
         );
       }
       const expect = header(req, 'x-brume-sha256');
       const started = performance.now();
       const stored = await blobs.putStream(req.raw, o.maxBytes, expect).catch((e: unknown) => {
         o.log.warn({ reqId: req.id }, `blob upload refused: ${errorText(e)}`);
+        counts.refused(e);
         throw e;
       });
+      counts.stored(stored.size);
       o.log.info(
         { reqId: req.id, hash: stored.hash, size: stored.size },
         `stored blob ${stored.hash.slice(0, 12)} (${stored.size} bytes in ${Math.round(performance.now() - started)} ms)`,

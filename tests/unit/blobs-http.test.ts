@@ -148,6 +148,12 @@ describe('the blob routes', () => {
     // The refused bodies' rest held no connection: later requests are answered.
     const right = await putBlob('hello', { ...admin(), 'x-brume-sha256': sha('hello') });
     expect(right.status).toBe(201);
+    // Counted for the operator by outcome.
+    const metrics = await (await fetch(`${relay.url}/metrics`, { headers: admin() })).text();
+    expect(metrics).toMatch(/brume_blob_uploads_total\{outcome="E_LIMIT"\} 2\n/);
+    expect(metrics).toMatch(/brume_blob_uploads_total\{outcome="E_INPUT"\} 1\n/);
+    expect(metrics).toMatch(/brume_blob_uploads_total\{outcome="stored"\} [1-9]/);
+    expect(metrics).toMatch(/brume_blob_uploads_in_progress 0\n/);
   });
 
   it('lists blobs for the admin, in pages, with what refers to them', async () => {
