@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../relay/server';
 import { greetApp } from '../apps';
 import { inProcessRelay, type RelayProcess, startRelay } from '../relay-process';
+import { until } from '../until';
 
 const MiB = 2 ** 20;
 const HOUR = 3_600_000;
@@ -154,6 +156,21 @@ describe('the blob routes', () => {
     expect(metrics).toMatch(/brume_blob_uploads_total\{outcome="E_INPUT"\} 1\n/);
     expect(metrics).toMatch(/brume_blob_uploads_total\{outcome="stored"\} [1-9]/);
     expect(metrics).toMatch(/brume_blob_uploads_in_progress 0\n/);
+  });
+
+  it('frees the slot and drops the temporary of an upload whose client goes away', async () => {
+    const req = request(`${relay.url}/api/blobs`, {
+      method: 'PUT',
+      headers: { ...admin(), 'content-length': String(MiB / 2) },
+    });
+    req.on('error', () => {});
+    req.write(new Uint8Array(64 * 1024));
+    const temporary = () =>
+      readdirSync(join(r.dataDir, 'blobs')).some((f) => f.startsWith('.upload.'));
+    await until(() => relay.blobs.uploading() === 1 && temporary(), 'the upload to start');
+    req.destroy();
+    await until(() => relay.blobs.uploading() === 0 && !temporary(), 'the upload to be dropped');
+    expect((await getBlob(appFile, {})).status).toBe(200); // the relay goes on
   });
 
   it('lists blobs for the admin, in pages, with what refers to them', async () => {

@@ -1,7 +1,7 @@
 // The streaming blob store (relay/blobs.ts) on a real file system: streamed puts hashed and
 // deduplicated, limits, ranged reads, and mark-and-sweep collection driven by an injected clock.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -110,6 +110,21 @@ describe('putStream', () => {
     const bytes = new TextEncoder().encode('a result');
     expect(await blobs.putBytes(bytes)).toEqual({ hash: sha(bytes), size: bytes.length });
     expect(Buffer.from((await blobs.get(sha(bytes)))!).toString()).toBe('a result');
+  });
+
+  it('keeps one file when the same bytes arrive twice at once', async () => {
+    const { blobs, files } = await fresh();
+    const bytes = randomBytes(200_000);
+    const both = await Promise.all([put(blobs, bytes), put(blobs, bytes)]);
+    expect(both[0]).toEqual(both[1]);
+    expect(files()).toEqual([sha(bytes)]);
+  });
+
+  it('removes at start an upload a killed relay left half written', async () => {
+    const { dir, files } = await fresh();
+    writeFileSync(join(dir, 'blobs', '.upload.0123456789ab.tmp'), 'half an upload');
+    await createStore(dir);
+    expect(files()).toEqual([]);
   });
 
   it('drops the temporary of a body that errors or is cut off', async () => {
