@@ -128,7 +128,7 @@ export function openBlobs(store: Store, o: BlobOptions): Blobs {
     }
     if (active >= o.maxUploads) {
       throw new UnavailableError(
-        `the relay streams ${active} uploads at once (limit ${o.maxUploads}, maxUploads): try again shortly`,
+        `the relay streams ${active} uploads at once (limit ${o.maxUploads}, --max-uploads): try again shortly`,
       );
     }
     active++;

@@ -162,10 +162,12 @@ export function mountBlobs(app: FastifyInstance, o: BlobRoutesOptions): void {
           `hash: "${hash.slice(0, 80)}" is not a sha256 (64 lowercase hex digits)`,
         );
       }
-      if (!(await o.isAppFile(hash))) auth.require(req, 'jobs');
+      const open = await o.isAppFile(hash);
+      if (!open) auth.require(req, 'jobs');
       const etag = `"${hash}"`;
       reply
-        .header('cache-control', 'public, max-age=31536000, immutable')
+        // A shared cache may keep an app's file for everyone, never another blob.
+        .header('cache-control', `${open ? 'public' : 'private'}, max-age=31536000, immutable`)
         .header('etag', etag)
         .header('accept-ranges', 'bytes');
       if (req.headers['if-none-match'] === etag) return reply.code(304).send();

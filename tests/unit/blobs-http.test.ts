@@ -72,14 +72,16 @@ describe('the blob routes', () => {
   it('serves an app file to anyone, another blob only to the jobs scope', async () => {
     const res = await getBlob(appFile, {});
     expect(res.status).toBe(200);
-    expect(res.headers.get('cache-control')).toContain('immutable');
+    expect(res.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
     expect(sha(new Uint8Array(await res.arrayBuffer()))).toBe(appFile);
     const { hash } = await (await putBlob('private input', bearer(jobsKey))).json();
     expect((await getBlob(hash, {})).status).toBe(401);
     expect((await getBlob(hash, bearer(callKey))).status).toBe(403);
     // Not even whether it exists leaks: an unknown hash is refused the same way.
     expect((await getBlob(sha('never stored'), {})).status).toBe(401);
-    expect(await (await getBlob(hash, bearer(jobsKey))).text()).toBe('private input');
+    const got = await getBlob(hash, bearer(jobsKey));
+    expect(got.headers.get('cache-control')).toMatch(/^private,/);
+    expect(await got.text()).toBe('private input');
     expect((await getBlob(sha('never stored'), bearer(jobsKey))).status).toBe(404);
   });
 

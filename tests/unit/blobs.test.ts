@@ -84,7 +84,7 @@ describe('putStream', () => {
     expect(blobs.uploading()).toBe(1);
     const err = await put(blobs, 'x').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UnavailableError);
-    expect((err as Error).message).toMatch(/limit 1, maxUploads/);
+    expect((err as Error).message).toMatch(/limit 1, --max-uploads/);
     // An upload in progress is a temporary file, which a collection never takes.
     await until(() => files().some((f) => f.endsWith('.tmp')), 'the temporary file');
     slow.end('part two');
