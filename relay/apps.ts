@@ -53,7 +53,10 @@ export interface Apps {
   onCurrent(listener: (name: string, version: string) => void): () => void;
 }
 
-export function openApps(store: Store, o: { bodyLimit: number }): Apps {
+export function openApps(
+  store: Store,
+  o: { bodyLimit: number; stored?: (manifest: Manifest) => void },
+): Apps {
   // Deploys one at a time, so two uploads of one version cannot both pass the conflict check.
   const oneAtATime = serial();
   // Current manifests, read once per deploy: the hub asks for one on every scheduling decision.
@@ -94,6 +97,7 @@ export function openApps(store: Store, o: { bodyLimit: number }): Apps {
     const before = await store.apps.current(name);
     const current = !before || compareSemver(version, before.version) >= 0;
     await store.apps.put(manifest, { current });
+    o.stored?.(manifest);
     manifests.delete(name);
     if (current && before?.version !== version) changed(name, version);
     const currentVersion = current ? version : before!.version;

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BrumeError } from '../core/errors';
 import { type Flag, type Invocation, noPositionals, UsageError } from './cli/args';
+import { blob } from './cli/blobs';
 import { dev, pack } from './cli/build';
 import { loadConfig, printConfig } from './cli/config';
 import { job, submit } from './cli/jobs';
@@ -73,6 +74,7 @@ const handlers: Record<string, (i: Invocation) => Promise<number>> = {
   job,
   current,
   keys,
+  blob: ({ positionals, values, flag }) => blob(positionals, flag, Boolean(values.json)),
   users: ({ positionals, values, flag }) => users(positionals, values, flag),
   projects: ({ positionals, values, flag }) => projects(positionals, values, flag),
   trust,

@@ -18,11 +18,14 @@ import { InternalError, RateLimitError } from '../core/errors';
 import { type Admin, ensureDataDir, loadAdmin } from './admin';
 import { type Apps, type DeployResult, openApps } from './apps';
 import { createAuth } from './auth';
+import { type BlobLimits, collectEvery, withBlobs } from './blob-refs';
+import type { Blobs } from './blobs';
 import type { LogicCaps } from './cloud-node';
 import { type ContextOptions, openContext, type RelayContext } from './context';
 import { mountFabric } from './fabric-http';
 import { hostAllowList } from './hosts';
 import { BUNDLE_TYPES, mountApps } from './http/apps';
+import { mountBlobs } from './http/blobs';
 import { forgetNamespace } from './http/context';
 import { mountObjects } from './http/objects';
 import { mountObserve, probe } from './http/observe';
@@ -37,6 +40,7 @@ import { openProjects, type Projects } from './projects';
 import { createStore, type Store } from './store';
 
 export type { DeployResult } from './apps';
+export type { BlobLimits } from './blob-refs';
 
 /** How long `close` waits for HTTP requests still open before it cuts their sockets. */
 const CLOSE_GRACE_MS = 5_000;
@@ -105,6 +109,9 @@ export interface RelayOptions {
   verifyFraction?: number;
   /** Nodes kept in quarantine at most (the oldest is released when full). Default 1000. */
   maxQuarantined?: number;
+  /** Blobs: largest upload (1 GiB), collection grace (24 h), uploads at once (16); a clock. */
+  blobs?: Partial<BlobLimits>;
+  blobClock?: () => number;
   /**
    * How long a node may reuse a scheduling decision (a lease, PROTOCOL.md §5.3.2); 0: nodes ask
    * the relay every call. Default and most: the heartbeat period.
@@ -117,6 +124,8 @@ export interface Relay {
   readonly url: string;
   readonly port: number;
   readonly store: Store;
+  /** Blobs streamed in and out, their referrers and their collection (relay/blobs.ts). */
+  readonly blobs: Blobs;
   /** The WebSocket hub: connected nodes, scheduling decisions, events. */
   readonly hub: Hub;
   /** The admin token and the fog trust list. */
@@ -165,7 +174,12 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const webRoot = resolve(options.webRoot ?? 'dist/web');
   const dataDir = options.dataDir ?? '.brume';
   await ensureDataDir(dataDir);
-  const store = options.store ?? (await createStore(dataDir));
+  const files = withBlobs(
+    options.store ?? (await createStore(dataDir)),
+    options.blobs,
+    options.blobClock,
+  );
+  const { store, blobs } = files;
   const admin = await loadAdmin(dataDir, (m) => log.warn(m), options.adminToken);
   const keys = await openKeys(dataDir, (m) => log.warn(m), { keys: options.maxKeys });
   const projects = await openProjects(dataDir, (m) => log.warn(m));
@@ -175,7 +189,10 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     warn: (m) => log.warn(m),
     metrics,
   });
-  const apps = openApps(store, { bodyLimit });
+  const apps = openApps(store, {
+    bodyLimit,
+    stored: (m) => files.apps.stored(Object.values(m.files)),
+  });
   const parts = { store, admin, keys, projects, context, apps, log, metrics };
   const { hub, net } = await buildServer(app, options, parts);
   // A deploy or a rollback that changes the current version reaches every node (§5.7).
@@ -201,6 +218,14 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
       ),
     nodes: () => hub.nodes(),
   });
+  mountBlobs(app, {
+    blobs,
+    isAppFile: files.apps.has,
+    auth: net.auth,
+    log,
+    maxBytes: files.limits.maxBytes,
+    registry: metrics.registry,
+  });
   const checks = () => readiness(parts, hub, options.cloudNode === false ? undefined : net.ownKeys);
   mountObserve(app, { auth: net.auth, metrics, checks });
   await seed(options.appsToSeed, parts, app);
@@ -218,9 +243,11 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
           options.logicCaps,
         );
 
+  const sweeper = collectEvery(blobs, files.limits.graceMs, log);
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
+      clearInterval(sweeper);
       cloud?.close();
       hub.close();
       net.closePeers();
@@ -237,6 +264,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     url,
     port,
     store,
+    blobs,
     hub,
     admin,
     keys,

@@ -7,6 +7,7 @@
  *   apps/<name>.json           the app's current manifest
  *   apps/<name>/<version>.json every version ever deployed
  *   .<file>.<random>.tmp       a write in progress, next to its target (relay/durable.ts)
+ *   blobs/.upload.<random>.tmp an upload being streamed in (relay/blobs.ts)
  *
  * @example
  * const store = await createStore('.brume');

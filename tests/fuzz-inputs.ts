@@ -67,6 +67,8 @@ export const httpRequest: fc.Arbitrary<Uint8Array> = fc.oneof(
           '/api/call/fuzz/echo',
           '/api/context/fuzz/k',
           '/api/blobs/zz',
+          '/api/blobs',
+          `/api/blobs/${'0'.repeat(64)}`,
           '/api/nodes',
           '/admin',
           '*',

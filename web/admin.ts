@@ -1,7 +1,8 @@
 /**
  * The admin console (/admin): the fabric live — topology, nodes and trust, apps and deploys, the
- * scheduling log, latency plots, warnings. Everything comes from the relay's admin API with the
- * token the relay printed at start; without it nothing is shown. The panels live in web/admin/.
+ * scheduling log, latency plots, warnings, blobs. Everything comes from the relay's admin API
+ * with the token the relay printed at start; without it nothing is shown. The panels live in
+ * web/admin/.
  */
 import { html } from 'htm/preact';
 import { render } from 'preact';
@@ -19,6 +20,7 @@ import type {
 import { AuthError } from '../core/errors';
 import { type RelayClient, relayClient } from '../core/relay-client';
 import { Apps } from './admin/apps';
+import { Blobs } from './admin/blobs';
 import { LatencyDistribution, LatencyOverTime } from './admin/charts';
 import { Nodes, Topology, Warnings } from './admin/fabric';
 import { Context, Decisions, Pipelines } from './admin/log';
@@ -135,6 +137,7 @@ function App() {
       <${Pipelines} calls=${state.calls} />
       <${Decisions} decisions=${state.decisions} />
       <${Context} keys=${state.context} fanout=${state.fanout} />
+      <${Blobs} relay=${relay} />
     </div>`;
 }
 

@@ -183,6 +183,25 @@ export const table: readonly Command[] = [
     ],
   },
   {
+    name: 'blob',
+    args: 'put <file> | get <hash>',
+    summary:
+      "stream a file to the relay's blob store (prints its hash and size), or a blob back to stdout or --out",
+    more: [
+      "put needs the jobs scope or a deploy scope; get of an app's file needs no credential, of",
+      'another blob the jobs scope. Both show progress on stderr and check the sha256.',
+    ],
+    flags: [
+      {
+        name: 'out',
+        arg: '<file>',
+        help: 'get: write the blob there (checked against its hash; removed if it fails)',
+      },
+      ...credentials,
+      json,
+    ],
+  },
+  {
     name: 'users',
     args: '[<action>]',
     summary: 'users and their keys: list, create, show, delete, key, keys',

@@ -6,7 +6,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HubLimits } from '../limits';
 import type { LogLevel } from '../log';
-import { createRelay, type RelayOptions } from '../server';
+import { type BlobLimits, createRelay, type RelayOptions } from '../server';
 import type { Config } from './config';
 
 /** The options `start` runs with, from its settings (relay/cli/config.ts), in the relay's units. */
@@ -20,6 +20,7 @@ export function startOptions(config: Config): StartOptions {
     apps: v.apps,
     ...(v.adminToken !== undefined && { adminToken: v.adminToken }),
     bodyLimit: v.maxBundleMib * MiB,
+    blobs: { maxBytes: v.maxBlobMib * MiB, graceMs: v.blobGraceMs, maxUploads: v.maxUploads },
     maxSignalBytes: v.maxSignalKib * 1024,
     origins: v.origins,
     cloud: v.cloud,
@@ -65,6 +66,9 @@ interface Values {
   apps: string;
   adminToken?: string;
   maxBundleMib: number;
+  maxBlobMib: number;
+  blobGraceMs: number;
+  maxUploads: number;
   maxSignalKib: number;
   origins: string[];
   cloud: boolean;
@@ -100,6 +104,7 @@ export interface StartOptions {
   apps: string;
   adminToken?: string;
   bodyLimit: number;
+  blobs: BlobLimits;
   maxSignalBytes: number;
   origins: string[];
   cloud: boolean;
@@ -131,6 +136,7 @@ export async function start(o: StartOptions): Promise<number> {
     webRoot: o.web,
     appsToSeed: seeds,
     bodyLimit: o.bodyLimit,
+    blobs: o.blobs,
     maxSignalBytes: o.maxSignalBytes,
     origins: o.origins,
     cloudNode: o.cloud,

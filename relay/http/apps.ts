@@ -1,13 +1,12 @@
 /**
- * The app API (PROTOCOL.md §6): list apps and their versions, fetch a manifest or a file by its
- * hash, deploy a `.brume` bundle (`deploy` scope for that app, or a deployer of its project), make
- * a version current (admin, or an owner of its project).
+ * The app API (PROTOCOL.md §6): list apps and their versions, fetch a manifest, deploy a
+ * `.brume` bundle (`deploy` scope for that app, or a deployer of its project), make a version
+ * current (admin, or an owner of its project). Files by hash are blobs (relay/http/blobs.ts).
  * @example mountApps(app, { apps, store, auth, log, bodyLimit });
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AppSummary } from '../../core/api';
-import { ForbiddenError, InputError, NotFoundError, toWire } from '../../core/errors';
-import { isSha256 } from '../../core/names';
+import { ForbiddenError, InputError, toWire } from '../../core/errors';
 import { type Apps, summarize } from '../apps';
 import type { Auth } from '../auth';
 import type { RelayLogger } from '../log';
@@ -53,21 +52,6 @@ export function mountApps(app: FastifyInstance, o: AppRoutesOptions): void {
     '/api/apps/:name/versions/:version',
     async (req) => apps.version(req.params.name, req.params.version),
   );
-
-  app.get<{ Params: { sha256: string } }>('/api/blobs/:sha256', async (req, reply) => {
-    const { sha256 } = req.params;
-    if (!isSha256(sha256)) {
-      throw new InputError(`"${sha256}" is not a sha256: expected 64 lowercase hex digits`);
-    }
-    const etag = `"${sha256}"`;
-    reply.header('cache-control', 'public, max-age=31536000, immutable').header('etag', etag);
-    if (req.headers['if-none-match'] === etag) return reply.code(304).send();
-    const bytes = await store.blobs.get(sha256);
-    if (!bytes) throw new NotFoundError(`no file with sha256 ${sha256} on this relay`);
-    return reply
-      .type('application/octet-stream')
-      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-  });
 
   mountDeploy(app, o);
 }

@@ -176,7 +176,12 @@ describe('relay', () => {
   });
 
   it('answers 404 for an unknown hash or app and 400 for a malformed hash', async () => {
-    const unknown = await get(`/api/blobs/${'0'.repeat(64)}`);
+    // A hash that is no app's file is not public (blobs hold jobs' data): 401 without a key.
+    const hidden = await get(`/api/blobs/${'0'.repeat(64)}`);
+    expect(hidden.status).toBe(401);
+    const unknown = await get(`/api/blobs/${'0'.repeat(64)}`, {
+      headers: { authorization: `Bearer ${relay.admin.token}` },
+    });
     expect(unknown.status).toBe(404);
     expect((await unknown.json()).error.code).toBe('E_NOT_FOUND');
     for (const bad of ['xyz', 'A'.repeat(64), '0'.repeat(63), '..%2F..%2Fetc%2Fpasswd']) {

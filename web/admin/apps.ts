@@ -7,7 +7,10 @@ import { useState } from 'preact/hooks';
 import type { AppSummary, NodeRecord } from '../../core/api';
 import { BrumeError } from '../../core/errors';
 import { counts, statsKeyPrefix } from '../../core/placement';
-import { type RelayClient, refusal } from '../../core/relay-client';
+import type { RelayClient } from '../../core/relay-client';
+import { uploadFile } from './upload';
+
+const BUNDLE = 'application/vnd.brume.bundle';
 
 export function Apps({
   relay,
@@ -34,7 +37,15 @@ export function Apps({
   const deploy = (file: File) => {
     setResult(undefined);
     setUpload({ name: file.name, sent: 0, total: file.size });
-    uploadBundle(relay, file, (sent, total) => setUpload({ name: file.name, sent, total }))
+    const onProgress = (sent: number, total: number) => setUpload({ name: file.name, sent, total });
+    uploadFile<{ name: string; version: string }>(
+      relay,
+      'POST',
+      '/api/apps',
+      file,
+      BUNDLE,
+      onProgress,
+    )
       .then(
         (b) => setResult({ ok: true, text: `deployed ${b.name}@${b.version}` }),
         (e: Error) =>
@@ -90,36 +101,4 @@ export function Apps({
     ${upload && html`<p>uploading ${upload.name}: <progress max=${upload.total} value=${upload.sent}></progress></p>`}
     ${result && html`<p id="deploy-result" class=${result.ok ? 'ok' : 'error'}>${result.text}</p>`}
   </section>`;
-}
-
-/**
- * POSTs a bundle with XMLHttpRequest, for upload progress (fetch has none); a refusal is read
- * as every relay answer is (core/relay-client.ts).
- */
-function uploadBundle(
-  relay: RelayClient,
-  file: File,
-  progress: (sent: number, total: number) => void,
-): Promise<{ name: string; version: string }> {
-  return new Promise((resolve, reject) => {
-    const xhr = new XMLHttpRequest();
-    xhr.open('POST', `${relay.base}/api/apps`);
-    xhr.setRequestHeader('content-type', 'application/vnd.brume.bundle');
-    if (relay.credential) xhr.setRequestHeader('authorization', `Bearer ${relay.credential}`);
-    xhr.upload.onprogress = (e) => progress(e.loaded, e.total);
-    xhr.onload = () => {
-      const res = {
-        ok: xhr.status < 300,
-        status: xhr.status,
-        headers: { get: (name: string) => xhr.getResponseHeader(name) },
-        json: async () => JSON.parse(xhr.responseText || '{}') as unknown,
-        arrayBuffer: async () => new TextEncoder().encode(xhr.responseText).buffer as ArrayBuffer,
-        body: null,
-      };
-      if (res.ok) resolve(JSON.parse(xhr.responseText || '{}'));
-      else void refusal(res, 'POST /api/apps').then(reject);
-    };
-    xhr.onerror = () => reject(new Error('the upload failed: is the relay reachable?'));
-    xhr.send(file);
-  });
 }
