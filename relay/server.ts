@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { InternalError, RateLimitError } from '../core/errors';
@@ -23,9 +23,13 @@ import { type ContextOptions, openContext, type RelayContext } from './context';
 import { mountFabric } from './fabric-http';
 import { hostAllowList } from './hosts';
 import { BUNDLE_TYPES, mountApps } from './http/apps';
+import { type JobAccess, mountJobs } from './http/jobs';
 import { mountObserve, probe } from './http/observe';
 import { errorText, mountSite } from './http/site';
 import { createHub, type Hub } from './hub';
+import { type JobLimits, type Jobs, openJobs } from './jobs';
+import { storeBlobs } from './jobs/blobs';
+import { openJobLog } from './jobs/store';
 import { type KeyStore, openKeys } from './keys';
 import { mountKeys } from './keys-http';
 import type { HubLimits } from './limits';
@@ -107,6 +111,13 @@ export interface RelayOptions {
    * the relay every call. Default and most: the heartbeat period.
    */
   leaseMs?: number;
+  /** Bounds on jobs: queued or running, input bytes, attempts, result-blob threshold... */
+  jobs?: Partial<JobLimits>;
+  /**
+   * Who may read or submit/cancel an app's jobs, beyond the `jobs` scope (projects); default:
+   * any holder of `jobs`.
+   */
+  jobAccess?: JobAccess;
 }
 
 export interface Relay {
@@ -122,6 +133,8 @@ export interface Relay {
   readonly keys: KeyStore;
   /** The durable context store. */
   readonly context: RelayContext;
+  /** Asynchronous jobs (relay/jobs/). */
+  readonly jobs: Jobs;
   /** Where the relay logs (pino's shape). */
   readonly log: RelayLogger;
   /** Its Prometheus registry and metrics, as `GET /metrics` shows them. */
@@ -172,6 +185,22 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const apps = openApps(store, { bodyLimit });
   const parts = { store, admin, keys, context, apps, log, metrics };
   const { hub, net } = await buildServer(app, options, parts);
+  const jobs = await openJobs({
+    store: await openJobLog(join(dataDir, 'jobs'), { warn: (m) => log.warn(m) }),
+    blobs: storeBlobs(store.blobs),
+    hub,
+    ...(options.jobs && { limits: options.jobs }),
+    manifest: (name) => apps.current(name),
+    log: { info: (m) => log.info(m), warn: (m) => log.warn(m) },
+  });
+  mountJobs(app, {
+    jobs,
+    auth: net.auth,
+    anonymous: net.calls.anonymous,
+    rate: net.calls,
+    access: options.jobAccess ?? (() => true),
+    draining: hub.draining,
+  });
   // A deploy or a rollback that changes the current version reaches every node (§5.7).
   apps.onCurrent((name, version) => hub.announce(name, version));
   await mountSite(app, {
@@ -203,6 +232,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
+      // First: answers of runs cut short by the close are not recorded; the jobs rerun at start.
+      await jobs.close();
       cloud?.close();
       hub.close();
       net.closePeers();
@@ -223,11 +254,14 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     admin,
     keys,
     context,
+    jobs,
     log,
     metrics,
     deploy: (bytes) => apps.deploy(bytes),
     setCurrent: (name, version) => apps.setCurrent(name, version),
     async drain(ms) {
+      // Runs in flight are not waited for: the jobs stay on disk as running and rerun at start.
+      await jobs.close();
       const r = await hub.drain(ms);
       await close();
       return r;
@@ -300,7 +334,7 @@ async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts
     calls,
   });
   mountKeys(app, p.keys, auth);
-  return { hub, net: { auth, hosts, origins, ownKeys, closePeers } };
+  return { hub, net: { auth, hosts, origins, ownKeys, closePeers, calls } };
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { JobLimits } from '../jobs/job';
 import type { HubLimits } from '../limits';
 import type { LogLevel } from '../log';
 import { createRelay, type RelayOptions } from '../server';
@@ -51,6 +52,14 @@ export function startOptions(config: Config): StartOptions {
     maxQuarantined: v.maxQuarantined,
     leaseMs: v.leaseMs,
     drainMs: v.drainMs,
+    jobs: {
+      maxActive: v.maxJobs,
+      maxInputBytes: v.maxJobInputKib * 1024,
+      maxAttempts: v.jobAttempts,
+      resultBlobBytes: v.jobResultBlobKib * 1024,
+      maxKept: v.jobsKept,
+      runTimeoutMs: v.jobTimeoutMs,
+    },
   };
 }
 
@@ -90,6 +99,12 @@ interface Values {
   leaseMs: number;
   drainMs: number;
   logLevel: LogLevel;
+  maxJobs: number;
+  maxJobInputKib: number;
+  jobAttempts: number;
+  jobResultBlobKib: number;
+  jobsKept: number;
+  jobTimeoutMs: number;
 }
 
 export interface StartOptions {
@@ -116,6 +131,7 @@ export interface StartOptions {
   leaseMs: number;
   /** On SIGTERM or SIGINT: how long calls in flight may finish (relay.drain). */
   drainMs: number;
+  jobs: Partial<JobLimits>;
 }
 
 export async function start(o: StartOptions): Promise<number> {
@@ -145,6 +161,7 @@ export async function start(o: StartOptions): Promise<number> {
     verifyFraction: o.verifyFraction,
     maxQuarantined: o.maxQuarantined,
     leaseMs: o.leaseMs,
+    jobs: o.jobs,
   });
   const { log } = relay;
   log.info(
