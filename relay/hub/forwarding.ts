@@ -204,10 +204,10 @@ export function createForwarding(o: ForwardingOptions) {
    * refusal is the answer when no other node is there to take it.
    */
   function refused(f: Forward, by: string, e: BrumeError): void {
-    if (f.stay) return f.reply({ ok: false, error: e });
     const tried = [...f.tried, by];
     const others = o.nodes().some((n) => !tried.includes(n.id) && n.id !== f.caller);
-    if (tried.length < MAX_PLACEMENTS && others) forward({ ...callOf(f), tried }, f.reply, true);
+    if (!f.stay && tried.length < MAX_PLACEMENTS && others)
+      forward({ ...callOf(f), tried }, f.reply, true);
     else f.reply({ ok: false, error: e });
   }
 

@@ -369,8 +369,8 @@ export function createHub(options: HubOptions) {
      * a node lost mid-run answers E_DISCONNECTED, and the job decides where it runs next.
      */
     runOn(call: Call, reply: Reply, ref: Record<string, unknown> = {}): void {
-      if (draining) return reply({ ok: false, error: drainRefusal() });
-      forwarding.forward({ ...call, stay: true }, logs.logged(call, reply, ref));
+      if (draining) reply({ ok: false, error: drainRefusal() });
+      else forwarding.forward({ ...call, stay: true }, logs.logged(call, reply, ref));
     },
     /** Calls the relay forwarded to node `id` and waits on (HTTP calls, node calls, jobs). */
     forwardedTo: (id: string) => forwarding.running(id),

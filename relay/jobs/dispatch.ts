@@ -217,6 +217,22 @@ export function createDispatch(o: DispatchOptions) {
       if (retry && cur.attempts < limits.maxAttempts)
         return commit(cur, moveTo(cur, 'queued', { reasons }, t));
       commit(cur, moveTo(cur, 'failed', { error: toWire(e), reasons }, t));
+    } catch (e) {
+      // The relay's own side failed (a result blob not written): the job runs again.
+      const cur = o.get(run.id);
+      if (cur?.state !== 'running' || cur.attempts !== run.attempts) return;
+      const why = `run ${cur.attempts}: the relay could not keep its answer: ${String(e)}`;
+      o.log.warn(`jobs: ${cur.id}: ${why}`);
+      const to = cur.attempts < limits.maxAttempts ? 'queued' : 'failed';
+      commit(
+        cur,
+        moveTo(
+          cur,
+          to,
+          { reasons: withReason(cur, why), ...(to === 'failed' && { error: toWire(e) }) },
+          o.now(),
+        ),
+      );
     } finally {
       pump();
     }

@@ -73,7 +73,8 @@ export async function openJobLog(
     throw e;
   });
   if (bytes) {
-    const scan = scanLog(bytes, (p) => ({ payload: p, record: parseRecord(p) }));
+    // A copy of each payload: a slice of the file's buffer would keep all of it in memory.
+    const scan = scanLog(bytes, (p) => ({ payload: new Uint8Array(p), record: parseRecord(p) }));
     for (const { payload, record } of scan.records)
       setLive(record.id, 'gone' in record ? undefined : payload);
     generation = scan.generation ?? 1;
