@@ -8,13 +8,12 @@
  */
 import { z } from 'zod';
 import { ConflictError, type WireError } from '../../core/errors';
+import { isTerminal, type JobState, type JobView, jobStates } from '../../core/jobs-client';
 import { SHA256_HEX } from '../../core/names';
 import { name, qosSchema, rpcName } from '../../core/protocol/fields';
 import type { Qos } from '../../core/scheduler';
 
-export const jobStates = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
-export type JobState = (typeof jobStates)[number];
-export const isTerminal = (s: JobState) => s !== 'queued' && s !== 'running';
+export { isTerminal, type JobState, type JobView, jobStates };
 
 /** Reasons kept per job at most (each run that failed or was lost adds one). */
 export const MAX_REASONS = 16;
@@ -120,28 +119,6 @@ export const listQuery = z.strictObject({
     .regex(/^[0-9a-z]{24}$/, 'must be a job id')
     .optional(),
 });
-
-/** What GET /api/jobs/:id answers (the shape, plus what explains a wait). */
-export interface JobView {
-  id: string;
-  app: string;
-  service: string;
-  state: JobState;
-  priority: number;
-  attempts: number;
-  created: number;
-  started?: number;
-  finished?: number;
-  deadline?: number;
-  node?: string;
-  result?: unknown;
-  resultBlob?: string;
-  error?: WireError;
-  /** Why earlier runs did not succeed. */
-  reasons?: string[];
-  /** A queued job: why it has not started (no node runs its app, all busy...). */
-  waiting?: string;
-}
 
 export function viewOf(job: Job, waiting?: string, withResult = true): JobView {
   return {
