@@ -1,5 +1,5 @@
 /**
- * The jobs API as page code and Node clients use it (`window.brume.jobs`, PROTOCOL.md §6.4): submit
+ * The jobs API as page code and Node clients use it (`window.brume.jobs`, PROTOCOL.md §6.1): submit
  * a job to the relay, read it, watch its states, cancel it — over HTTP in MessagePack (so binary
  * inputs and results travel as they are). A tab submits without a credential when the relay takes
  * anonymous calls (the default): its jobs are read and cancelled by id, which only it was told.

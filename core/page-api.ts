@@ -51,7 +51,7 @@ export interface BrumeApi {
   /** Stops (true) or resumes (false) serving requests for others: a person's choice. */
   pause(paused: boolean): Promise<NodeStatus>;
   /**
-   * Asynchronous jobs on the relay (PROTOCOL.md §6.4): submit now, read the result later, even
+   * Asynchronous jobs on the relay (PROTOCOL.md §6.1): submit now, read the result later, even
    * from another page; sent without a credential (the relay must take anonymous calls).
    */
   jobs: JobsApi;

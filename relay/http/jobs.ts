@@ -1,5 +1,5 @@
 /**
- * The jobs API (PROTOCOL.md §6.4): submit (`POST /api/jobs`, 202 once the job is on disk), read
+ * The jobs API (PROTOCOL.md §6.1): submit (`POST /api/jobs`, 202 once the job is on disk), read
  * (`GET /api/jobs/:id`), cancel (`DELETE /api/jobs/:id`), list (`GET /api/jobs`) and watch
  * (`GET /api/jobs/:id/watch`, Server-Sent Events until the job is over). JSON or MessagePack in
  * and out, like /api/call. A credential needs the `jobs` scope (the admin token holds it) and,

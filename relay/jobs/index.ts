@@ -1,5 +1,5 @@
 /**
- * Asynchronous jobs (PROTOCOL.md §6.4): submitted, written to disk, queued by priority then
+ * Asynchronous jobs (PROTOCOL.md §6.1): submitted, written to disk, queued by priority then
  * deadline then id, run on nodes with free capacity (dispatch.ts), and fetched, watched or
  * cancelled later. A job succeeds at most once and its result never changes (job.ts `moveTo`);
  * a run whose node is lost puts it back in the queue, at most `maxAttempts` runs; a job past its

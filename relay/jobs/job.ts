@@ -1,5 +1,5 @@
 /**
- * What a job is (PROTOCOL.md §6.4): the record the relay keeps and writes, the body `POST
+ * What a job is (PROTOCOL.md §6.1): the record the relay keeps and writes, the body `POST
  * /api/jobs` takes (checked by schema, so a refusal names the field), the view `GET
  * /api/jobs/:id` answers, and the one rule for changing a job's state: queued → running →
  * succeeded | failed | cancelled (running → queued again when its node is lost), nothing after a
