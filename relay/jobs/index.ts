@@ -61,6 +61,8 @@ export async function openJobs(o: JobsOptions) {
   const listeners = new Map<string, Set<Listener>>();
   let watchers = 0;
   let running = 0;
+  /** Submits checked and being written: counted against maxActive before they are queued. */
+  let accepting = 0;
   let closed = false;
   let closing: Promise<void> | undefined;
 
@@ -128,6 +130,52 @@ export async function openJobs(o: JobsOptions) {
     log: o.log,
   });
 
+  /** The rest of a submit, counted in `accepting` meanwhile. */
+  async function accept(owner: string, body: SubmitBody): Promise<{ job: Job; created: boolean }> {
+    const manifest = await o.manifest(body.app);
+    if (!manifest) throw new NotFoundError(`app: no app named "${body.app}" is deployed`);
+    if (!Object.hasOwn(manifest.services, body.service))
+      throw new NotFoundError(`service: app "${body.app}" has no service "${body.service}"`);
+    if (body.inputBlob !== undefined && !(await o.blobs.has(body.inputBlob)))
+      throw new NotFoundError(`inputBlob: no blob ${body.inputBlob} on this relay`);
+    // Asked again after the awaits: two submits with one key at once make one job.
+    if (body.idempotencyKey !== undefined) {
+      const same = jobs.get(idempotent.get(idemKey(owner, body.idempotencyKey)) ?? '');
+      if (same) return { job: same, created: false };
+    }
+    const created = now();
+    const job: Job = {
+      id: ids.next(),
+      app: body.app,
+      service: body.service,
+      rpc: body.rpc ?? '',
+      ...(body.input !== undefined && { input: body.input }),
+      ...(body.inputBlob !== undefined && { inputBlob: body.inputBlob }),
+      qos: body.qos ?? {},
+      priority: body.priority ?? 0,
+      ...(body.deadlineMs !== undefined && { deadline: created + body.deadlineMs }),
+      owner,
+      ...(body.idempotencyKey !== undefined && { idempotencyKey: body.idempotencyKey }),
+      state: 'queued',
+      attempts: 0,
+      reasons: [],
+      created,
+    };
+    if (job.idempotencyKey) idempotent.set(idemKey(owner, job.idempotencyKey), job.id);
+    jobs.set(job.id, job);
+    try {
+      await o.store.put(job);
+    } catch (e) {
+      jobs.delete(job.id);
+      if (job.idempotencyKey) idempotent.delete(idemKey(owner, job.idempotencyKey));
+      throw e;
+    }
+    // Queued only once on disk: it cannot run before it is accepted.
+    enqueue(job);
+    dispatch.pump();
+    return { job, created: true };
+  }
+
   // What the store kept: a job that was running when the relay stopped runs again.
   const kept = (await o.store.load()).sort((a, b) => (a.id < b.id ? -1 : 1));
   let requeued = 0;
@@ -147,6 +195,7 @@ export async function openJobs(o: JobsOptions) {
     if (isTerminal(j.state)) finished.push(j.id);
   }
   finished.sort((a, b) => (jobs.get(a)!.finished ?? 0) - (jobs.get(b)!.finished ?? 0));
+  await trim(); // --jobs-kept lowered since the last start
   if (kept.length > 0)
     o.log.info(`jobs: ${kept.length} kept, ${queue.length} queued (${requeued} were running)`);
   dispatch.start(o.pumpMs ?? 50);
@@ -164,9 +213,10 @@ export async function openJobs(o: JobsOptions) {
         if (same) return { job: same, created: false };
       }
       if (closed) throw new LimitError('the relay is shutting down: it takes no new jobs');
-      if (queue.length + running >= limits.maxActive)
+      const active = queue.length + running + accepting;
+      if (active >= limits.maxActive)
         throw new LimitError(
-          `${queue.length + running} jobs are queued or running (limit --max-jobs ${limits.maxActive}): submit again once some finish`,
+          `${active} jobs are queued or running (limit --max-jobs ${limits.maxActive}): submit again once some finish`,
         );
       if (body.input !== undefined) {
         const size = encode(body.input).byteLength;
@@ -175,43 +225,12 @@ export async function openJobs(o: JobsOptions) {
             `input is ${size} bytes encoded (limit --max-job-input-kib ${limits.maxInputBytes / 1024} KiB): upload it as a blob and send inputBlob`,
           );
       }
-      const manifest = await o.manifest(body.app);
-      if (!manifest) throw new NotFoundError(`app: no app named "${body.app}" is deployed`);
-      if (!Object.hasOwn(manifest.services, body.service))
-        throw new NotFoundError(`service: app "${body.app}" has no service "${body.service}"`);
-      if (body.inputBlob !== undefined && !(await o.blobs.has(body.inputBlob)))
-        throw new NotFoundError(`inputBlob: no blob ${body.inputBlob} on this relay`);
-      const created = now();
-      const job: Job = {
-        id: ids.next(),
-        app: body.app,
-        service: body.service,
-        rpc: body.rpc ?? '',
-        ...(body.input !== undefined && { input: body.input }),
-        ...(body.inputBlob !== undefined && { inputBlob: body.inputBlob }),
-        qos: body.qos ?? {},
-        priority: body.priority ?? 0,
-        ...(body.deadlineMs !== undefined && { deadline: created + body.deadlineMs }),
-        owner,
-        ...(body.idempotencyKey !== undefined && { idempotencyKey: body.idempotencyKey }),
-        state: 'queued',
-        attempts: 0,
-        reasons: [],
-        created,
-      };
-      if (job.idempotencyKey) idempotent.set(idemKey(owner, job.idempotencyKey), job.id);
-      jobs.set(job.id, job);
+      accepting++;
       try {
-        await o.store.put(job);
-      } catch (e) {
-        jobs.delete(job.id);
-        if (job.idempotencyKey) idempotent.delete(idemKey(owner, job.idempotencyKey));
-        throw e;
+        return await accept(owner, body);
+      } finally {
+        accepting--;
       }
-      // Queued only once on disk: it cannot run before it is accepted.
-      enqueue(job);
-      dispatch.pump();
-      return { job, created: true };
     },
     get: (id: string) => jobs.get(id),
     /** The view of job `id` (with its result, and why it waits when queued). */

@@ -147,6 +147,17 @@ describe('jobs on a relay and its cloud node', () => {
     expect(a.status).toBe(202);
     expect(b.status).toBe(200);
     expect(b.body.id).toBe(a.body.id);
+    // At once, with a new key: still one job.
+    const burst = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        jobsApi(relay.url, 'POST', '/api/jobs', {
+          body: { ...body, idempotencyKey: 'order-18' },
+          token: relay.token,
+        }),
+      ),
+    );
+    expect(new Set(burst.map((r) => r.body.id)).size).toBe(1);
+    expect(burst.filter((r) => r.status === 202).length).toBe(1);
     const anon = await jobsApi(relay.url, 'POST', '/api/jobs', { body });
     expect(anon.status).toBe(202);
     expect(anon.body.id).not.toBe(a.body.id);
@@ -249,11 +260,14 @@ describe('jobs with no node to run them', () => {
       message: expect.stringMatching(/deadline/),
     });
 
-    const kept = [
-      await submitJob(bare, greet(1)),
-      await submitJob(bare, greet(2)),
-      await submitJob(bare, greet(3)),
-    ];
+    // Submitted at once: the bound holds for submits still being written.
+    const burst = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        jobsApi(bare.url, 'POST', '/api/jobs', { body: greet(i), token: bare.token }),
+      ),
+    );
+    expect(burst.map((r) => r.status).sort()).toEqual([202, 202, 202, 413, 413, 413]);
+    const kept = burst.filter((r) => r.status === 202).map((r) => r.body.id!);
     const over = await jobsApi(bare.url, 'POST', '/api/jobs', {
       body: greet(4),
       token: bare.token,
