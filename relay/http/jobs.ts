@@ -103,6 +103,11 @@ export function mountJobs(app: FastifyInstance, o: JobRoutesOptions): void {
     return send(req, reply, 200, page);
   });
 
+  app.get('/api/jobs/counts', async (req) => {
+    auth.require(req, 'jobs');
+    return jobs.counts();
+  });
+
   app.get<{ Params: { id: string } }>('/api/jobs/:id', async (req, reply) => {
     const job = jobFor(req, 'read');
     return send(req, reply, 200, jobs.view(job.id));

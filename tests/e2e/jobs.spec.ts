@@ -154,3 +154,23 @@ test('page code submits, watches, reads and cancels jobs through window.brume.jo
   });
   expect(cancelled.state).toBe('cancelled');
 });
+
+test('the admin console counts jobs by state and shows why a queued one waits', async ({
+  page,
+}) => {
+  const relay = await relayWithGreet(['--no-cloud']);
+  const body = { app: 'greet', service: 'greet', rpc: 'echo', input: 1 };
+  const waiting = await submitJob(relay, body);
+  const gone = await submitJob(relay, body);
+  await jobsApi(relay.url, 'DELETE', `/api/jobs/${gone}`, { token: relay.token });
+  await page.addInitScript((t) => sessionStorage.setItem('brume-admin-token', t), relay.token);
+  await page.goto(`${relay.url}/admin`);
+  const panel = page.locator('#jobs');
+  await expect(panel.locator('[data-state=queued] b')).toHaveText('1');
+  await expect(panel.locator('[data-state=cancelled] b')).toHaveText('1');
+  await expect(panel.locator('[data-state=succeeded] b')).toHaveText('0');
+  const row = panel.locator(`[data-job="${waiting}"]`);
+  await expect(row).toContainText('greet/greet');
+  await expect(row).toContainText('no node is connected');
+  await expect(panel.locator(`[data-job="${gone}"]`)).toHaveCount(0);
+});
