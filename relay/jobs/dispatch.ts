@@ -73,17 +73,23 @@ export function createDispatch(o: DispatchOptions) {
   const commit = (prev: Job, next: Job) =>
     void o.commit(prev, next).catch((e: unknown) => o.log.warn(`jobs: write failed: ${String(e)}`));
 
-  /** Free slots per node that may take jobs now. */
-  function freeSlots(nodes: NodeRecord[]): Map<string, number> {
+  /** Free slots per node that may take jobs now, and why the others may not. */
+  function freeSlots(nodes: NodeRecord[]) {
     const free = new Map<string, number>();
+    const not = { busy: 0, paused: 0, quarantined: 0, battery: 0 };
     for (const n of nodes) {
-      if (n.paused || n.quarantined) continue;
       const b = n.caps.battery;
-      if (b && b.level < LOW_BATTERY && !b.charging) continue;
-      const busy = Math.max(n.queue, hub.forwardedTo(n.id), mine.get(n.id) ?? 0);
-      if (n.maxConcurrency - busy > 0) free.set(n.id, n.maxConcurrency - busy);
+      if (n.quarantined) not.quarantined++;
+      else if (n.paused) not.paused++;
+      else if (b && b.level < LOW_BATTERY && !b.charging) not.battery++;
+      else {
+        const busy = Math.max(n.queue, hub.forwardedTo(n.id), mine.get(n.id) ?? 0);
+        if (n.maxConcurrency - busy > 0) free.set(n.id, n.maxConcurrency - busy);
+        else not.busy++;
+      }
     }
-    return free;
+    const why = `${not.busy} busy, ${not.paused} paused, ${not.battery} on a low battery, ${not.quarantined} quarantined`;
+    return { free, why };
   }
 
   /** Fails queued jobs past their deadline. */
@@ -102,13 +108,14 @@ export function createDispatch(o: DispatchOptions) {
     expire(o.now());
     if (o.queue().length === 0) return;
     const nodes = hub.nodes();
-    const free = freeSlots(nodes);
+    const { free, why } = freeSlots(nodes);
     const next = new Map<string, string>();
     if (free.size === 0) {
       stalled =
         nodes.length === 0
           ? 'no node is connected'
-          : `none of the ${nodes.length} nodes has a free slot (busy, paused or on a low battery)`;
+          : `none of the ${nodes.length} nodes has a free slot (${why})`;
+      reasons = next;
       return;
     }
     stalled = '';
