@@ -9,7 +9,7 @@
  *          jobs.watch(job.id, (view) => …);
  */
 import { encode } from '../../core/codec';
-import { ConflictError, LimitError, NotFoundError } from '../../core/errors';
+import { CodecError, ConflictError, LimitError, NotFoundError } from '../../core/errors';
 import type { Manifest } from '../../core/manifest';
 import type { JobBlobs } from './blobs';
 import { createDispatch, type JobHub } from './dispatch';
@@ -219,7 +219,7 @@ export async function openJobs(o: JobsOptions) {
           `${active} jobs are queued or running (limit --max-jobs ${limits.maxActive}): submit again once some finish`,
         );
       if (body.input !== undefined) {
-        const size = encode(body.input).byteLength;
+        const size = encodedSize(body.input);
         if (size > limits.maxInputBytes)
           throw new LimitError(
             `input is ${size} bytes encoded (limit --max-job-input-kib ${limits.maxInputBytes / 1024} KiB): upload it as a blob and send inputBlob`,
@@ -307,3 +307,12 @@ export async function openJobs(o: JobsOptions) {
 }
 
 export type Jobs = Awaited<ReturnType<typeof openJobs>>;
+
+/** The input's MessagePack size; what MessagePack cannot carry (nested too deep) is the caller's. */
+function encodedSize(input: unknown): number {
+  try {
+    return encode(input).byteLength;
+  } catch (e) {
+    throw new CodecError(`input cannot be encoded as MessagePack: ${(e as Error).message}`);
+  }
+}

@@ -217,6 +217,11 @@ describe('jobs on a relay and its cloud node', () => {
       const r = await post(body);
       expect([r.status, r.body.error?.message]).toEqual([status, expect.stringMatching(message)]);
     }
+    let deep: unknown = 1;
+    for (let i = 0; i < 500; i++) deep = [deep];
+    const nested = await post(greet(deep));
+    expect([nested.status, nested.body.error?.code]).toEqual([400, 'E_CODEC']);
+    expect(nested.body.error?.message).toMatch(/^input/);
     const raw = await jobsApi(relay.url, 'POST', '/api/jobs', {
       raw: '{not json',
       token: relay.token,
