@@ -25,6 +25,7 @@ import {
   moveTo,
   type SubmitBody,
   viewOf,
+  withReason,
 } from './job';
 import type { JobStore } from './store';
 
@@ -183,9 +184,7 @@ export async function openJobs(o: JobsOptions) {
     ids.after(job.id);
     let j = job;
     if (j.state === 'running') {
-      j = moveTo(j, 'queued', {
-        reasons: [...j.reasons, 'the relay stopped while it ran'].slice(-16),
-      });
+      j = moveTo(j, 'queued', { reasons: withReason(j, 'the relay stopped while it ran') });
       requeued++;
       await o.store.put(j);
     }

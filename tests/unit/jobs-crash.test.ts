@@ -101,6 +101,25 @@ describe('jobs across failures', () => {
     expect(before.some((b) => b.state === 'running')).toBe(true);
   }, 240_000);
 
+  it('a relay stopped by SIGTERM mid-run runs the job again after its restart, once', async () => {
+    const args = ['--logic-timeout-ms', '120000', '--drain-ms', '200'];
+    const first = await relayWithGreet(args);
+    const n = Math.round((await spinRate(first.url)) * 8000);
+    const id = await submitJob(first, {
+      app: 'greet',
+      service: 'greet',
+      rpc: 'spin',
+      input: { n },
+    });
+    await jobWhen(first, id, ['running']);
+    await first.stop(); // SIGTERM: a drain whose deadline the run outlasts
+    relays.splice(relays.indexOf(first), 1);
+    const second = await relayWithGreet(args, first.dataDir);
+    const done = await jobWhen(second, id, ['succeeded', 'failed'], 120_000);
+    expect(done).toMatchObject({ state: 'succeeded', attempts: 2, result: { n } });
+    expect(done.reasons).toEqual(['the relay stopped while it ran']);
+  }, 180_000);
+
   it('a node lost mid-run gives its job back, and another node finishes it', async () => {
     const relay = await relayWithGreet(['--no-cloud']);
     const ws = `${relay.url.replace('http', 'ws')}/ws`;
