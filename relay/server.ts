@@ -193,6 +193,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     manifest: (name) => apps.current(name),
     log: { info: (m) => log.info(m), warn: (m) => log.warn(m) },
   });
+  metrics.watchJobs(() => jobs.counts());
   mountJobs(app, {
     jobs,
     auth: net.auth,

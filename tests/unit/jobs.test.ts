@@ -64,6 +64,15 @@ describe('jobs on a relay and its cloud node', () => {
     expect(done).toMatchObject({ id: r.body.id, state: 'succeeded', result: 'hello', attempts: 1 });
     for (const k of ['created', 'started', 'finished']) expect(done[k]).toBeTypeOf('number');
 
+    const metrics = await fetch(`${relay.url}/metrics`, {
+      headers: { authorization: `Bearer ${relay.token}` },
+    });
+    expect(await metrics.text()).toMatch(/^brume_jobs\{state="succeeded"\} [1-9]/m);
+    const counts = await jobsApi(relay.url, 'GET', '/api/jobs/counts', { token: relay.token });
+    expect(counts.body).toMatchObject({
+      queued: expect.any(Number),
+      succeeded: expect.any(Number),
+    });
     const listed = await jobsApi(relay.url, 'GET', '/api/jobs?state=succeeded&app=greet', {
       token: relay.token,
     });
