@@ -9,7 +9,13 @@
  * @example mountJobs(app, { jobs, auth, anonymous: true, rate, access: () => true, draining });
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AuthError, ForbiddenError, NotFoundError, UnavailableError } from '../../core/errors';
+import {
+  AuthError,
+  ForbiddenError,
+  LimitError,
+  NotFoundError,
+  UnavailableError,
+} from '../../core/errors';
 import type { Auth, Principal } from '../auth';
 import { parseBody } from '../bodies';
 import { send } from '../fabric-http';
@@ -61,11 +67,18 @@ export function mountJobs(app: FastifyInstance, o: JobRoutesOptions): void {
     return job;
   };
 
+  // A body holds the input and a few small fields; JSON may spell the input twice as long.
+  const bodyLimit = 2 * jobs.limits.maxInputBytes + 64 * 1024;
   app.post(
     '/api/jobs',
     {
-      bodyLimit: 2 * jobs.limits.maxInputBytes + 64 * 1024,
+      bodyLimit,
       onRequest: async (req, reply) => {
+        // Refused before it is read, naming the setting (Fastify's own refusal would not).
+        if (Number(req.headers['content-length'] ?? 0) > bodyLimit)
+          throw new LimitError(
+            `the body is ${req.headers['content-length']} bytes (limit ${bodyLimit}: twice --max-job-input-kib and 64 KiB): upload the input as a blob and send inputBlob`,
+          );
         if (o.draining()) {
           reply.header('retry-after', String(DRAIN_RETRY_AFTER_S));
           throw new UnavailableError(

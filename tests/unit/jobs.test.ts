@@ -221,6 +221,7 @@ describe('jobs on a relay and its cloud node', () => {
       [{ ...greet(1), service: 'nope' }, 404, /service: app "greet" has no service "nope"/],
       [{ app: 'greet', service: 'greet', inputBlob: 'b'.repeat(64) }, 404, /inputBlob: no blob/],
       [greet('x'.repeat(5000)), 413, /max-job-input-kib/],
+      [greet('x'.repeat(100_000)), 413, /limit 73728: twice --max-job-input-kib/],
     ];
     for (const [body, status, message] of cases) {
       const r = await post(body);

@@ -1,11 +1,12 @@
-// Per-app access to jobs beyond the `jobs` scope: the relay's `jobAccess` option (which projects
-// fill in, relay/projects.ts) decides who may submit, read and cancel an app's jobs. A relay in
-// this process on a real port: the option has no flag.
+// The relay's job options that have no flag, on a relay in this process on a real port: per-app
+// access beyond the `jobs` scope (`jobAccess`, which projects fill in: who may submit, read and
+// cancel an app's jobs) and the bound on SSE watchers (`jobs.maxWatchers`).
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Relay } from '../../relay/server';
 import { greetApp } from '../apps';
 import { jobsApi } from '../jobs-http';
 import { inProcessRelay } from '../relay-process';
+import { until } from '../until';
 
 let deny: 'read' | 'write' = 'write';
 let server: Awaited<ReturnType<typeof inProcessRelay>>;
@@ -14,6 +15,7 @@ beforeAll(async () => {
   server = await inProcessRelay({
     apps: [await greetApp('1.0.0')],
     jobAccess: (_p, app, what) => !(app === 'greet' && what === deny),
+    jobs: { maxWatchers: 1 },
   });
   relay = server.relay;
 });
@@ -37,4 +39,27 @@ it('refuses what the access function denies, naming the app, and lists only what
   expect(listed.body.jobs).toEqual([]);
   const cancelled = await jobsApi(relay.url, 'DELETE', `/api/jobs/${ok.body.id}`, { token });
   expect([cancelled.status, cancelled.body.state]).toEqual([200, 'cancelled']);
+});
+
+it('bounds the watchers open at once: one over is 413 E_LIMIT, and a closed one frees its place', async () => {
+  const body = { app: 'greet', service: 'greet', rpc: 'echo', input: 2 };
+  // Anonymous (jobAccess is not asked), and no node: the job stays queued, its watch open.
+  const submit = await jobsApi(relay.url, 'POST', '/api/jobs', { body });
+  expect(submit.status).toBe(202);
+  const path = `${relay.url}/api/jobs/${submit.body.id}/watch`;
+  const first = new AbortController();
+  const open = await fetch(path, { signal: first.signal });
+  expect(open.status).toBe(200);
+  const reader = open.body!.getReader();
+  await reader.read(); // the first event: the stream is open and counted
+  const over = await fetch(path);
+  expect(over.status).toBe(413);
+  expect(((await over.json()) as { error: { code: string } }).error.code).toBe('E_LIMIT');
+  first.abort();
+  const again = async () => {
+    const r = await fetch(path);
+    await r.body?.cancel();
+    return r.status === 200;
+  };
+  await until(again, 'the watcher place freed');
 });
