@@ -70,19 +70,25 @@ export async function jobWhen(
   );
 }
 
-/** Iterations of the echo Logic's `spin` per millisecond on `app` (the cloud node), measured once. */
+/**
+ * Iterations of the echo Logic's `spin` per millisecond on `app` (the cloud node): n doubles until
+ * one call takes at least half a second, so the figure is not a few milliseconds' noise.
+ */
 export async function spinRate(url: string, app = 'greet'): Promise<number> {
-  const n = 50_000_000;
-  const call = async () => {
+  const call = async (n: number) => {
+    const t0 = performance.now();
     const res = await fetch(`${url}/api/call/${app}/${app}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ input: { n }, rpc: 'spin' }),
     });
     if (!res.ok) throw new Error(`spin call answered ${res.status}: ${await res.text()}`);
+    await res.arrayBuffer();
+    return performance.now() - t0;
   };
-  await call(); // the Logic loaded
-  const t0 = performance.now();
-  await call();
-  return n / Math.max(1, performance.now() - t0);
+  await call(1); // the Logic loaded
+  for (let n = 10_000_000; ; n *= 2) {
+    const ms = await call(n);
+    if (ms >= 500 || n >= 2 ** 36) return n / ms;
+  }
 }
