@@ -10,6 +10,7 @@
  */
 import type { ContextRead, PutOptions } from './context/client';
 import type { Scope } from './context/replica';
+import type { JobsApi } from './jobs-client';
 import type { CallOptions, CallResult, NodeDescription } from './runtime';
 import type { Qos } from './scheduler';
 
@@ -49,6 +50,11 @@ export interface BrumeApi {
   onStatus(listener: (s: NodeStatus) => void): () => void;
   /** Stops (true) or resumes (false) serving requests for others: a person's choice. */
   pause(paused: boolean): Promise<NodeStatus>;
+  /**
+   * Asynchronous jobs on the relay (PROTOCOL.md §6.2): submit now, read the result later, even
+   * from another page; sent without a credential (the relay must take anonymous calls).
+   */
+  jobs: JobsApi;
 }
 
 /** An answer with where it ran: `via` says how the request got to `node`. */

@@ -204,7 +204,7 @@ function mountAdmin(app: FastifyInstance, o: FabricHttpOptions): void {
 }
 
 /** Answers in MessagePack to a MessagePack request, JSON otherwise. */
-function send(req: FastifyRequest, reply: FastifyReply, status: number, body: unknown) {
+export function send(req: FastifyRequest, reply: FastifyReply, status: number, body: unknown) {
   const accept = `${req.headers.accept ?? ''} ${req.headers['content-type'] ?? ''}`;
   if (MSGPACK_TYPES.some((t) => accept.includes(t))) {
     const bytes = encodeAnswer(body); // what cannot be encoded is a typed error, not a 500

@@ -20,6 +20,8 @@ export interface MetricsSources {
   leases(): { held: number; granted: number; revoked: number; refused: number };
   /** Bytes of the context log on disk. */
   contextLogBytes(): number;
+  /** Jobs kept, by state (relay/jobs/); absent until the jobs are open. */
+  jobs?(): Record<string, number>;
 }
 
 /** Label values known from manifests, at most: a relay with more names shows "other". */
@@ -105,7 +107,11 @@ export function createMetrics() {
     event: (kind: HubEvent['kind']) => m.events.inc({ kind }),
     /** Where gauges read the relay's state at each scrape. */
     watch(s: MetricsSources): void {
-      sources = s;
+      sources = { ...sources, ...s };
+    },
+    /** Where the jobs gauge reads the jobs by state (opened after the hub). */
+    watchJobs(jobs: () => Record<string, number>): void {
+      if (sources) sources = { ...sources, jobs };
     },
     /** The process's own figures (CPU, memory, event loop, handles), prefixed `brume_`. */
     collectDefault: () => collectDefaultMetrics({ register: registry, prefix: 'brume_' }),
@@ -240,6 +246,21 @@ function gaugesIn(registers: Registry[], sources: () => MetricsSources | undefin
     leasesGranted: leaseCount('granted', 'Decision leases granted'),
     leasesRevoked: leaseCount('revoked', 'Decision leases revoked before they expired'),
     leasesRefused: leaseCount('refused', 'Decision leases not granted: the lease table was full'),
+    jobs: new Gauge({
+      name: 'brume_jobs',
+      help: 'Jobs kept by the relay, by state (queued, running, succeeded, failed, cancelled)',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.reset();
+        read(
+          (s) => s.jobs?.() ?? {},
+          (counts) => {
+            for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+          },
+        );
+      },
+    }),
     contextLog: new Gauge({
       name: 'brume_context_log_bytes',
       help: 'Bytes of the context log on disk',

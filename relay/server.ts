@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { InternalError, RateLimitError } from '../core/errors';
@@ -27,10 +27,13 @@ import { hostAllowList } from './hosts';
 import { BUNDLE_TYPES, mountApps } from './http/apps';
 import { mountBlobs } from './http/blobs';
 import { forgetNamespace } from './http/context';
+import { type JobAccess, mountJobs } from './http/jobs';
 import { mountObjects } from './http/objects';
 import { mountObserve, probe } from './http/observe';
 import { errorText, mountSite } from './http/site';
 import { createHub, type Hub } from './hub';
+import { type JobLimits, type Jobs, openJobs } from './jobs';
+import { openJobLog } from './jobs/store';
 import { type KeyStore, openKeys } from './keys';
 import { mountKeys } from './keys-http';
 import type { HubLimits } from './limits';
@@ -117,6 +120,13 @@ export interface RelayOptions {
    * the relay every call. Default and most: the heartbeat period.
    */
   leaseMs?: number;
+  /** Bounds on jobs: queued or running, input bytes, attempts, result-blob threshold... */
+  jobs?: Partial<JobLimits>;
+  /**
+   * Who may read or submit/cancel an app's jobs, beyond the `jobs` scope; default: the app's
+   * project decides (relay/projects.ts `access`), an app in no project is open to `jobs`.
+   */
+  jobAccess?: JobAccess;
 }
 
 export interface Relay {
@@ -136,6 +146,8 @@ export interface Relay {
   readonly projects: Projects;
   /** The durable context store. */
   readonly context: RelayContext;
+  /** Asynchronous jobs (relay/jobs/). */
+  readonly jobs: Jobs;
   /** Where the relay logs (pino's shape). */
   readonly log: RelayLogger;
   /** Its Prometheus registry and metrics, as `GET /metrics` shows them. */
@@ -195,6 +207,25 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   });
   const parts = { store, admin, keys, projects, context, apps, log, metrics };
   const { hub, net } = await buildServer(app, options, parts);
+  const jobs = await openJobs({
+    store: await openJobLog(join(dataDir, 'jobs'), { warn: (m) => log.warn(m) }),
+    blobs,
+    hub,
+    ...(options.jobs && { limits: options.jobs }),
+    manifest: (name) => apps.current(name),
+    log: { info: (m) => log.info(m), warn: (m) => log.warn(m) },
+  });
+  metrics.watchJobs(() => jobs.counts());
+  // A job's input and result blobs live as long as the job is kept.
+  blobs.addReferrer('jobs', () => jobs.blobs());
+  mountJobs(app, {
+    jobs,
+    auth: net.auth,
+    anonymous: net.calls.anonymous,
+    rate: net.calls,
+    access: options.jobAccess ?? projects.access,
+    draining: hub.draining,
+  });
   // A deploy or a rollback that changes the current version reaches every node (§5.7).
   apps.onCurrent((name, version) => hub.announce(name, version));
   await mountSite(app, {
@@ -247,6 +278,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
+      // First: answers of runs cut short by the close are not recorded; the jobs rerun at start.
+      await jobs.close();
       clearInterval(sweeper);
       cloud?.close();
       hub.close();
@@ -270,11 +303,14 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     keys,
     projects,
     context,
+    jobs,
     log,
     metrics,
     deploy: (bytes) => apps.deploy(bytes),
     setCurrent: (name, version) => apps.setCurrent(name, version),
     async drain(ms) {
+      // Runs in flight are not waited for: the jobs stay on disk as running and rerun at start.
+      await jobs.close();
       const r = await hub.drain(ms);
       await close();
       return r;
@@ -349,7 +385,7 @@ async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts
     calls,
   });
   mountKeys(app, p.keys, auth, p.projects.userExists);
-  return { hub, net: { auth, hosts, origins, ownKeys, closePeers } };
+  return { hub, net: { auth, hosts, origins, ownKeys, closePeers, calls } };
 }
 
 /**

@@ -18,11 +18,13 @@ import type {
   QuarantineEntry,
 } from '../core/api';
 import { AuthError } from '../core/errors';
+import type { JobState, JobView } from '../core/jobs-client';
 import { type RelayClient, relayClient } from '../core/relay-client';
 import { Apps } from './admin/apps';
 import { Blobs } from './admin/blobs';
 import { LatencyDistribution, LatencyOverTime } from './admin/charts';
 import { Nodes, Topology, Warnings } from './admin/fabric';
+import { Jobs } from './admin/jobs';
 import { Context, Decisions, Pipelines } from './admin/log';
 import { Quarantine } from './admin/quarantine';
 
@@ -41,6 +43,7 @@ interface State {
   context: ContextKeyInfo[];
   fanout: ContextFanout;
   quarantine: QuarantineEntry[];
+  jobs: { counts: Record<JobState, number>; active: JobView[] };
 }
 
 /** Everything the console shows, from the admin API. */
@@ -59,7 +62,15 @@ async function loadState(relay: RelayClient): Promise<State> {
     get<ContextFanout>('/api/context/fanout'),
     get<QuarantineEntry[]>('/api/quarantine'),
   ]);
-  return { nodes, decisions, events, calls, apps, trust, context, fanout, quarantine };
+  const page = (state: JobState) =>
+    get<{ jobs: JobView[] }>(`/api/jobs?state=${state}&limit=20`).then((p) => p.jobs);
+  const [counts, running, queued] = await Promise.all([
+    get<Record<JobState, number>>('/api/jobs/counts'),
+    page('running'),
+    page('queued'),
+  ]);
+  const jobs = { counts, active: [...running, ...queued] };
+  return { nodes, decisions, events, calls, apps, trust, context, fanout, quarantine, jobs };
 }
 
 function App() {
@@ -130,6 +141,7 @@ function App() {
         entries=${state.quarantine}
         release=${(node: string) => relay.json('DELETE', `/api/quarantine/${node}`)}
       />
+      <${Jobs} counts=${state.jobs.counts} active=${state.jobs.active} />
       <div class="row">
         <${LatencyOverTime} calls=${state.calls} />
         <${LatencyDistribution} calls=${state.calls} />

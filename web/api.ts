@@ -6,6 +6,7 @@
  */
 import type { NodeContext } from '../core/context/client';
 import type { ModelRunnerApi } from '../core/exec/model-runner';
+import type { JobsApi } from '../core/jobs-client';
 import type { BrumeNode } from '../core/node/node';
 import type { AppContext, BrumeApi, InvokeAnswer, NodeStatus } from '../core/page-api';
 import type { Runtime } from '../core/runtime';
@@ -33,6 +34,8 @@ export interface NodeParts {
   /** Resolves once the runtime knows the deployed apps. */
   ready: Promise<void>;
   fabric: Promise<BrumeNode>;
+  /** The relay's jobs API (core/jobs-client.ts). */
+  jobs: JobsApi;
 }
 
 export function pageApi(parts: NodeParts): BrumeApi {
@@ -84,6 +87,7 @@ export function pageApi(parts: NodeParts): BrumeApi {
       changed();
       return status();
     },
+    jobs: parts.jobs,
   };
 }
 

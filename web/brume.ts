@@ -1,9 +1,11 @@
 import { createStore, del, get, keys, set, setMany } from 'idb-keyval';
 import type { KV } from '../core/context/outbox';
+import { jobsClient } from '../core/jobs-client';
 import { createNode } from '../core/node/create';
 import type { BrumeNode } from '../core/node/node';
 import type { BrumeApi } from '../core/page-api';
 import type { Role } from '../core/protocol';
+import { relayClient } from '../core/relay-client';
 import type { Platform, Runtime } from '../core/runtime';
 import { httpAppSource } from '../core/sources';
 import { type BrumeDebug, pageApi } from './api';
@@ -59,7 +61,11 @@ export function startBrume(config: BrumeConfig = {}): { api: BrumeApi; debug: Br
   });
   // window.brume (web/api.ts), and the parts behind it for tests on window.brumeDebug.
   return {
-    api: pageApi({ ready, fabric }),
+    api: pageApi({
+      ready,
+      fabric,
+      jobs: jobsClient(relayClient({ base: relay.origin, fetch: (u, i) => fetch(u, i) })),
+    }),
     debug: {
       get runtime(): Runtime {
         if (!runtime)

@@ -7,6 +7,7 @@
 import type { ContextRead, PutOptions } from '../core/context/client';
 import type { Scope } from '../core/context/replica';
 import type { WireError } from '../core/errors';
+import type { JobRequest } from '../core/jobs-client';
 import type { NodeStatus } from '../core/page-api';
 import type { CallOptions } from '../core/runtime';
 import type { Qos } from '../core/scheduler';
@@ -24,6 +25,9 @@ export interface EmbedOps {
   'context.watch': [app: string, prefix: string];
   /** Ends the watch opened by request `watch`. */
   'context.unwatch': [watch: number];
+  'jobs.submit': [request: JobRequest];
+  'jobs.get': [id: string];
+  'jobs.cancel': [id: string];
 }
 
 export type EmbedOp = keyof EmbedOps;

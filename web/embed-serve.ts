@@ -37,6 +37,9 @@ export function serveEmbed(api: BrumeApi, post: (reply: EmbedReply) => void) {
       watches.get(watch)?.();
       watches.delete(watch);
     },
+    'jobs.submit': ([request]) => api.jobs.submit(request),
+    'jobs.get': ([id]) => api.jobs.get(id),
+    'jobs.cancel': ([id]) => api.jobs.cancel(id),
   };
 
   // The host page learns the node's status when it is ready and on every change.

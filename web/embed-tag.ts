@@ -11,6 +11,7 @@
 
 import type { ContextRead } from '../core/context/client';
 import { fromWire, TimeoutError } from '../core/errors';
+import { isTerminal, type JobsApi, type JobView } from '../core/jobs-client';
 import type { AppContext, BrumeApi, NodeStatus } from '../core/page-api';
 import { Pending } from '../core/pending';
 import type { EmbedOp, EmbedOps, EmbedReply } from './embed-protocol';
@@ -91,6 +92,7 @@ import type { EmbedOp, EmbedOps, EmbedReply } from './embed-protocol';
       return () => statusListeners.delete(listener);
     },
     pause: (paused) => send('pause', [paused]) as Promise<NodeStatus>,
+    jobs: embedJobs(send),
   };
   window.brume = api;
 
@@ -125,6 +127,31 @@ function appContext(
       return () => {
         if (watchers.delete(id)) request('context.unwatch', [id]).answer.catch(() => {});
       };
+    },
+  };
+}
+
+/**
+ * The jobs API through the iframe (which holds the relay's origin). A watch here polls the job
+ * each half second and yields each change: the iframe's stream does not cross the message channel.
+ */
+function embedJobs(
+  send: <Op extends EmbedOp>(op: Op, args: EmbedOps[Op]) => Promise<unknown>,
+): JobsApi {
+  const get = (id: string) => send('jobs.get', [id]) as Promise<JobView>;
+  return {
+    submit: (r) => send('jobs.submit', [r]) as ReturnType<JobsApi['submit']>,
+    get,
+    cancel: (id) => send('jobs.cancel', [id]) as Promise<JobView>,
+    async *watch(id) {
+      let last = '';
+      for (;;) {
+        const { result: _, ...view } = await get(id);
+        if (view.state !== last) yield view;
+        last = view.state;
+        if (isTerminal(view.state)) return;
+        await new Promise((r) => setTimeout(r, 500));
+      }
     },
   };
 }

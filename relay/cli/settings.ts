@@ -5,6 +5,7 @@
  * they cannot drift apart.
  */
 import { z } from 'zod';
+import { defaultJobLimits } from '../jobs/job';
 import { defaultLimits } from '../limits';
 import { logLevels } from '../log';
 
@@ -375,6 +376,54 @@ export const settings: readonly Setting[] = [
     kind: int(0, 600_000),
     default: 10_000,
     help: 'on SIGTERM or SIGINT, how long calls in flight may finish while new ones are refused (503, Retry-After); those still running then fail with E_UNAVAILABLE',
+  },
+  {
+    key: 'maxJobs',
+    flag: 'max-jobs',
+    arg: '<n>',
+    kind: int(1, 10_000_000),
+    default: defaultJobLimits.maxActive,
+    help: 'jobs queued or running at once; a submit over it gets E_LIMIT (413)',
+  },
+  {
+    key: 'maxJobInputKib',
+    flag: 'max-job-input-kib',
+    arg: '<n>',
+    kind: int(1, 16_384),
+    default: defaultJobLimits.maxInputBytes / 1024,
+    help: "a job's input, MessagePack-encoded; a larger one goes as a blob (inputBlob)",
+  },
+  {
+    key: 'jobAttempts',
+    flag: 'job-attempts',
+    arg: '<n>',
+    kind: int(1, 100),
+    default: defaultJobLimits.maxAttempts,
+    help: 'runs of one job at most (a node lost mid-run, or failing on its side, costs one); then it fails with the reasons',
+  },
+  {
+    key: 'jobResultBlobKib',
+    flag: 'job-result-blob-kib',
+    arg: '<n>',
+    kind: int(0, 16_384),
+    default: defaultJobLimits.resultBlobBytes / 1024,
+    help: 'a job result larger than this, encoded, is stored as a blob (resultBlob) instead of inline',
+  },
+  {
+    key: 'jobsKept',
+    flag: 'jobs-kept',
+    arg: '<n>',
+    kind: int(1, 10_000_000),
+    default: defaultJobLimits.maxKept,
+    help: 'finished jobs kept readable; the oldest finished is forgotten first',
+  },
+  {
+    key: 'jobTimeoutMs',
+    flag: 'job-timeout-ms',
+    arg: '<n>',
+    kind: int(1000, 86_400_000),
+    default: defaultJobLimits.runTimeoutMs,
+    help: "the longest one run of a job may take on a node (a job's deadline shortens it); then the run fails and the job runs again elsewhere",
   },
 ];
 

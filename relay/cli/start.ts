@@ -4,6 +4,7 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { JobLimits } from '../jobs/job';
 import type { HubLimits } from '../limits';
 import type { LogLevel } from '../log';
 import { type BlobLimits, createRelay, type RelayOptions } from '../server';
@@ -52,6 +53,14 @@ export function startOptions(config: Config): StartOptions {
     maxQuarantined: v.maxQuarantined,
     leaseMs: v.leaseMs,
     drainMs: v.drainMs,
+    jobs: {
+      maxActive: v.maxJobs,
+      maxInputBytes: v.maxJobInputKib * 1024,
+      maxAttempts: v.jobAttempts,
+      resultBlobBytes: v.jobResultBlobKib * 1024,
+      maxKept: v.jobsKept,
+      runTimeoutMs: v.jobTimeoutMs,
+    },
   };
 }
 
@@ -94,6 +103,12 @@ interface Values {
   leaseMs: number;
   drainMs: number;
   logLevel: LogLevel;
+  maxJobs: number;
+  maxJobInputKib: number;
+  jobAttempts: number;
+  jobResultBlobKib: number;
+  jobsKept: number;
+  jobTimeoutMs: number;
 }
 
 export interface StartOptions {
@@ -121,6 +136,7 @@ export interface StartOptions {
   leaseMs: number;
   /** On SIGTERM or SIGINT: how long calls in flight may finish (relay.drain). */
   drainMs: number;
+  jobs: Partial<JobLimits>;
 }
 
 export async function start(o: StartOptions): Promise<number> {
@@ -151,6 +167,7 @@ export async function start(o: StartOptions): Promise<number> {
     verifyFraction: o.verifyFraction,
     maxQuarantined: o.maxQuarantined,
     leaseMs: o.leaseMs,
+    jobs: o.jobs,
   });
   const { log } = relay;
   log.info(

@@ -13,6 +13,7 @@
 import type { NodeRecord } from '../../core/api';
 import {
   BrumeError,
+  DisconnectedError,
   fromWire,
   InternalError,
   TimeoutError,
@@ -59,6 +60,13 @@ export interface Call {
   leg?: boolean;
   /** The request's trace id, passed on to the node that runs it. */
   traceId?: string | undefined;
+  /**
+   * Run on `target` only: a lost or refusing node answers E_DISCONNECTED / its refusal instead of
+   * the call moving on (a job goes back to its queue, relay/jobs/, which places it again).
+   */
+  stay?: boolean;
+  /** How long it may take, instead of the hub's call timeout (a job's run). */
+  timeoutMs?: number;
 }
 
 /** A call in flight: sent to `target`, waiting for its answer. */
@@ -97,11 +105,12 @@ export function createForwarding(o: ForwardingOptions) {
   const table = new Pending<NodeAnswer, Forward>({
     timeoutMs: callTimeoutMs,
     timeout(f) {
+      const ms = f.timeoutMs ?? callTimeoutMs;
       if (f.shape) {
-        meter.timedOut(f.record, f.shape, callTimeoutMs);
+        meter.timedOut(f.record, f.shape, ms);
         f.record.measured = meter.of(f.target);
       }
-      return new TimeoutError(`${f.target.slice(0, 8)} did not answer within ${callTimeoutMs} ms`);
+      return new TimeoutError(`${f.target.slice(0, 8)} did not answer within ${ms} ms`);
     },
     added: (f) => counts.add(f),
     removed: (f) => counts.remove(f),
@@ -119,6 +128,8 @@ export function createForwarding(o: ForwardingOptions) {
     if (replace) o.metrics.retried();
     let routed = call;
     const asked = o.node(call.target);
+    if (call.stay && (!asked || asked.quarantined))
+      throw new DisconnectedError(`node ${call.target.slice(0, 8)} is gone or quarantined`);
     if (replace || !asked || asked.quarantined) {
       if (tried.length >= MAX_PLACEMENTS)
         throw new UnavailableError(`gave up after ${tried.length} nodes were lost`);
@@ -132,6 +143,8 @@ export function createForwarding(o: ForwardingOptions) {
     const manifest = await o.manifest(call.app, call.qos.version);
     const shape = shapeOf(manifest, routed, record.backends[0]);
     // It may have left while the manifest was read: place the call again without it.
+    if (o.node(target) !== record && call.stay)
+      throw new DisconnectedError(`node ${target.slice(0, 8)} left before the call was sent`);
     if (o.node(target) !== record)
       return forward({ ...call, tried: [...tried, target] }, reply, true);
     if (!routed.leg && o.verifier.wants(record, call.qos)) {
@@ -154,7 +167,7 @@ export function createForwarding(o: ForwardingOptions) {
       sentAt: performance.now(),
       ...(shape && { shape }),
     };
-    const { id, answer } = table.open(f);
+    const { id, answer } = table.open(f, f.timeoutMs);
     answer.then(
       (msg) => answered(f, msg),
       (error: BrumeError) => reply({ ok: false, error }),
@@ -193,7 +206,8 @@ export function createForwarding(o: ForwardingOptions) {
   function refused(f: Forward, by: string, e: BrumeError): void {
     const tried = [...f.tried, by];
     const others = o.nodes().some((n) => !tried.includes(n.id) && n.id !== f.caller);
-    if (tried.length < MAX_PLACEMENTS && others) forward({ ...callOf(f), tried }, f.reply, true);
+    if (!f.stay && tried.length < MAX_PLACEMENTS && others)
+      forward({ ...callOf(f), tried }, f.reply, true);
     else f.reply({ ok: false, error: e });
   }
 
@@ -246,10 +260,16 @@ export function createForwarding(o: ForwardingOptions) {
     moveFrom(id: string): void {
       for (const [fid, f] of table.entries()) {
         if (f.target !== id) continue;
+        if (f.stay) {
+          table.fail(fid, new DisconnectedError(`node ${id.slice(0, 8)} left while running it`));
+          continue;
+        }
         table.take(fid);
         forward({ ...callOf(f), tried: [...f.tried, id] }, f.reply, true);
       }
     },
+    /** Calls the relay forwarded to node `id` and waits on. */
+    running: (id: string) => counts.running(id),
     /** Calls in flight and the bytes held for them. */
     load: () => ({ calls: counts.size, callBytes: counts.bytes }),
     /** Stops every timer; callers are not answered (the relay is going away). */

@@ -26,7 +26,7 @@ import { createMetrics, type RelayMetrics } from '../metrics';
 import type { Outcome } from '../verify';
 import { type Conn, closeCodes, createConnections } from './connections';
 import { type DecideArgs, decide as place } from './decide';
-import { type CallAnswer, createForwarding } from './forwarding';
+import { type Call, type CallAnswer, createForwarding, type Reply } from './forwarding';
 import { createHonesty } from './honesty';
 import { createJoin } from './join';
 import { createLeases } from './leases';
@@ -35,7 +35,7 @@ import { createPipelines } from './pipelines';
 import { createRegistry } from './registry';
 
 export type { Route } from './decide';
-export type { CallAnswer } from './forwarding';
+export type { Call, CallAnswer, Reply } from './forwarding';
 
 export interface HubOptions {
   relayId: string;
@@ -375,6 +375,16 @@ export function createHub(options: HubOptions) {
         );
       });
     },
+    /**
+     * A job's run (relay/jobs/): `call` on its `target` only (`stay`), answered once by `reply`;
+     * a node lost mid-run answers E_DISCONNECTED, and the job decides where it runs next.
+     */
+    runOn(call: Call, reply: Reply, ref: Record<string, unknown> = {}): void {
+      if (draining) reply({ ok: false, error: drainRefusal() });
+      else forwarding.forward({ ...call, stay: true }, logs.logged(call, reply, ref));
+    },
+    /** Calls the relay forwarded to node `id` and waits on (HTTP calls, node calls, jobs). */
+    forwardedTo: (id: string) => forwarding.running(id),
     /** Whether a drain began: HTTP calls are refused (503, Retry-After) as node calls are. */
     draining: () => draining !== undefined,
     /**

@@ -18,6 +18,7 @@ import { contextRates, contextStoreRate, contextToTabs, vadStream } from './cont
 import { type DecisionRow, decisionTable, inProcessRows, relayRows } from './decisions';
 import { type HardeningResult, hardeningBench, printHardening } from './hardening';
 import { consoleCost, hopCosts } from './hops';
+import { type JobsBench, jobsBench, jobsSection, printJobs } from './jobs';
 import { type LeaseBench, leaseBench } from './leases';
 import { ocrBench, ocrSection } from './ocr';
 import { pipelineBench, pipelineSection } from './pipeline';
@@ -573,6 +574,15 @@ console.table(
 console.log(
   `without leases: ${leases.latencyRatio.toFixed(2)}× the p50; with them: ${leases.throughputRatio.toFixed(2)}× the calls/s`,
 );
+
+console.log('\nJobs pulled by 1 and 4 tabs: throughput, queue latency, and a job vs a call');
+const jobsRun: JobsBench | undefined = await within('jobs', () =>
+  jobsBench({ jobs: Number(process.env.BENCH_JOBS ?? 1000), rounds: 50 }),
+);
+if (jobsRun) {
+  printJobs(jobsRun);
+  sections.push(jobsSection(jobsRun));
+}
 
 console.log('\nThe relay under load: HTTP calls, memory, soak');
 const hardeningRun: HardeningResult = await hardening();

@@ -1,0 +1,317 @@
+/**
+ * Asynchronous jobs (PROTOCOL.md §6.2): submitted, written to disk, queued by priority then
+ * deadline then id, run on nodes with free capacity (dispatch.ts), and fetched, watched or
+ * cancelled later. A job succeeds at most once and its result never changes (job.ts `moveTo`);
+ * a run whose node is lost puts it back in the queue, at most `maxAttempts` runs; a job past its
+ * deadline fails with E_TIMEOUT. Every change is durable before it is visible (store.ts).
+ * @example const jobs = await openJobs({ store, blobs, hub, limits, log, manifest });
+ *          const { job } = await jobs.submit('admin', body);
+ *          jobs.watch(job.id, (view) => …);
+ */
+import { encode } from '../../core/codec';
+import { CodecError, ConflictError, LimitError, NotFoundError } from '../../core/errors';
+import type { Manifest } from '../../core/manifest';
+import type { JobBlobs } from './blobs';
+import { createDispatch, type JobHub } from './dispatch';
+import { jobIds } from './ids';
+import {
+  before,
+  defaultJobLimits,
+  isTerminal,
+  type Job,
+  type JobLimits,
+  type JobState,
+  type JobView,
+  moveTo,
+  type SubmitBody,
+  viewOf,
+  withReason,
+} from './job';
+import type { JobStore } from './store';
+
+export type { JobHub } from './dispatch';
+export type { Job, JobLimits, JobState, JobView } from './job';
+export { defaultJobLimits } from './job';
+
+export interface JobsOptions {
+  store: JobStore;
+  blobs: JobBlobs;
+  hub: JobHub;
+  limits?: Partial<JobLimits>;
+  /** The current manifest of an app, if it is deployed. */
+  manifest(app: string): Promise<Manifest | undefined>;
+  log: { info(m: string): void; warn(m: string): void };
+  now?: () => number;
+  /** How often queued jobs are offered to nodes with free capacity; default 50 ms. */
+  pumpMs?: number;
+}
+
+type Listener = (view: JobView) => void;
+
+export async function openJobs(o: JobsOptions) {
+  const limits: JobLimits = { ...defaultJobLimits, ...o.limits };
+  const now = o.now ?? Date.now;
+  const ids = jobIds(now);
+  /** Every job kept, in id order (ids sort by time; the map keeps insertion order). */
+  const jobs = new Map<string, Job>();
+  /** Queued jobs in queue order. */
+  const queue: Job[] = [];
+  /** Finished jobs' ids in the order they finished: the oldest is forgotten first. */
+  const finished: string[] = [];
+  const idempotent = new Map<string, string>();
+  const listeners = new Map<string, Set<Listener>>();
+  let watchers = 0;
+  let running = 0;
+  /** Submits checked and being written: counted against maxActive before they are queued. */
+  let accepting = 0;
+  let closed = false;
+  let closing: Promise<void> | undefined;
+
+  const idemKey = (owner: string, key: string) => `${owner}\u0000${key}`;
+
+  function enqueue(job: Job): void {
+    let lo = 0;
+    let hi = queue.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (before(queue[mid]!, job) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    queue.splice(lo, 0, job);
+  }
+  function dequeue(id: string): void {
+    const i = queue.findIndex((j) => j.id === id);
+    if (i >= 0) queue.splice(i, 1);
+  }
+
+  /** Makes `next` the job's state: written, then in the queue/tables, then watchers told. */
+  async function commit(prev: Job, next: Job): Promise<Job> {
+    jobs.set(next.id, next);
+    if (prev.state === 'queued') dequeue(prev.id);
+    if (prev.state === 'running') running--;
+    if (next.state === 'queued') enqueue(next);
+    if (next.state === 'running') running++;
+    if (isTerminal(next.state)) {
+      finished.push(next.id);
+      void trim();
+    }
+    const written = o.store.put(next);
+    tell(next);
+    await written;
+    return next;
+  }
+
+  function tell(job: Job): void {
+    const set = listeners.get(job.id);
+    if (!set) return;
+    const view = viewOf(job, dispatch.waiting(job));
+    for (const l of [...set]) l(view);
+  }
+
+  /** Forgets the oldest finished jobs over `maxKept`. */
+  async function trim(): Promise<void> {
+    if (finished.length <= limits.maxKept) return;
+    const gone = finished.splice(0, finished.length - limits.maxKept);
+    for (const id of gone) {
+      const job = jobs.get(id);
+      jobs.delete(id);
+      if (job?.idempotencyKey) idempotent.delete(idemKey(job.owner, job.idempotencyKey));
+    }
+    await o.store.forget(gone).catch((e: unknown) => o.log.warn(`jobs: ${String(e)}`));
+  }
+
+  const dispatch = createDispatch({
+    hub: o.hub,
+    blobs: o.blobs,
+    limits,
+    now,
+    queue: () => queue,
+    get: (id) => jobs.get(id),
+    commit,
+    log: o.log,
+  });
+
+  /** The rest of a submit, counted in `accepting` meanwhile. */
+  async function accept(owner: string, body: SubmitBody): Promise<{ job: Job; created: boolean }> {
+    const manifest = await o.manifest(body.app);
+    if (!manifest) throw new NotFoundError(`app: no app named "${body.app}" is deployed`);
+    if (!Object.hasOwn(manifest.services, body.service))
+      throw new NotFoundError(`service: app "${body.app}" has no service "${body.service}"`);
+    if (body.inputBlob !== undefined && !(await o.blobs.has(body.inputBlob)))
+      throw new NotFoundError(`inputBlob: no blob ${body.inputBlob} on this relay`);
+    // Asked again after the awaits: two submits with one key at once make one job.
+    if (body.idempotencyKey !== undefined) {
+      const same = jobs.get(idempotent.get(idemKey(owner, body.idempotencyKey)) ?? '');
+      if (same) return { job: same, created: false };
+    }
+    const created = now();
+    const job: Job = {
+      id: ids.next(),
+      app: body.app,
+      service: body.service,
+      rpc: body.rpc ?? '',
+      ...(body.input !== undefined && { input: body.input }),
+      ...(body.inputBlob !== undefined && { inputBlob: body.inputBlob }),
+      qos: body.qos ?? {},
+      priority: body.priority ?? 0,
+      ...(body.deadlineMs !== undefined && { deadline: created + body.deadlineMs }),
+      owner,
+      ...(body.idempotencyKey !== undefined && { idempotencyKey: body.idempotencyKey }),
+      state: 'queued',
+      attempts: 0,
+      reasons: [],
+      created,
+    };
+    if (job.idempotencyKey) idempotent.set(idemKey(owner, job.idempotencyKey), job.id);
+    jobs.set(job.id, job);
+    try {
+      await o.store.put(job);
+    } catch (e) {
+      jobs.delete(job.id);
+      if (job.idempotencyKey) idempotent.delete(idemKey(owner, job.idempotencyKey));
+      throw e;
+    }
+    // Queued only once on disk: it cannot run before it is accepted.
+    enqueue(job);
+    dispatch.pump();
+    return { job, created: true };
+  }
+
+  // What the store kept: a job that was running when the relay stopped runs again.
+  const kept = (await o.store.load()).sort((a, b) => (a.id < b.id ? -1 : 1));
+  let requeued = 0;
+  for (const job of kept) {
+    ids.after(job.id);
+    let j = job;
+    if (j.state === 'running') {
+      j = moveTo(j, 'queued', { reasons: withReason(j, 'the relay stopped while it ran') });
+      requeued++;
+      await o.store.put(j);
+    }
+    jobs.set(j.id, j);
+    if (j.idempotencyKey) idempotent.set(idemKey(j.owner, j.idempotencyKey), j.id);
+    if (j.state === 'queued') enqueue(j);
+    if (isTerminal(j.state)) finished.push(j.id);
+  }
+  finished.sort((a, b) => (jobs.get(a)!.finished ?? 0) - (jobs.get(b)!.finished ?? 0));
+  await trim(); // --jobs-kept lowered since the last start
+  if (kept.length > 0)
+    o.log.info(`jobs: ${kept.length} kept, ${queue.length} queued (${requeued} were running)`);
+  dispatch.start(o.pumpMs ?? 50);
+
+  return {
+    limits,
+    /**
+     * Accepts a job: durable on disk when this resolves. The same `idempotencyKey` from the same
+     * owner answers the job it made first (`created: false`).
+     */
+    async submit(owner: string, body: SubmitBody): Promise<{ job: Job; created: boolean }> {
+      if (body.idempotencyKey !== undefined) {
+        const id = idempotent.get(idemKey(owner, body.idempotencyKey));
+        const same = id === undefined ? undefined : jobs.get(id);
+        if (same) return { job: same, created: false };
+      }
+      if (closed) throw new LimitError('the relay is shutting down: it takes no new jobs');
+      const active = queue.length + running + accepting;
+      if (active >= limits.maxActive)
+        throw new LimitError(
+          `${active} jobs are queued or running (limit --max-jobs ${limits.maxActive}): submit again once some finish`,
+        );
+      if (body.input !== undefined) {
+        const size = encodedSize(body.input);
+        if (size > limits.maxInputBytes)
+          throw new LimitError(
+            `input is ${size} bytes encoded (limit --max-job-input-kib ${limits.maxInputBytes / 1024} KiB): upload it as a blob and send inputBlob`,
+          );
+      }
+      accepting++;
+      try {
+        return await accept(owner, body);
+      } finally {
+        accepting--;
+      }
+    },
+    get: (id: string) => jobs.get(id),
+    /** The view of job `id` (with its result, and why it waits when queued). */
+    view(id: string): JobView | undefined {
+      const job = jobs.get(id);
+      return job && viewOf(job, dispatch.waiting(job));
+    },
+    /** Cancels a queued or running job (a running one's result, if it comes, is dropped). */
+    async cancel(id: string): Promise<JobView> {
+      const job = jobs.get(id);
+      if (!job) throw new NotFoundError(`no job ${id}`);
+      if (isTerminal(job.state))
+        throw new ConflictError(`job ${id} is already ${job.state}: there is nothing to cancel`);
+      const next = await commit(job, moveTo(job, 'cancelled', {}, now()));
+      return viewOf(next);
+    },
+    /** Jobs in id order after `after`, filtered; `next` is the cursor for the next page. */
+    list(
+      filter: { state?: JobState; app?: string; after?: string; limit?: number },
+      visible: (job: Job) => boolean,
+    ): { jobs: JobView[]; next?: string } {
+      const limit = filter.limit ?? 100;
+      const out: JobView[] = [];
+      for (const job of jobs.values()) {
+        if (filter.after !== undefined && job.id <= filter.after) continue;
+        if (filter.state && job.state !== filter.state) continue;
+        if (filter.app && job.app !== filter.app) continue;
+        if (!visible(job)) continue;
+        if (out.length === limit) return { jobs: out, next: out[out.length - 1]!.id };
+        out.push(viewOf(job, dispatch.waiting(job), false));
+      }
+      return { jobs: out };
+    },
+    /** Calls `listener` with the job's view at each change; answers the unsubscribe. */
+    watch(id: string, listener: Listener): () => void {
+      if (watchers >= limits.maxWatchers)
+        throw new LimitError(
+          `${watchers} job watchers are open (limit ${limits.maxWatchers}): poll GET /api/jobs/:id instead`,
+        );
+      const set = listeners.get(id) ?? new Set<Listener>();
+      listeners.set(id, set);
+      set.add(listener);
+      watchers++;
+      let done = false;
+      return () => {
+        if (done) return;
+        done = true;
+        watchers--;
+        set.delete(listener);
+        if (set.size === 0) listeners.delete(id);
+      };
+    },
+    /** Counts by state, for the admin console and metrics. */
+    counts(): Record<JobState, number> {
+      const c = { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
+      for (const job of jobs.values()) c[job.state]++;
+      return c;
+    },
+    /** Blobs kept jobs name (inputs and results): a referrer for blob collection. */
+    *blobs(): Iterable<string> {
+      for (const job of jobs.values()) {
+        if (job.inputBlob) yield job.inputBlob;
+        if (job.resultBlob) yield job.resultBlob;
+      }
+    },
+    /** Stops dispatching; runs in flight are left as `running` on disk (re-queued at start). */
+    close(): Promise<void> {
+      closed = true;
+      dispatch.stop();
+      closing ??= o.store.close();
+      return closing;
+    },
+  };
+}
+
+export type Jobs = Awaited<ReturnType<typeof openJobs>>;
+
+/** The input's MessagePack size; what MessagePack cannot carry (nested too deep) is the caller's. */
+function encodedSize(input: unknown): number {
+  try {
+    return encode(input).byteLength;
+  } catch (e) {
+    throw new CodecError(`input cannot be encoded as MessagePack: ${(e as Error).message}`);
+  }
+}
