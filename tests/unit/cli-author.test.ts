@@ -167,6 +167,32 @@ describe('the author path against a real relay', () => {
     expect(notJson.stderr).toContain('--input is not JSON');
   }, 240_000);
 
+  it('submits the same work as a job, watches it to the end and reads its result', async () => {
+    await writeFile(join(app(), 'one.json'), JSON.stringify({ values: one() }));
+    const id = ok(
+      await brume(['submit', 'hello', 'predict', '--input', '@one.json'], { cwd: app(), env }),
+    ).trim();
+    expect(id).toMatch(/^[0-9a-z]{24}$/);
+    // --watch prints each state until the job ends, then exits 0 for a success.
+    const watched = ok(await brume(['job', id, '--watch'], { env }));
+    expect(watched).toMatch(new RegExp(`${id} +succeeded`));
+    const job = JSON.parse(ok(await brume(['job', id, '--json'], { env })));
+    expect(job).toMatchObject({ id, state: 'succeeded', attempts: 1, result: { label: 1 } });
+    // The same idempotency key submits once; a job of an app nobody deployed is refused, named.
+    const key = ['--idempotency-key', 'k-1'];
+    const input = ['--input', '@one.json'];
+    const a = ok(
+      await brume(['submit', 'hello', 'predict', ...input, ...key], { cwd: app(), env }),
+    );
+    const b = ok(
+      await brume(['submit', 'hello', 'predict', ...input, ...key], { cwd: app(), env }),
+    );
+    expect(a).toBe(b);
+    const none = await brume(['submit', 'nobody', 'x'], { env });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/nobody/);
+  }, 120_000);
+
   it("passes the scaffold's own test against the relay", async () => {
     const { execFile } = await import('node:child_process');
     const r = await new Promise<Done>((resolve) =>
