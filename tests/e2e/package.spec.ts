@@ -6,7 +6,6 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type BrowserContext, expect, test } from '@playwright/test';
 import { type Installed, packAndInstall } from '../package-install';
@@ -14,7 +13,6 @@ import { type RelayProcess, startRelay } from '../relay-process';
 import { joinTab } from './fixtures';
 
 const run = promisify(execFile);
-const root = fileURLToPath(new URL('../..', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'brume-package-'));
 let installed: Installed;
 let relay: RelayProcess | undefined;

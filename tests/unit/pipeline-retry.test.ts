@@ -19,7 +19,8 @@ beforeAll(async () => {
   };
   server = await inProcessRelay({
     apps: [await pipelineApp()],
-    callTimeoutMs: 1500,
+    // Short enough for the test, long enough for the other stages on a loaded two-core machine.
+    callTimeoutMs: 4000,
     logger: { info: keep, warn: keep, error: keep } as never,
   });
   for (const [name, slots] of [
@@ -59,7 +60,7 @@ it('runs a branch again elsewhere when its node does not answer in time', async 
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({
-      input: { n: 6_000_000_000 },
+      input: { n: 20_000_000_000 },
       rpc: 'spin',
       qos: { privacy: b!.runtime.id },
     }),

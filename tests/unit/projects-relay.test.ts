@@ -169,6 +169,34 @@ describe('reading a project', () => {
     expect((await api('PUT', '/api/context/seen/k', OLD_SECRET, { value: 2 })).status).toBe(403);
   });
 
+  it("lets a project's members submit and read its apps' jobs, and no one else", async () => {
+    const job = { app: 'seen', service: 'main', rpc: 'echo', input: { hi: 1 } };
+    const made = await api('POST', '/api/jobs', keys.alice, job);
+    expect(made.status).toBe(202);
+    const { id } = made.body;
+    // A deployer of the project and the admin read it; a member of another project does not.
+    expect((await api('GET', `/api/jobs/${id}`, keys.carol)).body.id).toBe(id);
+    expect((await api('GET', `/api/jobs/${id}`, admin())).status).toBe(200);
+    const bob = await api('GET', `/api/jobs/${id}`, keys.bob);
+    expect(bob.status).toBe(403);
+    expect(bob.body.error).toMatchObject({
+      code: 'E_FORBIDDEN',
+      message: expect.stringContaining('"seen"'),
+    });
+    expect((await api('DELETE', `/api/jobs/${id}`, keys.bob)).status).toBe(403);
+    expect((await api('POST', '/api/jobs', keys.bob, job)).status).toBe(403);
+    const listed = await api('GET', '/api/jobs?app=seen', keys.bob);
+    expect(listed.status).toBe(200);
+    expect(listed.body.jobs).toEqual([]);
+    expect(
+      (await api('GET', '/api/jobs?app=seen', keys.carol)).body.jobs.map(
+        (j: { id: string }) => j.id,
+      ),
+    ).toContain(id);
+    // The owner cancels it: it was queued (this relay has no node to run it).
+    expect((await api('DELETE', `/api/jobs/${id}`, keys.alice)).body.state).toBe('cancelled');
+  });
+
   it('lists functions of apps in no project to anyone, of a project to its members', async () => {
     // The relay seeds its sample apps too: those are in no project either.
     const ids = async (who: Who) =>
