@@ -132,7 +132,11 @@ describe('jobs on a relay and its cloud node', () => {
     expect(got.body.result).toBeUndefined();
     const hash = got.body.resultBlob as string;
     expect(hash).toMatch(/^[0-9a-f]{64}$/);
-    const blob = await fetch(`${relay.url}/api/blobs/${hash}`);
+    // A result blob is no app's file: reading it needs the jobs scope (PROTOCOL.md §6).
+    expect((await fetch(`${relay.url}/api/blobs/${hash}`)).status).toBe(401);
+    const blob = await fetch(`${relay.url}/api/blobs/${hash}`, {
+      headers: { authorization: `Bearer ${relay.token}` },
+    });
     expect(decode(new Uint8Array(await blob.arrayBuffer()))).toEqual({ bytes });
     // A small binary result comes back inline.
     const small = new Uint8Array([1, 2, 3]);
