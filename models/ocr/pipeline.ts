@@ -43,6 +43,8 @@ export interface ReadResult {
   /** Wall time of each stage (a fanned-out stage: all its branches), ms. */
   stageMs: Record<string, number>;
   ms: number;
+  /** Mean wall time of one run of each stage (a fanned-out stage: one branch), ms. */
+  runMs: Record<string, number>;
 }
 
 /** What the two models take for one image: the detector's tensor and each line's. */
@@ -128,10 +130,15 @@ export async function openOcr(): Promise<Ocr> {
 async function read(runtime: Runtime, input: Record<string, unknown>): Promise<ReadResult> {
   const r = await runtime.call('ocr', 'read', input);
   const stageMs: Record<string, number> = {};
+  const runs: Record<string, number[]> = {};
   for (const t of r.trace) {
-    if (t.stage !== undefined) stageMs[t.stage] = Math.max(stageMs[t.stage] ?? 0, t.ms);
+    if (t.stage === undefined) continue;
+    stageMs[t.stage] = Math.max(stageMs[t.stage] ?? 0, t.ms);
+    runs[t.stage] = [...(runs[t.stage] ?? []), t.ms];
   }
-  return { lines: (r.value as { lines: Line[] }).lines, stageMs, ms: r.ms };
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const runMs = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, mean(v)]));
+  return { lines: (r.value as { lines: Line[] }).lines, stageMs, ms: r.ms, runMs };
 }
 
 async function modelInputs(runtime: Runtime, input: Record<string, unknown>): Promise<ModelInputs> {

@@ -9,8 +9,9 @@
  */
 import { openModels } from '../../models/ocr/baseline';
 import { loadSplit } from '../../models/ocr/data';
-import { QUALITY_LEVELS } from '../../models/ocr/levels';
+import { DEFAULT_SIDE, QUALITY_LEVELS } from '../../models/ocr/levels';
 import { openOcr } from '../../models/ocr/pipeline';
+import { scalingRows, simulate } from './pipeline';
 import type { Section } from './report';
 
 export interface OcrLevelFigures {
@@ -22,12 +23,25 @@ export interface OcrLevelFigures {
   detMs: number;
   recMs: number;
   stageMs: Record<string, number>;
+  /** Median of one run of each stage (recognize: one line), ms. */
+  runMs: Record<string, number>;
+  /** Median lines read per image. */
+  lines: number;
+}
+
+export interface OcrFigures {
+  levels: OcrLevelFigures[];
+  /**
+   * At DEFAULT_SIDE, SIMULATED on a virtual clock: `requests` reads arriving at once on 1, 2 and
+   * 4 one-slot nodes, stages costing their measured `runMs`, a hop `hopMs` (tests/bench/pipeline.ts).
+   */
+  scaling: { side: number; requests: number; hopMs: number; makespanMs: Record<number, number> };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 
 /** `images` held-out images at each level, after one warm-up read per level. */
-export async function ocrBench(images: number): Promise<OcrLevelFigures[]> {
+export async function ocrBench(images: number): Promise<OcrFigures> {
   const set = loadSplit('heldout').slice(0, images);
   const ocr = await openOcr();
   const models = await openModels();
@@ -40,13 +54,14 @@ export async function ocrBench(images: number): Promise<OcrLevelFigures[]> {
       const rec: number[] = [];
       const total: number[] = [];
       const stages: Record<string, number[]> = {};
+      const runs: Record<string, number[]> = {};
+      const lines: number[] = [];
       for (const image of set) {
         const r = await ocr.read(image, side);
         pipeline.push(r.ms);
-        for (const [k, v] of Object.entries(r.stageMs)) {
-          stages[k] ??= [];
-          stages[k].push(v);
-        }
+        lines.push(r.lines.length);
+        for (const [k, v] of Object.entries(r.stageMs)) stages[k] = [...(stages[k] ?? []), v];
+        for (const [k, v] of Object.entries(r.runMs)) runs[k] = [...(runs[k] ?? []), v];
         const t = await models.time(await ocr.modelInputs(image, side));
         const recSum = t.recMs.reduce((a, b) => a + b, 0);
         det.push(t.detMs);
@@ -61,33 +76,53 @@ export async function ocrBench(images: number): Promise<OcrLevelFigures[]> {
         detMs: median(det),
         recMs: median(rec),
         stageMs: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, median(v)])),
+        runMs: Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)])),
+        lines: median(lines),
       });
     }
-    return out;
+    const at = out.find((f) => f.side === DEFAULT_SIDE)!;
+    const manifest = ocr.runtime.apps().find((m) => m.name === 'ocr')!;
+    const requests = 16;
+    const hopMs = 0.5;
+    const makespanMs: Record<number, number> = {};
+    for (const n of [1, 2, 4]) {
+      makespanMs[n] = simulate(manifest, 'read', at.runMs, at.lines, n, requests, hopMs);
+    }
+    return { levels: out, scaling: { side: DEFAULT_SIDE, requests, hopMs, makespanMs } };
   } finally {
     await models.close();
     await ocr.close();
   }
 }
 
-export function ocrSection(figures: OcrLevelFigures[]): Section {
+export function ocrSection({ levels: figures, scaling }: OcrFigures): Section {
+  const at = figures.find((f) => f.side === scaling.side);
   return {
     id: 'ocr',
     title:
       'OCR read pipeline (PP-OCRv4) per detector side: Brume on one Node node vs the models alone',
     baseline:
       'the same detector and recognizer run back to back by a plain onnxruntime-node script on the same tensors (one thread)',
-    note: `Held-out rendered images (models/ocr/images), medians of ${figures[0]?.images ?? 0} images per level. The pipeline runs its stages one after the other and its recognition branches concurrently on one node; the models-alone figure runs every line one after the other. "Brume adds" is the Logics (resize and normalise, regions and crops, CTC decoding, ordering) and carrying tensors between stages through MessagePack and the workers.`,
-    rows: figures.map((f) => ({
-      label: `side ${f.side}`,
-      'pipeline (ms)': f.pipelineMs,
-      'models alone (ms)': f.modelsMs,
-      'detector (ms)': f.detMs,
-      'recognizer, all lines (ms)': f.recMs,
-      'Brume adds (ms)': f.pipelineMs - f.modelsMs,
-      'prepare (ms)': f.stageMs.prepare,
-      'boxes (ms)': f.stageMs.boxes,
-      'join (ms)': f.stageMs.join,
-    })),
+    note: `Held-out rendered images (models/ocr/images), medians of ${figures[0]?.images ?? 0} images per level. The pipeline runs its stages one after the other and its recognition branches concurrently on one node; the models-alone figure runs every line one after the other. "Brume adds" is the Logics (resize and normalise, regions and crops, CTC decoding, ordering) and carrying tensors between stages through MessagePack and the workers. The node rows are SIMULATED on a virtual clock (this machine has 2 cores): ${scaling.requests} reads arriving at once at side ${scaling.side}, each placed by core/pipeline/place.ts over one-slot nodes, each stage costing its median run measured above (${Object.entries(
+      at?.runMs ?? {},
+    )
+      .map(([s, ms]) => `${s} ${ms.toFixed(1)} ms`)
+      .join(
+        ', ',
+      )}; recognize: one line, ${at?.lines ?? 0} lines an image), a hop ${scaling.hopMs} ms; speed-up = makespan on 1 node / on n, cluster efficiency = speed-up / n.`,
+    rows: [
+      ...figures.map((f) => ({
+        label: `side ${f.side}`,
+        'pipeline (ms)': f.pipelineMs,
+        'models alone (ms)': f.modelsMs,
+        'detector (ms)': f.detMs,
+        'recognizer, all lines (ms)': f.recMs,
+        'Brume adds (ms)': f.pipelineMs - f.modelsMs,
+        'prepare (ms)': f.stageMs.prepare,
+        'boxes (ms)': f.stageMs.boxes,
+        'join (ms)': f.stageMs.join,
+      })),
+      ...scalingRows(scaling.makespanMs, `side ${scaling.side}, simulated`),
+    ],
   };
 }

@@ -60,7 +60,7 @@ export async function pipelineBench(runs: number, lines = 8): Promise<PipelineFi
   const hopMs = 0.5;
   const makespanMs: Record<number, number> = {};
   for (const n of [1, 2, 4]) {
-    makespanMs[n] = simulate(b.manifest, stageMs, lines, n, requests, hopMs);
+    makespanMs[n] = simulate(b.manifest, 'chain', stageMs, lines, n, requests, hopMs);
   }
   return { lines, runs, pipelineMs: med(total), plainMs, stageMs, requests, hopMs, makespanMs };
 }
@@ -101,15 +101,21 @@ async function plain(
  * the executor deals it, each node runs its tasks first come first served, and a hop between two
  * nodes costs `hopMs`. Answers the makespan.
  */
-function simulate(
+/**
+ * The makespan of `requests` calls of pipeline `name` arriving at once on `n` one-slot nodes, on
+ * a virtual clock: each placed by core/pipeline/place.ts, each stage costing `cost[stage]` ms
+ * (a fan-out stage: one branch of `lines`), a hop between nodes `hopMs`.
+ */
+export function simulate(
   m: Manifest,
+  name: string,
   cost: Record<string, number>,
   lines: number,
   n: number,
   requests: number,
   hopMs: number,
 ): number {
-  const p = m.pipelines!.chain!;
+  const p = m.pipelines![name]!;
   const order = stageOrder(p.stages);
   const freeAt = new Map<string, number>();
   const ids = Array.from({ length: n }, (_, i) => `node-${i}`);
@@ -160,17 +166,21 @@ function simulate(
   return end;
 }
 
-export function pipelineSection(f: PipelineFigures): Section {
-  const one = f.makespanMs[1]!;
-  const sim = [1, 2, 4].map((n) => {
-    const speedup = one / f.makespanMs[n]!;
+/** Rows of speed-up and cluster efficiency from makespans on 1, 2 and 4 simulated nodes. */
+export function scalingRows(makespanMs: Record<number, number>, what = 'simulated') {
+  return [1, 2, 4].map((n) => {
+    const speedup = makespanMs[1]! / makespanMs[n]!;
     return {
-      label: `simulated: ${n} node${n === 1 ? '' : 's'}`,
-      'makespan (ms)': f.makespanMs[n]!,
+      label: `${what}: ${n} node${n === 1 ? '' : 's'}`,
+      'makespan (ms)': makespanMs[n]!,
       'speed-up': speedup,
       'cluster efficiency': speedup / n,
     };
   });
+}
+
+export function pipelineSection(f: PipelineFigures): Section {
+  const sim = scalingRows(f.makespanMs);
   return {
     id: 'pipeline',
     title: `A pipeline (fixture chain, ${f.lines}-way fan-out): one real node, and 1/2/4 simulated nodes`,
