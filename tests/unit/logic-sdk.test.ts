@@ -129,6 +129,8 @@ describe('build', () => {
         'front',
         'loop-forever',
         'memory-hog',
+        'ocr-post',
+        'ocr-pre',
         'own-memory',
         'squeezenet',
         'top3',
