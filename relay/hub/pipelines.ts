@@ -16,6 +16,9 @@ import type { Qos } from '../../core/scheduler';
 import { newTraceId } from '../../core/trace';
 import type { Call, CallAnswer, Reply } from './forwarding';
 
+/** What a hop between two nodes costs at least, in ms (placement's link cost). */
+const minHopMs = 0.1;
+
 export interface PipelinesOptions {
   manifest(app: string, range?: string): Promise<Manifest | undefined>;
   nodes(): readonly NodeRecord[];
@@ -125,7 +128,8 @@ export function createPipelines(o: PipelinesOptions) {
     const host: PipelineHost = {
       source: caller,
       nodes: () => eligible(m, qos, caller),
-      cost: (a, b) => (a === b ? 0 : rtt(a) + rtt(b)),
+      // A hop between two nodes is never free, even before their round trips are measured.
+      cost: (a, b) => (a === b ? 0 : Math.max(minHopMs, rtt(a) + rtt(b))),
       run: (node, c) =>
         new Promise((resolve, reject) => {
           const call: Call = {
