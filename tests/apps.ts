@@ -392,6 +392,13 @@ export function pipelineApp(): Promise<Bundle> {
           },
           output: 'slow',
         },
+        after: {
+          stages: {
+            slow: { service: 'pre', rpc: 'spin', from: ['$input'], class: 'NI' },
+            echo: { service: 'pre', rpc: 'echo', from: ['slow'], class: 'NI', deadlineMs: 1000 },
+          },
+          output: 'echo',
+        },
       },
     },
     {

@@ -182,21 +182,23 @@ export async function runPipeline(
         ? (ran.get(pred) ?? where.node)
         : where.node;
     const nodes = [home, ...where.spread.filter((n) => n !== home)];
+    // The stage's own wall time, from when its inputs are there (all its branches together).
+    const timed = <T>(run: Promise<T>) =>
+      st.deadlineMs === undefined ? run : deadline(run, st.deadlineMs, stage);
     if (st.each === undefined) {
-      const r = await runOn(stage, st, nodes, 0, value);
+      const r = await timed(runOn(stage, st, nodes, 0, value));
       ran.set(stage, r.node);
       return r.value;
     }
     const list = listOf(value, st.each, stage);
-    const rs = await Promise.all(list.map((el, i) => runOn(stage, st, nodes, i, el, i)));
+    const rs = await timed(Promise.all(list.map((el, i) => runOn(stage, st, nodes, i, el, i))));
     ran.set(stage, rs[0]?.node ?? home);
     return rs.map((r) => r.value);
   };
   // Every stage starts now and waits on its `from`; priority ordered the reservations.
   for (const s of order) {
-    const st = p.stages[s]!;
     const run = runStage(s);
-    values.set(s, st.deadlineMs === undefined ? run : deadline(run, st.deadlineMs, s));
+    values.set(s, run);
     run.catch(() => {}); // a failure is answered through the output's chain
   }
   let value = await Promise.race([values.get(p.output)!, firstFailure([...values.values()])]);

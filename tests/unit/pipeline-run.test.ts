@@ -76,6 +76,14 @@ describe('a pipeline on a lone runtime', () => {
     expect(many.message).toMatch(/at most 128/);
   });
 
+  it('counts a stage deadline from when its inputs are there, not from the call', async () => {
+    // The first stage spins for seconds; the second, a quick echo, has 1 s from its own start.
+    const r = await node.call('chain', 'after', { n: 3_000_000_000 }, {});
+    const slow = r.trace.find((t) => t.stage === 'slow')!;
+    expect(slow.ms, "the first stage outlasts the second one's deadline").toBeGreaterThan(1000);
+    expect(r.trace.some((t) => t.stage === 'echo')).toBe(true);
+  }, 120_000);
+
   it("passes a stage's own failure through, and fails a stage past its deadline naming it", async () => {
     const e = await failure(node.call('chain', 'failing', {}, {}));
     expect(e).toBeInstanceOf(AppError);
