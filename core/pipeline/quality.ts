@@ -20,6 +20,8 @@ import type { PipelineQuality, QualityLevel } from './schema';
 export const OVERRIDE_MS = 10;
 /** …and at least this much more accurate (20 points). */
 export const OVERRIDE_ACCURACY = 0.2;
+/** Accuracies are fractions: 0.7 − 0.5 is 0.19999999999999996 in binary, still 20 points. */
+const EPSILON = 1e-9;
 
 export interface Candidate<T> {
   item: T;
@@ -36,7 +38,7 @@ export function algorithm1<T>(list: Candidate<T>[], aMin: number): Candidate<T> 
   for (const x of ok) {
     if (
       x.latencyMs - best.latencyMs < OVERRIDE_MS &&
-      x.accuracy - best.accuracy >= OVERRIDE_ACCURACY
+      x.accuracy - best.accuracy >= OVERRIDE_ACCURACY - EPSILON
     ) {
       best = x;
     }
@@ -63,7 +65,8 @@ export function levelLatency(
 
 /**
  * The level for one request by Algorithm 1 with `a_min = qos.accuracy` (0 when absent). With a
- * `qos.latencyMs` the chosen level must also fit it, else QosError('latencyMs') naming the fastest
+ * `qos.latencyMs` only the levels that fit it are candidates (so the override never trades a
+ * fitting level for one that misses it); none fits: QosError('latencyMs') naming the fastest
  * level that meets the accuracy.
  */
 export function chooseLevel(
@@ -76,21 +79,22 @@ export function chooseLevel(
     const l = levelLatency(level, stats);
     return { item: { level, ...l }, latencyMs: l.ms, accuracy: level.accuracy };
   });
-  const best = algorithm1(list, aMin);
+  const fits = list.filter((c) => qos.latencyMs === undefined || c.latencyMs <= qos.latencyMs);
+  const best = algorithm1(fits, aMin);
+  if (!best && algorithm1(list, aMin)) {
+    const fastest = Math.min(...list.filter((c) => c.accuracy >= aMin).map((c) => c.latencyMs));
+    throw new QosError(
+      'latencyMs',
+      fastest,
+      `no quality level reaching accuracy ${aMin} runs within ${qos.latencyMs} ms; the fastest takes ~${fastest.toFixed(1)} ms`,
+    );
+  }
   if (!best) {
     const top = Math.max(...levels.map((l) => l.accuracy));
     throw new QosError(
       'accuracy',
       top,
       `no quality level reaches accuracy ${aMin}; the best achievable is ${top}`,
-    );
-  }
-  if (qos.latencyMs !== undefined && best.latencyMs > qos.latencyMs) {
-    const fastest = Math.min(...list.filter((c) => c.accuracy >= aMin).map((c) => c.latencyMs));
-    throw new QosError(
-      'latencyMs',
-      fastest,
-      `no quality level reaching accuracy ${aMin} runs within ${qos.latencyMs} ms; the fastest takes ~${fastest.toFixed(1)} ms`,
     );
   }
   const { level, ms, measured } = best.item;

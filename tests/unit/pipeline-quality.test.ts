@@ -86,6 +86,19 @@ describe('quality levels of one request', () => {
     expect([t.constraint, t.best]).toEqual(['latencyMs', 400]);
   });
 
+  it('takes exactly 20 points as 20 points (0.7 − 0.5 is 0.19999999999999996 in binary)', () => {
+    expect(chooseLevel([lvl(1, 0.5, 20), lvl(2, 0.7, 25)]).level.value).toBe(2);
+    expect(chooseLevel([lvl(1, 0.5, 20), lvl(2, 0.69, 25)]).level.value).toBe(1);
+  });
+
+  it('never trades a level within qos.latencyMs for one past it', () => {
+    // Without a budget the override takes B (8 ms slower, 25 points more accurate); with 100 ms,
+    // only A fits, and A is what the call gets rather than a refusal.
+    const levels = [lvl(1, 0.6, 95), lvl(2, 0.85, 103)];
+    expect(chooseLevel(levels).level.value).toBe(2);
+    expect(chooseLevel(levels, { latencyMs: 100 }).level.value).toBe(1);
+  });
+
   it('re-evaluates as measured figures replace the declared ones', () => {
     const stats = new LevelStats();
     // 320 measures slower here than 480 is declared: 480 becomes the fastest, and is chosen.
