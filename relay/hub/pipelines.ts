@@ -34,7 +34,7 @@ export function createPipelines(o: PipelinesOptions) {
   const running = new Map<string, number>();
 
   /** Which nodes may run stages: online, holding the app's version, allowed by privacy. */
-  function eligible(m: Manifest, qos: Qos, caller: string): PlaceNode[] {
+  function eligible(m: Manifest, name: string, qos: Qos, caller: string): PlaceNode[] {
     const p = qos.privacy;
     return o
       .nodes()
@@ -51,19 +51,16 @@ export function createPipelines(o: PipelinesOptions) {
         id: n.id,
         tier: n.role,
         free: Math.max(0, n.maxConcurrency - n.queue),
-        runs: (stage: string) => runsStage(m, n, stage),
+        runs: (stage: string) => runsStage(m, name, n, stage),
       }));
   }
 
-  /** A model stage that names its variant runs only where that variant may run. */
-  function runsStage(m: Manifest, n: NodeRecord, stage: string): boolean {
-    for (const p of Object.values(m.pipelines ?? {})) {
-      const s = p.stages[stage];
-      if (!s || s.rpc === undefined || m.services[s.service]?.kind !== 'model') continue;
-      const key = modelKey(m.name, s.service);
-      if (Object.hasOwn(n.models, key) && !n.models[key]!.includes(s.rpc)) return false;
-    }
-    return true;
+  /** A model stage of pipeline `name` that names its variant runs only where that variant may. */
+  function runsStage(m: Manifest, name: string, n: NodeRecord, stage: string): boolean {
+    const s = m.pipelines?.[name]?.stages[stage];
+    if (!s || s.rpc === undefined || m.services[s.service]?.kind !== 'model') return true;
+    const key = modelKey(m.name, s.service);
+    return !Object.hasOwn(n.models, key) || n.models[key]!.includes(s.rpc);
   }
 
   /** A call to a pipeline runs the executor here; any other is forwarded to a node. */
@@ -127,7 +124,7 @@ export function createPipelines(o: PipelinesOptions) {
     const rtt = (id: string) => o.nodes().find((n) => n.id === id)?.rttMs ?? 0;
     const host: PipelineHost = {
       source: caller,
-      nodes: () => eligible(m, qos, caller),
+      nodes: () => eligible(m, name, qos, caller),
       // A hop between two nodes is never free, even before their round trips are measured.
       cost: (a, b) => (a === b ? 0 : Math.max(minHopMs, rtt(a) + rtt(b))),
       run: (node, c) =>
