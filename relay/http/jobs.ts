@@ -62,8 +62,10 @@ export function mountJobs(app: FastifyInstance, o: JobRoutesOptions): void {
     if (!job) throw new NotFoundError(`no job ${id.slice(0, 32)} on this relay`);
     if (!p && !job.owner.startsWith('anon:'))
       throw new AuthError('this job was submitted with a credential: send one with the jobs scope');
-    if (p && !o.access(p, job.app, what))
+    if (!o.access(p, job.app, what)) {
+      if (!p) throw new AuthError(`jobs of app "${job.app}" need a credential with scope jobs`);
       throw new ForbiddenError(`this credential may not ${what} jobs of app "${job.app}"`);
+    }
     return job;
   };
 
@@ -102,8 +104,14 @@ export function mountJobs(app: FastifyInstance, o: JobRoutesOptions): void {
         req.body,
         '{ app, service, input | inputBlob, rpc?, qos?, priority?, deadlineMs?, idempotencyKey? }',
       );
-      if (p && !o.access(p, body.app, 'write'))
+      if (!o.access(p, body.app, 'write')) {
+        if (!p) throw new AuthError(`jobs of app "${body.app}" need a credential with scope jobs`);
         throw new ForbiddenError(`this credential may not submit jobs of app "${body.app}"`);
+      }
+      if (!p && body.inputBlob !== undefined)
+        throw new AuthError('inputBlob: an input from a blob needs a credential with scope jobs');
+      // Anonymous callers share an address (NAT, a proxy): a key of one must not answer another's job.
+      if (!p) delete body.idempotencyKey;
       const { job, created } = await jobs.submit(ownerOf(p, req), body);
       return send(req, reply, created ? 202 : 200, { id: job.id, state: job.state });
     },

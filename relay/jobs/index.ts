@@ -9,8 +9,15 @@
  *          jobs.watch(job.id, (view) => …);
  */
 import { encode } from '../../core/codec';
-import { CodecError, ConflictError, LimitError, NotFoundError } from '../../core/errors';
+import {
+  CodecError,
+  ConflictError,
+  LimitError,
+  NotFoundError,
+  UnavailableError,
+} from '../../core/errors';
 import type { Manifest } from '../../core/manifest';
+import { frameLimits } from '../../core/protocol';
 import type { JobBlobs } from './blobs';
 import { createDispatch, type JobHub } from './dispatch';
 import { jobIds } from './ids';
@@ -60,10 +67,28 @@ export async function openJobs(o: JobsOptions) {
   const finished: string[] = [];
   const idempotent = new Map<string, string>();
   const listeners = new Map<string, Set<Listener>>();
+  /** Jobs whose new state is being written: the state before it, which readers still see. */
+  const unsettled = new Map<string, Job>();
   let watchers = 0;
   let running = 0;
   /** Submits checked and being written: counted against maxActive before they are queued. */
   let accepting = 0;
+  /** Jobs queued or running (or being accepted) by owner, and their inline inputs' bytes. */
+  const activeBy = new Map<string, number>();
+  const inputBytes = new Map<string, number>();
+  let activeInputBytes = 0;
+  const holdActive = (owner: string, id: string, bytes: number) => {
+    activeBy.set(owner, (activeBy.get(owner) ?? 0) + 1);
+    inputBytes.set(id, bytes);
+    activeInputBytes += bytes;
+  };
+  const releaseActive = (owner: string, id: string) => {
+    const n = (activeBy.get(owner) ?? 1) - 1;
+    if (n > 0) activeBy.set(owner, n);
+    else activeBy.delete(owner);
+    activeInputBytes -= inputBytes.get(id) ?? 0;
+    inputBytes.delete(id);
+  };
   let closed = false;
   let closing: Promise<void> | undefined;
 
@@ -84,7 +109,10 @@ export async function openJobs(o: JobsOptions) {
     if (i >= 0) queue.splice(i, 1);
   }
 
-  /** Makes `next` the job's state: written, then in the queue/tables, then watchers told. */
+  /**
+   * Makes `next` the job's state: in the queue and tables at once (the dispatcher never runs a
+   * job twice), then to readers and watchers once it is on disk.
+   */
   async function commit(prev: Job, next: Job): Promise<Job> {
     jobs.set(next.id, next);
     if (prev.state === 'queued') dequeue(prev.id);
@@ -92,14 +120,20 @@ export async function openJobs(o: JobsOptions) {
     if (next.state === 'queued') enqueue(next);
     if (next.state === 'running') running++;
     if (isTerminal(next.state)) {
+      if (!isTerminal(prev.state)) releaseActive(next.owner, next.id);
       finished.push(next.id);
       void trim();
     }
-    const written = o.store.put(next);
+    // Readers see the state before until this one is on disk: a result shown is never taken back.
+    unsettled.set(next.id, unsettled.get(next.id) ?? prev);
+    // A failed write leaves it there: the disk keeps the state before, and readers see it too.
+    await o.store.put(next);
+    unsettled.delete(next.id);
     tell(next);
-    await written;
     return next;
   }
+  /** A job as readers see it: its last state on disk. */
+  const shown = (job: Job): Job => unsettled.get(job.id) ?? job;
 
   function tell(job: Job): void {
     const set = listeners.get(job.id);
@@ -132,13 +166,24 @@ export async function openJobs(o: JobsOptions) {
   });
 
   /** The rest of a submit, counted in `accepting` meanwhile. */
-  async function accept(owner: string, body: SubmitBody): Promise<{ job: Job; created: boolean }> {
+  async function accept(
+    owner: string,
+    body: SubmitBody,
+    size: number,
+  ): Promise<{ job: Job; created: boolean }> {
     const manifest = await o.manifest(body.app);
     if (!manifest) throw new NotFoundError(`app: no app named "${body.app}" is deployed`);
     if (!Object.hasOwn(manifest.services, body.service))
       throw new NotFoundError(`service: app "${body.app}" has no service "${body.service}"`);
-    if (body.inputBlob !== undefined && !(await o.blobs.has(body.inputBlob)))
-      throw new NotFoundError(`inputBlob: no blob ${body.inputBlob} on this relay`);
+    if (body.inputBlob !== undefined) {
+      const blob = await o.blobs.stat(body.inputBlob);
+      if (!blob) throw new NotFoundError(`inputBlob: no blob ${body.inputBlob} on this relay`);
+      // It is read whole and decoded for each run: no larger than a frame to a node may be.
+      if (blob.size > frameLimits.maxBytes)
+        throw new LimitError(
+          `inputBlob: the blob is ${blob.size} bytes (limit ${frameLimits.maxBytes}, a frame to a node)`,
+        );
+    }
     // Asked again after the awaits: two submits with one key at once make one job.
     if (body.idempotencyKey !== undefined) {
       const same = jobs.get(idempotent.get(idemKey(owner, body.idempotencyKey)) ?? '');
@@ -164,9 +209,11 @@ export async function openJobs(o: JobsOptions) {
     };
     if (job.idempotencyKey) idempotent.set(idemKey(owner, job.idempotencyKey), job.id);
     jobs.set(job.id, job);
+    holdActive(owner, job.id, size);
     try {
       await o.store.put(job);
     } catch (e) {
+      releaseActive(owner, job.id);
       jobs.delete(job.id);
       if (job.idempotencyKey) idempotent.delete(idemKey(owner, job.idempotencyKey));
       throw e;
@@ -190,7 +237,10 @@ export async function openJobs(o: JobsOptions) {
     }
     jobs.set(j.id, j);
     if (j.idempotencyKey) idempotent.set(idemKey(j.owner, j.idempotencyKey), j.id);
-    if (j.state === 'queued') enqueue(j);
+    if (j.state === 'queued') {
+      enqueue(j);
+      holdActive(j.owner, j.id, j.input === undefined ? 0 : encodedSize(j.input));
+    }
     if (isTerminal(j.state)) finished.push(j.id);
   }
   finished.sort((a, b) => (jobs.get(a)!.finished ?? 0) - (jobs.get(b)!.finished ?? 0));
@@ -211,22 +261,30 @@ export async function openJobs(o: JobsOptions) {
         const same = id === undefined ? undefined : jobs.get(id);
         if (same) return { job: same, created: false };
       }
-      if (closed) throw new LimitError('the relay is shutting down: it takes no new jobs');
+      if (closed)
+        throw new UnavailableError('the relay is shutting down: it takes no new jobs, retry later');
       const active = queue.length + running + accepting;
       if (active >= limits.maxActive)
         throw new LimitError(
           `${active} jobs are queued or running (limit --max-jobs ${limits.maxActive}): submit again once some finish`,
         );
-      if (body.input !== undefined) {
-        const size = encodedSize(body.input);
-        if (size > limits.maxInputBytes)
-          throw new LimitError(
-            `input is ${size} bytes encoded (limit --max-job-input-kib ${limits.maxInputBytes / 1024} KiB): upload it as a blob and send inputBlob`,
-          );
-      }
+      const size = body.input === undefined ? 0 : encodedSize(body.input);
+      if (size > limits.maxInputBytes)
+        throw new LimitError(
+          `input is ${size} bytes encoded (limit --max-job-input-kib ${limits.maxInputBytes / 1024} KiB): upload it as a blob and send inputBlob`,
+        );
+      if (activeInputBytes + size > limits.maxActiveInputBytes)
+        throw new LimitError(
+          `the inputs of the jobs queued or running hold ${activeInputBytes} bytes (limit ${limits.maxActiveInputBytes}): submit again once some finish, or send inputBlob`,
+        );
+      const mine = activeBy.get(owner) ?? 0;
+      if (owner.startsWith('anon:') && mine >= limits.maxActivePerAddress)
+        throw new LimitError(
+          `this address has ${mine} jobs queued or running (limit ${limits.maxActivePerAddress} without a credential): submit again once some finish`,
+        );
       accepting++;
       try {
-        return await accept(owner, body);
+        return await accept(owner, body, size);
       } finally {
         accepting--;
       }
@@ -235,7 +293,7 @@ export async function openJobs(o: JobsOptions) {
     /** The view of job `id` (with its result, and why it waits when queued). */
     view(id: string): JobView | undefined {
       const job = jobs.get(id);
-      return job && viewOf(job, dispatch.waiting(job));
+      return job && viewOf(shown(job), dispatch.waiting(job));
     },
     /** Cancels a queued or running job (a running one's result, if it comes, is dropped). */
     async cancel(id: string): Promise<JobView> {
@@ -259,7 +317,7 @@ export async function openJobs(o: JobsOptions) {
         if (filter.app && job.app !== filter.app) continue;
         if (!visible(job)) continue;
         if (out.length === limit) return { jobs: out, next: out[out.length - 1]!.id };
-        out.push(viewOf(job, dispatch.waiting(job), false));
+        out.push(viewOf(shown(job), dispatch.waiting(job), false));
       }
       return { jobs: out };
     },

@@ -58,6 +58,10 @@ export interface JobLimits {
   maxActive: number;
   /** Bytes of one job's input, MessagePack-encoded (larger: send it as a blob). */
   maxInputBytes: number;
+  /** Bytes of the inline inputs of every job queued or running, encoded, together. */
+  maxActiveInputBytes: number;
+  /** Jobs queued or running at once from one anonymous address. */
+  maxActivePerAddress: number;
   /** Runs of one job at most before it fails with its reasons. */
   maxAttempts: number;
   /** A result over this many bytes, encoded, is stored as a blob (`resultBlob`). */
@@ -73,6 +77,8 @@ export interface JobLimits {
 export const defaultJobLimits: JobLimits = {
   maxActive: 10_000,
   maxInputBytes: 1024 * 1024,
+  maxActiveInputBytes: 256 * 1024 * 1024,
+  maxActivePerAddress: 100,
   maxAttempts: 3,
   resultBlobBytes: 256 * 1024,
   maxKept: 10_000,
