@@ -106,10 +106,13 @@ function users(o: ObjectRoutesOptions): ObjectClass {
     create: (p, b) => projects.createUser(p, b),
     get: async (p, id) => projects.getUser(p, id),
     set: (p, id, b) => projects.setUser(p, id, b),
-    // Their keys go with them: a key acting as nobody would keep what the user could do.
+    // Their keys go with them, and first: a key left acting as nobody would regain the roles of a
+    // user made again under the name. Only the admin deletes users (deleteUser checks it too).
     remove: async (p, id) => {
+      if (p?.kind === 'admin') {
+        for (const k of keys.list()) if (k.user === id) await keys.revoke(k.id);
+      }
       const namespace = await projects.deleteUser(p, id);
-      for (const k of keys.list()) if (k.user === id) await keys.revoke(k.id);
       await o.forget('user', namespace);
     },
     methods: {
