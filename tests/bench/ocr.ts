@@ -103,7 +103,7 @@ export function ocrSection({ levels: figures, scaling }: OcrFigures): Section {
       'OCR read pipeline (PP-OCRv4) per detector side: Brume on one Node node vs the models alone',
     baseline:
       'the same detector and recognizer run back to back by a plain onnxruntime-node script on the same tensors (one thread)',
-    note: `Held-out rendered images (models/ocr/images), medians of ${figures[0]?.images ?? 0} images per level. The pipeline runs its stages one after the other and its recognition branches concurrently on one node; the models-alone figure runs every line one after the other. "Brume adds" is the Logics (resize and normalise, regions and crops, CTC decoding, ordering) and carrying tensors between stages through MessagePack and the workers. The node rows are SIMULATED on a virtual clock (this machine has 2 cores): ${scaling.requests} reads arriving at once at side ${scaling.side}, each placed by core/pipeline/place.ts over one-slot nodes, each stage costing its median run measured above (${Object.entries(
+    note: `Held-out rendered images (models/ocr/images), medians of ${figures[0]?.images ?? 0} images per level. The pipeline runs its stages one after the other and its recognition branches concurrently on one node; the models-alone figure runs every line one after the other. "pipeline − models alone" is the Logics (resize and normalise, regions and crops, CTC decoding, ordering) and carrying tensors between stages through MessagePack and the workers, less what running the lines concurrently saves: not Brume's overhead alone. The node rows are SIMULATED on a virtual clock (this machine has 2 cores): ${scaling.requests} reads arriving at once at side ${scaling.side}, each placed by core/pipeline/place.ts over one-slot nodes, each stage costing its median run measured above (a fan-out stage: its wall time over its branches) (${Object.entries(
       at?.runMs ?? {},
     )
       .map(([s, ms]) => `${s} ${ms.toFixed(1)} ms`)
@@ -117,7 +117,7 @@ export function ocrSection({ levels: figures, scaling }: OcrFigures): Section {
         'models alone (ms)': f.modelsMs,
         'detector (ms)': f.detMs,
         'recognizer, all lines (ms)': f.recMs,
-        'Brume adds (ms)': f.pipelineMs - f.modelsMs,
+        'pipeline − models alone (ms)': f.pipelineMs - f.modelsMs,
         'prepare (ms)': f.stageMs.prepare,
         'boxes (ms)': f.stageMs.boxes,
         'join (ms)': f.stageMs.join,
