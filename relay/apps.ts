@@ -55,6 +55,10 @@ export interface Apps {
 
 export function openApps(
   store: Store,
+  /**
+   * `stored`: told of every manifest deployed or read from the store (its files are app files,
+   * which tabs fetch: an app the store got another way, restored or planted, counts once read).
+   */
   o: { bodyLimit: number; stored?: (manifest: Manifest) => void },
 ): Apps {
   // Deploys one at a time, so two uploads of one version cannot both pass the conflict check.
@@ -69,7 +73,11 @@ export function openApps(
   /** Version `version` of `name`; undefined for names and versions that cannot be stored. */
   async function stored(name: string, version: string): Promise<Manifest | undefined> {
     const valid = isAppName(name) && isAppVersion(version);
-    return valid ? store.apps.get(name, version) : undefined;
+    return seen(valid ? await store.apps.get(name, version) : undefined);
+  }
+  function seen(m: Manifest | undefined): Manifest | undefined {
+    if (m) o.stored?.(m);
+    return m;
   }
 
   async function deployNow(bytes: Uint8Array, may?: (name: string) => void) {
@@ -141,7 +149,7 @@ export function openApps(
     current(name) {
       let m = manifests.get(name);
       if (!m) {
-        m = store.apps.current(name).catch(() => undefined);
+        m = store.apps.current(name).then(seen, () => undefined);
         manifests.set(name, m);
         // Only apps that exist are remembered: names from the network are not a way to fill memory.
         void m.then((found) => found || manifests.delete(name));
@@ -149,7 +157,7 @@ export function openApps(
       return m;
     },
     async find(name) {
-      const manifest = isAppName(name) ? await store.apps.current(name) : undefined;
+      const manifest = seen(isAppName(name) ? await store.apps.current(name) : undefined);
       if (!manifest) throw new NotFoundError(`no app named "${name}" (GET /api/apps lists them)`);
       return manifest;
     },
