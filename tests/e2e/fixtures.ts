@@ -78,6 +78,30 @@ export const test = base.extend<object, { relay: RelayProcess }>({
   ],
 });
 
+/**
+ * Waits until the relay sees every node of `ids` holding `app` with nothing queued: placement
+ * judges nodes by their last report, so a test that asserts where stages go waits for it.
+ */
+export async function untilIdleHolding(
+  relay: { url: string; token: string },
+  app: string,
+  ids: string[],
+): Promise<void> {
+  const headers = { authorization: `Bearer ${relay.token}` };
+  await expect
+    .poll(
+      async () => {
+        const res = await fetch(`${relay.url}/api/nodes`, { headers });
+        const nodes = (await res.json()) as { id: string; apps: string[]; queue: number }[];
+        return ids.every((id) =>
+          nodes.some((n) => n.id === id && n.apps.includes(app) && n.queue === 0),
+        );
+      },
+      { timeout: 60_000 },
+    )
+    .toBe(true);
+}
+
 /** Deploys a one-Logic app named `name`: HTTP context writes need the app deployed. */
 export async function deployApp(relay: { url: string; token: string }, name: string) {
   const b = await contextApp(name);

@@ -10,7 +10,7 @@ import type { BrowserContext, Page } from '@playwright/test';
 import { loadSplit } from '../../models/ocr/data';
 import { type Line, openOcr, readPipeline } from '../../models/ocr/pipeline';
 import { accuracyOf, addScores, type BoxTuple, scorePage } from '../../models/ocr/score';
-import { expect, joinTab, test } from './fixtures';
+import { expect, joinTab, test, untilIdleHolding } from './fixtures';
 
 const contexts: BrowserContext[] = [];
 test.afterEach(async () => {
@@ -156,6 +156,12 @@ test('ocr/read spread over three tabs and the cloud node reads what one node rea
     );
   const spread: number[] = [];
   for (const [i, image] of images.entries()) {
+    // Placement reads each node's last report: wait until all show the app and nothing queued.
+    await untilIdleHolding(
+      relay,
+      'ocr',
+      tabs.map((t) => t.id),
+    );
     const r = await readInTab(tabs[i % 3]!.page, image);
     expectSameReading(r.lines, reference[i]!);
     // The trace names the node of every stage; prepare (NI) runs where the image is.

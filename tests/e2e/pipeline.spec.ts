@@ -6,7 +6,7 @@ import type { Browser, BrowserContext } from '@playwright/test';
 import { packBundle } from '../../core/manifest';
 import { pipelineApp } from '../apps';
 import { deploy, type RelayProcess, startRelay } from '../relay-process';
-import { expect, type JoinedTab, joinTab, test } from './fixtures';
+import { expect, type JoinedTab, joinTab, test, untilIdleHolding } from './fixtures';
 
 let relay: RelayProcess;
 
@@ -72,6 +72,7 @@ test('a tab runs a pipeline spread over three tabs and the cloud node, the trace
 }) => {
   const [a, b, c] = [await tab(browser), await tab(browser), await tab(browser)];
   const cloud = await cloudId();
+  await untilIdleHolding(relay, 'chain', [a.id, b.id, c.id, cloud]);
   const jobs = Array.from({ length: 8 }, (_, i) => ({ n: 1000 * (i + 1) }));
   const r = await call(a, jobs);
   expect(r.value.work.map((w) => [w.n, w.x])).toEqual(jobs.map((j) => [j.n, spun(j.n)]));
@@ -112,7 +113,7 @@ test('closing the tab running a branch mid-request still gives one complete, cor
   browser,
 }) => {
   const [a, b, c] = [await tab(browser), await tab(browser), await tab(browser)];
-  await cloudId();
+  await untilIdleHolding(relay, 'chain', [a.id, b.id, c.id, await cloudId()]);
   const n = 300_000_000;
   const jobs = Array.from({ length: 4 }, (_, i) => ({ n: n + i }));
   const answer = call(a, jobs);
