@@ -81,6 +81,13 @@ describe('pipelines over the fabric', () => {
 
   it("runs a node's own pipeline call with that node as the source (NI stage on it)", async () => {
     const [a] = nodes;
+    // Placement counts a node's free slots from its last report, and a node with none gets no
+    // stage: wait until a reports nothing queued (the test before ran branches on it).
+    const hub = server.relay.hub;
+    await until(
+      () => hub.nodes().find((n) => n.id === a!.runtime.id)?.queue === 0,
+      'a to report its queue empty',
+    );
     const r = await a!.call('chain', 'spin', { jobs: [{ n: 10 }, { n: 20 }] });
     expect(r.via).toBe('relay');
     const prepare = r.trace.find((t) => t.stage === 'prepare');
