@@ -161,7 +161,9 @@ function reserve(
   out: PipelinePlacement,
 ): Reservation {
   const f = (n: PlaceNode) => free.get(n.id) ?? 0;
-  for (const tier of tiers) {
+  // The preferred tiers in order, then any other the pool has (only edges can run it).
+  const order = [...tiers, ...pool.map((n) => n.tier).filter((t) => !tiers.includes(t))];
+  for (const tier of order) {
     const fit = pool.filter((n) => n.tier === tier && f(n) >= s.need);
     if (fit.length > 0) {
       const n = most(fit, f);

@@ -3,41 +3,24 @@
 // each ran, and a node lost while it runs a fan-out branch still leaves one complete answer.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode, encode } from '../../core/codec';
-import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import type { BrumeNode } from '../../core/node/node';
 import type { TraceEntry } from '../../core/runtime';
 import { pipelineApp } from '../apps';
 import { inProcessRelay } from '../relay-process';
-import { testNode } from '../test-node';
+import { closeNodes, joinHolding } from '../test-node';
 import { until } from '../until';
 
 let server: Awaited<ReturnType<typeof inProcessRelay>>;
-const nodes: BrumeNode[] = [];
+let nodes: BrumeNode[] = [];
 
 beforeAll(async () => {
   server = await inProcessRelay({ apps: [await pipelineApp()] });
-  for (const name of ['a', 'b', 'c']) {
-    const identity = await loadOrCreateIdentity(memoryKeyStore(), name);
-    const node = await testNode(server.ws, identity, {
-      refresh: true,
-      maxConcurrency: 2,
-      runtime: { logicWorkers: 2 },
-    });
-    nodes.push(node);
-    await node.whenJoined();
-  }
-  const hub = server.relay.hub;
-  await until(
-    () => hub.nodes().filter((n) => n.apps.includes('chain')).length === 3,
-    'three nodes holding the app',
-  );
+  const specs = ['a', 'b', 'c'].map((name) => ({ name, slots: 2 }));
+  nodes = await joinHolding(server.ws, server.relay.hub, 'chain', specs);
 }, 120_000);
 
 afterAll(async () => {
-  for (const n of nodes) {
-    n.close();
-    n.runtime.close();
-  }
+  closeNodes(nodes);
   await server?.close();
 });
 
@@ -81,13 +64,6 @@ describe('pipelines over the fabric', () => {
 
   it("runs a node's own pipeline call with that node as the source (NI stage on it)", async () => {
     const [a] = nodes;
-    // Placement counts a node's free slots from its last report, and a node with none gets no
-    // stage: wait until a reports nothing queued (the test before ran branches on it).
-    const hub = server.relay.hub;
-    await until(
-      () => hub.nodes().find((n) => n.id === a!.runtime.id)?.queue === 0,
-      'a to report its queue empty',
-    );
     const r = await a!.call('chain', 'spin', { jobs: [{ n: 10 }, { n: 20 }] });
     expect(r.via).toBe('relay');
     const prepare = r.trace.find((t) => t.stage === 'prepare');
