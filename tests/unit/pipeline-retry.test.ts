@@ -2,15 +2,14 @@
 // sent to a node that does not answer within the relay's call timeout (it is busy with a long
 // job, so the branch waits in its queue) is run again on another node; the answer is complete.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import type { BrumeNode } from '../../core/node/node';
 import { pipelineApp } from '../apps';
 import { inProcessRelay } from '../relay-process';
-import { testNode } from '../test-node';
+import { closeNodes, joinHolding } from '../test-node';
 import { until } from '../until';
 
 let server: Awaited<ReturnType<typeof inProcessRelay>>;
-const nodes: BrumeNode[] = [];
+let nodes: BrumeNode[] = [];
 const lines: string[] = [];
 
 beforeAll(async () => {
@@ -23,33 +22,15 @@ beforeAll(async () => {
     callTimeoutMs: 4000,
     logger: { info: keep, warn: keep, error: keep } as never,
   });
-  for (const [name, slots] of [
-    ['a', 2],
-    ['b', 1],
-    ['c', 2],
-  ] as const) {
-    const identity = await loadOrCreateIdentity(memoryKeyStore(), name);
-    const node = await testNode(server.ws, identity, {
-      refresh: true,
-      maxConcurrency: slots,
-      maxQueued: 4,
-      runtime: { logicWorkers: slots },
-    });
-    nodes.push(node);
-    await node.whenJoined();
-  }
-  const hub = server.relay.hub;
-  await until(
-    () => hub.nodes().filter((n) => n.apps.includes('chain')).length === 3,
-    'three nodes holding the app',
-  );
+  nodes = await joinHolding(server.ws, server.relay.hub, 'chain', [
+    { name: 'a', slots: 2, maxQueued: 4 },
+    { name: 'b', slots: 1, maxQueued: 4 },
+    { name: 'c', slots: 2, maxQueued: 4 },
+  ]);
 }, 120_000);
 
 afterAll(async () => {
-  for (const n of nodes) {
-    n.close();
-    n.runtime.close();
-  }
+  closeNodes(nodes);
   await server?.close();
 });
 
