@@ -124,7 +124,7 @@ export const NIMBUS_GAMMA = 0.2;
 export const CLOUD_EXEC_MS = 5;
 
 /** q(n) = m·n + b, never negative (a fitted b may be). */
-export function queueMs(node: NimbusNode, clients: number): number {
+export function queueMs(node: Pick<NimbusNode, 'queue'>, clients: number): number {
   return Math.max(0, node.queue.m * clients + node.queue.b);
 }
 
