@@ -26,6 +26,7 @@ import {
   shiftDigit,
 } from '../digits/data';
 import {
+  ADAM,
   adamStep,
   type Dense,
   denseBackward,
@@ -270,8 +271,8 @@ export function train(
       }
       step++;
       lr = learningRate(step, stepsPerEpoch, totalSteps, recipe.lr, recipe.lrMin);
-      const c1 = 1 - 0.9 ** step;
-      const c2 = 1 - 0.999 ** step;
+      const c1 = 1 - ADAM.beta1 ** step;
+      const c2 = 1 - ADAM.beta2 ** step;
       for (const x of all) {
         adamStep(x.layer.w, x.gw, x.mw, x.vw, lr, c1, c2, recipe.weightDecay);
         adamStep(x.layer.b, x.gb, x.mb, x.vb, lr, c1, c2, 0);
