@@ -13,6 +13,8 @@
  * - the baseline: only the cloud, on raw pixels: the whole network runs there (exit 3's
  *   accuracy), and the device sends the 784 pixels up (3,136 bytes as float32, 784 as bytes);
  * - per-part model time for one digit (median of 1,000 runs after 200 warm-up runs).
+ * `variants` holds one entry per part in the shape relay/pack.ts fills a model variant from, so
+ * the digits-ee app's draft can name this file as its `metrics`.
  * Before measuring, it checks that onnxruntime's outputs equal the TypeScript forward pass
  * (network.ts) of the weights read back from each file.
  */
@@ -153,13 +155,16 @@ async function main() {
   }
   await releaseParts(sessions);
 
+  // One entry per part, in the shape relay/pack.ts reads a model's variants from (`accuracy`:
+  // the part's exit alone, after the parts below it; `latencyMs`: its run() on one digit).
   let width = DIGIT_PIXELS;
-  const parts = Object.fromEntries(
+  const variants = Object.fromEntries(
     PARTS.map((p, s) => {
       const stage = net.stages[s]!;
       const io = PART_IO[p];
       const entry = {
         file: `${p}.onnx`,
+        accuracy: round(accuracy[s]!),
         bytes: statSync(join(PARTS_DIR, `${p}.onnx`)).size,
         architecture: describeStage(stage, width),
         params: stageParams(stage),
@@ -185,7 +190,7 @@ async function main() {
       `${new Date().toISOString()}, ${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${cpu.length} threads, ` +
       `onnxruntime-node ${ortVersion} (CPU, intraOpNumThreads 1), Node ${process.version}, ` +
       `${heldout.n} held-out digits`,
-    parts,
+    variants,
     featureWidths: widths,
     upBytes: out.upBytes,
     exitAccuracy: accuracy.map((a) => round(a)),
@@ -207,7 +212,7 @@ async function main() {
   printTable(
     ['part', 'architecture', 'params', 'bytes', 'exit accuracy alone', 'model ms (1 digit)'],
     PARTS.map((p, s) => {
-      const e = parts[p] as { architecture: string; params: number; bytes: number };
+      const e = variants[p] as { architecture: string; params: number; bytes: number };
       return [
         p,
         e.architecture,

@@ -32,7 +32,7 @@ const metrics = JSON.parse(readFileSync(`${dir}metrics.json`, 'utf8')) as {
   defaultRule: 'entropy' | 'top';
   defaults: Record<string, { dew: ExitSetting; fog: ExitSetting; all: Summary }>;
   sweep: ({ rule: 'entropy' | 'top'; threshold: number } & Summary)[];
-  parts: Record<string, { bytes: number; weights: string }>;
+  variants: Record<string, { bytes: number; weights: string; accuracy: number; params: number }>;
 };
 
 const { heldout } = loadDigits();
@@ -98,8 +98,11 @@ describe('digits-ee parts', () => {
   it('are trained parts whose files match metrics.json and name their part', () => {
     for (const p of PARTS) {
       const bytes = readFileSync(`${dir}${p}.onnx`);
-      expect(bytes.length).toBe(metrics.parts[p]!.bytes);
-      expect(metrics.parts[p]!.weights).toBe('trained');
+      const v = metrics.variants[p]!;
+      expect(bytes.length).toBe(v.bytes);
+      expect(v.weights).toBe('trained');
+      expect(v.accuracy).toBe(metrics.exitAccuracy[PARTS.indexOf(p)]);
+      expect(v.params).toBeGreaterThan(0);
       expect(onnxMetadata(bytes)).toMatchObject({ part: p, exit: String(PARTS.indexOf(p) + 1) });
     }
     expect(metrics.measured).toMatch(/2000 held-out digits/);
