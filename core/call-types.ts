@@ -24,6 +24,8 @@ export interface TraceEntry {
   engineMs?: number;
   backend?: BackendName;
   reason?: string;
+  /** A model with an exit head: whether this run took the exit (PROTOCOL.md §2.1 `exit`). */
+  exit?: boolean;
   /** The request it ran for: the same id on every node the request reached. */
   traceId?: string;
   /** The version of the app that ran it. */
