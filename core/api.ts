@@ -17,6 +17,8 @@ export interface NodeRecord extends NodeView {
   context?: ContextStorage;
   /** A fog's open data channels (dews it passes context changes on to). */
   links?: string[];
+  /** Its exit heads' counts since it started, by `app/modelService` (its last heartbeat's). */
+  exits?: Record<string, { calls: number; taken: number }>;
 }
 
 export interface DecisionRecord {

@@ -30,9 +30,11 @@ export interface TraceEntry {
   traceId?: string;
   /** The version of the app that ran it. */
   version?: string;
-  /** A pipeline's stage it ran for, the node that ran it, and its fan-out branch. */
+  /** A pipeline's stage it ran for. */
   stage?: string;
+  /** The node that ran it (a node's runtime puts its id on every entry it runs). */
   node?: string;
+  /** A pipeline stage's fan-out branch. */
   branch?: number;
 }
 

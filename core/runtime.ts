@@ -127,6 +127,8 @@ export class Runtime {
   private backendList: Promise<BackendInfo[]> | undefined;
   /** Told when the backend order changed (a measurement put another backend first). */
   private readonly backendsChanged = new Set<() => void>();
+  /** Put on each trace entry run here: a node id (32 hex); none for a runtime without one. */
+  private readonly traceNode: { node: string } | undefined;
   /** Exit heads judged here since start, by `app/modelService` (bounded by the held apps). */
   private readonly exitCounts = new Map<string, ExitCount>();
 
@@ -142,6 +144,7 @@ export class Runtime {
     readonly options: RuntimeOptions,
   ) {
     this.id = options.id ?? crypto.randomUUID();
+    this.traceNode = /^[0-9a-f]{32}$/.test(this.id) ? { node: this.id } : undefined;
     this.maxModelBytes = options.maxModelBytes ?? Number.POSITIVE_INFINITY;
     this.remote = options.remote;
     this.context = options.context;
@@ -364,6 +367,7 @@ export class Runtime {
         ms,
         traceId: opts.traceId!,
         version: m.version,
+        ...this.traceNode,
       });
       return { value, service, rpc: chosen };
     }
@@ -484,6 +488,7 @@ export class Runtime {
       ...(exit && { exit: exit.taken }),
       traceId: opts.traceId!,
       version: m.version,
+      ...this.traceNode,
     });
     const value = exit ? { outputs: reply.value.outputs, exit } : { outputs: reply.value.outputs };
     return { value, service, rpc: variant };
