@@ -502,7 +502,7 @@ export class Runtime {
     outputs: Record<string, Tensor>,
   ): ExitVerdict {
     const t = Object.hasOwn(outputs, head.output) ? outputs[head.output] : undefined;
-    if (!t || t.type !== 'float32') {
+    if (t?.type !== 'float32') {
       throw new ModelRunError(
         `model service "${app}/${service}" gave no float32 output "${head.output}" for its exit head`,
       );

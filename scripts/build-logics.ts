@@ -128,7 +128,8 @@ function inputsOf(root: string, source: string): string[] {
   if (source.endsWith('.wat')) return [join(root, source)];
   const folders = new Set([dirname(source), 'logics/sdk']);
   const text = readFileSync(join(root, source), 'utf8');
-  for (const m of text.matchAll(/from\s+"\.\.\/([a-z][a-z0-9-]*)\//g)) folders.add(`logics/${m[1]}`);
+  for (const m of text.matchAll(/from\s+"\.\.\/([a-z][a-z0-9-]*)\//g))
+    folders.add(`logics/${m[1]}`);
   return [...folders].flatMap((f) => listSources(join(root, f)));
 }
 

@@ -7,17 +7,8 @@
  *          exits.report(node, msg.exits);   // on each heartbeat, before node.exits is replaced
  *          exits.list();                     // [{ app, service, role, calls, taken }]
  */
-import type { NodeRecord } from '../../core/api';
+import type { ExitRow, NodeRecord } from '../../core/api';
 import type { Role } from '../../core/protocol';
-
-export interface ExitRow {
-  app: string;
-  service: string;
-  /** The role of the nodes that ran it. */
-  role: Role;
-  calls: number;
-  taken: number;
-}
 
 /** Rows kept at most: past it, new (app, service, role) rows are not counted. */
 export const maxExitRows = 4096;
@@ -44,7 +35,13 @@ export function createExitTally() {
         let row = rows.get(id);
         if (!row) {
           if (rows.size >= maxExitRows) continue;
-          row = { app: key.slice(0, slash), service: key.slice(slash + 1), role: node.role, calls: 0, taken: 0 };
+          row = {
+            app: key.slice(0, slash),
+            service: key.slice(slash + 1),
+            role: node.role,
+            calls: 0,
+            taken: 0,
+          };
           rows.set(id, row);
         }
         row.calls += calls;

@@ -26,13 +26,13 @@ import { createMetrics, type RelayMetrics } from '../metrics';
 import type { Outcome } from '../verify';
 import { type Conn, closeCodes, createConnections } from './connections';
 import { type DecideArgs, decide as place } from './decide';
+import { createExitTally } from './exits';
 import { type Call, type CallAnswer, createForwarding, type Reply } from './forwarding';
 import { createHonesty } from './honesty';
 import { createJoin } from './join';
 import { createLeases } from './leases';
 import { createLogs, type HubLog } from './logs';
 import { createPipelines } from './pipelines';
-import { createExitTally } from './exits';
 import { createRegistry } from './registry';
 
 export type { Route } from './decide';
