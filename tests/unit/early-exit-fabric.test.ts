@@ -143,6 +143,15 @@ describe('digits-ee across dew, fog and cloud', () => {
     await expect(bad).rejects.toMatchObject({ message: /exit\.threshold must be at most 1/ });
     const unknown = dew.call('digits-ee', 'classify', input({ cloud: { off: true } }));
     await expect(unknown).rejects.toMatchObject({ code: 'E_APP', message: /input\.exits\.cloud/ });
+    // An override sent to a model that has no exit head is refused too.
+    const features = { type: 'float32', dims: [1, 32], data: new Uint8Array(32 * 4) };
+    const headless = dew.call(
+      'digits-ee',
+      'cloud',
+      { inputs: { features }, exit: { off: true } },
+      { privacy: 'device' },
+    );
+    await expect(headless).rejects.toMatchObject({ code: 'E_INPUT', message: /no exit head/ });
   });
 
   it('tallies the exits taken per model service and tier from the nodes’ heartbeats', async () => {
