@@ -4,7 +4,7 @@
  */
 import type { ContextStorage } from './context/client';
 import type { NodeView } from './placement';
-import type { Capabilities } from './protocol';
+import type { Capabilities, Role } from './protocol';
 import type { Qos } from './scheduler';
 
 export interface NodeRecord extends NodeView {
@@ -17,6 +17,17 @@ export interface NodeRecord extends NodeView {
   context?: ContextStorage;
   /** A fog's open data channels (dews it passes context changes on to). */
   links?: string[];
+  /** Its exit heads' counts since it started, by `app/modelService` (its last heartbeat's). */
+  exits?: Record<string, { calls: number; taken: number }>;
+}
+
+/** Runs of a model service with an exit head on nodes of one role, since the relay started. */
+export interface ExitRow {
+  app: string;
+  service: string;
+  role: Role;
+  calls: number;
+  taken: number;
 }
 
 export interface DecisionRecord {

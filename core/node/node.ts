@@ -281,6 +281,7 @@ export class BrumeNode {
     const capacity = this.capacity();
     this.reported = this.capacityKey(capacity);
     const links = this.parts.links;
+    const exits = rt.exits();
     return {
       t: 'heartbeat',
       load: { queue: this.busy + this.waiting, maxConcurrency: this.concurrency },
@@ -291,6 +292,7 @@ export class BrumeNode {
       fetch: true,
       ...(this.role === 'fog' && links && { links: links.connected() }),
       ...(this.context && { context: this.context.usage() }),
+      ...(Object.keys(exits).length > 0 && { exits }),
     };
   }
 }

@@ -337,6 +337,8 @@ export function createPlacementIndex(): PlacementIndex {
     place(req) {
       if (byId.size === 0) throw new UnavailableError('no node is connected');
       if (req.qos.privacy !== undefined) return place(pinned(req) ?? index.nodes(), req);
+      // Tiers that rank roles reorder the pairs: the scan decides (such services are few).
+      if (req.tiers && req.tiers.length > 1) return place(index.nodes(), req);
       const k = kindOf(req);
       refresh(k);
       const { qos, caller } = req;
@@ -345,12 +347,14 @@ export function createPlacementIndex(): PlacementIndex {
       if (k.unordered || !Number.isFinite(callerRtt)) return place(index.nodes(), req);
       const exclude = req.exclude?.length ? req.exclude : undefined;
       const trustedOnly = req.trustedOnly === true;
+      const tiers = req.tiers;
       const minAccuracy = qos.accuracy ?? Number.NEGATIVE_INFINITY;
       const budget = qos.latencyMs ?? Number.POSITIVE_INFINITY;
       // The caller is judged apart: no network to itself, and it serves itself even paused.
       const version = req.version;
       const callerPairs =
         callerNode?.online &&
+        !(tiers && !tiers.includes(callerNode.role)) &&
         !(trustedOnly && !callerNode.trusted) &&
         !exclude?.includes(caller) &&
         runsVersion(callerNode, req.app, version)
@@ -387,6 +391,7 @@ export function createPlacementIndex(): PlacementIndex {
           const n = p.node;
           if (
             n.id === caller ||
+            (tiers && !tiers.includes(n.role)) ||
             (trustedOnly && !n.trusted) ||
             exclude?.includes(n.id) ||
             !runsVersion(n, req.app, version)

@@ -23,6 +23,7 @@
  *           //  (net 0.4 + queue 0 + exec 2.7 measured); most accurate within 20 ms'
  */
 import { QosError, UnavailableError } from '../errors';
+import type { Role } from '../protocol';
 import type { Qos } from '../scheduler';
 import {
   type BackendName,
@@ -65,6 +66,12 @@ export interface PlacementRequest {
   trustedOnly?: boolean;
   /** Only nodes that hold or fetch this version of the app (a call that asked `qos.version`). */
   version?: string;
+  /**
+   * Only nodes of these roles, in order of preference: any node of an earlier role that fits
+   * beats every node of a later one (the service's `tiers`, PROTOCOL.md §2.1). Privacy "device"
+   * overrides it: the caller runs it whatever its role.
+   */
+  tiers?: readonly Role[];
 }
 
 export interface Placement {
@@ -106,6 +113,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
   const callerRtt = caller ? (nodes.find((n) => n.id === caller)?.rttMs ?? 0) : 0;
   const exclude = req.exclude?.length ? req.exclude : undefined;
   const trustedOnly = req.trustedOnly === true;
+  const tiers = tiersOf(req, pin);
   const minAccuracy = qos.accuracy ?? Number.NEGATIVE_INFINITY;
   const budget = qos.latencyMs ?? Number.POSITIVE_INFINITY;
   const keys: Partial<Record<BackendName, string[]>> = {};
@@ -114,6 +122,8 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
   let holders = 0; // nodes with the asked key, trusted or not
   let trustedHolders = 0;
   let eligible = 0; // nodes privacy allows that can take work now
+  let allowed = 0; // nodes privacy allows
+  let onTier = 0; // of those, nodes of a role the service's tiers name
   let bestAccuracy = Number.NEGATIVE_INFINITY; // over pairs privacy and capacity allow
   let fastestAccurate = Number.POSITIVE_INFINITY; // over those that also meet accuracy
   // The best pair so far, kept in locals rather than an object per improvement.
@@ -121,6 +131,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
   let bv: VariantInfo | undefined;
   let bTotal = 0;
   let bLoad = 0;
+  let bRank = 0;
   let bNet = 0;
   let bQueue = 0;
   let bExec = 0;
@@ -141,6 +152,11 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
         trustedHolders++;
       }
     }
+    allowed++;
+    // Tiers in order of preference: a node of an earlier role beats any of a later one.
+    const rank = tiers ? tiers.indexOf(n.role) : 0;
+    if (rank < 0) continue;
+    onTier++;
     if (
       !n.online ||
       ((n.paused || n.quarantined) && !isCaller) ||
@@ -187,7 +203,9 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       if (total < fastestAccurate) fastestAccurate = total;
       if (total > budget) continue;
       if (bn && bv) {
-        if (v.accuracy !== bv.accuracy) {
+        if (rank !== bRank) {
+          if (rank > bRank) continue;
+        } else if (v.accuracy !== bv.accuracy) {
           if (v.accuracy < bv.accuracy) continue;
         } else if (total !== bTotal) {
           if (total > bTotal) continue;
@@ -197,6 +215,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       }
       bn = n;
       bv = v;
+      bRank = rank;
       bTotal = total;
       bLoad = load;
       bNet = networkMs;
@@ -226,6 +245,8 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
     holders,
     trustedHolders,
     eligible,
+    allowed,
+    onTier,
     bestAccuracy,
     fastestAccurate,
   });
@@ -238,6 +259,9 @@ interface Tally {
   trustedHolders: number;
   /** Nodes privacy allows that can take work now. */
   eligible: number;
+  /** Nodes privacy allows, and those of them whose role the service's tiers name. */
+  allowed: number;
+  onTier: number;
   /** Over pairs privacy and capacity allow. */
   bestAccuracy: number;
   /** Over those that also meet accuracy. */
@@ -259,7 +283,21 @@ function refusal(nodes: readonly NodeView[], req: PlacementRequest, pin: Pin, t:
       `the node with key ${short(privacy!)} is not trusted by this relay (brume trust <key>)`,
     );
   }
+  const tiers = tiersOf(req, pin);
+  if (tiers && t.allowed > 0 && t.onTier === 0) {
+    const none = pin === 'none' ? 'no such node is connected' : 'privacy allows none of them';
+    return new QosError(
+      'tiers',
+      undefined,
+      `${what} runs only on ${tiers.join(' or ')} nodes (its tiers), and ${none}`,
+    );
+  }
   if (t.eligible === 0) {
+    if (tiers && pin === 'none') {
+      return new UnavailableError(
+        `no ${tiers.join(' or ')} node (the tiers of ${what}) can take it now (all offline, paused, quarantined or already tried)`,
+      );
+    }
     if (req.version !== undefined && pin === 'none') {
       return new UnavailableError(
         `no node that can take ${what} now holds or fetches version ${req.version} (qos.version)`,
@@ -292,6 +330,11 @@ function refusal(nodes: readonly NodeView[], req: PlacementRequest, pin: Pin, t:
     t.fastestAccurate,
     `no node runs ${what}${at} within ${qos.latencyMs} ms; the fastest takes ~${ms(t.fastestAccurate)} ms`,
   );
+}
+
+/** The roles a request may be placed on: its tiers, unless privacy keeps it on its caller. */
+export function tiersOf(req: PlacementRequest, pin: Pin): readonly Role[] | undefined {
+  return pin === 'device' ? undefined : req.tiers;
 }
 
 /**

@@ -181,6 +181,7 @@ export function createRegistry<L>(o: RegistryOptions) {
       node.versions = msg.versions ?? {};
       node.fetch = msg.fetch === true;
       if (msg.context) node.context = msg.context;
+      if (msg.exits) node.exits = msg.exits;
       if (node.role === 'fog') node.links = msg.links ?? [];
       if (msg.caps) {
         node.caps = msg.caps;
