@@ -34,12 +34,22 @@ export interface LogicLimits {
   memoryMiB?: number;
 }
 
+/**
+ * Workers per node for one service (PROTOCOL.md §2.1 `scale`): pools start with none, grow with
+ * queued work up to `max` (capped by the node), shrink one at a time after `idleMs` idle.
+ */
+export interface ServiceScale {
+  max?: number;
+  idleMs?: number;
+}
+
 /** One wasm module; its `rpcs` are exports, the first is the default. */
 export interface LogicService {
   kind: 'logic';
   file: string;
   rpcs: string[];
   limits?: LogicLimits;
+  scale?: ServiceScale;
   /**
    * The model services its rpcs call; the first decides a call's accuracy when placing it.
    * Absent: the app's only model service, if it has exactly one (none otherwise); `[]`: none.
@@ -65,6 +75,7 @@ export interface ModelService {
   inputs: TensorSpec[];
   outputs: TensorSpec[];
   variants: Record<string, Variant>;
+  scale?: ServiceScale;
 }
 
 export type Service = LogicService | ModelService;
@@ -146,6 +157,13 @@ const tensorSpec = z.strictObject({
   dims: z.array(z.int().min(-1)).max(16),
 });
 
+const scale = z
+  .strictObject({
+    max: z.int().min(1).max(64).optional(),
+    idleMs: z.int().min(100).max(3_600_000).optional(),
+  })
+  .optional();
+
 const logicService = z.strictObject({
   kind: z.literal('logic'),
   file: filePath,
@@ -165,6 +183,7 @@ const logicService = z.strictObject({
     })
     .optional(),
   models: z.array(name).max(64).optional(),
+  scale,
 });
 
 const variant = z.strictObject({
@@ -184,6 +203,7 @@ const modelService = z.strictObject({
   variants: z
     .record(name, variant)
     .refine((v) => Object.keys(v).length > 0, { error: 'must hold at least one variant' }),
+  scale,
 });
 
 const service = z.discriminatedUnion('kind', [logicService, modelService]);

@@ -29,6 +29,7 @@ export {
   type ManifestDraft,
   type ModelService,
   type Service,
+  type ServiceScale,
   type TensorSpec,
   type TensorType,
   type Variant,
