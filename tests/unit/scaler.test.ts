@@ -151,9 +151,12 @@ describe('the flap test (seed 002: OpenFaaS drops abruptly to minimum; long func
   });
 
   it('never scales down more than twice a minute, whatever the load', () => {
-    // Irregular bursts of 1 to 6 requests of 0.5 to 4 s, from a fixed generator.
+    // Irregular bursts of 1 to 6 requests, 1 to 41 s apart, from a fixed generator.
     let seed = 7;
-    const rand = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
+    const rand = () => {
+      seed = (seed * 48271) % 2147483647;
+      return seed / 2147483647;
+    };
     const bursty: number[] = [];
     for (let t = 0; t < 900_000; t += 1000 + rand() * 40_000) {
       const n = 1 + Math.floor(rand() * 6);
