@@ -98,6 +98,8 @@ export class ScaleLog {
   grows = 0;
   shrinks = 0;
 
+  private readonly listeners = new Set<(e: ScaleEvent) => void>();
+
   constructor(private readonly keep = 256) {}
 
   add(e: ScaleEvent): void {
@@ -105,6 +107,13 @@ export class ScaleLog {
     else this.shrinks++;
     this.events.push(e);
     if (this.events.length > this.keep) this.events.shift();
+    for (const l of this.listeners) l(e);
+  }
+
+  /** Calls `listener` at each event; answers an unsubscribe. */
+  listen(listener: (e: ScaleEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /** The events after `since` (Date.now() ms). */

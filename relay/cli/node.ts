@@ -47,6 +47,15 @@ export function nodeOptions(flag: Flag): Omit<ServerNodeOptions, 'log'> {
       timeoutMs: integer('--logic-timeout-ms', flag('logic-timeout-ms') ?? '10000', 1, 600_000),
       memoryMiB: integer('--logic-memory-mib', flag('logic-memory-mib') ?? '256', 1, 4096),
       heapMiB: integer('--logic-heap-mib', flag('logic-heap-mib') ?? '64', 16, 4096),
+      ...(flag('max-workers') !== undefined && {
+        maxWorkers: integer('--max-workers', flag('max-workers')!, 1, 64),
+      }),
+      ...(flag('worker-idle-ms') !== undefined && {
+        workerIdleMs: integer('--worker-idle-ms', flag('worker-idle-ms')!, 100, 3_600_000),
+      }),
+      ...(flag('hold-ms') !== undefined && {
+        holdMs: integer('--hold-ms', flag('hold-ms')!, 1, 60_000),
+      }),
     },
   };
 }
