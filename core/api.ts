@@ -4,7 +4,7 @@
  */
 import type { ContextStorage } from './context/client';
 import type { NodeView } from './placement';
-import type { Capabilities } from './protocol';
+import type { Capabilities, Role } from './protocol';
 import type { Qos } from './scheduler';
 
 export interface NodeRecord extends NodeView {
@@ -23,6 +23,8 @@ export interface NodeRecord extends NodeView {
   scaled?: { grows: number; shrinks: number };
   /** Its workers over time (a sample at each change, the latest kept): the console's chart. */
   workersHistory?: WorkersSample[];
+  /** Its exit heads' counts since it started, by `app/modelService` (its last heartbeat's). */
+  exits?: Record<string, { calls: number; taken: number }>;
 }
 
 /** A node's workers at one time. */
@@ -32,6 +34,15 @@ export interface WorkersSample {
   total: number;
   grows: number;
   shrinks: number;
+}
+
+/** Runs of a model service with an exit head on nodes of one role, since the relay started. */
+export interface ExitRow {
+  app: string;
+  service: string;
+  role: Role;
+  calls: number;
+  taken: number;
 }
 
 export interface DecisionRecord {

@@ -24,13 +24,17 @@ export interface TraceEntry {
   engineMs?: number;
   backend?: BackendName;
   reason?: string;
+  /** A model with an exit head: whether this run took the exit (PROTOCOL.md §2.1 `exit`). */
+  exit?: boolean;
   /** The request it ran for: the same id on every node the request reached. */
   traceId?: string;
   /** The version of the app that ran it. */
   version?: string;
-  /** A pipeline's stage it ran for, the node that ran it, and its fan-out branch. */
+  /** A pipeline's stage it ran for. */
   stage?: string;
+  /** The node that ran it (a node's runtime puts its id on every entry it runs). */
   node?: string;
+  /** A pipeline stage's fan-out branch. */
   branch?: number;
 }
 

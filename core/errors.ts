@@ -135,7 +135,7 @@ export class ConflictError extends BrumeError {
   }
 }
 /** The QoS constraints a QoS miss can name. */
-export type QosConstraint = 'latencyMs' | 'accuracy' | 'privacy';
+export type QosConstraint = 'latencyMs' | 'accuracy' | 'privacy' | 'tiers';
 /** No variant or node can satisfy the requested QoS; `best` says what was achievable. */
 export class QosError extends BrumeError {
   constructor(
@@ -273,7 +273,7 @@ export class InternalError extends BrumeError {
 }
 
 const simple = (Cls: new (message: string) => BrumeError) => (w: WireError) => new Cls(w.message);
-const constraints: readonly string[] = ['latencyMs', 'accuracy', 'privacy'];
+const constraints: readonly string[] = ['latencyMs', 'accuracy', 'privacy', 'tiers'];
 
 /**
  * Every code Brume uses: its HTTP status and how it is rebuilt from the wire. 4xx: the caller's

@@ -27,6 +27,26 @@ export interface TensorSpec {
   dims: number[];
 }
 
+/** The roles of node a call may be placed on (PROTOCOL.md §2.1 `tiers`). */
+export type Tier = 'dew' | 'fog' | 'cloud';
+
+/** How a model's exit head decides (PROTOCOL.md §2.1 `exit`, core/early-exit.ts). */
+export type ExitRule = 'entropy' | 'top';
+
+/**
+ * An exit head on a model service: after a run, the host judges the first row of `output` (a
+ * probability vector) and tells the caller whether to stop there.
+ */
+export interface ExitHead {
+  output: string;
+  /** `entropy`: taken when the normalised entropy ≤ threshold; `top`: when the top probability ≥ it. */
+  rule: ExitRule;
+  /** In [0, 1]. */
+  threshold: number;
+  /** Never taken (the exit is turned off). */
+  off?: boolean;
+}
+
 export interface LogicLimits {
   /** Wall-clock budget per invocation step; default 5000. */
   timeoutMs?: number;
@@ -55,6 +75,8 @@ export interface LogicService {
    * Absent: the app's only model service, if it has exactly one (none otherwise); `[]`: none.
    */
   models?: string[];
+  /** Only nodes of these roles run it (privacy "device" keeps it on the caller whatever they are). */
+  tiers?: Tier[];
 }
 
 /** One model file of a Model service, with figures as measured (see `measured`). */
@@ -76,6 +98,10 @@ export interface ModelService {
   outputs: TensorSpec[];
   variants: Record<string, Variant>;
   scale?: ServiceScale;
+  /** Only nodes of these roles run it (privacy "device" keeps it on the caller whatever they are). */
+  tiers?: Tier[];
+  /** An exit head judged after each run (its result gains `exit`). */
+  exit?: ExitHead;
 }
 
 export type Service = LogicService | ModelService;
@@ -163,6 +189,21 @@ const scale = z
     idleMs: z.int().min(100).max(3_600_000).optional(),
   })
   .optional();
+const tiers = z
+  .array(z.enum(['dew', 'fog', 'cloud']))
+  .min(1, { error: 'must name at least one role (dew, fog, cloud)' })
+  .max(3);
+
+/** An exit head's rule and threshold: the manifest's, and a call's override (core/early-exit.ts). */
+export const exitRule = z.enum(['entropy', 'top']);
+export const exitThreshold = z.number().min(0).max(1);
+
+const exitHead = z.strictObject({
+  output: z.string().min(1).max(256),
+  rule: exitRule,
+  threshold: exitThreshold,
+  off: z.boolean().optional(),
+});
 
 const logicService = z.strictObject({
   kind: z.literal('logic'),
@@ -184,6 +225,7 @@ const logicService = z.strictObject({
     .optional(),
   models: z.array(name).max(64).optional(),
   scale,
+  tiers: tiers.optional(),
 });
 
 const variant = z.strictObject({
@@ -204,6 +246,8 @@ const modelService = z.strictObject({
     .record(name, variant)
     .refine((v) => Object.keys(v).length > 0, { error: 'must hold at least one variant' }),
   scale,
+  tiers: tiers.optional(),
+  exit: exitHead.optional(),
 });
 
 const service = z.discriminatedUnion('kind', [logicService, modelService]);
@@ -290,6 +334,7 @@ export const manifestSchema = z
       }
     });
     for (const [sname, s] of Object.entries(m.services)) {
+      if (s.tiers) unique(s.tiers, ['services', sname, 'tiers'], ctx);
       if (s.kind === 'logic') {
         listed(s.file, ['services', sname, 'file']);
         unique(s.rpcs, ['services', sname, 'rpcs'], ctx);
@@ -308,6 +353,7 @@ export const manifestSchema = z
         for (const [vname, v] of Object.entries(s.variants)) {
           listed(v.file, ['services', sname, 'variants', vname, 'file']);
         }
+        if (s.exit) exitOutput(s.exit, s.outputs, ['services', sname, 'exit', 'output'], ctx);
       }
     }
   });
@@ -326,6 +372,22 @@ function models(
     const message = s ? `"${n}" is a ${s.kind} service, not a model service` : `no service "${n}"`;
     ctx.addIssue({ code: 'custom', path: [...path, i], message });
   });
+}
+
+/** An exit head judges one of the model's float32 outputs. */
+function exitOutput(
+  exit: ExitHead,
+  outputs: TensorSpec[],
+  path: PropertyKey[],
+  ctx: z.RefinementCtx,
+): void {
+  const out = outputs.find((o) => o.name === exit.output);
+  const message = !out
+    ? `"${exit.output}" is not an output of this model (it has: ${outputs.map((o) => o.name).join(', ')})`
+    : out.type !== 'float32'
+      ? `"${exit.output}" is ${out.type}; an exit head reads float32 probabilities`
+      : undefined;
+  if (message) ctx.addIssue({ code: 'custom', path, message });
 }
 
 function unique(names: string[], path: PropertyKey[], ctx: z.RefinementCtx): void {

@@ -20,6 +20,8 @@ import {
 export {
   DEFAULT_LOGIC_LIMITS,
   type Demo,
+  type ExitHead,
+  type ExitRule,
   type FileEntry,
   isBundlePath,
   type LogicLimits,
@@ -32,6 +34,7 @@ export {
   type ServiceScale,
   type TensorSpec,
   type TensorType,
+  type Tier,
   type Variant,
 } from './manifest-schema';
 

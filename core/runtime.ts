@@ -5,11 +5,13 @@ import {
   type Dispatch,
   invokeLogic,
 } from './abi/invoke';
+import { type ExitVerdict, exitHead, judgeExit } from './early-exit';
 import {
   type BrumeError,
   fromWire,
   InputError,
   LogicFault,
+  ModelRunError,
   NotFoundError,
   QosError,
   UnsupportedError,
@@ -32,9 +34,10 @@ import {
   selfView,
   statsKey,
 } from './placement';
+import type { Role } from './protocol';
 import { chooseVariant, type Qos } from './scheduler';
 import { LatencyStats } from './stats';
-import { checkSpec, type Tensor, toTensor } from './tensor';
+import { checkSpec, type Tensor, tensorValues, toTensor } from './tensor';
 import { newTraceId } from './trace';
 import { type UsedService, usedService } from './uses';
 
@@ -94,6 +97,14 @@ export interface RuntimeOptions {
   versionGraceMs?: number;
   /** Versions of one app kept at most, the current one included; default 3 (at most 8). */
   maxVersions?: number;
+  /** The node's role: a service's `tiers` are judged against it (`plan`). Default 'dew'. */
+  role?: Role;
+}
+
+/** Runs of a model service with an exit head, and how many took the exit (PROTOCOL.md §5.2). */
+export interface ExitCount {
+  calls: number;
+  taken: number;
 }
 
 /** A Logic's call to another service, placed by the fabric. */
@@ -129,6 +140,10 @@ export class Runtime {
   private backendList: Promise<BackendInfo[]> | undefined;
   /** Told when the backend order changed (a measurement put another backend first). */
   private readonly backendsChanged = new Set<() => void>();
+  /** Put on each trace entry run here: a node id (32 hex); none for a runtime without one. */
+  private readonly traceNode: { node: string } | undefined;
+  /** Exit heads judged here since start, by `app/modelService` (bounded by the held apps). */
+  private readonly exitCounts = new Map<string, ExitCount>();
 
   /** Larger model files are not run here (a device with little memory). */
   readonly maxModelBytes: number;
@@ -142,6 +157,7 @@ export class Runtime {
     readonly options: RuntimeOptions,
   ) {
     this.id = options.id ?? crypto.randomUUID();
+    this.traceNode = /^[0-9a-f]{32}$/.test(this.id) ? { node: this.id } : undefined;
     this.maxModelBytes = options.maxModelBytes ?? Number.POSITIVE_INFINITY;
     this.remote = options.remote;
     this.context = options.context;
@@ -377,6 +393,7 @@ export class Runtime {
         ms,
         traceId: opts.traceId!,
         version: m.version,
+        ...this.traceNode,
       });
       return { value, service, rpc: chosen };
     }
@@ -461,7 +478,13 @@ export class Runtime {
         `variant ${variant} (${(size / 2 ** 20).toFixed(2)} MiB) is over this node's model limit of ${(this.maxModelBytes / 2 ** 20).toFixed(2)} MiB`,
       );
     }
-    const inputs = (input as { inputs?: unknown } | null)?.inputs;
+    const payload = input as { inputs?: unknown; exit?: unknown } | null;
+    const inputs = payload?.inputs;
+    // The head this call runs with, checked before the model runs (PROTOCOL.md §2.1 `exit`).
+    const head = svc.exit ? exitHead(svc.exit, payload?.exit) : undefined;
+    if (!head && payload?.exit !== undefined) {
+      throw new InputError(`exit: model service "${m.name}/${service}" has no exit head`);
+    }
     if (!inputs || typeof inputs !== 'object') {
       throw new InputError(
         `model service "${m.name}/${service}" takes { inputs: { name: tensor } } (PROTOCOL.md §4)`,
@@ -476,6 +499,7 @@ export class Runtime {
     const key = await this.loader.model(m, service, variant, opts.backend);
     const reply = await this.platform.models.run(key, feeds);
     if (!reply.ok) throw fromWire(reply.error);
+    const exit = head && this.judge(m.name, service, head, reply.value.outputs);
     const ms = performance.now() - t0;
     const ran = reply.value.backend;
     this.stats.record(statsKey(m.name, service, variant, ran), ms);
@@ -487,10 +511,48 @@ export class Runtime {
       engineMs: reply.value.ms,
       backend: ran,
       ...(reason ? { reason } : {}),
+      ...(exit && { exit: exit.taken }),
       traceId: opts.traceId!,
       version: m.version,
+      ...this.traceNode,
     });
-    return { value: { outputs: reply.value.outputs }, service, rpc: variant };
+    const value = exit ? { outputs: reply.value.outputs, exit } : { outputs: reply.value.outputs };
+    return { value, service, rpc: variant };
+  }
+
+  /** The exit head's verdict on the first row of its output, counted for the heartbeat. */
+  private judge(
+    app: string,
+    service: string,
+    head: NonNullable<ModelService['exit']>,
+    outputs: Record<string, Tensor>,
+  ): ExitVerdict {
+    const t = Object.hasOwn(outputs, head.output) ? outputs[head.output] : undefined;
+    if (t?.type !== 'float32') {
+      throw new ModelRunError(
+        `model service "${app}/${service}" gave no float32 output "${head.output}" for its exit head`,
+      );
+    }
+    const values = tensorValues(t) as Float32Array;
+    const last = t.dims.length > 0 ? t.dims[t.dims.length - 1]! : values.length;
+    const row = values.subarray(
+      0,
+      t.dims.length > 1 ? Math.min(last, values.length) : values.length,
+    );
+    const verdict = judgeExit(head, row);
+    const key = modelKey(app, service);
+    const count = this.exitCounts.get(key) ?? { calls: 0, taken: 0 };
+    count.calls++;
+    if (verdict.taken) count.taken++;
+    this.exitCounts.set(key, count);
+    return verdict;
+  }
+
+  /** Exit heads judged here since start, by `app/modelService` (what the heartbeat reports). */
+  exits(): Record<string, ExitCount> {
+    const out: Record<string, ExitCount> = {};
+    for (const [k, v] of this.exitCounts) out[k] = { ...v };
+    return out;
   }
 
   /**
@@ -552,10 +614,12 @@ export class Runtime {
         holds: (model) => this.holds(m, model),
       }),
       apps: [app],
+      ...(this.options.role && { role: this.options.role }),
       ...now,
     });
     const here: Qos = { ...qos };
-    delete here.privacy;
+    // Other privacy is its caller's to check; "device" keeps every tier here (its `tiers` aside).
+    if (here.privacy !== 'device') delete here.privacy;
     const r = route(m, [self], { service, rpc: rpc ?? '', qos: here, caller: this.id });
     const { node: _, ...plan } = r;
     return plan;

@@ -156,6 +156,7 @@ function mountAdmin(app: FastifyInstance, o: FabricHttpOptions): void {
   app.get('/api/decisions', guarded, async () => hub.decisions());
   app.get('/api/events', guarded, async () => hub.events());
   app.get('/api/calls', guarded, async () => hub.calls());
+  app.get('/api/exits', guarded, async () => hub.exits());
   app.get('/api/trust', guarded, async () => admin.trustList());
   // Nodes caught answering wrong by redundant execution, with the evidence (relay/verify.ts).
   app.get('/api/quarantine', guarded, async () => hub.quarantined());

@@ -122,10 +122,15 @@ export function findLogics(root: string = repoRoot): { name: string; source: str
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
-// What a module is built from: the sources of its folder (helpers included) and of the SDK.
+// What a module is built from: the sources of its folder (helpers included), of the SDK, and of
+// the other apps' folders it imports helpers from (digits-ee frames digits as digits does).
 function inputsOf(root: string, source: string): string[] {
   if (source.endsWith('.wat')) return [join(root, source)];
-  return [...listSources(join(root, dirname(source))), ...listSources(join(root, 'logics', 'sdk'))];
+  const folders = new Set([dirname(source), 'logics/sdk']);
+  const text = readFileSync(join(root, source), 'utf8');
+  for (const m of text.matchAll(/from\s+"\.\.\/([a-z][a-z0-9-]*)\//g))
+    folders.add(`logics/${m[1]}`);
+  return [...folders].flatMap((f) => listSources(join(root, f)));
 }
 
 function listSources(dir: string): string[] {

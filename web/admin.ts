@@ -13,6 +13,7 @@ import type {
   ContextFanout,
   ContextKeyInfo,
   DecisionRecord,
+  ExitRow,
   HubEvent,
   NodeRecord,
   QuarantineEntry,
@@ -23,6 +24,7 @@ import { type RelayClient, relayClient } from '../core/relay-client';
 import { Apps } from './admin/apps';
 import { Blobs } from './admin/blobs';
 import { LatencyDistribution, LatencyOverTime } from './admin/charts';
+import { Exits } from './admin/exits';
 import { Nodes, Topology, Warnings } from './admin/fabric';
 import { Jobs } from './admin/jobs';
 import { Context, Decisions, Pipelines } from './admin/log';
@@ -44,6 +46,7 @@ interface State {
   fanout: ContextFanout;
   quarantine: QuarantineEntry[];
   jobs: { counts: Record<JobState, number>; active: JobView[] };
+  exits: ExitRow[];
 }
 
 /** Everything the console shows, from the admin API. */
@@ -57,10 +60,11 @@ async function loadState(relay: RelayClient): Promise<State> {
     get<State['trust']>('/api/trust'),
   ]);
   const apps = await get<AppSummary[]>('/api/apps');
-  const [context, fanout, quarantine] = await Promise.all([
+  const [context, fanout, quarantine, exits] = await Promise.all([
     get<ContextKeyInfo[]>('/api/context'),
     get<ContextFanout>('/api/context/fanout'),
     get<QuarantineEntry[]>('/api/quarantine'),
+    get<ExitRow[]>('/api/exits'),
   ]);
   const page = (state: JobState) =>
     get<{ jobs: JobView[] }>(`/api/jobs?state=${state}&limit=20`).then((p) => p.jobs);
@@ -70,7 +74,7 @@ async function loadState(relay: RelayClient): Promise<State> {
     page('queued'),
   ]);
   const jobs = { counts, active: [...running, ...queued] };
-  return { nodes, decisions, events, calls, apps, trust, context, fanout, quarantine, jobs };
+  return { nodes, decisions, events, calls, apps, trust, context, fanout, quarantine, jobs, exits };
 }
 
 function App() {
@@ -142,6 +146,7 @@ function App() {
         release=${(node: string) => relay.json('DELETE', `/api/quarantine/${node}`)}
       />
       <${Jobs} counts=${state.jobs.counts} active=${state.jobs.active} />
+      <${Exits} rows=${state.exits} />
       <div class="row">
         <${LatencyOverTime} calls=${state.calls} />
         <${LatencyDistribution} calls=${state.calls} />

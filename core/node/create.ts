@@ -62,6 +62,7 @@ export async function createNode(options: NodeOptions): Promise<BrumeNode> {
   let node: BrumeNode | undefined;
   const runtime = createRuntime(options.platform, {
     id: identity.id,
+    role: options.role,
     ...options.runtime,
     remote: (app, service, rpc, input, qos, traceId) =>
       node!.logicCall(app, service, rpc, input, qos, traceId),

@@ -283,6 +283,7 @@ export class BrumeNode {
     const capacity = this.capacity();
     this.reported = this.capacityKey(capacity);
     const links = this.parts.links;
+    const exits = rt.exits();
     return {
       t: 'heartbeat',
       load: { queue: this.busy + this.waiting, maxConcurrency: this.concurrency },
@@ -297,6 +298,7 @@ export class BrumeNode {
         Object.entries(rt.workers()).map(([k, w]) => [k, w.workers + w.starting]),
       ),
       scaled: { grows: rt.scaleLog.grows, shrinks: rt.scaleLog.shrinks },
+      ...(Object.keys(exits).length > 0 && { exits }),
     };
   }
 }

@@ -345,12 +345,14 @@ export function createPlacementIndex(): PlacementIndex {
       if (k.unordered || !Number.isFinite(callerRtt)) return place(index.nodes(), req);
       const exclude = req.exclude?.length ? req.exclude : undefined;
       const trustedOnly = req.trustedOnly === true;
+      const tiers = req.tiers;
       const minAccuracy = qos.accuracy ?? Number.NEGATIVE_INFINITY;
       const budget = qos.latencyMs ?? Number.POSITIVE_INFINITY;
       // The caller is judged apart: no network to itself, and it serves itself even paused.
       const version = req.version;
       const callerPairs =
         callerNode?.online &&
+        !(tiers && !tiers.includes(callerNode.role)) &&
         !(trustedOnly && !callerNode.trusted) &&
         !exclude?.includes(caller) &&
         runsVersion(callerNode, req.app, version)
@@ -387,6 +389,7 @@ export function createPlacementIndex(): PlacementIndex {
           const n = p.node;
           if (
             n.id === caller ||
+            (tiers && !tiers.includes(n.role)) ||
             (trustedOnly && !n.trusted) ||
             exclude?.includes(n.id) ||
             !runsVersion(n, req.app, version)

@@ -23,6 +23,7 @@
  *           //  (net 0.4 + queue 0 + exec 2.7 measured); most accurate within 20 ms'
  */
 import { QosError, UnavailableError } from '../errors';
+import type { Role } from '../protocol';
 import type { Qos } from '../scheduler';
 import {
   type BackendName,
@@ -65,6 +66,11 @@ export interface PlacementRequest {
   trustedOnly?: boolean;
   /** Only nodes that hold or fetch this version of the app (a call that asked `qos.version`). */
   version?: string;
+  /**
+   * Only nodes of these roles (the service's `tiers`, PROTOCOL.md §2.1); privacy "device"
+   * overrides it: the caller runs it whatever its role.
+   */
+  tiers?: readonly Role[];
 }
 
 export interface Placement {
@@ -106,6 +112,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
   const callerRtt = caller ? (nodes.find((n) => n.id === caller)?.rttMs ?? 0) : 0;
   const exclude = req.exclude?.length ? req.exclude : undefined;
   const trustedOnly = req.trustedOnly === true;
+  const tiers = tiersOf(req, pin);
   const minAccuracy = qos.accuracy ?? Number.NEGATIVE_INFINITY;
   const budget = qos.latencyMs ?? Number.POSITIVE_INFINITY;
   const keys: Partial<Record<BackendName, string[]>> = {};
@@ -114,6 +121,8 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
   let holders = 0; // nodes with the asked key, trusted or not
   let trustedHolders = 0;
   let eligible = 0; // nodes privacy allows that can take work now
+  let allowed = 0; // nodes privacy allows
+  let onTier = 0; // of those, nodes of a role the service's tiers name
   let bestAccuracy = Number.NEGATIVE_INFINITY; // over pairs privacy and capacity allow
   let fastestAccurate = Number.POSITIVE_INFINITY; // over those that also meet accuracy
   // The best pair so far, kept in locals rather than an object per improvement.
@@ -141,6 +150,9 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
         trustedHolders++;
       }
     }
+    allowed++;
+    if (tiers && !tiers.includes(n.role)) continue;
+    onTier++;
     if (
       !n.online ||
       ((n.paused || n.quarantined) && !isCaller) ||
@@ -226,6 +238,8 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
     holders,
     trustedHolders,
     eligible,
+    allowed,
+    onTier,
     bestAccuracy,
     fastestAccurate,
   });
@@ -238,6 +252,9 @@ interface Tally {
   trustedHolders: number;
   /** Nodes privacy allows that can take work now. */
   eligible: number;
+  /** Nodes privacy allows, and those of them whose role the service's tiers name. */
+  allowed: number;
+  onTier: number;
   /** Over pairs privacy and capacity allow. */
   bestAccuracy: number;
   /** Over those that also meet accuracy. */
@@ -259,7 +276,21 @@ function refusal(nodes: readonly NodeView[], req: PlacementRequest, pin: Pin, t:
       `the node with key ${short(privacy!)} is not trusted by this relay (brume trust <key>)`,
     );
   }
+  const tiers = tiersOf(req, pin);
+  if (tiers && t.allowed > 0 && t.onTier === 0) {
+    const none = pin === 'none' ? 'no such node is connected' : 'privacy allows none of them';
+    return new QosError(
+      'tiers',
+      undefined,
+      `${what} runs only on ${tiers.join(' or ')} nodes (its tiers), and ${none}`,
+    );
+  }
   if (t.eligible === 0) {
+    if (tiers && pin === 'none') {
+      return new UnavailableError(
+        `no ${tiers.join(' or ')} node (the tiers of ${what}) can take it now (all offline, paused, quarantined or already tried)`,
+      );
+    }
     if (req.version !== undefined && pin === 'none') {
       return new UnavailableError(
         `no node that can take ${what} now holds or fetches version ${req.version} (qos.version)`,
@@ -292,6 +323,11 @@ function refusal(nodes: readonly NodeView[], req: PlacementRequest, pin: Pin, t:
     t.fastestAccurate,
     `no node runs ${what}${at} within ${qos.latencyMs} ms; the fastest takes ~${ms(t.fastestAccurate)} ms`,
   );
+}
+
+/** The roles a request may be placed on: its tiers, unless privacy keeps it on its caller. */
+export function tiersOf(req: PlacementRequest, pin: Pin): readonly Role[] | undefined {
+  return pin === 'device' ? undefined : req.tiers;
 }
 
 /**

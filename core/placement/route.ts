@@ -123,6 +123,7 @@ export function route(
     ...(req.exclude !== undefined && { exclude: req.exclude }),
     ...(req.trustedOnly && { trustedOnly: true }),
     ...(req.version !== undefined && { version: req.version }),
+    ...(svc.tiers !== undefined && { tiers: svc.tiers }),
   };
   const p = Array.isArray(nodes) ? place(nodes, request) : (nodes as PlacementIndex).place(request);
   return {

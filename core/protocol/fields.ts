@@ -98,6 +98,8 @@ const trace = z
       kind: z.enum(['logic', 'model']),
       ms: z.number().nonnegative(),
       backend: backend.optional(),
+      /** A model with an exit head: whether this run took the exit. */
+      exit: z.boolean().optional(),
       /** The request it ran for. */
       traceId: traceId.optional(),
       /** The version of the app that ran this service (§5.7). */

@@ -73,6 +73,16 @@ export const toRelay = z.discriminatedUnion('t', [
       .optional(),
     /** Its pools' grow and shrink events since it started, counted. */
     scaled: z.object({ grows: count, shrinks: count }).optional(),
+    /** Per `app/modelService` with an exit head: runs judged and exits taken since start (§5.2). */
+    exits: z
+      .record(
+        z.string().max(130),
+        z
+          .object({ calls: count, taken: count })
+          .refine((c) => c.taken <= c.calls, 'taken must be at most calls'),
+      )
+      .refine((e) => Object.keys(e).length <= 1000, 'exits: at most 1000 model services')
+      .optional(),
   }),
   z.object({ t: z.literal('pong'), ts: z.number() }),
   z.object({

@@ -26,6 +26,7 @@ import { createMetrics, type RelayMetrics } from '../metrics';
 import type { Outcome } from '../verify';
 import { type Conn, closeCodes, createConnections } from './connections';
 import { type DecideArgs, decide as place } from './decide';
+import { createExitTally } from './exits';
 import { type Call, type CallAnswer, createForwarding, type Reply } from './forwarding';
 import { createHonesty } from './honesty';
 import { createJoin } from './join';
@@ -120,6 +121,7 @@ export function createHub(options: HubOptions) {
     sockets.drop(conn);
   };
 
+  const exits = createExitTally();
   const registry = createRegistry<Conn>({
     send: sendTo,
     trusted: options.trusted,
@@ -250,6 +252,7 @@ export function createHub(options: HubOptions) {
     const node = conn.node!;
     switch (msg.t) {
       case 'heartbeat':
+        exits.report(node, msg.exits);
         registry.heartbeat(node, msg);
         return leases.heartbeat(node);
       case 'pong':
@@ -411,6 +414,8 @@ export function createHub(options: HubOptions) {
       return { inFlight: inFlightAtStart, failed: late.length };
     },
     publish: context.publish,
+    /** Exits per tier: runs of model services with an exit head, by the role that ran them. */
+    exits: exits.list,
     /** What the relay holds now, against its limits: calls in flight, their bytes, node sockets. */
     load: () => ({ ...forwarding.load(), sockets: sockets.sockets() }),
     /** Context changes sent straight to nodes, through fogs, and sent again for a fog. */

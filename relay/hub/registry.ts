@@ -206,6 +206,7 @@ export function createRegistry<L>(o: RegistryOptions) {
       node.versions = msg.versions ?? {};
       node.fetch = msg.fetch === true;
       if (msg.context) node.context = msg.context;
+      if (msg.exits) node.exits = msg.exits;
       if (node.role === 'fog') node.links = msg.links ?? [];
       if (msg.workers) recordWorkers(node, msg.workers, msg.scaled);
       if (msg.caps) {

@@ -100,6 +100,7 @@ describe('hub', () => {
       '/api/context',
       '/api/context/fanout',
       '/api/calls',
+      '/api/exits',
     ]) {
       expect((await fetch(`${relay.url}${path}`)).status).toBe(401);
       const ok = await fetch(`${relay.url}${path}`, {

@@ -134,6 +134,23 @@ describe('parseManifest', () => {
     expect(() => parseManifest(broken((m) => (m.services.classify.models = [])))).not.toThrow();
   });
 
+  it('accepts the tiers a service runs on and an exit head on a model', () => {
+    const m = parseManifest(
+      broken((m) => {
+        m.services.classify.tiers = ['fog', 'cloud'];
+        m.services.model.tiers = ['cloud'];
+        m.services.model.exit = { output: 'probs', rule: 'entropy', threshold: 0.3 };
+      }),
+    );
+    expect(m.services.classify!.tiers).toEqual(['fog', 'cloud']);
+    expect(m.services.model).toMatchObject({
+      tiers: ['cloud'],
+      exit: { output: 'probs', rule: 'entropy', threshold: 0.3 },
+    });
+    const off = { output: 'probs', rule: 'top', threshold: 1, off: true };
+    expect(() => parseManifest(broken((m) => (m.services.model.exit = off)))).not.toThrow();
+  });
+
   // [what breaks the rule, the field path the message must start with]
   const rules: [string, (m: Untyped) => void, string][] = [
     ['format version', (m) => (m.brume = 2), 'brume'],
@@ -300,6 +317,50 @@ describe('parseManifest', () => {
       'models naming one twice',
       (m) => (m.services.classify.models = ['model', 'model']),
       'services.classify.models[1]: "model" twice',
+    ],
+    ['tiers naming no role', (m) => (m.services.classify.tiers = []), 'services.classify.tiers'],
+    [
+      'tiers naming an unknown role',
+      (m) => (m.services.model.tiers = ['edge']),
+      'services.model.tiers[0]',
+    ],
+    [
+      'tiers naming a role twice',
+      (m) => (m.services.classify.tiers = ['fog', 'fog']),
+      'services.classify.tiers[1]: "fog" twice',
+    ],
+    [
+      'an exit head on a Logic',
+      (m) => (m.services.classify.exit = { output: 'probs', rule: 'top', threshold: 0.9 }),
+      'services.classify.exit is not a known field',
+    ],
+    [
+      'an exit head on an output the model lacks',
+      (m) => (m.services.model.exit = { output: 'logits', rule: 'top', threshold: 0.9 }),
+      'services.model.exit.output: "logits" is not an output of this model (it has: probs)',
+    ],
+    [
+      'an exit head on an output that is not float32',
+      (m) => {
+        m.services.model.outputs[0].type = 'int64';
+        m.services.model.exit = { output: 'probs', rule: 'top', threshold: 0.9 };
+      },
+      'services.model.exit.output: "probs" is int64',
+    ],
+    [
+      'an exit rule the host lacks',
+      (m) => (m.services.model.exit = { output: 'probs', rule: 'margin', threshold: 0.9 }),
+      'services.model.exit.rule',
+    ],
+    [
+      'an exit threshold above 1',
+      (m) => (m.services.model.exit = { output: 'probs', rule: 'top', threshold: 1.5 }),
+      'services.model.exit.threshold must be at most 1',
+    ],
+    [
+      'an exit head without a threshold',
+      (m) => (m.services.model.exit = { output: 'probs', rule: 'top' }),
+      'services.model.exit.threshold is required',
     ],
     [
       'models naming a bad service name',

@@ -140,6 +140,7 @@ function generator(seed: number) {
           .slice(0, 1 + int(3))
           .map((rpc) => ({ rpc, accuracy: pick([0.8, 0.9, 0.95]), latencyMs: num(20) })),
   );
+  const tierSets: Role[][] = [['fog', 'cloud'], ['cloud'], ['dew'], ['dew', 'fog']];
   const request = (ids: string[]): PlacementRequest => {
     const k = int(3);
     const kind = kinds[k]!;
@@ -160,6 +161,7 @@ function generator(seed: number) {
       ...(exclude ? { exclude } : {}),
       ...(r() < 0.1 ? { trustedOnly: true } : {}),
       ...(r() < 0.25 ? { version: pick(versionPool) } : {}),
+      ...(r() < 0.25 ? { tiers: pick(tierSets) } : {}),
     };
   };
   return { r, int, pick, fresh, change, request };

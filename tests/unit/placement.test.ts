@@ -116,6 +116,27 @@ describe('place: cost model', () => {
     expect(thrown(() => place([node(3)], trusted))).toMatchObject({ code: 'E_UNAVAILABLE' });
   });
 
+  it('places a service with tiers only on nodes of those roles, unless privacy keeps it home', () => {
+    const dew = node(1, { rttMs: 0 });
+    const fog = node(4, { role: 'fog', trusted: true, rttMs: 5 });
+    const cloud = node(5, { role: 'cloud', trusted: true, rttMs: 9 });
+    const up = request({ caller: id(1), tiers: ['fog', 'cloud'] });
+    expect(place([dew, fog, cloud], request({ caller: id(1) })).node).toBe(id(1));
+    expect(place([dew, fog, cloud], up).node).toBe(id(4));
+    expect(place([dew, fog, cloud], { ...up, tiers: ['cloud'] }).node).toBe(id(5));
+    expect(place([dew, cloud], up).node).toBe(id(5));
+    const none = thrown(() => place([dew], up));
+    expect(none).toBeInstanceOf(QosError);
+    expect(none).toMatchObject({ constraint: 'tiers', message: /only on fog or cloud nodes/ });
+    const gone = thrown(() => place([dew, { ...fog, online: false }], up));
+    expect(gone).toMatchObject({ code: 'E_UNAVAILABLE', message: /no fog or cloud node/ });
+    const home = { ...up, qos: { privacy: 'device' } };
+    expect(place([dew, fog, cloud], home).node).toBe(id(1));
+    // Privacy pinned to a node of another role: the tiers say why nothing fits.
+    const pinned = { ...up, qos: { privacy: id(1) } };
+    expect(thrown(() => place([dew, fog], pinned))).toMatchObject({ constraint: 'tiers' });
+  });
+
   it('scales the manifest figure by the prior for the node’s first backend', () => {
     const cpu = node(2, { backends: ['cpu', 'wasm'] });
     const gpu = node(3, { backends: ['webgpu', 'wasm'] });
@@ -349,6 +370,9 @@ function randomCase(seed: number): { nodes: NodeView[]; req: PlacementRequest } 
   if (r() < 0.5) qos.latencyMs = num(40);
   if (privacy !== undefined) qos.privacy = privacy;
   const exclude = r() < 0.3 ? nodes.filter(() => r() < 0.2).map((n) => n.id) : undefined;
+  // A third of the requests name tiers (from their own stream: the cases above stay as they were).
+  const t = mulberry32(seed ^ 0x7153);
+  const tiers = t() < 0.33 ? roles.filter(() => t() < 0.5) : undefined;
   return {
     nodes,
     req: {
@@ -362,6 +386,7 @@ function randomCase(seed: number): { nodes: NodeView[]; req: PlacementRequest } 
       ...(exclude ? { exclude } : {}),
       ...(r() < 0.1 ? { trustedOnly: true } : {}),
       ...(r() < 0.25 ? { version: pick(versionPool) } : {}),
+      ...(tiers?.length ? { tiers } : {}),
     },
   };
 }
@@ -384,7 +409,11 @@ interface Pair {
 type Expected =
   | { kind: 'placed'; pair: Pair; fits: Pair[] }
   | { kind: 'unavailable' }
-  | { kind: 'qos'; constraint: 'privacy' | 'accuracy' | 'latencyMs'; best: number | undefined };
+  | {
+      kind: 'qos';
+      constraint: 'privacy' | 'accuracy' | 'latencyMs' | 'tiers';
+      best: number | undefined;
+    };
 
 /**
  * What place() must answer, found the slow plain way: list every (node, variant) pair the rules
@@ -417,7 +446,10 @@ function oracle(nodes: NodeView[], req: PlacementRequest): Expected & { allowed:
     const s = n.stats[key];
     return s && s.count >= 3 ? s : undefined;
   };
-  const eligible = nodes.filter((n) => privacyAllows(n) && canTakeWork(n));
+  // Tiers name the roles that may run it, unless privacy keeps it on the caller.
+  const tiers = p === 'device' ? undefined : req.tiers;
+  const onTier = (n: NodeView): boolean => !tiers || tiers.includes(n.role);
+  const eligible = nodes.filter((n) => privacyAllows(n) && onTier(n) && canTakeWork(n));
   const allowed = new Set(eligible.map((n) => n.id));
   const callerNode = nodes.find((n) => n.id === caller);
   const modelService = req.logic ? req.logic.modelService : req.service;
@@ -464,6 +496,9 @@ function oracle(nodes: NodeView[], req: PlacementRequest): Expected & { allowed:
   if (nodes.length === 0) return { kind: 'unavailable', allowed };
   if (p === 'device' && caller === '')
     return { kind: 'qos', constraint: 'privacy', best: undefined, allowed };
+  const privateOk = nodes.filter(privacyAllows);
+  if (privateOk.length > 0 && !privateOk.some(onTier))
+    return { kind: 'qos', constraint: 'tiers', best: undefined, allowed };
   if (eligible.length === 0) {
     if (p === undefined) return { kind: 'unavailable', allowed };
     return { kind: 'qos', constraint: 'privacy', best: undefined, allowed };
@@ -586,7 +621,7 @@ describe('place, over random fabrics', () => {
     }
     if (replaying && cases < 100) return;
     // The generator must reach every outcome often, or the property says little.
-    for (const o of ['placed', 'privacy', 'accuracy', 'latencyMs', 'E_UNAVAILABLE']) {
+    for (const o of ['placed', 'privacy', 'accuracy', 'latencyMs', 'tiers', 'E_UNAVAILABLE']) {
       expect(outcomes[o] ?? 0, `${o} in ${JSON.stringify(outcomes)}`).toBeGreaterThan(cases / 100);
     }
   });
@@ -648,8 +683,11 @@ function randomRouteCase(seed: number) {
       ...models,
     },
   };
-  const service = req.logic || r() < 0.3 ? 'main' : r() < 0.5 ? 'other' : 'model';
-  return { nodes, req, manifest, service: manifest.services[service] ? service : 'model' };
+  const asked = req.logic || r() < 0.3 ? 'main' : r() < 0.5 ? 'other' : 'model';
+  const service = manifest.services[asked] ? asked : 'model';
+  // The case's tiers are the called service's, from its manifest.
+  if (req.tiers) manifest.services[service]!.tiers = [...req.tiers];
+  return { nodes, req, manifest, service };
 }
 
 /** Checks route() against the oracle; answers the model that decided, for the coverage tally. */
