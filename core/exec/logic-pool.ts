@@ -20,6 +20,8 @@ export interface LogicPoolOptions {
   size?: number;
   /** A full idle period before one worker retires (core/exec/scaler.ts); default 30 000 ms. */
   idleMs?: number;
+  /** Workers starting together, at most; default 2. */
+  startAtOnce?: number;
   /** `dropToMin`: the OpenFaaS behaviour, for comparisons only. */
   mode?: ScalePolicy['mode'];
   /** Bench only: each first step of a call holds its worker this long (see LogicWorkerApi.step). */
@@ -88,6 +90,7 @@ export class LogicPool {
       {
         max: this.max,
         idleMs: options.idleMs ?? DEFAULT_IDLE_MS,
+        startAtOnce: options.startAtOnce ?? 2,
         ...(options.mode && { mode: options.mode }),
       },
       options.now ?? (() => performance.now()),

@@ -2,7 +2,8 @@
  * When a worker pool grows and shrinks (PROTOCOL.md §2.1 `scale`), as a pure policy over what the
  * pool holds and a clock, so it is tested without workers or time passing.
  *
- * - Grow: every request that waits with no worker starting for it starts one, up to `max`.
+ * - Grow: every request that waits with no worker starting for it starts one, up to `max`
+ *   (and `startAtOnce` starting together).
  * - Shrink, with hysteresis: one worker retires only after a full `idleMs` during which at least
  *   one worker stood idle and nothing waited (any wait starts the period again), and the period
  *   starts again after each retirement, so the pool steps down one worker per `idleMs` at most
@@ -31,6 +32,11 @@ export interface ScalePolicy {
   max: number;
   /** A full period with a spare worker and nothing waiting before one retires (ms). */
   idleMs: number;
+  /**
+   * Workers starting at once, at most (default: no limit). Starting one costs CPU (a thread, a
+   * module instantiated): a burst on a small machine must not start twenty together.
+   */
+  startAtOnce?: number;
   /** `hysteresis` (default) or `dropToMin`, the OpenFaaS behaviour, for comparison. */
   mode?: 'hysteresis' | 'dropToMin';
 }
@@ -55,7 +61,14 @@ export class Scaler {
   /** Called after every change in the pool, and at `wakeAt`. */
   decide(s: PoolState): ScaleDecision {
     const max = Math.max(1, this.policy.max);
-    const grow = Math.max(0, Math.min(s.queued - s.starting, max - s.workers - s.starting));
+    const grow = Math.max(
+      0,
+      Math.min(
+        s.queued - s.starting,
+        max - s.workers - s.starting,
+        (this.policy.startAtOnce ?? Number.POSITIVE_INFINITY) - s.starting,
+      ),
+    );
     if (grow > 0 || s.queued > 0) {
       this.spareSince = undefined;
       return { grow, shrink: 0 };

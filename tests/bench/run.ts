@@ -14,6 +14,7 @@ import { nodePlatform } from '../../relay/platform';
 import { netnsPrefix } from '../../scripts/netns';
 import { hopsApp, testBundles } from '../apps';
 import { deploy, startRelay } from '../relay-process';
+import { autoscaleBench, autoscaleSection, printAutoscale } from './autoscale';
 import { contextRates, contextStoreRate, contextToTabs, vadStream } from './context';
 import { type DecisionRow, decisionTable, inProcessRows, relayRows } from './decisions';
 import { type HardeningResult, hardeningBench, printHardening } from './hardening';
@@ -261,6 +262,25 @@ function printServerNode(rows: ServerNodeRow[]): void {
     })),
   );
 }
+// BENCH_ONLY=autoscale: only seed 002 §8 (workers that scale). Compressed ×5 by default;
+// BENCH_AUTOSCALE_SCALE=1 (or --full) runs it at the seed's own length (about 9 × 210 s).
+const autoscaleOptions = {
+  scale: process.argv.includes('--full') ? 1 : Number(process.env.BENCH_AUTOSCALE_SCALE ?? 5),
+  messages: Number(process.env.BENCH_AUTOSCALE_MESSAGES ?? 400),
+  clients: (process.env.BENCH_AUTOSCALE_CLIENTS ?? '1,3,5').split(',').map(Number),
+};
+if (only === 'autoscale') {
+  const runs = await autoscaleBench(autoscaleOptions);
+  printAutoscale(runs);
+  const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version };
+  save({
+    date: new Date().toISOString(),
+    machine,
+    autoscale: runs,
+    sections: [autoscaleSection(runs, autoscaleOptions)],
+  });
+  process.exit(0);
+}
 // BENCH_ONLY=servernode: only the server node vs cloud node vs tab figures.
 const serverNodeRuns = Number(process.env.BENCH_SERVER_NODE_RUNS ?? 100);
 if (only === 'servernode') {
@@ -355,6 +375,16 @@ try {
     if (serverNode) sections.push(serverNodeSection(serverNode));
     const ocr = await within('ocr', () => ocrBench(Number(process.env.BENCH_OCR_IMAGES ?? 10)));
     if (ocr) sections.push(ocrSection(ocr));
+    // Nine runs of about 210 s / scale each, on a relay of its own.
+    const autoscale = await within(
+      'autoscale',
+      () => autoscaleBench(autoscaleOptions),
+      (9 * 260_000) / autoscaleOptions.scale + 120_000,
+    );
+    if (autoscale) {
+      printAutoscale(autoscale);
+      sections.push(autoscaleSection(autoscale, autoscaleOptions));
+    }
   }
 } finally {
   await relay.stop();

@@ -62,6 +62,13 @@ describe('the scaler', () => {
     expect(scaler.decide(state(2, 0)).shrink).toBe(1);
   });
 
+  it('starts no more than startAtOnce workers together', () => {
+    const { scaler } = clocked({ max: 20, idleMs: 1000, startAtOnce: 2 });
+    expect(scaler.decide(state(0, 0, 9))).toEqual({ grow: 2, shrink: 0 });
+    expect(scaler.decide(state(0, 0, 9, 2))).toEqual({ grow: 0, shrink: 0 });
+    expect(scaler.decide(state(1, 1, 9, 1))).toEqual({ grow: 1, shrink: 0 });
+  });
+
   it('drop-to-minimum retires every idle worker at once (the behaviour compared against)', () => {
     const { scaler } = clocked({ max: 5, idleMs: 1000, mode: 'dropToMin' });
     expect(scaler.decide(state(4, 1))).toEqual({ grow: 0, shrink: 3 });
