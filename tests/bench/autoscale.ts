@@ -314,7 +314,7 @@ export function printAutoscale(runs: AutoscaleRun[]): void {
     if (!a || !b) continue;
     const ratio = b.completionS / a.completionS;
     console.log(
-      `${pool.pool}: 5 clients took ${(ratio * 100 - 100).toFixed(1)}% longer than 1 (goal: within 10%)`,
+      `${pool.pool}: 5 clients took ${Math.abs(ratio * 100 - 100).toFixed(1)}% ${ratio >= 1 ? 'longer' : 'less'} than 1 (goal: within 10%)`,
     );
   }
 }
