@@ -100,9 +100,11 @@ export class Router {
         `privacy ${qos.privacy} needs the fabric, and this node is offline`,
       );
     }
-    // A parent no channel opened to (a server node has no WebRTC) is not offered the call again:
-    // the relay places it, on that parent when it is the best node (PROTOCOL.md §5.1).
-    if (missed && this.options.parent() && this.options.parent() !== this.parentNoLink) {
+    // A parent no channel opened to (a server node has no WebRTC) is not offered the call again,
+    // nor is any by a node without direct channels: the relay places it, on that parent when it
+    // is the best node (PROTOCOL.md §5.1).
+    const parent = this.options.links ? this.options.parent() : undefined;
+    if (missed && parent && parent !== this.parentNoLink) {
       const r = await this.viaParent(app, service, input, qos, opts.rpc ?? '', traceId);
       if (r) return r;
     }

@@ -120,14 +120,17 @@ export class Serving {
       const r = await runtime.call(msg.app, msg.service, msg.input, msg.qos, opts);
       this.served++;
       this.contributedMs += r.ms;
-      const trace = r.trace.map(({ service, rpc, kind, ms, backend, traceId, version }) => ({
-        service,
-        rpc,
-        kind,
-        ms,
-        ...(backend ? { backend } : {}),
-        ...(traceId ? { traceId } : {}),
-        ...(version ? { version } : {}),
+      const trace = r.trace.map((t) => ({
+        service: t.service,
+        rpc: t.rpc,
+        kind: t.kind,
+        ms: t.ms,
+        ...(t.backend ? { backend: t.backend } : {}),
+        ...(t.traceId ? { traceId: t.traceId } : {}),
+        ...(t.version ? { version: t.version } : {}),
+        // Where each step ran (this node, or one its Logic's calls reached) and its exit head.
+        ...(t.node ? { node: t.node } : {}),
+        ...(t.exit !== undefined ? { exit: t.exit } : {}),
       }));
       return { value: r.value, rpc: r.rpc, ms: r.ms, version: r.version, trace };
     } finally {

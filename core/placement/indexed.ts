@@ -337,6 +337,8 @@ export function createPlacementIndex(): PlacementIndex {
     place(req) {
       if (byId.size === 0) throw new UnavailableError('no node is connected');
       if (req.qos.privacy !== undefined) return place(pinned(req) ?? index.nodes(), req);
+      // Tiers that rank roles reorder the pairs: the scan decides (such services are few).
+      if (req.tiers && req.tiers.length > 1) return place(index.nodes(), req);
       const k = kindOf(req);
       refresh(k);
       const { qos, caller } = req;

@@ -67,7 +67,8 @@ export interface PlacementRequest {
   /** Only nodes that hold or fetch this version of the app (a call that asked `qos.version`). */
   version?: string;
   /**
-   * Only nodes of these roles (the service's `tiers`, PROTOCOL.md §2.1); privacy "device"
+   * Only nodes of these roles, in order of preference: any node of an earlier role that fits
+   * beats every node of a later one (the service's `tiers`, PROTOCOL.md §2.1). Privacy "device"
    * overrides it: the caller runs it whatever its role.
    */
   tiers?: readonly Role[];
@@ -130,6 +131,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
   let bv: VariantInfo | undefined;
   let bTotal = 0;
   let bLoad = 0;
+  let bRank = 0;
   let bNet = 0;
   let bQueue = 0;
   let bExec = 0;
@@ -151,7 +153,9 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       }
     }
     allowed++;
-    if (tiers && !tiers.includes(n.role)) continue;
+    // Tiers in order of preference: a node of an earlier role beats any of a later one.
+    const rank = tiers ? tiers.indexOf(n.role) : 0;
+    if (rank < 0) continue;
     onTier++;
     if (
       !n.online ||
@@ -199,7 +203,9 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       if (total < fastestAccurate) fastestAccurate = total;
       if (total > budget) continue;
       if (bn && bv) {
-        if (v.accuracy !== bv.accuracy) {
+        if (rank !== bRank) {
+          if (rank > bRank) continue;
+        } else if (v.accuracy !== bv.accuracy) {
           if (v.accuracy < bv.accuracy) continue;
         } else if (total !== bTotal) {
           if (total > bTotal) continue;
@@ -209,6 +215,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
       }
       bn = n;
       bv = v;
+      bRank = rank;
       bTotal = total;
       bLoad = load;
       bNet = networkMs;

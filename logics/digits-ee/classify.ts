@@ -3,7 +3,7 @@
 // - classify (rpc classify, where the request is): frames the digit as digits does, runs model
 //   "dew"; its exit head taken → exit 1, else the dew's features go up to "fog-step".
 // - fog-step (rpc fogStep; tiers fog, cloud): runs model "fog" on the features → exit 2, or sends
-//   the fog's features up to "cloud-step".
+//   the fog's features (its output `features_out`) up to "cloud-step".
 // - cloud-step (rpc cloudStep; tiers cloud): runs model "cloud" on the features → exit 3.
 // Every answer is { digit, confidence, exit, bytesUp }: bytesUp counts the feature bytes sent up
 // between tiers for this request (0 when it left at exit 1).
@@ -77,10 +77,10 @@ export function onFog(ptr: i32, len: i32): i32 {
   const r = new Fields(c.value, "fog result");
   const probs = probsOf(r);
   const taken = r.map("exit").bool("taken");
-  const features = r.map("outputs").tensor("features");
+  const features = r.map("outputs").tensor("features_out");
   if (r.failed) return error(r.message);
   if (taken) return answer(probs, 2, 0);
-  const payload = new Writer().map(1).key("features").value(r.map("outputs").value("features"));
+  const payload = new Writer().map(1).key("features").value(r.map("outputs").value("features_out"));
   const state = new Writer().map(1).key("up").int(features.data.length);
   return call("cloud-step", "", payload, "onUp", state);
 }

@@ -100,3 +100,55 @@ export function loadDigits(): Digits {
   cached = { train, heldout };
   return cached;
 }
+
+/**
+ * Copies digit `src` of `set` into `out` at row `dst`, moved by (dx, dy) whole pixels; vacated
+ * pixels are 0. The trainers' augmentation.
+ */
+export function shiftDigit(
+  set: DigitSet,
+  src: number,
+  out: Float32Array,
+  dst: number,
+  dx: number,
+  dy: number,
+): void {
+  const so = src * DIGIT_PIXELS;
+  const d0 = dst * DIGIT_PIXELS;
+  out.fill(0, d0, d0 + DIGIT_PIXELS);
+  for (let y = 0; y < DIGIT_SIDE; y++) {
+    const sy = y - dy;
+    if (sy < 0 || sy >= DIGIT_SIDE) continue;
+    const x0 = Math.max(0, dx);
+    const x1 = Math.min(DIGIT_SIDE, DIGIT_SIDE + dx);
+    const srcRow = so + sy * DIGIT_SIDE - dx;
+    const dstRow = d0 + y * DIGIT_SIDE;
+    for (let x = x0; x < x1; x++) out[dstRow + x] = set.x[srcRow + x]!;
+  }
+}
+
+/** Splits every 8th digit of `set` off as a validation set (for the trainers' `--dev` tuning). */
+export function devSplit(set: DigitSet): { fit: DigitSet; dev: DigitSet } {
+  const isDev = (i: number) => i % 8 === 7;
+  const devN = Math.floor(set.n / 8);
+  const fitN = set.n - devN;
+  const fit: DigitSet = {
+    x: new Float32Array(fitN * DIGIT_PIXELS),
+    y: new Uint8Array(fitN),
+    n: fitN,
+  };
+  const dev: DigitSet = {
+    x: new Float32Array(devN * DIGIT_PIXELS),
+    y: new Uint8Array(devN),
+    n: devN,
+  };
+  let f = 0;
+  let d = 0;
+  for (let i = 0; i < set.n; i++) {
+    const target = isDev(i) ? dev : fit;
+    const row = isDev(i) ? d++ : f++;
+    target.x.set(set.x.subarray(i * DIGIT_PIXELS, (i + 1) * DIGIT_PIXELS), row * DIGIT_PIXELS);
+    target.y[row] = set.y[i]!;
+  }
+  return { fit, dev };
+}

@@ -142,3 +142,86 @@ export function argmax(v: ArrayLike<number>, offset: number, cols: number): numb
   for (let j = 1; j < cols; j++) if (v[offset + j]! > v[offset + best]!) best = j;
   return best;
 }
+
+/**
+ * Backward pass of one layer over `rows` rows: adds nothing, overwrites `gW`/`gB` with the
+ * gradients of the loss for `dOut` (the delta at this layer's pre-activation output, rows×outDim)
+ * given its input `a` (rows×inDim). When `dIn` is given, writes there the delta at the
+ * pre-activation of the layer that produced `a`, through that layer's ReLU (a > 0 exactly where
+ * it was on); leave `dIn` out for the network's input.
+ */
+export function denseBackward(
+  layer: Dense,
+  a: Float32Array,
+  dOut: Float32Array,
+  rows: number,
+  gW: Float32Array,
+  gB: Float32Array,
+  dIn?: Float32Array,
+): void {
+  const { inDim, outDim, w } = layer;
+  gW.fill(0);
+  gB.fill(0);
+  for (let r = 0; r < rows; r++) {
+    const ao = r * inDim;
+    const dr = r * outDim;
+    for (let j = 0; j < outDim; j++) gB[j]! += dOut[dr + j]!;
+    for (let k = 0; k < inDim; k++) {
+      const av = a[ao + k]!;
+      if (av === 0) {
+        if (dIn) dIn[ao + k] = 0;
+        continue;
+      }
+      const wo = k * outDim;
+      let s = 0;
+      for (let j = 0; j < outDim; j++) {
+        const dv = dOut[dr + j]!;
+        gW[wo + j]! += av * dv;
+        s += w[wo + j]! * dv;
+      }
+      if (dIn) dIn[ao + k] = s;
+    }
+  }
+}
+
+/** Adam's moment decay rates and denominator guard, as the digits trainers use them. */
+export const ADAM = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 } as const;
+
+/**
+ * One AdamW step on parameters `p` with gradient `g` and moments `m`, `v` (updated in place);
+ * `c1`, `c2` are the bias corrections 1 − β^t; `weightDecay` is decoupled (0 for biases).
+ */
+export function adamStep(
+  p: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  lr: number,
+  c1: number,
+  c2: number,
+  weightDecay: number,
+): void {
+  const decay = 1 - lr * weightDecay;
+  for (let i = 0; i < p.length; i++) {
+    const gi = g[i]!;
+    const mi = ADAM.beta1 * m[i]! + (1 - ADAM.beta1) * gi;
+    const vi = ADAM.beta2 * v[i]! + (1 - ADAM.beta2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i]! * decay - (lr * (mi / c1)) / (Math.sqrt(vi / c2) + ADAM.epsilon);
+  }
+}
+
+/** Learning rate at `step` (1-based): linear warm-up over `warmup` steps, then cosine to lrMin. */
+export function learningRate(
+  step: number,
+  warmup: number,
+  totalSteps: number,
+  lr: number,
+  lrMin: number,
+): number {
+  return step <= warmup
+    ? (lr * step) / warmup
+    : lrMin +
+        0.5 * (lr - lrMin) * (1 + Math.cos((Math.PI * (step - warmup)) / (totalSteps - warmup)));
+}

@@ -101,3 +101,107 @@ export function onnxToMlp(bytes: Uint8Array): Mlp {
   if (layers.length === 0) throw new Error('ONNX model has no Gemm layers');
   return { layers };
 }
+
+/**
+ * One stage of an early-exit network (models/digits-ee): `trunk` Gemm→Relu layers from input
+ * `inputName` give the features (graph output `featuresName` when given), and the `exit` layers
+ * (Gemm, Relu between, Softmax(axis=1) last) give `probs`. Initializers are named
+ * `trunk<k>.weight`/`.bias` and `exit<k>.weight`/`.bias` (in×out, transB = 0).
+ */
+export function partToOnnx(
+  part: { trunk: Dense[]; exit: Dense[] },
+  opts: {
+    inputName: string;
+    featuresName?: string;
+    graphName: string;
+    docString: string;
+    producerName: string;
+    metadata?: Record<string, string>;
+  },
+): Uint8Array {
+  const nodes: Onnx.INodeProto[] = [];
+  const initializer: Onnx.ITensorProto[] = [];
+  const inDim = (part.trunk[0] ?? part.exit[0])!.inDim;
+  let current = opts.inputName;
+  part.trunk.forEach((layer, l) => {
+    const n = `trunk${l + 1}`;
+    initializer.push(floatTensor(`${n}.weight`, [layer.inDim, layer.outDim], layer.w));
+    initializer.push(floatTensor(`${n}.bias`, [layer.outDim], layer.b));
+    nodes.push({
+      name: n,
+      opType: 'Gemm',
+      input: [current, `${n}.weight`, `${n}.bias`],
+      output: [n],
+      attribute: [attr.int('transB', 0), attr.float('alpha', 1), attr.float('beta', 1)],
+    });
+    const last = l === part.trunk.length - 1;
+    const out = last && opts.featuresName ? opts.featuresName : `${n}.relu`;
+    nodes.push({ name: `${n}.relu`, opType: 'Relu', input: [n], output: [out] });
+    current = out;
+  });
+  const features = current;
+  part.exit.forEach((layer, l) => {
+    const n = `exit${l + 1}`;
+    initializer.push(floatTensor(`${n}.weight`, [layer.inDim, layer.outDim], layer.w));
+    initializer.push(floatTensor(`${n}.bias`, [layer.outDim], layer.b));
+    nodes.push({
+      name: n,
+      opType: 'Gemm',
+      input: [current, `${n}.weight`, `${n}.bias`],
+      output: [n],
+      attribute: [attr.int('transB', 0), attr.float('alpha', 1), attr.float('beta', 1)],
+    });
+    current = n;
+    if (l < part.exit.length - 1) {
+      nodes.push({ name: `${n}.relu`, opType: 'Relu', input: [n], output: [`${n}.relu`] });
+      current = `${n}.relu`;
+    }
+  });
+  nodes.push({
+    name: 'softmax',
+    opType: 'Softmax',
+    input: [current],
+    output: [OUTPUT_NAME],
+    attribute: [attr.int('axis', 1)],
+  });
+  const output = [floatValueInfo(OUTPUT_NAME, ['N', part.exit.at(-1)!.outDim])];
+  if (opts.featuresName) {
+    if (part.trunk.length === 0) throw new Error(`${opts.graphName}: features need a trunk`);
+    output.unshift(floatValueInfo(features, ['N', part.trunk.at(-1)!.outDim]));
+  }
+  return encodeModel({
+    producerName: opts.producerName,
+    docString: opts.docString,
+    graph: {
+      name: opts.graphName,
+      node: nodes,
+      initializer,
+      input: [floatValueInfo(opts.inputName, ['N', inDim])],
+      output,
+    },
+    ...(opts.metadata && { metadata: opts.metadata }),
+  });
+}
+
+/** Reads back the stage written by `partToOnnx` from its `trunk<k>`/`exit<k>` initializers. */
+export function onnxToPart(bytes: Uint8Array): { trunk: Dense[]; exit: Dense[] } {
+  const graph = onnx.ModelProto.decode(bytes).graph;
+  if (!graph) throw new Error('ONNX model has no graph');
+  const inits = new Map<string, Onnx.ITensorProto>();
+  for (const t of graph.initializer ?? []) inits.set(t.name ?? '', t);
+  const layers = (prefix: string): Dense[] => {
+    const out: Dense[] = [];
+    for (let k = 1; inits.has(`${prefix}${k}.weight`); k++) {
+      const wt = inits.get(`${prefix}${k}.weight`)!;
+      const bt = inits.get(`${prefix}${k}.bias`);
+      if (!bt) throw new Error(`${prefix}${k}: no bias`);
+      const [inDim, outDim] = (wt.dims ?? []).map(Number);
+      if (inDim === undefined || outDim === undefined) throw new Error(`${prefix}${k}: bad dims`);
+      out.push({ inDim, outDim, w: readFloats(wt), b: readFloats(bt) });
+    }
+    return out;
+  };
+  const exit = layers('exit');
+  if (exit.length === 0) throw new Error('ONNX model has no exit layers');
+  return { trunk: layers('trunk'), exit };
+}

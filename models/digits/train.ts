@@ -15,8 +15,26 @@ import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DIGIT_CLASSES, DIGIT_PIXELS, DIGIT_SIDE, type DigitSet, loadDigits } from './data';
-import { createMlp, denseForward, layerSizes, type Mlp, mulberry32, paramCount } from './mlp';
+import {
+  DIGIT_CLASSES,
+  DIGIT_PIXELS,
+  type DigitSet,
+  devSplit,
+  loadDigits,
+  shiftDigit,
+} from './data';
+import {
+  ADAM,
+  adamStep,
+  createMlp,
+  denseBackward,
+  denseForward,
+  layerSizes,
+  learningRate,
+  type Mlp,
+  mulberry32,
+  paramCount,
+} from './mlp';
 import { mlpToOnnx } from './onnx';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -58,33 +76,6 @@ const RECIPES: Record<string, Recipe> = {
     seed: 2,
   },
 };
-
-const BETA1 = 0.9;
-const BETA2 = 0.999;
-const EPSILON = 1e-8;
-
-/** Copies digit `src` of `set` into `out` at `dst`, moved by (dx, dy) pixels; vacated pixels are 0. */
-function shiftInto(
-  set: DigitSet,
-  src: number,
-  out: Float32Array,
-  dst: number,
-  dx: number,
-  dy: number,
-) {
-  const so = src * DIGIT_PIXELS;
-  const d0 = dst * DIGIT_PIXELS;
-  out.fill(0, d0, d0 + DIGIT_PIXELS);
-  for (let y = 0; y < DIGIT_SIDE; y++) {
-    const sy = y - dy;
-    if (sy < 0 || sy >= DIGIT_SIDE) continue;
-    const x0 = Math.max(0, dx);
-    const x1 = Math.min(DIGIT_SIDE, DIGIT_SIDE + dx);
-    const srcRow = so + sy * DIGIT_SIDE - dx;
-    const dstRow = d0 + y * DIGIT_SIDE;
-    for (let x = x0; x < x1; x++) out[dstRow + x] = set.x[srcRow + x]!;
-  }
-}
 
 interface EpochLog {
   epoch: number;
@@ -164,7 +155,7 @@ function train(
       for (let r = 0; r < rows; r++) {
         const dx = Math.floor(rand() * span) - recipe.maxShift;
         const dy = Math.floor(rand() * span) - recipe.maxShift;
-        shiftInto(data, order[start + r]!, acts[0]!, r, dx, dy);
+        shiftDigit(data, order[start + r]!, acts[0]!, r, dx, dy);
       }
       for (let l = 0; l < L; l++) {
         denseForward(layers[l]!, acts[l]!, rows, acts[l + 1]!, l < L - 1);
@@ -194,51 +185,18 @@ function train(
       }
       // Backward.
       for (let l = L - 1; l >= 0; l--) {
-        const { inDim, outDim: od, w } = layers[l]!;
-        const a = acts[l]!;
-        const d = deltas[l + 1]!;
-        const gW = gw[l]!;
-        const gB = gb[l]!;
-        gW.fill(0);
-        gB.fill(0);
-        const dPrev = deltas[l]!;
-        for (let r = 0; r < rows; r++) {
-          const ao = r * inDim;
-          const dr = r * od;
-          for (let j = 0; j < od; j++) gB[j]! += d[dr + j]!;
-          for (let k = 0; k < inDim; k++) {
-            const av = a[ao + k]!;
-            if (av === 0) {
-              if (l > 0) dPrev[ao + k] = 0;
-              continue;
-            }
-            const wo = k * od;
-            let s = 0;
-            for (let j = 0; j < od; j++) {
-              const dv = d[dr + j]!;
-              gW[wo + j]! += av * dv;
-              s += w[wo + j]! * dv;
-            }
-            // a > 0 exactly where the ReLU that produced it was on.
-            if (l > 0) dPrev[ao + k] = s;
-          }
-        }
+        const dPrev = l > 0 ? deltas[l] : undefined;
+        denseBackward(layers[l]!, acts[l]!, deltas[l + 1]!, rows, gw[l]!, gb[l]!, dPrev);
       }
       // AdamW step.
       step++;
-      lr =
-        step <= warmup
-          ? (recipe.lr * step) / warmup
-          : recipe.lrMin +
-            0.5 *
-              (recipe.lr - recipe.lrMin) *
-              (1 + Math.cos((Math.PI * (step - warmup)) / (totalSteps - warmup)));
-      const c1 = 1 - BETA1 ** step;
-      const c2 = 1 - BETA2 ** step;
+      lr = learningRate(step, warmup, totalSteps, recipe.lr, recipe.lrMin);
+      const c1 = 1 - ADAM.beta1 ** step;
+      const c2 = 1 - ADAM.beta2 ** step;
       for (let l = 0; l < L; l++) {
         const layer = layers[l]!;
-        adam(layer.w, gw[l]!, mw[l]!, vw[l]!, lr, c1, c2, recipe.weightDecay);
-        adam(layer.b, gb[l]!, mb[l]!, vb[l]!, lr, c1, c2, 0);
+        adamStep(layer.w, gw[l]!, mw[l]!, vw[l]!, lr, c1, c2, recipe.weightDecay);
+        adamStep(layer.b, gb[l]!, mb[l]!, vb[l]!, lr, c1, c2, 0);
       }
     }
     const entry: EpochLog = {
@@ -258,53 +216,6 @@ function train(
     );
   }
   return { mlp, log };
-}
-
-function adam(
-  p: Float32Array,
-  g: Float32Array,
-  m: Float32Array,
-  v: Float32Array,
-  lr: number,
-  c1: number,
-  c2: number,
-  weightDecay: number,
-) {
-  const decay = 1 - lr * weightDecay;
-  for (let i = 0; i < p.length; i++) {
-    const gi = g[i]!;
-    const mi = BETA1 * m[i]! + (1 - BETA1) * gi;
-    const vi = BETA2 * v[i]! + (1 - BETA2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = p[i]! * decay - (lr * (mi / c1)) / (Math.sqrt(vi / c2) + EPSILON);
-  }
-}
-
-/** Splits every 8th training digit off as a validation set (for `--dev` tuning only). */
-function devSplit(set: DigitSet): { fit: DigitSet; dev: DigitSet } {
-  const isDev = (i: number) => i % 8 === 7;
-  const devN = Math.floor(set.n / 8);
-  const fitN = set.n - devN;
-  const fit: DigitSet = {
-    x: new Float32Array(fitN * DIGIT_PIXELS),
-    y: new Uint8Array(fitN),
-    n: fitN,
-  };
-  const dev: DigitSet = {
-    x: new Float32Array(devN * DIGIT_PIXELS),
-    y: new Uint8Array(devN),
-    n: devN,
-  };
-  let f = 0;
-  let d = 0;
-  for (let i = 0; i < set.n; i++) {
-    const target = isDev(i) ? dev : fit;
-    const row = isDev(i) ? d++ : f++;
-    target.x.set(set.x.subarray(i * DIGIT_PIXELS, (i + 1) * DIGIT_PIXELS), row * DIGIT_PIXELS);
-    target.y[row] = set.y[i]!;
-  }
-  return { fit, dev };
 }
 
 function main() {

@@ -17,6 +17,7 @@ import { deploy, startRelay } from '../relay-process';
 import { autoscaleBench, autoscaleSection, printAutoscale } from './autoscale';
 import { contextRates, contextStoreRate, contextToTabs, vadStream } from './context';
 import { type DecisionRow, decisionTable, inProcessRows, relayRows } from './decisions';
+import { earlyExitBench, earlyExitSection, printEarlyExit } from './early-exit';
 import { type HardeningResult, hardeningBench, printHardening } from './hardening';
 import { consoleCost, hopCosts } from './hops';
 import { type JobsBench, jobsBench, jobsSection, printJobs } from './jobs';
@@ -281,6 +282,20 @@ if (only === 'autoscale') {
   });
   process.exit(0);
 }
+// BENCH_ONLY=early-exit: only the early-exit digits sweep, from the models alone (no relay).
+if (only === 'early-exit') {
+  // The exits' outputs (60,000 probabilities) stay out of bench.json.
+  const { outputs: _, ...ee } = await earlyExitBench();
+  printEarlyExit(ee);
+  const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version };
+  save({
+    date: new Date().toISOString(),
+    machine,
+    earlyExit: ee,
+    sections: [earlyExitSection(ee)],
+  });
+  process.exit(0);
+}
 // BENCH_ONLY=servernode: only the server node vs cloud node vs tab figures.
 const serverNodeRuns = Number(process.env.BENCH_SERVER_NODE_RUNS ?? 100);
 if (only === 'servernode') {
@@ -384,6 +399,11 @@ try {
     if (autoscale) {
       printAutoscale(autoscale);
       sections.push(autoscaleSection(autoscale, autoscaleOptions));
+    }
+    const ee = await within('early exit', () => earlyExitBench());
+    if (ee) {
+      printEarlyExit(ee);
+      sections.push(earlyExitSection(ee));
     }
   }
 } finally {

@@ -49,7 +49,14 @@ test('brume start from an empty directory serves the page and the sample apps', 
   expect(relay.output()).toContain(`seeded digits@1.0.0 from ${installed.dir}`);
   expect(readdirSync(empty)).toEqual(['.brume']);
   const apps = (await (await fetch(`${relay.url}/api/apps`)).json()) as { name: string }[];
-  expect(apps.map((a) => a.name).sort()).toEqual(['digits', 'ocr', 'squeezenet', 'top3', 'vad']);
+  expect(apps.map((a) => a.name).sort()).toEqual([
+    'digits',
+    'digits-ee',
+    'ocr',
+    'squeezenet',
+    'top3',
+    'vad',
+  ]);
 
   const nodes = (await (
     await fetch(`${relay.url}/api/nodes`, { headers: { authorization: `Bearer ${relay.token}` } })

@@ -125,6 +125,7 @@ describe('build', () => {
       [
         'bad-import',
         'digits',
+        'digits-ee',
         'echo',
         'front',
         'loop-forever',

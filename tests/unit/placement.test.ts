@@ -125,6 +125,11 @@ describe('place: cost model', () => {
     expect(place([dew, fog, cloud], up).node).toBe(id(4));
     expect(place([dew, fog, cloud], { ...up, tiers: ['cloud'] }).node).toBe(id(5));
     expect(place([dew, cloud], up).node).toBe(id(5));
+    // In order of preference: a fog that fits beats a faster cloud node, until none fits.
+    const near = { ...cloud, rttMs: 0 };
+    expect(place([dew, fog, near], up).node).toBe(id(4));
+    expect(place([dew, fog, near], { ...up, tiers: ['cloud', 'fog'] }).node).toBe(id(5));
+    expect(place([dew, fog, near], { ...up, qos: { latencyMs: 5 } }).node).toBe(id(5));
     const none = thrown(() => place([dew], up));
     expect(none).toBeInstanceOf(QosError);
     expect(none).toMatchObject({ constraint: 'tiers', message: /only on fog or cloud nodes/ });
@@ -514,8 +519,11 @@ function oracle(nodes: NodeView[], req: PlacementRequest): Expected & { allowed:
     const best = Math.min(...accurate.map((q) => q.est));
     return { kind: 'qos', constraint: 'latencyMs', best, allowed };
   }
+  // Tiers rank roles: an earlier role first, whatever the rest.
+  const rank = (q: Pair) => (tiers ? tiers.indexOf(q.node.role) : 0);
   const sorted = [...fits].sort(
     (a, b) =>
+      rank(a) - rank(b) ||
       b.v.accuracy - a.v.accuracy ||
       a.est - b.est ||
       a.load - b.load ||
@@ -566,9 +574,12 @@ function check(seed: number): string {
     // (d) the oracle found a compliant pair too, and the very same one
     expect(want.kind, `placed although nothing complies; ${replay}`).toBe('placed');
     if (want.kind !== 'placed') return 'placed';
-    const best = Math.max(...want.fits.map((q) => q.v.accuracy));
-    expect(v!.accuracy, `not the best achievable accuracy; ${replay}`).toBe(best);
     const { pair } = want;
+    // The most accurate among the nodes of the preferred role that fit (every role without tiers).
+    const tiers = req.qos.privacy === 'device' ? undefined : req.tiers;
+    const sameRank = (q: { node: NodeView }) => !tiers || q.node.role === pair.node.role;
+    const best = Math.max(...want.fits.filter(sameRank).map((q) => q.v.accuracy));
+    expect(v!.accuracy, `not the best achievable accuracy; ${replay}`).toBe(best);
     expect({ node: got.node, rpc: got.rpc }, `not the oracle's pick; ${replay}`).toEqual({
       node: pair.node.id,
       rpc: pair.v.rpc,
