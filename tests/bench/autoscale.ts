@@ -16,8 +16,10 @@
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import type { NodeRecord } from '../../core/api';
-import { encode } from '../../core/codec';
+import { decode, encode } from '../../core/codec';
 import { type Manifest, packBundle, unpackBundle } from '../../core/manifest';
+import { loadDigits } from '../../models/digits/data';
+import { drawDigit } from '../apps';
 import { startNodeProcess } from '../node-process';
 import { deploy, type RelayProcess, startRelay } from '../relay-process';
 import { until } from '../until';
@@ -45,7 +47,10 @@ export interface AutoscaleRun {
   /** Per exit: answers and their median latency (ms, seed's clock). */
   exits: Record<string, { count: number; p50Ms: number }>;
   failed: number;
+  /** All the measured node's Logic workers at once, at most. */
   peakWorkers: number;
+  /** Per `app/service`, its pool at most (polled every 100 ms). */
+  peaks: Record<string, number>;
   grows: number;
   shrinks: number;
   /** The most scale-down events within any minute (seed's clock). */
@@ -86,10 +91,11 @@ async function benchBundle(): Promise<{ app: string; bytes: Uint8Array }> {
   return { app, bytes: packBundle(m, b.files) };
 }
 
-/** A digit as an HTTP caller sends it (a stroke; the answer's digit does not matter here). */
+/** Message k: held-out digit k (of the 1,000 the trainers never saw), as a caller draws it. */
 function digitInput(k: number) {
-  const pixels = new Uint8Array(28 * 28);
-  for (let j = 200 + (k % 7) * 3; j < 600; j += 29) pixels[j] = 255;
+  const { heldout } = loadDigits();
+  const index = k % heldout.y.length;
+  const pixels = drawDigit(heldout.x, index, { width: 28, height: 28, scale: 1, dx: 0, dy: 0 });
   return { width: 28, height: 28, pixels };
 }
 
@@ -188,7 +194,13 @@ async function oneRun(
         headers: { 'content-type': 'application/msgpack', authorization: `Bearer ${relay.token}` },
         body: Buffer.from(encode({ input: digitInput(k), qos })),
       });
-      const body = (await r.json().catch(() => ({}))) as { value?: { exit?: number } };
+      const bytes = new Uint8Array(await r.arrayBuffer());
+      let body: { value?: { exit?: number } } = {};
+      try {
+        body = decode(bytes) as typeof body;
+      } catch {
+        // An error page that is not MessagePack: counted as failed below.
+      }
       return {
         ok: r.status === 200,
         ms: performance.now() - t0,
@@ -196,6 +208,17 @@ async function oneRun(
         end: performance.now(),
       };
     };
+    // Each service's pool size, polled from what the node reports (its heartbeats' `workers`).
+    const peaks: Record<string, number> = {};
+    let polling = true;
+    const poll = (async () => {
+      while (polling) {
+        const rec = (await nodes(relay)).find((n) => n.id === fog.id);
+        for (const [svc, w] of Object.entries(rec?.workers ?? {}))
+          peaks[svc] = Math.max(peaks[svc] ?? 0, w);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
     const offsets = schedule(o.messages, s);
     const start = performance.now() + 200;
     const all = await Promise.all(
@@ -209,6 +232,8 @@ async function oneRun(
         return Promise.all(calls);
       }),
     );
+    polling = false;
+    await poll;
     const answers = all.flat();
     const end = Math.max(...answers.map((a) => a.end));
     const exits: AutoscaleRun['exits'] = {};
@@ -232,6 +257,7 @@ async function oneRun(
       exits,
       failed: answers.filter((a) => !a.ok).length,
       peakWorkers: Math.max(0, ...history.map((h) => h.total)),
+      peaks,
       grows: record?.scaled?.grows ?? 0,
       shrinks: record?.scaled?.shrinks ?? 0,
       shrinksPerMinute: perMinute,
@@ -265,7 +291,10 @@ export function autoscaleSection(runs: AutoscaleRun[], o: AutoscaleOptions): Sec
           : null,
       ]),
     ),
-    'peak workers': r.peakWorkers,
+    ...Object.fromEntries(
+      Object.entries(r.peaks).map(([svc, n]) => [`peak ${svc.split('/')[1]} workers`, n]),
+    ),
+    'peak workers (node)': r.peakWorkers,
     'scale-ups': r.grows,
     'scale-downs': r.shrinks,
     'most scale-downs in a minute': r.shrinksPerMinute,
@@ -301,7 +330,10 @@ export function printAutoscale(runs: AutoscaleRun[]): void {
           `${x.p50Ms.toFixed(0)} (${x.count})`,
         ]),
       ),
-      peak: r.peakWorkers,
+      ...Object.fromEntries(
+        Object.entries(r.peaks).map(([svc, n]) => [`peak ${svc.split('/')[1]}`, n]),
+      ),
+      'peak (node)': r.peakWorkers,
       up: r.grows,
       down: r.shrinks,
       'down/min': r.shrinksPerMinute,
