@@ -123,6 +123,7 @@ export async function startServerNode(o: ServerNodeOptions): Promise<ServerNode>
     log: o.log,
   });
   node.onStatus((s) => o.log(`relay link: ${s}`));
+  node.runtime.scaleLog.listen((e) => o.log(`workers of ${e.service}: ${e.from} → ${e.to}`));
   // Named apps are loaded at start (from disk when kept there): the first call does not wait.
   void (async () => {
     for (const app of o.apps ?? []) {
