@@ -303,7 +303,11 @@ export const table: readonly Command[] = [
         arg: '<n>',
         help: 'onnxruntime threads per model, Logic workers per service (default cores - 1, at most 4)',
       },
-      { name: 'concurrency', arg: '<n>', help: 'calls it runs at once (default 4 x threads)' },
+      {
+        name: 'concurrency',
+        arg: '<n>',
+        help: 'calls it runs at once (default 4 x threads, or --max-workers if more)',
+      },
       {
         name: 'max-workers',
         arg: '<n>',

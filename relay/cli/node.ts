@@ -39,8 +39,14 @@ export function nodeOptions(flag: Flag): Omit<ServerNodeOptions, 'log'> {
     role,
     dataDir: resolve(flag('data') ?? process.env.BRUME_NODE_DATA ?? '.brume-node'),
     threads,
-    // A few calls per thread: while one call's Model runs, the next one's input is framed.
-    concurrency: integer('--concurrency', flag('concurrency') ?? String(4 * threads), 1, 4096),
+    // A few calls per thread: while one call's Model runs, the next one's input is framed. At
+    // least --max-workers, so the pools can grow to their cap.
+    concurrency: integer(
+      '--concurrency',
+      flag('concurrency') ?? String(Math.max(4 * threads, Number(flag('max-workers')) || 0)),
+      1,
+      4096,
+    ),
     maxQueued: integer('--max-queued', flag('max-queued') ?? '64', 0, 100_000),
     ...(apps && { apps }),
     caps: {

@@ -1,10 +1,12 @@
 // What a node reports of its worker pools (heartbeat `workers`, `scaled`; PROTOCOL.md §5.2): the
-// frame's bounds, and the relay's bounded history of changes per node (relay/hub/registry.ts).
+// frame's bounds, the relay's bounded history of changes per node (relay/hub/registry.ts), and
+// the flags of `brume node` that set its pools.
 import { describe, expect, it } from 'vitest';
 import type { NodeRecord } from '../../core/api';
 import { encode } from '../../core/codec';
 import { ProtocolError } from '../../core/errors';
 import { decodeFrame, encodeFrame, type ToRelay } from '../../core/protocol';
+import { nodeOptions } from '../../relay/cli/node';
 import { recordWorkers, WORKERS_HISTORY } from '../../relay/hub/registry';
 
 const beat = (extra: Record<string, unknown>) => ({
@@ -49,5 +51,29 @@ describe("the relay's history of a node's workers", () => {
       recordWorkers(node, { 'a/s': i % 7 }, { grows: 3 + i, shrinks: i });
     expect(node.workersHistory).toHaveLength(WORKERS_HISTORY);
     expect(node.workersHistory!.at(-1)).toMatchObject({ total: 999 % 7, shrinks: 999 });
+  });
+});
+
+describe("brume node's worker flags", () => {
+  const flags = (f: Record<string, string>) => (name: string) => f[name];
+
+  it('caps workers, overrides the idle time, holds per call, and takes calls for every worker', () => {
+    const o = nodeOptions(
+      flags({ threads: '1', 'max-workers': '20', 'worker-idle-ms': '6000', 'hold-ms': '50' }),
+    );
+    expect(o.caps).toMatchObject({ maxWorkers: 20, workerIdleMs: 6000, holdMs: 50 });
+    expect(o.concurrency).toBe(20);
+    expect(nodeOptions(flags({ threads: '2' })).concurrency).toBe(8);
+    expect(
+      nodeOptions(flags({ threads: '1', 'max-workers': '20', concurrency: '3' })).concurrency,
+    ).toBe(3);
+  });
+
+  it('refuses values out of range, naming the flag', () => {
+    expect(() => nodeOptions(flags({ 'max-workers': '65' }))).toThrow(/--max-workers/);
+    expect(() => nodeOptions(flags({ 'max-workers': '0' }))).toThrow(/--max-workers/);
+    expect(() => nodeOptions(flags({ 'worker-idle-ms': '5' }))).toThrow(/--worker-idle-ms/);
+    expect(() => nodeOptions(flags({ 'hold-ms': '-1' }))).toThrow(/--hold-ms/);
+    expect(() => nodeOptions(flags({ 'hold-ms': '60001' }))).toThrow(/--hold-ms/);
   });
 });
