@@ -23,7 +23,8 @@ afterEach(() => {
 });
 
 function pool(o: { size: number; idleMs: number; holdMs?: number }) {
-  const events: ScaleEvent[] = [];
+  // Each event with the monotonic time it was told at (the scaler's clock; `at` is wall time).
+  const events: (ScaleEvent & { t: number })[] = [];
   const p = createLogicPool({
     name: 'test/echo',
     module: echo,
@@ -31,7 +32,7 @@ function pool(o: { size: number; idleMs: number; holdMs?: number }) {
     maxPages: 256,
     timeoutMs: 10_000,
     spawn: () => platform.spawnLogicWorker(),
-    onScale: (e) => events.push(e),
+    onScale: (e) => events.push({ ...e, t: performance.now() }),
     ...o,
   });
   pools.push(p);
@@ -58,9 +59,9 @@ describe('a Logic pool that scales', () => {
       [2, 1],
       [1, 0],
     ]);
-    // One per idle period at most (Date.now() has ms resolution: a small allowance).
+    // One per idle period at most, on the scaler's own clock.
     for (let i = 1; i < shrinks.length; i++)
-      expect(shrinks[i]!.at - shrinks[i - 1]!.at).toBeGreaterThanOrEqual(295);
+      expect(shrinks[i]!.t - shrinks[i - 1]!.t).toBeGreaterThanOrEqual(299);
     expect(events.filter((e) => e.kind === 'grow').reduce((n, e) => n + e.to - e.from, 0)).toBe(3);
     // A pool at none serves again: a new worker starts for the next request.
     expect((await call(p, 'again')).value).toBe('again');
@@ -88,6 +89,41 @@ describe('a Logic pool that scales', () => {
     // The worker slept: this process's CPU time (threads included) stays far below the wall time.
     const cpu = process.cpuUsage(cpu0);
     expect((cpu.user + cpu.system) / 1000).toBeLessThan(300);
+  });
+});
+
+describe('a pool closed while it scales', () => {
+  it('fails the waiting requests as unloaded and stops the workers that come up after', async () => {
+    let terminated = 0;
+    const p = createLogicPool({
+      name: 'test/echo',
+      module: echo,
+      minPages: 1,
+      maxPages: 256,
+      timeoutMs: 10_000,
+      size: 2,
+      spawn: () => {
+        const w = platform.spawnLogicWorker();
+        return {
+          api: w.api,
+          terminate: () => {
+            terminated++;
+            w.terminate();
+          },
+        };
+      },
+    });
+    const pending = [call(p, 'a'), call(p, 'b')].map((c) =>
+      c.then(
+        () => 'answered',
+        (e: { code?: string }) => e.code,
+      ),
+    );
+    expect(p.now().starting).toBe(2);
+    p.close();
+    expect(await Promise.all(pending)).toEqual(['E_LOGIC_LOAD', 'E_LOGIC_LOAD']);
+    await until(() => terminated === 2, 'both workers stopped once up');
+    await expect(call(p, 'late')).rejects.toMatchObject({ code: 'E_LOGIC_LOAD' });
   });
 });
 
