@@ -17,8 +17,23 @@ export interface NodeRecord extends NodeView {
   context?: ContextStorage;
   /** A fog's open data channels (dews it passes context changes on to). */
   links?: string[];
+  /** Logic workers per `app/service`, as its last heartbeat reported them. */
+  workers?: Record<string, number>;
+  /** Its pools' grow and shrink events, counted since it started. */
+  scaled?: { grows: number; shrinks: number };
+  /** Its workers over time (a sample at each change, the latest kept): the console's chart. */
+  workersHistory?: WorkersSample[];
   /** Its exit heads' counts since it started, by `app/modelService` (its last heartbeat's). */
   exits?: Record<string, { calls: number; taken: number }>;
+}
+
+/** A node's workers at one time. */
+export interface WorkersSample {
+  at: number;
+  /** Workers of every service together. */
+  total: number;
+  grows: number;
+  shrinks: number;
 }
 
 /** Runs of a model service with an exit head on nodes of one role, since the relay started. */

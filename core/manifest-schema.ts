@@ -54,12 +54,22 @@ export interface LogicLimits {
   memoryMiB?: number;
 }
 
+/**
+ * Workers per node for one service (PROTOCOL.md §2.1 `scale`): pools start with none, grow with
+ * queued work up to `max` (capped by the node), shrink one at a time after `idleMs` idle.
+ */
+export interface ServiceScale {
+  max?: number;
+  idleMs?: number;
+}
+
 /** One wasm module; its `rpcs` are exports, the first is the default. */
 export interface LogicService {
   kind: 'logic';
   file: string;
   rpcs: string[];
   limits?: LogicLimits;
+  scale?: ServiceScale;
   /**
    * The model services its rpcs call; the first decides a call's accuracy when placing it.
    * Absent: the app's only model service, if it has exactly one (none otherwise); `[]`: none.
@@ -87,6 +97,7 @@ export interface ModelService {
   inputs: TensorSpec[];
   outputs: TensorSpec[];
   variants: Record<string, Variant>;
+  scale?: ServiceScale;
   /** Only nodes of these roles run it (privacy "device" keeps it on the caller whatever they are). */
   tiers?: Tier[];
   /** An exit head judged after each run (its result gains `exit`). */
@@ -172,6 +183,12 @@ const tensorSpec = z.strictObject({
   dims: z.array(z.int().min(-1)).max(16),
 });
 
+const scale = z
+  .strictObject({
+    max: z.int().min(1).max(64).optional(),
+    idleMs: z.int().min(100).max(3_600_000).optional(),
+  })
+  .optional();
 const tiers = z
   .array(z.enum(['dew', 'fog', 'cloud']))
   .min(1, { error: 'must name at least one role (dew, fog, cloud)' })
@@ -207,6 +224,7 @@ const logicService = z.strictObject({
     })
     .optional(),
   models: z.array(name).max(64).optional(),
+  scale,
   tiers: tiers.optional(),
 });
 
@@ -227,6 +245,7 @@ const modelService = z.strictObject({
   variants: z
     .record(name, variant)
     .refine((v) => Object.keys(v).length > 0, { error: 'must hold at least one variant' }),
+  scale,
   tiers: tiers.optional(),
   exit: exitHead.optional(),
 });

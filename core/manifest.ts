@@ -31,6 +31,7 @@ export {
   type ManifestDraft,
   type ModelService,
   type Service,
+  type ServiceScale,
   type TensorSpec,
   type TensorType,
   type Tier,

@@ -18,7 +18,9 @@ import {
 } from './errors';
 import { HeldVersions } from './exec/held';
 import { Loader, type Platform } from './exec/loader';
+import type { PoolNow } from './exec/logic-pool';
 import type { BackendInfo, BackendName } from './exec/model-runner';
+import { type ScaleEvent, ScaleLog } from './exec/scaler';
 import { type LogicService, type Manifest, type ModelService, parseManifest } from './manifest';
 import { PipelineStats, runLocalPipeline } from './pipeline/local';
 import {
@@ -64,7 +66,16 @@ export const maxExitServices = 1000;
  */
 export interface RuntimeOptions {
   id?: string;
+  /** Workers per Logic service when its manifest asks no `scale.max`; default 1. */
   logicWorkers?: number;
+  /** This node's cap on workers per Logic service (core/exec/loader.ts maxWorkers). */
+  maxWorkers?: number;
+  /** Memory for Logic guests: a service gets at most this / its `limits.memoryMiB` workers. */
+  workersMemoryMiB?: number;
+  /** Overrides every manifest's `scale.idleMs`. */
+  workerIdleMs?: number;
+  /** Bench only: each Logic call's first step holds its worker this long without CPU. */
+  holdMs?: number;
   /** Model files larger than this are not run on this node (default: no limit). */
   maxModelBytes?: number;
   /**
@@ -126,6 +137,8 @@ export class Runtime {
   /** The versions of each app held here (§5.7). */
   private readonly held: HeldVersions;
   private readonly loader: Loader;
+  /** Every grow and shrink of this node's worker pools (the latest kept, all counted). */
+  readonly scaleLog = new ScaleLog();
   private backendList: Promise<BackendInfo[]> | undefined;
   /** Told when the backend order changed (a measurement put another backend first). */
   private readonly backendsChanged = new Set<() => void>();
@@ -150,7 +163,8 @@ export class Runtime {
     this.maxModelBytes = options.maxModelBytes ?? Number.POSITIVE_INFINITY;
     this.remote = options.remote;
     this.context = options.context;
-    this.loader = new Loader(platform, options, (m, service, variant, loaded) => {
+    const caps = { ...options, onScale: (e: ScaleEvent) => this.scaleLog.add(e) };
+    this.loader = new Loader(platform, caps, (m, service, variant, loaded) => {
       // The runner timed the variant on each backend: those figures are this node's from now on,
       // and its backends are read again (the one measured faster is reported first).
       const samples = loaded.choice?.samples ?? {};
@@ -197,6 +211,11 @@ export class Runtime {
   /** Catches up with versions made current while this node was away; answers the apps updated. */
   sync(): Promise<string[]> {
     return this.held.sync();
+  }
+
+  /** Workers of each Logic service now, by `app/service` (what the heartbeat reports). */
+  workers(): Record<string, PoolNow> {
+    return this.loader.workers();
   }
 
   /** Versions held of each app, the current one first (what the heartbeat reports). */
@@ -359,7 +378,14 @@ export class Runtime {
           return this.context(app, request);
         },
       };
-      const value = await invokeLogic(pool.step, chosen, input, dispatch);
+      // The call's first step is told so (a bench's holdMs holds the worker once per call).
+      let first = true;
+      const step = (name: string, request: Uint8Array) => {
+        const f = first;
+        first = false;
+        return pool.step(name, request, f);
+      };
+      const value = await invokeLogic(step, chosen, input, dispatch);
       const ms = performance.now() - t0;
       this.stats.record(statsKey(app, service, chosen, 'logic'), ms);
       trace.push({

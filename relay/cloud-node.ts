@@ -24,6 +24,27 @@ export interface LogicCaps {
   memoryMiB?: number;
   /** JS heap of each Logic worker thread; default 64 MiB. */
   heapMiB?: number;
+  /** Workers per Logic service at most, whatever a manifest's `scale.max`; default the cores. */
+  maxWorkers?: number;
+  /** Overrides every manifest's `scale.idleMs` (ms). */
+  workerIdleMs?: number;
+  /** Bench only: each Logic call's first step holds its worker this long (Atomics.wait). */
+  holdMs?: number;
+}
+
+/**
+ * The runtime options for a Node host's Logic pools: today's `threads` workers per service unless
+ * a manifest's `scale.max` asks more, within `maxWorkers` (default the cores) and half the
+ * machine's memory over each service's guest memory.
+ */
+export function poolOptions(threads: number, caps: LogicCaps) {
+  return {
+    logicWorkers: threads,
+    maxWorkers: caps.maxWorkers ?? Math.max(threads, os.availableParallelism()),
+    workersMemoryMiB: Math.floor(os.totalmem() / 2 ** 21),
+    ...(caps.workerIdleMs !== undefined && { workerIdleMs: caps.workerIdleMs }),
+    ...(caps.holdMs && { holdMs: caps.holdMs }),
+  };
 }
 
 export async function startCloudNode(
@@ -56,7 +77,7 @@ export async function startCloudNode(
     // Its Logics' context: a replica in memory, caught up from the relay's store at each join.
     kv: memoryKV(),
     runtime: {
-      logicWorkers: threads,
+      ...poolOptions(threads, caps),
       ...(caps.timeoutMs && { logicTimeoutMs: caps.timeoutMs }),
       ...(caps.memoryMiB && { logicMemoryMiB: caps.memoryMiB }),
     },

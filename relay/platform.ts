@@ -102,7 +102,8 @@ export function spawnLogicThread(entry: URL, heapMiB: number): WorkerHandle {
   return {
     api: {
       load: (module, o) => guarded<Reply<number>>(() => remote.load(module, o)),
-      step: (name, request) => guarded<Reply<Uint8Array>>(() => remote.step(name, request)),
+      step: (name, request, holdMs) =>
+        guarded<Reply<Uint8Array>>(() => remote.step(name, request, holdMs)),
     },
     terminate: () => {
       stopping = true;

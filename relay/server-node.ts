@@ -18,7 +18,7 @@ import type { BrumeNode } from '../core/node/node';
 import { frameLimits } from '../core/protocol';
 import type { AppSource } from '../core/runtime';
 import { httpAppSource } from '../core/sources';
-import type { LogicCaps } from './cloud-node';
+import { type LogicCaps, poolOptions } from './cloud-node';
 import { diskCachedSource } from './disk-source';
 import { type ProviderProbe, probeProviders, serverCapabilities } from './node-caps';
 import { fileIdentity } from './node-key';
@@ -110,7 +110,7 @@ export async function startServerNode(o: ServerNodeOptions): Promise<ServerNode>
     // Its Logics' context: a replica in memory, caught up from the relay's store at each join.
     kv: memoryKV(),
     runtime: {
-      logicWorkers: o.threads,
+      ...poolOptions(o.threads, caps),
       ...(caps.timeoutMs && { logicTimeoutMs: caps.timeoutMs }),
       ...(caps.memoryMiB && { logicMemoryMiB: caps.memoryMiB }),
     },
@@ -123,6 +123,7 @@ export async function startServerNode(o: ServerNodeOptions): Promise<ServerNode>
     log: o.log,
   });
   node.onStatus((s) => o.log(`relay link: ${s}`));
+  node.runtime.scaleLog.listen((e) => o.log(`workers of ${e.service}: ${e.from} → ${e.to}`));
   // Named apps are loaded at start (from disk when kept there): the first call does not wait.
   void (async () => {
     for (const app of o.apps ?? []) {

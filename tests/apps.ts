@@ -114,6 +114,27 @@ export function greetApp(version: string): Promise<Bundle> {
   );
 }
 
+/** The echo Logic as app `scaled`, whose service asks for up to 4 workers per node (§2.1 `scale`). */
+export function scaledApp(): Promise<Bundle> {
+  return bundle(
+    {
+      brume: 1,
+      name: 'scaled',
+      version: '1.0.0',
+      services: {
+        echo: {
+          kind: 'logic',
+          file: 'echo.wasm',
+          rpcs: ['echo'],
+          limits: { timeoutMs: 10_000, memoryMiB: 16 },
+          scale: { max: 4, idleMs: 60_000 },
+        },
+      },
+    },
+    { 'echo.wasm': wasm('echo') },
+  );
+}
+
 /** Files whose hashes match the manifest but whose content is not WebAssembly / ONNX. */
 export function brokenApp(): Promise<Bundle> {
   const junk = new TextEncoder().encode('this is not a wasm module nor an onnx model');

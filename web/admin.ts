@@ -29,6 +29,7 @@ import { Nodes, Topology, Warnings } from './admin/fabric';
 import { Jobs } from './admin/jobs';
 import { Context, Decisions, Pipelines } from './admin/log';
 import { Quarantine } from './admin/quarantine';
+import { Workers } from './admin/workers';
 
 const tokenKey = 'brume-admin-token';
 // The token lives for this tab only (sessionStorage): it is not left on disk for whoever opens
@@ -147,6 +148,7 @@ function App() {
       />
       <${Jobs} counts=${state.jobs.counts} active=${state.jobs.active} />
       <${Exits} rows=${state.exits} />
+      <${Workers} nodes=${state.nodes} />
       <div class="row">
         <${LatencyOverTime} calls=${state.calls} />
         <${LatencyDistribution} calls=${state.calls} />

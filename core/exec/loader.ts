@@ -12,10 +12,12 @@ import {
   logicLimits,
   type Manifest,
   type ModelService,
+  type ServiceScale,
   verifyFile,
 } from '../manifest';
-import { createLogicPool, type LogicPool, type WorkerHandle } from './logic-pool';
+import { createLogicPool, type LogicPool, type PoolNow, type WorkerHandle } from './logic-pool';
 import type { BackendName, LoadedModel, ModelRunnerApi } from './model-runner';
+import type { ScaleEvent } from './scaler';
 
 /** Where a node gets apps: the relay over HTTP in a tab, a directory or a relay in Node. */
 export interface AppSource {
@@ -45,9 +47,38 @@ export interface Platform {
 
 /** This node's caps on what a manifest may ask of a Logic, and its Logic workers per service. */
 export interface LoaderCaps {
+  /** Workers per service when its manifest asks no `scale.max`; default 1. */
   logicWorkers?: number;
+  /** This node's cap on workers per service (its cores, or as its operator set); default `logicWorkers`. */
+  maxWorkers?: number;
+  /** Memory this node gives Logic guests: a service gets at most this / its `limits.memoryMiB` workers. */
+  workersMemoryMiB?: number;
+  /** Overrides every manifest's `scale.idleMs` (a node's setting; benches scale time with it). */
+  workerIdleMs?: number;
+  /** Bench only: each call's first step holds its worker this long (core/exec/logic-worker.ts). */
+  holdMs?: number;
+  /** Told of every pool's grow and shrink. */
+  onScale?: (e: ScaleEvent) => void;
   logicTimeoutMs?: number;
   logicMemoryMiB?: number;
+}
+
+/**
+ * Workers at most for a Logic service on this node: what its manifest asks (`scale.max`, else the
+ * node's `logicWorkers`), within the node's `maxWorkers` and its memory for guests over the
+ * service's guest memory; at least 1.
+ * @example maxWorkers({ max: 20 }, 64, { logicWorkers: 1, maxWorkers: 8, workersMemoryMiB: 256 }); // 4
+ */
+export function maxWorkers(
+  scale: ServiceScale | undefined,
+  memoryMiB: number,
+  caps: LoaderCaps,
+): number {
+  const base = caps.logicWorkers ?? 1;
+  const byMemory = caps.workersMemoryMiB
+    ? Math.floor(caps.workersMemoryMiB / Math.max(1, memoryMiB))
+    : Number.POSITIVE_INFINITY;
+  return Math.max(1, Math.min(scale?.max ?? base, caps.maxWorkers ?? base, byMemory));
 }
 
 export const DEFAULT_LOGIC_CAPS = { timeoutMs: 10_000, memoryMiB: 256 } as const;
@@ -72,6 +103,8 @@ export class Loader {
     Promise<{ module: WebAssembly.Module; minPages: number }>
   >();
   private readonly pools = new Map<string, Promise<LogicPool>>();
+  /** The pools started, by the same keys, with their `app/service`: what `workers()` reports. */
+  private readonly running = new Map<string, { service: string; pool: LogicPool }>();
   private readonly models = new Map<string, Promise<BackendName>>();
 
   constructor(
@@ -103,16 +136,43 @@ export class Loader {
     return once(this.pools, key, async () => {
       const { module, minPages } = await this.compile(m, svc.file);
       const limits = this.logicLimits(svc);
-      return createLogicPool({
-        name: key,
+      const caps = this.caps;
+      const pool = createLogicPool({
+        name: `${m.name}/${service}`,
         module,
         minPages,
         maxPages: Math.floor(limits.memoryMiB * 16),
         timeoutMs: limits.timeoutMs,
-        size: this.caps.logicWorkers ?? 1,
+        size: maxWorkers(svc.scale, limits.memoryMiB, caps),
+        ...((caps.workerIdleMs ?? svc.scale?.idleMs) !== undefined && {
+          idleMs: caps.workerIdleMs ?? svc.scale?.idleMs,
+        }),
+        ...(caps.holdMs && { holdMs: caps.holdMs }),
+        ...(caps.onScale && { onScale: caps.onScale }),
         spawn: () => this.platform.spawnLogicWorker(),
       });
+      this.running.set(key, { service: `${m.name}/${service}`, pool });
+      return pool;
     });
+  }
+
+  /** Each Logic service's pool now (`app/service`; the versions held summed). */
+  workers(): Record<string, PoolNow> {
+    const out: Record<string, PoolNow> = {};
+    for (const { service, pool } of this.running.values()) {
+      const n = pool.now();
+      const o = out[service];
+      out[service] = o
+        ? {
+            workers: o.workers + n.workers,
+            starting: o.starting + n.starting,
+            busy: o.busy + n.busy,
+            queued: o.queued + n.queued,
+            max: Math.max(o.max, n.max),
+          }
+        : n;
+    }
+    return out;
   }
 
   /** Loads a variant on the model runner once; answers its runner key. */
@@ -160,6 +220,7 @@ export class Loader {
         () => {},
       );
       this.pools.delete(key);
+      this.running.delete(key);
     }
   }
 

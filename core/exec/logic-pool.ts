@@ -1,5 +1,6 @@
 import { fromWire, LogicLoadError, LogicTimeoutError } from '../errors';
 import type { LogicWorkerApi, Reply } from './logic-worker';
+import { type PoolState, type ScaleEvent, type ScalePolicy, Scaler } from './scaler';
 
 /** A worker as the platform made it: its API (over core/exec/channel.ts) and a kill switch. */
 export interface WorkerHandle {
@@ -8,30 +9,54 @@ export interface WorkerHandle {
 }
 
 export interface LogicPoolOptions {
-  /** For messages: `app/service`. */
+  /** For messages and scale events: `app/service`. */
   name: string;
   module: WebAssembly.Module;
   minPages: number;
   maxPages: number;
   /** Wall-clock budget of one step; past it the worker is terminated and replaced. */
   timeoutMs: number;
-  /** Workers at most; requests beyond wait in order. */
+  /** Workers at most; requests beyond wait in order. Default 1. */
   size?: number;
+  /** A full idle period before one worker retires (core/exec/scaler.ts); default 30 000 ms. */
+  idleMs?: number;
+  /** Workers starting together, at most; default 2. */
+  startAtOnce?: number;
+  /** `dropToMin`: the OpenFaaS behaviour, for comparisons only. */
+  mode?: ScalePolicy['mode'];
+  /** Bench only: each first step of a call holds its worker this long (see LogicWorkerApi.step). */
+  holdMs?: number;
   spawn: () => WorkerHandle;
+  /** Told of every grow and shrink. */
+  onScale?: (e: ScaleEvent) => void;
+  /** The clock the scaler reads; default performance.now. */
+  now?: () => number;
 }
 
 export interface LogicPoolStats {
+  /** Workers started, ever. */
   workers: number;
   respawns: number;
   timeouts: number;
+  /** The most workers held at once. */
+  peak: number;
   /** Instantiate times (ms) of every worker started, newest last. */
   instantiateMs: number[];
 }
 
+/** What a pool holds now, as the node reports it (heartbeat `workers`). */
+export interface PoolNow extends PoolState {
+  max: number;
+}
+
+export const DEFAULT_IDLE_MS = 30_000;
+
 /**
- * Runs steps of one compiled Logic on a few workers, each step under a watchdog.
+ * Runs steps of one compiled Logic on workers, each step under a watchdog. It starts with none,
+ * starts one for each request that finds none free (up to `size`), and retires them one at a time
+ * after full idle periods (core/exec/scaler.ts), down to none.
  * @example const pool = createLogicPool({ name: 'digits/classify', module, minPages: 1,
- *            maxPages: 256, timeoutMs: 2000, spawn });
+ *            maxPages: 256, timeoutMs: 2000, size: 4, spawn });
  *          const bytes = await pool.step('classify', encode(input));
  */
 export function createLogicPool(options: LogicPoolOptions): LogicPool {
@@ -39,26 +64,68 @@ export function createLogicPool(options: LogicPoolOptions): LogicPool {
 }
 
 export class LogicPool {
-  readonly stats: LogicPoolStats = { workers: 0, respawns: 0, timeouts: 0, instantiateMs: [] };
+  readonly stats: LogicPoolStats = {
+    workers: 0,
+    respawns: 0,
+    timeouts: 0,
+    peak: 0,
+    instantiateMs: [],
+  };
+  /** Free workers, the one freed last at the end (taken first; the oldest retires first). */
   private readonly idle: WorkerHandle[] = [];
   private readonly waiting: { resolve: (w: WorkerHandle) => void; reject: (e: unknown) => void }[] =
     [];
+  /** Workers held: starting, busy or idle. */
   private live = 0;
+  private starting = 0;
   private closed = false;
+  private readonly scaler: Scaler;
+  private readonly max: number;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private timerAt = Number.POSITIVE_INFINITY;
 
-  constructor(private readonly options: LogicPoolOptions) {}
+  constructor(private readonly options: LogicPoolOptions) {
+    this.max = Math.max(1, options.size ?? 1);
+    this.scaler = new Scaler(
+      {
+        max: this.max,
+        idleMs: options.idleMs ?? DEFAULT_IDLE_MS,
+        startAtOnce: options.startAtOnce ?? 2,
+        ...(options.mode && { mode: options.mode }),
+      },
+      options.now ?? (() => performance.now()),
+    );
+  }
 
-  /** One invocation step under the watchdog. Bound, so it can be passed as a Step. */
-  step = async (exportName: string, request: Uint8Array): Promise<Uint8Array> => {
+  /** Workers held, busy, starting, and requests waiting, now. */
+  now(): PoolNow {
+    return {
+      workers: this.live - this.starting,
+      starting: this.starting,
+      busy: this.live - this.starting - this.idle.length,
+      queued: this.waiting.length,
+      max: this.max,
+    };
+  }
+
+  /**
+   * One invocation step under the watchdog. Bound, so it can be passed as a Step. `first`: the
+   * call's first step (a bench's `holdMs` applies to it alone).
+   */
+  step = async (exportName: string, request: Uint8Array, first = false): Promise<Uint8Array> => {
     // An idle worker is taken without a turn of the event loop: this runs twice per Logic call.
-    const worker = (!this.closed && this.idle.pop()) || (await this.acquire());
+    let worker = this.closed ? undefined : this.idle.pop();
+    // The scaler hears of it: a worker taken ends the idle period it was standing in.
+    if (worker) this.rescale();
+    else worker = await this.acquire();
+    const hold = first ? this.options.holdMs : undefined;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let reply: Reply<Uint8Array> | 'timeout';
     try {
       // The watchdog and the reply settle one promise: whichever comes first wins.
       reply = await new Promise<Reply<Uint8Array> | 'timeout'>((resolve, reject) => {
-        timer = setTimeout(() => resolve('timeout'), this.options.timeoutMs);
-        worker.api.step(exportName, request).then(resolve, reject);
+        timer = setTimeout(() => resolve('timeout'), this.options.timeoutMs + (hold ?? 0));
+        worker!.api.step(exportName, request, hold).then(resolve, reject);
       });
     } catch (e) {
       this.discard(worker);
@@ -85,38 +152,95 @@ export class LogicPool {
 
   close(): void {
     this.closed = true;
+    clearTimeout(this.timer);
     for (const w of this.idle.splice(0)) w.terminate();
     for (const w of this.waiting.splice(0)) {
       w.reject(new LogicLoadError(`Logic ${this.options.name} was unloaded`));
     }
   }
 
-  private async acquire(): Promise<WorkerHandle> {
-    if (this.closed) throw new LogicLoadError(`Logic ${this.options.name} was unloaded`);
+  private acquire(): Promise<WorkerHandle> {
+    if (this.closed)
+      return Promise.reject(new LogicLoadError(`Logic ${this.options.name} was unloaded`));
     const idle = this.idle.pop();
-    if (idle) return idle;
-    if (this.live < (this.options.size ?? 1)) return this.start();
-    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+    if (idle) return Promise.resolve(idle);
+    const p = new Promise<WorkerHandle>((resolve, reject) =>
+      this.waiting.push({ resolve, reject }),
+    );
+    this.rescale();
+    return p;
   }
 
-  private async start(): Promise<WorkerHandle> {
+  /** Asks the scaler what the pool should hold now, and does it. */
+  private rescale(): void {
+    if (this.closed) return;
+    const d = this.scaler.decide(this.now());
+    const size = this.live;
+    if (d.grow > 0) {
+      this.event('grow', size, size + d.grow);
+      for (let i = 0; i < d.grow; i++) this.start();
+    }
+    if (d.shrink > 0) {
+      const gone = this.idle.splice(0, Math.min(d.shrink, this.idle.length));
+      for (const w of gone) w.terminate();
+      this.live -= gone.length;
+      if (gone.length) this.event('shrink', size, this.live);
+    }
+    this.wakeAt(d.wakeAt);
+  }
+
+  /** One timer, for the earliest retirement due. */
+  private wakeAt(at: number | undefined): void {
+    if (at === undefined || at >= this.timerAt) return;
+    clearTimeout(this.timer);
+    const now = (this.options.now ?? (() => performance.now()))();
+    this.timerAt = at;
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.timerAt = Number.POSITIVE_INFINITY;
+        this.rescale();
+      },
+      Math.max(0, at - now),
+    );
+    // An idle pool keeps no process alive (Node); a tab's timers have no unref.
+    (this.timer as { unref?: () => void }).unref?.();
+  }
+
+  private event(kind: ScaleEvent['kind'], from: number, to: number): void {
+    this.options.onScale?.({ service: this.options.name, kind, from, to, at: Date.now() });
+  }
+
+  /** Starts one worker; once ready it goes to the oldest waiting request, or stands idle. */
+  private start(): void {
     this.live++;
+    this.starting++;
     this.stats.workers++;
+    this.stats.peak = Math.max(this.stats.peak, this.live);
     const { module, minPages, maxPages } = this.options;
     let worker: WorkerHandle | undefined;
-    try {
+    const ready = (async () => {
       worker = this.options.spawn();
       const loaded = await worker.api.load(module, { minPages, maxPages });
       if (!loaded.ok) throw fromWire(loaded.error);
       this.stats.instantiateMs.push(loaded.value);
       if (this.stats.instantiateMs.length > 100) this.stats.instantiateMs.shift();
       return worker;
-    } catch (e) {
-      worker?.terminate();
-      this.live--;
-      this.handOver();
-      throw e;
-    }
+    })();
+    ready.then(
+      (w) => {
+        this.starting--;
+        this.release(w);
+      },
+      (e: unknown) => {
+        this.starting--;
+        worker?.terminate();
+        this.live--;
+        // The request this worker was started for learns why there is none.
+        this.waiting.shift()?.reject(e);
+        this.rescale();
+      },
+    );
   }
 
   private release(worker: WorkerHandle): void {
@@ -127,18 +251,14 @@ export class LogicPool {
     const next = this.waiting.shift();
     if (next) next.resolve(worker);
     else this.idle.push(worker);
+    this.rescale();
   }
 
   private discard(worker: WorkerHandle): void {
     worker.terminate();
     this.live--;
     this.stats.respawns++;
-    this.handOver();
-  }
-
-  // A slot freed up: the next waiting request gets a fresh worker, or the reason there is none.
-  private handOver(): void {
-    const next = this.waiting.shift();
-    if (next) this.start().then(next.resolve, next.reject);
+    // A slot freed up: the next waiting request gets a fresh worker.
+    this.rescale();
   }
 }

@@ -1,5 +1,5 @@
 import { createGuest, type GuestOptions, type LogicGuest } from '../abi/guest';
-import { LogicLoadError, toWire, type WireError } from '../errors';
+import { LogicLoadError, toWire, UnsupportedError, type WireError } from '../errors';
 import { channelClient, type Endpoint, exposeChannel, type Transfers } from './channel';
 
 /** Replies cross the worker boundary as data, so a guest's error keeps its code and details. */
@@ -9,7 +9,23 @@ export type Reply<T> = { ok: true; value: T } | { ok: false; error: WireError };
 export interface LogicWorkerApi {
   /** Instantiates the compiled module; answers the instantiate time in ms. */
   load(module: WebAssembly.Module, options: Omit<GuestOptions, 'log'>): Promise<Reply<number>>;
-  step(exportName: string, request: Uint8Array): Promise<Reply<Uint8Array>>;
+  /**
+   * One invocation step. `holdMs` (bench only, a node's `holdMs`): the worker first blocks that
+   * long without using the CPU (Atomics.wait), so one worker serves about 1000/holdMs calls/s.
+   */
+  step(exportName: string, request: Uint8Array, holdMs?: number): Promise<Reply<Uint8Array>>;
+}
+
+/** The longest hold a step may ask (a bench's per-request delay, not a way to stall a worker). */
+export const MAX_HOLD_MS = 60_000;
+
+/** Blocks this worker `ms` without spinning; where it cannot (no SharedArrayBuffer), it fails. */
+function hold(ms: number): void {
+  if (!(ms > 0)) return;
+  if (typeof SharedArrayBuffer === 'undefined' || typeof Atomics === 'undefined') {
+    throw new UnsupportedError('holdMs needs SharedArrayBuffer and Atomics.wait in the worker');
+  }
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.min(ms, MAX_HOLD_MS));
 }
 
 /**
@@ -37,8 +53,9 @@ export function serveLogic(log: (line: string) => void = console.log): LogicWork
         return { ok: false, error: toWire(e) };
       }
     },
-    async step(exportName, request) {
+    async step(exportName, request, holdMs) {
       try {
+        if (holdMs !== undefined) hold(holdMs);
         return { ok: true, value: (guest ?? instantiate()).step(exportName, request) };
       } catch (e) {
         guest = undefined;

@@ -77,6 +77,8 @@ export class BrumeNode {
     // The relay places by a node's first backend: tell it as soon as a measurement changes them,
     // not at the next join.
     parts.runtime.onBackendsChanged(() => this.link.beatNow(true));
+    // A pool grew or shrank: the relay's view of its workers follows at once.
+    parts.runtime.scaleLog.listen(() => this.link.beatNow());
     this.serving = new Serving({
       runtime: parts.runtime,
       isMe: (p) => this.isMe(p),
@@ -292,6 +294,10 @@ export class BrumeNode {
       fetch: true,
       ...(this.role === 'fog' && links && { links: links.connected() }),
       ...(this.context && { context: this.context.usage() }),
+      workers: Object.fromEntries(
+        Object.entries(rt.workers()).map(([k, w]) => [k, w.workers + w.starting]),
+      ),
+      scaled: { grows: rt.scaleLog.grows, shrinks: rt.scaleLog.shrinks },
       ...(Object.keys(exits).length > 0 && { exits }),
     };
   }

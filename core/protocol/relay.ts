@@ -66,6 +66,13 @@ export const toRelay = z.discriminatedUnion('t', [
       .optional(),
     /** It fetches a version it does not hold from the relay when a call needs it (§5.7). */
     fetch: z.boolean().optional(),
+    /** Logic workers held now per `app/service` (§2.1 `scale`); absent: not reported. */
+    workers: z
+      .record(z.string().max(130), count.max(1024))
+      .refine((w) => Object.keys(w).length <= 1000, 'workers: at most 1000 services')
+      .optional(),
+    /** Its pools' grow and shrink events since it started, counted. */
+    scaled: z.object({ grows: count, shrinks: count }).optional(),
     /** Per `app/modelService` with an exit head: runs judged and exits taken since start (§5.2). */
     exits: z
       .record(

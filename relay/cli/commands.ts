@@ -303,7 +303,26 @@ export const table: readonly Command[] = [
         arg: '<n>',
         help: 'onnxruntime threads per model, Logic workers per service (default cores - 1, at most 4)',
       },
-      { name: 'concurrency', arg: '<n>', help: 'calls it runs at once (default 4 x threads)' },
+      {
+        name: 'concurrency',
+        arg: '<n>',
+        help: 'calls it runs at once (default 4 x threads, or --max-workers if more)',
+      },
+      {
+        name: 'max-workers',
+        arg: '<n>',
+        help: "its cap on Logic workers per service, whatever a manifest's scale.max asks (default the cores; 1 to 64)",
+      },
+      {
+        name: 'worker-idle-ms',
+        arg: '<n>',
+        help: "idle time before a Logic worker retires, overriding manifests' scale.idleMs (default theirs, else 30000)",
+      },
+      {
+        name: 'hold-ms',
+        arg: '<n>',
+        help: 'benchmarks only: each Logic call holds its worker this long without the CPU, so one worker serves about 1000/n calls a second',
+      },
       {
         name: 'max-queued',
         arg: '<n>',

@@ -39,14 +39,29 @@ export function nodeOptions(flag: Flag): Omit<ServerNodeOptions, 'log'> {
     role,
     dataDir: resolve(flag('data') ?? process.env.BRUME_NODE_DATA ?? '.brume-node'),
     threads,
-    // A few calls per thread: while one call's Model runs, the next one's input is framed.
-    concurrency: integer('--concurrency', flag('concurrency') ?? String(4 * threads), 1, 4096),
+    // A few calls per thread: while one call's Model runs, the next one's input is framed. At
+    // least --max-workers, so the pools can grow to their cap.
+    concurrency: integer(
+      '--concurrency',
+      flag('concurrency') ?? String(Math.max(4 * threads, Number(flag('max-workers')) || 0)),
+      1,
+      4096,
+    ),
     maxQueued: integer('--max-queued', flag('max-queued') ?? '64', 0, 100_000),
     ...(apps && { apps }),
     caps: {
       timeoutMs: integer('--logic-timeout-ms', flag('logic-timeout-ms') ?? '10000', 1, 600_000),
       memoryMiB: integer('--logic-memory-mib', flag('logic-memory-mib') ?? '256', 1, 4096),
       heapMiB: integer('--logic-heap-mib', flag('logic-heap-mib') ?? '64', 16, 4096),
+      ...(flag('max-workers') !== undefined && {
+        maxWorkers: integer('--max-workers', flag('max-workers')!, 1, 64),
+      }),
+      ...(flag('worker-idle-ms') !== undefined && {
+        workerIdleMs: integer('--worker-idle-ms', flag('worker-idle-ms')!, 100, 3_600_000),
+      }),
+      ...(flag('hold-ms') !== undefined && {
+        holdMs: integer('--hold-ms', flag('hold-ms')!, 1, 60_000),
+      }),
     },
   };
 }

@@ -258,6 +258,22 @@ export const settings: readonly Setting[] = [
     help: "the JS heap of each of the cloud node's Logic worker threads",
   },
   {
+    key: 'logicMaxWorkers',
+    flag: 'logic-max-workers',
+    arg: '<n>',
+    kind: int(0, 64),
+    default: 0,
+    help: "the cloud node's cap on Logic workers per service, whatever a manifest's scale.max asks; 0: the cores",
+  },
+  {
+    key: 'workerIdleMs',
+    flag: 'worker-idle-ms',
+    arg: '<n>',
+    kind: int(0, 3_600_000),
+    default: 0,
+    help: "idle time before one of the cloud node's Logic workers retires, overriding manifests' scale.idleMs; 0: theirs, else 30000",
+  },
+  {
     key: 'allowedHosts',
     flag: 'allow-host',
     arg: '<name>',

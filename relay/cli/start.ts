@@ -2,8 +2,10 @@
  * `brume start`: the relay's options from its settings (flags, environment, config file), then
  * the relay itself, drained on SIGINT or SIGTERM.
  */
+
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { LogicCaps } from '../cloud-node';
 import type { JobLimits } from '../jobs/job';
 import type { HubLimits } from '../limits';
 import type { LogLevel } from '../log';
@@ -35,6 +37,8 @@ export function startOptions(config: Config): StartOptions {
       timeoutMs: v.logicTimeoutMs,
       memoryMiB: v.logicMemoryMib,
       heapMiB: v.logicHeapMib,
+      ...(v.logicMaxWorkers > 0 && { maxWorkers: v.logicMaxWorkers }),
+      ...(v.workerIdleMs > 0 && { workerIdleMs: v.workerIdleMs }),
     },
     allowedHosts: v.allowedHosts,
     callRate: v.callRate,
@@ -87,6 +91,8 @@ interface Values {
   logicTimeoutMs: number;
   logicMemoryMib: number;
   logicHeapMib: number;
+  logicMaxWorkers: number;
+  workerIdleMs: number;
   allowedHosts: string[];
   callRate: number;
   anonymousCalls: boolean;
@@ -125,7 +131,7 @@ export interface StartOptions {
   cloud: boolean;
   logLevel: LogLevel;
   context: NonNullable<RelayOptions['context']>;
-  logicCaps: { timeoutMs: number; memoryMiB: number; heapMiB: number };
+  logicCaps: LogicCaps;
   allowedHosts: string[];
   callRate: number;
   anonymousCalls: boolean;

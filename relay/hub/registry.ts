@@ -33,6 +33,31 @@ export interface RegistryOptions {
   revoke(node: string, reason: string): void;
 }
 
+/** Samples of a node's workers kept (the console's chart), at most. */
+export const WORKERS_HISTORY = 240;
+
+/**
+ * What a heartbeat says of a node's workers, and a sample for its history when they changed
+ * (heartbeats come at every call; the history keeps only changes, so it spans longer).
+ */
+export function recordWorkers(
+  node: NodeRecord,
+  workers: Record<string, number>,
+  scaled: { grows: number; shrinks: number } | undefined,
+): void {
+  node.workers = workers;
+  if (scaled) node.scaled = scaled;
+  const total = Object.values(workers).reduce((a, b) => a + b, 0);
+  node.workersHistory ??= [];
+  const history = node.workersHistory;
+  const last = history[history.length - 1];
+  const grows = scaled?.grows ?? last?.grows ?? 0;
+  const shrinks = scaled?.shrinks ?? last?.shrinks ?? 0;
+  if (last && last.total === total && last.grows === grows && last.shrinks === shrinks) return;
+  history.push({ at: Date.now(), total, grows, shrinks });
+  if (history.length > WORKERS_HISTORY) history.shift();
+}
+
 /** Nodes told of one node's leaving, at most: a thousand leaving at once must stay cheap. */
 const maxWatchers = 10_000;
 
@@ -183,6 +208,7 @@ export function createRegistry<L>(o: RegistryOptions) {
       if (msg.context) node.context = msg.context;
       if (msg.exits) node.exits = msg.exits;
       if (node.role === 'fog') node.links = msg.links ?? [];
+      if (msg.workers) recordWorkers(node, msg.workers, msg.scaled);
       if (msg.caps) {
         node.caps = msg.caps;
         node.backends = msg.caps.backends.map((b) => b.name);

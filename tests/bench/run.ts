@@ -14,6 +14,7 @@ import { nodePlatform } from '../../relay/platform';
 import { netnsPrefix } from '../../scripts/netns';
 import { hopsApp, testBundles } from '../apps';
 import { deploy, startRelay } from '../relay-process';
+import { autoscaleBench, autoscaleSection, printAutoscale } from './autoscale';
 import { contextRates, contextStoreRate, contextToTabs, vadStream } from './context';
 import { type DecisionRow, decisionTable, inProcessRows, relayRows } from './decisions';
 import { earlyExitBench, earlyExitSection, printEarlyExit } from './early-exit';
@@ -269,6 +270,25 @@ function printServerNode(rows: ServerNodeRow[]): void {
     })),
   );
 }
+// BENCH_ONLY=autoscale: only seed 002 §8 (workers that scale). Compressed ×5 by default;
+// BENCH_AUTOSCALE_SCALE=1 (or --full) runs it at the seed's own length (about 9 × 210 s).
+const autoscaleOptions = {
+  scale: process.argv.includes('--full') ? 1 : Number(process.env.BENCH_AUTOSCALE_SCALE ?? 5),
+  messages: Number(process.env.BENCH_AUTOSCALE_MESSAGES ?? 400),
+  clients: (process.env.BENCH_AUTOSCALE_CLIENTS ?? '1,3,5').split(',').map(Number),
+};
+if (only === 'autoscale') {
+  const runs = await autoscaleBench(autoscaleOptions);
+  printAutoscale(runs);
+  const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version };
+  save({
+    date: new Date().toISOString(),
+    machine,
+    autoscale: runs,
+    sections: [autoscaleSection(runs, autoscaleOptions)],
+  });
+  process.exit(0);
+}
 // BENCH_ONLY=early-exit: only the early-exit digits sweep, from the models alone (no relay).
 if (only === 'early-exit') {
   // The exits' outputs (60,000 probabilities) stay out of bench.json.
@@ -391,6 +411,17 @@ try {
     if (serverNode) sections.push(serverNodeSection(serverNode));
     const ocr = await within('ocr', () => ocrBench(Number(process.env.BENCH_OCR_IMAGES ?? 10)));
     if (ocr) sections.push(ocrSection(ocr));
+    // Nine runs of about 210 s / scale each (the fixed worker's backlog makes its 3- and 5-client
+    // runs about 300 and 500 s), on a relay of its own, plus node starts.
+    const autoscale = await within(
+      'autoscale',
+      () => autoscaleBench(autoscaleOptions),
+      4_000_000 / autoscaleOptions.scale + 180_000,
+    );
+    if (autoscale) {
+      printAutoscale(autoscale);
+      sections.push(autoscaleSection(autoscale, autoscaleOptions));
+    }
     const ee = await within('early exit', () => earlyExitBench());
     if (ee) {
       printEarlyExit(ee);

@@ -359,6 +359,11 @@ test('the admin console: token, roles, trust, deploys, decisions and latency plo
   await expect(page.locator('#latency-plot canvas')).toHaveCount(1);
   await expect(page.locator('#distribution-plot canvas')).toHaveCount(1);
   await expect(page.locator('#latency .u-legend')).toContainText('digits/classify/large');
+  // The nodes that ran classify report its Logic workers (their pools grew from none): the
+  // workers panel plots them and lists the pool.
+  await expect(page.locator('#workers-chart canvas')).toHaveCount(1);
+  await expect(page.locator('#workers td.now').first()).toContainText(/digits\/classify: [1-9]/);
+  await expect(page.locator('#workers td.grows').first()).toContainText(/[1-9]/);
   // The context store: keys with scope and expiry, never their values.
   await fetch(`${relay.url}/api/context/digits/last-digit`, {
     method: 'PUT',

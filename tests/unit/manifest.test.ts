@@ -106,6 +106,15 @@ describe('parseManifest', () => {
     });
   });
 
+  it('accepts scale on any service', () => {
+    const m = JSON.parse(JSON.stringify(good));
+    m.services.classify.scale = { max: 20, idleMs: 30_000 };
+    m.services.model.scale = { max: 2 };
+    expect(parseManifest(m).services.classify).toMatchObject({
+      scale: { max: 20, idleMs: 30_000 },
+    });
+  });
+
   it('accepts a logic service without limits and a model with a free dimension', () => {
     const m = broken((m) => {
       delete m.services.classify.limits;
@@ -219,6 +228,22 @@ describe('parseManifest', () => {
       'fractional timeout',
       (m) => (m.services.classify.limits.timeoutMs = 1.5),
       'services.classify.limits.timeoutMs',
+    ],
+    [
+      'scale max over 64',
+      (m) => (m.services.classify.scale = { max: 65 }),
+      'services.classify.scale.max',
+    ],
+    ['scale max of none', (m) => (m.services.model.scale = { max: 0 }), 'services.model.scale.max'],
+    [
+      'scale idle time too short',
+      (m) => (m.services.classify.scale = { idleMs: 10 }),
+      'services.classify.scale.idleMs',
+    ],
+    [
+      'unknown scale field',
+      (m) => (m.services.classify.scale = { min: 1 }),
+      'services.classify.scale.min is not a known field',
     ],
     [
       'misspelt field',

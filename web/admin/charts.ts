@@ -8,7 +8,7 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import type { CallRecord } from '../../core/api';
 
-const palette = ['#3a6fd8', '#e08a00', '#1e7b34', '#b3261e', '#7b3ad8', '#008b8b'];
+export const palette = ['#3a6fd8', '#e08a00', '#1e7b34', '#b3261e', '#7b3ad8', '#008b8b'];
 
 /** Calls through the relay, grouped by app/service/variant. */
 function series(calls: CallRecord[]) {
@@ -22,7 +22,7 @@ function series(calls: CallRecord[]) {
 }
 
 /** A uPlot chart kept across renders; `data` and `opts` rebuilt from props. */
-function Chart({
+export function Chart({
   id,
   opts,
   data,
