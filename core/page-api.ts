@@ -49,7 +49,11 @@ export interface BrumeApi {
    * to that node until the relay moves the session, and a call its node vanished under is sent
    * again, once, to the next.
    */
-  session(app: string, service: string, options: SessionOptions): Promise<SessionHandle>;
+  session(
+    app: string,
+    service: string,
+    options: SessionOptions,
+  ): Promise<SessionHandle<InvokeAnswer>>;
   /** The context store of `app`, shared with the app's instances everywhere; this node keeps it. */
   context(app: string): AppContext;
   /** The node's backends, apps and measured latencies. */

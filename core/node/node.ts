@@ -48,7 +48,7 @@ export class BrumeNode {
   /** Apps and runnable variants, as last put in a heartbeat. */
   private reported = '';
   /** The sessions this node opened as caller (§5.9). */
-  private readonly sessions: Sessions;
+  private readonly sessions: Sessions<InvokeAnswer>;
   /** Why this node is leaving its sessions (hidden, paused, unloading…); empty: it is not. */
   private readonly leaving = new Set<string>();
 
@@ -152,7 +152,11 @@ export class BrumeNode {
    * Opens a session (PROTOCOL.md §5.9): placed once by the relay, its calls go to that node until
    * the relay moves it.
    */
-  session(app: string, service: string, options: SessionOptions): Promise<SessionHandle> {
+  session(
+    app: string,
+    service: string,
+    options: SessionOptions,
+  ): Promise<SessionHandle<InvokeAnswer>> {
     return this.sessions.session(app, service, options);
   }
 

@@ -9,7 +9,6 @@
  *          const r = await s.call({ stream: s.id, samples });   s.onMove((m) => …);   s.close();
  */
 import { BrumeError, ClosedError, InputError } from '../errors';
-import type { InvokeAnswer } from '../page-api';
 import {
   MAX_SESSION_FPS,
   type SessionMoved,
@@ -43,7 +42,8 @@ export interface SessionMove {
   session: SessionView;
 }
 
-export interface SessionHandle {
+/** `A`: a call's answer with where it ran (the page API's InvokeAnswer). */
+export interface SessionHandle<A extends { value: unknown } = { value: unknown; node: string }> {
   readonly id: string;
   /** The node serving it now. */
   readonly node: string;
@@ -52,7 +52,7 @@ export interface SessionHandle {
   /** Runs one frame on the session's node; calls run in the order made. */
   call(input: unknown, rpc?: string): Promise<unknown>;
   /** Like call, with where it ran, the latency and the trace. */
-  invoke(input: unknown, rpc?: string): Promise<InvokeAnswer>;
+  invoke(input: unknown, rpc?: string): Promise<A>;
   /** Ends the session; later calls reject with E_CLOSED. */
   close(): void;
   /** Calls `cb` whenever the session moves to another node; answers an unsubscribe. */
@@ -60,18 +60,12 @@ export interface SessionHandle {
 }
 
 /** What a handle needs of its node. */
-export interface SessionDeps {
+export interface SessionDeps<A extends { value: unknown }> {
   /** Asks the relay (a `session-open` request); answers the placement. */
   open(frame: Omit<SessionOpen, 'id'>): Promise<SessionView>;
   send(frame: ToRelay): void;
   /** Runs the call on `node` (this node's own id: here). */
-  call(
-    app: string,
-    service: string,
-    input: unknown,
-    node: string,
-    rpc?: string,
-  ): Promise<InvokeAnswer>;
+  call(app: string, service: string, input: unknown, node: string, rpc?: string): Promise<A>;
 }
 
 /** Errors after which a call is sent again on the session's next node: its node was not there. */
@@ -113,13 +107,13 @@ export function sessionRequest(app: string, service: string, o: SessionOptions) 
 }
 
 /** The node's open sessions: `moved` frames reach their handles. */
-export class Sessions {
+export class Sessions<A extends { value: unknown }> {
   private readonly open = new Map<string, (m: SessionMoved) => void>();
 
-  constructor(private readonly deps: SessionDeps) {}
+  constructor(private readonly deps: SessionDeps<A>) {}
 
   /** Opens a session for `service` of `app` and answers its handle. */
-  async session(app: string, service: string, options: SessionOptions): Promise<SessionHandle> {
+  async session(app: string, service: string, options: SessionOptions): Promise<SessionHandle<A>> {
     const request = sessionRequest(app, service, options);
     const { deps } = this;
     let view = await deps.open(request);
@@ -142,7 +136,7 @@ export class Sessions {
     this.open.set(view.id, (m) => moveTo(m.session, m.from, m.why, m.stateBytes));
     const id = view.id;
 
-    const once = async (input: unknown, rpc?: string): Promise<InvokeAnswer> => {
+    const once = async (input: unknown, rpc?: string): Promise<A> => {
       if (closed) throw new ClosedError(`session ${id} was closed`);
       const node = view.node;
       const rpcAsked = rpc ?? options.rpc;
