@@ -20,6 +20,7 @@ import { type HardeningResult, hardeningBench, printHardening } from './hardenin
 import { consoleCost, hopCosts } from './hops';
 import { type JobsBench, jobsBench, jobsSection, printJobs } from './jobs';
 import { type LeaseBench, leaseBench } from './leases';
+import { migrationBench, migrationSection, printMigration } from './migration';
 import { ocrBench, ocrSection } from './ocr';
 import { pipelineBench, pipelineSection } from './pipeline';
 import { type Section, writeReport } from './report';
@@ -582,6 +583,19 @@ const jobsRun: JobsBench | undefined = await within('jobs', () =>
 if (jobsRun) {
   printJobs(jobsRun);
   sections.push(jobsSection(jobsRun));
+}
+
+console.log('\nLive migration of a vad session, graceful and killed (issue 14 §4)');
+const migrationRelay = await startRelay();
+const migrationRun = await within('migration', () =>
+  migrationBench(migrationRelay, Number(process.env.BENCH_MIGRATIONS ?? 5)),
+).finally(async () => {
+  await migrationRelay.stop();
+  rmSync(migrationRelay.dataDir, { recursive: true, force: true });
+});
+if (migrationRun) {
+  printMigration(migrationRun);
+  sections.push(migrationSection(migrationRun));
 }
 
 console.log('\nThe relay under load: HTTP calls, memory, soak');
