@@ -1,6 +1,6 @@
 /**
  * The admin console (/admin): the fabric live — topology, nodes and trust, apps and deploys, the
- * scheduling log, latency plots, warnings, blobs. Everything comes from the relay's admin API
+ * scheduling log, latency plots, warnings, blobs, sessions and their migrations. Everything comes from the relay's admin API
  * with the token the relay printed at start; without it nothing is shown. The panels live in
  * web/admin/.
  */
@@ -16,6 +16,7 @@ import type {
   HubEvent,
   NodeRecord,
   QuarantineEntry,
+  SessionsAnswer,
 } from '../core/api';
 import { AuthError } from '../core/errors';
 import type { JobState, JobView } from '../core/jobs-client';
@@ -27,6 +28,7 @@ import { Nodes, Topology, Warnings } from './admin/fabric';
 import { Jobs } from './admin/jobs';
 import { Context, Decisions, Pipelines } from './admin/log';
 import { Quarantine } from './admin/quarantine';
+import { Sessions } from './admin/sessions';
 
 const tokenKey = 'brume-admin-token';
 // The token lives for this tab only (sessionStorage): it is not left on disk for whoever opens
@@ -44,6 +46,7 @@ interface State {
   fanout: ContextFanout;
   quarantine: QuarantineEntry[];
   jobs: { counts: Record<JobState, number>; active: JobView[] };
+  sessions: SessionsAnswer;
 }
 
 /** Everything the console shows, from the admin API. */
@@ -57,10 +60,11 @@ async function loadState(relay: RelayClient): Promise<State> {
     get<State['trust']>('/api/trust'),
   ]);
   const apps = await get<AppSummary[]>('/api/apps');
-  const [context, fanout, quarantine] = await Promise.all([
+  const [context, fanout, quarantine, sessions] = await Promise.all([
     get<ContextKeyInfo[]>('/api/context'),
     get<ContextFanout>('/api/context/fanout'),
     get<QuarantineEntry[]>('/api/quarantine'),
+    get<SessionsAnswer>('/api/sessions'),
   ]);
   const page = (state: JobState) =>
     get<{ jobs: JobView[] }>(`/api/jobs?state=${state}&limit=20`).then((p) => p.jobs);
@@ -70,7 +74,19 @@ async function loadState(relay: RelayClient): Promise<State> {
     page('queued'),
   ]);
   const jobs = { counts, active: [...running, ...queued] };
-  return { nodes, decisions, events, calls, apps, trust, context, fanout, quarantine, jobs };
+  return {
+    nodes,
+    decisions,
+    events,
+    calls,
+    apps,
+    trust,
+    context,
+    fanout,
+    quarantine,
+    jobs,
+    sessions,
+  };
 }
 
 function App() {
@@ -142,6 +158,7 @@ function App() {
         release=${(node: string) => relay.json('DELETE', `/api/quarantine/${node}`)}
       />
       <${Jobs} counts=${state.jobs.counts} active=${state.jobs.active} />
+      <${Sessions} ...${state.sessions} />
       <div class="row">
         <${LatencyOverTime} calls=${state.calls} />
         <${LatencyDistribution} calls=${state.calls} />

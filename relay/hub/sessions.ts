@@ -9,7 +9,7 @@
  *          sessions.lost(nodeId);                            // its sessions re-placed, callers told
  */
 import { randomBytes } from 'node:crypto';
-import type { NodeRecord } from '../../core/api';
+import type { MigrationRecord, NodeRecord, SessionRecord } from '../../core/api';
 import { LimitError, NotFoundError } from '../../core/errors';
 import type { Manifest } from '../../core/manifest';
 import type { SessionOpen, SessionView, ToNode } from '../../core/protocol';
@@ -32,37 +32,6 @@ export const energyFigures = {
 const UNKNOWN_EXEC_MS = 10;
 /** Migrations the console is shown, newest last. */
 const MAX_MIGRATIONS = 200;
-
-/** A session as the relay keeps it and `GET /api/sessions` lists it. */
-export interface SessionRecord extends SessionView {
-  caller: string;
-  rpc: string;
-  fps: number;
-  energyBudgetMj?: number;
-  frameBytes: number;
-  localMs?: number;
-  stateKey?: string;
-  openedAt: number;
-  /** Times it was placed again. */
-  moves: number;
-  /** Its network part (Lt) on its node when placed: the look-ahead of later sessions reads it. */
-  netMs: number;
-}
-
-/** A session moved from one node to another (`GET /api/sessions` `migrations`). */
-export interface MigrationRecord {
-  at: number;
-  session: string;
-  app: string;
-  service: string;
-  from: string;
-  to: string;
-  why: 'lost' | 'left' | 'figures' | 'asked';
-  /** Bytes of the session's state in the context store when it moved, when it names a key. */
-  stateBytes?: number;
-  /** From the relay hearing of the loss or the leaving to the caller told, ms. */
-  handOverMs: number;
-}
 
 export interface SessionsOptions {
   limits: Pick<HubLimits, 'sessionsPerNode' | 'sessions'>;

@@ -1,8 +1,9 @@
 // A vad session across real tabs (PROTOCOL.md §5.9): one tab streams audio through
 // window.brume.session, placed by the relay on another tab; that tab crashes (abrupt: the state
 // comes from the last checkpoint in the context store), the next one pauses and the last one
-// closes (graceful: the relay hands the session over before the next frame). Every chunk is answered once, and the
-// speech probabilities equal those of the same audio run on one tab without a move.
+// closes (graceful: the relay hands the session over before the next frame). Every chunk is
+// answered once, and the speech probabilities equal those of the same audio run on one tab
+// without a move; the admin console lists the session and its migrations.
 
 import type { Browser, BrowserContext, Page } from '@playwright/test';
 import { FRAME, loadFixture } from '../../models/vad/vad';
@@ -158,6 +159,19 @@ test('a vad session keeps answering, state and all, when its tab crashes, the ne
   const after = await chunkFrom(caller.page, chunks[0]!);
   expect([first, second, third3]).not.toContain(after.node);
   expect(after.frame).toBe(still.at(-1)!.frame + perChunk);
+
+  // The admin console shows it with its node and estimate, and its migrations.
+  const admin = await (await browser.newContext()).newPage();
+  contexts.push(admin.context());
+  await admin.goto(`${relay.url}/admin`);
+  await admin.locator('#token').fill(relay.token);
+  await admin.locator('button[type=submit]').click();
+  const row = admin.locator(`#sessions tr[data-session="${opened.id}"]`);
+  await expect(row).toContainText('vad/detect');
+  await expect(row).toContainText(after.node === caller.id ? 'local' : after.node.slice(0, 8));
+  const moved = admin.locator(`#sessions tr[data-migration="${opened.id}"]`);
+  await expect(moved).toHaveCount(3);
+  await expect(moved.filter({ hasText: `${first.slice(0, 8)} →` })).toContainText(m[0]!.why);
   console.log(
     `sessions: ${chunks.length} chunks of ${perChunk} frames, moved ${m.map((x) => `${x.why}${x.stateBytes !== undefined ? ` (${x.stateBytes} B)` : ''}`).join(', ')}; max |Δp| ${diff.toExponential(2)}`,
   );
