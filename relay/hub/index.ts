@@ -265,6 +265,7 @@ export function createHub(options: HubOptions) {
     switch (msg.t) {
       case 'heartbeat':
         registry.heartbeat(node, msg);
+        sessions.review(node.id);
         return leases.heartbeat(node);
       case 'pong':
         if (conn.pingAt !== undefined && msg.ts === conn.pingAt) {

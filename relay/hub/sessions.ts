@@ -32,6 +32,11 @@ export const energyFigures = {
 const UNKNOWN_EXEC_MS = 10;
 /** Migrations the console is shown, newest last. */
 const MAX_MIGRATIONS = 200;
+/**
+ * A session moves for figures only to a node estimated this much faster (or when its own node no
+ * longer meets its budgets): small changes in reported figures do not bounce it between nodes.
+ */
+const FIGURES_GAIN = 0.75;
 
 export interface SessionsOptions {
   limits: Pick<HubLimits, 'sessionsPerNode' | 'sessions'>;
@@ -49,12 +54,37 @@ export function createSessions(o: SessionsOptions) {
   /** Nodes that said they are leaving (§5.9): no session is placed on them. */
   const leaving = new Map<string, string>();
   const migrations: MigrationRecord[] = [];
+  /** Sessions by the node serving them (the caller's own id when local). */
+  const served = new Map<string, Set<string>>();
 
-  /** The Nimbus rule over the nodes that can serve `s` now, `exclude` left out. */
-  function choose(s: SessionRecord, caller: NodeRecord, exclude: ReadonlySet<string>) {
+  /** Puts the rule's choice on `s`, keeping `served` true. */
+  function assign(s: SessionRecord, choice: ReturnType<typeof choose>): void {
+    if (choice.node !== s.node) {
+      const was = served.get(s.node);
+      was?.delete(s.id);
+      if (was?.size === 0) served.delete(s.node);
+      if (table.has(s.id))
+        served.set(choice.node, (served.get(choice.node) ?? new Set()).add(s.id));
+    }
+    Object.assign(s, choice);
+  }
+  const servedBy = (node: string) =>
+    [...(served.get(node) ?? [])].flatMap((id) => table.get(id) ?? []);
+
+  /**
+   * The Nimbus rule over the nodes that can serve `s` now, `exclude` left out (`only`: that node
+   * alone, to judge where it is).
+   */
+  function choose(
+    s: SessionRecord,
+    caller: NodeRecord,
+    exclude: ReadonlySet<string>,
+    only?: string,
+  ) {
     const nodes: NimbusNode[] = [];
     for (const n of o.nodes()) {
       if (n.id === caller.id || exclude.has(n.id) || leaving.has(n.id)) continue;
+      if (only !== undefined && n.id !== only) continue;
       if (!n.online || n.paused || n.quarantined || !n.apps.includes(s.app)) continue;
       const execMs = figure(n, s.app, s.service) ?? s.localMs ?? UNKNOWN_EXEC_MS;
       const slots = Math.max(1, n.maxConcurrency);
@@ -68,8 +98,8 @@ export function createSessions(o: SessionsOptions) {
         execMs,
         // q(n) = m·n + b: each session shares the node's slots, and what is queued now waits.
         queue: { m: execMs / slots, b: (n.queue / slots) * execMs },
-        sessions: [...table.values()]
-          .filter((other) => other.node === n.id && other.id !== s.id)
+        sessions: servedBy(n.id)
+          .filter((other) => other.id !== s.id)
           .map((other) => ({ latencyBudgetMs: 1000 / other.fps, netMs: other.netMs })),
         ...(n.caps.battery && { onBattery: !n.caps.battery.charging }),
       });
@@ -113,11 +143,12 @@ export function createSessions(o: SessionsOptions) {
     why: MigrationRecord['why'],
     since: number,
     exclude: string[],
+    chosen?: ReturnType<typeof choose>,
   ) {
     const caller = o.node(s.caller);
     if (!caller) return;
     const from = s.node;
-    Object.assign(s, choose(s, caller, new Set(exclude)));
+    assign(s, chosen ?? choose(s, caller, new Set(exclude)));
     if (s.node === from) return;
     s.moves++;
     const key = s.stateKey?.replaceAll('{session}', s.id);
@@ -148,13 +179,36 @@ export function createSessions(o: SessionsOptions) {
   /** Every session served by `node`, placed elsewhere. */
   function moveFrom(node: string, why: MigrationRecord['why']): void {
     const since = performance.now();
-    for (const s of table.values()) if (s.node === node) replace(s, why, since, [node]);
+    for (const s of servedBy(node)) replace(s, why, since, [node]);
+  }
+
+  /**
+   * Node `node` reported new figures: its sessions are judged again, and one moves (`figures`)
+   * when its node no longer meets its budgets and another does, or another is estimated
+   * FIGURES_GAIN faster. A local session is judged on its caller's reports.
+   */
+  function review(node: string): void {
+    const since = performance.now();
+    for (const s of servedBy(node)) {
+      const caller = o.node(s.caller);
+      if (!caller) continue;
+      const next = choose(s, caller, new Set());
+      // Where it is, by the same rule over that node alone (none: local).
+      const stay = next.node === s.node ? next : choose(s, caller, new Set(), s.node);
+      const fits = stay.node === s.node;
+      if (next.node === s.node || (fits && next.latencyMs >= FIGURES_GAIN * stay.latencyMs))
+        assign(s, stay);
+      else replace(s, 'figures', since, [], next);
+    }
   }
 
   function remove(id: string): void {
     const s = table.get(id);
     if (!s) return;
     table.delete(id);
+    const on = served.get(s.node);
+    on?.delete(id);
+    if (on?.size === 0) served.delete(s.node);
     const mine = byCaller.get(s.caller);
     mine?.delete(id);
     if (mine?.size === 0) byCaller.delete(s.caller);
@@ -196,7 +250,7 @@ export function createSessions(o: SessionsOptions) {
         service: frame.service,
         caller: caller.id,
         ...requirements(frame),
-        node: caller.id,
+        node: '',
         latencyMs: 0,
         energyMj: 0,
         netMs: 0,
@@ -204,8 +258,9 @@ export function createSessions(o: SessionsOptions) {
         openedAt: Date.now(),
         moves: 0,
       };
-      Object.assign(s, choose(s, caller, new Set(frame.exclude)));
+      const chosen = choose(s, caller, new Set(frame.exclude));
       table.set(s.id, s);
+      assign(s, chosen);
       mine.add(s.id);
       byCaller.set(caller.id, mine);
       return view(s);
@@ -223,6 +278,7 @@ export function createSessions(o: SessionsOptions) {
       leaving.set(node, reason);
       moveFrom(node, 'left');
     },
+    review,
     /** Node `node` was lost: its own sessions close, those it served are placed again. */
     lost(node: string): void {
       leaving.delete(node);

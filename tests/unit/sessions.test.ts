@@ -152,6 +152,25 @@ describe('sessions on the relay', () => {
     a.ws.close();
   });
 
+  it('moves a session whose node’s figures leave its budget, and not for a small change', async () => {
+    const caller = await raw(server);
+    const [a, b] = [await raw(server), await raw(server)];
+    await report(server, a, beat(5));
+    await report(server, b, beat(8));
+    const s = (await open(caller)) as SessionView;
+    expect(s.node).toBe(a.id);
+    // b a little faster than a now (a judged after b's report): not worth a move.
+    await report(server, b, beat(7));
+    await report(server, a, beat(9));
+    expect(server.relay.hub.sessions.list().find((x) => x.id === s.id)?.node).toBe(a.id);
+    expect(moves(caller, s.id)).toEqual([]);
+    // a far past the 100 ms budget: the session goes to b, the caller told.
+    await report(server, a, beat(400));
+    const moved = await until(() => moves(caller, s.id)[0], 'moved for figures');
+    expect(moved).toMatchObject({ from: a.id, why: 'figures', session: { node: b.id } });
+    for (const n of [caller, a, b]) n.ws.close();
+  });
+
   it('refuses past its bounds, an unknown service and another node’s session, each by a typed error', async () => {
     const [one, two, three] = [await raw(small), await raw(small), await raw(small)];
     expect(await open(one)).toHaveProperty('node');
