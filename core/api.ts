@@ -144,6 +144,8 @@ export interface SessionRecord extends SessionView {
   openedAt: number;
   /** Times it was placed again. */
   moves: number;
+  /** The node told to load the app as the session's next node (`session-warm`), if any. */
+  standby?: string;
   /** Its network part (Lt) on its node when placed: the look-ahead of later sessions reads it. */
   netMs: number;
 }

@@ -299,6 +299,12 @@ export class BrumeNode {
         );
       case 'session-moved':
         return this.sessions.moved(msg);
+      case 'session-warm':
+        // A session may come here next: its app's files, models and workers, ready before it.
+        return this.runtime
+          .ensure(msg.app)
+          .then(() => this.runtime.warm(msg.app))
+          .catch((e: unknown) => this.parts.log?.(`warming ${msg.app}: ${(e as Error).message}`));
       case 'gone':
         if (msg.node === this.parent) this.parent = undefined;
         this.router.forget(msg.node);

@@ -30,6 +30,7 @@ import {
   sessionLeaveFrame,
   sessionMovedFrame,
   sessionOpenFrame,
+  sessionWarmFrame,
 } from './session';
 
 const count = z.number().int().nonnegative();
@@ -150,6 +151,7 @@ export const toNode = z.discriminatedUnion('t', [
   z.object({ t: z.literal('error'), id: id.optional(), error }),
   sessionFrame,
   sessionMovedFrame,
+  sessionWarmFrame,
   ...contextToNode,
 ]);
 

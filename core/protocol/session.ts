@@ -86,6 +86,12 @@ export const sessionMovedFrame = z.object({
   stateBytes: z.number().int().nonnegative().optional(),
 });
 
+/**
+ * Relay → node: a session may move to this node next (it is the rule's choice after the node
+ * serving it): load the app now, so that its first frame there does not wait for it.
+ */
+export const sessionWarmFrame = z.object({ t: z.literal('session-warm'), app: name });
+
 export type SessionView = z.infer<typeof sessionView>;
 export type SessionOpen = z.infer<typeof sessionOpenFrame>;
 export type SessionMoved = z.infer<typeof sessionMovedFrame>;

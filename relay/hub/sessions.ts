@@ -57,6 +57,17 @@ export function createSessions(o: SessionsOptions) {
   /** Sessions by the node serving them (the caller's own id when local). */
   const served = new Map<string, Set<string>>();
 
+  /**
+   * Tells the node the session would go to if its node went (the rule's choice without it) to
+   * load the app: a move then costs no cold start. Once per standby node and session.
+   */
+  function standby(s: SessionRecord, caller: NodeRecord): void {
+    const next = choose(s, caller, new Set([s.node])).node;
+    if (next === caller.id || next === s.node || next === s.standby) return;
+    s.standby = next;
+    o.send(next, { t: 'session-warm', app: s.app });
+  }
+
   /** Puts the rule's choice on `s`, keeping `served` true. */
   function assign(s: SessionRecord, choice: ReturnType<typeof choose>): void {
     if (choice.node !== s.node) {
@@ -150,6 +161,7 @@ export function createSessions(o: SessionsOptions) {
     const from = s.node;
     assign(s, chosen ?? choose(s, caller, new Set(exclude)));
     if (s.node === from) return;
+    standby(s, caller);
     s.moves++;
     const key = s.stateKey?.replaceAll('{session}', s.id);
     const stateBytes = key === undefined ? undefined : o.stateBytes(s.app, key);
@@ -261,6 +273,7 @@ export function createSessions(o: SessionsOptions) {
       const chosen = choose(s, caller, new Set(frame.exclude));
       table.set(s.id, s);
       assign(s, chosen);
+      standby(s, caller);
       mine.add(s.id);
       byCaller.set(caller.id, mine);
       return view(s);

@@ -202,7 +202,7 @@ export function migrationSection(rows: MigrationRow[]): Section {
     id: 'migration',
     title: 'Live migration of a vad session: downtime and state moved',
     baseline: 'MirageManager and Podman/CRIU, as seed 004 measured them',
-    note: `Brume: medians over rounds of a vad stream paced at ${PACE_MS} ms a chunk, the session moved at chunk ${BEFORE}; downtime = gap in answers around the move − the pace, and includes the new tab's first vad call (loading the model and the Logic). Seed: two NUCs on 100 Mbps, a counter app.`,
+    note: `Brume: medians over rounds of a vad stream paced at ${PACE_MS} ms a chunk, the session moved at chunk ${BEFORE}; downtime = gap in answers around the move − the pace; the new tab was told to load the app when the session was placed (session-warm), as the rule's next choice. Seed: two NUCs on 100 Mbps, a counter app.`,
     rows: [
       ...rows.map((r) => ({
         label: `Brume, ${r.how === 'graceful' ? 'graceful hand-over (tab paused)' : 'killed tab (renderer crash)'}`,

@@ -116,6 +116,10 @@ describe('sessions on the relay', () => {
     await report(server, b, beat(6));
     const s = (await open(caller, { stateKey: 'vad/{session}' })) as SessionView;
     expect(s.node).toBe(a.id);
+    // b is where it would go next: told to load the app before it does.
+    const warm = await until(() => b.frames.find((f) => f.t === 'session-warm'), 'b warmed');
+    expect(warm).toEqual({ t: 'session-warm', app: 'hops' });
+    expect(server.relay.hub.sessions.list().find((x) => x.id === s.id)?.standby).toBe(b.id);
     // Its state in the context store is what a move carries: the relay says how many bytes.
     const token = readFileSync(join(server.dataDir, 'admin-token'), 'utf8').trim();
     const put = await fetch(`${server.relay.url}/api/context/hops/vad%2F${s.id}`, {
