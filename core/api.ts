@@ -4,7 +4,7 @@
  */
 import type { ContextStorage } from './context/client';
 import type { NodeView } from './placement';
-import type { Capabilities, Role } from './protocol';
+import type { Capabilities, Role, SessionView } from './protocol';
 import type { Qos } from './scheduler';
 
 export interface NodeRecord extends NodeView {
@@ -156,4 +156,45 @@ export interface QuarantineEntry {
   node: string;
   since: number;
   evidence: QuarantineEvidence;
+}
+
+/** A session as the relay keeps it and `GET /api/sessions` lists it. */
+export interface SessionRecord extends SessionView {
+  caller: string;
+  rpc: string;
+  fps: number;
+  energyBudgetMj?: number;
+  frameBytes: number;
+  localMs?: number;
+  stateKey?: string;
+  openedAt: number;
+  /** Times it was placed again. */
+  moves: number;
+  /** The node told to load the app as the session's next node (`session-warm`), if any. */
+  standby?: string;
+  /** Its network part (Lt) on its node when placed: the look-ahead of later sessions reads it. */
+  netMs: number;
+}
+
+/** A session moved from one node to another (`GET /api/sessions` `migrations`). */
+export interface MigrationRecord {
+  at: number;
+  session: string;
+  app: string;
+  service: string;
+  from: string;
+  to: string;
+  why: 'lost' | 'left' | 'figures' | 'asked';
+  /** Bytes of the session's state in the context store when it moved, when it names a key. */
+  stateBytes?: number;
+  /** From the relay hearing of the loss or the leaving to the caller told, ms. */
+  handOverMs: number;
+}
+
+/** `GET /api/sessions` (PROTOCOL.md §5.9). */
+export interface SessionsAnswer {
+  sessions: SessionRecord[];
+  migrations: MigrationRecord[];
+  /** Nodes leaving their sessions now, with why. */
+  leaving: Record<string, string>;
 }

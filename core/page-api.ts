@@ -7,12 +7,15 @@
  *          const { digit } = await brume.call('digits', 'classify', { width, height, pixels });
  *          const where = await brume.schedule('digits', 'classify', { accuracy: 0.95 });
  *          await brume.context('vad').put('state', { h: [0.1] }, { ttlMs: 2000 });
+ *          const s = await brume.session('vad', 'detect', { fps: 8, stateKey: 'vad/{session}' });
+ *          const { probs } = await s.call({ stream: s.id, samples });
  */
 import type { ContextRead, PutOptions } from './context/client';
 import type { Scope } from './context/replica';
 import type { JobsApi } from './jobs-client';
 import type { CallOptions, CallResult, NodeDescription } from './runtime';
 import type { Qos } from './scheduler';
+import type { SessionHandle, SessionOptions } from './session/client';
 
 export interface BrumeApi {
   /** Resolves once the node knows the deployed apps (from the relay, or its cache when cut off). */
@@ -40,6 +43,17 @@ export interface BrumeApi {
     qos?: Qos,
     opts?: { rpc?: string },
   ): Promise<ScheduleAnswer>;
+  /**
+   * Opens a session (PROTOCOL.md §5.9): a stream of calls to `service` of `app` placed once by
+   * the relay for `fps` frames a second within `energyBudget` mJ a frame; the handle's calls go
+   * to that node until the relay moves the session, and a call its node vanished under is sent
+   * again, once, to the next.
+   */
+  session(
+    app: string,
+    service: string,
+    options: SessionOptions,
+  ): Promise<SessionHandle<InvokeAnswer>>;
   /** The context store of `app`, shared with the app's instances everywhere; this node keeps it. */
   context(app: string): AppContext;
   /** The node's backends, apps and measured latencies. */

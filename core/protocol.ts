@@ -6,6 +6,7 @@
  *   relay.ts    node ↔ relay frames (join, liveness, scheduling, calls)
  *   context.ts  the context store's frames and operation
  *   lease.ts    decision leases: what a lease covers, and its revocation
+ *   session.ts  sessions: placed once for a stream of calls, moved when their node goes
  *   peer.ts     node ↔ node frames, chunking and the Reassembler
  *   wire.ts     encodeFrame / decodeFrame
  * @example ws.send(encodeFrame({ t: 'schedule', id: 7, app: 'digits', service: 'classify', qos: {} }));
@@ -33,4 +34,11 @@ export {
   type ReassemblerLimits,
 } from './protocol/peer';
 export { type ToNode, type ToRelay, toNode, toRelay } from './protocol/relay';
+export {
+  MAX_SESSION_FPS,
+  type SessionMoved,
+  type SessionOpen,
+  type SessionView,
+  sessionId,
+} from './protocol/session';
 export { decodeFrame, encodeFrame } from './protocol/wire';

@@ -157,6 +157,12 @@ function mountAdmin(app: FastifyInstance, o: FabricHttpOptions): void {
   app.get('/api/events', guarded, async () => hub.events());
   app.get('/api/calls', guarded, async () => hub.calls());
   app.get('/api/exits', guarded, async () => hub.exits());
+  // Sessions open now, the nodes leaving, and the last migrations (PROTOCOL.md §5.9).
+  app.get('/api/sessions', guarded, async () => ({
+    sessions: hub.sessions.list(),
+    migrations: hub.sessions.migrations(),
+    leaving: hub.sessions.leaving(),
+  }));
   app.get('/api/trust', guarded, async () => admin.trustList());
   // Nodes caught answering wrong by redundant execution, with the evidence (relay/verify.ts).
   app.get('/api/quarantine', guarded, async () => hub.quarantined());

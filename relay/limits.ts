@@ -23,6 +23,10 @@ export interface HubLimits {
   connsPerAddress: number;
   /** Node sockets open in all. */
   conns: number;
+  /** Sessions one node has open as their caller (PROTOCOL.md §5.9). */
+  sessionsPerNode: number;
+  /** Sessions open on the relay in all. */
+  sessions: number;
 }
 
 const MiB = 1024 * 1024;
@@ -37,6 +41,8 @@ export const defaultLimits: HubLimits = {
   // Generous: a school or an office shows many tabs behind one address.
   connsPerAddress: 256,
   conns: 10_000,
+  sessionsPerNode: 16,
+  sessions: 10_000,
 };
 
 /** What the counts need of a call in flight. */

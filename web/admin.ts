@@ -1,6 +1,6 @@
 /**
  * The admin console (/admin): the fabric live — topology, nodes and trust, apps and deploys, the
- * scheduling log, latency plots, warnings, blobs. Everything comes from the relay's admin API
+ * scheduling log, latency plots, warnings, blobs, sessions and their migrations. Everything comes from the relay's admin API
  * with the token the relay printed at start; without it nothing is shown. The panels live in
  * web/admin/.
  */
@@ -17,6 +17,7 @@ import type {
   HubEvent,
   NodeRecord,
   QuarantineEntry,
+  SessionsAnswer,
 } from '../core/api';
 import { AuthError } from '../core/errors';
 import type { JobState, JobView } from '../core/jobs-client';
@@ -30,6 +31,7 @@ import { Jobs } from './admin/jobs';
 import { Context, Decisions, Pipelines } from './admin/log';
 import { Quarantine } from './admin/quarantine';
 import { Workers } from './admin/workers';
+import { Sessions } from './admin/sessions';
 
 const tokenKey = 'brume-admin-token';
 // The token lives for this tab only (sessionStorage): it is not left on disk for whoever opens
@@ -48,6 +50,7 @@ interface State {
   quarantine: QuarantineEntry[];
   jobs: { counts: Record<JobState, number>; active: JobView[] };
   exits: ExitRow[];
+  sessions: SessionsAnswer;
 }
 
 /** Everything the console shows, from the admin API. */
@@ -61,11 +64,12 @@ async function loadState(relay: RelayClient): Promise<State> {
     get<State['trust']>('/api/trust'),
   ]);
   const apps = await get<AppSummary[]>('/api/apps');
-  const [context, fanout, quarantine, exits] = await Promise.all([
+  const [context, fanout, quarantine, exits, sessions] = await Promise.all([
     get<ContextKeyInfo[]>('/api/context'),
     get<ContextFanout>('/api/context/fanout'),
     get<QuarantineEntry[]>('/api/quarantine'),
     get<ExitRow[]>('/api/exits'),
+    get<SessionsAnswer>('/api/sessions'),
   ]);
   const page = (state: JobState) =>
     get<{ jobs: JobView[] }>(`/api/jobs?state=${state}&limit=20`).then((p) => p.jobs);
@@ -75,7 +79,20 @@ async function loadState(relay: RelayClient): Promise<State> {
     page('queued'),
   ]);
   const jobs = { counts, active: [...running, ...queued] };
-  return { nodes, decisions, events, calls, apps, trust, context, fanout, quarantine, jobs, exits };
+  return {
+    nodes,
+    decisions,
+    events,
+    calls,
+    apps,
+    trust,
+    context,
+    fanout,
+    quarantine,
+    jobs,
+    exits,
+    sessions,
+  };
 }
 
 function App() {
@@ -149,6 +166,7 @@ function App() {
       <${Jobs} counts=${state.jobs.counts} active=${state.jobs.active} />
       <${Exits} rows=${state.exits} />
       <${Workers} nodes=${state.nodes} />
+      <${Sessions} ...${state.sessions} />
       <div class="row">
         <${LatencyOverTime} calls=${state.calls} />
         <${LatencyDistribution} calls=${state.calls} />

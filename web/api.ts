@@ -71,6 +71,10 @@ export function pageApi(parts: NodeParts): BrumeApi {
       await ready;
       return (await fabric).schedule(app, service, qos, opts.rpc);
     },
+    async session(app, service, options) {
+      await ready;
+      return (await fabric).session(app, service, options);
+    },
     describe: async () => (await fabric).runtime.describe(),
     context(app) {
       // This tab keeps the app's context from now on (the relay sends it the app's changes).

@@ -130,13 +130,22 @@ function idbKV(name: string): KV {
 
 /**
  * Keeps a tab a good citizen: one request at a time for others while hidden, none on a low
- * battery that is not charging, none at all when the site or the person said so.
+ * battery that is not charging, none at all when the site or the person said so. A tab hidden,
+ * paused or unloading hands the sessions it serves to other nodes (PROTOCOL.md §5.9).
  */
 function throttle(f: BrumeNode, workers: number, contribute: boolean): void {
   if (!contribute) f.pause('site');
-  const visibility = () => f.setConcurrency(document.visibilityState === 'hidden' ? 1 : workers);
+  const visibility = () => {
+    const hidden = document.visibilityState === 'hidden';
+    f.setConcurrency(hidden ? 1 : workers);
+    f.leave('hidden', hidden);
+  };
   document.addEventListener('visibilitychange', visibility);
   visibility();
+  // Said before the socket closes, when the page goes: its callers' next frames go elsewhere
+  // at once rather than after a failed call (a page kept in the back-forward cache comes back).
+  addEventListener('pagehide', () => f.leave('unloading'));
+  addEventListener('pageshow', () => f.leave('unloading', false));
   const nav = navigator as Navigator & {
     getBattery?: () => Promise<EventTarget & { level: number; charging: boolean }>;
   };

@@ -10,7 +10,7 @@
  */
 
 import type { ContextRead } from '../core/context/client';
-import { fromWire, TimeoutError } from '../core/errors';
+import { fromWire, TimeoutError, UnsupportedError } from '../core/errors';
 import { isTerminal, type JobsApi, type JobView } from '../core/jobs-client';
 import type { AppContext, BrumeApi, NodeStatus } from '../core/page-api';
 import { Pending } from '../core/pending';
@@ -85,6 +85,11 @@ import type { EmbedOp, EmbedOps, EmbedReply } from './embed-protocol';
     call: async (...args) => (await api.invoke(...args)).value,
     schedule: (...args) => send('schedule', args) as ReturnType<BrumeApi['schedule']>,
     describe: () => send('describe', []) as ReturnType<BrumeApi['describe']>,
+    // A session's moves would have to cross the message channel as context watches do.
+    session: () =>
+      Promise.reject(
+        new UnsupportedError('sessions are not served through the embed yet: join the relay page'),
+      ),
     context,
     status: () => ({ ...status }),
     onStatus(listener) {

@@ -10,6 +10,7 @@ import type { InvokeAnswer, ScheduleAnswer } from '../page-api';
 import type { Capabilities, Role, ToNode } from '../protocol';
 import type { CallOptions, RemoteCall, Runtime } from '../runtime';
 import type { Qos } from '../scheduler';
+import { type SessionHandle, type SessionOptions, Sessions } from '../session/client';
 import { passOn } from './fog';
 import type { PeerLinks, SocketLike } from './links';
 import { type Heartbeat, type LinkStatus, RelayLink, type Welcome } from './relay-link';
@@ -46,6 +47,10 @@ export class BrumeNode {
   private readonly router: Router;
   /** Apps and runnable variants, as last put in a heartbeat. */
   private reported = '';
+  /** The sessions this node opened as caller (§5.9). */
+  private readonly sessions: Sessions<InvokeAnswer>;
+  /** Why this node is leaving its sessions (hidden, paused, unloading…); empty: it is not. */
+  private readonly leaving = new Set<string>();
 
   constructor(private readonly parts: NodeParts) {
     this.nodeId = parts.identity.id;
@@ -62,6 +67,8 @@ export class BrumeNode {
       onWelcome: (msg) => this.welcome(msg),
       onJoined: () => {
         void this.context?.online((frame) => this.link.send(frame));
+        // A relay that did not hear it (a new connection) hears that this node is leaving.
+        if (this.leaving.size > 0) this.sendLeave();
         // Versions made current while this node was away reach it now (§5.7).
         this.runtime.sync().then(
           (apps) => apps.length && this.link.beatNow(),
@@ -98,6 +105,17 @@ export class BrumeNode {
       },
       log: parts.log,
     });
+    this.sessions = new Sessions({
+      open: async (frame) => {
+        const answer = await this.link.request({ ...frame, id: 0 });
+        if (answer.t !== 'session')
+          throw new Error(`the relay answered "${answer.t}" to a session`);
+        return answer.session;
+      },
+      send: (frame) => this.link.send(frame),
+      call: (app, service, input, node, rpc) =>
+        this.router.call(app, service, input, { privacy: node }, rpc ? { rpc } : {}),
+    });
   }
 
   /** Opens the link to the relay (createNode does). */
@@ -132,6 +150,35 @@ export class BrumeNode {
     return this.router.call(app, service, input, qos, opts);
   }
 
+  /**
+   * Opens a session (PROTOCOL.md §5.9): placed once by the relay, its calls go to that node until
+   * the relay moves it.
+   */
+  session(
+    app: string,
+    service: string,
+    options: SessionOptions,
+  ): Promise<SessionHandle<InvokeAnswer>> {
+    return this.sessions.session(app, service, options);
+  }
+
+  /**
+   * This node leaves the sessions it serves for `reason` (`on`), or no longer for it: while any
+   * reason holds, the relay hands them to other nodes and places none here (§5.9). Pausing for
+   * any reason is one.
+   */
+  leave(reason: string, on = true): void {
+    const was = this.leaving.size > 0;
+    if (on) this.leaving.add(reason);
+    else this.leaving.delete(reason);
+    if (was !== this.leaving.size > 0) this.sendLeave();
+  }
+
+  private sendLeave(): void {
+    const reason = [...this.leaving].join(',').slice(0, 64);
+    this.link.send({ t: 'session-leave', on: this.leaving.size > 0, reason });
+  }
+
   /** Where a request would run, and why. */
   schedule(app: string, service: string, qos?: Qos, rpc?: string): Promise<ScheduleAnswer> {
     return this.router.schedule(app, service, qos, rpc);
@@ -150,6 +197,8 @@ export class BrumeNode {
   }
   /** Stops (or resumes) serving others for `reason`; the relay hears of it at once. */
   pause(reason: string, on = true): void {
+    // The relay hands its sessions over first: the next frames go to their new nodes.
+    this.leave(`paused:${reason}`, on);
     this.serving.pause(reason, on);
   }
   pauseReasons(): string[] {
@@ -250,6 +299,14 @@ export class BrumeNode {
           (e: unknown) =>
             this.parts.log?.(`app ${msg.name}@${msg.version}: ${(e as Error).message}`),
         );
+      case 'session-moved':
+        return this.sessions.moved(msg);
+      case 'session-warm':
+        // A session may come here next: its app's files, models and workers, ready before it.
+        return this.runtime
+          .ensure(msg.app)
+          .then(() => this.runtime.warm(msg.app))
+          .catch((e: unknown) => this.parts.log?.(`warming ${msg.app}: ${(e as Error).message}`));
       case 'gone':
         if (msg.node === this.parent) this.parent = undefined;
         this.router.forget(msg.node);

@@ -24,8 +24,8 @@ export type LinkStatus = 'connecting' | 'joined' | 'offline' | 'closed';
 export type Welcome = Extract<ToNode, { t: 'welcome' }>;
 export type Heartbeat = Extract<ToRelay, { t: 'heartbeat' }>;
 export type LeaseRevoke = Extract<ToNode, { t: 'lease-revoke' }>;
-/** What a request to the relay is: a placement, or a call the relay carries to a node. */
-export type RelayRequest = Extract<ToRelay, { t: 'schedule' | 'call' }>;
+/** What a request to the relay is: a placement, a call it carries to a node, a session (§5.9). */
+export type RelayRequest = Extract<ToRelay, { t: 'schedule' | 'call' | 'session-open' }>;
 
 export interface RelayLinkOptions {
   /** The relay's WebSocket endpoint, e.g. ws://127.0.0.1:8787/ws */
@@ -216,6 +216,7 @@ export class RelayLink {
         for (const l of this.revokeListeners) l(msg);
         return;
       case 'decision':
+      case 'session':
       case 'result':
       case 'error': {
         const id = msg.id;

@@ -1,6 +1,7 @@
 /**
  * The frames between a node and the relay over the node's WebSocket (PROTOCOL.md §5.1–5.5): join,
- * liveness and load, scheduling and calls, and the context store's `ctx-*` frames.
+ * liveness and load, scheduling and calls, sessions (session.ts), and the context store's `ctx-*`
+ * frames.
  * @example const frame: ToRelay = { t: 'schedule', id: 7, app: 'digits', service: 'classify', qos: {} };
  */
 import { z } from 'zod';
@@ -23,6 +24,14 @@ import {
   traceId,
 } from './fields';
 import { leaseRevokeFrame, leaseSchema } from './lease';
+import {
+  sessionCloseFrame,
+  sessionFrame,
+  sessionLeaveFrame,
+  sessionMovedFrame,
+  sessionOpenFrame,
+  sessionWarmFrame,
+} from './session';
 
 const count = z.number().int().nonnegative();
 
@@ -103,6 +112,9 @@ export const toRelay = z.discriminatedUnion('t', [
   z.object({ t: z.literal('call'), ...callFields, to: z.union([nodeId, z.literal('')]) }),
   z.object({ t: z.literal('result'), ...resultFields }),
   z.object({ t: z.literal('error'), id, error }),
+  sessionOpenFrame,
+  sessionCloseFrame,
+  sessionLeaveFrame,
   ...contextToRelay,
 ]);
 
@@ -154,6 +166,9 @@ export const toNode = z.discriminatedUnion('t', [
   z.object({ t: z.literal('call'), ...callFields, from: z.string().max(64) }),
   z.object({ t: z.literal('result'), ...resultFields, node: nodeId }),
   z.object({ t: z.literal('error'), id: id.optional(), error }),
+  sessionFrame,
+  sessionMovedFrame,
+  sessionWarmFrame,
   ...contextToNode,
 ]);
 

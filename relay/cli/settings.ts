@@ -314,6 +314,22 @@ export const settings: readonly Setting[] = [
     help: 'calls in flight to one node, and that one node waits on',
   },
   {
+    key: 'maxSessionsPerNode',
+    flag: 'max-sessions-per-node',
+    arg: '<n>',
+    kind: int(1, 100_000),
+    default: defaultLimits.sessionsPerNode,
+    help: 'sessions one node has open as their caller',
+  },
+  {
+    key: 'maxSessions',
+    flag: 'max-sessions',
+    arg: '<n>',
+    kind: int(1, 10_000_000),
+    default: defaultLimits.sessions,
+    help: 'sessions open on the relay in all',
+  },
+  {
     key: 'maxCalls',
     flag: 'max-calls',
     arg: '<n>',

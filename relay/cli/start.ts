@@ -52,6 +52,8 @@ export function startOptions(config: Config): StartOptions {
       joinTimeoutMs: v.joinTimeoutMs,
       connsPerAddress: v.maxConnsPerAddress,
       conns: v.maxConns,
+      sessionsPerNode: v.maxSessionsPerNode,
+      sessions: v.maxSessions,
     },
     verifyFraction: v.verifyFraction,
     maxQuarantined: v.maxQuarantined,
@@ -98,6 +100,8 @@ interface Values {
   anonymousCalls: boolean;
   frameRate: number;
   maxCallsPerNode: number;
+  maxSessionsPerNode: number;
+  maxSessions: number;
   maxCalls: number;
   maxCallMib: number;
   maxNodeBufferMib: number;

@@ -34,6 +34,7 @@ import { createLeases } from './leases';
 import { createLogs, type HubLog } from './logs';
 import { createPipelines } from './pipelines';
 import { createRegistry } from './registry';
+import { createSessions } from './sessions';
 
 export type { Route } from './decide';
 export type { Call, CallAnswer, Reply } from './forwarding';
@@ -237,6 +238,19 @@ export function createHub(options: HubOptions) {
       if (!conn.node || !registry.remove(conn.node.id, conn)) return;
       leases.left(conn.node.id);
       forwarding.moveFrom(conn.node.id);
+      sessions.lost(conn.node.id);
+    },
+  });
+
+  const sessions = createSessions({
+    limits,
+    nodes: registry.records,
+    node: (id) => registry.get(id)?.record,
+    manifest,
+    send: sendTo,
+    stateBytes: (app, key) => {
+      const read = options.context?.replica.get(app, key, {}, Date.now());
+      return read?.value?.byteLength ?? read?.sealed?.byteLength;
     },
   });
 
@@ -254,6 +268,7 @@ export function createHub(options: HubOptions) {
       case 'heartbeat':
         exits.report(node, msg.exits);
         registry.heartbeat(node, msg);
+        sessions.review(node.id);
         return leases.heartbeat(node);
       case 'pong':
         if (conn.pingAt !== undefined && msg.ts === conn.pingAt) {
@@ -315,6 +330,18 @@ export function createHub(options: HubOptions) {
       case 'result':
       case 'error':
         return forwarding.answer(node, msg);
+      case 'session-open':
+        try {
+          if (draining) throw drainRefusal();
+          sockets.send(conn, { t: 'session', id: msg.id, session: await sessions.open(node, msg) });
+        } catch (e) {
+          sockets.send(conn, { t: 'error', id: msg.id, error: toWire(e) });
+        }
+        return;
+      case 'session-close':
+        return sessions.close(node.id, msg.session);
+      case 'session-leave':
+        return sessions.leave(node.id, msg.on, msg.reason);
       default:
         throw new ProtocolError(`"${msg.t}" after joining`);
     }
@@ -337,6 +364,8 @@ export function createHub(options: HubOptions) {
         options.log.info(`${name}@${version} is current: told ${links.length} nodes`);
     },
     decisions: logs.decisions,
+    /** Sessions open now and the last migrations (PROTOCOL.md §5.9). */
+    sessions: { list: sessions.list, migrations: sessions.migrations, leaving: sessions.leaving },
     calls: logs.calls,
     events: logs.events,
     decide,

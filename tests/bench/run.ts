@@ -29,6 +29,7 @@ import { consoleCost, hopCosts } from './hops';
 import { type JobsBench, jobsBench, jobsSection, printJobs } from './jobs';
 import { type LeaseBench, leaseBench } from './leases';
 import { nimbusBench, nimbusSection, printNimbus } from './nimbus';
+import { migrationBench, migrationSection, printMigration } from './migration';
 import { ocrBench, ocrSection } from './ocr';
 import { pipelineBench, pipelineSection } from './pipeline';
 import { type Section, writeReport } from './report';
@@ -663,6 +664,19 @@ const jobsRun: JobsBench | undefined = await within('jobs', () =>
 if (jobsRun) {
   printJobs(jobsRun);
   sections.push(jobsSection(jobsRun));
+}
+
+console.log('\nLive migration of a vad session, graceful and killed (issue 14 §4)');
+const migrationRelay = await startRelay();
+const migrationRun = await within('migration', () =>
+  migrationBench(migrationRelay, Number(process.env.BENCH_MIGRATIONS ?? 5)),
+).finally(async () => {
+  await migrationRelay.stop();
+  rmSync(migrationRelay.dataDir, { recursive: true, force: true });
+});
+if (migrationRun) {
+  printMigration(migrationRun);
+  sections.push(migrationSection(migrationRun));
 }
 
 console.log('\nThe relay under load: HTTP calls, memory, soak');

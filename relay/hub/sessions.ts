@@ -1,0 +1,337 @@
+/**
+ * The relay's sessions (PROTOCOL.md §5.9): a stream of calls placed once with the Nimbus rule
+ * (core/session/nimbus.ts) over the nodes joined now, then moved — the caller told by
+ * `session-moved` — when its node is lost, leaves gracefully (hidden, paused, unloading, battery
+ * low), or the caller asks again. A caller lost closes its sessions. The table is bounded per
+ * caller and in all; the last migrations are kept for the console.
+ * @example const sessions = createSessions({ limits, nodes, node, manifest, send, stateBytes });
+ *          const view = await sessions.open(caller, frame);   // → { id, node, latencyMs, … }
+ *          sessions.lost(nodeId);                            // its sessions re-placed, callers told
+ */
+import { randomBytes } from 'node:crypto';
+import type { MigrationRecord, NodeRecord, SessionRecord } from '../../core/api';
+import { LimitError, NotFoundError } from '../../core/errors';
+import type { Manifest } from '../../core/manifest';
+import type { SessionOpen, SessionView, ToNode } from '../../core/protocol';
+import { WIFI_MJ_PER_MS } from '../../core/session/energy';
+import { type NimbusDevice, type NimbusNode, placeSession } from '../../core/session/nimbus';
+import type { HubLimits } from '../limits';
+
+/**
+ * The figures the energy model assumes where nothing is measured (PROTOCOL.md §5.9): a device's
+ * power running a frame itself — the mean of the three phones Nimbus measured (182 mJ / 154 ms,
+ * 318 mJ / 116 ms, 268 mJ / 190 ms ≈ 1.78 mJ/ms) — its Wi-Fi radio's power while sending (the
+ * seed's 1.21 mJ/ms), and a node's link rate (no bandwidth is measured yet: a LAN's 100 Mbps).
+ */
+export const energyFigures = {
+  localMjPerMs: 1.78,
+  radioMjPerMs: WIFI_MJ_PER_MS,
+  bandwidthMbps: 100,
+};
+/** A frame's execution time on a node with no figure for the service, ms. */
+const UNKNOWN_EXEC_MS = 10;
+/** Migrations the console is shown, newest last. */
+const MAX_MIGRATIONS = 200;
+/**
+ * A session moves for figures only to a node estimated this much faster (or when its own node no
+ * longer meets its budgets): small changes in reported figures do not bounce it between nodes.
+ */
+const FIGURES_GAIN = 0.75;
+
+export interface SessionsOptions {
+  limits: Pick<HubLimits, 'sessionsPerNode' | 'sessions'>;
+  nodes(): readonly NodeRecord[];
+  node(id: string): NodeRecord | undefined;
+  manifest(app: string): Promise<Manifest | undefined>;
+  send(node: string, frame: ToNode): void;
+  /** Bytes of context key `key` of `app` held by the relay now; undefined when it has none. */
+  stateBytes(app: string, key: string): number | undefined;
+}
+
+export function createSessions(o: SessionsOptions) {
+  const table = new Map<string, SessionRecord>();
+  const byCaller = new Map<string, Set<string>>();
+  /** Nodes that said they are leaving (§5.9): no session is placed on them. */
+  const leaving = new Map<string, string>();
+  const migrations: MigrationRecord[] = [];
+  /** Sessions by the node serving them (the caller's own id when local). */
+  const served = new Map<string, Set<string>>();
+
+  /**
+   * Tells the node the session would go to if its node went (the rule's choice without it) to
+   * load the app: a move then costs no cold start. Once per standby node and session.
+   */
+  function standby(s: SessionRecord, caller: NodeRecord): void {
+    const next = choose(s, caller, new Set([s.node])).node;
+    if (next === caller.id || next === s.node || next === s.standby) return;
+    s.standby = next;
+    o.send(next, { t: 'session-warm', app: s.app });
+  }
+
+  /** Puts the rule's choice on `s`, keeping `served` true. */
+  function assign(s: SessionRecord, choice: ReturnType<typeof choose>): void {
+    if (choice.node !== s.node) {
+      const was = served.get(s.node);
+      was?.delete(s.id);
+      if (was?.size === 0) served.delete(s.node);
+      if (table.has(s.id))
+        served.set(choice.node, (served.get(choice.node) ?? new Set()).add(s.id));
+    }
+    Object.assign(s, choice);
+  }
+  const servedBy = (node: string) =>
+    [...(served.get(node) ?? [])].flatMap((id) => table.get(id) ?? []);
+
+  /**
+   * The Nimbus rule over the nodes that can serve `s` now, `exclude` left out (`only`: that node
+   * alone, to judge where it is).
+   */
+  function choose(
+    s: SessionRecord,
+    caller: NodeRecord,
+    exclude: ReadonlySet<string>,
+    only?: string,
+  ) {
+    const nodes: NimbusNode[] = [];
+    for (const n of o.nodes()) {
+      if (n.id === caller.id || exclude.has(n.id) || leaving.has(n.id)) continue;
+      if (only !== undefined && n.id !== only) continue;
+      if (!n.online || n.paused || n.quarantined || !n.apps.includes(s.app)) continue;
+      const execMs = figure(n, s.app, s.service) ?? s.localMs ?? UNKNOWN_EXEC_MS;
+      const slots = Math.max(1, n.maxConcurrency);
+      nodes.push({
+        id: n.id,
+        role: n.role,
+        // Through the relay: the caller's round trip to it and the node's (a data channel is
+        // shorter, so this is the most it costs).
+        rttMs: caller.rttMs + n.rttMs,
+        bandwidthMbps: energyFigures.bandwidthMbps,
+        execMs,
+        // q(n) = m·n + b: each session shares the node's slots, and what is queued now waits.
+        queue: { m: execMs / slots, b: (n.queue / slots) * execMs },
+        sessions: servedBy(n.id)
+          .filter((other) => other.id !== s.id)
+          .map((other) => ({ latencyBudgetMs: 1000 / other.fps, netMs: other.netMs })),
+        ...(n.caps.battery && { onBattery: !n.caps.battery.charging }),
+      });
+    }
+    const localMs = s.localMs ?? figure(caller, s.app, s.service) ?? 1000 / s.fps;
+    const battery = caller.caps.battery;
+    const device: NimbusDevice = {
+      frameBytes: s.frameBytes,
+      fps: s.fps,
+      latencyBudgetMs: 1000 / s.fps,
+      localMs,
+      localEnergyMj: localMs * energyFigures.localMjPerMs,
+      radioMjPerMs: energyFigures.radioMjPerMs,
+      // No battery reported: on mains.
+      charging: battery ? battery.charging : true,
+      ...(s.energyBudgetMj !== undefined && { energyBudgetMj: s.energyBudgetMj }),
+    };
+    const c = placeSession(device, nodes);
+    return {
+      node: c.node ?? caller.id,
+      latencyMs: round(c.latencyMs),
+      energyMj: round(c.energyMj),
+      netMs: c.netMs,
+      reason: c.reason,
+    };
+  }
+
+  const view = (s: SessionRecord): SessionView => ({
+    id: s.id,
+    app: s.app,
+    service: s.service,
+    node: s.node,
+    latencyMs: s.latencyMs,
+    energyMj: s.energyMj,
+    reason: s.reason,
+  });
+
+  /** Places `s` again (not on `exclude`) and tells its caller when its node changed. */
+  function replace(
+    s: SessionRecord,
+    why: MigrationRecord['why'],
+    since: number,
+    exclude: string[],
+    chosen?: ReturnType<typeof choose>,
+  ) {
+    const caller = o.node(s.caller);
+    if (!caller) return;
+    const from = s.node;
+    assign(s, chosen ?? choose(s, caller, new Set(exclude)));
+    if (s.node === from) return;
+    standby(s, caller);
+    s.moves++;
+    const key = s.stateKey?.replaceAll('{session}', s.id);
+    const stateBytes = key === undefined ? undefined : o.stateBytes(s.app, key);
+    // A caller that asked hears of the new node in the answer to its `session-open`.
+    if (why !== 'asked')
+      o.send(s.caller, {
+        t: 'session-moved',
+        session: view(s),
+        from,
+        why,
+        ...(stateBytes !== undefined && { stateBytes }),
+      });
+    migrations.push({
+      at: Date.now(),
+      session: s.id,
+      app: s.app,
+      service: s.service,
+      from,
+      to: s.node,
+      why,
+      ...(stateBytes !== undefined && { stateBytes }),
+      handOverMs: round(performance.now() - since),
+    });
+    if (migrations.length > MAX_MIGRATIONS) migrations.shift();
+  }
+
+  /** Every session served by `node`, placed elsewhere. */
+  function moveFrom(node: string, why: MigrationRecord['why']): void {
+    const since = performance.now();
+    for (const s of servedBy(node)) replace(s, why, since, [node]);
+  }
+
+  /**
+   * Node `node` reported new figures: its sessions are judged again, and one moves (`figures`)
+   * when its node no longer meets its budgets and another does, or another is estimated
+   * FIGURES_GAIN faster. A local session is judged on its caller's reports.
+   */
+  function review(node: string): void {
+    const since = performance.now();
+    for (const s of servedBy(node)) {
+      const caller = o.node(s.caller);
+      if (!caller) continue;
+      const next = choose(s, caller, new Set());
+      // Where it is, by the same rule over that node alone (none: local).
+      const stay = next.node === s.node ? next : choose(s, caller, new Set(), s.node);
+      const fits = stay.node === s.node;
+      if (next.node === s.node || (fits && next.latencyMs >= FIGURES_GAIN * stay.latencyMs))
+        assign(s, stay);
+      else replace(s, 'figures', since, [], next);
+    }
+  }
+
+  function remove(id: string): void {
+    const s = table.get(id);
+    if (!s) return;
+    table.delete(id);
+    const on = served.get(s.node);
+    on?.delete(id);
+    if (on?.size === 0) served.delete(s.node);
+    const mine = byCaller.get(s.caller);
+    mine?.delete(id);
+    if (mine?.size === 0) byCaller.delete(s.caller);
+  }
+
+  return {
+    /**
+     * Opens a session for `caller` (or places again one of its own, `frame.session`): E_NOT_FOUND
+     * for an app or service the relay does not have or a session not the caller's, E_LIMIT past
+     * the bounds.
+     */
+    async open(caller: NodeRecord, frame: SessionOpen): Promise<SessionView> {
+      const manifest = await o.manifest(frame.app);
+      if (!manifest || !Object.hasOwn(manifest.services, frame.service))
+        throw new NotFoundError(
+          `no service "${frame.service}" in app "${frame.app}" on this relay`,
+        );
+      const since = performance.now();
+      if (frame.session !== undefined) {
+        const s = table.get(frame.session);
+        if (!s || s.caller !== caller.id)
+          throw new NotFoundError(`session: no open session ${frame.session} of this node`);
+        Object.assign(s, requirements(frame));
+        replace(s, 'asked', since, frame.exclude ?? []);
+        return view(s);
+      }
+      const mine = byCaller.get(caller.id) ?? new Set<string>();
+      if (mine.size >= o.limits.sessionsPerNode)
+        throw new LimitError(
+          `this node has ${mine.size} sessions open (limit sessionsPerNode ${o.limits.sessionsPerNode}): close one first`,
+        );
+      if (table.size >= o.limits.sessions)
+        throw new LimitError(
+          `the relay has ${table.size} sessions open (limit sessions ${o.limits.sessions}): try again later`,
+        );
+      const s: SessionRecord = {
+        id: randomBytes(12).toString('hex'),
+        app: frame.app,
+        service: frame.service,
+        caller: caller.id,
+        ...requirements(frame),
+        node: '',
+        latencyMs: 0,
+        energyMj: 0,
+        netMs: 0,
+        reason: '',
+        openedAt: Date.now(),
+        moves: 0,
+      };
+      const chosen = choose(s, caller, new Set(frame.exclude));
+      table.set(s.id, s);
+      assign(s, chosen);
+      standby(s, caller);
+      mine.add(s.id);
+      byCaller.set(caller.id, mine);
+      return view(s);
+    },
+    /** The caller closed it (a session not its own is ignored). */
+    close(caller: string, id: string): void {
+      if (table.get(id)?.caller === caller) remove(id);
+    },
+    /** Node `node` is leaving gracefully (`on`) or back: its sessions are handed over. */
+    leave(node: string, on: boolean, reason: string): void {
+      if (!on) {
+        leaving.delete(node);
+        return;
+      }
+      leaving.set(node, reason);
+      moveFrom(node, 'left');
+    },
+    review,
+    /** Node `node` was lost: its own sessions close, those it served are placed again. */
+    lost(node: string): void {
+      leaving.delete(node);
+      for (const id of [...(byCaller.get(node) ?? [])]) remove(id);
+      moveFrom(node, 'lost');
+    },
+    /** Sessions open now, by when they opened. */
+    list: (): SessionRecord[] => [...table.values()],
+    migrations: (): MigrationRecord[] => [...migrations],
+    /** Nodes leaving now, with why. */
+    leaving: () => Object.fromEntries(leaving),
+  };
+}
+
+/** The session's requirements from an open frame. */
+function requirements(f: SessionOpen) {
+  return {
+    rpc: f.rpc ?? '',
+    fps: f.fps,
+    frameBytes: f.frameBytes ?? 0,
+    ...(f.energyBudgetMj !== undefined && { energyBudgetMj: f.energyBudgetMj }),
+    ...(f.localMs !== undefined && { localMs: f.localMs }),
+    ...(f.stateKey !== undefined && { stateKey: f.stateKey }),
+  };
+}
+
+/**
+ * A node's time for one call of `app/service`: the relay's own measurement first (a node can
+ * lie), else what it reports; the least p50 over its rpcs and variants.
+ */
+function figure(n: NodeRecord, app: string, service: string): number | undefined {
+  const prefix = `${app}/${service}/`;
+  let best: number | undefined;
+  for (const figures of [n.measured ?? {}, n.stats]) {
+    for (const [k, v] of Object.entries(figures)) {
+      if (k.startsWith(prefix) && v.count > 0 && (best === undefined || v.p50 < best)) best = v.p50;
+    }
+    if (best !== undefined) return best;
+  }
+  return undefined;
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
