@@ -30,8 +30,8 @@ import { Nodes, Topology, Warnings } from './admin/fabric';
 import { Jobs } from './admin/jobs';
 import { Context, Decisions, Pipelines } from './admin/log';
 import { Quarantine } from './admin/quarantine';
-import { Workers } from './admin/workers';
 import { Sessions } from './admin/sessions';
+import { Workers } from './admin/workers';
 
 const tokenKey = 'brume-admin-token';
 // The token lives for this tab only (sessionStorage): it is not left on disk for whoever opens

@@ -28,8 +28,8 @@ import { type HardeningResult, hardeningBench, printHardening } from './hardenin
 import { consoleCost, hopCosts } from './hops';
 import { type JobsBench, jobsBench, jobsSection, printJobs } from './jobs';
 import { type LeaseBench, leaseBench } from './leases';
-import { nimbusBench, nimbusSection, printNimbus } from './nimbus';
 import { migrationBench, migrationSection, printMigration } from './migration';
+import { nimbusBench, nimbusSection, printNimbus } from './nimbus';
 import { ocrBench, ocrSection } from './ocr';
 import { pipelineBench, pipelineSection } from './pipeline';
 import { type Section, writeReport } from './report';
