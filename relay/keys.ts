@@ -77,7 +77,8 @@ export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
 }
 
-const keySchema = z.object({
+/** A key as stored (a file, Redis): read back, it is checked as input is. */
+export const keySchema = z.object({
   id: z.string().regex(/^[0-9a-f]{16}$/),
   label: z.string().max(keyLimits.label),
   scopes: z.array(z.string()).max(keyLimits.scopesPerKey),
@@ -115,26 +116,10 @@ export async function openKeys(
     find: (secret) => byHash.get(hashSecret(secret)),
     create: (scopes, label, user) =>
       change(async () => {
-        if (scopes.length === 0) throw new InputError('scopes: give at least one scope');
-        if (scopes.length > keyLimits.scopesPerKey) {
-          throw new LimitError(`scopes: at most ${keyLimits.scopesPerKey} per key`);
-        }
-        if (label.length > keyLimits.label) {
-          throw new LimitError(`label: at most ${keyLimits.label} characters`);
-        }
         if (keys.length >= maxKeys) {
           throw new LimitError(`this relay holds ${maxKeys} keys already (its limit): revoke one`);
         }
-        const parsed = [...new Set(scopes.map(parseScope))];
-        const secret = `brume_${randomBytes(32).toString('base64url')}`;
-        const key: ApiKey = {
-          id: randomBytes(8).toString('hex'),
-          label,
-          scopes: parsed,
-          ...(user !== undefined && { user }),
-          sha256: hashSecret(secret),
-          createdAt: new Date().toISOString(),
-        };
+        const { key, secret } = makeKey(scopes, label, user);
         await commit([...keys, key]);
         return { key: { ...key }, secret };
       }),
@@ -145,6 +130,32 @@ export async function openKeys(
         return true;
       }),
   };
+}
+
+/** A new key with its secret, after checking what it is made of (not how many keys there are). */
+export function makeKey(
+  scopes: string[],
+  label: string,
+  user?: string,
+): { key: ApiKey; secret: string } {
+  if (scopes.length === 0) throw new InputError('scopes: give at least one scope');
+  if (scopes.length > keyLimits.scopesPerKey) {
+    throw new LimitError(`scopes: at most ${keyLimits.scopesPerKey} per key`);
+  }
+  if (label.length > keyLimits.label) {
+    throw new LimitError(`label: at most ${keyLimits.label} characters`);
+  }
+  const parsed = [...new Set(scopes.map(parseScope))];
+  const secret = `brume_${randomBytes(32).toString('base64url')}`;
+  const key: ApiKey = {
+    id: randomBytes(8).toString('hex'),
+    label,
+    scopes: parsed,
+    ...(user !== undefined && { user }),
+    sha256: hashSecret(secret),
+    createdAt: new Date().toISOString(),
+  };
+  return { key, secret };
 }
 
 function index(keys: ApiKey[]): Map<string, ApiKey> {
