@@ -132,12 +132,15 @@ export async function openRedis(url: string, o: RedisOptions = {}): Promise<Redi
     retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 10), maxBackoffMs),
   };
   const client = new Redis(settings);
-  let lastError = 'no connection yet';
+  let lastError = 'not connected yet';
   const remember = (e: Error) => {
     lastError = e.message;
   };
   // ioredis reports every failed attempt as an event: without a listener each one is printed.
   client.on('error', remember);
+  client.on('close', () => {
+    lastError = 'its connection closed';
+  });
   const unreachable = (detail: string) =>
     new UnavailableError(
       `Redis at ${target.location} is unreachable: ${detail}; the relay reconnects by itself, retry shortly`,
