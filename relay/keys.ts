@@ -4,6 +4,7 @@
  * `jobs`, `metrics` (scrape `/metrics`), `admin`, `deploy:<apps>` or `context:write:<apps>`, where `<apps>` is an app name or a
  * pattern with `*` (`team-*`); a bare `deploy` or `context:write` means every app. A key may
  * belong to a user (relay/projects.ts): it then acts as that user in the projects it is a member of.
+ * relay/cluster/keys.ts keeps the same list in Redis, for relays that share it.
  * @example const keys = await openKeys('.brume', console.warn);
  *          const { secret } = await keys.create(['deploy:digits', 'call'], 'CI');
  */
