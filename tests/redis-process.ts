@@ -22,6 +22,9 @@ export interface RedisProcess {
   stop(): Promise<void>;
   /** SIGKILL (a crash: no shutdown save), and waits for it to exit. */
   kill(): Promise<void>;
+  /** SIGSTOP: it holds its connections and answers nothing (a hung server) until `resume`. */
+  pause(): void;
+  resume(): void;
   /** Starts it again on the same port and directory (it reloads its AOF); ready when it resolves. */
   restart(): Promise<void>;
   /** Stops it and removes its directory. */
@@ -112,11 +115,14 @@ export async function startRedis(): Promise<RedisProcess> {
     output: () => out,
     stop: () => end('SIGTERM'),
     kill: () => end('SIGKILL'),
+    pause: () => void child?.kill('SIGSTOP'),
+    resume: () => void child?.kill('SIGCONT'),
     async restart() {
       await end('SIGKILL');
       await launch();
     },
     async close() {
+      child?.kill('SIGCONT'); // a paused server takes no SIGTERM until it runs again
       await end('SIGTERM');
       await rm(dir, { recursive: true, force: true });
     },

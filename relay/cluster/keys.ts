@@ -13,7 +13,6 @@
  * @example const keys = await redisKeys(redis, log.warn);
  *          const { secret } = await keys.create(['call'], 'CI');
  */
-import type { Redis } from 'ioredis';
 import { LimitError } from '../../core/errors';
 import { serial } from '../../core/serial';
 import {
@@ -34,10 +33,17 @@ export interface RedisKeyStore extends KeyStore {
   close(): Promise<void>;
 }
 
-/** Adds a key unless the hash holds `max` already: 1 added, -1 full. */
+/** Adds a key unless the hash holds `max` already, and tells the other relays: 1 added, -1 full. */
 const CREATE = `
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', KEYS[2], 'changed')
+return 1`;
+
+/** Deletes a key and tells the other relays: 1 deleted, 0 not there. */
+const REVOKE = `
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('PUBLISH', KEYS[2], 'changed')
 return 1`;
 
 export async function redisKeys(
@@ -97,8 +103,6 @@ export async function redisKeys(
       set(next);
     });
 
-  const announce = (c: Redis) => c.publish(channel, 'changed');
-
   const sub = redis.duplicate();
   sub.on('message', () => void refresh().catch((e: unknown) => warn(`keys: ${String(e)}`)));
   // After a reconnect (ioredis subscribes again by itself): what changed meanwhile was not heard.
@@ -123,11 +127,10 @@ export async function redisKeys(
     create: (scopes, label, user) =>
       change(async () => {
         const { key, secret } = makeKey(scopes, label, user);
-        const r = await redis.run('create a key', async (c) => {
-          const added = await c.eval(CREATE, 1, hash, key.id, JSON.stringify(key), maxKeys);
-          if (added === 1) await announce(c);
-          return added;
-        });
+        // The write and the news of it in one script: acknowledged means both happened.
+        const r = await redis.run('create a key', (c) =>
+          c.eval(CREATE, 2, hash, channel, key.id, JSON.stringify(key), maxKeys),
+        );
         if (r !== 1) {
           throw new LimitError(`this relay holds ${maxKeys} keys already (its limit): revoke one`);
         }
@@ -136,11 +139,8 @@ export async function redisKeys(
       }),
     revoke: (id) =>
       change(async () => {
-        const gone = await redis.run('revoke a key', async (c) => {
-          const n = await c.hdel(hash, id);
-          if (n > 0) await announce(c);
-          return n > 0;
-        });
+        const gone =
+          (await redis.run('revoke a key', (c) => c.eval(REVOKE, 2, hash, channel, id))) === 1;
         const next = new Map(keys);
         next.delete(id);
         set(next);

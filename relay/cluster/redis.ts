@@ -10,6 +10,11 @@
  * Redis is back. Every key starts with `prefix` (default `brume:`), so relays of two clusters can
  * share one Redis.
  *
+ * A write that failed (the link dropped, or no reply in time) may still have been applied: each
+ * store's writes are idempotent (a job's whole state by id, a blob by its hash, a manifest by
+ * name and version), so the caller may simply write again. A key created without an answer exists
+ * with a secret nobody holds: it grants nothing and an admin may revoke it.
+ *
  * Durability is Redis's: a write is acknowledged when Redis has it in memory and, with the
  * `appendonly yes` + `appendfsync always` configuration a cluster must run (tests/redis-process.ts
  * starts it so), in its append-only file on disk.

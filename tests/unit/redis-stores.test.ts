@@ -180,6 +180,25 @@ describe('Redis down', () => {
   });
 });
 
+describe('Redis hung', () => {
+  it('fails a command unanswered within commandTimeoutMs with E_UNAVAILABLE, and answers again once it runs', async () => {
+    const l = await openRedis(redis.url, { prefix: `t${++prefixes}:`, commandTimeoutMs: 300 });
+    closers.push(() => l.close());
+    const jobs = await redisJobs(l);
+    redis.pause();
+    try {
+      const e = await errorOf(jobs.put(job(jobId(1))));
+      expect(e).toBeInstanceOf(UnavailableError);
+      expect((e as Error).message).toMatch(/is unreachable: Command timed out/);
+    } finally {
+      redis.resume();
+    }
+    // Not acknowledged, yet it may have been applied: a put is idempotent, written again.
+    await jobs.put(job(jobId(1), { priority: 3 }));
+    expect((await jobs.load()).map((j) => [j.id, j.priority])).toEqual([[jobId(1), 3]]);
+  });
+});
+
 describe('garbage under the keys', () => {
   it('is refused on read with E_INTERNAL naming the key, and the process runs on', async () => {
     const l = await link();
@@ -255,6 +274,40 @@ describe('two relays on one Redis', () => {
     expect(await a.revoke(key.id)).toBe(true);
     await until(() => b.find(secret) === undefined, 'relay b to forget the revoked key');
     expect(b.list()).toEqual([]);
+  });
+
+  it('hear each other again after Redis restarts (the subscription comes back and re-reads)', async () => {
+    const a = await redisKeys(await link('restart-keys:'), () => {});
+    const bLink = await link('restart-keys:');
+    const b = await redisKeys(bLink, () => {});
+    closers.push(
+      () => a.close(),
+      () => b.close(),
+    );
+    const before = await a.create(['call'], 'before');
+    await until(() => b.find(before.secret), 'relay b to know the first key');
+    await redis.kill();
+    await redis.restart();
+    await back(bLink);
+    const after = await until(
+      () => a.create(['call'], 'after').catch(() => undefined),
+      'relay a to create a key once Redis is back',
+    );
+    await until(() => b.find(after.secret), 'relay b to hear of the key made after the restart');
+    expect(await a.revoke(before.key.id)).toBe(true);
+    await until(() => b.find(before.secret) === undefined, 'relay b to forget the revoked key');
+  });
+});
+
+describe('databases', () => {
+  it('keep apart what the same prefix holds in db 0 and db 1', async () => {
+    const zero = await redisStore(await link('db-test:'));
+    const oneLink = await openRedis(`${redis.url}/1`, { prefix: 'db-test:' });
+    closers.push(() => oneLink.close());
+    const one = await redisStore(oneLink);
+    await one.apps.put(await manifest('only-one', '1.0.0'));
+    expect(await one.apps.names()).toEqual(['only-one']);
+    expect(await zero.apps.names()).toEqual([]);
   });
 });
 
