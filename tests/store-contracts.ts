@@ -43,7 +43,10 @@ export function appStoreContract(b: Backing<AppStore>): void {
     await apps.put(v10);
     await apps.put(v9, { current: false });
     await apps.put(await manifest('alpha', '0.1.0'));
+    await apps.put(await manifest('beta', '2.0.0'), { current: false }); // recorded, not current
     expect(await apps.names()).toEqual(['alpha', 'greet']);
+    expect(await apps.current('beta')).toBeUndefined();
+    expect(await apps.versions('beta')).toEqual(['2.0.0']);
     expect(await apps.current('greet')).toEqual(v10);
     expect(await apps.get('greet', '1.9.0')).toEqual(v9);
     expect(await apps.versions('greet')).toEqual(['1.0.0', '1.9.0', '1.10.0']);

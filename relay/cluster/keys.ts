@@ -104,11 +104,34 @@ export async function redisKeys(
     });
 
   const sub = redis.duplicate();
-  sub.on('message', () => void refresh().catch((e: unknown) => warn(`keys: ${String(e)}`)));
+  // A re-read that fails (Redis still loading, the main link not back yet) is tried again, with a
+  // backoff, until one succeeds or the store closes: the copy is never left stale for good.
+  // News that comes during a re-read asks for one more after it.
+  let closed = false;
+  let wanted = false;
+  let running = false;
+  async function resync(): Promise<void> {
+    wanted = true;
+    if (running) return;
+    running = true;
+    for (let attempt = 0; wanted && !closed; ) {
+      wanted = false;
+      try {
+        await refresh();
+        attempt = 0;
+      } catch (e) {
+        wanted = true;
+        if (attempt === 0) warn(`keys: ${(e as Error).message}; reading them again shortly`);
+        await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** attempt++, 2000)));
+      }
+    }
+    running = false;
+  }
+  sub.on('message', () => void resync());
   // After a reconnect (ioredis subscribes again by itself): what changed meanwhile was not heard.
   let ready = false;
   sub.on('ready', () => {
-    if (ready) void refresh().catch((e: unknown) => warn(`keys: ${String(e)}`));
+    if (ready) void resync();
   });
   await redis.run('subscribe to key changes', async () => {
     await sub.connect();
@@ -148,6 +171,7 @@ export async function redisKeys(
       }),
     refresh,
     async close() {
+      closed = true;
       sub.disconnect();
     },
   };

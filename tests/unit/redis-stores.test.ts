@@ -85,7 +85,7 @@ describe('the Redis URL', () => {
     }
   });
 
-  it('of a Redis nobody serves fails with E_UNAVAILABLE naming it, without leaving a connection', async () => {
+  it('of a Redis nobody serves fails to open with E_UNAVAILABLE naming it', async () => {
     const dead = await startRedis();
     await dead.close();
     const e = await errorOf(openRedis(dead.url));
@@ -274,6 +274,20 @@ describe('two relays on one Redis', () => {
     expect(await a.revoke(key.id)).toBe(true);
     await until(() => b.find(secret) === undefined, 'relay b to forget the revoked key');
     expect(b.list()).toEqual([]);
+  });
+
+  it('catch up on a change made while the subscription was cut (re-read when it reconnects)', async () => {
+    const aLink = await link('cut-keys:');
+    const a = await redisKeys(aLink, () => {});
+    const b = await redisKeys(await link('cut-keys:'), () => {});
+    closers.push(
+      () => a.close(),
+      () => b.close(),
+    );
+    // Every subscriber connection is cut; the create is published while b's reconnects.
+    await aLink.run('cut', (c) => c.client('KILL', 'TYPE', 'pubsub'));
+    const made = await a.create(['call'], 'while cut');
+    await until(() => b.find(made.secret), 'relay b to know the key made while it was cut off');
   });
 
   it('hear each other again after Redis restarts (the subscription comes back and re-reads)', async () => {
