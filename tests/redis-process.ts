@@ -81,6 +81,8 @@ export async function startRedis(): Promise<RedisProcess> {
     c.once('error', (e) => {
       exited = true;
       out += `\n${e.message}`;
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+        out += `\n${BINARY} is not installed: apt-get install redis-server (.ci/run does it)`;
     });
     await until(async () => {
       if (exited) throw new Error(`redis-server exited before it answered PING:\n${out}`);

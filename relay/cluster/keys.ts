@@ -133,12 +133,18 @@ export async function redisKeys(
   sub.on('ready', () => {
     if (ready) void resync();
   });
-  await redis.run('subscribe to key changes', async () => {
-    await sub.connect();
-    await sub.subscribe(channel);
-  });
-  ready = true;
-  await refresh();
+  try {
+    await redis.run('subscribe to key changes', async () => {
+      await sub.connect();
+      await sub.subscribe(channel);
+    });
+    ready = true;
+    await refresh();
+  } catch (e) {
+    closed = true;
+    sub.disconnect(); // it would go on reconnecting, for a store nobody holds
+    throw e;
+  }
 
   return {
     // Oldest first, as the file lists them (a hash has no order of its own).

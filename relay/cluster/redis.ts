@@ -194,5 +194,8 @@ function typed(e: unknown, what: string, unreachable: (d: string) => Error): unk
       return new QuotaError(`Redis is out of memory (its maxmemory): ${what} not done`);
     return new InternalError(`Redis refused ${what}: ${message}`, { cause: e });
   }
+  // A fault of the code around the command, not of the link.
+  if (e instanceof TypeError || e instanceof RangeError || e instanceof SyntaxError)
+    return new InternalError(`${what} failed: ${message}`, { cause: e });
   return unreachable(message);
 }

@@ -161,6 +161,7 @@ describe('Redis down', () => {
       () => jobs.load(),
       () => keys.create(['call'], 'during'),
       () => keys.revoke(made.key.id),
+      () => redisKeys(l, () => {}), // a second relay's keys cannot open either
     ]) {
       const e = await errorOf(op());
       expect(e).toBeInstanceOf(UnavailableError);
