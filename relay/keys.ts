@@ -117,10 +117,10 @@ export async function openKeys(
     find: (secret) => byHash.get(hashSecret(secret)),
     create: (scopes, label, user) =>
       change(async () => {
+        const { key, secret } = makeKey(scopes, label, user);
         if (keys.length >= maxKeys) {
           throw new LimitError(`this relay holds ${maxKeys} keys already (its limit): revoke one`);
         }
-        const { key, secret } = makeKey(scopes, label, user);
         await commit([...keys, key]);
         return { key: { ...key }, secret };
       }),

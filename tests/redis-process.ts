@@ -106,7 +106,10 @@ export async function startRedis(): Promise<RedisProcess> {
       break;
     } catch (e) {
       await end('SIGKILL');
-      if (attempt >= 3 || !/Address already in use/.test(out)) throw e;
+      if (attempt >= 3 || !/Address already in use/.test(out)) {
+        await rm(dir, { recursive: true, force: true });
+        throw e;
+      }
     }
   }
 

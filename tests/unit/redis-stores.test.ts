@@ -358,6 +358,30 @@ describe('bounds', () => {
     expect(Buffer.from((await b.blobs.get(sha(big)))!)).toEqual(Buffer.from(big));
   });
 
+  it('hold against two relays creating keys and jobs at once: exactly the bound is kept', async () => {
+    const [la, lb] = [await link('race:'), await link('race:')];
+    const a = await redisKeys(la, () => {}, { keys: 3 });
+    const b = await redisKeys(lb, () => {}, { keys: 3 });
+    closers.push(
+      () => a.close(),
+      () => b.close(),
+    );
+    const made = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).create(['call'], `k${i}`)),
+    );
+    expect(made.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
+    for (const r of made.filter((r) => r.status === 'rejected'))
+      expect((r as PromiseRejectedResult).reason).toBeInstanceOf(LimitError);
+    expect(await la.client.hlen(la.key('keys'))).toBe(3);
+
+    const [ja, jb] = [await redisJobs(la, { maxJobs: 5 }), await redisJobs(lb, { maxJobs: 5 })];
+    const put = await Promise.allSettled(
+      Array.from({ length: 12 }, (_, i) => (i % 2 ? ja : jb).put(job(jobId(i)))),
+    );
+    expect(put.filter((r) => r.status === 'fulfilled')).toHaveLength(5);
+    expect(await ja.load()).toHaveLength(5);
+  });
+
   it('refuses a new job past maxJobs (E_LIMIT) but still takes changes to the jobs it holds', async () => {
     const jobs = await redisJobs(await link(), { maxJobs: 2 });
     await jobs.put(job(jobId(1)));
