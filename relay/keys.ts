@@ -4,6 +4,7 @@
  * `jobs`, `metrics` (scrape `/metrics`), `admin`, `deploy:<apps>` or `context:write:<apps>`, where `<apps>` is an app name or a
  * pattern with `*` (`team-*`); a bare `deploy` or `context:write` means every app. A key may
  * belong to a user (relay/projects.ts): it then acts as that user in the projects it is a member of.
+ * relay/cluster/keys.ts keeps the same list in Redis, for relays that share it.
  * @example const keys = await openKeys('.brume', console.warn);
  *          const { secret } = await keys.create(['deploy:digits', 'call'], 'CI');
  */
@@ -77,7 +78,8 @@ export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
 }
 
-const keySchema = z.object({
+/** A key as stored (a file, Redis): read back, it is checked as input is. */
+export const keySchema = z.object({
   id: z.string().regex(/^[0-9a-f]{16}$/),
   label: z.string().max(keyLimits.label),
   scopes: z.array(z.string()).max(keyLimits.scopesPerKey),
@@ -115,26 +117,10 @@ export async function openKeys(
     find: (secret) => byHash.get(hashSecret(secret)),
     create: (scopes, label, user) =>
       change(async () => {
-        if (scopes.length === 0) throw new InputError('scopes: give at least one scope');
-        if (scopes.length > keyLimits.scopesPerKey) {
-          throw new LimitError(`scopes: at most ${keyLimits.scopesPerKey} per key`);
-        }
-        if (label.length > keyLimits.label) {
-          throw new LimitError(`label: at most ${keyLimits.label} characters`);
-        }
+        const { key, secret } = makeKey(scopes, label, user);
         if (keys.length >= maxKeys) {
           throw new LimitError(`this relay holds ${maxKeys} keys already (its limit): revoke one`);
         }
-        const parsed = [...new Set(scopes.map(parseScope))];
-        const secret = `brume_${randomBytes(32).toString('base64url')}`;
-        const key: ApiKey = {
-          id: randomBytes(8).toString('hex'),
-          label,
-          scopes: parsed,
-          ...(user !== undefined && { user }),
-          sha256: hashSecret(secret),
-          createdAt: new Date().toISOString(),
-        };
         await commit([...keys, key]);
         return { key: { ...key }, secret };
       }),
@@ -145,6 +131,32 @@ export async function openKeys(
         return true;
       }),
   };
+}
+
+/** A new key with its secret, after checking what it is made of (not how many keys there are). */
+export function makeKey(
+  scopes: string[],
+  label: string,
+  user?: string,
+): { key: ApiKey; secret: string } {
+  if (scopes.length === 0) throw new InputError('scopes: give at least one scope');
+  if (scopes.length > keyLimits.scopesPerKey) {
+    throw new LimitError(`scopes: at most ${keyLimits.scopesPerKey} per key`);
+  }
+  if (label.length > keyLimits.label) {
+    throw new LimitError(`label: at most ${keyLimits.label} characters`);
+  }
+  const parsed = [...new Set(scopes.map(parseScope))];
+  const secret = `brume_${randomBytes(32).toString('base64url')}`;
+  const key: ApiKey = {
+    id: randomBytes(8).toString('hex'),
+    label,
+    scopes: parsed,
+    ...(user !== undefined && { user }),
+    sha256: hashSecret(secret),
+    createdAt: new Date().toISOString(),
+  };
+  return { key, secret };
 }
 
 function index(keys: ApiKey[]): Map<string, ApiKey> {

@@ -1,6 +1,6 @@
 /**
- * The relay's durable storage, behind two small interfaces so a Redis-backed store can replace the
- * file-system one for fabrics of several relays.
+ * The relay's durable storage, behind two small interfaces so a Redis-backed store
+ * (relay/cluster/store.ts) can replace the file-system one for fabrics of several relays.
  *
  * Layout under `dataDir`:
  *   blobs/<sha256>             file bytes, content-addressed

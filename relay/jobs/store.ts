@@ -1,6 +1,6 @@
 /**
- * Where jobs are kept, behind a small interface (`JobStore`) so a shared store (Redis, issue 17)
- * can replace the file. The file store is one append-only log, `<data>/jobs/jobs.log`, in the
+ * Where jobs are kept, behind a small interface (`JobStore`) so a shared store (Redis, issue 17:
+ * relay/cluster/jobs.ts) can replace the file. The file store is one append-only log, `<data>/jobs/jobs.log`, in the
  * context log's record format (relay/context-log.ts: header, then length + CRC32 + MessagePack
  * payload per record): each record is a job's whole state after a change, or a tombstone
  * `{ id, gone: true }`; the last record of an id wins. Appends are group-committed — the records
