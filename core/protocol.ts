@@ -33,7 +33,13 @@ export {
   Reassembler,
   type ReassemblerLimits,
 } from './protocol/peer';
-export { type ToNode, type ToRelay, toNode, toRelay } from './protocol/relay';
+export {
+  MAX_EXIT_SERVICES,
+  type ToNode,
+  type ToRelay,
+  toNode,
+  toRelay,
+} from './protocol/relay';
 export {
   MAX_SESSION_FPS,
   type SessionMoved,
