@@ -8,14 +8,13 @@
  * ln(classes), in [0, 1]. Rule `entropy`: the request leaves when entropy ≤ threshold; `top`:
  * when top ≥ threshold; `off`: never leaves there. The last exit always answers.
  */
+import { judgeExit } from '../../core/early-exit';
+import type { ExitHead } from '../../core/manifest-schema';
 
-export type ExitRule = 'entropy' | 'top';
+export type ExitRule = ExitHead['rule'];
 
-export interface ExitSetting {
-  rule: ExitRule;
-  threshold: number;
-  off?: boolean;
-}
+/** An exit's rule as a manifest's `exit` head has it, without the output's name. */
+export type ExitSetting = Omit<ExitHead, 'output'>;
 
 export interface ExitSignal {
   digit: number;
@@ -26,19 +25,15 @@ export interface ExitSignal {
 
 /** Digit, top probability and normalised entropy of the `cols` probabilities at `offset`. */
 export function exitSignal(probs: ArrayLike<number>, offset = 0, cols = 10): ExitSignal {
+  const row = Array.from({ length: cols }, (_, j) => probs[offset + j]!);
   let digit = 0;
-  let h = 0;
-  for (let j = 0; j < cols; j++) {
-    const p = probs[offset + j]!;
-    if (p > probs[offset + digit]!) digit = j;
-    if (p > 0) h -= p * Math.log(p);
-  }
-  return {
-    digit,
-    top: probs[offset + digit]!,
-    entropy: Math.min(1, Math.max(0, h / Math.log(cols))),
-  };
+  for (let j = 1; j < cols; j++) if (row[j]! > row[digit]!) digit = j;
+  // The host's own measure (core/early-exit.ts), so the sweep judges exactly as digits-ee runs.
+  const { confidence, entropy } = judgeExit(measureOnly, row);
+  return { digit, top: confidence, entropy };
 }
+
+const measureOnly: ExitHead = { output: 'probs', rule: 'top', threshold: 1 };
 
 /** Whether a request leaves at an exit with `signal` under `setting`. */
 export function exitTaken(signal: ExitSignal, setting: ExitSetting): boolean {
