@@ -55,6 +55,8 @@ export interface NodeDescription {
 }
 
 const maxDepth = 16;
+/** Model services with an exit head whose runs a node counts, at most (its heartbeat's bound). */
+export const maxExitServices = 1000;
 
 /**
  * A Brume node's executor: loads apps from its source, runs Logics in pooled workers and Models on
@@ -541,10 +543,16 @@ export class Runtime {
     );
     const verdict = judgeExit(head, row);
     const key = modelKey(app, service);
-    const count = this.exitCounts.get(key) ?? { calls: 0, taken: 0 };
-    count.calls++;
-    if (verdict.taken) count.taken++;
-    this.exitCounts.set(key, count);
+    let count = this.exitCounts.get(key);
+    // The heartbeat carries at most maxExitServices (PROTOCOL.md §5.2): past it, not counted.
+    if (!count && this.exitCounts.size < maxExitServices) {
+      count = { calls: 0, taken: 0 };
+      this.exitCounts.set(key, count);
+    }
+    if (count) {
+      count.calls++;
+      if (verdict.taken) count.taken++;
+    }
     return verdict;
   }
 

@@ -145,19 +145,18 @@ const slot = (layer: Dense): Slot => ({
   vb: new Float32Array(layer.b.length),
 });
 
-/** Trains by `recipe` on `data`, logging each epoch (and each exit's `dev` accuracy when given). */
-export function train(
-  recipe: Recipe,
-  data: DigitSet,
-  dev?: DigitSet,
-): { net: EeNet; log: EpochLog[] } {
-  const net = createEeNet(DIGIT_PIXELS, recipe.stages, recipe.seed);
-  const rand = mulberry32(recipe.seed * 7919 + 1);
-  const B = recipe.batch;
-  const S = net.stages.length;
+/**
+ * The joint loss's forward and backward pass over one batch, with its buffers: fill `input`
+ * (rows×784), then `run` sets every slot's `gw`/`gb` to the gradient of
+ * Σ_s lossWeights[s] · mean cross-entropy of exit s over the batch's `rows` rows, and adds each
+ * exit's summed cross-entropy and right answers to `lossSum` and `correct`.
+ */
+export function jointPass(net: EeNet, batch: number, lossWeights: readonly number[]) {
+  const B = batch;
   // The trunk as one chain: trunkActs[i] is trunk layer i's input (trunkActs[0] the pixels).
   const trunk = net.stages.flatMap((s) => s.trunk).map(slot);
-  const trunkActs = [DIGIT_PIXELS, ...trunk.map((t) => t.layer.outDim)].map(
+  const input = trunk[0]?.layer.inDim ?? net.stages[0]!.exit[0]!.inDim;
+  const trunkActs = [input, ...trunk.map((t) => t.layer.outDim)].map(
     (w) => new Float32Array(B * w),
   );
   const trunkDeltas = trunkActs.map((a) => new Float32Array(a.length));
@@ -175,15 +174,90 @@ export function train(
     ...e.map((x) => new Float32Array(B * x.layer.outDim)),
   ]);
   const exitDeltas = exitActs.map((acts) => acts.map((a) => new Float32Array(a.length)));
-  const all = [...trunk, ...exits.flat()];
 
+  function run(rows: number, label: (r: number) => number, lossSum: number[], correct: number[]) {
+    for (let i = 0; i < trunk.length; i++) {
+      denseForward(trunk[i]!.layer, trunkActs[i]!, rows, trunkActs[i + 1]!, true);
+    }
+    for (const d of trunkDeltas) d.fill(0);
+    for (let s = 0; s < exits.length; s++) {
+      const e = exits[s]!;
+      const acts = exitActs[s]!;
+      const deltas = exitDeltas[s]!;
+      const L = e.length;
+      for (let l = 0; l < L; l++) {
+        denseForward(e[l]!.layer, acts[l]!, rows, acts[l + 1]!, l < L - 1);
+      }
+      // Weighted softmax cross-entropy: delta = w·(p − onehot) / rows.
+      const logits = acts[L]!;
+      const dOut = deltas[L]!;
+      const weight = lossWeights[s]!;
+      for (let r = 0; r < rows; r++) {
+        const o = r * C;
+        const y = label(r);
+        let max = -Infinity;
+        let best = 0;
+        for (let j = 0; j < C; j++) {
+          if (logits[o + j]! > max) {
+            max = logits[o + j]!;
+            best = j;
+          }
+        }
+        if (best === y) correct[s]!++;
+        let sum = 0;
+        for (let j = 0; j < C; j++) sum += Math.exp(logits[o + j]! - max);
+        lossSum[s]! += Math.log(sum) - (logits[o + y]! - max);
+        for (let j = 0; j < C; j++) {
+          const p = Math.exp(logits[o + j]! - max) / sum;
+          dOut[o + j] = (weight * (p - (j === y ? 1 : 0))) / rows;
+        }
+      }
+      const intoTrunk = featAt[s]! > 0;
+      for (let l = L - 1; l >= 0; l--) {
+        const x = e[l]!;
+        const dIn = intoTrunk || l > 0 ? deltas[l] : undefined;
+        denseBackward(x.layer, acts[l]!, deltas[l + 1]!, rows, x.gw, x.gb, dIn);
+      }
+      // The exit's delta at its input adds to the delta of the trunk layer that made the features.
+      if (intoTrunk) addRows(trunkDeltas[featAt[s]!]!, deltas[0]!, rows);
+    }
+    for (let i = trunk.length - 1; i >= 0; i--) {
+      const x = trunk[i]!;
+      // trunkDeltas[i] may already hold the delta of an exit reading there: add to it.
+      const below = i > 0 ? scratch[i] : undefined;
+      denseBackward(x.layer, trunkActs[i]!, trunkDeltas[i + 1]!, rows, x.gw, x.gb, below);
+      if (below) addRows(trunkDeltas[i]!, below, rows);
+    }
+  }
+
+  /** into += from over the first `rows` rows (both batch×width). */
+  function addRows(into: Float32Array, from: Float32Array, rows: number) {
+    const n = rows * (into.length / B);
+    for (let k = 0; k < n; k++) into[k]! += from[k]!;
+  }
+
+  return { input: trunkActs[0]!, slots: [...trunk, ...exits.flat()], run };
+}
+
+/** Trains by `recipe` on `data`, logging each epoch (and each exit's `dev` accuracy when given). */
+export function train(
+  recipe: Recipe,
+  data: DigitSet,
+  dev?: DigitSet,
+  log: (line: string) => void = console.log,
+): { net: EeNet; log: EpochLog[] } {
+  const net = createEeNet(DIGIT_PIXELS, recipe.stages, recipe.seed);
+  const rand = mulberry32(recipe.seed * 7919 + 1);
+  const B = recipe.batch;
+  const S = net.stages.length;
+  const pass = jointPass(net, B, recipe.lossWeights);
   const order = new Uint32Array(data.n);
   for (let i = 0; i < data.n; i++) order[i] = i;
   const stepsPerEpoch = Math.ceil(data.n / B);
   const totalSteps = stepsPerEpoch * recipe.epochs;
   const span = 2 * recipe.maxShift + 1;
   let step = 0;
-  const log: EpochLog[] = [];
+  const epochs: EpochLog[] = [];
 
   for (let epoch = 1; epoch <= recipe.epochs; epoch++) {
     const t0 = performance.now();
@@ -201,79 +275,14 @@ export function train(
       for (let r = 0; r < rows; r++) {
         const dx = Math.floor(rand() * span) - recipe.maxShift;
         const dy = Math.floor(rand() * span) - recipe.maxShift;
-        shiftDigit(data, order[start + r]!, trunkActs[0]!, r, dx, dy);
+        shiftDigit(data, order[start + r]!, pass.input, r, dx, dy);
       }
-      for (let i = 0; i < trunk.length; i++) {
-        denseForward(trunk[i]!.layer, trunkActs[i]!, rows, trunkActs[i + 1]!, true);
-      }
-      for (const d of trunkDeltas) d.fill(0);
-      for (let s = 0; s < S; s++) {
-        const e = exits[s]!;
-        const acts = exitActs[s]!;
-        const deltas = exitDeltas[s]!;
-        const L = e.length;
-        for (let l = 0; l < L; l++)
-          denseForward(e[l]!.layer, acts[l]!, rows, acts[l + 1]!, l < L - 1);
-        // Weighted softmax cross-entropy: delta = w·(p − onehot) / rows.
-        const logits = acts[L]!;
-        const dOut = deltas[L]!;
-        const weight = recipe.lossWeights[s]!;
-        for (let r = 0; r < rows; r++) {
-          const o = r * C;
-          const label = data.y[order[start + r]!]!;
-          let max = -Infinity;
-          let best = 0;
-          for (let j = 0; j < C; j++) {
-            if (logits[o + j]! > max) {
-              max = logits[o + j]!;
-              best = j;
-            }
-          }
-          if (best === label) correct[s]!++;
-          let sum = 0;
-          for (let j = 0; j < C; j++) sum += Math.exp(logits[o + j]! - max);
-          lossSum[s]! += Math.log(sum) - (logits[o + label]! - max);
-          for (let j = 0; j < C; j++) {
-            const p = Math.exp(logits[o + j]! - max) / sum;
-            dOut[o + j] = (weight * (p - (j === label ? 1 : 0))) / rows;
-          }
-        }
-        for (let l = L - 1; l >= 0; l--) {
-          const x = e[l]!;
-          denseBackward(
-            x.layer,
-            acts[l]!,
-            deltas[l + 1]!,
-            rows,
-            x.gw,
-            x.gb,
-            featAt[s]! > 0 || l > 0 ? deltas[l] : undefined,
-          );
-        }
-        // The exit's delta at its input adds to the delta of the trunk layer that made the features.
-        if (featAt[s]! > 0) {
-          const into = trunkDeltas[featAt[s]!]!;
-          const from = deltas[0]!;
-          const n = rows * (into.length / B);
-          for (let i = 0; i < n; i++) into[i]! += from[i]!;
-        }
-      }
-      for (let i = trunk.length - 1; i >= 0; i--) {
-        const x = trunk[i]!;
-        // trunkDeltas[i] also gathers the exit read there: add this layer's delta to it.
-        const below = i > 0 ? scratch[i] : undefined;
-        denseBackward(x.layer, trunkActs[i]!, trunkDeltas[i + 1]!, rows, x.gw, x.gb, below);
-        if (below) {
-          const into = trunkDeltas[i]!;
-          const n = rows * (into.length / B);
-          for (let k = 0; k < n; k++) into[k]! += below[k]!;
-        }
-      }
+      pass.run(rows, (r) => data.y[order[start + r]!]!, lossSum, correct);
       step++;
       lr = learningRate(step, stepsPerEpoch, totalSteps, recipe.lr, recipe.lrMin);
       const c1 = 1 - ADAM.beta1 ** step;
       const c2 = 1 - ADAM.beta2 ** step;
-      for (const x of all) {
+      for (const x of pass.slots) {
         adamStep(x.layer.w, x.gw, x.mw, x.vw, lr, c1, c2, recipe.weightDecay);
         adamStep(x.layer.b, x.gb, x.mb, x.vb, lr, c1, c2, 0);
       }
@@ -286,16 +295,16 @@ export function train(
       seconds: (performance.now() - t0) / 1000,
     };
     if (dev) entry.devAccuracy = exitAccuracies(net, dev);
-    log.push(entry);
+    epochs.push(entry);
     const f = (xs: number[]) => xs.map((x) => x.toFixed(4)).join('/');
-    console.log(
+    log(
       `epoch ${String(epoch).padStart(2)}/${recipe.epochs}  loss ${f(entry.loss)}` +
         `  train acc ${f(entry.trainAccuracy)} (augmented)` +
         (entry.devAccuracy ? `  dev acc ${f(entry.devAccuracy)}` : '') +
         `  lr ${lr.toExponential(2)}  ${entry.seconds.toFixed(1)} s`,
     );
   }
-  return { net, log };
+  return { net, log: epochs };
 }
 
 function main() {

@@ -18,6 +18,12 @@ import { autoscaleBench, autoscaleSection, printAutoscale } from './autoscale';
 import { contextRates, contextStoreRate, contextToTabs, vadStream } from './context';
 import { type DecisionRow, decisionTable, inProcessRows, relayRows } from './decisions';
 import { earlyExitBench, earlyExitSection, printEarlyExit } from './early-exit';
+import {
+  earlyExitFabric,
+  fabricSections,
+  fabricSweep,
+  printEarlyExitFabric,
+} from './early-exit-fabric';
 import { type HardeningResult, hardeningBench, printHardening } from './hardening';
 import { consoleCost, hopCosts } from './hops';
 import { type JobsBench, jobsBench, jobsSection, printJobs } from './jobs';
@@ -285,14 +291,20 @@ if (only === 'autoscale') {
 // BENCH_ONLY=early-exit: only the early-exit digits sweep, from the models alone (no relay).
 if (only === 'early-exit') {
   // The exits' outputs (60,000 probabilities) stay out of bench.json.
-  const { outputs: _, ...ee } = await earlyExitBench();
+  const { outputs, ...ee } = await earlyExitBench();
   printEarlyExit(ee);
+  // digits-ee over a relay, a fog node and the cloud node: the same sweep timed by the fabric.
+  const fabric = await earlyExitFabric(Number(process.env.BENCH_EE_RUNS ?? 200));
+  printEarlyExitFabric(fabric);
+  const timed = fabricSweep({ ...ee, outputs }, fabric);
+  printEarlyExit(timed);
   const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version };
   save({
     date: new Date().toISOString(),
     machine,
     earlyExit: ee,
-    sections: [earlyExitSection(ee)],
+    earlyExitFabric: fabric,
+    sections: [earlyExitSection(ee), ...fabricSections(timed, fabric)],
   });
   process.exit(0);
 }
@@ -405,6 +417,15 @@ try {
     if (ee) {
       printEarlyExit(ee);
       sections.push(earlyExitSection(ee));
+      const fabric = await within('early exit over the fabric', () =>
+        earlyExitFabric(Math.min(runs, 200)),
+      );
+      if (fabric) {
+        printEarlyExitFabric(fabric);
+        const timed = fabricSweep(ee, fabric);
+        printEarlyExit(timed);
+        sections.push(...fabricSections(timed, fabric));
+      }
     }
   }
 } finally {

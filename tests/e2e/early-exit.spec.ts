@@ -143,11 +143,13 @@ test('a digits-ee request leaves at each tier in real tabs, and privacy device k
   const panel = page.locator('#exits');
   const row = (service: string, role: string) =>
     panel.locator(`[data-exit="digits-ee/${service}"][data-role="${role}"]`);
-  await expect(row('dew', 'dew').locator('.calls')).toHaveText('4', { timeout: 30_000 });
+  // Each node reports on its own heartbeat: wait for each row.
+  const soon = { timeout: 30_000 };
+  await expect(row('dew', 'dew').locator('.calls')).toHaveText('4', soon);
   await expect(row('dew', 'dew').locator('.taken')).toHaveText('1');
   await expect(row('dew', 'dew').locator('.share')).toHaveText('25.0%');
-  await expect(row('fog', 'fog').locator('.calls')).toHaveText('2');
+  await expect(row('fog', 'fog').locator('.calls')).toHaveText('2', soon);
   await expect(row('fog', 'fog').locator('.taken')).toHaveText('1');
-  await expect(row('fog', 'dew').locator('.calls')).toHaveText('1');
+  await expect(row('fog', 'dew').locator('.calls')).toHaveText('1', soon);
   await expect(panel.locator('[data-exit="digits-ee/cloud"]')).toHaveCount(0);
 });

@@ -70,7 +70,7 @@ test('the join page shows the node and pauses on request', async ({ browser }, i
   await expect(page.locator('#node-role')).toHaveText('dew');
   await expect(page.locator('#node-backends')).toContainText(/wasm \(.*thread/);
   await expect(page.locator('#node-apps')).toContainText(
-    /digits@1\.0\.0, ocr@1\.0\.0, squeezenet@1\.0\.0, top3@1\.0\.0, vad@1\.0\.0 · [1-9]\d* files cached/,
+    /digits@1\.0\.0, digits-ee@1\.0\.0, ocr@1\.0\.0, squeezenet@1\.0\.0, top3@1\.0\.0, vad@1\.0\.0 · [1-9]\d* files cached/,
   );
   await expect(page.locator('#node-contributing')).toContainText('Contributing');
   // schedule answers one shape on the page and over HTTP: the rpc called there, and the variant.

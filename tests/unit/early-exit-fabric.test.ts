@@ -7,10 +7,17 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ExitVerdict, judgeExit } from '../../core/early-exit';
+import { QosError } from '../../core/errors';
 import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
+import { unpackBundle } from '../../core/manifest';
 import type { BrumeNode } from '../../core/node/node';
-import type { TraceEntry } from '../../core/runtime';
+import type { Role } from '../../core/protocol';
+import { createRuntime, type TraceEntry } from '../../core/runtime';
+import { memoryAppSource } from '../../core/sources';
+import { type Tensor, tensorFrom, tensorValues } from '../../core/tensor';
 import { loadDigits } from '../../models/digits/data';
+import { nodePlatform } from '../../relay/platform';
 import { packApp } from '../../scripts/pack-apps';
 import { drawDigit } from '../apps';
 import { inProcessRelay } from '../relay-process';
@@ -22,6 +29,7 @@ let server: Server;
 let dew: BrumeNode;
 let fog: BrumeNode;
 let cloudId: string;
+let bundleBytes: Uint8Array;
 
 interface Answer {
   digit: number;
@@ -50,7 +58,8 @@ beforeAll(async () => {
     join(out, 'ee.brume'),
   );
   server = await inProcessRelay({ cloudNode: true });
-  await server.relay.deploy(new Uint8Array(readFileSync(outPath)));
+  bundleBytes = new Uint8Array(readFileSync(outPath));
+  await server.relay.deploy(bundleBytes);
   const fogId = await loadOrCreateIdentity(memoryKeyStore(), 'ee-fog');
   await server.relay.admin.trust(fogId.publicKey, 'digits-ee test fog');
   fog = await testNode(server.ws, fogId, { role: 'fog', refresh: true });
@@ -143,6 +152,15 @@ describe('digits-ee across dew, fog and cloud', () => {
     await expect(bad).rejects.toMatchObject({ message: /exit\.threshold must be at most 1/ });
     const unknown = dew.call('digits-ee', 'classify', input({ cloud: { off: true } }));
     await expect(unknown).rejects.toMatchObject({ code: 'E_APP', message: /input\.exits\.cloud/ });
+    // An override sent to a model that has no exit head is refused too.
+    const features = { type: 'float32', dims: [1, 32], data: new Uint8Array(32 * 4) };
+    const headless = dew.call(
+      'digits-ee',
+      'cloud',
+      { inputs: { features }, exit: { off: true } },
+      { privacy: 'device' },
+    );
+    await expect(headless).rejects.toMatchObject({ code: 'E_INPUT', message: /no exit head/ });
   });
 
   it('tallies the exits taken per model service and tier from the nodes’ heartbeats', async () => {
@@ -187,4 +205,64 @@ describe('digits-ee across dew, fog and cloud', () => {
     expect(right / n).toBeGreaterThan(0.9);
     expect(exits[1]! / n).toBeGreaterThan(0.6);
   }, 120_000);
+});
+
+describe('a node judging digits-ee itself', () => {
+  it('plans a service with tiers only on a node of those roles, unless privacy keeps it', async () => {
+    const b = await unpackBundle(bundleBytes);
+    const runtime = (role?: Role) =>
+      createRuntime(nodePlatform(memoryAppSource([b])), role ? { role } : {});
+    const [fogRt, dewRt, plain] = [runtime('fog'), runtime('dew'), runtime()];
+    try {
+      for (const r of [fogRt, dewRt, plain]) await r.refresh();
+      await expect(fogRt.plan('digits-ee', 'fog-step')).resolves.toMatchObject({ rpc: 'fogStep' });
+      await expect(fogRt.plan('digits-ee', 'cloud-step')).rejects.toMatchObject({
+        constraint: 'tiers',
+      });
+      // A runtime told no role judges itself a dew, as the relay would see it.
+      for (const r of [dewRt, plain]) {
+        const e = await r.plan('digits-ee', 'fog-step').catch((x: unknown) => x);
+        expect(e).toBeInstanceOf(QosError);
+        expect(e).toMatchObject({ constraint: 'tiers', message: /only on fog or cloud nodes/ });
+        await expect(r.plan('digits-ee', 'classify')).resolves.toBeDefined();
+        await expect(
+          r.plan('digits-ee', 'cloud-step', { privacy: 'device' }),
+        ).resolves.toMatchObject({ rpc: 'cloudStep' });
+      }
+    } finally {
+      for (const r of [fogRt, dewRt, plain]) r.close();
+    }
+  });
+
+  it('adds the exit head’s verdict to the model’s result and counts it', async () => {
+    const runtime = createRuntime(nodePlatform(memoryAppSource([await unpackBundle(bundleBytes)])));
+    try {
+      await runtime.refresh();
+      const pixels = tensorFrom('float32', [1, 784], heldout.x.slice(0, 784));
+      const sure = await runtime.call('digits-ee', 'dew', {
+        inputs: { pixels },
+        exit: { rule: 'top', threshold: 0 },
+      });
+      const v = sure.value as { outputs: { probs: Tensor }; exit: ExitVerdict };
+      const probs = tensorValues(v.outputs.probs) as Float32Array;
+      const want = judgeExit({ output: 'probs', rule: 'top', threshold: 0 }, probs);
+      expect(v.exit).toEqual(want);
+      expect(v.exit.taken).toBe(true);
+      expect(sure.trace[0]).toMatchObject({ service: 'dew', exit: true });
+      const off = await runtime.call('digits-ee', 'dew', {
+        inputs: { pixels },
+        exit: { off: true },
+      });
+      expect((off.value as { exit: ExitVerdict }).exit).toEqual({ ...want, taken: false });
+      // The manifest's own head (entropy 0.1) on a digit the dew is sure of.
+      const plain = await runtime.call('digits-ee', 'dew', { inputs: { pixels } });
+      const e = (plain.value as { exit: ExitVerdict }).exit;
+      expect(e.taken).toBe(e.entropy <= 0.1);
+      expect(runtime.exits()).toEqual({
+        'digits-ee/dew': { calls: 3, taken: 1 + (e.taken ? 1 : 0) },
+      });
+    } finally {
+      runtime.close();
+    }
+  });
 });
