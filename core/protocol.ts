@@ -32,5 +32,11 @@ export {
   Reassembler,
   type ReassemblerLimits,
 } from './protocol/peer';
-export { type ToNode, type ToRelay, toNode, toRelay } from './protocol/relay';
+export {
+  MAX_EXIT_SERVICES,
+  type ToNode,
+  type ToRelay,
+  toNode,
+  toRelay,
+} from './protocol/relay';
 export { decodeFrame, encodeFrame } from './protocol/wire';

@@ -34,7 +34,7 @@ import {
   selfView,
   statsKey,
 } from './placement';
-import type { Role } from './protocol';
+import { MAX_EXIT_SERVICES, type Role } from './protocol';
 import { chooseVariant, type Qos } from './scheduler';
 import { LatencyStats } from './stats';
 import { checkSpec, type Tensor, tensorValues, toTensor } from './tensor';
@@ -55,8 +55,6 @@ export interface NodeDescription {
 }
 
 const maxDepth = 16;
-/** Model services with an exit head whose runs a node counts, at most (its heartbeat's bound). */
-export const maxExitServices = 1000;
 
 /**
  * A Brume node's executor: loads apps from its source, runs Logics in pooled workers and Models on
@@ -544,8 +542,8 @@ export class Runtime {
     const verdict = judgeExit(head, row);
     const key = modelKey(app, service);
     let count = this.exitCounts.get(key);
-    // The heartbeat carries at most maxExitServices (PROTOCOL.md §5.2): past it, not counted.
-    if (!count && this.exitCounts.size < maxExitServices) {
+    // The heartbeat carries at most MAX_EXIT_SERVICES (PROTOCOL.md §5.2): past it, not counted.
+    if (!count && this.exitCounts.size < MAX_EXIT_SERVICES) {
       count = { calls: 0, taken: 0 };
       this.exitCounts.set(key, count);
     }

@@ -341,7 +341,8 @@ export function drawDigit(
 }
 
 /**
- * A pipeline fixture (issue 13) without the OCR app: `chain` runs prepare (the echo Logic, NI) →
+ * A pipeline fixture (issue 13) without the OCR app (`tiered`: a stage whose service runs on fog
+ * nodes only): `chain` runs prepare (the echo Logic, NI) →
  * detect (the small digits model, LI) and, fanned out over `lines`, classify (the large digits
  * model, HI, one run per element) → join (echo again, NI, given `{ detect, classify }`).
  * `spin` fans the spin Logic out over `jobs` (`{ n }` each): branches that take a while.
@@ -375,6 +376,8 @@ export function pipelineApp(): Promise<Bundle> {
             large: variant('large', 'large.onnx'),
           },
         },
+        // The echo again, on fog nodes only (PROTOCOL.md §2.1 `tiers`).
+        up: { kind: 'logic', file: 'echo.wasm', rpcs: ['echo'], models: [], tiers: ['fog'] },
       },
       pipelines: {
         chain: {
@@ -412,6 +415,13 @@ export function pipelineApp(): Promise<Bundle> {
             slow: { service: 'pre', rpc: 'spin', from: ['$input'], class: 'NI', deadlineMs: 30 },
           },
           output: 'slow',
+        },
+        tiered: {
+          stages: {
+            near: { service: 'pre', rpc: 'echo', from: ['$input'], class: 'NI' },
+            far: { service: 'up', rpc: 'echo', from: ['near'], class: 'NI' },
+          },
+          output: 'far',
         },
         after: {
           stages: {

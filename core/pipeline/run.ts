@@ -95,13 +95,19 @@ export async function runPipeline(
   let choice: ReturnType<typeof applyQuality>['choice'] | undefined;
   if (p.quality) ({ input, choice } = applyQuality(p.quality, input, qos, opts.stats));
   const order = stageOrder(p.stages);
+  const able = host.nodes(manifest, p, qos);
+  /** Whether node `id` may run `stage` (a service's tiers, a pinned variant: `PlaceNode.runs`). */
+  const mayRun = (id: string, stage: string) => {
+    const n = able.find((x) => x.id === id);
+    return n !== undefined && (n.runs?.(stage) ?? true);
+  };
   const placement = placePipeline({
     stages: order.map((s) => {
       const st = p.stages[s]!;
       const x = { name: s, class: st.class, from: st.from, need: 1, fanOut: st.each !== undefined };
       return st.priority === undefined ? x : { ...x, priority: st.priority };
     }),
-    nodes: host.nodes(manifest, p, qos),
+    nodes: able,
     source: host.source,
     cost: (a, b) => host.cost(a, b),
     ...(qos.privacy !== undefined && { privacy: qos.privacy }),
@@ -175,11 +181,13 @@ export async function runPipeline(
         ? froms[0]
         : Object.fromEntries(st.from.map((f, i) => [f === INPUT ? 'input' : f, froms[i]]));
     const where = placement.stages[stage]!;
-    // An NI stage runs next to its predecessor as it actually ran (a retry may have moved it).
+    // An NI stage runs next to its predecessor as it actually ran (a retry may have moved it),
+    // when that node may run it.
     const pred = st.from.find((f) => f !== INPUT);
+    const moved = pred === undefined ? undefined : ran.get(pred);
     const home =
-      st.class === 'NI' && pred && qos.privacy === undefined
-        ? (ran.get(pred) ?? where.node)
+      st.class === 'NI' && moved !== undefined && qos.privacy === undefined && mayRun(moved, stage)
+        ? moved
         : where.node;
     const nodes = [home, ...where.spread.filter((n) => n !== home)];
     // The stage's own wall time, from when its inputs are there (all its branches together).

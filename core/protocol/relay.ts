@@ -25,6 +25,8 @@ import {
 import { leaseRevokeFrame, leaseSchema } from './lease';
 
 const count = z.number().int().nonnegative();
+/** Model services with an exit head a heartbeat reports at most (§5.2 `exits`). */
+export const MAX_EXIT_SERVICES = 1000;
 
 /** A node's context store: what it holds, and what it had to evict for lack of storage. */
 const contextUsage = z.object({
@@ -81,7 +83,10 @@ export const toRelay = z.discriminatedUnion('t', [
           .object({ calls: count, taken: count })
           .refine((c) => c.taken <= c.calls, 'taken must be at most calls'),
       )
-      .refine((e) => Object.keys(e).length <= 1000, 'exits: at most 1000 model services')
+      .refine(
+        (e) => Object.keys(e).length <= MAX_EXIT_SERVICES,
+        `exits: at most ${MAX_EXIT_SERVICES} model services`,
+      )
       .optional(),
   }),
   z.object({ t: z.literal('pong'), ts: z.number() }),

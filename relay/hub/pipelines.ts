@@ -55,10 +55,17 @@ export function createPipelines(o: PipelinesOptions) {
       }));
   }
 
-  /** A model stage of pipeline `name` that names its variant runs only where that variant may. */
+  /**
+   * A stage of pipeline `name` whose service has `tiers` runs only on nodes of those roles (§2.1;
+   * privacy "device" puts every stage on the source); a model stage that names its variant only
+   * where that variant may.
+   */
   function runsStage(m: Manifest, name: string, n: NodeRecord, stage: string): boolean {
     const s = m.pipelines?.[name]?.stages[stage];
-    if (!s || s.rpc === undefined || m.services[s.service]?.kind !== 'model') return true;
+    if (!s) return true;
+    const svc = Object.hasOwn(m.services, s.service) ? m.services[s.service] : undefined;
+    if (svc?.tiers && !svc.tiers.includes(n.role)) return false;
+    if (s.rpc === undefined || svc?.kind !== 'model') return true;
     const key = modelKey(m.name, s.service);
     return !Object.hasOwn(n.models, key) || n.models[key]!.includes(s.rpc);
   }

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import type { NodeRecord } from '../../core/api';
 import { ProtocolError } from '../../core/errors';
-import { decodeFrame, encodeFrame, type ToRelay } from '../../core/protocol';
+import { decodeFrame, encodeFrame, MAX_EXIT_SERVICES, type ToRelay } from '../../core/protocol';
 import { createExitTally, maxExitRows } from '../../relay/hub/exits';
 import { node } from '../node-view';
 
@@ -31,9 +31,12 @@ describe('the heartbeat’s exits', () => {
     ['a key past 130 characters', { ['x'.repeat(131)]: { calls: 1, taken: 0 } }],
     ['no counts', { 'digits-ee/dew': 3 }],
     [
-      'over 1000 services',
+      `over ${MAX_EXIT_SERVICES} services`,
       Object.fromEntries(
-        Array.from({ length: 1001 }, (_, i) => [`a/s${i}`, { calls: 1, taken: 0 }]),
+        Array.from({ length: MAX_EXIT_SERVICES + 1 }, (_, i) => [
+          `a/s${i}`,
+          { calls: 1, taken: 0 },
+        ]),
       ),
     ],
   ])('refuses %s', (_what, exits) => {

@@ -3,11 +3,12 @@
 // each ran, and a node lost while it runs a fan-out branch still leaves one complete answer.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode, encode } from '../../core/codec';
+import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import type { BrumeNode } from '../../core/node/node';
 import type { TraceEntry } from '../../core/runtime';
 import { pipelineApp } from '../apps';
 import { inProcessRelay } from '../relay-process';
-import { closeNodes, joinHolding } from '../test-node';
+import { closeNodes, joinHolding, testNode } from '../test-node';
 import { until } from '../until';
 
 let server: Awaited<ReturnType<typeof inProcessRelay>>;
@@ -86,6 +87,43 @@ describe('pipelines over the fabric', () => {
     );
     expect(r.via).toBe('local');
     expect(new Set(r.trace.map((t) => t.node))).toEqual(new Set([b!.runtime.id]));
+  });
+
+  it('runs a stage whose service has tiers only on a node of those roles', async () => {
+    const call = () =>
+      fetch(`${server.relay.url}/api/call/chain/tiered`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ input: { hello: 1 } }),
+      });
+    // Only dews: nothing may run the fog-only stage.
+    const none = await call();
+    expect(none.status).toBe(503);
+    expect(((await none.json()) as { error: { message: string } }).error.message).toMatch(
+      /no node can run stage "far"/,
+    );
+    const fogId = await loadOrCreateIdentity(memoryKeyStore(), 'tiered-fog');
+    await server.relay.admin.trust(fogId.publicKey, 'tiered fog');
+    const fog = await testNode(server.ws, fogId, { role: 'fog', refresh: true });
+    try {
+      await until(
+        () =>
+          server.relay.hub.nodes().some((n) => n.id === fog.runtime.id && n.apps.includes('chain')),
+        'the fog holding chain',
+      );
+      const res = await call();
+      expect(res.status).toBe(200);
+      const a = (await res.json()) as { value: unknown; trace: TraceEntry[] };
+      expect(a.value).toMatchObject({ hello: 1 });
+      const far = a.trace.filter((t) => t.stage === 'far');
+      expect(far.map((t) => t.node)).toEqual([fog.runtime.id]);
+    } finally {
+      closeNodes([fog]);
+      await until(
+        () => !server.relay.hub.nodes().some((n) => n.id === fog.runtime.id),
+        'the fog gone',
+      );
+    }
   });
 
   it('still answers once, complete and right, when a node running a branch is lost', async () => {
