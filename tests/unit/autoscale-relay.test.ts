@@ -93,6 +93,8 @@ describe('a server node under load', () => {
       return r?.workersHistory?.some((s) => s.total === 4) && r;
     }, 'the node to report 4 workers');
     expect(Math.max(...grown.workersHistory!.map((s) => s.total))).toBe(4);
+    // What placement bounds a call to it by: the pool's cap, not the node's 16 calls at once.
+    expect(grown.workersMax).toEqual({ 'scaled/echo': 4 });
     // Then nothing: one retires per 400 ms idle period, down to none.
     const idle = await until(
       async () => {
