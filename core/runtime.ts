@@ -211,6 +211,22 @@ export class Runtime {
     return this.held.sync();
   }
 
+  /**
+   * The most workers each Logic service that declares `scale` can have here, by `app/service`
+   * (the heartbeat's `workersMax`: the relay places calls to it by that, not only by the node's
+   * calls at once).
+   */
+  workersMax(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const m of this.held.apps()) {
+      for (const [name, svc] of Object.entries(m.services)) {
+        if (svc.kind === 'logic' && svc.scale)
+          out[`${m.name}/${name}`] = this.loader.workersMax(svc);
+      }
+    }
+    return out;
+  }
+
   /** Workers of each Logic service now, by `app/service` (what the heartbeat reports). */
   workers(): Record<string, PoolNow> {
     return this.loader.workers();

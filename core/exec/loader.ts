@@ -156,6 +156,11 @@ export class Loader {
     });
   }
 
+  /** The most workers a Logic service of `m` can have on this node (`maxWorkers`). */
+  workersMax(svc: LogicService): number {
+    return maxWorkers(svc.scale, this.logicLimits(svc).memoryMiB, this.caps);
+  }
+
   /** Each Logic service's pool now (`app/service`; the versions held summed). */
   workers(): Record<string, PoolNow> {
     const out: Record<string, PoolNow> = {};

@@ -341,6 +341,7 @@ export class BrumeNode {
     this.reported = this.capacityKey(capacity);
     const links = this.parts.links;
     const exits = rt.exits();
+    const workersMax = rt.workersMax();
     return {
       t: 'heartbeat',
       load: { queue: this.busy + this.waiting, maxConcurrency: this.concurrency },
@@ -355,6 +356,7 @@ export class BrumeNode {
         Object.entries(rt.workers()).map(([k, w]) => [k, w.workers + w.starting]),
       ),
       scaled: { grows: rt.scaleLog.grows, shrinks: rt.scaleLog.shrinks },
+      ...(Object.keys(workersMax).length > 0 && { workersMax }),
       ...(Object.keys(exits).length > 0 && { exits }),
     };
   }

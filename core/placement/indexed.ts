@@ -27,6 +27,7 @@ import {
   modelKey,
   type NodeView,
   runsVersion,
+  slotsFor,
   statsKey,
 } from './figures';
 import {
@@ -67,6 +68,8 @@ interface Kind {
   modelService: string | undefined;
   modelKey: string;
   logicKey: string;
+  /** `app/service` of a Logic call, whose pool may bound a node's slots; '' otherwise. */
+  pool: string;
   variants: VariantInfo[];
   /** Stats keys of the variants, by backend (as `place` builds them). */
   statKeys: Map<string, string[]>;
@@ -146,6 +149,7 @@ export function createPlacementIndex(): PlacementIndex {
       modelService,
       modelKey: modelService ? modelKey(app, modelService) : '',
       logicKey,
+      pool: req.logic ? `${app}/${req.service}` : '',
       variants: variants.map((v) => ({ ...v })),
       statKeys: new Map(),
       levels,
@@ -175,7 +179,7 @@ export function createPlacementIndex(): PlacementIndex {
     const logicStat = logicKey ? execFigure(n, logicKey) : undefined;
     const logicMeasured = logicStat !== undefined;
     const logicMs = logicMeasured ? logicStat.p50 : 0;
-    const slots = Math.max(1, n.maxConcurrency);
+    const slots = slotsFor(n, k.pool);
     const load = n.queue / slots;
     let statKeys: string[] | undefined;
     for (let i = 0; i < variants.length; i++) {

@@ -84,6 +84,11 @@ export const toRelay = z.discriminatedUnion('t', [
       .optional(),
     /** Its pools' grow and shrink events since it started, counted. */
     scaled: z.object({ grows: count, shrinks: count }).optional(),
+    /** The most workers each Logic service that declares `scale` can have here (§3.2). */
+    workersMax: z
+      .record(z.string().max(130), z.number().int().min(1).max(64))
+      .refine((w) => Object.keys(w).length <= 1000, 'workersMax: at most 1000 services')
+      .optional(),
     /** Per `app/modelService` with an exit head: runs judged and exits taken since start (§5.2). */
     exits: z
       .record(

@@ -46,6 +46,13 @@ const int = (min: number, max: number): Kind => ({
   fromText: (t) => (/^\d+$/.test(t) ? Number(t) : t),
 });
 
+/** 0 (unset: the default applies) or a whole number from min to max. */
+const zeroOr = (min: number, max: number): Kind => ({
+  what: `0 or a whole number from ${min} to ${max}`,
+  schema: z.union([z.literal(0), z.number().int().min(min).max(max)]),
+  fromText: (t) => (/^\d+$/.test(t) ? Number(t) : t),
+});
+
 const fraction: Kind = {
   what: 'a number from 0 to 1',
   schema: z.number().min(0).max(1),
@@ -269,7 +276,7 @@ export const settings: readonly Setting[] = [
     key: 'workerIdleMs',
     flag: 'worker-idle-ms',
     arg: '<n>',
-    kind: int(0, 3_600_000),
+    kind: zeroOr(100, 3_600_000),
     default: 0,
     help: "idle time before one of the cloud node's Logic workers retires, overriding manifests' scale.idleMs; 0: theirs, else 30000",
   },

@@ -70,6 +70,7 @@ const placed = [
   'rttMs',
   'queue',
   'maxConcurrency',
+  'workersMax',
   'backends',
   'stats',
   'models',
@@ -209,6 +210,7 @@ export function createRegistry<L>(o: RegistryOptions) {
       if (msg.exits) node.exits = msg.exits;
       if (node.role === 'fog') node.links = msg.links ?? [];
       if (msg.workers) recordWorkers(node, msg.workers, msg.scaled);
+      if (msg.workersMax || node.workersMax) node.workersMax = msg.workersMax;
       if (msg.caps) {
         node.caps = msg.caps;
         node.backends = msg.caps.backends.map((b) => b.name);

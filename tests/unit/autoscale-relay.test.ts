@@ -93,6 +93,8 @@ describe('a server node under load', () => {
       return r?.workersHistory?.some((s) => s.total === 4) && r;
     }, 'the node to report 4 workers');
     expect(Math.max(...grown.workersHistory!.map((s) => s.total))).toBe(4);
+    // What placement bounds a call to it by: the pool's cap, not the node's 16 calls at once.
+    expect(grown.workersMax).toEqual({ 'scaled/echo': 4 });
     // Then nothing: one retires per 400 ms idle period, down to none.
     const idle = await until(
       async () => {
@@ -102,10 +104,12 @@ describe('a server node under load', () => {
       'the node to report no worker',
       30_000,
     );
-    expect(idle.scaled!.shrinks - shrunk).toBe(4);
-    expect(idle.scaled!.grows).toBeGreaterThanOrEqual(1);
+    // At least the four it grew to retired (more if one retired before the last call came in,
+    // on a loaded machine), one at a time: no sample in its history drops by more than one.
+    expect(idle.scaled!.shrinks - shrunk).toBeGreaterThanOrEqual(4);
     const totals = idle.workersHistory!.map((s) => s.total);
-    // Down one at a time: 4, 3, 2, 1, 0 in order at the end of its history.
-    expect(totals.slice(-5)).toEqual([4, 3, 2, 1, 0]);
+    for (let i = 1; i < totals.length; i++)
+      expect(totals[i - 1]! - totals[i]!, `history ${totals.join(',')}`).toBeLessThanOrEqual(1);
+    expect(totals.at(-1)).toBe(0);
   }, 60_000);
 });

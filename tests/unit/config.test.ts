@@ -91,6 +91,20 @@ describe('start settings', () => {
     expect(await bad({ config: big })).toContain('is over 1048576 bytes');
     expect(await bad({}, { BRUME_ADMIN_TOKEN: 'short' })).toMatch(/^BRUME_ADMIN_TOKEN must be 32/);
     expect(await bad({ origin: ['not a url'] })).toMatch(/^--origin must be URLs/);
+    expect(await bad({ 'worker-idle-ms': '50' })).toBe(
+      '--worker-idle-ms must be 0 or a whole number from 100 to 3600000, got "50"',
+    );
+    expect(await bad({ 'logic-max-workers': '65' })).toMatch(/^--logic-max-workers must be/);
+  });
+
+  it("gives the cloud node's pools their caps, 0 leaving the defaults", async () => {
+    const set = startOptions(
+      await loadConfig({ 'logic-max-workers': '8', 'worker-idle-ms': '500' }, {}, pkg),
+    );
+    expect(set.logicCaps).toMatchObject({ maxWorkers: 8, workerIdleMs: 500 });
+    const unset = startOptions(await loadConfig({}, {}, pkg));
+    expect(unset.logicCaps.maxWorkers).toBeUndefined();
+    expect(unset.logicCaps.workerIdleMs).toBeUndefined();
   });
 
   it('prints the settings as a config file with secrets masked, which reads back the same', async () => {

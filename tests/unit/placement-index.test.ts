@@ -72,6 +72,7 @@ function generator(seed: number) {
     backends: backends(),
     queue: int(5),
     maxConcurrency: 1 + int(4),
+    ...(r() < 0.4 ? { workersMax: { 'digits/main': 1 + int(3) } } : {}),
     apps: ['digits'],
     stats: stats(),
     models: models(),
@@ -107,6 +108,8 @@ function generator(seed: number) {
       case 'load':
         w.queue = int(5);
         w.maxConcurrency = 1 + int(4);
+        // A pool's cap bounds a Logic call's slots (its manifest's scale).
+        if (r() < 0.3) w.workersMax = r() < 0.7 ? { 'digits/main': 1 + int(3) } : {};
         break;
       case 'stats':
         w.stats = stats();
@@ -298,6 +301,7 @@ describe('the registry', () => {
             paused: g.r() < 0.2,
             ...(g.r() < 0.5 && { versions: { digits: g.r() < 0.5 ? ['1.0.1'] : [] } }),
             ...(g.r() < 0.5 && { fetch: g.r() < 0.5 }),
+            ...(g.r() < 0.4 && { workersMax: { 'digits/main': 1 + g.int(3) } }),
           });
         } else if (roll < 0.5) {
           registry.retrust();

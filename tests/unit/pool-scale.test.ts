@@ -54,18 +54,20 @@ describe('a Logic pool that scales', () => {
     expect(p.stats.peak).toBe(3);
     await until(() => p.now().workers === 0, 'the pool to shrink to none', 30_000);
     const shrinks = events.filter((e) => e.kind === 'shrink');
-    expect(shrinks.map((e) => [e.from, e.to])).toEqual([
-      [3, 2],
-      [2, 1],
-      [1, 0],
-    ]);
+    // One at a time, to none (on a loaded machine a worker may retire before the last call is
+    // in and another start for it: then more than three).
+    expect(shrinks.length).toBeGreaterThanOrEqual(3);
+    for (const e of shrinks) expect(e.from - e.to).toBe(1);
+    expect(shrinks.at(-1)!.to).toBe(0);
     // One per idle period at most, on the scaler's own clock.
     for (let i = 1; i < shrinks.length; i++)
       expect(shrinks[i]!.t - shrinks[i - 1]!.t).toBeGreaterThanOrEqual(299);
-    expect(events.filter((e) => e.kind === 'grow').reduce((n, e) => n + e.to - e.from, 0)).toBe(3);
+    const grown = events.filter((e) => e.kind === 'grow').reduce((n, e) => n + e.to - e.from, 0);
+    expect(grown).toBe(shrinks.length);
+    expect(p.stats.workers).toBe(grown);
     // A pool at none serves again: a new worker starts for the next request.
     expect((await call(p, 'again')).value).toBe('again');
-    expect(p.stats.workers).toBe(4);
+    expect(p.stats.workers).toBe(grown + 1);
   });
 
   it('keeps its workers while calls keep coming closer than the idle period', async () => {

@@ -5,9 +5,11 @@ import { describe, expect, it } from 'vitest';
 import type { NodeRecord } from '../../core/api';
 import { encode } from '../../core/codec';
 import { ProtocolError } from '../../core/errors';
+import { type PlacementRequest, place } from '../../core/placement';
 import { decodeFrame, encodeFrame, type ToRelay } from '../../core/protocol';
 import { nodeOptions } from '../../relay/cli/node';
 import { recordWorkers, WORKERS_HISTORY } from '../../relay/hub/registry';
+import { id, node } from '../node-view';
 
 const beat = (extra: Record<string, unknown>) => ({
   t: 'heartbeat',
@@ -35,6 +37,8 @@ describe('the heartbeat workers field', () => {
     const many = Object.fromEntries(Array.from({ length: 1001 }, (_, i) => [`a/s${i}`, 1]));
     expect(bad({ workers: many })).toThrow(/at most 1000 services/);
     expect(bad({ scaled: { grows: -1, shrinks: 0 } })).toThrow(/scaled/);
+    expect(bad({ workersMax: { 'digits/classify': 0 } })).toThrow(/workersMax/);
+    expect(bad({ workersMax: { 'digits/classify': 65 } })).toThrow(/workersMax/);
   });
 });
 
@@ -75,5 +79,36 @@ describe("brume node's worker flags", () => {
     expect(() => nodeOptions(flags({ 'worker-idle-ms': '5' }))).toThrow(/--worker-idle-ms/);
     expect(() => nodeOptions(flags({ 'hold-ms': '-1' }))).toThrow(/--hold-ms/);
     expect(() => nodeOptions(flags({ 'hold-ms': '60001' }))).toThrow(/--hold-ms/);
+  });
+});
+
+describe('placement by the pools a node reports', () => {
+  // Two fogs, 4 calls queued on each: one takes 64 calls at once but its pool for digits/main
+  // grows to 2 workers; the other takes 8 calls at once with no cap reported.
+  const logicCall: PlacementRequest = {
+    app: 'digits',
+    service: 'main',
+    logic: { rpc: 'run' },
+    variants: [{ rpc: '', accuracy: 1, latencyMs: 10 }],
+    qos: {},
+    caller: '',
+  };
+  const fogs = (capped: boolean) => [
+    node(2, {
+      role: 'fog',
+      queue: 4,
+      maxConcurrency: 64,
+      ...(capped && { workersMax: { 'digits/main': 2 } }),
+    }),
+    node(3, { role: 'fog', queue: 4, maxConcurrency: 8 }),
+  ];
+
+  it("counts a Logic call's slots as its pool's cap, not the node's calls at once", () => {
+    expect(place(fogs(false), logicCall).node).toBe(id(2));
+    const p = place(fogs(true), logicCall);
+    expect(p.node).toBe(id(3));
+    // 4 queued over 2 slots: two executions of 10 ms ahead of it there.
+    expect(place([fogs(true)[0]!], logicCall).reason).toMatch(/queue 20 /);
+    expect(place([fogs(false)[0]!], logicCall).reason).toMatch(/queue 0\.6 /);
   });
 });

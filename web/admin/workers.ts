@@ -4,6 +4,7 @@
  * latest scale events (PROTOCOL.md §3.2 "Worker pools", §5.2).
  */
 import { html } from 'htm/preact';
+import uPlot from 'uplot';
 import type { NodeRecord } from '../../core/api';
 import { Chart, palette } from './charts';
 
@@ -41,6 +42,8 @@ export function Workers({ nodes }: { nodes: NodeRecord[] }) {
       ...shown.map((n, i) => ({
         label: `${n.id.slice(0, 8)} (${n.role})`,
         stroke: palette[i],
+        // A count holds until it changes.
+        paths: uPlot.paths.stepped?.({ align: 1 }),
       })),
     ],
     axes: [{}, { label: 'Logic workers' }],
