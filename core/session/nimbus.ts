@@ -124,7 +124,7 @@ export const NIMBUS_GAMMA = 0.2;
 export const CLOUD_EXEC_MS = 5;
 
 /** q(n) = m·n + b, never negative (a fitted b may be). */
-export function queueMs(node: NimbusNode, clients: number): number {
+export function queueMs(node: Pick<NimbusNode, 'queue'>, clients: number): number {
   return Math.max(0, node.queue.m * clients + node.queue.b);
 }
 
@@ -214,7 +214,10 @@ export function roomForOneMore(node: NimbusNode): boolean {
 function sample<T>(xs: T[], k: number, random: () => number): T[] {
   const a = [...xs];
   for (let i = 0; i < k; i++) {
-    const j = i + Math.floor(random() * (a.length - i));
+    // Clamped: an injected random that returns 1 or NaN must not index past the end.
+    const u = random();
+    const j =
+      i + Math.min(a.length - i - 1, Math.max(0, Math.floor((u >= 0 ? u : 0) * (a.length - i))));
     [a[i], a[j]] = [a[j]!, a[i]!];
   }
   return a.slice(0, k);
@@ -237,6 +240,13 @@ export function placeSession(
   const beta = greedy ? 0 : (options.beta ?? NIMBUS_BETA);
   const gamma = options.gamma ?? NIMBUS_GAMMA;
   const kappa = options.kappa ?? 0;
+  for (const [name, v] of [
+    ['alpha', alpha],
+    ['beta', beta],
+    ['gamma', gamma],
+  ] as const)
+    if (!finite(v, 0))
+      throw new InputError(`${name} must be a finite number at least 0 (got ${v})`);
   if (!Number.isInteger(kappa) || kappa < 0)
     throw new InputError(`kappa must be a whole number at least 0 (got ${kappa})`);
   const epsT = latencyBudget(device);

@@ -21,6 +21,7 @@ import { consoleCost, hopCosts } from './hops';
 import { type JobsBench, jobsBench, jobsSection, printJobs } from './jobs';
 import { type LeaseBench, leaseBench } from './leases';
 import { migrationBench, migrationSection, printMigration } from './migration';
+import { nimbusBench, nimbusSection, printNimbus } from './nimbus';
 import { ocrBench, ocrSection } from './ocr';
 import { pipelineBench, pipelineSection } from './pipeline';
 import { type Section, writeReport } from './report';
@@ -317,6 +318,14 @@ if (only === 'hardening') {
   save({ date: new Date().toISOString(), machine, hardening: h });
   process.exit(0);
 }
+// BENCH_ONLY=nimbus: only the session-placement simulation (pure, no relay or browser).
+if (only === 'nimbus') {
+  const nimbus = nimbusBench();
+  printNimbus(nimbus);
+  const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version };
+  save({ date: new Date().toISOString(), machine, nimbus, sections: [nimbusSection(nimbus)] });
+  process.exit(0);
+}
 const relay = await startRelay();
 const setups: (Setup & { compileFirstMs: number })[] = [];
 const rows: Row[] = [];
@@ -602,6 +611,11 @@ console.log('\nThe relay under load: HTTP calls, memory, soak');
 const hardeningRun: HardeningResult = await hardening();
 printHardening(hardeningRun);
 
+console.log('');
+const nimbus = nimbusBench();
+printNimbus(nimbus);
+sections.push(nimbusSection(nimbus));
+
 const out = {
   date: new Date().toISOString(),
   machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version },
@@ -620,6 +634,7 @@ const out = {
   hardening: hardeningRun,
   squeezenet,
   serverNode,
+  nimbus,
   sections,
 };
 save(out);

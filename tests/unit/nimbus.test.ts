@@ -107,6 +107,20 @@ describe('placeSession: the steps', () => {
     expect(placeSession(device(), nodes, { kappa: 1, random: () => 0.999 }).node).toBe('c');
     expect(placeSession(device(), nodes, { kappa: 5, random: () => 0 }).node).toBe('c');
     expect(placeSession(device(), nodes, { kappa: 1, variant: 'greedy' }).node).toBe('c');
+    // Uniform: with κ = 1 each of the three that pass the look-ahead is chosen about a third of the time.
+    const random = mulberry32(3);
+    const chosen: Record<string, number> = {};
+    for (let i = 0; i < 3000; i++) {
+      const id = placeSession(device(), nodes, { kappa: 1, random }).node!;
+      chosen[id] = (chosen[id] ?? 0) + 1;
+    }
+    expect(Object.keys(chosen).sort()).toEqual(['a', 'b', 'c']);
+    for (const n of Object.values(chosen)) expect(Math.abs(n - 1000)).toBeLessThan(150);
+    // A random outside [0, 1) still samples a candidate.
+    for (const bad of [1, 7, -1, Number.NaN])
+      expect(['a', 'b', 'c']).toContain(
+        placeSession(device(), nodes, { kappa: 2, random: () => bad }).node,
+      );
   });
 
   it('3. trades latency for load: Nimbus spreads, greedy takes the fastest', () => {
@@ -209,6 +223,9 @@ describe('placeSession: the steps', () => {
       expect(() => placeSession(d, [node('a')])).toThrow(field);
     }
     expect(() => placeSession(device(), [], { kappa: 1.5 })).toThrow(/kappa/);
+    expect(() => placeSession(device(), [], { alpha: Number.NaN })).toThrow(/alpha/);
+    expect(() => placeSession(device(), [], { beta: -1 })).toThrow(/beta/);
+    expect(() => placeSession(device(), [], { gamma: Number.POSITIVE_INFINITY })).toThrow(/gamma/);
   });
 });
 
