@@ -4,11 +4,12 @@
  * on (pinned there by `qos.privacy`), until the relay moves it (`session-moved`, handled by
  * `moved`). A call that fails because its node vanished or refused it (lost, paused, leaving) is
  * sent again once, on the node the session is on then — after the relay's move, or after asking
- * the relay to place it without that node — so each call gets exactly one answer.
+ * the relay to place it without that node — so each call gets exactly one answer. A call in
+ * flight to a node the relay reports lost is given up at once and sent on the same way.
  * @example const s = await openSession(deps, 'vad', 'detect', { fps: 8, stateKey: 'vad/{session}' });
  *          const r = await s.call({ stream: s.id, samples });   s.onMove((m) => …);   s.close();
  */
-import { BrumeError, ClosedError, InputError } from '../errors';
+import { BrumeError, ClosedError, DisconnectedError, InputError } from '../errors';
 import {
   MAX_SESSION_FPS,
   type SessionMoved,
@@ -140,8 +141,20 @@ export class Sessions<A extends { value: unknown }> {
       if (closed) throw new ClosedError(`session ${id} was closed`);
       const node = view.node;
       const rpcAsked = rpc ?? options.rpc;
+      // The relay lost the node (its socket closed): a call waiting on it over a data channel
+      // may wait long for the channel to notice; it is given up at once and sent on.
+      let off = () => {};
+      const lost = new Promise<never>((_, reject) => {
+        const l = (m: SessionMove) => {
+          if (m.why === 'lost' && m.from === node)
+            reject(new DisconnectedError(`node ${node.slice(0, 8)} was lost`));
+        };
+        listeners.add(l);
+        off = () => listeners.delete(l);
+      });
+      lost.catch(() => {});
       try {
-        return await deps.call(app, service, input, node, rpcAsked);
+        return await Promise.race([deps.call(app, service, input, node, rpcAsked), lost]);
       } catch (e) {
         if (closed || !(e instanceof BrumeError) || !retried.has(e.code)) throw e;
         // Not moved yet: the relay places it without that node (or answers where it moved).
@@ -149,6 +162,8 @@ export class Sessions<A extends { value: unknown }> {
           moveTo(await deps.open({ ...request, session: id, exclude: [node] }), node, 'asked');
         }
         return deps.call(app, service, input, view.node, rpcAsked);
+      } finally {
+        off();
       }
     };
     const invoke = (input: unknown, rpc?: string) => {

@@ -30,6 +30,11 @@ export const energyFigures = {
 };
 /** A frame's execution time on a node with no figure for the service, ms. */
 const UNKNOWN_EXEC_MS = 10;
+/**
+ * Calls a node's figure for a service must count before it is believed: a first call's time
+ * (loading the model, compiling the Logic) is no measure of the next frames'.
+ */
+const MIN_SAMPLES = 5;
 /** Migrations the console is shown, newest last. */
 const MAX_MIGRATIONS = 200;
 /**
@@ -93,11 +98,28 @@ export function createSessions(o: SessionsOptions) {
     only?: string,
   ) {
     const nodes: NimbusNode[] = [];
-    for (const n of o.nodes()) {
-      if (n.id === caller.id || exclude.has(n.id) || leaving.has(n.id)) continue;
-      if (only !== undefined && n.id !== only) continue;
-      if (!n.online || n.paused || n.quarantined || !n.apps.includes(s.app)) continue;
-      const execMs = figure(n, s.app, s.service) ?? s.localMs ?? UNKNOWN_EXEC_MS;
+    const able = o
+      .nodes()
+      .filter(
+        (n) =>
+          n.id !== caller.id &&
+          !exclude.has(n.id) &&
+          !leaving.has(n.id) &&
+          (only === undefined || n.id === only) &&
+          n.online &&
+          !n.paused &&
+          !n.quarantined &&
+          n.apps.includes(s.app),
+      );
+    // A node that has not run the service yet is taken to be as fast as those that have (the
+    // median of the figures for it, any node's), not faster: no move for a guess.
+    const known = o
+      .nodes()
+      .flatMap((n) => figure(n, s.app, s.service) ?? [])
+      .sort((a, b) => a - b);
+    const guess = s.localMs ?? known[Math.floor(known.length / 2)] ?? UNKNOWN_EXEC_MS;
+    for (const n of able) {
+      const execMs = figure(n, s.app, s.service) ?? guess;
       const slots = Math.max(1, n.maxConcurrency);
       nodes.push({
         id: n.id,
@@ -107,8 +129,12 @@ export function createSessions(o: SessionsOptions) {
         rttMs: caller.rttMs + n.rttMs,
         bandwidthMbps: energyFigures.bandwidthMbps,
         execMs,
-        // q(n) = m·n + b: each session shares the node's slots, and what is queued now waits.
-        queue: { m: execMs / slots, b: (n.queue / slots) * execMs },
+        // q(n) = m·n + b: each session shares the node's slots (m·n), and what it has queued
+        // beyond one frame of each session it serves waits too (b).
+        queue: {
+          m: execMs / slots,
+          b: (Math.max(0, n.queue - (served.get(n.id)?.size ?? 0)) / slots) * execMs,
+        },
         sessions: servedBy(n.id)
           .filter((other) => other.id !== s.id)
           .map((other) => ({ latencyBudgetMs: 1000 / other.fps, netMs: other.netMs })),
@@ -320,14 +346,16 @@ function requirements(f: SessionOpen) {
 
 /**
  * A node's time for one call of `app/service`: the relay's own measurement first (a node can
- * lie), else what it reports; the least p50 over its rpcs and variants.
+ * lie), else what it reports; the least p50 over its rpcs and variants of MIN_SAMPLES calls or
+ * more.
  */
 function figure(n: NodeRecord, app: string, service: string): number | undefined {
   const prefix = `${app}/${service}/`;
   let best: number | undefined;
   for (const figures of [n.measured ?? {}, n.stats]) {
     for (const [k, v] of Object.entries(figures)) {
-      if (k.startsWith(prefix) && v.count > 0 && (best === undefined || v.p50 < best)) best = v.p50;
+      if (k.startsWith(prefix) && v.count >= MIN_SAMPLES && (best === undefined || v.p50 < best))
+        best = v.p50;
     }
     if (best !== undefined) return best;
   }

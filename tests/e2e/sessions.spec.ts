@@ -76,6 +76,21 @@ test('a vad session keeps answering, state and all, when its tab crashes, the ne
   for (const c of chunks)
     still.push(await chunkFrom(caller.page, c, { stream: `still-${run}`, node: servers[0]!.id }));
 
+  // Every serving tab warm and measured alike (the reference run did the first; the others run a
+  // few chunks too): the relay moves a session for figures too, and a tab's cold first calls
+  // would look slow next to a warm one.
+  for (const s of servers.slice(1))
+    for (const c of chunks.slice(0, 8))
+      await chunkFrom(caller.page, c, { stream: `warm-${s.id}-${run}`, node: s.id });
+  const hub = async () =>
+    (await (
+      await fetch(`${relay.url}/api/sessions`, {
+        headers: { authorization: `Bearer ${relay.token}` },
+      })
+    ).json()) as { sessions: { id: string; node: string }[]; migrations: { session: string }[] };
+  /** The node serving the session now, as the relay (which moves it) has it. */
+  const serving = async (id: string) => (await hub()).sessions.find((s) => s.id === id)!.node;
+
   const opened = await caller.page.evaluate(async () => {
     const s = await window.brume.session('vad', 'detect', {
       fps: 2,
@@ -106,30 +121,28 @@ test('a vad session keeps answering, state and all, when its tab crashes, the ne
 
   // Abrupt: the serving tab's renderer crashes between two chunks (no pagehide, nothing said:
   // closing it would hand over gracefully); the next chunk is answered elsewhere.
-  const first = opened.node;
+  const first = await serving(opened.id);
   const cdp = await contextOf.get(first)!.newCDPSession(pageOf.get(first)!);
   void cdp.send('Page.crash').catch(() => {});
   for (const c of chunks.slice(third, 2 * third)) got.push(await chunkFrom(caller.page, c));
-  const second = got.at(-1)!.node;
-  expect(second).not.toBe(first);
+  expect(got.slice(third).map((c) => c.node)).not.toContain(first);
+  const second = await serving(opened.id);
 
   // Graceful: the tab serving it now pauses; the relay moves the session before the next chunk.
   await pageOf.get(second)!.evaluate(() => window.brume.pause(true));
   await expect.poll(async () => (await moves(caller.page)).map((m) => m.why)).toContain('left');
   for (const c of chunks.slice(2 * third)) got.push(await chunkFrom(caller.page, c));
 
-  // Where each chunk ran: the first tab, then the second, then the third.
-  const nodes = got.map((c) => c.node);
-  expect(new Set(nodes.slice(0, third))).toEqual(new Set([first]));
-  expect(new Set(nodes.slice(third, 2 * third))).toEqual(new Set([second]));
-  const last = new Set(nodes.slice(2 * third));
-  expect(last.size).toBe(1);
-  expect(last.has(second) || last.has(first)).toBe(false);
+  // Where each chunk ran: after the crash never on the crashed tab, after the pause never on the
+  // paused one. (The relay may also move the session for figures: a tab's first calls are slow.)
+  const last = got.slice(2 * third).map((c) => c.node);
+  expect(last).not.toContain(second);
+  expect(last).not.toContain(first);
   const m = await moves(caller.page);
-  expect(m[0]).toMatchObject({ from: first, to: second });
-  expect(['lost', 'asked']).toContain(m[0]!.why);
-  const left = m.find((x) => x.why === 'left')!;
-  expect(left).toMatchObject({ from: second });
+  const lost = m.filter((x) => x.from === first).at(-1)!;
+  expect(['lost', 'asked']).toContain(lost.why);
+  const left = m.filter((x) => x.from === second).at(-1)!;
+  expect(left.why).toBe('left');
   // The state moved is the stream's checkpoint in the context store: Silero's 2×128 floats and more.
   expect(left.stateBytes).toBeGreaterThan(1024);
 
@@ -142,20 +155,22 @@ test('a vad session keeps answering, state and all, when its tab crashes, the ne
   expect(diff).toBeLessThan(1e-4);
 
   // The relay lists the session and its two migrations.
-  const listed = (await (
-    await fetch(`${relay.url}/api/sessions`, {
-      headers: { authorization: `Bearer ${relay.token}` },
-    })
-  ).json()) as { sessions: { id: string; node: string }[]; migrations: { session: string }[] };
-  expect(listed.sessions.find((s) => s.id === opened.id)?.node).toBe([...last][0]);
-  expect(listed.migrations.filter((x) => x.session === opened.id)).toHaveLength(2);
+  const listed = await hub();
+  expect(listed.sessions.find((s) => s.id === opened.id)?.node).toBe(last.at(-1));
+  expect(listed.migrations.filter((x) => x.session === opened.id)).toHaveLength(m.length);
 
   // A tab closed says it goes (pagehide) before its socket closes: handed over as gracefully.
-  const third3 = [...last][0]!;
+  const third3 = await caller.page.evaluate(
+    () => (window as unknown as { session: { node: string } }).session.node,
+  );
+  expect(
+    contextOf.has(third3),
+    JSON.stringify([third3, servers.map((x) => x.id), first, second, await hub()]),
+  ).toBe(true);
   await contextOf.get(third3)!.close();
   await expect
     .poll(async () => (await moves(caller.page)).filter((x) => x.from === third3).map((x) => x.why))
-    .toEqual(['left']);
+    .toContain('left');
   const after = await chunkFrom(caller.page, chunks[0]!);
   expect([first, second, third3]).not.toContain(after.node);
   expect(after.frame).toBe(still.at(-1)!.frame + perChunk);
@@ -170,8 +185,8 @@ test('a vad session keeps answering, state and all, when its tab crashes, the ne
   await expect(row).toContainText('vad/detect');
   await expect(row).toContainText(after.node === caller.id ? 'local' : after.node.slice(0, 8));
   const moved = admin.locator(`#sessions tr[data-migration="${opened.id}"]`);
-  await expect(moved).toHaveCount(3);
-  await expect(moved.filter({ hasText: `${first.slice(0, 8)} →` })).toContainText(m[0]!.why);
+  await expect(moved.filter({ hasText: `${second.slice(0, 8)} →` })).toContainText('left');
+  await expect(moved.filter({ hasText: `${first.slice(0, 8)} →` })).toContainText(lost.why);
   console.log(
     `sessions: ${chunks.length} chunks of ${perChunk} frames, moved ${m.map((x) => `${x.why}${x.stateBytes !== undefined ? ` (${x.stateBytes} B)` : ''}`).join(', ')}; max |Δp| ${diff.toExponential(2)}`,
   );

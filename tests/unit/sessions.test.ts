@@ -210,6 +210,14 @@ describe('the session handle over real nodes', () => {
       { name: 'c', slots: 1 },
     ]);
     const [caller, b, c] = nodes as [BrumeNode, BrumeNode, BrumeNode];
+    // What page code gives is checked before any frame: E_INPUT naming the option.
+    await expect(caller.session('memo', 'main', { fps: 0 })).rejects.toMatchObject({
+      code: 'E_INPUT',
+      message: expect.stringContaining('options.fps'),
+    });
+    await expect(caller.session('memo', 'main', { fps: 1, frameBytes: 1.5 })).rejects.toMatchObject(
+      { code: 'E_INPUT', message: expect.stringContaining('frameBytes') },
+    );
     // A budget of 5 s a frame: a node's first call (compiling the Logic) is no reason to stay local.
     const s = await caller.session('memo', 'main', { fps: 0.2, rpc: 'echo' });
     const seen: SessionMove[] = [];
