@@ -10,9 +10,11 @@
  * // { taken: false, confidence: 0.9, entropy: 0.3607… } (entropy rule, threshold 0.2)
  */
 import { z } from 'zod';
-import { InputError } from './errors';
+import { InputError, ModelRunError } from './errors';
 import { describeIssues } from './issues';
 import { type ExitHead, exitRule, exitThreshold } from './manifest-schema';
+import { MAX_EXIT_SERVICES } from './protocol';
+import { type Tensor, tensorValues } from './tensor';
 
 /** What the host adds to a model's result: `{ outputs, exit }`. */
 export interface ExitVerdict {
@@ -78,4 +80,53 @@ export function judgeExit(head: ExitHead, row: ArrayLike<number>): ExitVerdict {
 
 function clamp01(x: number): number {
   return x > 0 ? (x < 1 ? x : 1) : 0; // NaN → 0
+}
+
+/** Runs of a model service with an exit head, and how many took the exit (PROTOCOL.md §5.2). */
+export interface ExitCount {
+  calls: number;
+  taken: number;
+}
+
+/**
+ * A node's exit heads at work: judges a model's result and counts, per `app/modelService`, runs
+ * and exits taken since start (what the heartbeat reports). At most MAX_EXIT_SERVICES services
+ * are counted, as the heartbeat carries no more.
+ */
+export class ExitTally {
+  private readonly counts = new Map<string, ExitCount>();
+
+  /** The verdict of `head` on the first row of its output in `outputs`, counted under `key`. */
+  judge(key: string, head: ExitHead, outputs: Record<string, Tensor>): ExitVerdict {
+    const t = Object.hasOwn(outputs, head.output) ? outputs[head.output] : undefined;
+    if (t?.type !== 'float32') {
+      throw new ModelRunError(
+        `model service "${key}" gave no float32 output "${head.output}" for its exit head`,
+      );
+    }
+    const values = tensorValues(t) as Float32Array;
+    const last = t.dims.length > 0 ? t.dims[t.dims.length - 1]! : values.length;
+    const row = values.subarray(
+      0,
+      t.dims.length > 1 ? Math.min(last, values.length) : values.length,
+    );
+    const verdict = judgeExit(head, row);
+    let count = this.counts.get(key);
+    if (!count && this.counts.size < MAX_EXIT_SERVICES) {
+      count = { calls: 0, taken: 0 };
+      this.counts.set(key, count);
+    }
+    if (count) {
+      count.calls++;
+      if (verdict.taken) count.taken++;
+    }
+    return verdict;
+  }
+
+  /** A copy of the counts, by `app/modelService`. */
+  snapshot(): Record<string, ExitCount> {
+    const out: Record<string, ExitCount> = {};
+    for (const [k, v] of this.counts) out[k] = { ...v };
+    return out;
+  }
 }

@@ -5,13 +5,12 @@ import {
   type Dispatch,
   invokeLogic,
 } from './abi/invoke';
-import { type ExitVerdict, exitHead, judgeExit } from './early-exit';
+import { type ExitCount, ExitTally, exitHead } from './early-exit';
 import {
   type BrumeError,
   fromWire,
   InputError,
   LogicFault,
-  ModelRunError,
   NotFoundError,
   QosError,
   UnsupportedError,
@@ -34,10 +33,10 @@ import {
   selfView,
   statsKey,
 } from './placement';
-import { MAX_EXIT_SERVICES, type Role } from './protocol';
+import type { Role } from './protocol';
 import { chooseVariant, type Qos } from './scheduler';
 import { LatencyStats } from './stats';
-import { checkSpec, type Tensor, tensorValues, toTensor } from './tensor';
+import { checkSpec, type Tensor, toTensor } from './tensor';
 import { newTraceId } from './trace';
 import { type UsedService, usedService } from './uses';
 
@@ -101,12 +100,6 @@ export interface RuntimeOptions {
   role?: Role;
 }
 
-/** Runs of a model service with an exit head, and how many took the exit (PROTOCOL.md §5.2). */
-export interface ExitCount {
-  calls: number;
-  taken: number;
-}
-
 /** A Logic's call to another service, placed by the fabric. */
 export type RemoteCall = (
   app: string,
@@ -142,8 +135,8 @@ export class Runtime {
   private readonly backendsChanged = new Set<() => void>();
   /** Put on each trace entry run here: a node id (32 hex); none for a runtime without one. */
   private readonly traceNode: { node: string } | undefined;
-  /** Exit heads judged here since start, by `app/modelService` (bounded by the held apps). */
-  private readonly exitCounts = new Map<string, ExitCount>();
+  /** Exit heads judged here since start, by `app/modelService`. */
+  private readonly exitTally = new ExitTally();
 
   /** Larger model files are not run here (a device with little memory). */
   readonly maxModelBytes: number;
@@ -515,7 +508,7 @@ export class Runtime {
     const key = await this.loader.model(m, service, variant, opts.backend);
     const reply = await this.platform.models.run(key, feeds);
     if (!reply.ok) throw fromWire(reply.error);
-    const exit = head && this.judge(m.name, service, head, reply.value.outputs);
+    const exit = head && this.exitTally.judge(modelKey(m.name, service), head, reply.value.outputs);
     const ms = performance.now() - t0;
     const ran = reply.value.backend;
     this.stats.record(statsKey(m.name, service, variant, ran), ms);
@@ -536,45 +529,9 @@ export class Runtime {
     return { value, service, rpc: variant };
   }
 
-  /** The exit head's verdict on the first row of its output, counted for the heartbeat. */
-  private judge(
-    app: string,
-    service: string,
-    head: NonNullable<ModelService['exit']>,
-    outputs: Record<string, Tensor>,
-  ): ExitVerdict {
-    const t = Object.hasOwn(outputs, head.output) ? outputs[head.output] : undefined;
-    if (t?.type !== 'float32') {
-      throw new ModelRunError(
-        `model service "${app}/${service}" gave no float32 output "${head.output}" for its exit head`,
-      );
-    }
-    const values = tensorValues(t) as Float32Array;
-    const last = t.dims.length > 0 ? t.dims[t.dims.length - 1]! : values.length;
-    const row = values.subarray(
-      0,
-      t.dims.length > 1 ? Math.min(last, values.length) : values.length,
-    );
-    const verdict = judgeExit(head, row);
-    const key = modelKey(app, service);
-    let count = this.exitCounts.get(key);
-    // The heartbeat carries at most MAX_EXIT_SERVICES (PROTOCOL.md §5.2): past it, not counted.
-    if (!count && this.exitCounts.size < MAX_EXIT_SERVICES) {
-      count = { calls: 0, taken: 0 };
-      this.exitCounts.set(key, count);
-    }
-    if (count) {
-      count.calls++;
-      if (verdict.taken) count.taken++;
-    }
-    return verdict;
-  }
-
   /** Exit heads judged here since start, by `app/modelService` (what the heartbeat reports). */
   exits(): Record<string, ExitCount> {
-    const out: Record<string, ExitCount> = {};
-    for (const [k, v] of this.exitCounts) out[k] = { ...v };
-    return out;
+    return this.exitTally.snapshot();
   }
 
   /**
