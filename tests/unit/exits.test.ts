@@ -87,6 +87,13 @@ describe('the relay’s exit tally', () => {
     expect(tally.list()).toEqual([{ app: 'ee', service: 'dew', role: 'dew', calls: 13, taken: 9 }]);
   });
 
+  it('goes on from a node’s last report when it joins again, not counting it twice', () => {
+    const tally = createExitTally();
+    reporter(1, 'dew')(tally, { 'ee/dew': { calls: 10, taken: 7 } });
+    reporter(1, 'dew')(tally, { 'ee/dew': { calls: 11, taken: 7 } }); // a new record, same node
+    expect(tally.list()).toEqual([{ app: 'ee', service: 'dew', role: 'dew', calls: 11, taken: 7 }]);
+  });
+
   it('ignores keys that are not app/service, and keeps at most maxExitRows rows', () => {
     const tally = createExitTally();
     const dew = reporter(1, 'dew');
