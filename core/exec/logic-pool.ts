@@ -182,9 +182,10 @@ export class LogicPool {
     }
     if (d.shrink > 0) {
       const gone = this.idle.splice(0, Math.min(d.shrink, this.idle.length));
-      for (const w of gone) w.terminate();
       this.live -= gone.length;
+      // Told first: stopping a thread can take a while on a busy machine.
       if (gone.length) this.event('shrink', size, this.live);
+      for (const w of gone) w.terminate();
     }
     this.wakeAt(d.wakeAt);
   }

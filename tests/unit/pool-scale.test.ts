@@ -61,7 +61,10 @@ describe('a Logic pool that scales', () => {
     expect(shrinks.at(-1)!.to).toBe(0);
     // One per idle period at most, on the scaler's own clock.
     for (let i = 1; i < shrinks.length; i++)
-      expect(shrinks[i]!.t - shrinks[i - 1]!.t).toBeGreaterThanOrEqual(299);
+      expect(
+        shrinks[i]!.t - shrinks[i - 1]!.t,
+        JSON.stringify(events.map((e) => [e.kind, e.from, e.to, Math.round(e.t)])),
+      ).toBeGreaterThanOrEqual(299);
     const grown = events.filter((e) => e.kind === 'grow').reduce((n, e) => n + e.to - e.from, 0);
     expect(grown).toBe(shrinks.length);
     expect(p.stats.workers).toBe(grown);
