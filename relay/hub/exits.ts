@@ -5,11 +5,15 @@
  * the counts outlive the nodes (the admin console's "Early exits", GET /api/exits).
  * The last report of each node is kept here, by node id, past its leaving: a node that joins again
  * (a dropped socket) still counts from where it was, and must not be counted twice.
- * @example const exits = createExitTally();
+ * Only a service that the app's current manifest declares as a model with an exit head is counted:
+ * a node's report is its own word, and made-up keys must not fill the table. Reports are taken
+ * one after another, in the order they came, each once its apps' manifests are read.
+ * @example const exits = createExitTally({ manifest });
  *          exits.report(node, msg.exits);   // on each heartbeat
  *          exits.list();                     // [{ app, service, role, calls, taken }]
  */
 import type { ExitRow, NodeRecord } from '../../core/api';
+import type { Manifest } from '../../core/manifest';
 import type { Role } from '../../core/protocol';
 
 /** Rows kept at most: past it, new (app, service, role) rows are not counted. */
@@ -21,10 +25,36 @@ export const maxExitRows = 4096;
  */
 export const maxRemembered = 100_000;
 
+/** Reports waiting for manifests at most. */
+const maxWaiting = 1000;
+
 type Counts = Record<string, { calls: number; taken: number }>;
 
-export function createExitTally() {
+export function createExitTally(o: { manifest(app: string): Promise<Manifest | undefined> }) {
   const rows = new Map<string, ExitRow>();
+  /** Reports waiting for their manifests, in order, and how many (at most maxWaiting). */
+  let queue: Promise<void> = Promise.resolve();
+  let waiting = 0;
+
+  /** The entries of `now` that name a model service with an exit head of a deployed app. */
+  async function declared(now: Counts): Promise<Counts> {
+    const apps = new Map<string, Promise<Manifest | undefined>>();
+    const out: Counts = {};
+    for (const [key, c] of Object.entries(now)) {
+      const slash = key.indexOf('/');
+      if (slash <= 0) continue;
+      const app = key.slice(0, slash);
+      if (!apps.has(app))
+        apps.set(
+          app,
+          o.manifest(app).catch(() => undefined),
+        );
+      const svc = (await apps.get(app))?.services[key.slice(slash + 1)];
+      if (svc?.kind === 'model' && svc.exit) out[key] = c;
+    }
+    return out;
+  }
+
   /** Each node's last report, least recently reporting first, and their entries in all. */
   const last = new Map<string, Counts>();
   let remembered = 0;
@@ -42,39 +72,51 @@ export function createExitTally() {
     }
   }
 
+  /** Adds what `now` grew by since the node's last report (a count below it: the node restarted). */
+  function add(node: NodeRecord, now: Counts): void {
+    const before = last.get(node.id) ?? {};
+    remember(node.id, now);
+    for (const [key, c] of Object.entries(now)) {
+      const slash = key.indexOf('/');
+      if (slash <= 0) continue;
+      const prev = Object.hasOwn(before, key) ? before[key] : undefined;
+      const restarted = !prev || c.calls < prev.calls || c.taken < prev.taken;
+      const calls = restarted ? c.calls : c.calls - prev.calls;
+      const taken = restarted ? c.taken : c.taken - prev.taken;
+      if (calls === 0 && taken === 0) continue;
+      const id = `${key}\n${node.role}`;
+      let row = rows.get(id);
+      if (!row) {
+        if (rows.size >= maxExitRows) continue;
+        row = {
+          app: key.slice(0, slash),
+          service: key.slice(slash + 1),
+          role: node.role,
+          calls: 0,
+          taken: 0,
+        };
+        rows.set(id, row);
+      }
+      row.calls += calls;
+      row.taken += taken;
+    }
+  }
+
   return {
     /**
-     * Adds what `now` grew by since the node's last report; a count below the last one is a node
-     * that started again, counted from zero.
+     * Counts a node's report (its declared exit services only), after those before it. Past
+     * maxWaiting reports waiting, one is dropped: counts are totals, so the node's next report
+     * brings what it had.
      */
-    report(node: NodeRecord, now: Counts | undefined) {
-      if (!now) return;
-      const before = last.get(node.id) ?? {};
-      remember(node.id, now);
-      for (const [key, c] of Object.entries(now)) {
-        const slash = key.indexOf('/');
-        if (slash <= 0) continue;
-        const last = Object.hasOwn(before, key) ? before[key] : undefined;
-        const restarted = !last || c.calls < last.calls || c.taken < last.taken;
-        const calls = restarted ? c.calls : c.calls - last.calls;
-        const taken = restarted ? c.taken : c.taken - last.taken;
-        if (calls === 0 && taken === 0) continue;
-        const id = `${key}\n${node.role}`;
-        let row = rows.get(id);
-        if (!row) {
-          if (rows.size >= maxExitRows) continue;
-          row = {
-            app: key.slice(0, slash),
-            service: key.slice(slash + 1),
-            role: node.role,
-            calls: 0,
-            taken: 0,
-          };
-          rows.set(id, row);
-        }
-        row.calls += calls;
-        row.taken += taken;
-      }
+    report(node: NodeRecord, now: Counts | undefined): Promise<void> {
+      if (!now || waiting >= maxWaiting) return queue;
+      waiting++;
+      queue = queue
+        .then(() => declared(now))
+        .then((ok) => add(node, ok))
+        .catch(() => {}) // nothing to count from a report that could not be read
+        .finally(() => waiting--);
+      return queue;
     },
     /** Every row, by app, service, then role (dew, fog, cloud). */
     list(): ExitRow[] {

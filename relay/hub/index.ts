@@ -122,7 +122,7 @@ export function createHub(options: HubOptions) {
     sockets.drop(conn);
   };
 
-  const exits = createExitTally();
+  const exits = createExitTally({ manifest: (app) => options.manifest(app) });
   const registry = createRegistry<Conn>({
     send: sendTo,
     trusted: options.trusted,

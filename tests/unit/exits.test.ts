@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import type { NodeRecord } from '../../core/api';
 import { ProtocolError } from '../../core/errors';
+import type { Manifest } from '../../core/manifest';
 import { decodeFrame, encodeFrame, MAX_EXIT_SERVICES, type ToRelay } from '../../core/protocol';
 import { createExitTally, maxExitRows } from '../../relay/hub/exits';
 import { node } from '../node-view';
@@ -53,23 +54,34 @@ describe('the relay’s exit tally', () => {
       joinedAt: 0,
       lastSeen: 0,
     };
-    return (tally: ReturnType<typeof createExitTally>, exits: NodeRecord['exits']) => {
+    return (tally: ReturnType<typeof createExitTally>, exits: NodeRecord['exits']) =>
       tally.report(record, exits);
-      if (exits) record.exits = exits;
-    };
   };
+  /** Every app declares model services `dew` and `fog` with exit heads, and `s`; `plain` has none. */
+  const manifest = async (app: string) =>
+    ({
+      name: app,
+      services: {
+        dew: { kind: 'model', exit: { output: 'probs', rule: 'top', threshold: 0.9 } },
+        fog: { kind: 'model', exit: { output: 'probs', rule: 'top', threshold: 0.9 } },
+        s: { kind: 'model', exit: { output: 'probs', rule: 'top', threshold: 0.9 } },
+        plain: { kind: 'model' },
+        step: { kind: 'logic' },
+      },
+    }) as unknown as Manifest;
+  const newTally = () => createExitTally({ manifest });
 
-  it('adds what each node’s counts grew by, per app, service and role', () => {
-    const tally = createExitTally();
+  it('adds what each node’s counts grew by, per app, service and role', async () => {
+    const tally = newTally();
     const dew = reporter(1, 'dew');
     const other = reporter(2, 'dew');
     const fog = reporter(3, 'fog');
-    dew(tally, { 'ee/dew': { calls: 3, taken: 2 } });
-    dew(tally, { 'ee/dew': { calls: 5, taken: 3 } }); // +2 calls, +1 taken
-    dew(tally, { 'ee/dew': { calls: 5, taken: 3 } }); // nothing new
-    other(tally, { 'ee/dew': { calls: 1, taken: 1 } });
-    fog(tally, { 'ee/fog': { calls: 2, taken: 0 }, 'ee/dew': { calls: 1, taken: 0 } });
-    dew(tally, undefined); // a heartbeat without exits changes nothing
+    await dew(tally, { 'ee/dew': { calls: 3, taken: 2 } });
+    await dew(tally, { 'ee/dew': { calls: 5, taken: 3 } }); // +2 calls, +1 taken
+    await dew(tally, { 'ee/dew': { calls: 5, taken: 3 } }); // nothing new
+    await other(tally, { 'ee/dew': { calls: 1, taken: 1 } });
+    await fog(tally, { 'ee/fog': { calls: 2, taken: 0 }, 'ee/dew': { calls: 1, taken: 0 } });
+    await dew(tally, undefined); // a heartbeat without exits changes nothing
     expect(tally.list()).toEqual([
       { app: 'ee', service: 'dew', role: 'dew', calls: 6, taken: 4 },
       { app: 'ee', service: 'dew', role: 'fog', calls: 1, taken: 0 },
@@ -77,33 +89,47 @@ describe('the relay’s exit tally', () => {
     ]);
   });
 
-  it('counts a node that started again from zero, and keeps counts of nodes that left', () => {
-    const tally = createExitTally();
+  it('counts a node that started again from zero, and keeps counts of nodes that left', async () => {
+    const tally = newTally();
     const dew = reporter(1, 'dew');
-    dew(tally, { 'ee/dew': { calls: 10, taken: 7 } });
-    dew(tally, { 'ee/dew': { calls: 2, taken: 2 } }); // restarted: its 2 are new
+    await dew(tally, { 'ee/dew': { calls: 10, taken: 7 } });
+    await dew(tally, { 'ee/dew': { calls: 2, taken: 2 } }); // restarted: its 2 are new
     const again = reporter(1, 'dew'); // the same node joined again: a new record
-    again(tally, { 'ee/dew': { calls: 1, taken: 0 } });
+    await again(tally, { 'ee/dew': { calls: 1, taken: 0 } });
     expect(tally.list()).toEqual([{ app: 'ee', service: 'dew', role: 'dew', calls: 13, taken: 9 }]);
   });
 
-  it('goes on from a node’s last report when it joins again, not counting it twice', () => {
-    const tally = createExitTally();
-    reporter(1, 'dew')(tally, { 'ee/dew': { calls: 10, taken: 7 } });
-    reporter(1, 'dew')(tally, { 'ee/dew': { calls: 11, taken: 7 } }); // a new record, same node
+  it('goes on from a node’s last report when it joins again, not counting it twice', async () => {
+    const tally = newTally();
+    await reporter(1, 'dew')(tally, { 'ee/dew': { calls: 10, taken: 7 } });
+    await reporter(1, 'dew')(tally, { 'ee/dew': { calls: 11, taken: 7 } }); // a new record, same node
     expect(tally.list()).toEqual([{ app: 'ee', service: 'dew', role: 'dew', calls: 11, taken: 7 }]);
   });
 
-  it('ignores keys that are not app/service, and keeps at most maxExitRows rows', () => {
-    const tally = createExitTally();
+  it('counts only model services a deployed manifest gives an exit head', async () => {
+    const tally = createExitTally({
+      manifest: async (app) => (app === 'nope' ? undefined : manifest(app)),
+    });
+    await reporter(1, 'dew')(tally, {
+      'ee/dew': { calls: 2, taken: 1 },
+      'ee/plain': { calls: 5, taken: 5 }, // a model without an exit head
+      'ee/step': { calls: 5, taken: 5 }, // a Logic
+      'ee/made-up': { calls: 5, taken: 5 },
+      'nope/dew': { calls: 5, taken: 5 }, // no such app deployed
+    });
+    expect(tally.list()).toEqual([{ app: 'ee', service: 'dew', role: 'dew', calls: 2, taken: 1 }]);
+  });
+
+  it('ignores keys that are not app/service, and keeps at most maxExitRows rows', async () => {
+    const tally = newTally();
     const dew = reporter(1, 'dew');
-    dew(tally, { nokey: { calls: 1, taken: 1 }, '/x': { calls: 1, taken: 0 } });
+    await dew(tally, { nokey: { calls: 1, taken: 1 }, '/x': { calls: 1, taken: 0 } });
     expect(tally.list()).toEqual([]);
     for (let i = 0; i <= maxExitRows; i += 1000) {
       const batch: Record<string, { calls: number; taken: number }> = {};
       for (let j = i; j < Math.min(i + 1000, maxExitRows + 10); j++)
         batch[`a${j}/s`] = { calls: 1, taken: 0 };
-      reporter(10 + i, 'dew')(tally, batch);
+      await reporter(10 + i, 'dew')(tally, batch);
     }
     expect(tally.list()).toHaveLength(maxExitRows);
   });
