@@ -5,10 +5,13 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
+import type { PeerCall } from '../../core/node/links';
+import { memoryNetwork } from '../../core/node/memory-links';
 import type { BrumeNode } from '../../core/node/node';
-import type { SessionMove } from '../../core/session/client';
+import { decodeFrame, type SessionView, type ToNode, type ToRelay } from '../../core/protocol';
+import { type SessionMove, Sessions } from '../../core/session/client';
 import { contextApp } from '../apps';
-import type { RawNode } from '../raw-node';
+import { caps, joinRaw, type RawNode } from '../raw-node';
 import { inProcessRelay } from '../relay-process';
 import { closeNodes, joinHolding, testNode } from '../test-node';
 import { until } from '../until';
@@ -98,5 +101,125 @@ describe('a session handle across its caller’s own reconnect', () => {
     s.close();
     await expect(s.call({ n: 7 })).rejects.toMatchObject({ code: 'E_CLOSED' });
     await until(() => !relaySessions().some((x) => x.caller === caller.nodeId), 'closed');
+  });
+});
+
+describe('a call waiting on a node the relay reports lost', () => {
+  it('is given up because of that move and sent to the next node, answered once', async () => {
+    const server = await relay();
+    // Data channels in this process: the call to the node that never answers stays open on
+    // its channel (nothing fails it) until the relay's `lost` move gives it up.
+    const net = memoryNetwork({ random: () => 0.5, callTimeoutMs: 120_000 });
+    // The node a session moves to: a real one, serving the echo Logic over its channels.
+    const next = await testNode(server.ws, await loadOrCreateIdentity(memoryKeyStore(), 'next'), {
+      refresh: true,
+      links: net.links(),
+      maxConcurrency: 1,
+      runtime: { logicWorkers: 1 },
+    });
+    nodes.push(next);
+    await next.whenJoined();
+    await until(
+      () =>
+        server.relay.hub
+          .nodes()
+          .find((n) => n.id === next.nodeId)
+          ?.apps.includes('memo'),
+      'next holding memo',
+    );
+    // `next` is away while the session is placed, so that the hanging node is chosen first.
+    next.leave('test');
+    await until(() => server.relay.hub.sessions.leaving()[next.nodeId] !== undefined, 'away');
+
+    // The node that never answers: joined, holding memo by its reports, serving its channel
+    // by keeping every call.
+    const hung = (await joinRaw(server.ws)).node;
+    raws.push(hung);
+    const hungId = hung.identity.id;
+    const kept: PeerCall[] = [];
+    net.links().start(hungId, '', (call) => {
+      kept.push(call);
+      return new Promise(() => {});
+    });
+    hung.send({
+      t: 'heartbeat',
+      load: { queue: 0, maxConcurrency: 2 },
+      apps: ['memo'],
+      models: {},
+      stats: { 'memo/main/echo@logic': { count: 20, p50: 5 } },
+      paused: false,
+      caps,
+    });
+    await until(
+      () =>
+        server.relay.hub
+          .nodes()
+          .find((n) => n.id === hungId)
+          ?.apps.includes('memo'),
+      'the hanging node reported',
+    );
+
+    // The caller speaks the wire itself: its session frames go to the handle's table.
+    const { node: callerRaw, welcome } = await joinRaw(server.ws);
+    raws.push(callerRaw);
+    const links = net.links();
+    links.start(welcome.nodeId, '', () => new Promise(() => {}));
+    let ids = 1;
+    const sessions = new Sessions({
+      async open(frame) {
+        const id = ids++;
+        callerRaw.send({ ...frame, id } as ToRelay);
+        const answer = await until(
+          () =>
+            callerRaw.frames.find(
+              (f): f is Extract<ToNode, { t: 'session' | 'error' }> =>
+                (f.t === 'session' || f.t === 'error') && f.id === id,
+            ),
+          `the answer to session-open ${id}`,
+        );
+        if (answer.t === 'error') throw new Error(answer.error.message);
+        return answer.session as SessionView;
+      },
+      send: (frame) => callerRaw.send(frame),
+      async call(app, service, input, node, rpc) {
+        const qos = { privacy: node };
+        const r = await links.call(node, {
+          t: 'call',
+          id: 0,
+          app,
+          service,
+          rpc: rpc ?? '',
+          input,
+          qos,
+        });
+        return { value: r.value, node };
+      },
+    });
+    callerRaw.ws.on('message', (data) => {
+      const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode');
+      if (f.t === 'session-moved') sessions.moved(f);
+    });
+
+    const s = await sessions.session('memo', 'main', { fps: 0.2, rpc: 'echo' });
+    expect(s.node).toBe(hungId);
+    next.leave('test', false);
+    await until(() => server.relay.hub.sessions.leaving()[next.nodeId] === undefined, 'back');
+
+    const order: string[] = [];
+    s.onMove((m) => order.push(`moved ${m.why} to ${m.to === next.nodeId ? 'next' : m.to}`));
+    const answer = s.invoke({ n: 1 });
+    void answer.then(() => order.push('answered'));
+    await until(() => kept.length === 1, 'the call kept by the node that never answers');
+    // It waits there: nothing but the relay's report of that node lost can end it.
+    expect(order).toEqual([]);
+    expect(s.stats()).toMatchObject({ calls: 1, retried: 0, gaveUp: 0 });
+
+    hung.ws.close();
+    const a = await answer;
+    expect(a).toEqual({ value: { n: 1 }, node: next.nodeId });
+    expect(order).toEqual(['moved lost to next', 'answered']);
+    expect(s.stats()).toEqual({ calls: 1, retried: 1, gaveUp: 1, rejoined: 0 });
+    expect(kept).toHaveLength(1);
+    s.close();
   });
 });
