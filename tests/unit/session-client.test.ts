@@ -8,6 +8,7 @@ import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import type { PeerCall } from '../../core/node/links';
 import { memoryNetwork } from '../../core/node/memory-links';
 import type { BrumeNode } from '../../core/node/node';
+import type { InvokeAnswer } from '../../core/page-api';
 import { decodeFrame, type SessionView, type ToNode, type ToRelay } from '../../core/protocol';
 import { type SessionMove, Sessions } from '../../core/session/client';
 import { contextApp } from '../apps';
@@ -68,12 +69,19 @@ describe('a session handle across its caller’s own reconnect', () => {
     const before = s.id;
     expect(relaySessions().some((x) => x.id === before && x.caller === caller.nodeId)).toBe(true);
 
-    // The blip: the caller's socket dies; the relay closes its sessions with it.
+    // The blip: the caller's socket dies; the relay closes its sessions with it. A call is made
+    // the moment the caller knows it is away (its status turning offline), before it rejoins.
+    const away = new Promise<{ call: Promise<InvokeAnswer> }>((resolve) => {
+      const off = caller.onStatus((st) => {
+        if (st !== 'offline') return;
+        off();
+        resolve({ call: s.invoke({ n: 4 }) });
+      });
+    });
     sockets.at(-1)!.terminate();
-    // Calls made at once, before the caller has even noticed, and while it is away.
+    // Calls made at once, before the caller has even noticed.
     const during = [2, 3].map((n) => s.invoke({ n }));
-    await until(() => caller.status === 'offline', 'the caller offline');
-    during.push(s.invoke({ n: 4 }));
+    during.push((await away).call);
     await until(() => seen.some((m) => m.why === 'rejoined'), 'placed again after the rejoin');
 
     const answers = await Promise.all(during);
