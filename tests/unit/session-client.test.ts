@@ -28,8 +28,8 @@ afterAll(async () => {
 });
 
 /** A relay of its own for each test: no node of another test is a candidate. */
-async function relay(): Promise<Server> {
-  const s = await inProcessRelay({ apps: [await contextApp('memo')] });
+async function relay(limits?: { sessions: number }): Promise<Server> {
+  const s = await inProcessRelay({ apps: [await contextApp('memo')], ...(limits && { limits }) });
   servers.push(s);
   return s;
 }
@@ -109,6 +109,84 @@ describe('a session handle across its caller’s own reconnect', () => {
     s.close();
     await expect(s.call({ n: 7 })).rejects.toMatchObject({ code: 'E_CLOSED' });
     await until(() => !relaySessions().some((x) => x.caller === caller.nodeId), 'closed');
+  });
+  it('ends the handle with the relay’s refusal when the new placement is refused, and its waiting calls with it', async () => {
+    // Room for one session in all: another caller takes it while this one is away.
+    const server = await relay({ sessions: 1 });
+    nodes.push(
+      ...(await joinHolding(server.ws, server.relay.hub, 'memo', [{ name: 'b', slots: 1 }])),
+    );
+    // The caller's reconnects fail (a port nothing listens on) until the test lets them through.
+    let blocked = false;
+    const sockets: WebSocket[] = [];
+    const caller = await testNode(
+      server.ws,
+      await loadOrCreateIdentity(memoryKeyStore(), 'caller'),
+      {
+        socket: (u) => {
+          const ws = new WebSocket(blocked ? 'ws://127.0.0.1:1/ws' : u);
+          sockets.push(ws);
+          return ws;
+        },
+        backoff: { initialMs: 20, maxMs: 200 },
+      },
+    );
+    nodes.push(caller);
+    await caller.whenJoined();
+    const s = await caller.session('memo', 'main', { fps: 0.2, rpc: 'echo' });
+    expect((await s.invoke({ n: 1 })).value).toEqual({ n: 1 });
+
+    blocked = true;
+    sockets.at(-1)!.terminate();
+    const mine = () => server.relay.hub.sessions.list().filter((x) => x.caller === caller.nodeId);
+    await until(
+      () => caller.status === 'offline' && mine().length === 0,
+      'the caller away and its session closed by the relay',
+    );
+    const waiting = s.invoke({ n: 2 });
+    const other = (await joinRaw(server.ws)).node;
+    raws.push(other);
+    other.send({ t: 'session-open', id: 1, app: 'memo', service: 'main', fps: 1 });
+    await until(() => other.frames.find((f) => f.t === 'session'), 'the other caller placed');
+    blocked = false;
+
+    await expect(waiting).rejects.toMatchObject({ code: 'E_LIMIT' });
+    await expect(s.call({ n: 3 })).rejects.toMatchObject({ code: 'E_LIMIT' });
+    expect(s.stats()).toMatchObject({ calls: 1, rejoined: 0 });
+    expect(caller.status).toBe('joined');
+    expect(mine()).toEqual([]);
+  });
+
+  it('closes its handles with the node: a call waiting for the rejoin rejects with E_CLOSED', async () => {
+    const server = await relay();
+    nodes.push(
+      ...(await joinHolding(server.ws, server.relay.hub, 'memo', [{ name: 'b', slots: 1 }])),
+    );
+    let blocked = false;
+    const sockets: WebSocket[] = [];
+    const caller = await testNode(
+      server.ws,
+      await loadOrCreateIdentity(memoryKeyStore(), 'caller'),
+      {
+        socket: (u) => {
+          const ws = new WebSocket(blocked ? 'ws://127.0.0.1:1/ws' : u);
+          sockets.push(ws);
+          return ws;
+        },
+        backoff: { initialMs: 20, maxMs: 200 },
+      },
+    );
+    nodes.push(caller);
+    await caller.whenJoined();
+    const s = await caller.session('memo', 'main', { fps: 0.2, rpc: 'echo' });
+    blocked = true;
+    sockets.at(-1)!.terminate();
+    await until(() => caller.status === 'offline' && sockets.length > 2, 'the caller retrying');
+    const waiting = s.invoke({ n: 1 });
+    caller.close();
+    await expect(waiting).rejects.toMatchObject({ code: 'E_CLOSED' });
+    await expect(s.call({ n: 2 })).rejects.toMatchObject({ code: 'E_CLOSED' });
+    expect(s.stats().calls).toBe(0);
   });
 });
 
