@@ -47,7 +47,8 @@ export interface BrumeApi {
    * Opens a session (PROTOCOL.md §5.9): a stream of calls to `service` of `app` placed once by
    * the relay for `fps` frames a second within `energyBudget` mJ a frame; the handle's calls go
    * to that node until the relay moves the session, and a call its node vanished under is sent
-   * again, once, to the next.
+   * again, once, to the next. After this node's own link to the relay drops, the session is
+   * placed again, under a new id, when it rejoins (`onMove`, why 'rejoined').
    */
   session(
     app: string,

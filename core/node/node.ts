@@ -69,13 +69,18 @@ export class BrumeNode {
         void this.context?.online((frame) => this.link.send(frame));
         // A relay that did not hear it (a new connection) hears that this node is leaving.
         if (this.leaving.size > 0) this.sendLeave();
+        // The relay closed this node's sessions with its last socket: each is placed again.
+        void this.sessions.rejoined();
         // Versions made current while this node was away reach it now (§5.7).
         this.runtime.sync().then(
           (apps) => apps.length && this.link.beatNow(),
           (e: unknown) => parts.log?.(`apps: ${(e as Error).message}`),
         );
       },
-      onLost: () => this.context?.offline(),
+      onLost: () => {
+        this.context?.offline();
+        this.sessions.offline();
+      },
       onFrame: (msg) => this.onFrame(msg),
       ...(parts.requestTimeoutMs !== undefined && { requestTimeoutMs: parts.requestTimeoutMs }),
       ...(parts.backoff && { backoff: parts.backoff }),
@@ -233,6 +238,7 @@ export class BrumeNode {
 
   close(): void {
     this.link.close();
+    this.sessions.close();
     this.parts.links?.close();
   }
 
