@@ -252,6 +252,7 @@ export function createHub(options: HubOptions) {
       const read = options.context?.replica.get(app, key, {}, Date.now());
       return read?.value?.byteLength ?? read?.sealed?.byteLength;
     },
+    warn: (fields, message) => options.log.warn(fields, message),
   });
 
   metrics.watch({

@@ -13,6 +13,7 @@ import type { MigrationRecord, NodeRecord, SessionRecord } from '../../core/api'
 import { LimitError, NotFoundError } from '../../core/errors';
 import type { Manifest } from '../../core/manifest';
 import type { SessionOpen, SessionView, ToNode } from '../../core/protocol';
+import { MAX_FIGURE_MS } from '../../core/protocol/fields';
 import { WIFI_MJ_PER_MS } from '../../core/session/energy';
 import { type NimbusDevice, type NimbusNode, placeSession } from '../../core/session/nimbus';
 import type { HubLimits } from '../limits';
@@ -51,6 +52,8 @@ export interface SessionsOptions {
   send(node: string, frame: ToNode): void;
   /** Bytes of context key `key` of `app` held by the relay now; undefined when it has none. */
   stateBytes(app: string, key: string): number | undefined;
+  /** Work on a session that failed (never thrown out of a socket's listener). */
+  warn(fields: Record<string, unknown>, message: string): void;
 }
 
 export function createSessions(o: SessionsOptions) {
@@ -137,16 +140,18 @@ export function createSessions(o: SessionsOptions) {
         },
         sessions: servedBy(n.id)
           .filter((other) => other.id !== s.id)
-          .map((other) => ({ latencyBudgetMs: 1000 / other.fps, netMs: other.netMs })),
+          .map((other) => ({ latencyBudgetMs: budgetMs(other), netMs: other.netMs })),
         ...(n.caps.battery && { onBattery: !n.caps.battery.charging }),
       });
     }
-    const localMs = s.localMs ?? figure(caller, s.app, s.service) ?? 1000 / s.fps;
+    // Figures are bounded where they enter (MAX_FIGURE_MS) and figure() skips any other: the
+    // rule never throws on what a node reported.
+    const localMs = s.localMs ?? figure(caller, s.app, s.service) ?? budgetMs(s);
     const battery = caller.caps.battery;
     const device: NimbusDevice = {
       frameBytes: s.frameBytes,
       fps: s.fps,
-      latencyBudgetMs: 1000 / s.fps,
+      latencyBudgetMs: budgetMs(s),
       localMs,
       localEnergyMj: localMs * energyFigures.localMjPerMs,
       radioMjPerMs: energyFigures.radioMjPerMs,
@@ -217,7 +222,22 @@ export function createSessions(o: SessionsOptions) {
   /** Every session served by `node`, placed elsewhere. */
   function moveFrom(node: string, why: MigrationRecord['why']): void {
     const since = performance.now();
-    for (const s of servedBy(node)) replace(s, why, since, [node]);
+    for (const s of servedBy(node)) guarded(s, () => replace(s, why, since, [node]));
+  }
+
+  /**
+   * Runs session work from a heartbeat, a drop or a leave: a failure is logged with the session
+   * and leaves it where it is, never thrown out of the socket's listener (it would end the relay).
+   */
+  function guarded(s: SessionRecord, work: () => void): void {
+    try {
+      work();
+    } catch (e) {
+      o.warn(
+        { session: s.id, app: s.app, service: s.service, err: String(e) },
+        'session not re-placed',
+      );
+    }
   }
 
   /**
@@ -227,17 +247,20 @@ export function createSessions(o: SessionsOptions) {
    */
   function review(node: string): void {
     const since = performance.now();
-    for (const s of servedBy(node)) {
-      const caller = o.node(s.caller);
-      if (!caller) continue;
-      const next = choose(s, caller, new Set());
-      // Where it is, by the same rule over that node alone (none: local).
-      const stay = next.node === s.node ? next : choose(s, caller, new Set(), s.node);
-      const fits = stay.node === s.node;
-      if (next.node === s.node || (fits && next.latencyMs >= FIGURES_GAIN * stay.latencyMs))
-        assign(s, stay);
-      else replace(s, 'figures', since, [], next);
-    }
+    for (const s of servedBy(node)) guarded(s, () => judge(s, since));
+  }
+
+  /** Whether `s` stays where it is or moves for figures. */
+  function judge(s: SessionRecord, since: number): void {
+    const caller = o.node(s.caller);
+    if (!caller) return;
+    const next = choose(s, caller, new Set());
+    // Where it is, by the same rule over that node alone (none: local).
+    const stay = next.node === s.node ? next : choose(s, caller, new Set(), s.node);
+    const fits = stay.node === s.node;
+    if (next.node === s.node || (fits && next.latencyMs >= FIGURES_GAIN * stay.latencyMs))
+      assign(s, stay);
+    else replace(s, 'figures', since, [], next);
   }
 
   function remove(id: string): void {
@@ -354,7 +377,12 @@ function figure(n: NodeRecord, app: string, service: string): number | undefined
   let best: number | undefined;
   for (const figures of [n.measured ?? {}, n.stats]) {
     for (const [k, v] of Object.entries(figures)) {
-      if (k.startsWith(prefix) && v.count >= MIN_SAMPLES && (best === undefined || v.p50 < best))
+      if (
+        k.startsWith(prefix) &&
+        v.count >= MIN_SAMPLES &&
+        usable(v.p50) &&
+        (best === undefined || v.p50 < best)
+      )
         best = v.p50;
     }
     if (best !== undefined) return best;
@@ -362,4 +390,8 @@ function figure(n: NodeRecord, app: string, service: string): number | undefined
   return undefined;
 }
 
+/** A figure placement can compute with: finite, at least 0, at most MAX_FIGURE_MS. */
+const usable = (ms: number) => Number.isFinite(ms) && ms >= 0 && ms <= MAX_FIGURE_MS;
+/** A frame's time at the session's rate, ms (within MAX_FIGURE_MS: a tiny fps is no Infinity). */
+const budgetMs = (s: Pick<SessionRecord, 'fps'>) => Math.min(MAX_FIGURE_MS, 1000 / s.fps);
 const round = (x: number) => Math.round(x * 100) / 100;

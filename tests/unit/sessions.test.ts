@@ -202,6 +202,32 @@ describe('sessions on the relay', () => {
   });
 });
 
+describe('sessions and hostile figures', () => {
+  it('closes a node reporting a figure past MAX_FIGURE_MS, and the relay lives on', async () => {
+    const caller = await raw(server);
+    const a = await raw(server);
+    await report(server, a, beat(50));
+    const s = (await open(caller, { fps: 1 })) as SessionView;
+    expect(s.node).toBe(a.id);
+    // The caller's own time, 1.5e308 ms × 1.78 mJ/ms, would be Infinity when a's session is
+    // judged: refused where it enters (a protocol violation), never thrown in a listener.
+    const huge = { 'hops/front/entry@logic': { count: 5, p50: 1.5e308 } };
+    caller.send({ ...beat(5), stats: huge } as ToRelay);
+    expect((await caller.closed).code).toBe(1008);
+    await until(
+      () => !server.relay.hub.sessions.list().some((x) => x.id === s.id),
+      'the closed caller’s session gone',
+    );
+    // a is judged again and stays; the relay places the next session on it.
+    await report(server, a, beat(60));
+    const other = await raw(server);
+    expect(await open(other, { fps: 1 })).toHaveProperty('node', a.id);
+    // A frame rate so low that 1000 / fps ms is past any figure: a budget of MAX_FIGURE_MS.
+    expect(await open(other, { fps: 1e-300 })).toHaveProperty('node', a.id);
+    for (const n of [a, other]) n.ws.close();
+  });
+});
+
 describe('the session handle over real nodes', () => {
   let nodes: BrumeNode[] = [];
   afterAll(() => closeNodes(nodes));
