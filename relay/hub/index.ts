@@ -244,6 +244,7 @@ export function createHub(options: HubOptions) {
 
   const sessions = createSessions({
     limits,
+    periodMs: heartbeatMs,
     nodes: registry.records,
     node: (id) => registry.get(id)?.record,
     manifest,

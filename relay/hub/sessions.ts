@@ -45,7 +45,9 @@ const MAX_MIGRATIONS = 200;
 const FIGURES_GAIN = 0.75;
 
 export interface SessionsOptions {
-  limits: Pick<HubLimits, 'sessionsPerNode' | 'sessions'>;
+  limits: Pick<HubLimits, 'sessionsPerNode' | 'sessions' | 'sessionsServed'>;
+  /** The heartbeat period: a node's sessions are judged again at most once in it. */
+  periodMs: number;
   nodes(): readonly NodeRecord[];
   node(id: string): NodeRecord | undefined;
   manifest(app: string): Promise<Manifest | undefined>;
@@ -64,6 +66,9 @@ export function createSessions(o: SessionsOptions) {
   const migrations: MigrationRecord[] = [];
   /** Sessions by the node serving them (the caller's own id when local). */
   const served = new Map<string, Set<string>>();
+  /** When each node's sessions were last judged (performance.now()), and a review still due. */
+  const reviewed = new Map<string, number>();
+  const due = new Map<string, ReturnType<typeof setTimeout>>();
 
   /**
    * Tells the node the session would go to if its node went (the rule's choice without it) to
@@ -99,27 +104,22 @@ export function createSessions(o: SessionsOptions) {
     caller: NodeRecord,
     exclude: ReadonlySet<string>,
     only?: string,
+    known = knownFigures(s),
   ) {
     const nodes: NimbusNode[] = [];
-    const able = o
-      .nodes()
-      .filter(
-        (n) =>
-          n.id !== caller.id &&
-          !exclude.has(n.id) &&
-          !leaving.has(n.id) &&
-          (only === undefined || n.id === only) &&
-          n.online &&
-          !n.paused &&
-          !n.quarantined &&
-          n.apps.includes(s.app),
-      );
-    // A node that has not run the service yet is taken to be as fast as those that have (the
-    // median of the figures for it, any node's), not faster: no move for a guess.
-    const known = o
-      .nodes()
-      .flatMap((n) => figure(n, s.app, s.service) ?? [])
-      .sort((a, b) => a - b);
+    const able = o.nodes().filter(
+      (n) =>
+        n.id !== caller.id &&
+        !exclude.has(n.id) &&
+        !leaving.has(n.id) &&
+        (only === undefined || n.id === only) &&
+        n.online &&
+        !n.paused &&
+        !n.quarantined &&
+        n.apps.includes(s.app) &&
+        // Full: it serves sessionsServed sessions besides this one.
+        (served.get(n.id)?.size ?? 0) - (s.node === n.id ? 1 : 0) < o.limits.sessionsServed,
+    );
     const guess = s.localMs ?? known[Math.floor(known.length / 2)] ?? UNKNOWN_EXEC_MS;
     for (const n of able) {
       const execMs = figure(n, s.app, s.service) ?? guess;
@@ -167,6 +167,18 @@ export function createSessions(o: SessionsOptions) {
       netMs: c.netMs,
       reason: c.reason,
     };
+  }
+
+  /**
+   * The figures for `s`'s service over every node, least first. A node that has not run the
+   * service yet is taken to be as fast as those that have (their median), not faster: no move for
+   * a guess.
+   */
+  function knownFigures(s: SessionRecord): number[] {
+    return o
+      .nodes()
+      .flatMap((n) => figure(n, s.app, s.service) ?? [])
+      .sort((a, b) => a - b);
   }
 
   const view = (s: SessionRecord): SessionView => ({
@@ -246,17 +258,49 @@ export function createSessions(o: SessionsOptions) {
    * FIGURES_GAIN faster. A local session is judged on its caller's reports.
    */
   function review(node: string): void {
+    const sessions = servedBy(node);
+    if (sessions.length === 0 || due.has(node)) return;
     const since = performance.now();
-    for (const s of servedBy(node)) guarded(s, () => judge(s, since));
+    const last = reviewed.get(node);
+    if (last !== undefined && since - last < o.periodMs) {
+      // Judged within the period: once more at its end, so the last figures are still acted on.
+      const timer = setTimeout(
+        () => {
+          due.delete(node);
+          review(node);
+        },
+        o.periodMs - (since - last),
+      );
+      timer.unref?.();
+      due.set(node, timer);
+      return;
+    }
+    reviewed.set(node, since);
+    // The figures for each service, once per review rather than once per session and choice.
+    const known = new Map<string, number[]>();
+    for (const s of sessions)
+      guarded(s, () => {
+        const key = `${s.app}/${s.service}`;
+        const figures = known.get(key) ?? knownFigures(s);
+        known.set(key, figures);
+        judge(s, since, figures);
+      });
+  }
+
+  /** The review of `node` forgotten (it was lost). */
+  function forget(node: string): void {
+    clearTimeout(due.get(node));
+    due.delete(node);
+    reviewed.delete(node);
   }
 
   /** Whether `s` stays where it is or moves for figures. */
-  function judge(s: SessionRecord, since: number): void {
+  function judge(s: SessionRecord, since: number, known: number[]): void {
     const caller = o.node(s.caller);
     if (!caller) return;
-    const next = choose(s, caller, new Set());
+    const next = choose(s, caller, new Set(), undefined, known);
     // Where it is, by the same rule over that node alone (none: local).
-    const stay = next.node === s.node ? next : choose(s, caller, new Set(), s.node);
+    const stay = next.node === s.node ? next : choose(s, caller, new Set(), s.node, known);
     const fits = stay.node === s.node;
     if (next.node === s.node || (fits && next.latencyMs >= FIGURES_GAIN * stay.latencyMs))
       assign(s, stay);
@@ -344,6 +388,7 @@ export function createSessions(o: SessionsOptions) {
     /** Node `node` was lost: its own sessions close, those it served are placed again. */
     lost(node: string): void {
       leaving.delete(node);
+      forget(node);
       for (const id of [...(byCaller.get(node) ?? [])]) remove(id);
       moveFrom(node, 'lost');
     },

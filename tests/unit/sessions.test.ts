@@ -22,7 +22,9 @@ beforeAll(async () => {
   server = await inProcessRelay({ apps: [await hopsApp(), await contextApp('memo')] });
   small = await inProcessRelay({
     apps: [await hopsApp()],
-    limits: { sessionsPerNode: 2, sessions: 3 },
+    limits: { sessionsPerNode: 2, sessions: 3, sessionsServed: 1 },
+    // A long period: two reports in a row fall within one (a node is judged once per period).
+    heartbeatMs: 5000,
   });
 });
 afterAll(async () => {
@@ -199,6 +201,38 @@ describe('sessions on the relay', () => {
     three.send({ t: 'session-open', id: 1, app: 'hops', service: 'front', fps: 1e9 } as ToRelay);
     expect((await three.closed).code).toBe(1008);
     for (const n of [one, two]) n.ws.close();
+  });
+});
+
+describe('the cost of sessions on the relay', () => {
+  it('judges a node’s sessions once per heartbeat period, the last figures at its end', async () => {
+    await until(() => small.relay.hub.sessions.list().length === 0, 'no sessions left');
+    const [caller, a] = [await raw(small), await raw(small)];
+    await report(small, a, beat(50));
+    const s = (await open(caller, { fps: 1 })) as SessionView;
+    expect(s.node).toBe(a.id);
+    const estimate = () => small.relay.hub.sessions.list().find((x) => x.id === s.id)?.latencyMs;
+    // The first report judges it at once (50 → 300 ms); the next, within the period, waits for
+    // its end, and is acted on then (300 → 600 ms).
+    await report(small, a, beat(300));
+    const judged = estimate()!;
+    expect(judged).toBeGreaterThan(s.latencyMs + 200);
+    await report(small, a, beat(600));
+    expect(estimate()).toBe(judged);
+    await until(() => estimate()! > judged + 200, 'judged at the end of the period');
+    for (const n of [caller, a]) n.ws.close();
+  });
+
+  it('places no more sessions on a node than sessionsServed', async () => {
+    await until(() => small.relay.hub.sessions.list().length === 0, 'no sessions left');
+    const [caller, a] = [await raw(small), await raw(small)];
+    await report(small, a, beat(5));
+    expect(await open(caller, { fps: 1 })).toHaveProperty('node', a.id);
+    // a serves one (sessionsServed 1): the next runs on the caller itself.
+    const next = (await open(caller, { fps: 1 })) as SessionView;
+    expect(next.node).toBe(caller.id);
+    expect(next.reason).toMatch(/^local/);
+    for (const n of [caller, a]) n.ws.close();
   });
 });
 
