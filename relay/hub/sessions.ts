@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { MigrationRecord, NodeRecord, SessionRecord } from '../../core/api';
-import { LimitError, NotFoundError } from '../../core/errors';
+import { DisconnectedError, LimitError, NotFoundError } from '../../core/errors';
 import type { Manifest } from '../../core/manifest';
 import type { SessionOpen, SessionView, ToNode } from '../../core/protocol';
 import { MAX_FIGURE_MS } from '../../core/protocol/fields';
@@ -327,6 +327,10 @@ export function createSessions(o: SessionsOptions) {
      */
     async open(caller: NodeRecord, frame: SessionOpen): Promise<SessionView> {
       const manifest = await o.manifest(frame.app);
+      // The caller's socket may have closed while the manifest was read: its sessions are gone
+      // with it, and one added now would never be closed.
+      if (o.node(caller.id) !== caller)
+        throw new DisconnectedError('session: the caller left while its session was placed');
       if (!manifest || !Object.hasOwn(manifest.services, frame.service))
         throw new NotFoundError(
           `no service "${frame.service}" in app "${frame.app}" on this relay`,

@@ -236,6 +236,26 @@ describe('the cost of sessions on the relay', () => {
   });
 });
 
+describe('sessions and callers that go', () => {
+  it('keeps no session for a caller whose socket closed while it was placed', async () => {
+    const callers = await Promise.all(Array.from({ length: 8 }, () => raw(server)));
+    // Each asks and goes at once: the relay reads the manifest meanwhile.
+    for (const c of callers) {
+      c.send({ t: 'session-open', id: 1, app: 'hops', service: 'front', fps: 1 });
+      c.ws.terminate();
+    }
+    const gone = new Set(callers.map((c) => c.id));
+    const hub = server.relay.hub;
+    await until(() => !hub.nodes().some((n) => gone.has(n.id)), 'the callers dropped');
+    // A session opened after them is placed after their opens were answered (one manifest read
+    // after theirs): none of theirs remains.
+    const after = await raw(server);
+    expect(await open(after, { fps: 1 })).toHaveProperty('node');
+    expect(hub.sessions.list().filter((x) => gone.has(x.caller))).toEqual([]);
+    after.ws.close();
+  });
+});
+
 describe('sessions and hostile figures', () => {
   it('closes a node reporting a figure past MAX_FIGURE_MS, and the relay lives on', async () => {
     const caller = await raw(server);
