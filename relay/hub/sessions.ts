@@ -12,30 +12,21 @@ import { randomBytes } from 'node:crypto';
 import type { MigrationRecord, NodeRecord, SessionRecord } from '../../core/api';
 import { DisconnectedError, LimitError, NotFoundError } from '../../core/errors';
 import type { Manifest } from '../../core/manifest';
+import { slotsFor } from '../../core/placement/figures';
 import type { SessionOpen, SessionView, ToNode } from '../../core/protocol';
-import { MAX_FIGURE_MS } from '../../core/protocol/fields';
-import { WIFI_MJ_PER_MS } from '../../core/session/energy';
 import { type NimbusDevice, type NimbusNode, placeSession } from '../../core/session/nimbus';
 import type { HubLimits } from '../limits';
+import {
+  budgetMs,
+  energyFigures,
+  type FigureKey,
+  figure,
+  figureKey,
+  type Known,
+  medians,
+  UNKNOWN_EXEC_MS,
+} from './session-figures';
 
-/**
- * The figures the energy model assumes where nothing is measured (PROTOCOL.md §5.9): a device's
- * power running a frame itself — the mean of the three phones Nimbus measured (182 mJ / 154 ms,
- * 318 mJ / 116 ms, 268 mJ / 190 ms ≈ 1.78 mJ/ms) — its Wi-Fi radio's power while sending (the
- * seed's 1.21 mJ/ms), and a node's link rate (no bandwidth is measured yet: a LAN's 100 Mbps).
- */
-export const energyFigures = {
-  localMjPerMs: 1.78,
-  radioMjPerMs: WIFI_MJ_PER_MS,
-  bandwidthMbps: 100,
-};
-/** A frame's execution time on a node with no figure for the service, ms. */
-const UNKNOWN_EXEC_MS = 10;
-/**
- * Calls a node's figure for a service must count before it is believed: a first call's time
- * (loading the model, compiling the Logic) is no measure of the next frames'.
- */
-const MIN_SAMPLES = 5;
 /** Migrations the console is shown, newest last. */
 const MAX_MIGRATIONS = 200;
 /**
@@ -66,6 +57,8 @@ export function createSessions(o: SessionsOptions) {
   const migrations: MigrationRecord[] = [];
   /** Sessions by the node serving them (the caller's own id when local). */
   const served = new Map<string, Set<string>>();
+  /** Where each session's figures are kept: its own rpc's stats key, and its slots' pool. */
+  const keyOf = new Map<string, FigureKey>();
   /** When each node's sessions were last judged (performance.now()), and a review still due. */
   const reviewed = new Map<string, number>();
   const due = new Map<string, ReturnType<typeof setTimeout>>();
@@ -106,6 +99,7 @@ export function createSessions(o: SessionsOptions) {
     only?: string,
     known = knownFigures(s),
   ) {
+    const k = keyOf.get(s.id);
     const nodes: NimbusNode[] = [];
     const able = o.nodes().filter(
       (n) =>
@@ -120,10 +114,10 @@ export function createSessions(o: SessionsOptions) {
         // Full: it serves sessionsServed sessions besides this one.
         (served.get(n.id)?.size ?? 0) - (s.node === n.id ? 1 : 0) < o.limits.sessionsServed,
     );
-    const guess = s.localMs ?? known[Math.floor(known.length / 2)] ?? UNKNOWN_EXEC_MS;
+    const guess = s.localMs ?? known.all ?? UNKNOWN_EXEC_MS;
     for (const n of able) {
-      const execMs = figure(n, s.app, s.service) ?? guess;
-      const slots = Math.max(1, n.maxConcurrency);
+      const execMs = (k && figure(n, k, known.measured)) ?? guess;
+      const slots = slotsFor(n, k?.pool ?? '');
       nodes.push({
         id: n.id,
         role: n.role,
@@ -146,7 +140,7 @@ export function createSessions(o: SessionsOptions) {
     }
     // Figures are bounded where they enter (MAX_FIGURE_MS) and figure() skips any other: the
     // rule never throws on what a node reported.
-    const localMs = s.localMs ?? figure(caller, s.app, s.service) ?? budgetMs(s);
+    const localMs = s.localMs ?? (k && figure(caller, k)) ?? budgetMs(s);
     const battery = caller.caps.battery;
     const device: NimbusDevice = {
       frameBytes: s.frameBytes,
@@ -169,17 +163,10 @@ export function createSessions(o: SessionsOptions) {
     };
   }
 
-  /**
-   * The figures for `s`'s service over every node, least first. A node that has not run the
-   * service yet is taken to be as fast as those that have (their median), not faster: no move for
-   * a guess.
-   */
-  function knownFigures(s: SessionRecord): number[] {
-    return o
-      .nodes()
-      .flatMap((n) => figure(n, s.app, s.service) ?? [])
-      .sort((a, b) => a - b);
-  }
+  const knownFigures = (s: SessionRecord): Known => {
+    const k = keyOf.get(s.id);
+    return k ? medians(o.nodes(), k) : {};
+  };
 
   const view = (s: SessionRecord): SessionView => ({
     id: s.id,
@@ -277,10 +264,10 @@ export function createSessions(o: SessionsOptions) {
     }
     reviewed.set(node, since);
     // The figures for each service, once per review rather than once per session and choice.
-    const known = new Map<string, number[]>();
+    const known = new Map<string, Known>();
     for (const s of sessions)
       guarded(s, () => {
-        const key = `${s.app}/${s.service}`;
+        const key = keyOf.get(s.id)?.prefix ?? '';
         const figures = known.get(key) ?? knownFigures(s);
         known.set(key, figures);
         judge(s, since, figures);
@@ -295,7 +282,7 @@ export function createSessions(o: SessionsOptions) {
   }
 
   /** Whether `s` stays where it is or moves for figures. */
-  function judge(s: SessionRecord, since: number, known: number[]): void {
+  function judge(s: SessionRecord, since: number, known: Known): void {
     const caller = o.node(s.caller);
     if (!caller) return;
     const next = choose(s, caller, new Set(), undefined, known);
@@ -311,6 +298,7 @@ export function createSessions(o: SessionsOptions) {
     const s = table.get(id);
     if (!s) return;
     table.delete(id);
+    keyOf.delete(id);
     const on = served.get(s.node);
     on?.delete(id);
     if (on?.size === 0) served.delete(s.node);
@@ -341,6 +329,7 @@ export function createSessions(o: SessionsOptions) {
         if (!s || s.caller !== caller.id)
           throw new NotFoundError(`session: no open session ${frame.session} of this node`);
         Object.assign(s, requirements(frame));
+        keyOf.set(s.id, figureKey(manifest, s));
         replace(s, 'asked', since, frame.exclude ?? []);
         return view(s);
       }
@@ -367,6 +356,7 @@ export function createSessions(o: SessionsOptions) {
         openedAt: Date.now(),
         moves: 0,
       };
+      keyOf.set(s.id, figureKey(manifest, s));
       const chosen = choose(s, caller, new Set(frame.exclude));
       table.set(s.id, s);
       assign(s, chosen);
@@ -416,31 +406,4 @@ function requirements(f: SessionOpen) {
   };
 }
 
-/**
- * A node's time for one call of `app/service`: the relay's own measurement first (a node can
- * lie), else what it reports; the least p50 over its rpcs and variants of MIN_SAMPLES calls or
- * more.
- */
-function figure(n: NodeRecord, app: string, service: string): number | undefined {
-  const prefix = `${app}/${service}/`;
-  let best: number | undefined;
-  for (const figures of [n.measured ?? {}, n.stats]) {
-    for (const [k, v] of Object.entries(figures)) {
-      if (
-        k.startsWith(prefix) &&
-        v.count >= MIN_SAMPLES &&
-        usable(v.p50) &&
-        (best === undefined || v.p50 < best)
-      )
-        best = v.p50;
-    }
-    if (best !== undefined) return best;
-  }
-  return undefined;
-}
-
-/** A figure placement can compute with: finite, at least 0, at most MAX_FIGURE_MS. */
-const usable = (ms: number) => Number.isFinite(ms) && ms >= 0 && ms <= MAX_FIGURE_MS;
-/** A frame's time at the session's rate, ms (within MAX_FIGURE_MS: a tiny fps is no Infinity). */
-const budgetMs = (s: Pick<SessionRecord, 'fps'>) => Math.min(MAX_FIGURE_MS, 1000 / s.fps);
 const round = (x: number) => Math.round(x * 100) / 100;

@@ -204,6 +204,25 @@ describe('sessions on the relay', () => {
   });
 });
 
+describe('the figures a session is placed by', () => {
+  it('are its own rpc’s, with the slots its Logic’s pool has on the node', async () => {
+    const caller = await raw(server);
+    const [a, b] = [await raw(server), await raw(server)];
+    // a is fast at a key that is not the session's rpc (front's only rpc is entry): no matter.
+    const fastElsewhere = { 'hops/front/other@logic': { count: 20, p50: 1 } };
+    const slow = beat(50) as Extract<ToRelay, { t: 'heartbeat' }>;
+    await report(server, a, { ...slow, stats: { ...slow.stats, ...fastElsewhere } });
+    await report(server, b, beat(30));
+    const s = (await open(caller, { fps: 1 })) as SessionView;
+    expect(s.node).toBe(b.id);
+    // b's pool of front holds one worker (of 2 slots): a frame waits a whole frame's time there.
+    await report(server, b, { ...beat(31), workersMax: { 'hops/front': 1 } } as ToRelay);
+    const one = (await open(caller, { fps: 1, session: s.id })) as SessionView;
+    expect(one.latencyMs).toBeGreaterThanOrEqual(62);
+    for (const n of [caller, a, b]) n.ws.close();
+  });
+});
+
 describe('the cost of sessions on the relay', () => {
   it('judges a node’s sessions once per heartbeat period, the last figures at its end', async () => {
     await until(() => small.relay.hub.sessions.list().length === 0, 'no sessions left');
