@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { MigrationRecord, NodeRecord, SessionRecord } from '../../core/api';
-import { DisconnectedError, LimitError, NotFoundError } from '../../core/errors';
+import { DisconnectedError, InputError, LimitError, NotFoundError } from '../../core/errors';
 import type { Manifest } from '../../core/manifest';
 import { slotsFor } from '../../core/placement/figures';
 import type { SessionOpen, SessionView, ToNode } from '../../core/protocol';
@@ -319,19 +319,29 @@ export function createSessions(o: SessionsOptions) {
       // with it, and one added now would never be closed.
       if (o.node(caller.id) !== caller)
         throw new DisconnectedError('session: the caller left while its session was placed');
+      const again = frame.session === undefined ? undefined : table.get(frame.session);
+      if (frame.session !== undefined && (!again || again.caller !== caller.id))
+        throw new NotFoundError(`session: no open session ${frame.session} of this node`);
+      // Placed again: the same app and service, other requirements only.
+      for (const field of ['app', 'service'] as const)
+        if (again && again[field] !== frame[field])
+          throw new InputError(
+            `session ${field} must stay "${again[field]}" when placed again (got "${frame[field]}")`,
+          );
       if (!manifest || !Object.hasOwn(manifest.services, frame.service))
         throw new NotFoundError(
           `no service "${frame.service}" in app "${frame.app}" on this relay`,
         );
       const since = performance.now();
-      if (frame.session !== undefined) {
-        const s = table.get(frame.session);
-        if (!s || s.caller !== caller.id)
-          throw new NotFoundError(`session: no open session ${frame.session} of this node`);
-        Object.assign(s, requirements(frame));
-        keyOf.set(s.id, figureKey(manifest, s));
-        replace(s, 'asked', since, frame.exclude ?? []);
-        return view(s);
+      if (again) {
+        // What the frame leaves out is cleared, not kept from the last time.
+        delete again.energyBudgetMj;
+        delete again.localMs;
+        delete again.stateKey;
+        Object.assign(again, requirements(frame));
+        keyOf.set(again.id, figureKey(manifest, again));
+        replace(again, 'asked', since, frame.exclude ?? []);
+        return view(again);
       }
       const mine = byCaller.get(caller.id) ?? new Set<string>();
       if (mine.size >= o.limits.sessionsPerNode)

@@ -182,7 +182,8 @@ describe('sessions on the relay', () => {
 
   it('refuses past its bounds, an unknown service and another node’s session, each by a typed error', async () => {
     const [one, two, three] = [await raw(small), await raw(small), await raw(small)];
-    expect(await open(one)).toHaveProperty('node');
+    const mine = (await open(one)) as SessionView;
+    expect(mine).toHaveProperty('node');
     expect(await open(one)).toHaveProperty('node');
     const perNode = await open(one);
     expect(perNode).toMatchObject({ code: 'E_LIMIT' });
@@ -197,6 +198,16 @@ describe('sessions on the relay', () => {
     expect(await open(three)).toHaveProperty('node');
     expect(await open(three, { session: theirs.id })).toMatchObject({ code: 'E_NOT_FOUND' });
     expect(await open(three, { service: 'nope' })).toMatchObject({ code: 'E_NOT_FOUND' });
+    // Placed again: its app and service stay; what the frame leaves out is cleared.
+    const set = { session: mine.id, fps: 1, localMs: 5, stateKey: 'k/{session}' };
+    expect(await open(one, set)).toHaveProperty('id', mine.id);
+    const other = await open(one, { session: mine.id, service: 'classify' });
+    expect(other).toMatchObject({ code: 'E_INPUT', message: expect.stringContaining('service') });
+    const record = () => small.relay.hub.sessions.list().find((x) => x.id === mine.id);
+    expect(record()).toMatchObject({ localMs: 5, stateKey: 'k/{session}' });
+    expect(await open(one, { session: mine.id, fps: 2 })).toHaveProperty('id', mine.id);
+    expect(record()).not.toHaveProperty('localMs');
+    expect(record()).not.toHaveProperty('stateKey');
     // A frame out of its schema is a protocol violation: the socket is closed, the relay lives.
     three.send({ t: 'session-open', id: 1, app: 'hops', service: 'front', fps: 1e9 } as ToRelay);
     expect((await three.closed).code).toBe(1008);
