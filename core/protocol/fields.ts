@@ -113,6 +113,9 @@ const trace = z
   .max(256)
   .optional();
 
+/** A key of an app's context store (§5.5). */
+export const contextKey = z.string().min(1).max(256);
+
 /**
  * The longest time a latency figure may say, ms (an hour, as a session's `localMs` is bounded):
  * placement multiplies figures, and one near the largest double would be Infinity.

@@ -14,6 +14,7 @@ import { DisconnectedError, InputError, LimitError, NotFoundError } from '../../
 import type { Manifest } from '../../core/manifest';
 import { slotsFor } from '../../core/placement/figures';
 import type { SessionOpen, SessionView, ToNode } from '../../core/protocol';
+import { contextKey } from '../../core/protocol/fields';
 import { type NimbusDevice, type NimbusNode, placeSession } from '../../core/session/nimbus';
 import type { HubLimits } from '../limits';
 import {
@@ -328,6 +329,7 @@ export function createSessions(o: SessionsOptions) {
           throw new InputError(
             `session ${field} must stay "${again[field]}" when placed again (got "${frame[field]}")`,
           );
+      if (frame.stateKey !== undefined) checkStateKey(frame.stateKey);
       if (!manifest || !Object.hasOwn(manifest.services, frame.service))
         throw new NotFoundError(
           `no service "${frame.service}" in app "${frame.app}" on this relay`,
@@ -402,6 +404,19 @@ export function createSessions(o: SessionsOptions) {
     /** Nodes leaving now, with why. */
     leaving: () => Object.fromEntries(leaving),
   };
+}
+
+/**
+ * A session's `stateKey` names its own state: it holds `{session}`, and with the id in its place
+ * is a context key. Else E_INPUT: a caller could learn the size of any key of the app.
+ */
+function checkStateKey(key: string): void {
+  if (!key.includes('{session}'))
+    throw new InputError('session stateKey must contain "{session}" (the session\'s own state)');
+  if (!contextKey.safeParse(key.replaceAll('{session}', '0'.repeat(24))).success)
+    throw new InputError(
+      'session stateKey with the session id in it must be a context key (1 to 256 characters)',
+    );
 }
 
 /** The session's requirements from an open frame. */

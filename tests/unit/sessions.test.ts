@@ -198,6 +198,11 @@ describe('sessions on the relay', () => {
     expect(await open(three)).toHaveProperty('node');
     expect(await open(three, { session: theirs.id })).toMatchObject({ code: 'E_NOT_FOUND' });
     expect(await open(three, { service: 'nope' })).toMatchObject({ code: 'E_NOT_FOUND' });
+    // A stateKey names the session's own state only: with {session}, a context key with the id.
+    const noId = await open(one, { session: mine.id, stateKey: 'vad/someone-else' });
+    expect(noId).toMatchObject({ code: 'E_INPUT', message: expect.stringContaining('stateKey') });
+    const long = await open(one, { session: mine.id, stateKey: `{session}${'k'.repeat(240)}` });
+    expect(long).toMatchObject({ code: 'E_INPUT', message: expect.stringContaining('stateKey') });
     // Placed again: its app and service stay; what the frame leaves out is cleared.
     const set = { session: mine.id, fps: 1, localMs: 5, stateKey: 'k/{session}' };
     expect(await open(one, set)).toHaveProperty('id', mine.id);
