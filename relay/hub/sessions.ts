@@ -28,6 +28,8 @@ import {
   UNKNOWN_EXEC_MS,
 } from './session-figures';
 
+/** Nodes a session remembers warming; past them it forgets the one it warmed first. */
+const MAX_WARMED = 16;
 /** Migrations the console is shown, newest last. */
 const MAX_MIGRATIONS = 200;
 /**
@@ -60,18 +62,25 @@ export function createSessions(o: SessionsOptions) {
   const served = new Map<string, Set<string>>();
   /** Where each session's figures are kept: its own rpc's stats key, and its slots' pool. */
   const keyOf = new Map<string, FigureKey>();
+  /** The nodes each session has warmed. */
+  const warmed = new Map<string, Set<string>>();
   /** When each node's sessions were last judged (performance.now()), and a review still due. */
   const reviewed = new Map<string, number>();
   const due = new Map<string, ReturnType<typeof setTimeout>>();
 
   /**
    * Tells the node the session would go to if its node went (the rule's choice without it) to
-   * load the app: a move then costs no cold start. Once per standby node and session.
+   * load the app: a move then costs no cold start. Once per session and node (of the last
+   * MAX_WARMED it warmed).
    */
   function standby(s: SessionRecord, caller: NodeRecord): void {
     const next = choose(s, caller, new Set([s.node])).node;
-    if (next === caller.id || next === s.node || next === s.standby) return;
+    if (next === caller.id || next === s.node) return;
     s.standby = next;
+    const done = warmed.get(s.id) ?? new Set<string>();
+    if (done.has(next)) return;
+    if (done.size >= MAX_WARMED) done.delete(done.values().next().value!);
+    warmed.set(s.id, done.add(next));
     o.send(next, { t: 'session-warm', app: s.app });
   }
 
@@ -300,6 +309,7 @@ export function createSessions(o: SessionsOptions) {
     if (!s) return;
     table.delete(id);
     keyOf.delete(id);
+    warmed.delete(id);
     const on = served.get(s.node);
     on?.delete(id);
     if (on?.size === 0) served.delete(s.node);

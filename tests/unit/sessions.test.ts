@@ -220,6 +220,35 @@ describe('sessions on the relay', () => {
   });
 });
 
+describe('warming the standby node', () => {
+  it('warms a node once per session, however often it is the standby again', async () => {
+    const [caller, other] = [await raw(server), await raw(server)];
+    const [a, b] = [await raw(server), await raw(server)];
+    await report(server, a, beat(50));
+    await report(server, b, beat(60));
+    const warms = (n: RawNode) => n.frames.filter((f) => f.t === 'session-warm').length;
+    const s = (await open(caller, { fps: 1 })) as SessionView;
+    expect(s.node).toBe(a.id);
+    await until(() => warms(b) === 1, 'b warmed');
+    // Asked away from a (b serves, a is the standby, warmed), then from b: back on a with b
+    // the standby again, already warmed.
+    expect(await open(caller, { session: s.id, fps: 1, exclude: [a.id] })).toHaveProperty(
+      'node',
+      b.id,
+    );
+    await until(() => warms(a) === 1, 'a warmed');
+    expect(await open(caller, { session: s.id, fps: 1, exclude: [b.id] })).toHaveProperty(
+      'node',
+      a.id,
+    );
+    // Another session warms b: its frame comes after any second one of the first session's.
+    expect(await open(other, { fps: 1, exclude: [b.id] })).toHaveProperty('node', a.id);
+    await until(() => warms(b) >= 2, 'b warmed for the other session');
+    expect(warms(b)).toBe(2);
+    for (const n of [caller, other, a, b]) n.ws.close();
+  });
+});
+
 describe('the figures a session is placed by', () => {
   it('are its own rpc’s, with the slots its Logic’s pool has on the node', async () => {
     const caller = await raw(server);
