@@ -14,9 +14,10 @@ import { DisconnectedError, InputError, LimitError, NotFoundError } from '../../
 import type { Manifest } from '../../core/manifest';
 import { slotsFor } from '../../core/placement/figures';
 import type { SessionOpen, SessionView, ToNode } from '../../core/protocol';
-import { contextKey } from '../../core/protocol/fields';
+import { checkStateKey } from '../../core/protocol/session';
 import { type NimbusDevice, type NimbusNode, placeSession } from '../../core/session/nimbus';
 import type { HubLimits } from '../limits';
+import { oncePer } from './once-per';
 import {
   budgetMs,
   energyFigures,
@@ -64,9 +65,6 @@ export function createSessions(o: SessionsOptions) {
   const keyOf = new Map<string, FigureKey>();
   /** The nodes each session has warmed. */
   const warmed = new Map<string, Set<string>>();
-  /** When each node's sessions were last judged (performance.now()), and a review still due. */
-  const reviewed = new Map<string, number>();
-  const due = new Map<string, ReturnType<typeof setTimeout>>();
 
   /**
    * Tells the node the session would go to if its node went (the rule's choice without it) to
@@ -254,25 +252,10 @@ export function createSessions(o: SessionsOptions) {
    * when its node no longer meets its budgets and another does, or another is estimated
    * FIGURES_GAIN faster. A local session is judged on its caller's reports.
    */
-  function review(node: string): void {
+  function review(node: string): boolean {
     const sessions = servedBy(node);
-    if (sessions.length === 0 || due.has(node)) return;
+    if (sessions.length === 0) return false;
     const since = performance.now();
-    const last = reviewed.get(node);
-    if (last !== undefined && since - last < o.periodMs) {
-      // Judged within the period: once more at its end, so the last figures are still acted on.
-      const timer = setTimeout(
-        () => {
-          due.delete(node);
-          review(node);
-        },
-        o.periodMs - (since - last),
-      );
-      timer.unref?.();
-      due.set(node, timer);
-      return;
-    }
-    reviewed.set(node, since);
     // The figures for each service, once per review rather than once per session and choice.
     const known = new Map<string, Known>();
     for (const s of sessions)
@@ -282,14 +265,10 @@ export function createSessions(o: SessionsOptions) {
         known.set(key, figures);
         judge(s, since, figures);
       });
+    return true;
   }
-
-  /** The review of `node` forgotten (it was lost). */
-  function forget(node: string): void {
-    clearTimeout(due.get(node));
-    due.delete(node);
-    reviewed.delete(node);
-  }
+  /** Reviews at most once per heartbeat period and node, the last asked at the period's end. */
+  const reviews = oncePer(o.periodMs, review);
 
   /** Whether `s` stays where it is or moves for figures. */
   function judge(s: SessionRecord, since: number, known: Known): void {
@@ -400,11 +379,12 @@ export function createSessions(o: SessionsOptions) {
       leaving.set(node, reason);
       moveFrom(node, 'left');
     },
-    review,
+    /** Node `node` reported figures: its sessions judged (at most once per heartbeat period). */
+    review: reviews.ask,
     /** Node `node` was lost: its own sessions close, those it served are placed again. */
     lost(node: string): void {
       leaving.delete(node);
-      forget(node);
+      reviews.forget(node);
       for (const id of [...(byCaller.get(node) ?? [])]) remove(id);
       moveFrom(node, 'lost');
     },
@@ -414,19 +394,6 @@ export function createSessions(o: SessionsOptions) {
     /** Nodes leaving now, with why. */
     leaving: () => Object.fromEntries(leaving),
   };
-}
-
-/**
- * A session's `stateKey` names its own state: it holds `{session}`, and with the id in its place
- * is a context key. Else E_INPUT: a caller could learn the size of any key of the app.
- */
-function checkStateKey(key: string): void {
-  if (!key.includes('{session}'))
-    throw new InputError('session stateKey must contain "{session}" (the session\'s own state)');
-  if (!contextKey.safeParse(key.replaceAll('{session}', '0'.repeat(24))).success)
-    throw new InputError(
-      'session stateKey with the session id in it must be a context key (1 to 256 characters)',
-    );
 }
 
 /** The session's requirements from an open frame. */
