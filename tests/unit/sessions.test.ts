@@ -10,6 +10,7 @@ import type { BrumeNode } from '../../core/node/node';
 import type { Capabilities, SessionView, ToNode, ToRelay } from '../../core/protocol';
 import type { SessionMove } from '../../core/session/client';
 import { contextApp, hopsApp } from '../apps';
+import { claim, honestBundle, key, right, serve } from '../honest-app';
 import { caps, joinRaw, type RawNode } from '../raw-node';
 import { inProcessRelay } from '../relay-process';
 import { closeNodes, joinHolding } from '../test-node';
@@ -265,6 +266,43 @@ describe('the figures a session is placed by', () => {
     const one = (await open(caller, { fps: 1, session: s.id })) as SessionView;
     expect(one.latencyMs).toBeGreaterThanOrEqual(62);
     for (const n of [caller, a, b]) n.ws.close();
+  });
+});
+
+describe('a node’s own report against the relay’s measurements', () => {
+  let honest: Server;
+  beforeAll(async () => {
+    honest = await inProcessRelay({});
+    await honest.relay.deploy(await honestBundle());
+  });
+  afterAll(() => honest?.close());
+
+  it('is taken as no faster than the median the relay measured', async () => {
+    const hub = honest.relay.hub;
+    const measured = await raw(honest);
+    claim(measured, 60);
+    // It takes 60 ms a call for real: the relay times three of its calls.
+    serve(measured, right, 60);
+    await until(() => hub.nodes().find((n) => n.id === measured.id)?.stats[key], 'its report');
+    for (let d = 0; d < 3; d++) {
+      const res = await fetch(`${honest.relay.url}/api/call/honest/classify`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ input: d }),
+      });
+      expect(res.status).toBe(200);
+    }
+    await until(
+      () => (hub.nodes().find((n) => n.id === measured.id)?.measured?.[key]?.count ?? 0) >= 3,
+      'three calls timed',
+    );
+    // A node never timed says 1 ms: its session is estimated at the measured median at least.
+    const [claims, caller] = [await raw(honest), await raw(honest)];
+    claim(claims, 1);
+    await until(() => hub.nodes().find((n) => n.id === claims.id)?.stats[key], 'the claim');
+    const s = await open(caller, { app: 'honest', service: 'classify', fps: 1 });
+    expect((s as SessionView).latencyMs).toBeGreaterThanOrEqual(30);
+    for (const n of [measured, claims, caller]) n.ws.close();
   });
 });
 
