@@ -27,6 +27,8 @@ export interface HubLimits {
   sessionsPerNode: number;
   /** Sessions open on the relay in all. */
   sessions: number;
+  /** Sessions one node serves: the relay places no more on it (PROTOCOL.md §5.9). */
+  sessionsServed: number;
 }
 
 const MiB = 1024 * 1024;
@@ -43,6 +45,7 @@ export const defaultLimits: HubLimits = {
   conns: 10_000,
   sessionsPerNode: 16,
   sessions: 10_000,
+  sessionsServed: 64,
 };
 
 /** What the counts need of a call in flight. */

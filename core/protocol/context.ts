@@ -5,7 +5,7 @@
  * @example const op = contextOpSchema.parse(raw);
  */
 import { z } from 'zod';
-import { bin, error, id, name, nodeId } from './fields';
+import { bin, contextKey, error, id, name, nodeId } from './fields';
 
 /**
  * A context-store operation (core/context/replica.ts). `owner` names the namespace of a scope
@@ -15,7 +15,7 @@ export const contextOpSchema = z
   .strictObject({
     opId: z.string().min(1).max(64),
     app: name,
-    key: z.string().min(1).max(256),
+    key: contextKey,
     scope: z.enum(['app', 'node', 'project', 'user']),
     owner: z.union([nodeId, name]).optional(),
     stamp: z.strictObject({

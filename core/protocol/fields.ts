@@ -113,9 +113,21 @@ const trace = z
   .max(256)
   .optional();
 
+/** A key of an app's context store (§5.5). */
+export const contextKey = z.string().min(1).max(256);
+
+/**
+ * The longest time a latency figure may say, ms (an hour, as a session's `localMs` is bounded):
+ * placement multiplies figures, and one near the largest double would be Infinity.
+ */
+export const MAX_FIGURE_MS = 3_600_000;
+
 export const stats = z.record(
   z.string().max(256),
-  z.object({ count: z.number().int().nonnegative(), p50: z.number().nonnegative() }),
+  z.object({
+    count: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+    p50: z.number().nonnegative().max(MAX_FIGURE_MS),
+  }),
 );
 
 /** A call as every link carries it (node → relay adds `to`, relay → node `from`). */

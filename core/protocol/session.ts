@@ -8,7 +8,8 @@
  *          // → { t: 'session', id, session: { id: 'a3…', node: 'f0…', latencyMs: 12, … } }
  */
 import { z } from 'zod';
-import { id, name, nodeId, rpcName } from './fields';
+import { InputError } from '../errors';
+import { contextKey, id, name, nodeId, rpcName } from './fields';
 
 /** A session's id: 24 lowercase hex digits, made by the relay. */
 export const sessionId = z.string().regex(/^[0-9a-f]{24}$/);
@@ -44,6 +45,19 @@ export const sessionOpenFrame = z.object({
   /** Nodes not to place it on (one that just failed a call). */
   exclude: z.array(nodeId).max(16).optional(),
 });
+
+/**
+ * A session's `stateKey` names its own state: it holds `{session}`, and with the id in its place
+ * is a context key. Else E_INPUT: a caller could learn the size of any key of the app.
+ */
+export function checkStateKey(key: string): void {
+  if (!key.includes('{session}'))
+    throw new InputError('session stateKey must contain "{session}" (the session\'s own state)');
+  if (!contextKey.safeParse(key.replaceAll('{session}', '0'.repeat(24))).success)
+    throw new InputError(
+      'session stateKey with the session id in it must be a context key (1 to 256 characters)',
+    );
+}
 
 /** Node → relay: the session is over. */
 export const sessionCloseFrame = z.object({ t: z.literal('session-close'), session: sessionId });

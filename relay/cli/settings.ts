@@ -337,6 +337,14 @@ export const settings: readonly Setting[] = [
     help: 'sessions open on the relay in all',
   },
   {
+    key: 'maxSessionsServed',
+    flag: 'max-sessions-served',
+    arg: '<n>',
+    kind: int(1, 100_000),
+    default: defaultLimits.sessionsServed,
+    help: 'sessions one node serves (no more are placed on it)',
+  },
+  {
     key: 'maxCalls',
     flag: 'max-calls',
     arg: '<n>',

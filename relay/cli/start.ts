@@ -54,6 +54,7 @@ export function startOptions(config: Config): StartOptions {
       conns: v.maxConns,
       sessionsPerNode: v.maxSessionsPerNode,
       sessions: v.maxSessions,
+      sessionsServed: v.maxSessionsServed,
     },
     verifyFraction: v.verifyFraction,
     maxQuarantined: v.maxQuarantined,
@@ -102,6 +103,7 @@ interface Values {
   maxCallsPerNode: number;
   maxSessionsPerNode: number;
   maxSessions: number;
+  maxSessionsServed: number;
   maxCalls: number;
   maxCallMib: number;
   maxNodeBufferMib: number;

@@ -244,6 +244,7 @@ export function createHub(options: HubOptions) {
 
   const sessions = createSessions({
     limits,
+    periodMs: heartbeatMs,
     nodes: registry.records,
     node: (id) => registry.get(id)?.record,
     manifest,
@@ -252,6 +253,7 @@ export function createHub(options: HubOptions) {
       const read = options.context?.replica.get(app, key, {}, Date.now());
       return read?.value?.byteLength ?? read?.sealed?.byteLength;
     },
+    warn: (fields, message) => options.log.warn(fields, message),
   });
 
   metrics.watch({

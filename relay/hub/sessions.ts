@@ -10,31 +10,27 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { MigrationRecord, NodeRecord, SessionRecord } from '../../core/api';
-import { LimitError, NotFoundError } from '../../core/errors';
+import { DisconnectedError, InputError, LimitError, NotFoundError } from '../../core/errors';
 import type { Manifest } from '../../core/manifest';
+import { slotsFor } from '../../core/placement/figures';
 import type { SessionOpen, SessionView, ToNode } from '../../core/protocol';
-import { WIFI_MJ_PER_MS } from '../../core/session/energy';
+import { checkStateKey } from '../../core/protocol/session';
 import { type NimbusDevice, type NimbusNode, placeSession } from '../../core/session/nimbus';
 import type { HubLimits } from '../limits';
+import { oncePer } from './once-per';
+import {
+  budgetMs,
+  energyFigures,
+  type FigureKey,
+  figure,
+  figureKey,
+  type Known,
+  medians,
+  UNKNOWN_EXEC_MS,
+} from './session-figures';
 
-/**
- * The figures the energy model assumes where nothing is measured (PROTOCOL.md §5.9): a device's
- * power running a frame itself — the mean of the three phones Nimbus measured (182 mJ / 154 ms,
- * 318 mJ / 116 ms, 268 mJ / 190 ms ≈ 1.78 mJ/ms) — its Wi-Fi radio's power while sending (the
- * seed's 1.21 mJ/ms), and a node's link rate (no bandwidth is measured yet: a LAN's 100 Mbps).
- */
-export const energyFigures = {
-  localMjPerMs: 1.78,
-  radioMjPerMs: WIFI_MJ_PER_MS,
-  bandwidthMbps: 100,
-};
-/** A frame's execution time on a node with no figure for the service, ms. */
-const UNKNOWN_EXEC_MS = 10;
-/**
- * Calls a node's figure for a service must count before it is believed: a first call's time
- * (loading the model, compiling the Logic) is no measure of the next frames'.
- */
-const MIN_SAMPLES = 5;
+/** Nodes a session remembers warming; past them it forgets the one it warmed first. */
+const MAX_WARMED = 16;
 /** Migrations the console is shown, newest last. */
 const MAX_MIGRATIONS = 200;
 /**
@@ -44,13 +40,17 @@ const MAX_MIGRATIONS = 200;
 const FIGURES_GAIN = 0.75;
 
 export interface SessionsOptions {
-  limits: Pick<HubLimits, 'sessionsPerNode' | 'sessions'>;
+  limits: Pick<HubLimits, 'sessionsPerNode' | 'sessions' | 'sessionsServed'>;
+  /** The heartbeat period: a node's sessions are judged again at most once in it. */
+  periodMs: number;
   nodes(): readonly NodeRecord[];
   node(id: string): NodeRecord | undefined;
   manifest(app: string): Promise<Manifest | undefined>;
   send(node: string, frame: ToNode): void;
   /** Bytes of context key `key` of `app` held by the relay now; undefined when it has none. */
   stateBytes(app: string, key: string): number | undefined;
+  /** Work on a session that failed (never thrown out of a socket's listener). */
+  warn(fields: Record<string, unknown>, message: string): void;
 }
 
 export function createSessions(o: SessionsOptions) {
@@ -61,15 +61,24 @@ export function createSessions(o: SessionsOptions) {
   const migrations: MigrationRecord[] = [];
   /** Sessions by the node serving them (the caller's own id when local). */
   const served = new Map<string, Set<string>>();
+  /** Where each session's figures are kept: its own rpc's stats key, and its slots' pool. */
+  const keyOf = new Map<string, FigureKey>();
+  /** The nodes each session has warmed. */
+  const warmed = new Map<string, Set<string>>();
 
   /**
    * Tells the node the session would go to if its node went (the rule's choice without it) to
-   * load the app: a move then costs no cold start. Once per standby node and session.
+   * load the app: a move then costs no cold start. Once per session and node (of the last
+   * MAX_WARMED it warmed).
    */
   function standby(s: SessionRecord, caller: NodeRecord): void {
     const next = choose(s, caller, new Set([s.node])).node;
-    if (next === caller.id || next === s.node || next === s.standby) return;
+    if (next === caller.id || next === s.node) return;
     s.standby = next;
+    const done = warmed.get(s.id) ?? new Set<string>();
+    if (done.has(next)) return;
+    if (done.size >= MAX_WARMED) done.delete(done.values().next().value!);
+    warmed.set(s.id, done.add(next));
     o.send(next, { t: 'session-warm', app: s.app });
   }
 
@@ -96,31 +105,27 @@ export function createSessions(o: SessionsOptions) {
     caller: NodeRecord,
     exclude: ReadonlySet<string>,
     only?: string,
+    known = knownFigures(s),
   ) {
+    const k = keyOf.get(s.id);
     const nodes: NimbusNode[] = [];
-    const able = o
-      .nodes()
-      .filter(
-        (n) =>
-          n.id !== caller.id &&
-          !exclude.has(n.id) &&
-          !leaving.has(n.id) &&
-          (only === undefined || n.id === only) &&
-          n.online &&
-          !n.paused &&
-          !n.quarantined &&
-          n.apps.includes(s.app),
-      );
-    // A node that has not run the service yet is taken to be as fast as those that have (the
-    // median of the figures for it, any node's), not faster: no move for a guess.
-    const known = o
-      .nodes()
-      .flatMap((n) => figure(n, s.app, s.service) ?? [])
-      .sort((a, b) => a - b);
-    const guess = s.localMs ?? known[Math.floor(known.length / 2)] ?? UNKNOWN_EXEC_MS;
+    const able = o.nodes().filter(
+      (n) =>
+        n.id !== caller.id &&
+        !exclude.has(n.id) &&
+        !leaving.has(n.id) &&
+        (only === undefined || n.id === only) &&
+        n.online &&
+        !n.paused &&
+        !n.quarantined &&
+        n.apps.includes(s.app) &&
+        // Full: it serves sessionsServed sessions besides this one.
+        (served.get(n.id)?.size ?? 0) - (s.node === n.id ? 1 : 0) < o.limits.sessionsServed,
+    );
+    const guess = s.localMs ?? known.all ?? UNKNOWN_EXEC_MS;
     for (const n of able) {
-      const execMs = figure(n, s.app, s.service) ?? guess;
-      const slots = Math.max(1, n.maxConcurrency);
+      const execMs = (k && figure(n, k, known.measured)) ?? guess;
+      const slots = slotsFor(n, k?.pool ?? '');
       nodes.push({
         id: n.id,
         role: n.role,
@@ -137,16 +142,18 @@ export function createSessions(o: SessionsOptions) {
         },
         sessions: servedBy(n.id)
           .filter((other) => other.id !== s.id)
-          .map((other) => ({ latencyBudgetMs: 1000 / other.fps, netMs: other.netMs })),
+          .map((other) => ({ latencyBudgetMs: budgetMs(other), netMs: other.netMs })),
         ...(n.caps.battery && { onBattery: !n.caps.battery.charging }),
       });
     }
-    const localMs = s.localMs ?? figure(caller, s.app, s.service) ?? 1000 / s.fps;
+    // Figures are bounded where they enter (MAX_FIGURE_MS) and figure() skips any other: the
+    // rule never throws on what a node reported.
+    const localMs = s.localMs ?? (k && figure(caller, k)) ?? budgetMs(s);
     const battery = caller.caps.battery;
     const device: NimbusDevice = {
       frameBytes: s.frameBytes,
       fps: s.fps,
-      latencyBudgetMs: 1000 / s.fps,
+      latencyBudgetMs: budgetMs(s),
       localMs,
       localEnergyMj: localMs * energyFigures.localMjPerMs,
       radioMjPerMs: energyFigures.radioMjPerMs,
@@ -163,6 +170,11 @@ export function createSessions(o: SessionsOptions) {
       reason: c.reason,
     };
   }
+
+  const knownFigures = (s: SessionRecord): Known => {
+    const k = keyOf.get(s.id);
+    return k ? medians(o.nodes(), k) : {};
+  };
 
   const view = (s: SessionRecord): SessionView => ({
     id: s.id,
@@ -217,7 +229,22 @@ export function createSessions(o: SessionsOptions) {
   /** Every session served by `node`, placed elsewhere. */
   function moveFrom(node: string, why: MigrationRecord['why']): void {
     const since = performance.now();
-    for (const s of servedBy(node)) replace(s, why, since, [node]);
+    for (const s of servedBy(node)) guarded(s, () => replace(s, why, since, [node]));
+  }
+
+  /**
+   * Runs session work from a heartbeat, a drop or a leave: a failure is logged with the session
+   * and leaves it where it is, never thrown out of the socket's listener (it would end the relay).
+   */
+  function guarded(s: SessionRecord, work: () => void): void {
+    try {
+      work();
+    } catch (e) {
+      o.warn(
+        { session: s.id, app: s.app, service: s.service, err: String(e) },
+        'session not re-placed',
+      );
+    }
   }
 
   /**
@@ -225,25 +252,43 @@ export function createSessions(o: SessionsOptions) {
    * when its node no longer meets its budgets and another does, or another is estimated
    * FIGURES_GAIN faster. A local session is judged on its caller's reports.
    */
-  function review(node: string): void {
+  function review(node: string): boolean {
+    const sessions = servedBy(node);
+    if (sessions.length === 0) return false;
     const since = performance.now();
-    for (const s of servedBy(node)) {
-      const caller = o.node(s.caller);
-      if (!caller) continue;
-      const next = choose(s, caller, new Set());
-      // Where it is, by the same rule over that node alone (none: local).
-      const stay = next.node === s.node ? next : choose(s, caller, new Set(), s.node);
-      const fits = stay.node === s.node;
-      if (next.node === s.node || (fits && next.latencyMs >= FIGURES_GAIN * stay.latencyMs))
-        assign(s, stay);
-      else replace(s, 'figures', since, [], next);
-    }
+    // The figures for each service, once per review rather than once per session and choice.
+    const known = new Map<string, Known>();
+    for (const s of sessions)
+      guarded(s, () => {
+        const key = keyOf.get(s.id)?.prefix ?? '';
+        const figures = known.get(key) ?? knownFigures(s);
+        known.set(key, figures);
+        judge(s, since, figures);
+      });
+    return true;
+  }
+  /** Reviews at most once per heartbeat period and node, the last asked at the period's end. */
+  const reviews = oncePer(o.periodMs, review);
+
+  /** Whether `s` stays where it is or moves for figures. */
+  function judge(s: SessionRecord, since: number, known: Known): void {
+    const caller = o.node(s.caller);
+    if (!caller) return;
+    const next = choose(s, caller, new Set(), undefined, known);
+    // Where it is, by the same rule over that node alone (none: local).
+    const stay = next.node === s.node ? next : choose(s, caller, new Set(), s.node, known);
+    const fits = stay.node === s.node;
+    if (next.node === s.node || (fits && next.latencyMs >= FIGURES_GAIN * stay.latencyMs))
+      assign(s, stay);
+    else replace(s, 'figures', since, [], next);
   }
 
   function remove(id: string): void {
     const s = table.get(id);
     if (!s) return;
     table.delete(id);
+    keyOf.delete(id);
+    warmed.delete(id);
     const on = served.get(s.node);
     on?.delete(id);
     if (on?.size === 0) served.delete(s.node);
@@ -260,18 +305,34 @@ export function createSessions(o: SessionsOptions) {
      */
     async open(caller: NodeRecord, frame: SessionOpen): Promise<SessionView> {
       const manifest = await o.manifest(frame.app);
+      // The caller's socket may have closed while the manifest was read: its sessions are gone
+      // with it, and one added now would never be closed.
+      if (o.node(caller.id) !== caller)
+        throw new DisconnectedError('session: the caller left while its session was placed');
+      const again = frame.session === undefined ? undefined : table.get(frame.session);
+      if (frame.session !== undefined && (!again || again.caller !== caller.id))
+        throw new NotFoundError(`session: no open session ${frame.session} of this node`);
+      // Placed again: the same app and service, other requirements only.
+      for (const field of ['app', 'service'] as const)
+        if (again && again[field] !== frame[field])
+          throw new InputError(
+            `session ${field} must stay "${again[field]}" when placed again (got "${frame[field]}")`,
+          );
+      if (frame.stateKey !== undefined) checkStateKey(frame.stateKey);
       if (!manifest || !Object.hasOwn(manifest.services, frame.service))
         throw new NotFoundError(
           `no service "${frame.service}" in app "${frame.app}" on this relay`,
         );
       const since = performance.now();
-      if (frame.session !== undefined) {
-        const s = table.get(frame.session);
-        if (!s || s.caller !== caller.id)
-          throw new NotFoundError(`session: no open session ${frame.session} of this node`);
-        Object.assign(s, requirements(frame));
-        replace(s, 'asked', since, frame.exclude ?? []);
-        return view(s);
+      if (again) {
+        // What the frame leaves out is cleared, not kept from the last time.
+        delete again.energyBudgetMj;
+        delete again.localMs;
+        delete again.stateKey;
+        Object.assign(again, requirements(frame));
+        keyOf.set(again.id, figureKey(manifest, again));
+        replace(again, 'asked', since, frame.exclude ?? []);
+        return view(again);
       }
       const mine = byCaller.get(caller.id) ?? new Set<string>();
       if (mine.size >= o.limits.sessionsPerNode)
@@ -296,6 +357,7 @@ export function createSessions(o: SessionsOptions) {
         openedAt: Date.now(),
         moves: 0,
       };
+      keyOf.set(s.id, figureKey(manifest, s));
       const chosen = choose(s, caller, new Set(frame.exclude));
       table.set(s.id, s);
       assign(s, chosen);
@@ -317,10 +379,12 @@ export function createSessions(o: SessionsOptions) {
       leaving.set(node, reason);
       moveFrom(node, 'left');
     },
-    review,
+    /** Node `node` reported figures: its sessions judged (at most once per heartbeat period). */
+    review: reviews.ask,
     /** Node `node` was lost: its own sessions close, those it served are placed again. */
     lost(node: string): void {
       leaving.delete(node);
+      reviews.forget(node);
       for (const id of [...(byCaller.get(node) ?? [])]) remove(id);
       moveFrom(node, 'lost');
     },
@@ -342,24 +406,6 @@ function requirements(f: SessionOpen) {
     ...(f.localMs !== undefined && { localMs: f.localMs }),
     ...(f.stateKey !== undefined && { stateKey: f.stateKey }),
   };
-}
-
-/**
- * A node's time for one call of `app/service`: the relay's own measurement first (a node can
- * lie), else what it reports; the least p50 over its rpcs and variants of MIN_SAMPLES calls or
- * more.
- */
-function figure(n: NodeRecord, app: string, service: string): number | undefined {
-  const prefix = `${app}/${service}/`;
-  let best: number | undefined;
-  for (const figures of [n.measured ?? {}, n.stats]) {
-    for (const [k, v] of Object.entries(figures)) {
-      if (k.startsWith(prefix) && v.count >= MIN_SAMPLES && (best === undefined || v.p50 < best))
-        best = v.p50;
-    }
-    if (best !== undefined) return best;
-  }
-  return undefined;
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;

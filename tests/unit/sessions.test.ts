@@ -7,15 +7,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrumeNode } from '../../core/node/node';
-import type { Capabilities, SessionView, ToNode, ToRelay } from '../../core/protocol';
+import type { SessionView, ToRelay } from '../../core/protocol';
 import type { SessionMove } from '../../core/session/client';
 import { contextApp, hopsApp } from '../apps';
-import { caps, joinRaw, type RawNode } from '../raw-node';
 import { inProcessRelay } from '../relay-process';
+import { beat, moves, open, raw, report, type Server } from '../session-frames';
 import { closeNodes, joinHolding } from '../test-node';
 import { until } from '../until';
 
-type Server = Awaited<ReturnType<typeof inProcessRelay>>;
 let server: Server;
 let small: Server;
 beforeAll(async () => {
@@ -29,62 +28,6 @@ afterAll(async () => {
   await server?.close();
   await small?.close();
 });
-
-const raws: RawNode[] = [];
-async function raw(s: Server, role: 'dew' | 'fog' = 'dew'): Promise<RawNode & { id: string }> {
-  const { node, welcome } = await joinRaw(s.ws, role);
-  raws.push(node);
-  return Object.assign(node, { id: welcome.nodeId });
-}
-
-/** A heartbeat of a node holding hops whose front Logic takes `ms`, on `battery` or mains. */
-function beat(ms: number, battery?: Capabilities['battery']): ToRelay {
-  return {
-    t: 'heartbeat',
-    load: { queue: 0, maxConcurrency: 2 },
-    apps: ['hops'],
-    models: {},
-    stats: { 'hops/front/entry@logic': { count: 20, p50: ms } },
-    paused: false,
-    caps: { ...caps, ...(battery && { battery }) },
-  };
-}
-
-/** Sends a heartbeat and waits until the relay has it. */
-async function report(s: Server, n: RawNode & { id: string }, frame: ToRelay): Promise<void> {
-  n.send(frame);
-  const want = frame.t === 'heartbeat' ? frame.stats['hops/front/entry@logic']?.p50 : undefined;
-  await until(
-    () =>
-      s.relay.hub.nodes().find((x) => x.id === n.id)?.stats['hops/front/entry@logic']?.p50 === want,
-    `node ${n.id.slice(0, 8)} reported`,
-  );
-}
-
-let ids = 100;
-/** Opens a session from raw node `caller`; answers the placement or the error frame's error. */
-async function open(
-  caller: RawNode,
-  over: Partial<Extract<ToRelay, { t: 'session-open' }>> = {},
-): Promise<SessionView | { code: string; message: string }> {
-  const id = ids++;
-  caller.send({ t: 'session-open', id, app: 'hops', service: 'front', fps: 10, ...over });
-  const answer = await until(
-    () =>
-      caller.frames.find(
-        (f): f is Extract<ToNode, { t: 'session' | 'error' }> =>
-          (f.t === 'session' || f.t === 'error') && f.id === id,
-      ),
-    `an answer to session-open ${id}`,
-  );
-  return answer.t === 'session' ? answer.session : answer.error;
-}
-
-const moves = (caller: RawNode, session: string) =>
-  caller.frames.filter(
-    (f): f is Extract<ToNode, { t: 'session-moved' }> =>
-      f.t === 'session-moved' && f.session.id === session,
-  );
 
 describe('sessions on the relay', () => {
   it('places by the registry: a node on mains before one on battery, none beyond the budget, local when none fits', async () => {
@@ -180,7 +123,8 @@ describe('sessions on the relay', () => {
 
   it('refuses past its bounds, an unknown service and another node’s session, each by a typed error', async () => {
     const [one, two, three] = [await raw(small), await raw(small), await raw(small)];
-    expect(await open(one)).toHaveProperty('node');
+    const mine = (await open(one)) as SessionView;
+    expect(mine).toHaveProperty('node');
     expect(await open(one)).toHaveProperty('node');
     const perNode = await open(one);
     expect(perNode).toMatchObject({ code: 'E_LIMIT' });
@@ -195,6 +139,21 @@ describe('sessions on the relay', () => {
     expect(await open(three)).toHaveProperty('node');
     expect(await open(three, { session: theirs.id })).toMatchObject({ code: 'E_NOT_FOUND' });
     expect(await open(three, { service: 'nope' })).toMatchObject({ code: 'E_NOT_FOUND' });
+    // A stateKey names the session's own state only: with {session}, a context key with the id.
+    const noId = await open(one, { session: mine.id, stateKey: 'vad/someone-else' });
+    expect(noId).toMatchObject({ code: 'E_INPUT', message: expect.stringContaining('stateKey') });
+    const long = await open(one, { session: mine.id, stateKey: `{session}${'k'.repeat(240)}` });
+    expect(long).toMatchObject({ code: 'E_INPUT', message: expect.stringContaining('stateKey') });
+    // Placed again: its app and service stay; what the frame leaves out is cleared.
+    const set = { session: mine.id, fps: 1, localMs: 5, stateKey: 'k/{session}' };
+    expect(await open(one, set)).toHaveProperty('id', mine.id);
+    const other = await open(one, { session: mine.id, service: 'classify' });
+    expect(other).toMatchObject({ code: 'E_INPUT', message: expect.stringContaining('service') });
+    const record = () => small.relay.hub.sessions.list().find((x) => x.id === mine.id);
+    expect(record()).toMatchObject({ localMs: 5, stateKey: 'k/{session}' });
+    expect(await open(one, { session: mine.id, fps: 2 })).toHaveProperty('id', mine.id);
+    expect(record()).not.toHaveProperty('localMs');
+    expect(record()).not.toHaveProperty('stateKey');
     // A frame out of its schema is a protocol violation: the socket is closed, the relay lives.
     three.send({ t: 'session-open', id: 1, app: 'hops', service: 'front', fps: 1e9 } as ToRelay);
     expect((await three.closed).code).toBe(1008);
