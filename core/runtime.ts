@@ -205,22 +205,29 @@ export class Runtime {
   }
 
   /**
-   * The most workers each Logic service that declares `scale` can have here, by `app/service`
-   * (the heartbeat's `workersMax`: the relay places calls to it by that, not only by the node's
-   * calls at once).
+   * The most workers each service that declares `scale` can have here, by `app/service` (the
+   * heartbeat's `workersMax`: the relay places calls to it by that, not only by the node's calls
+   * at once): a Logic's workers, a model's sessions where the runner pools them (Node; a tab
+   * keeps one session per model and reports none for it).
    */
   workersMax(): Record<string, number> {
     const out: Record<string, number> = {};
     for (const m of this.held.apps()) {
       for (const [name, svc] of Object.entries(m.services)) {
-        if (svc.kind === 'logic' && svc.scale)
-          out[`${m.name}/${name}`] = this.loader.workersMax(svc);
+        if (!svc.scale) continue;
+        const max =
+          svc.kind === 'logic'
+            ? this.loader.workersMax(svc)
+            : this.platform.models.pools
+              ? this.loader.sessionsMax(m, svc)
+              : undefined;
+        if (max !== undefined) out[`${m.name}/${name}`] = max;
       }
     }
     return out;
   }
 
-  /** Workers of each Logic service now, by `app/service` (what the heartbeat reports). */
+  /** Workers of each Logic service, sessions of each pooled model, by `app/service` (heartbeat). */
   workers(): Record<string, PoolNow> {
     return this.loader.workers();
   }

@@ -9,9 +9,11 @@ import {
   ModelRunError,
   toWire,
 } from '../core/errors';
-import type { WorkerHandle } from '../core/exec/logic-pool';
+import { DEFAULT_IDLE_MS, type PoolNow, type WorkerHandle } from '../core/exec/logic-pool';
 import { logicWorkerClient, type Reply } from '../core/exec/logic-worker';
 import type { ModelRunnerApi } from '../core/exec/model-runner';
+import type { ScaleEvent } from '../core/exec/scaler';
+import { ScaledPool } from '../core/exec/session-pool';
 import type { AppSource, Platform } from '../core/runtime';
 import { fromOrtOutputs, toOrtFeeds } from '../core/tensor';
 import { threadEndpoint } from './thread-endpoint';
@@ -112,9 +114,26 @@ export function spawnLogicThread(entry: URL, heapMiB: number): WorkerHandle {
   };
 }
 
-/** Models on onnxruntime-node (CPU), in process: its run() works on its own thread pool. */
+/**
+ * Models on onnxruntime-node (CPU), in process: its run() works on its own thread pool. Each model
+ * has a pool of sessions (core/exec/session-pool.ts) up to its `scale.max` from load(): a run
+ * takes an idle one, a new one is made from the model's bytes (kept while it is loaded) when none
+ * is idle, and they retire after idle periods down to none; the next run makes one again.
+ * Each session gets max(1, ⌊threads / max⌋) intra-op threads, so a full pool uses about the cores
+ * one session did: sessions are added for runs that wait, and threads beyond the cores only
+ * contend (the node's maxWorkers, its cores, caps max).
+ */
 export function onnxNodeRunner(threads: number): ModelRunnerApi {
-  const sessions = new Map<string, ort.InferenceSession>();
+  const models = new Map<string, { pool: ScaledPool<ort.InferenceSession> }>();
+  const listeners = new Set<(e: ScaleEvent) => void>();
+  const onScale = (e: ScaleEvent) => {
+    for (const l of listeners) l(e);
+  };
+  const create = (bytes: Uint8Array, max: number) =>
+    ort.InferenceSession.create(bytes, {
+      intraOpNumThreads: Math.max(1, Math.floor(threads / max)),
+      interOpNumThreads: 1,
+    });
   return {
     async backends() {
       return [
@@ -124,42 +143,51 @@ export function onnxNodeRunner(threads: number): ModelRunnerApi {
         },
       ];
     },
-    async load(key, bytes) {
+    async load(key, bytes, _prefer, scale) {
       try {
         const t0 = performance.now();
-        const session = await ort.InferenceSession.create(bytes, {
-          intraOpNumThreads: threads,
-          interOpNumThreads: 1,
+        const max = Math.max(1, Math.floor(scale?.max ?? 1));
+        const session = await create(bytes, max);
+        const loadMs = performance.now() - t0;
+        const pool = new ScaledPool<ort.InferenceSession>({
+          name: scale?.name ?? key,
+          max,
+          idleMs: scale?.idleMs ?? DEFAULT_IDLE_MS,
+          create: () => create(bytes, max),
+          dispose: (s) => void s.release().catch(() => {}),
+          onScale,
         });
-        sessions.set(key, session);
-        return {
-          ok: true,
-          value: {
-            backend: 'cpu',
-            inputNames: [...session.inputNames],
-            outputNames: [...session.outputNames],
-            loadMs: performance.now() - t0,
-          },
+        const value = {
+          backend: 'cpu' as const,
+          inputNames: [...session.inputNames],
+          outputNames: [...session.outputNames],
+          loadMs,
         };
+        models.get(key)?.pool.close();
+        models.set(key, { pool });
+        pool.adopt(session);
+        return { ok: true, value };
       } catch (e) {
         const error = new ModelLoadError(`model could not be loaded: ${(e as Error).message}`);
         return { ok: false, error: toWire(error) };
       }
     },
     async run(key, inputs) {
-      const session = sessions.get(key);
-      if (!session)
+      const model = models.get(key);
+      if (!model)
         return {
           ok: false,
           error: toWire(new ModelRunError(`model ${key} is not loaded`)),
         };
       try {
         const feeds = toOrtFeeds(ort.Tensor, inputs);
-        const t0 = performance.now();
-        const results = await session.run(feeds);
-        const ms = performance.now() - t0;
-        const outputs = fromOrtOutputs(results);
-        return { ok: true, value: { outputs, backend: 'cpu', ms } };
+        return await model.pool.use(async (session) => {
+          const t0 = performance.now();
+          const results = await session.run(feeds);
+          const ms = performance.now() - t0;
+          const outputs = fromOrtOutputs(results);
+          return { ok: true as const, value: { outputs, backend: 'cpu' as const, ms } };
+        });
       } catch (e) {
         return {
           ok: false,
@@ -168,8 +196,17 @@ export function onnxNodeRunner(threads: number): ModelRunnerApi {
       }
     },
     async unload(key) {
-      await sessions.get(key)?.release();
-      sessions.delete(key);
+      models.get(key)?.pool.close();
+      models.delete(key);
+    },
+    pools() {
+      const out: Record<string, PoolNow> = {};
+      for (const [key, { pool }] of models) out[key] = pool.now();
+      return out;
+    },
+    listenScale(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
     },
   };
 }

@@ -15,7 +15,13 @@ import {
   type ServiceScale,
   verifyFile,
 } from '../manifest';
-import { createLogicPool, type LogicPool, type PoolNow, type WorkerHandle } from './logic-pool';
+import {
+  createLogicPool,
+  DEFAULT_IDLE_MS,
+  type LogicPool,
+  type PoolNow,
+  type WorkerHandle,
+} from './logic-pool';
 import type { BackendName, LoadedModel, ModelRunnerApi } from './model-runner';
 import type { ScaleEvent } from './scaler';
 
@@ -81,6 +87,25 @@ export function maxWorkers(
   return Math.max(1, Math.min(scale?.max ?? base, caps.maxWorkers ?? base, byMemory));
 }
 
+/**
+ * Sessions at most for a model service on a node that pools them (onnxruntime-node): what its
+ * manifest asks (`scale.max`, default 1: one session, as a tab keeps), within the node's
+ * `maxWorkers` and its `workersMemoryMiB` over the model's size (a session holds about the
+ * model's bytes again); at least 1. The same rule as a Logic's, with the model's size for memory.
+ * @example modelSessionsMax({ max: 8 }, 100 * 2 ** 20, { maxWorkers: 4, workersMemoryMiB: 256 }); // 2
+ */
+export function modelSessionsMax(
+  scale: ServiceScale | undefined,
+  bytes: number,
+  caps: LoaderCaps,
+): number {
+  return maxWorkers(scale, bytes / 2 ** 20, {
+    ...caps,
+    logicWorkers: 1,
+    maxWorkers: caps.maxWorkers ?? caps.logicWorkers ?? 1,
+  });
+}
+
 export const DEFAULT_LOGIC_CAPS = { timeoutMs: 10_000, memoryMiB: 256 } as const;
 
 /** `make()` once per key while it succeeds; a rejection is forgotten so the next call retries. */
@@ -106,6 +131,8 @@ export class Loader {
   /** The pools started, by the same keys, with their `app/service`: what `workers()` reports. */
   private readonly running = new Map<string, { service: string; pool: LogicPool }>();
   private readonly models = new Map<string, Promise<BackendName>>();
+  /** The `app/service`s each model runner key was loaded for: whose pool `workers()` reports. */
+  private readonly modelServices = new Map<string, Set<string>>();
 
   constructor(
     private readonly platform: Platform,
@@ -117,7 +144,10 @@ export class Loader {
       variant: string,
       l: LoadedModel,
     ) => void,
-  ) {}
+  ) {
+    // A runner that pools sessions (Node) tells its grows and shrinks where the Logic pools do.
+    if (caps.onScale) platform.models.listenScale?.(caps.onScale);
+  }
 
   /** A file of `m`, fetched by content hash once and verified against the manifest. */
   file(m: Manifest, path: string): Promise<Uint8Array> {
@@ -161,11 +191,27 @@ export class Loader {
     return maxWorkers(svc.scale, this.logicLimits(svc).memoryMiB, this.caps);
   }
 
-  /** Each Logic service's pool now (`app/service`; the versions held summed). */
+  /**
+   * The most sessions a model service of `m` can have on this node (`modelSessionsMax`, by its
+   * largest variant's size).
+   */
+  sessionsMax(m: Manifest, svc: ModelService): number {
+    const sizes = Object.values(svc.variants).map((v) => m.files[v.file]?.size ?? 0);
+    return modelSessionsMax(svc.scale, Math.max(0, ...sizes), this.caps);
+  }
+
+  /**
+   * Each Logic service's pool now, and each model service's sessions where the runner pools
+   * them (`app/service`; the versions and variants held summed).
+   */
   workers(): Record<string, PoolNow> {
     const out: Record<string, PoolNow> = {};
-    for (const { service, pool } of this.running.values()) {
-      const n = pool.now();
+    const all: { service: string; n: PoolNow }[] = [];
+    for (const { service, pool } of this.running.values()) all.push({ service, n: pool.now() });
+    const models = this.platform.models.pools?.() ?? {};
+    for (const [key, n] of Object.entries(models))
+      for (const service of this.modelServices.get(key) ?? []) all.push({ service, n });
+    for (const { service, n } of all) {
       const o = out[service];
       out[service] = o
         ? {
@@ -189,11 +235,17 @@ export class Loader {
     await once(this.models, key, async () => {
       const bytes = await this.file(m, file);
       const order = backend ? [backend] : this.platform.backendOrder;
-      const reply = await this.platform.models.load(key, bytes, order);
+      const idleMs = this.caps.workerIdleMs ?? svc.scale?.idleMs ?? DEFAULT_IDLE_MS;
+      const max = modelSessionsMax(svc.scale, bytes.byteLength, this.caps);
+      const scale = { name: `${m.name}/${service}`, max, idleMs };
+      const reply = await this.platform.models.load(key, bytes, order, scale);
       if (!reply.ok) throw fromWire(reply.error);
       this.loaded?.(m, service, variant, reply.value);
       return reply.value.backend;
     });
+    const services = this.modelServices.get(key) ?? new Set();
+    services.add(`${m.name}/${service}`);
+    this.modelServices.set(key, services);
     return key;
   }
 
@@ -242,6 +294,7 @@ export class Loader {
       for (const key of this.models.keys()) {
         if (key !== sha256 && !key.startsWith(`${sha256}@`)) continue;
         this.models.delete(key);
+        this.modelServices.delete(key);
         void this.platform.models.unload(key).catch(() => {});
       }
     }

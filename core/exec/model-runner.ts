@@ -1,6 +1,8 @@
 import { ModelLoadError } from '../errors';
 import type { Tensor } from '../tensor';
+import type { PoolNow } from './logic-pool';
 import type { Reply } from './logic-worker';
+import type { ScaleEvent } from './scaler';
 
 /** Execution backends, most preferred first: WebGPU, then WASM in a tab; CPU in Node. */
 export type BackendName = 'webgpu' | 'wasm' | 'cpu';
@@ -60,12 +62,35 @@ export interface RunOutput {
 /** What a model worker exposes (onnxruntime-web in a tab, onnxruntime-node in Node). */
 export interface ModelRunnerApi {
   backends(): Promise<BackendInfo[]>;
-  /** Loads `bytes` under `key` (its sha256) on the first backend in `prefer` that works. */
-  load(key: string, bytes: Uint8Array, prefer?: BackendName[]): Promise<Reply<LoadedModel>>;
+  /**
+   * Loads `bytes` under `key` (its sha256) on the first backend in `prefer` that works. `scale`:
+   * the sessions a runner that pools them may hold for it (onnxruntime-node; a tab's runner keeps
+   * one session per model and ignores it, PROTOCOL.md §3.2).
+   */
+  load(
+    key: string,
+    bytes: Uint8Array,
+    prefer?: BackendName[],
+    scale?: ModelScale,
+  ): Promise<Reply<LoadedModel>>;
   run(key: string, inputs: Record<string, Tensor>): Promise<Reply<RunOutput>>;
   unload(key: string): Promise<void>;
   /** What the runner holds and did; runners that keep no account leave it out. */
   info?(): Promise<RunnerInfo>;
+  /** In-process runners that pool sessions: each pool now, by runner key. */
+  pools?(): Record<string, PoolNow>;
+  /** In-process runners that pool sessions: tells `listener` of every grow and shrink. */
+  listenScale?(listener: (e: ScaleEvent) => void): () => void;
+}
+
+/** How many sessions a pooling runner may hold for one model (core/exec/loader.ts decides). */
+export interface ModelScale {
+  /** `app/service`, for scale events. */
+  name: string;
+  /** Sessions at most (≥ 1). */
+  max: number;
+  /** A full idle period before one session retires (core/exec/scaler.ts). */
+  idleMs: number;
 }
 
 /** The methods a model worker answers over core/exec/channel.ts (a tab's dedicated or shared one). */
