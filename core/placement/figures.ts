@@ -56,15 +56,16 @@ export interface NodeView {
   /** It fetches a version it does not hold when a call needs it (its heartbeat's `fetch`). */
   fetch?: boolean;
   /**
-   * The most workers each Logic service that declares `scale` can have on it, by `app/service`
-   * (its heartbeat's `workersMax`): a call to one has at most that many slots there.
+   * The most workers each service that declares `scale` can have on it, by `app/service` (its
+   * heartbeat's `workersMax`; a model service's sessions on a Node node): a call to one has at
+   * most that many slots there.
    */
   workersMax?: Record<string, number>;
 }
 
 /**
- * The calls `n` runs at once for Logic `app/service` (empty `pool`: not a Logic call): its
- * `maxConcurrency`, within the pool's most workers when the service declares `scale`; at least 1.
+ * The calls `n` runs at once for `app/service` (empty `pool`: none named): its `maxConcurrency`,
+ * within the pool's most workers (sessions) when the node reports them (`workersMax`); at least 1.
  */
 export function slotsFor(n: NodeView, pool: string): number {
   const workers = pool ? n.workersMax?.[pool] : undefined;

@@ -68,7 +68,7 @@ interface Kind {
   modelService: string | undefined;
   modelKey: string;
   logicKey: string;
-  /** `app/service` of a Logic call, whose pool may bound a node's slots; '' otherwise. */
+  /** `app/service` called: its pool (a Logic's workers, a model's sessions) may bound a node's slots. */
   pool: string;
   variants: VariantInfo[];
   /** Stats keys of the variants, by backend (as `place` builds them). */
@@ -149,7 +149,7 @@ export function createPlacementIndex(): PlacementIndex {
       modelService,
       modelKey: modelService ? modelKey(app, modelService) : '',
       logicKey,
-      pool: req.logic ? `${app}/${req.service}` : '',
+      pool: `${app}/${req.service}`,
       variants: variants.map((v) => ({ ...v })),
       statKeys: new Map(),
       levels,

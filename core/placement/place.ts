@@ -10,7 +10,7 @@
  *   (`stats`) — before that the manifest's figure × `backendPrior` (figures.ts); plus a Logic's
  *   own p50.
  * - queue: execution × queue / slots (each request ahead costs one execution per slot): the
- *   node's maxConcurrency, within its pool's cap for a Logic that declares `scale` (slotsFor).
+ *   node's maxConcurrency, within its pool's cap for a service that declares `scale` (slotsFor).
  *
  * One pass over the nodes, no sorting and no allocation per node. The relay decides through
  * indexed.ts instead, which keeps the pairs sorted and answers what this pass answers. Throws QosError naming the most fundamental constraint
@@ -112,7 +112,7 @@ export function place(nodes: readonly NodeView[], req: PlacementRequest): Placem
   const modelService = req.logic ? req.logic.modelService : req.service;
   const modelKey = modelService ? modelsKey(app, modelService) : '';
   const logicKey = req.logic ? statsKey(app, req.service, req.logic.rpc, 'logic') : '';
-  const pool = req.logic ? `${app}/${req.service}` : '';
+  const pool = `${app}/${req.service}`;
   const callerRtt = caller ? (nodes.find((n) => n.id === caller)?.rttMs ?? 0) : 0;
   const exclude = req.exclude?.length ? req.exclude : undefined;
   const trustedOnly = req.trustedOnly === true;
