@@ -301,7 +301,7 @@ export const table: readonly Command[] = [
       {
         name: 'threads',
         arg: '<n>',
-        help: 'onnxruntime threads per model, Logic workers per service (default cores - 1, at most 4)',
+        help: 'onnxruntime threads per model (shared by its sessions), Logic workers per service (default cores - 1, at most 4)',
       },
       {
         name: 'concurrency',
@@ -311,7 +311,7 @@ export const table: readonly Command[] = [
       {
         name: 'max-workers',
         arg: '<n>',
-        help: "its cap on Logic workers per service, whatever a manifest's scale.max asks (default the cores; 1 to 64)",
+        help: "its cap on Logic workers and model sessions per service, whatever a manifest's scale.max asks (default the cores; 1 to 64)",
       },
       {
         name: 'worker-idle-ms',

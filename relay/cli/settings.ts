@@ -270,7 +270,7 @@ export const settings: readonly Setting[] = [
     arg: '<n>',
     kind: int(0, 64),
     default: 0,
-    help: "the cloud node's cap on Logic workers per service, whatever a manifest's scale.max asks; 0: the cores",
+    help: "the cloud node's cap on Logic workers and model sessions per service, whatever a manifest's scale.max asks; 0: the cores",
   },
   {
     key: 'workerIdleMs',
@@ -278,7 +278,7 @@ export const settings: readonly Setting[] = [
     arg: '<n>',
     kind: zeroOr(100, 3_600_000),
     default: 0,
-    help: "idle time before one of the cloud node's Logic workers retires, overriding manifests' scale.idleMs; 0: theirs, else 30000",
+    help: "idle time before one of the cloud node's Logic workers or model sessions retires, overriding manifests' scale.idleMs; 0: theirs, else 30000",
   },
   {
     key: 'allowedHosts',

@@ -111,4 +111,26 @@ describe('placement by the pools a node reports', () => {
     expect(place([fogs(true)[0]!], logicCall).reason).toMatch(/queue 20 /);
     expect(place([fogs(false)[0]!], logicCall).reason).toMatch(/queue 0\.6 /);
   });
+
+  it("counts a model call's slots as its service's sessions where a Node node reports them", () => {
+    const modelCall: PlacementRequest = {
+      app: 'digits',
+      service: 'model',
+      variants: [{ rpc: 'large', accuracy: 0.98, latencyMs: 10 }],
+      qos: {},
+      caller: '',
+    };
+    const servers = (capped: boolean) => [
+      node(2, {
+        role: 'cloud',
+        queue: 4,
+        maxConcurrency: 64,
+        ...(capped && { workersMax: { 'digits/model': 2 } }),
+      }),
+      node(3, { role: 'cloud', queue: 4, maxConcurrency: 8 }),
+    ];
+    expect(place(servers(false), modelCall).node).toBe(id(2));
+    expect(place(servers(true), modelCall).node).toBe(id(3));
+    expect(place([servers(true)[0]!], modelCall).reason).toMatch(/queue 20 /);
+  });
 });
