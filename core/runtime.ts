@@ -316,6 +316,7 @@ export class Runtime {
 
   close(): void {
     this.held.close();
+    this.loader.close();
   }
 
   private manifest(app: string): Manifest {

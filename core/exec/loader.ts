@@ -133,6 +133,7 @@ export class Loader {
   private readonly models = new Map<string, Promise<BackendName>>();
   /** The `app/service`s each model runner key was loaded for: whose pool `workers()` reports. */
   private readonly modelServices = new Map<string, Set<string>>();
+  private readonly unlisten: (() => void) | undefined;
 
   constructor(
     private readonly platform: Platform,
@@ -146,7 +147,12 @@ export class Loader {
     ) => void,
   ) {
     // A runner that pools sessions (Node) tells its grows and shrinks where the Logic pools do.
-    if (caps.onScale) platform.models.listenScale?.(caps.onScale);
+    if (caps.onScale) this.unlisten = platform.models.listenScale?.(caps.onScale);
+  }
+
+  /** Stops hearing the model runner's scale events (the node closes; the runner may outlive it). */
+  close(): void {
+    this.unlisten?.();
   }
 
   /** A file of `m`, fetched by content hash once and verified against the manifest. */

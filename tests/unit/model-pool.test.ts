@@ -156,7 +156,8 @@ describe('a runtime on Node with a model service that declares scale', () => {
     };
     const files = { 'large.onnx': large };
     const bundle = { manifest: await buildManifest(draft, files), files };
-    const node = createRuntime(nodePlatform(memoryAppSource([bundle])), {
+    const platform = nodePlatform(memoryAppSource([bundle]));
+    const node = createRuntime(platform, {
       maxWorkers: 2,
       workerIdleMs: 200,
     });
@@ -171,5 +172,12 @@ describe('a runtime on Node with a model service that declares scale', () => {
     expect(node.scaleLog.shrinks).toBeGreaterThanOrEqual(2);
     expect(node.scaleLog.events.every((e) => e.service === 'pooled/model')).toBe(true);
     node.close();
+    // The runner outlives the node here: its later grows no longer reach the closed node's log.
+    const counted = node.scaleLog.grows;
+    const key = Object.keys(platform.models.pools?.() ?? {})[0]!;
+    await Promise.all(inputs.map((x) => platform.models.run(key, x)));
+    expect(platform.models.pools?.()[key]?.workers).toBeGreaterThanOrEqual(1);
+    expect(node.scaleLog.grows).toBe(counted);
+    await platform.models.unload(key);
   });
 });
