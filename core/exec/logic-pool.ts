@@ -1,6 +1,6 @@
 import { fromWire, LogicLoadError, LogicTimeoutError } from '../errors';
 import type { LogicWorkerApi, Reply } from './logic-worker';
-import { type PoolState, type ScaleEvent, type ScalePolicy, Scaler } from './scaler';
+import { type PoolState, type ScaleEvent, type ScalePolicy, Scaler, WakeTimer } from './scaler';
 
 /** A worker as the platform made it: its API (over core/exec/channel.ts) and a kill switch. */
 export interface WorkerHandle {
@@ -81,11 +81,11 @@ export class LogicPool {
   private closed = false;
   private readonly scaler: Scaler;
   private readonly max: number;
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  private timerAt = Number.POSITIVE_INFINITY;
+  private readonly wake: WakeTimer;
 
   constructor(private readonly options: LogicPoolOptions) {
     this.max = Math.max(1, options.size ?? 1);
+    const now = options.now ?? (() => performance.now());
     this.scaler = new Scaler(
       {
         max: this.max,
@@ -93,8 +93,9 @@ export class LogicPool {
         startAtOnce: options.startAtOnce ?? 2,
         ...(options.mode && { mode: options.mode }),
       },
-      options.now ?? (() => performance.now()),
+      now,
     );
+    this.wake = new WakeTimer(now, () => this.rescale());
   }
 
   /** Workers held, busy, starting, and requests waiting, now. */
@@ -152,7 +153,7 @@ export class LogicPool {
 
   close(): void {
     this.closed = true;
-    clearTimeout(this.timer);
+    this.wake.cancel();
     for (const w of this.idle.splice(0)) w.terminate();
     for (const w of this.waiting.splice(0)) {
       w.reject(new LogicLoadError(`Logic ${this.options.name} was unloaded`));
@@ -187,25 +188,7 @@ export class LogicPool {
       if (gone.length) this.event('shrink', size, this.live);
       for (const w of gone) w.terminate();
     }
-    this.wakeAt(d.wakeAt);
-  }
-
-  /** One timer, for the earliest retirement due. */
-  private wakeAt(at: number | undefined): void {
-    if (at === undefined || at >= this.timerAt) return;
-    clearTimeout(this.timer);
-    const now = (this.options.now ?? (() => performance.now()))();
-    this.timerAt = at;
-    this.timer = setTimeout(
-      () => {
-        this.timer = undefined;
-        this.timerAt = Number.POSITIVE_INFINITY;
-        this.rescale();
-      },
-      Math.max(0, at - now),
-    );
-    // An idle pool keeps no process alive (Node); a tab's timers have no unref.
-    (this.timer as { unref?: () => void }).unref?.();
+    this.wake.set(d.wakeAt);
   }
 
   private event(kind: ScaleEvent['kind'], from: number, to: number): void {

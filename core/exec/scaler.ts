@@ -94,6 +94,41 @@ export class Scaler {
   }
 }
 
+/**
+ * One timer for the earliest moment a pool must ask its scaler again (a retirement due), on the
+ * scaler's clock; an idle pool keeps no process alive (Node; a tab's timers have no unref).
+ */
+export class WakeTimer {
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private at = Number.POSITIVE_INFINITY;
+
+  constructor(
+    private readonly now: () => number,
+    private readonly fire: () => void,
+  ) {}
+
+  /** Fires at `at` unless it is already set to fire as early; undefined: nothing due. */
+  set(at: number | undefined): void {
+    if (at === undefined || at >= this.at) return;
+    clearTimeout(this.timer);
+    this.at = at;
+    this.timer = setTimeout(
+      () => {
+        this.cancel();
+        this.fire();
+      },
+      Math.max(0, at - this.now()),
+    );
+    (this.timer as { unref?: () => void }).unref?.();
+  }
+
+  cancel(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.at = Number.POSITIVE_INFINITY;
+  }
+}
+
 /** One change in a pool's size, as logged and reported. */
 export interface ScaleEvent {
   /** `app/service`. */

@@ -9,7 +9,7 @@
  */
 import { ModelRunError } from '../errors';
 import type { PoolNow } from './logic-pool';
-import { type ScaleEvent, Scaler } from './scaler';
+import { type ScaleEvent, Scaler, WakeTimer } from './scaler';
 
 export interface ScaledPoolOptions<T> {
   /** For messages and scale events: `app/service`. */
@@ -34,14 +34,15 @@ export class ScaledPool<T> {
   private starting = 0;
   private closed = false;
   private readonly scaler: Scaler;
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  private timerAt = Number.POSITIVE_INFINITY;
+  private readonly wake: WakeTimer;
 
   constructor(private readonly options: ScaledPoolOptions<T>) {
+    const now = options.now ?? (() => performance.now());
     this.scaler = new Scaler(
       { max: Math.max(1, options.max), idleMs: options.idleMs, startAtOnce: 2 },
-      options.now ?? (() => performance.now()),
+      now,
     );
+    this.wake = new WakeTimer(now, () => this.rescale());
   }
 
   get max(): number {
@@ -90,7 +91,7 @@ export class ScaledPool<T> {
   /** Disposes what is idle, and the rest as it comes back; waiting uses fail. */
   close(): void {
     this.closed = true;
-    clearTimeout(this.timer);
+    this.wake.cancel();
     for (const t of this.idle.splice(0)) this.options.dispose(t);
     for (const w of this.waiting.splice(0))
       w.reject(new ModelRunError(`${this.options.name} was unloaded`));
@@ -111,23 +112,7 @@ export class ScaledPool<T> {
       if (gone.length) this.event('shrink', size, this.live);
       for (const t of gone) this.options.dispose(t);
     }
-    this.wakeAt(d.wakeAt);
-  }
-
-  private wakeAt(at: number | undefined): void {
-    if (at === undefined || at >= this.timerAt) return;
-    clearTimeout(this.timer);
-    const now = (this.options.now ?? (() => performance.now()))();
-    this.timerAt = at;
-    this.timer = setTimeout(
-      () => {
-        this.timer = undefined;
-        this.timerAt = Number.POSITIVE_INFINITY;
-        this.rescale();
-      },
-      Math.max(0, at - now),
-    );
-    (this.timer as { unref?: () => void }).unref?.();
+    this.wake.set(d.wakeAt);
   }
 
   private event(kind: ScaleEvent['kind'], from: number, to: number): void {

@@ -18,6 +18,7 @@ import { FRAME, loadFixture } from '../../models/vad/vad';
 import { chromiumArgs, chromiumPath } from '../../playwright.config';
 import { netnsPrefix } from '../../scripts/netns';
 import { type RelayProcess, startRelay } from '../relay-process';
+import { until } from '../until';
 import type { Section } from './report';
 
 export interface MigrationRow {
@@ -108,14 +109,17 @@ async function round(
   try {
     // Placement knows a tab holds the app from its heartbeat: the stream starts once both have.
     const ids = servers.map((s) => s.id);
-    for (;;) {
-      const res = await fetch(`${relay.url}/api/nodes`, {
-        headers: { authorization: `Bearer ${relay.token}` },
-      });
-      const nodes = (await res.json()) as { id: string; apps: string[] }[];
-      if (ids.every((id) => nodes.some((n) => n.id === id && n.apps.includes('vad')))) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await until(
+      async () => {
+        const res = await fetch(`${relay.url}/api/nodes`, {
+          headers: { authorization: `Bearer ${relay.token}` },
+        });
+        const nodes = (await res.json()) as { id: string; apps: string[] }[];
+        return ids.every((id) => nodes.some((n) => n.id === id && n.apps.includes('vad')));
+      },
+      'both serving tabs holding vad',
+      60_000,
+    );
     const { id, node, reason } = await stream(caller, parts, PACE_MS);
     const serving = servers.find((s) => s.id === node);
     if (!serving) {
@@ -124,13 +128,14 @@ async function round(
       return { skipped: reason };
     }
     // The move once BEFORE chunks are answered (polled: the stream runs in the page).
-    for (;;) {
-      const n = await caller.evaluate(
-        () => (window as unknown as { answers: Answer[] }).answers.length,
-      );
-      if (n >= BEFORE) break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await until(
+      async () =>
+        (await caller.evaluate(
+          () => (window as unknown as { answers: Answer[] }).answers.length,
+        )) >= BEFORE,
+      `${BEFORE} chunks answered`,
+      60_000,
+    );
     if (how === 'graceful') await serving.page.evaluate(() => window.brume.pause(true));
     else {
       const cdp = await serving.context.newCDPSession(serving.page);
