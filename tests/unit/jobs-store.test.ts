@@ -6,8 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isJobId, jobIds } from '../../relay/jobs/ids';
-import { before, type Job, moveTo } from '../../relay/jobs/job';
+import { before, moveTo } from '../../relay/jobs/job';
 import { openJobLog, readJobLog } from '../../relay/jobs/store';
+import { job } from '../store-contracts';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -18,22 +19,6 @@ const tempDir = async () => {
   dirs.push(d);
   return d;
 };
-
-const job = (id: string, over: Partial<Job> = {}): Job => ({
-  id,
-  app: 'greet',
-  service: 'greet',
-  rpc: 'echo',
-  input: { n: 1 },
-  qos: {},
-  priority: 0,
-  owner: 'admin',
-  state: 'queued',
-  attempts: 0,
-  reasons: [],
-  created: 1,
-  ...over,
-});
 
 describe('job ids', () => {
   it('are fixed-width and sort in the order they were made, even within one millisecond and when the clock goes back', () => {
