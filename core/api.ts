@@ -11,6 +11,8 @@ export interface NodeRecord extends NodeView {
   caps: Capabilities;
   /** A dew's parent fog, as given at join. */
   parent?: string;
+  /** The relay its socket is on (issue 17: relays sharing a Redis); absent on a lone relay. */
+  relay?: string;
   joinedAt: number;
   lastSeen: number;
   /** Its context store, as its last heartbeat reported it. */

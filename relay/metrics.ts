@@ -90,6 +90,9 @@ export function createMetrics() {
     forwarded: (caller: string) => m.forwarded.inc({ from: caller ? 'node' : 'http' }),
     /** A call placed again: its node refused it as busy or left. */
     retried: () => m.retried.inc(),
+    /** A message between relays of a cluster (relay/hub/cluster.ts): sent, received or dropped. */
+    relayMessage: (dir: 'in' | 'out' | 'dropped', kind: string) =>
+      m.relayMessages.inc({ dir, kind: relayKinds.has(kind) ? kind : 'other' }),
     /** A context write: stored, a duplicate (nothing changed), or refused; by where it came from. */
     contextOp(from: string, accepted: Promise<number>): Promise<number> {
       const source = from ? 'node' : 'http';
@@ -119,6 +122,9 @@ export function createMetrics() {
 }
 
 export type RelayMetrics = ReturnType<typeof createMetrics>;
+
+/** The kinds of messages between relays a label may name (anything else counts as `other`). */
+const relayKinds = new Set(['nodes', 'left', 'bye', 'call', 'result', 'error']);
 
 /** The metric objects, registered in `registry`; gauges read `sources()` when scraped. */
 function metricsIn(registry: Registry, sources: () => MetricsSources | undefined) {
@@ -153,6 +159,12 @@ function metricsIn(registry: Registry, sources: () => MetricsSources | undefined
     retried: new Counter({
       name: 'brume_retried_calls_total',
       help: 'Calls placed again because their node refused them as busy or left',
+      registers,
+    }),
+    relayMessages: new Counter({
+      name: 'brume_relay_messages_total',
+      help: 'Messages between the relays of a cluster, by direction (in, out, dropped: invalid) and kind',
+      labelNames: ['dir', 'kind'],
       registers,
     }),
     contextOps: new Counter({

@@ -282,7 +282,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
       await jobs.close();
       clearInterval(sweeper);
       cloud?.close();
-      hub.close();
+      await hub.close();
       net.closePeers();
       // Requests still open a while after (a client that never finishes sending its body, or
       // never reads the answer) must not keep the relay from closing: their sockets are cut.

@@ -27,6 +27,7 @@ import { askRefusal, CallCounts, callRefusal, type HubLimits, sizeOf } from '../
 import { type CallShape, type Meter, shapeOf } from '../measure';
 import type { RelayMetrics } from '../metrics';
 import type { createVerifier, Outcome } from '../verify';
+import type { RelayFrame } from './cluster';
 import type { DecideArgs, Route } from './decide';
 
 export interface CallAnswer {
@@ -82,12 +83,13 @@ interface Forward extends Call {
 }
 
 type NodeAnswer = Extract<ToRelay, { t: 'result' | 'error' }>;
+type RelayAnswer = Extract<RelayFrame, { t: 'result' | 'error' }>;
 
 export interface ForwardingOptions {
   limits: HubLimits;
   callTimeoutMs: number;
   manifest(app: string, range?: string): Promise<Manifest | undefined>;
-  /** The connected node `id` (a new record when it reconnected). */
+  /** The connected node `id`, here or on another relay (a new record when it reconnected). */
   node(id: string): NodeRecord | undefined;
   nodes(): NodeRecord[];
   /** Bytes queued for node `id` and not sent yet. */
@@ -253,6 +255,25 @@ export function createForwarding(o: ForwardingOptions) {
         node.measured = meter.of(node.id);
       }
       table.settle(msg.id!, msg);
+    },
+    /**
+     * An answer another relay sent for its node `msg.node` (relay/hub/cluster.ts): taken as that
+     * node's own, unless the call waits on another node or relay (moved, timed out: dropped). The
+     * node was lost there (E_DISCONNECTED): the call runs elsewhere, as when a node here leaves.
+     */
+    answerFrom(relay: string, msg: RelayAnswer): void {
+      const f = table.get(msg.id);
+      if (!f || f.target !== msg.node || f.record.relay !== relay) return;
+      if (msg.t === 'error' && msg.error.code === 'E_DISCONNECTED' && !f.stay) {
+        table.take(msg.id);
+        return forward({ ...callOf(f), tried: [...f.tried, f.target] }, f.reply, true);
+      }
+      const { from: _, node: __, ...answer } = msg;
+      if (answer.t === 'result' && f.shape) {
+        meter.answered(f.record, f.shape, performance.now() - f.sentAt - f.record.rttMs);
+        f.record.measured = meter.of(f.target);
+      }
+      table.settle(msg.id, answer);
     },
     /** A call frame that could not be sent: its caller gets `error`. False if no such call. */
     fail: (id: number, error: BrumeError) => table.fail(id, error),

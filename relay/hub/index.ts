@@ -12,6 +12,7 @@
 import { createContextHub } from '../../core/context/hub';
 import {
   type BrumeError,
+  DisconnectedError,
   InputError,
   ProtocolError,
   toWire,
@@ -24,6 +25,7 @@ import type { RelayContext } from '../context';
 import { defaultLimits, type HubLimits } from '../limits';
 import { createMetrics, type RelayMetrics } from '../metrics';
 import type { Outcome } from '../verify';
+import { type HubCluster, type RelayFrame, type RemoteRecord, singleRelay } from './cluster';
 import { type Conn, closeCodes, createConnections } from './connections';
 import { type DecideArgs, decide as place } from './decide';
 import { createExitTally } from './exits';
@@ -76,6 +78,11 @@ export interface HubOptions {
   log: HubLog;
   /** Where the hub counts what it does (relay/metrics.ts); default a registry of its own. */
   metrics?: RelayMetrics;
+  /**
+   * The other relays sharing this one's Redis (relay/cluster/nodes.ts `redisCluster`): their
+   * nodes are placed on and reached through them. Default: this relay alone.
+   */
+  cluster?: HubCluster;
 }
 
 export function createHub(options: HubOptions) {
@@ -93,6 +100,21 @@ export function createHub(options: HubOptions) {
   const sendTo = (node: string, frame: ToNode) => {
     const conn = registry.get(node)?.link;
     if (conn) sockets.send(conn, frame);
+  };
+  const cluster = options.cluster ?? singleRelay;
+  /**
+   * Sends a call frame to node `node`, joined here or to another relay of the cluster, which
+   * runs it there and sends the answer back (`fromRelay`). A frame that cannot reach that relay
+   * fails its call.
+   */
+  const sendCall = (node: string, frame: ToNode): void => {
+    if (registry.get(node) || frame.t !== 'call') return sendTo(node, frame);
+    const relay = registry.record(node)?.relay;
+    if (relay === undefined) return;
+    const { t: _, from, ...call } = frame;
+    const sent: RelayFrame = { t: 'call', from: options.relayId, node, caller: from, ...call };
+    metrics.relayMessage('out', 'call');
+    cluster.send(relay, sent).catch((e: BrumeError) => forwarding.fail(frame.id, e));
   };
   /** Set by `drain`: new schedules and calls are refused, those in flight finish. */
   let draining: { ms: number; idle?: () => void } | undefined;
@@ -163,10 +185,10 @@ export function createHub(options: HubOptions) {
     limits,
     callTimeoutMs: options.callTimeoutMs ?? 30_000,
     manifest,
-    node: (id) => registry.get(id)?.record,
+    node: registry.record,
     nodes: registry.records,
     buffered: (id) => registry.get(id)?.link.ws.bufferedAmount ?? 0,
-    send: sendTo,
+    send: sendCall,
     decide,
     meter,
     verifier,
@@ -206,11 +228,15 @@ export function createHub(options: HubOptions) {
     replace(id) {
       const previous = registry.get(id);
       if (previous) remove(previous.link, 'replaced by a newer connection of this node');
+      // It was joined to another relay: calls waiting there run elsewhere, answered once.
+      if (registry.removeRemote(id)) forwarding.moveFrom(id);
     },
     measured: (id) => meter.of(id),
     quarantined: (id) => quarantine.has(id),
     enter(record, conn) {
+      if (options.cluster) record.relay = options.relayId;
       const { entry, parent } = registry.add(record, conn);
+      cluster.joined(record);
       return { peerToken: entry.peerToken, ...(parent && { parent }) };
     },
   });
@@ -236,16 +262,18 @@ export function createHub(options: HubOptions) {
     failCall: forwarding.fail,
     onDrop(conn) {
       if (!conn.node || !registry.remove(conn.node.id, conn)) return;
+      cluster.left(conn.node.id);
       leases.left(conn.node.id);
       forwarding.moveFrom(conn.node.id);
       sessions.lost(conn.node.id);
     },
   });
 
+  // Sessions and the gauges keep to this relay's nodes: sessions are not run across relays.
   const sessions = createSessions({
     limits,
     periodMs: heartbeatMs,
-    nodes: registry.records,
+    nodes: registry.local,
     node: (id) => registry.get(id)?.record,
     manifest,
     send: sendTo,
@@ -257,11 +285,64 @@ export function createHub(options: HubOptions) {
   });
 
   metrics.watch({
-    nodes: registry.records,
+    nodes: registry.local,
     quarantined: () => quarantine.list().length,
     leases: leases.stats,
     contextLogBytes: () => options.context?.files().log ?? 0,
   });
+
+  /**
+   * A call another relay sends for a node joined here: run on that node only (checked, counted
+   * and timed by the relay that placed it), its answer sent back. The node gone: E_DISCONNECTED,
+   * and that relay places the call again.
+   */
+  function fromRelay(frame: RelayFrame): void {
+    metrics.relayMessage('in', frame.t);
+    if (frame.t !== 'call') return forwarding.answerFrom(frame.from, frame);
+    const { t: _, from, node, id, caller, timeoutMs, ...call } = frame;
+    const back = (answer: RelayFrame) => {
+      metrics.relayMessage('out', answer.t);
+      cluster.send(from, answer).catch((e: BrumeError) => {
+        options.log.warn({ relay: from, node }, `answer to another relay lost: ${e.message}`);
+      });
+    };
+    const reply = tracked<CallAnswer>((r) => {
+      if (!r.ok)
+        return back({ t: 'error', from: options.relayId, node, id, error: toWire(r.error) });
+      const { ok: __, node: ___, ...answer } = r;
+      back({ t: 'result', from: options.relayId, node, id, ...answer });
+    });
+    if (!registry.get(node))
+      return reply({
+        ok: false,
+        error: new DisconnectedError(`node ${node.slice(0, 8)} is not joined to this relay`),
+      });
+    const run: Call = { ...call, caller, target: node, stay: true, leg: true };
+    forwarding.forward(timeoutMs === undefined ? run : { ...run, timeoutMs }, reply);
+  }
+
+  /** What the other relays say: their nodes (mirrored for placement), and frames for this one. */
+  const started = cluster.start(
+    options.relayId,
+    heartbeatMs,
+    {
+      node(r: RemoteRecord) {
+        if (registry.get(r.id)) return;
+        const previous = registry.record(r.id);
+        registry.setRemote(r);
+        // It moved between two other relays: calls waiting on the old one run elsewhere.
+        if (previous && previous.relay !== r.relay) forwarding.moveFrom(r.id);
+      },
+      left(ids) {
+        for (const id of ids) if (registry.removeRemote(id)) forwarding.moveFrom(id);
+      },
+      frame: fromRelay,
+      counted: metrics.relayMessage,
+    },
+    registry.local,
+  );
+  // Whoever starts the hub awaits `started`; until then a refusal must not go unhandled.
+  started.catch(() => {});
 
   /** A frame from a joined node, by type. */
   async function joined(conn: Conn, msg: ToRelay): Promise<void> {
@@ -353,8 +434,15 @@ export function createHub(options: HubOptions) {
     upgrade: sockets.upgrade,
     /** Joins a node in this process over a local link (relay/local-link.ts), as a socket would. */
     attach: sockets.attach,
-    /** Nodes as the scheduler sees them. */
+    /**
+     * Joined the cluster (at once for a lone relay); rejects when it may not (the most relays
+     * are there already).
+     */
+    started,
+    /** Nodes as the scheduler sees them: the whole cluster's, each with its `relay` in one. */
     nodes: () => [...registry.records()],
+    /** Whether node `id`'s socket is on this relay (not another of the cluster). */
+    joinedHere: (id: string) => registry.get(id) !== undefined,
     /**
      * An app's current version changed (a deploy, a rollback): every joined node is told, and
      * runs calls that start from then on on that version (PROTOCOL.md §5.7).
@@ -464,9 +552,11 @@ export function createHub(options: HubOptions) {
       // A lease must not outlive the trust a privacy key pin was placed on.
       for (const n of trusted) if (!n.trusted) leases.revoke(n.id, 'trust revoked');
     },
-    close(): void {
+    /** Closes every socket and leaves the cluster (the other relays drop its nodes at once). */
+    async close(): Promise<void> {
       sockets.shutdown();
       forwarding.close();
+      await cluster.close();
     },
   };
 }

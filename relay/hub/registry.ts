@@ -101,6 +101,13 @@ function observe(record: NodeRecord, changed: () => void): void {
 
 export function createRegistry<L>(o: RegistryOptions) {
   const nodes = new Map<string, Entry<L>>();
+  /**
+   * Nodes joined to other relays of the cluster (relay/hub/cluster.ts), placed on as these are:
+   * no socket here, their records replaced whole at each report. Never one of `nodes`' ids.
+   */
+  const remote = new Map<string, NodeRecord>();
+  /** This relay's own records, rebuilt only when one joins or leaves. */
+  let localList: NodeRecord[] | undefined;
   /** Nodes to tell when a node leaves: those sent to it. Bounded per node. */
   const watchers = new Map<string, Set<string>>();
   /** The nodes as the scheduler sees them, rebuilt only when one joins or leaves. */
@@ -112,6 +119,22 @@ export function createRegistry<L>(o: RegistryOptions) {
     const set = watchers.get(target) ?? new Set<string>();
     watchers.set(target, set);
     if (set.size < maxWatchers) set.add(by);
+  }
+
+  function local(): NodeRecord[] {
+    localList ??= [...nodes.values()].map((n) => n.record);
+    return localList;
+  }
+
+  /**
+   * Tells the nodes that were sent to `id` (decisions, parenthood) that it left: only those, as a
+   * thousand nodes leaving at once must not cost a million frames.
+   */
+  function tellGone(id: string): void {
+    for (const other of watchers.get(id) ?? []) {
+      if (nodes.has(other)) o.send(other, { t: 'gone', node: id });
+    }
+    watchers.delete(id);
   }
 
   /** A dew's parent: the least loaded trusted fog, then the nearest to the relay. */
@@ -148,9 +171,35 @@ export function createRegistry<L>(o: RegistryOptions) {
   return {
     get: (id: string) => nodes.get(id),
     entries: () => nodes.values(),
+    /** Every node of the cluster: joined here, then those of other relays. */
     records(): NodeRecord[] {
-      list ??= [...nodes.values()].map((n) => n.record);
+      list ??= [...local(), ...remote.values()];
       return list;
+    },
+    /** The nodes whose sockets are on this relay. */
+    local,
+    /** Node `id`'s record, joined here or to another relay of the cluster. */
+    record: (id: string): NodeRecord | undefined => nodes.get(id)?.record ?? remote.get(id),
+    /** Whether node `id` is known as joined to another relay. */
+    isRemote: (id: string) => remote.has(id),
+    /**
+     * Another relay's node, joined or reported again: placed on from now. Refused (false) while
+     * the same node is joined here: this socket is the newer word on it.
+     */
+    setRemote(record: NodeRecord): boolean {
+      if (nodes.has(record.id)) return false;
+      remote.set(record.id, record);
+      list = undefined;
+      index.set(record);
+      return true;
+    },
+    /** Another relay's node left: forgotten, and those sent to it are told. False if unknown. */
+    removeRemote(id: string): boolean {
+      if (!remote.delete(id)) return false;
+      list = undefined;
+      index.delete(id);
+      tellGone(id);
+      return true;
     },
     /** The nodes for placement: `route` over it answers what it answers over `records()`. */
     placement: () => index,
@@ -161,8 +210,11 @@ export function createRegistry<L>(o: RegistryOptions) {
      */
     add(record: NodeRecord, link: L): { entry: Entry<L>; parent?: string } {
       const entry: Entry<L> = { record, link, peerToken: crypto.randomUUID(), sync: {} };
+      // It was joined to another relay: this socket replaces that record.
+      remote.delete(record.id);
       nodes.set(record.id, entry);
       list = undefined;
+      localList = undefined;
       // A record left behind (replaced, removed) changes nothing any more.
       observe(record, () => {
         if (nodes.get(record.id)?.record === record) index.set(record);
@@ -185,14 +237,10 @@ export function createRegistry<L>(o: RegistryOptions) {
       const node = nodes.get(id)!.record;
       nodes.delete(id);
       list = undefined;
+      localList = undefined;
       index.delete(id);
       o.event('left', 'connection closed', id);
-      // Told only to nodes that were sent to it (decisions, parenthood): a thousand nodes leaving
-      // at once must not cost a million frames.
-      for (const other of watchers.get(id) ?? []) {
-        if (nodes.has(other)) o.send(other, { t: 'gone', node: id });
-      }
-      watchers.delete(id);
+      tellGone(id);
       if (node.role === 'fog') reparent(id);
       return true;
     },
