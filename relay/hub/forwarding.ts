@@ -261,7 +261,7 @@ export function createForwarding(o: ForwardingOptions) {
      * node's own, unless the call waits on another node or relay (moved, timed out: dropped). The
      * node was lost there (E_DISCONNECTED): the call runs elsewhere, as when a node here leaves.
      */
-    answerFrom(relay: string, msg: RelayAnswer): void {
+    answerFrom(relay: string, msg: RelayAnswer) {
       const f = table.get(msg.id);
       if (!f || f.target !== msg.node || f.record.relay !== relay) return;
       if (msg.t === 'error' && msg.error.code === 'E_DISCONNECTED' && !f.stay) {

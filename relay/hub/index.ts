@@ -12,7 +12,6 @@
 import { createContextHub } from '../../core/context/hub';
 import {
   type BrumeError,
-  DisconnectedError,
   InputError,
   ProtocolError,
   toWire,
@@ -25,7 +24,7 @@ import type { RelayContext } from '../context';
 import { defaultLimits, type HubLimits } from '../limits';
 import { createMetrics, type RelayMetrics } from '../metrics';
 import type { Outcome } from '../verify';
-import { type HubCluster, type RelayFrame, type RemoteRecord, singleRelay } from './cluster';
+import { type HubCluster, singleRelay } from './cluster';
 import { type Conn, closeCodes, createConnections } from './connections';
 import { type DecideArgs, decide as place } from './decide';
 import { createExitTally } from './exits';
@@ -36,6 +35,7 @@ import { createLeases } from './leases';
 import { createLogs, type HubLog } from './logs';
 import { createPipelines } from './pipelines';
 import { createRegistry } from './registry';
+import { createRelays } from './relays';
 import { createSessions } from './sessions';
 
 export type { Route } from './decide';
@@ -102,20 +102,6 @@ export function createHub(options: HubOptions) {
     if (conn) sockets.send(conn, frame);
   };
   const cluster = options.cluster ?? singleRelay;
-  /**
-   * Sends a call frame to node `node`, joined here or to another relay of the cluster, which
-   * runs it there and sends the answer back (`fromRelay`). A frame that cannot reach that relay
-   * fails its call.
-   */
-  const sendCall = (node: string, frame: ToNode): void => {
-    if (registry.get(node) || frame.t !== 'call') return sendTo(node, frame);
-    const relay = registry.record(node)?.relay;
-    if (relay === undefined) return;
-    const { t: _, from, ...call } = frame;
-    const sent: RelayFrame = { t: 'call', from: options.relayId, node, caller: from, ...call };
-    metrics.relayMessage('out', 'call');
-    cluster.send(relay, sent).catch((e: BrumeError) => forwarding.fail(frame.id, e));
-  };
   /** Set by `drain`: new schedules and calls are refused, those in flight finish. */
   let draining: { ms: number; idle?: () => void } | undefined;
   /** Calls accepted and not answered yet (from nodes and HTTP), each with a way to fail it. */
@@ -188,7 +174,7 @@ export function createHub(options: HubOptions) {
     node: registry.record,
     nodes: registry.records,
     buffered: (id) => registry.get(id)?.link.ws.bufferedAmount ?? 0,
-    send: sendCall,
+    send: (node, frame) => relays.sendCall(node, frame),
     decide,
     meter,
     verifier,
@@ -228,8 +214,7 @@ export function createHub(options: HubOptions) {
     replace(id) {
       const previous = registry.get(id);
       if (previous) remove(previous.link, 'replaced by a newer connection of this node');
-      // It was joined to another relay: calls waiting there run elsewhere, answered once.
-      if (registry.removeRemote(id)) forwarding.moveFrom(id);
+      relays.joining(id);
     },
     measured: (id) => meter.of(id),
     quarantined: (id) => quarantine.has(id),
@@ -291,58 +276,17 @@ export function createHub(options: HubOptions) {
     contextLogBytes: () => options.context?.files().log ?? 0,
   });
 
-  /**
-   * A call another relay sends for a node joined here: run on that node only (checked, counted
-   * and timed by the relay that placed it), its answer sent back. The node gone: E_DISCONNECTED,
-   * and that relay places the call again.
-   */
-  function fromRelay(frame: RelayFrame): void {
-    metrics.relayMessage('in', frame.t);
-    if (frame.t !== 'call') return forwarding.answerFrom(frame.from, frame);
-    const { t: _, from, node, id, caller, timeoutMs, ...call } = frame;
-    const back = (answer: RelayFrame) => {
-      metrics.relayMessage('out', answer.t);
-      cluster.send(from, answer).catch((e: BrumeError) => {
-        options.log.warn({ relay: from, node }, `answer to another relay lost: ${e.message}`);
-      });
-    };
-    const reply = tracked<CallAnswer>((r) => {
-      if (!r.ok)
-        return back({ t: 'error', from: options.relayId, node, id, error: toWire(r.error) });
-      const { ok: __, node: ___, ...answer } = r;
-      back({ t: 'result', from: options.relayId, node, id, ...answer });
-    });
-    if (!registry.get(node))
-      return reply({
-        ok: false,
-        error: new DisconnectedError(`node ${node.slice(0, 8)} is not joined to this relay`),
-      });
-    const run: Call = { ...call, caller, target: node, stay: true, leg: true };
-    forwarding.forward(timeoutMs === undefined ? run : { ...run, timeoutMs }, reply);
-  }
-
-  /** What the other relays say: their nodes (mirrored for placement), and frames for this one. */
-  const started = cluster.start(
-    options.relayId,
+  const relays = createRelays({
+    relayId: options.relayId,
+    cluster,
     heartbeatMs,
-    {
-      node(r: RemoteRecord) {
-        if (registry.get(r.id)) return;
-        const previous = registry.record(r.id);
-        registry.setRemote(r);
-        // It moved between two other relays: calls waiting on the old one run elsewhere.
-        if (previous && previous.relay !== r.relay) forwarding.moveFrom(r.id);
-      },
-      left(ids) {
-        for (const id of ids) if (registry.removeRemote(id)) forwarding.moveFrom(id);
-      },
-      frame: fromRelay,
-      counted: metrics.relayMessage,
-    },
-    registry.local,
-  );
-  // Whoever starts the hub awaits `started`; until then a refusal must not go unhandled.
-  started.catch(() => {});
+    registry,
+    forwarding: () => forwarding,
+    sendTo,
+    tracked,
+    metrics,
+    warn: (fields, message) => options.log.warn(fields, message),
+  });
 
   /** A frame from a joined node, by type. */
   async function joined(conn: Conn, msg: ToRelay): Promise<void> {
@@ -438,7 +382,7 @@ export function createHub(options: HubOptions) {
      * Joined the cluster (at once for a lone relay); rejects when it may not (the most relays
      * are there already).
      */
-    started,
+    started: relays.started,
     /** Nodes as the scheduler sees them: the whole cluster's, each with its `relay` in one. */
     nodes: () => [...registry.records()],
     /** Whether node `id`'s socket is on this relay (not another of the cluster). */
