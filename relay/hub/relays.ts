@@ -52,7 +52,12 @@ export function createRelays(o: RelaysOptions) {
     const { t: _, from, ...call } = frame;
     const sent: RelayFrame = { t: 'call', from: relayId, node, caller: from, ...call };
     metrics.relayMessage('out', 'call');
-    cluster.send(relay, sent).catch((e: BrumeError) => o.forwarding().fail(frame.id, e));
+    cluster.send(relay, sent).catch((e: BrumeError) => {
+      // That relay is gone: its node with it, so the call runs elsewhere; else the call fails.
+      if (e.code !== 'E_DISCONNECTED') return o.forwarding().fail(frame.id, e);
+      const error = toWire(e);
+      o.forwarding().answerFrom(relay, { t: 'error', from: relay, node, id: frame.id, error });
+    });
   }
 
   /**
