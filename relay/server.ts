@@ -59,6 +59,8 @@ export interface RelayOptions {
   dataDir?: string;
   /** A ready store (e.g. Redis-backed) instead of the file system under `dataDir`. */
   store?: Store;
+  /** The other relays of a cluster (relay/cluster/nodes.ts `redisCluster`); default none. */
+  hubCluster?: import('./hub/cluster').HubCluster;
   /** The admin token to use instead of the one kept in the data directory (never written there). */
   adminToken?: string;
   /** The built web app, default `dist/web`. */
@@ -370,6 +372,7 @@ async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts
     ...(options.verifyFraction !== undefined && { verifyFraction: options.verifyFraction }),
     ...(options.maxQuarantined !== undefined && { maxQuarantined: options.maxQuarantined }),
     ...(options.leaseMs !== undefined && { leaseMs: options.leaseMs }),
+    ...(options.hubCluster && { cluster: options.hubCluster }),
   });
   const closePeers = mountFabric(app, {
     hub,

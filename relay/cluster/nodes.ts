@@ -171,6 +171,7 @@ export async function redisCluster(
       const frame = relayFrame.safeParse(raw);
       if (!frame.success)
         return drop(`a frame: ${describeIssues(frame.error, [], { max: 2, whole: 'the frame' })}`);
+      handlers?.counted('in', frame.data.t);
       handlers?.frame(frame.data);
     } catch (e) {
       // A fault in the hub's handling: logged, never thrown into the Redis client.

@@ -51,7 +51,6 @@ export function createRelays(o: RelaysOptions) {
     if (relay === undefined) return;
     const { t: _, from, ...call } = frame;
     const sent: RelayFrame = { t: 'call', from: relayId, node, caller: from, ...call };
-    metrics.relayMessage('out', 'call');
     cluster.send(relay, sent).catch((e: BrumeError) => {
       // That relay is gone: its node with it, so the call runs elsewhere; else the call fails.
       if (e.code !== 'E_DISCONNECTED') return o.forwarding().fail(frame.id, e);
@@ -66,14 +65,12 @@ export function createRelays(o: RelaysOptions) {
    * node gone: E_DISCONNECTED, and that relay places the call again.
    */
   function received(frame: RelayFrame): void {
-    metrics.relayMessage('in', frame.t);
     if (frame.t !== 'call') {
       o.forwarding().answerFrom(frame.from, frame);
       return;
     }
     const { t: _, from, node, id, caller, timeoutMs, ...call } = frame;
     const back = (answer: RelayFrame) => {
-      metrics.relayMessage('out', answer.t);
       cluster.send(from, answer).catch((e: BrumeError) => {
         o.warn({ relay: from, node }, `an answer to another relay was lost: ${e.message}`);
       });
