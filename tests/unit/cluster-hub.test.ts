@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encode } from '../../core/codec';
 import { LimitError } from '../../core/errors';
+import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import { type clusterDefaults, redisCluster } from '../../relay/cluster/nodes';
 import { openRedis, type RedisLink } from '../../relay/cluster/redis';
 import type { HubCluster } from '../../relay/hub/cluster';
@@ -138,6 +139,28 @@ describe('relays sharing a Redis', () => {
     onB.ws.close();
     await b.server.close();
     await a.server.close();
+  });
+
+  it('takes a node that rejoins through another relay as the same node, there now', async () => {
+    const a = await member();
+    const b = await member();
+    const identity = await loadOrCreateIdentity(memoryKeyStore(), 'mover');
+    const first = await joinRaw(a.server.ws, 'dew', { identity });
+    const id = first.welcome.nodeId;
+    await until(() => b.server.relay.hub.nodes().some((n) => n.id === id), 'listed at B');
+    first.node.ws.close();
+    const again = await joinRaw(b.server.ws, 'dew', { identity });
+    expect(again.welcome.nodeId).toBe(id);
+    expect(b.server.relay.hub.joinedHere(id)).toBe(true);
+    const relayOfB = b.server.relay.hub.nodes().find((n) => n.id === id)?.relay;
+    await until(
+      () => a.server.relay.hub.nodes().find((n) => n.id === id && n.relay === relayOfB),
+      'relay A sees the node on relay B',
+    );
+    expect(b.server.relay.hub.nodes().filter((n) => n.id === id)).toHaveLength(1);
+    again.node.ws.close();
+    await a.server.close();
+    await b.server.close();
   });
 
   it('drops garbage published on its channels and keeps working', async () => {
