@@ -21,6 +21,8 @@ import { createAuth } from './auth';
 import { type BlobLimits, collectEvery, withBlobs } from './blob-refs';
 import type { Blobs } from './blobs';
 import type { LogicCaps } from './cloud-node';
+import { type Cluster, openCluster } from './cluster/cluster';
+import { type ClusterParts, clusterParts } from './cluster/parts';
 import { type ContextOptions, openContext, type RelayContext } from './context';
 import { mountFabric } from './fabric-http';
 import { hostAllowList } from './hosts';
@@ -59,6 +61,13 @@ export interface RelayOptions {
   dataDir?: string;
   /** A ready store (e.g. Redis-backed) instead of the file system under `dataDir`. */
   store?: Store;
+  /**
+   * `redis://host:port[/db]`: this relay is one of a cluster sharing that Redis (apps, keys,
+   * admin token, trust list, users and projects there; relay/cluster/). Needs `blobDir`.
+   */
+  redis?: string;
+  /** With `redis`: the directory every relay of the cluster shares for blob bytes and app files. */
+  blobDir?: string;
   /** The admin token to use instead of the one kept in the data directory (never written there). */
   adminToken?: string;
   /** The built web app, default `dist/web`. */
@@ -152,6 +161,8 @@ export interface Relay {
   readonly log: RelayLogger;
   /** Its Prometheus registry and metrics, as `GET /metrics` shows them. */
   readonly metrics: RelayMetrics;
+  /** Its cluster (relay id, Redis link, channels) when started with `redis`. */
+  readonly cluster: Cluster | undefined;
   /** Verifies and stores a bundle, as `POST /api/apps` does (without a credential check). */
   deploy(bundle: Uint8Array): Promise<DeployResult>;
   /** Makes a deployed version current, as `POST /api/apps/:name/current` does. */
@@ -186,15 +197,18 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const webRoot = resolve(options.webRoot ?? 'dist/web');
   const dataDir = options.dataDir ?? '.brume';
   await ensureDataDir(dataDir);
+  const warn = (m: string) => log.warn(m);
+  const { cluster, shared } = await joinCluster(options, warn);
   const files = withBlobs(
-    options.store ?? (await createStore(dataDir)),
+    options.store ?? shared?.store ?? (await createStore(dataDir)),
     options.blobs,
     options.blobClock,
   );
   const { store, blobs } = files;
-  const admin = await loadAdmin(dataDir, (m) => log.warn(m), options.adminToken);
-  const keys = await openKeys(dataDir, (m) => log.warn(m), { keys: options.maxKeys });
-  const projects = await openProjects(dataDir, (m) => log.warn(m));
+  const admin = shared?.admin ?? (await loadAdmin(dataDir, warn, options.adminToken));
+  const keys = shared?.keys ?? (await openKeys(dataDir, warn, { keys: options.maxKeys }));
+  const projects = await openProjects(dataDir, warn, {}, shared?.projects);
+  // cluster: context — the cluster-context part picks its Redis Stream log here when `cluster`.
   const context = await openContext(dataDir, {
     ...options.context,
     trusted: (key) => admin.trusted(key),
@@ -205,10 +219,11 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     bodyLimit,
     stored: (m) => files.apps.stored(Object.values(m.files)),
   });
-  const parts = { store, admin, keys, projects, context, apps, log, metrics };
+  const parts = { store, admin, keys, projects, context, apps, log, metrics, cluster };
   const { hub, net } = await buildServer(app, options, parts);
   const jobs = await openJobs({
-    store: await openJobLog(join(dataDir, 'jobs'), { warn: (m) => log.warn(m) }),
+    // cluster: jobs — the cluster-jobs part picks its consumer-group queue here when `cluster`.
+    store: await openJobLog(join(dataDir, 'jobs'), { warn }),
     blobs,
     hub,
     ...(options.jobs && { limits: options.jobs }),
@@ -226,8 +241,10 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     access: options.jobAccess ?? projects.access,
     draining: hub.draining,
   });
-  // A deploy or a rollback that changes the current version reaches every node (§5.7).
+  // A deploy or a rollback that changes the current version reaches every node (§5.7), those of
+  // the other relays of a cluster too; a trust change at another relay applies here.
   apps.onCurrent((name, version) => hub.announce(name, version));
+  if (shared) wireShared(shared, apps, hub, warn);
   await mountSite(app, {
     webRoot,
     bodyLimit,
@@ -290,6 +307,9 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
       await app.close().finally(() => clearTimeout(cut));
       // After the HTTP requests in flight: a context write among them is on disk before this.
       await context.close();
+      // Last: everything that writes to Redis has closed.
+      await shared?.close();
+      await cluster?.close();
     })();
     return closing;
   };
@@ -306,6 +326,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     jobs,
     log,
     metrics,
+    cluster,
     deploy: (bytes) => apps.deploy(bytes),
     setCurrent: (name, version) => apps.setCurrent(name, version),
     async drain(ms) {
@@ -328,6 +349,42 @@ interface Parts {
   apps: Apps;
   log: RelayLogger;
   metrics: RelayMetrics;
+  cluster: Cluster | undefined;
+}
+
+/** With `redis`: the cluster's link and the parts kept in Redis (relay/cluster/parts.ts). */
+async function joinCluster(
+  options: RelayOptions,
+  warn: (m: string) => void,
+): Promise<{ cluster?: Cluster; shared?: ClusterParts }> {
+  if (options.redis === undefined) return {};
+  const cluster = await openCluster(options.redis, { warn });
+  try {
+    const shared = await clusterParts(cluster, {
+      ...(options.blobDir !== undefined && { blobDir: options.blobDir }),
+      ...(options.adminToken !== undefined && { adminToken: options.adminToken }),
+      ...(options.maxKeys !== undefined && { maxKeys: options.maxKeys }),
+      warn,
+    });
+    return { cluster, shared };
+  } catch (e) {
+    await cluster.close();
+    throw e;
+  }
+}
+
+/** Deploys and trust changes made at one relay of a cluster reach the others' nodes. */
+function wireShared(shared: ClusterParts, apps: Apps, hub: Hub, warn: (m: string) => void) {
+  apps.onCurrent((name, version) => {
+    shared.announceCurrent(name, version).catch((e: Error) => {
+      warn(`the other relays were not told of ${name}@${version}: ${e.message}`);
+    });
+  });
+  shared.onCurrent((name, version) => {
+    apps.forget(name);
+    hub.announce(name, version);
+  });
+  shared.admin.onChange(() => hub.retrust());
 }
 
 /** The Fastify app with its guards (Host, rate limits), the hub, the fabric's routes and keys. */
@@ -355,7 +412,8 @@ async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts
   // Keys of the nodes this process runs itself (its cloud node).
   const ownKeys = new Set<string>();
   const hub = createHub({
-    relayId: crypto.randomUUID(),
+    relayId: p.cluster?.relayId ?? crypto.randomUUID(),
+    // cluster: hub — the hub-cluster part adds its option here: ...(p.cluster && { cluster: p.cluster }),
     manifest: (name, range) => p.apps.resolve(name, range),
     trusted: (key) => admin.trusted(key) || ownKeys.has(key),
     context,
@@ -390,7 +448,7 @@ async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts
 
 /**
  * What `GET /api/ready` checks: the app store answers, the context log takes writes, the relay's
- * own cloud node (when it runs one: `ownKeys`) has joined. Redis is not supported yet.
+ * own cloud node (when it runs one: `ownKeys`) has joined, Redis answers PING (in a cluster).
  */
 async function readiness(p: Parts, hub: Hub, ownKeys: Set<string> | undefined) {
   const { store, context } = p;
@@ -408,7 +466,12 @@ async function readiness(p: Parts, hub: Hub, ownKeys: Set<string> | undefined) {
         return `joined as ${own.id}`;
       }),
     }),
-    redis: { ok: true, detail: 'not configured: this relay has no Redis support yet' },
+    redis: p.cluster
+      ? await probe(
+          async () =>
+            `${p.cluster!.redis.location} answers in ${(await p.cluster!.ping()).toFixed(1)} ms`,
+        )
+      : { ok: true, detail: 'not configured: a single relay (no --redis)' },
   };
 }
 

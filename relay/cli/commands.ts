@@ -266,12 +266,17 @@ export const table: readonly Command[] = [
   {
     name: 'token',
     summary:
-      "say where a data directory's admin token is; --reveal prints it, --rotate replaces it",
+      "say where a data directory's (or a cluster's) admin token is; --reveal prints it, --rotate replaces it",
     flags: [
       {
         name: 'data',
         arg: '<dir>',
         help: "the relay's storage directory (env BRUME_DATA, default .brume)",
+      },
+      {
+        name: 'redis',
+        arg: '<url>',
+        help: "a cluster's Redis instead (env BRUME_REDIS): its shared token, which every relay takes at once when rotated",
       },
       {
         name: 'reveal',
