@@ -159,9 +159,12 @@ export async function openProjects(
   };
   shared?.onChange(adopt);
   const oneAtATime = serial();
+  // The state a change is decided on: saved only if it is still the shared latest.
+  let base = state;
   const change = <T>(work: () => Promise<T>): Promise<T> =>
     oneAtATime(async () => {
       for (let attempt = 1; ; attempt++) {
+        base = state;
         try {
           return await work();
         } catch (e) {
@@ -177,7 +180,7 @@ export async function openProjects(
   // Memory changes only once the file (or Redis) has: a failed write leaves both as they were.
   const commit = async (next: State) => {
     if (shared) {
-      if (!(await shared.save(next))) throw STALE;
+      if (!(await shared.save(next, base))) throw STALE;
     } else await writeDurable(file, `${JSON.stringify(next, null, 2)}\n`);
     adopt(next);
   };

@@ -107,14 +107,14 @@ export async function sharedAdmin(
     fn: (next: Map<string, TrustEntry>) => T | undefined,
   ): Promise<T | undefined> {
     for (let i = 0; i < MAX_ATTEMPTS; i++) {
-      const next = entries();
+      const from = doc.value();
+      const next = new Map(from.map((e) => [e.publicKey, e]));
       const out = fn(next);
       if (out === undefined) return undefined;
-      if (await doc.save([...next.values()])) {
+      if (await doc.save([...next.values()], from)) {
         byKey = next;
         return out;
       }
-      byKey = entries();
     }
     throw new UnavailableError(
       `trust list: ${MAX_ATTEMPTS} saves in a row lost to other relays' changes; retry`,

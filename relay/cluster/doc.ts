@@ -15,7 +15,8 @@
  * out with a warning (the copy stays the last good one, the relay runs on) and the next save
  * writes over it; a save over `maxBytes` is refused (LimitError naming the document).
  * @example const trust = await openDoc(cluster, 'trust', { schema, empty: () => [], maxBytes, warn });
- *          if (!(await trust.save([...trust.value(), entry]))) retry();
+ *          const from = trust.value();
+ *          if (!(await trust.save([...from, entry], from))) retry();
  */
 import type { z } from 'zod';
 import { LimitError } from '../../core/errors';
@@ -26,10 +27,11 @@ export interface SharedDoc<T> {
   /** The latest value this relay knows (its own saves, others' news, reconnects). */
   value(): T;
   /**
-   * Saves `next` unless another relay saved since `value()` was read: true when saved (and
-   * `value()` is `next`), false when not (and `value()` is now the other relay's).
+   * Saves `next`, computed from `from` (a `value()`), unless `from` is no longer the latest (a
+   * relay saved since, this one included): true when saved (and `value()` is `next`), false when
+   * not (and `value()` is the latest, to decide again from).
    */
-  save(next: T): Promise<boolean>;
+  save(next: T, from: T): Promise<boolean>;
   /** Reads the value from Redis again. */
   refresh(): Promise<void>;
   /** Calls `fn` whenever `value()` changes because of another relay. */
@@ -110,8 +112,10 @@ export async function openDoc<T>(
 
   return {
     value: () => value,
-    save: (next) =>
+    save: (next, from) =>
       oneAtATime(async () => {
+        // Decided on a copy older than this one: another save or a re-read came first.
+        if (from !== value) return false;
         const json = JSON.stringify(next);
         if (Buffer.byteLength(json) > o.maxBytes) {
           throw new LimitError(
