@@ -284,7 +284,7 @@ export const table: readonly Command[] = [
       },
       {
         name: 'rotate',
-        help: 'replace the token; a running relay takes the new one when restarted',
+        help: 'replace the token; a single relay takes the new one when restarted, the relays of a cluster (--redis) at once',
       },
     ],
   },
