@@ -244,7 +244,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   // A deploy or a rollback that changes the current version reaches every node (§5.7), those of
   // the other relays of a cluster too; a trust change at another relay applies here.
   apps.onCurrent((name, version) => hub.announce(name, version));
-  if (shared) wireShared(shared, apps, hub, warn);
+  if (cluster && shared) wireShared(cluster, shared, apps, hub, warn);
   await mountSite(app, {
     webRoot,
     bodyLimit,
@@ -374,7 +374,13 @@ async function joinCluster(
 }
 
 /** Deploys and trust changes made at one relay of a cluster reach the others' nodes. */
-function wireShared(shared: ClusterParts, apps: Apps, hub: Hub, warn: (m: string) => void) {
+function wireShared(
+  cluster: Cluster,
+  shared: ClusterParts,
+  apps: Apps,
+  hub: Hub,
+  warn: (m: string) => void,
+) {
   apps.onCurrent((name, version) => {
     shared.announceCurrent(name, version).catch((e: Error) => {
       warn(`the other relays were not told of ${name}@${version}: ${e.message}`);
@@ -385,6 +391,8 @@ function wireShared(shared: ClusterParts, apps: Apps, hub: Hub, warn: (m: string
     hub.announce(name, version);
   });
   shared.admin.onChange(() => hub.retrust());
+  // News missed while Redis was away: the current manifests are read again when next asked.
+  cluster.onReconnect(() => apps.forget());
 }
 
 /** The Fastify app with its guards (Host, rate limits), the hub, the fabric's routes and keys. */

@@ -56,7 +56,7 @@ export async function clusterParts(
   const apps = (await redisStore(redis, { blobDir: root })).apps;
   const store: Store = { location: root, apps, blobs: fileBlobs(join(root, 'blobs')) };
   const admin = await sharedAdmin(cluster, o.warn, o.adminToken);
-  const keys = await redisKeys(redis, o.warn, { keys: o.maxKeys });
+  const keys = await redisKeys(redis, o.warn, { keys: o.maxKeys }, cluster);
   const projects = await openDoc(cluster, 'projects', {
     schema: projectsSchema,
     empty: emptyProjects,
