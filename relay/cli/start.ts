@@ -208,12 +208,12 @@ export async function start(o: StartOptions): Promise<number> {
       { file: tokenFile },
       `admin token: ${relay.admin.created ? 'made and saved in' : 'in'} ${tokenFile} (brume token --data ${o.data} --reveal prints it)`,
     );
-  log.info({ data: relay.store.location }, `data: ${relay.store.location}`);
   if (relay.cluster)
     log.info(
-      { relayId: relay.cluster.relayId, redis: relay.cluster.redis.location },
-      `cluster: relay ${relay.cluster.relayId} of the relays sharing ${relay.cluster.redis.location}`,
+      { relayId: relay.cluster.relayId, redis: relay.cluster.redis.location, data: o.data },
+      `cluster: relay ${relay.cluster.relayId} of those sharing ${relay.cluster.redis.location} (apps, keys, token, trust, projects) and ${relay.store.location} (blobs); its own data (context, jobs) in ${o.data}`,
     );
+  else log.info({ data: relay.store.location }, `data: ${relay.store.location}`);
 
   return new Promise<number>((done) => {
     let stopping = false;
