@@ -72,6 +72,12 @@ export async function openCluster(
   let ready = false;
   sub.on('ready', () => {
     if (!ready || closed) return;
+    // ioredis subscribes again to what it had, not to channels whose SUBSCRIBE failed while down.
+    const channels = [...listeners.keys()].map((c) => redis.key(c));
+    if (channels.length)
+      sub.subscribe(...channels).catch((e: Error) => {
+        o.warn(`cluster: subscribing again failed (${e.message}); retried on reconnect`);
+      });
     for (const fn of reconnects) fn();
   });
   try {

@@ -201,9 +201,20 @@ describe('two relays on one Redis', () => {
     const { error } = (await refused.json()) as { error: { code: string; message: string } };
     expect(error.code).toBe('E_UNAVAILABLE');
     expect(error.message).toMatch(/Redis at .* is unreachable/);
+    // A change made while Redis is away is refused; B still trusts what it heard before.
+    await expect(a.relay.admin.trust(await nodeKey(), 'late')).rejects.toThrow(/unreachable/);
     await redis.restart();
     for (const r of [a, b])
       await until(async () => (await ready(r)).redis.ok, 'Redis ok again', 30_000);
+    // Both listen again: a trust at A after the restart reaches B.
+    const after = await nodeKey();
+    await until(
+      () => a.relay.admin.trust(after, 'after').then(Boolean, () => false),
+      'a trust at A to be taken again',
+      30_000,
+      200,
+    );
+    await until(() => b.relay.admin.trusted(after), 'B to hear of it', 30_000);
   }, 60_000);
 });
 
