@@ -14,7 +14,8 @@ import { type Invocation, noPositionals } from './args';
 
 export async function token({ positionals, values, flag }: Invocation): Promise<number> {
   noPositionals(positionals);
-  const redis = flag('redis') ?? process.env.BRUME_REDIS;
+  // --data named on the command line wins over a BRUME_REDIS set in the environment.
+  const redis = flag('redis') ?? (flag('data') === undefined ? process.env.BRUME_REDIS : undefined);
   if (redis !== undefined) return shared(redis, values);
   const data = resolve(flag('data') ?? process.env.BRUME_DATA ?? '.brume');
   const file = join(data, 'admin-token');
