@@ -21,8 +21,8 @@ import { createAuth } from './auth';
 import { type BlobLimits, collectEvery, withBlobs } from './blob-refs';
 import type { Blobs } from './blobs';
 import type { LogicCaps } from './cloud-node';
-import { type Cluster, openCluster } from './cluster/cluster';
-import { type ClusterParts, clusterParts } from './cluster/parts';
+import type { Cluster } from './cluster/cluster';
+import { joinCluster, wireShared } from './cluster/parts';
 import { type ContextOptions, openContext, type RelayContext } from './context';
 import { mountFabric } from './fabric-http';
 import { hostAllowList } from './hosts';
@@ -198,7 +198,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const dataDir = options.dataDir ?? '.brume';
   await ensureDataDir(dataDir);
   const warn = (m: string) => log.warn(m);
-  const { cluster, shared } = await joinCluster(options, warn);
+  const { cluster, shared } = await joinCluster(options, warn); // relay/cluster/parts.ts
   const files = withBlobs(
     options.store ?? shared?.store ?? (await createStore(dataDir)),
     options.blobs,
@@ -244,7 +244,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   // A deploy or a rollback that changes the current version reaches every node (§5.7), those of
   // the other relays of a cluster too; a trust change at another relay applies here.
   apps.onCurrent((name, version) => hub.announce(name, version));
-  if (cluster && shared) wireShared(cluster, shared, apps, hub, warn);
+  if (cluster && shared) wireShared(cluster, shared, { apps, hub, warn });
   await mountSite(app, {
     webRoot,
     bodyLimit,
@@ -350,49 +350,6 @@ interface Parts {
   log: RelayLogger;
   metrics: RelayMetrics;
   cluster: Cluster | undefined;
-}
-
-/** With `redis`: the cluster's link and the parts kept in Redis (relay/cluster/parts.ts). */
-async function joinCluster(
-  options: RelayOptions,
-  warn: (m: string) => void,
-): Promise<{ cluster?: Cluster; shared?: ClusterParts }> {
-  if (options.redis === undefined) return {};
-  const cluster = await openCluster(options.redis, { warn });
-  try {
-    const shared = await clusterParts(cluster, {
-      ...(options.blobDir !== undefined && { blobDir: options.blobDir }),
-      ...(options.adminToken !== undefined && { adminToken: options.adminToken }),
-      ...(options.maxKeys !== undefined && { maxKeys: options.maxKeys }),
-      warn,
-    });
-    return { cluster, shared };
-  } catch (e) {
-    await cluster.close();
-    throw e;
-  }
-}
-
-/** Deploys and trust changes made at one relay of a cluster reach the others' nodes. */
-function wireShared(
-  cluster: Cluster,
-  shared: ClusterParts,
-  apps: Apps,
-  hub: Hub,
-  warn: (m: string) => void,
-) {
-  apps.onCurrent((name, version) => {
-    shared.announceCurrent(name, version).catch((e: Error) => {
-      warn(`the other relays were not told of ${name}@${version}: ${e.message}`);
-    });
-  });
-  shared.onCurrent((name, version) => {
-    apps.forget(name);
-    hub.announce(name, version);
-  });
-  shared.admin.onChange(() => hub.retrust());
-  // News missed while Redis was away: the current manifests are read again when next asked.
-  cluster.onReconnect(() => apps.forget());
 }
 
 /** The Fastify app with its guards (Host, rate limits), the hub, the fabric's routes and keys. */

@@ -12,10 +12,13 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { InputError } from '../../core/errors';
 import { isAppName, isAppVersion } from '../../core/names';
+import type { Apps } from '../apps';
+import type { Hub } from '../hub';
 import { emptyProjects, type ProjectsState, projectsSchema } from '../projects';
+import type { RelayOptions } from '../server';
 import { fileBlobs, type Store } from '../store';
 import { type SharedAdmin, sharedAdmin } from './admin';
-import type { Cluster } from './cluster';
+import { type Cluster, openCluster } from './cluster';
 import { openDoc, type SharedDoc } from './doc';
 import { type RedisKeyStore, redisKeys } from './keys';
 import { redisStore } from './store';
@@ -90,6 +93,47 @@ export async function clusterParts(
       await keys.close();
     },
   };
+}
+
+/** With `redis`: the cluster's link and the parts kept in Redis (for createRelay). */
+export async function joinCluster(
+  options: Pick<RelayOptions, 'redis' | 'blobDir' | 'adminToken' | 'maxKeys'>,
+  warn: (m: string) => void,
+): Promise<{ cluster?: Cluster; shared?: ClusterParts }> {
+  if (options.redis === undefined) return {};
+  const cluster = await openCluster(options.redis, { warn });
+  try {
+    const shared = await clusterParts(cluster, {
+      ...(options.blobDir !== undefined && { blobDir: options.blobDir }),
+      ...(options.adminToken !== undefined && { adminToken: options.adminToken }),
+      ...(options.maxKeys !== undefined && { maxKeys: options.maxKeys }),
+      warn,
+    });
+    return { cluster, shared };
+  } catch (e) {
+    await cluster.close();
+    throw e;
+  }
+}
+
+/** Deploys and trust changes made at one relay of a cluster reach the others' nodes. */
+export function wireShared(
+  cluster: Cluster,
+  shared: ClusterParts,
+  { apps, hub, warn }: { apps: Apps; hub: Hub; warn: (m: string) => void },
+): void {
+  apps.onCurrent((name, version) => {
+    shared.announceCurrent(name, version).catch((e: Error) => {
+      warn(`the other relays were not told of ${name}@${version}: ${e.message}`);
+    });
+  });
+  shared.onCurrent((name, version) => {
+    apps.forget(name);
+    hub.announce(name, version);
+  });
+  shared.admin.onChange(() => hub.retrust());
+  // News missed while Redis was away: the current manifests are read again when next asked.
+  cluster.onReconnect(() => apps.forget());
 }
 
 function parseCurrent(
