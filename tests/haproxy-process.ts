@@ -6,7 +6,7 @@
 // (`show stat`). Never the system service, never a fixed sleep: it is ready when that socket
 // answers and its port accepts.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -47,7 +47,9 @@ export interface HaproxyProcess {
   stop(): Promise<void>;
 }
 
-const BINARY = process.env.BRUME_HAPROXY ?? 'haproxy';
+/** Debian installs it in /usr/sbin, which a user's PATH may lack. */
+const BINARY =
+  process.env.BRUME_HAPROXY ?? (existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : 'haproxy');
 /** The backend's name in the config and in `show stat`. */
 const BACKEND = 'relays';
 const NAME = /^[A-Za-z0-9_.-]{1,32}$/;
