@@ -38,7 +38,8 @@ export async function ensureDataDir(dataDir: string): Promise<void> {
   if (made !== undefined) await chmod(dataDir, 0o700);
 }
 
-const trustSchema = z.array(
+/** The trust list as it is stored (trust.json, or a cluster's shared document). */
+export const trustSchema = z.array(
   z.object({ publicKey: z.string().max(512), label: z.string().max(1000), addedAt: z.string() }),
 );
 
@@ -99,6 +100,7 @@ export async function loadAdmin(
   };
 }
 
-function digest(text: string): Buffer {
+/** sha256 of `text`: tokens are compared by digest, in constant time. */
+export function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest();
 }

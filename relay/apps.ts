@@ -51,6 +51,11 @@ export interface Apps {
   resolve(name: string, range: string | undefined): Promise<Manifest | undefined>;
   /** Calls `listener` whenever an app's current version changes (a deploy, a rollback). */
   onCurrent(listener: (name: string, version: string) => void): () => void;
+  /**
+   * Forgets the cached current manifest of `name` (of every app without one): another relay of
+   * a cluster changed it, or news of such changes may have been missed.
+   */
+  forget(name?: string): void;
 }
 
 export function openApps(
@@ -177,6 +182,10 @@ export function openApps(
     onCurrent(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+    forget(name) {
+      if (name === undefined) manifests.clear();
+      else manifests.delete(name);
     },
   };
   return apps;

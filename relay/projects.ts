@@ -17,10 +17,12 @@ import {
   InputError,
   LimitError,
   NotFoundError,
+  UnavailableError,
 } from '../core/errors';
 import { APP_NAME, APP_NAME_RULE } from '../core/names';
 import { serial } from '../core/serial';
 import type { Principal } from './auth';
+import type { SharedDoc } from './cluster/doc';
 import { readDurable, writeDurable } from './durable';
 import { grants } from './keys';
 
@@ -81,12 +83,20 @@ const projectSchema = z.strictObject({
   namespace: z.string().regex(NAMESPACE),
   createdAt: z.string(),
 });
-const fileSchema = z.strictObject({
+/** Users and projects as projects.json (or a cluster's shared document) holds them. */
+export const projectsSchema = z.strictObject({
   v: z.literal(1),
   users: z.array(userSchema),
   projects: z.array(projectSchema),
 });
-type State = z.infer<typeof fileSchema>;
+const fileSchema = projectsSchema;
+export type ProjectsState = z.infer<typeof projectsSchema>;
+type State = ProjectsState;
+export const emptyProjects = (): ProjectsState => ({ v: 1, users: [], projects: [] });
+/** A change in a cluster tried again at most this often when other relays' changes win the race. */
+const MAX_SAVE_ATTEMPTS = 16;
+/** Thrown by a shared save another relay won: the change runs again from the new state. */
+const STALE = Symbol('stale');
 
 /** The user a principal acts as: a key's owner; the admin token and unowned keys have none. */
 export const userOf = (p: Principal | undefined): string | undefined =>
@@ -120,27 +130,59 @@ function checkRole(value: unknown): Role {
 
 export type Projects = Awaited<ReturnType<typeof openProjects>>;
 
-/** Opens the users and projects of a data directory; a corrupt file is moved aside (none then). */
+/**
+ * Opens the users and projects of a data directory (a corrupt file is moved aside: none then),
+ * or, in a cluster, of the `shared` document every relay reads and writes (relay/cluster/doc.ts):
+ * a change there is decided on the latest state and saved only if no relay saved meanwhile,
+ * else decided again on theirs; other relays' changes replace this copy as they are heard.
+ */
 export async function openProjects(
   dataDir: string,
   warn: (message: string) => void,
   limits: Partial<typeof projectLimits> = {},
+  shared?: SharedDoc<ProjectsState>,
 ) {
   const max = { ...projectLimits, ...limits };
   const file = join(dataDir, 'projects.json');
-  const stored = await readDurable(
-    file,
-    (bytes) => fileSchema.parse(JSON.parse(bytes.toString('utf8'))),
-    warn,
-  );
-  let state: State = stored ?? { v: 1, users: [], projects: [] };
+  const stored = shared
+    ? shared.value()
+    : await readDurable(
+        file,
+        (bytes) => fileSchema.parse(JSON.parse(bytes.toString('utf8'))),
+        warn,
+      );
+  let state: State = stored ?? emptyProjects();
   let byApp = appIndex(state.projects);
-  const change = serial();
-  // Memory changes only once the file has: a failed write leaves both as they were.
-  const commit = async (next: State) => {
-    await writeDurable(file, `${JSON.stringify(next, null, 2)}\n`);
+  const adopt = (next: State) => {
     state = next;
     byApp = appIndex(next.projects);
+  };
+  shared?.onChange(adopt);
+  const oneAtATime = serial();
+  // The state a change is decided on: saved only if it is still the shared latest.
+  let base = state;
+  const change = <T>(work: () => Promise<T>): Promise<T> =>
+    oneAtATime(async () => {
+      for (let attempt = 1; ; attempt++) {
+        base = state;
+        try {
+          return await work();
+        } catch (e) {
+          if (e !== STALE || !shared) throw e;
+          adopt(shared.value());
+          if (attempt >= MAX_SAVE_ATTEMPTS)
+            throw new UnavailableError(
+              `projects: ${MAX_SAVE_ATTEMPTS} saves in a row lost to other relays' changes; retry`,
+            );
+        }
+      }
+    });
+  // Memory changes only once the file (or Redis) has: a failed write leaves both as they were.
+  const commit = async (next: State) => {
+    if (shared) {
+      if (!(await shared.save(next, base))) throw STALE;
+    } else await writeDurable(file, `${JSON.stringify(next, null, 2)}\n`);
+    adopt(next);
   };
   const copy = <T>(x: T): T => structuredClone(x);
 

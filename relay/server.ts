@@ -21,6 +21,8 @@ import { createAuth } from './auth';
 import { type BlobLimits, collectEvery, withBlobs } from './blob-refs';
 import type { Blobs } from './blobs';
 import type { LogicCaps } from './cloud-node';
+import type { Cluster } from './cluster/cluster';
+import { joinCluster, wireShared } from './cluster/parts';
 import { type ContextOptions, openContext, type RelayContext } from './context';
 import { mountFabric } from './fabric-http';
 import { hostAllowList } from './hosts';
@@ -32,6 +34,7 @@ import { mountObjects } from './http/objects';
 import { mountObserve, probe } from './http/observe';
 import { errorText, mountSite } from './http/site';
 import { createHub, type Hub } from './hub';
+import type { HubCluster } from './hub/cluster';
 import { type JobLimits, type Jobs, openJobs } from './jobs';
 import { openJobLog } from './jobs/store';
 import { type KeyStore, openKeys } from './keys';
@@ -59,8 +62,15 @@ export interface RelayOptions {
   dataDir?: string;
   /** A ready store (e.g. Redis-backed) instead of the file system under `dataDir`. */
   store?: Store;
-  /** The other relays of a cluster (relay/cluster/nodes.ts `redisCluster`); default none. */
-  hubCluster?: import('./hub/cluster').HubCluster;
+  /**
+   * `redis://host:port[/db]`: this relay is one of a cluster sharing that Redis (apps, keys,
+   * admin token, trust list, users and projects there; relay/cluster/). Needs `blobDir`.
+   */
+  redis?: string;
+  /** The other relays' nodes and channels instead of the ones `redis` opens (tests: other bounds). */
+  hubCluster?: HubCluster;
+  /** With `redis`: the directory every relay of the cluster shares for blob bytes and app files. */
+  blobDir?: string;
   /** The admin token to use instead of the one kept in the data directory (never written there). */
   adminToken?: string;
   /** The built web app, default `dist/web`. */
@@ -154,6 +164,8 @@ export interface Relay {
   readonly log: RelayLogger;
   /** Its Prometheus registry and metrics, as `GET /metrics` shows them. */
   readonly metrics: RelayMetrics;
+  /** Its cluster (relay id, Redis link, channels) when started with `redis`. */
+  readonly cluster: Cluster | undefined;
   /** Verifies and stores a bundle, as `POST /api/apps` does (without a credential check). */
   deploy(bundle: Uint8Array): Promise<DeployResult>;
   /** Makes a deployed version current, as `POST /api/apps/:name/current` does. */
@@ -188,15 +200,18 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const webRoot = resolve(options.webRoot ?? 'dist/web');
   const dataDir = options.dataDir ?? '.brume';
   await ensureDataDir(dataDir);
+  const warn = (m: string) => log.warn(m);
+  const { cluster, shared } = await joinCluster(options, warn); // relay/cluster/parts.ts
   const files = withBlobs(
-    options.store ?? (await createStore(dataDir)),
+    options.store ?? shared?.store ?? (await createStore(dataDir)),
     options.blobs,
     options.blobClock,
   );
   const { store, blobs } = files;
-  const admin = await loadAdmin(dataDir, (m) => log.warn(m), options.adminToken);
-  const keys = await openKeys(dataDir, (m) => log.warn(m), { keys: options.maxKeys });
-  const projects = await openProjects(dataDir, (m) => log.warn(m));
+  const admin = shared?.admin ?? (await loadAdmin(dataDir, warn, options.adminToken));
+  const keys = shared?.keys ?? (await openKeys(dataDir, warn, { keys: options.maxKeys }));
+  const projects = await openProjects(dataDir, warn, {}, shared?.projects);
+  // cluster: context — the cluster-context part picks its Redis Stream log here when `cluster`.
   const context = await openContext(dataDir, {
     ...options.context,
     trusted: (key) => admin.trusted(key),
@@ -207,10 +222,14 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     bodyLimit,
     stored: (m) => files.apps.stored(Object.values(m.files)),
   });
-  const parts = { store, admin, keys, projects, context, apps, log, metrics };
+  const hubCluster = options.hubCluster ?? shared?.hub;
+  const parts = { store, admin, keys, projects, context, apps, log, metrics, cluster, hubCluster };
   const { hub, net } = await buildServer(app, options, parts);
+  // In a cluster: registered, and the other relays' nodes known, before anything is placed.
+  await hub.started;
   const jobs = await openJobs({
-    store: await openJobLog(join(dataDir, 'jobs'), { warn: (m) => log.warn(m) }),
+    // cluster: jobs — the cluster-jobs part picks its consumer-group queue here when `cluster`.
+    store: await openJobLog(join(dataDir, 'jobs'), { warn }),
     blobs,
     hub,
     ...(options.jobs && { limits: options.jobs }),
@@ -228,8 +247,10 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     access: options.jobAccess ?? projects.access,
     draining: hub.draining,
   });
-  // A deploy or a rollback that changes the current version reaches every node (§5.7).
+  // A deploy or a rollback that changes the current version reaches every node (§5.7), those of
+  // the other relays of a cluster too; a trust change at another relay applies here.
   apps.onCurrent((name, version) => hub.announce(name, version));
+  if (cluster && shared) wireShared(cluster, shared, { apps, hub, warn });
   await mountSite(app, {
     webRoot,
     bodyLimit,
@@ -292,6 +313,9 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
       await app.close().finally(() => clearTimeout(cut));
       // After the HTTP requests in flight: a context write among them is on disk before this.
       await context.close();
+      // Last: everything that writes to Redis has closed.
+      await shared?.close();
+      await cluster?.close();
     })();
     return closing;
   };
@@ -308,6 +332,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     jobs,
     log,
     metrics,
+    cluster,
     deploy: (bytes) => apps.deploy(bytes),
     setCurrent: (name, version) => apps.setCurrent(name, version),
     async drain(ms) {
@@ -330,6 +355,8 @@ interface Parts {
   apps: Apps;
   log: RelayLogger;
   metrics: RelayMetrics;
+  cluster: Cluster | undefined;
+  hubCluster: HubCluster | undefined;
 }
 
 /** The Fastify app with its guards (Host, rate limits), the hub, the fabric's routes and keys. */
@@ -357,7 +384,7 @@ async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts
   // Keys of the nodes this process runs itself (its cloud node).
   const ownKeys = new Set<string>();
   const hub = createHub({
-    relayId: crypto.randomUUID(),
+    relayId: p.cluster?.relayId ?? crypto.randomUUID(),
     manifest: (name, range) => p.apps.resolve(name, range),
     trusted: (key) => admin.trusted(key) || ownKeys.has(key),
     context,
@@ -372,7 +399,7 @@ async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts
     ...(options.verifyFraction !== undefined && { verifyFraction: options.verifyFraction }),
     ...(options.maxQuarantined !== undefined && { maxQuarantined: options.maxQuarantined }),
     ...(options.leaseMs !== undefined && { leaseMs: options.leaseMs }),
-    ...(options.hubCluster && { cluster: options.hubCluster }),
+    ...(p.hubCluster && { cluster: p.hubCluster }),
   });
   const closePeers = mountFabric(app, {
     hub,
@@ -393,7 +420,7 @@ async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts
 
 /**
  * What `GET /api/ready` checks: the app store answers, the context log takes writes, the relay's
- * own cloud node (when it runs one: `ownKeys`) has joined. Redis is not supported yet.
+ * own cloud node (when it runs one: `ownKeys`) has joined, Redis answers PING (in a cluster).
  */
 async function readiness(p: Parts, hub: Hub, ownKeys: Set<string> | undefined) {
   const { store, context } = p;
@@ -411,8 +438,20 @@ async function readiness(p: Parts, hub: Hub, ownKeys: Set<string> | undefined) {
         return `joined as ${own.id}`;
       }),
     }),
-    redis: { ok: true, detail: 'not configured: this relay has no Redis support yet' },
+    ...(p.cluster && { redis: await probe(() => pingRedis(p.cluster!)) }),
+    ...(!p.cluster && {
+      redis: { ok: true, detail: 'not configured: a single relay (no --redis)' },
+    }),
   };
+}
+
+/** Redis's answer for `/api/ready`, which anyone may read: no address; the log says more. */
+async function pingRedis(cluster: Cluster): Promise<string> {
+  try {
+    return `answers PING in ${(await cluster.ping()).toFixed(1)} ms`;
+  } catch {
+    throw new Error('Redis is unreachable: writes are refused until it is back (the log says why)');
+  }
 }
 
 /** Deploys `files` in order when the store holds no app yet; a bad one stops the relay. */

@@ -66,7 +66,7 @@ export async function createStore(dataDir = '.brume'): Promise<Store> {
 }
 
 /** Blobs as files named by their hash; a reader sees a whole file or none (relay/durable.ts). */
-function fileBlobs(dir: string): BlobStore {
+export function fileBlobs(dir: string): BlobStore {
   function blobPath(sha256: string): string {
     if (!isSha256(sha256)) {
       throw new InputError(`"${sha256}" is not a sha256: expected 64 lowercase hex digits`);

@@ -11,7 +11,11 @@ import { createRelay, type Relay, type RelayOptions } from '../relay/server';
 
 export interface RelayProcess {
   url: string;
-  /** Its admin token (read from `<dataDir>/admin-token`: it is printed only when made). */
+  port: number;
+  /**
+   * Its admin token: the one `token` gave, or read from `<dataDir>/admin-token` (it is printed
+   * only when made); empty when neither (a relay with --redis keeps it in Redis).
+   */
   token: string;
   child: ChildProcess;
   dataDir: string;
@@ -19,7 +23,10 @@ export interface RelayProcess {
   output: () => string;
   /** The relay's resident memory now, in bytes (Linux /proc). */
   rss(): number;
+  /** SIGTERM (the relay drains), and waits for it to exit. */
   stop(): Promise<void>;
+  /** SIGKILL (a crash: nothing drained or flushed), and waits for it to exit. */
+  kill(): Promise<void>;
 }
 
 /** Relays this process started and that still run: killed when it exits, however a test ended. */
@@ -29,12 +36,21 @@ process.once('exit', () => {
 });
 
 /**
- * Starts `relay/cli.ts start` as a real process on a free port with a fresh data directory;
- * `entry` runs another build of the CLI instead (e.g. the installed package's lib/brume.js), in
- * `cwd`.
+ * Starts `relay/cli.ts start` as a real process on a free port (or `port`) with a fresh data
+ * directory; `entry` runs another build of the CLI instead (e.g. the installed package's
+ * lib/brume.js), in `cwd`. `token` is given to it as its admin token (BRUME_ADMIN_TOKEN, never a
+ * flag); `env` is added to its environment.
  */
 export async function startRelay(
-  options: { dataDir?: string; args?: string[]; entry?: string; cwd?: string } = {},
+  options: {
+    dataDir?: string;
+    args?: string[];
+    entry?: string;
+    cwd?: string;
+    port?: number;
+    token?: string;
+    env?: Record<string, string>;
+  } = {},
 ): Promise<RelayProcess> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'brume-e2e-'));
   // Node itself with tsx's loader, not the tsx command: the child is the relay, so a signal
@@ -45,12 +61,20 @@ export async function startRelay(
       ...(options.entry ? [options.entry] : ['--import', 'tsx', 'relay/cli.ts']),
       'start',
       '--port',
-      '0',
+      String(options.port ?? 0),
       '--data',
       dataDir,
       ...(options.args ?? []),
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'], ...(options.cwd && { cwd: options.cwd }) },
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(options.cwd && { cwd: options.cwd }),
+      env: {
+        ...process.env,
+        ...options.env,
+        ...(options.token !== undefined && { BRUME_ADMIN_TOKEN: options.token }),
+      },
+    },
   );
   children.add(child);
   let out = '';
@@ -83,9 +107,23 @@ export async function startRelay(
     });
     child.on('exit', (code) => reject(new Error(`relay exited with ${code}:\n${out}`)));
   });
-  const token = (await readFile(join(dataDir, 'admin-token'), 'utf8')).trim();
+  const token =
+    options.token ??
+    (await readFile(join(dataDir, 'admin-token'), 'utf8').then(
+      (t) => t.trim(),
+      () => '',
+    ));
+  const end = async (signal: NodeJS.Signals) => {
+    stopping = true;
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill(signal);
+      await exited;
+    }
+  };
   return {
     url,
+    port: Number(new URL(url).port),
     token,
     child,
     dataDir,
@@ -95,14 +133,8 @@ export async function startRelay(
       if (!m) throw new Error(`no VmRSS for the relay (process ${child.pid})`);
       return Number(m[1]) * 1024;
     },
-    async stop() {
-      stopping = true;
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await exited;
-      }
-    },
+    stop: () => end('SIGTERM'),
+    kill: () => end('SIGKILL'),
   };
 }
 

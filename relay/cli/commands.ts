@@ -266,7 +266,7 @@ export const table: readonly Command[] = [
   {
     name: 'token',
     summary:
-      "say where a data directory's admin token is; --reveal prints it, --rotate replaces it",
+      "say where a data directory's (or a cluster's) admin token is; --reveal prints it, --rotate replaces it",
     flags: [
       {
         name: 'data',
@@ -274,12 +274,17 @@ export const table: readonly Command[] = [
         help: "the relay's storage directory (env BRUME_DATA, default .brume)",
       },
       {
+        name: 'redis',
+        arg: '<url>',
+        help: "a cluster's Redis instead (env BRUME_REDIS): its shared token, which every relay takes at once when rotated",
+      },
+      {
         name: 'reveal',
         help: 'print the token itself (only it, for scripts: BRUME_ADMIN_TOKEN=$(brume token --reveal))',
       },
       {
         name: 'rotate',
-        help: 'replace the token; a running relay takes the new one when restarted',
+        help: 'replace the token; a single relay takes the new one when restarted, the relays of a cluster (--redis) at once',
       },
     ],
   },

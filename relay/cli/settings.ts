@@ -129,6 +129,22 @@ export const settings: readonly Setting[] = [
     help: 'storage directory',
   },
   {
+    key: 'redis',
+    flag: 'redis',
+    arg: '<url>',
+    kind: text('a redis://[user:password@]host:port[/db] URL', /^redis:\/\/\S{1,2040}$/),
+    // Masked by --print-config: the URL may hold a password (BRUME_REDIS keeps it out of ps).
+    secret: true,
+    help: 'join the cluster of relays sharing this Redis (run it with appendonly yes, appendfsync always); needs --blob-dir',
+  },
+  {
+    key: 'blobDir',
+    flag: 'blob-dir',
+    arg: '<dir>',
+    kind: path,
+    help: 'with --redis: the directory every relay of the cluster shares for blob bytes and app files',
+  },
+  {
     key: 'web',
     flag: 'web',
     arg: '<dir>',

@@ -19,6 +19,8 @@ export function startOptions(config: Config): StartOptions {
     port: v.port,
     host: v.host,
     data: v.data,
+    ...(v.redis !== undefined && { redis: v.redis }),
+    ...(v.blobDir !== undefined && { blobDir: v.blobDir }),
     web: v.web,
     apps: v.apps,
     ...(v.adminToken !== undefined && { adminToken: v.adminToken }),
@@ -78,6 +80,8 @@ interface Values {
   port: number;
   host: string;
   data: string;
+  redis?: string;
+  blobDir?: string;
   web: string;
   apps: string;
   adminToken?: string;
@@ -127,6 +131,9 @@ export interface StartOptions {
   port: number;
   host: string;
   data: string;
+  /** The cluster's Redis (relay/cluster/), and the blob directory its relays share. */
+  redis?: string;
+  blobDir?: string;
   web: string;
   apps: string;
   adminToken?: string;
@@ -160,6 +167,8 @@ export async function start(o: StartOptions): Promise<number> {
     host: o.host,
     port: o.port,
     dataDir: o.data,
+    ...(o.redis !== undefined && { redis: o.redis }),
+    ...(o.blobDir !== undefined && { blobDir: o.blobDir }),
     ...(o.adminToken !== undefined && { adminToken: o.adminToken }),
     webRoot: o.web,
     appsToSeed: seeds,
@@ -189,12 +198,22 @@ export async function start(o: StartOptions): Promise<number> {
   // Never the token itself: logs are kept, shipped and read by others (brume token --reveal prints it).
   const tokenFile = join(o.data, 'admin-token');
   if (o.adminToken !== undefined) log.info('admin token: the one the configuration gives');
+  else if (relay.cluster)
+    log.info(
+      { redis: relay.cluster.redis.location },
+      `admin token: ${relay.admin.created ? 'made and kept' : 'the one kept'} in Redis at ${relay.cluster.redis.location}, shared by the cluster (brume token --redis <url> --reveal prints it)`,
+    );
   else
     log.info(
       { file: tokenFile },
       `admin token: ${relay.admin.created ? 'made and saved in' : 'in'} ${tokenFile} (brume token --data ${o.data} --reveal prints it)`,
     );
-  log.info({ data: relay.store.location }, `data: ${relay.store.location}`);
+  if (relay.cluster)
+    log.info(
+      { relayId: relay.cluster.relayId, redis: relay.cluster.redis.location, data: o.data },
+      `cluster: relay ${relay.cluster.relayId} of those sharing ${relay.cluster.redis.location} (apps, keys, token, trust, projects) and ${relay.store.location} (blobs); its own data (context, jobs) in ${o.data}`,
+    );
+  else log.info({ data: relay.store.location }, `data: ${relay.store.location}`);
 
   return new Promise<number>((done) => {
     let stopping = false;

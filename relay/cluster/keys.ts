@@ -9,7 +9,8 @@
  * `keys:changed`, and whenever the subscription reconnects (changes may have been missed while
  * Redis was away). An entry that does not parse as a key (keySchema, each scope as parseScope
  * takes it, the id it is stored under) is left out with a warning: a key that cannot be read
- * grants nothing, and the relay runs on.
+ * grants nothing, and the relay runs on. Given a relay's cluster (relay/cluster/cluster.ts), it
+ * listens on the cluster's one subscriber connection instead of opening its own.
  * @example const keys = await redisKeys(redis, log.warn);
  *          const { secret } = await keys.create(['call'], 'CI');
  */
@@ -24,6 +25,7 @@ import {
   makeKey,
   parseScope,
 } from '../keys';
+import type { Cluster } from './cluster';
 import type { RedisLink } from './redis';
 
 export interface RedisKeyStore extends KeyStore {
@@ -50,6 +52,7 @@ export async function redisKeys(
   redis: RedisLink,
   warn: (message: string) => void,
   limits: { keys?: number } = {},
+  cluster?: Pick<Cluster, 'listen' | 'onReconnect'>,
 ): Promise<RedisKeyStore> {
   const hash = redis.key('keys');
   const channel = redis.key('keys', 'changed');
@@ -103,11 +106,11 @@ export async function redisKeys(
       set(next);
     });
 
-  const sub = redis.duplicate();
   // A re-read that fails (Redis still loading, the main link not back yet) is tried again, with a
   // backoff, until one succeeds or the store closes: the copy is never left stale for good.
   // News that comes during a re-read asks for one more after it.
   let closed = false;
+  let stopListening = () => {};
   let wanted = false;
   let running = false;
   async function resync(): Promise<void> {
@@ -127,23 +130,39 @@ export async function redisKeys(
     }
     running = false;
   }
-  sub.on('message', () => void resync());
-  // After a reconnect (ioredis subscribes again by itself): what changed meanwhile was not heard.
-  let ready = false;
-  sub.on('ready', () => {
-    if (ready) void resync();
-  });
-  try {
-    await redis.run('subscribe to key changes', async () => {
-      await sub.connect();
-      await sub.subscribe(channel);
-    });
-    ready = true;
+  if (cluster) {
+    const stops = [
+      cluster.listen('keys:changed', () => void resync()),
+      cluster.onReconnect(() => void resync()),
+    ];
+    stopListening = () => {
+      for (const stop of stops) stop();
+    };
     await refresh();
-  } catch (e) {
-    closed = true;
-    sub.disconnect(); // it would go on reconnecting, for a store nobody holds
-    throw e;
+  } else await ownSubscriber();
+
+  /** Without a cluster: a subscriber connection of its own. */
+  async function ownSubscriber(): Promise<void> {
+    const sub = redis.duplicate();
+    stopListening = () => sub.disconnect();
+    sub.on('message', () => void resync());
+    // After a reconnect (ioredis subscribes again by itself): what changed meanwhile was not heard.
+    let ready = false;
+    sub.on('ready', () => {
+      if (ready) void resync();
+    });
+    try {
+      await redis.run('subscribe to key changes', async () => {
+        await sub.connect();
+        await sub.subscribe(channel);
+      });
+      ready = true;
+      await refresh();
+    } catch (e) {
+      closed = true;
+      sub.disconnect(); // it would go on reconnecting, for a store nobody holds
+      throw e;
+    }
   }
 
   return {
@@ -178,7 +197,7 @@ export async function redisKeys(
     refresh,
     async close() {
       closed = true;
-      sub.disconnect();
+      stopListening();
     },
   };
 }
