@@ -23,6 +23,7 @@ import type { Blobs } from './blobs';
 import type { LogicCaps } from './cloud-node';
 import { type ContextOptions, openContext, type RelayContext } from './context';
 import { mountFabric } from './fabric-http';
+import { createFederation, type Federation, type FederationOptions } from './federation';
 import { hostAllowList } from './hosts';
 import { BUNDLE_TYPES, mountApps } from './http/apps';
 import { mountBlobs } from './http/blobs';
@@ -127,6 +128,8 @@ export interface RelayOptions {
    * project decides (relay/projects.ts `access`), an app in no project is open to `jobs`.
    */
   jobAccess?: JobAccess;
+  /** Links to peer sites (relay/federation/): apps and global context pushed, calls placed there. */
+  federation?: FederationOptions;
 }
 
 export interface Relay {
@@ -195,21 +198,40 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const admin = await loadAdmin(dataDir, (m) => log.warn(m), options.adminToken);
   const keys = await openKeys(dataDir, (m) => log.warn(m), { keys: options.maxKeys });
   const projects = await openProjects(dataDir, (m) => log.warn(m));
-  const context = await openContext(dataDir, {
+  const ownContext = await openContext(dataDir, {
     ...options.context,
     trusted: (key) => admin.trusted(key),
     warn: (m) => log.warn(m),
     metrics,
   });
-  const apps = openApps(store, {
+  const ownApps = openApps(store, {
     bodyLimit,
     stored: (m) => files.apps.stored(Object.values(m.files)),
   });
-  const parts = { store, admin, keys, projects, context, apps, log, metrics };
+  // Federation: deploys and global context changes pushed to peer sites (relay/federation/).
+  const federation =
+    options.federation &&
+    (await createFederation({
+      ...options.federation,
+      dataDir,
+      store,
+      log: { info: (m) => log.info(m), warn: (m) => log.warn(m) },
+    }));
+  const context = federation?.context(ownContext) ?? ownContext;
+  const apps = federation?.apps(ownApps) ?? ownApps;
+  const parts = { store, admin, keys, projects, context, apps, log, metrics, federation };
   const { hub, net } = await buildServer(app, options, parts);
+  federation?.mount(app, {
+    apps: ownApps,
+    context: ownContext,
+    publish: (op, seq) => hub.publish(op, seq),
+    blobs,
+    hub,
+    bodyLimit,
+  });
   const jobs = await openJobs({
     store: await openJobLog(join(dataDir, 'jobs'), { warn: (m) => log.warn(m) }),
-    blobs,
+    blobs: federation?.jobBlobs(blobs, files.limits.maxBytes) ?? blobs,
     hub,
     ...(options.jobs && { limits: options.jobs }),
     manifest: (name) => apps.current(name),
@@ -280,6 +302,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     closing ??= (async () => {
       // First: answers of runs cut short by the close are not recorded; the jobs rerun at start.
       await jobs.close();
+      await federation?.close();
       clearInterval(sweeper);
       cloud?.close();
       hub.close();
@@ -328,6 +351,7 @@ interface Parts {
   apps: Apps;
   log: RelayLogger;
   metrics: RelayMetrics;
+  federation: Federation | undefined;
 }
 
 /** The Fastify app with its guards (Host, rate limits), the hub, the fabric's routes and keys. */
@@ -383,6 +407,7 @@ async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts
     deployed: async (name) => (await p.apps.current(name)) !== undefined,
     projects: p.projects,
     calls,
+    ...(p.federation && { elsewhere: p.federation.elsewhere }),
   });
   mountKeys(app, p.keys, auth, p.projects.userExists);
   return { hub, net: { auth, hosts, origins, ownKeys, closePeers, calls } };

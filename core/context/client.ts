@@ -36,6 +36,8 @@ export interface PutOptions {
    * envelope or nothing.
    */
   privacy?: string[];
+  /** Keep the value at this site: never pushed to federated sites (PROTOCOL.md §6.9). */
+  local?: boolean;
 }
 
 export type ContextRead = { value: unknown; expiresAt?: number } | { expired: true } | undefined;
@@ -422,6 +424,7 @@ export class NodeContext {
       ...(sealed ? { sealed } : { value: plain }),
       ...(o.ttlMs !== undefined && { expiresAt: stamp.wall + o.ttlMs }),
       ...(o.privacy && { privacy: keys ?? o.privacy }),
+      ...(o.local === true && { local: true as const }),
     };
     if (sealed) this.keyring.remember(op.opId, decode(plain));
     return this.write(op);
