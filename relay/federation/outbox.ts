@@ -104,14 +104,20 @@ export async function openOutbox(
       bytes -= head.bytes;
       await rm(file(head.seq), { force: true });
     }
-    running = undefined;
     if (queue.length === 0) {
       for (const w of waiters) w();
       waiters = [];
     }
   }
   const start = () => {
-    running ??= run();
+    if (running) return;
+    // After this turn: `running` is set before the loop can end and clear it.
+    running = Promise.resolve()
+      .then(run)
+      .finally(() => {
+        running = undefined;
+        if (queue.length > 0 && !closed) start();
+      });
   };
   start();
 
