@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encode } from '../../core/codec';
 import { packBundle } from '../../core/manifest';
+import { loadConfig } from '../../relay/cli/config';
+import { startOptions } from '../../relay/cli/start';
 import { createRelay, type Relay, type RelayLogger } from '../../relay/server';
 import { greetApp } from '../apps';
 import { jobWhen, submitJob } from '../jobs-http';
@@ -215,5 +217,29 @@ describe('two federated sites', () => {
     expect(bad.body.error.message).toMatch(/scope/);
     const badHash = await fetch(`${site2.url}/api/federation/blobs/nothex`, { headers: peer });
     expect(badHash.status).toBe(400);
+  });
+});
+
+describe('brume start --peer --site, BRUME_PEER_KEYS', () => {
+  const pkg = '/opt/brume-package';
+  it('pairs each peer with its key, in order; a count that differs is refused by name', async () => {
+    const c = await loadConfig(
+      { peer: ['http://paris.example:8787', 'https://tokyo.example'], site: 'lyon' },
+      { BRUME_PEER_KEYS: `${KEY}-a,${KEY}-b` },
+      pkg,
+    );
+    expect(startOptions(c).federation).toEqual({
+      site: 'lyon',
+      peers: [
+        { url: 'http://paris.example:8787', key: `${KEY}-a` },
+        { url: 'https://tokyo.example', key: `${KEY}-b` },
+      ],
+    });
+    const short = await loadConfig({ peer: ['http://paris.example:8787'] }, {}, pkg);
+    expect(() => startOptions(short)).toThrow(/peerKeys: one key per peer/);
+    expect(startOptions(await loadConfig({}, {}, pkg)).federation).toBeUndefined();
+    await expect(loadConfig({ peer: ['ftp://x.example'] }, {}, pkg)).rejects.toThrow(
+      /--peer must be http\(s\) URLs/,
+    );
   });
 });
