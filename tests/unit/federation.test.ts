@@ -220,6 +220,49 @@ describe('two federated sites', () => {
   });
 });
 
+describe('the outbox to a peer that is down', () => {
+  it('keeps what it must push across a restart and delivers it once the peer is up', async () => {
+    const [port3, port4] = [await freePort(), await freePort()];
+    const dir3 = await mkdtemp(join(tmpdir(), 'brume-site-3-'));
+    const dir4 = await mkdtemp(join(tmpdir(), 'brume-site-4-'));
+    dirs.push(dir3, dir4);
+    const options = (port: number, peer: number, site: string, dataDir: string) => ({
+      port,
+      dataDir,
+      adminToken: TOKEN1,
+      logger: silent,
+      cloudNode: false,
+      federation: { site, peers: [{ url: `http://127.0.0.1:${peer}`, key: KEY }], pingMs: 200 },
+    });
+    let site3 = await createRelay(options(port3, port4, 'site-3', dir3));
+    const b = await greetApp('2.0.0');
+    await site3.deploy(packBundle(b.manifest, b.files));
+    expect((await api(site3, TOKEN1)('PUT', '/api/context/greet/late', { value: 7 })).status).toBe(
+      200,
+    );
+    // Nobody listens at site 4's port yet: the pushes wait on disk, and the relay stops.
+    await site3.close();
+    site3 = await createRelay(options(port3, port4, 'site-3', dir3));
+    const site4 = await createRelay(options(port4, port3, 'site-4', dir4));
+    try {
+      const late = await until(
+        async () => {
+          const r = await api(site4, TOKEN1)('GET', '/api/context/greet/late');
+          return r.status === 200 && r.body;
+        },
+        'the context write of site 3 at site 4',
+        60_000,
+        50,
+      );
+      expect(late.value).toBe(7);
+      expect((await site4.store.apps.current('greet'))?.version).toBe('2.0.0');
+    } finally {
+      await site3.close();
+      await site4.close();
+    }
+  }, 90_000);
+});
+
 describe('brume start --peer --site, BRUME_PEER_KEYS', () => {
   const pkg = '/opt/brume-package';
   it('pairs each peer with its key, in order; a count that differs is refused by name', async () => {
