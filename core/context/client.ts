@@ -36,7 +36,7 @@ export interface PutOptions {
    * envelope or nothing.
    */
   privacy?: string[];
-  /** Keep the value at this site: never pushed to federated sites (PROTOCOL.md §6.9). */
+  /** Keep the value at this site: never pushed to federated sites (PROTOCOL.md §6.3). */
   local?: boolean;
 }
 

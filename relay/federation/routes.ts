@@ -1,5 +1,5 @@
 /**
- * The routes a federated site calls on this one (PROTOCOL.md §6.9), each behind the key shared
+ * The routes a federated site calls on this one (PROTOCOL.md §6.3), each behind the key shared
  * with the peers (relay/federation/peers.ts) and each body checked as any other input:
  * - `POST /api/federation/apps`: a `.brume` bundle pushed when it was deployed there; verified
  *   and stored as a deploy here (a newer version becomes current).
