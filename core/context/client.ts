@@ -249,6 +249,7 @@ export class NodeContext {
             scope: r.scope,
             ttlMs: r.ttlMs,
             privacy: r.privacy,
+            local: r.local === true,
           })
         : await this.delete(app, r.key, r.scope);
     await this.settled(opId);

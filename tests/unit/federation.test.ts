@@ -11,6 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encode } from '../../core/codec';
+import { NodeContext } from '../../core/context/client';
+import { memoryKV } from '../../core/context/outbox';
+import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import { packBundle } from '../../core/manifest';
 import { loadConfig } from '../../relay/cli/config';
 import { startOptions } from '../../relay/cli/start';
@@ -217,6 +220,27 @@ describe('two federated sites', () => {
     expect(bad.body.error.message).toMatch(/scope/);
     const badHash = await fetch(`${site2.url}/api/federation/blobs/nothex`, { headers: peer });
     expect(badHash.status).toBe(400);
+  });
+});
+
+describe('the local flag where nodes write', () => {
+  it("a page's put and a Logic's put mark the op local only when asked", async () => {
+    const sent: { t: string; op?: { key: string; local?: true } }[] = [];
+    const identity = await loadOrCreateIdentity(memoryKeyStore(), 'local-flag');
+    const ctx = new NodeContext(identity, memoryKV());
+    await ctx.online((f) => sent.push(f as never));
+    void ctx.put('a', 'here', 1, { local: true });
+    void ctx.put('a', 'everywhere', 2);
+    void ctx.serve('a', { op: 'put', key: 'logic-here', value: 3, local: true });
+    const ops = await until(() => {
+      const found = sent.filter((f) => f.t === 'ctx-op').map((f) => f.op!);
+      return found.length === 3 && found;
+    }, 'three ctx-op frames');
+    expect(ops.map((op) => [op.key, op.local])).toEqual([
+      ['here', true],
+      ['everywhere', undefined],
+      ['logic-here', true],
+    ]);
   });
 });
 
