@@ -178,7 +178,9 @@ describe('two federated sites', () => {
     // Nodes never move: site 1 lists none of site 2's.
     expect(site1.hub.nodes()).toEqual([]);
 
-    // A budget shorter than the round trip to site 2 is not placed there: site 1's own refusal.
+    // A budget shorter than the round trip to site 2 is not offered there (site 2 decides
+    // nothing more): the caller gets site 1's own refusal.
+    const decided = site2.hub.decisions().length;
     const tight = await api(site1, TOKEN1)('POST', '/api/call/greet/greet', {
       input: 'x',
       rpc: 'echo',
@@ -186,6 +188,7 @@ describe('two federated sites', () => {
     });
     expect(tight.status).toBe(503);
     expect(tight.body.error.code).toBe('E_UNAVAILABLE');
+    expect(site2.hub.decisions().length).toBe(decided);
   }, 60_000);
 
   it('refuses federation requests without the shared key, and hostile bodies by field', async () => {
