@@ -196,8 +196,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   );
   const { store, blobs } = files;
   const admin = await loadAdmin(dataDir, (m) => log.warn(m), options.adminToken);
-  const keys = await openKeys(dataDir, (m) => log.warn(m), { keys: options.maxKeys });
-  const projects = await openProjects(dataDir, (m) => log.warn(m));
+  const ownKeyStore = await openKeys(dataDir, (m) => log.warn(m), { keys: options.maxKeys });
+  const ownProjects = await openProjects(dataDir, (m) => log.warn(m));
   const ownContext = await openContext(dataDir, {
     ...options.context,
     trusted: (key) => admin.trusted(key),
@@ -208,7 +208,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     bodyLimit,
     stored: (m) => files.apps.stored(Object.values(m.files)),
   });
-  // Federation: deploys and global context changes pushed to peer sites (relay/federation/).
+  // Federation: deploys, global context changes, users, projects and keys pushed to peer sites.
   const federation =
     options.federation &&
     (await createFederation({
@@ -219,11 +219,15 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     }));
   const context = federation?.context(ownContext) ?? ownContext;
   const apps = federation?.apps(ownApps) ?? ownApps;
+  const keys = federation?.keys(ownKeyStore) ?? ownKeyStore;
+  const projects = federation?.projects(ownProjects) ?? ownProjects;
   const parts = { store, admin, keys, projects, context, apps, log, metrics, federation };
   const { hub, net } = await buildServer(app, options, parts);
   federation?.mount(app, {
     apps: ownApps,
     context: ownContext,
+    keys: ownKeyStore,
+    projects: ownProjects,
     publish: (op, seq) => hub.publish(op, seq),
     blobs,
     hub,

@@ -7,12 +7,14 @@
  * - a blob a job here needs and this site lacks is fetched from a peer then, and only then;
  * - a call no node here can take (E_QOS, E_UNAVAILABLE) may be placed at the nearest peer whose
  *   round trip fits its latency budget, the budget shortened by that round trip (`elsewhere`);
+ * - users, projects and API keys are pushed when they change (relay/federation/objects.ts: keys
+ *   as hashes, users and projects whole with a version, applied only if newer);
  * - nodes never move: a peer's nodes are never listed or scheduled here.
- * Users, projects and keys are not pushed yet.
  * @example
  * const fed = await createFederation({ site: 'paris', peers, dataDir, store, log });
  * const apps = fed.apps(openApps(store, o)); const context = fed.context(await openContext(dir));
- * fed.mount(app, { apps: rawApps, context: rawContext, publish, blobs, hub, bodyLimit });
+ * const keys = fed.keys(rawKeys); const projects = fed.projects(rawProjects);
+ * fed.mount(app, { apps: rawApps, context: rawContext, keys: rawKeys, projects: rawProjects, ... });
  */
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -32,7 +34,10 @@ import type { Blobs } from '../blobs';
 import type { RelayContext } from '../context';
 import type { CallAnswer } from '../hub/forwarding';
 import type { JobBlobs } from '../jobs/blobs';
+import type { KeyStore } from '../keys';
+import type { Projects } from '../projects';
 import type { Store } from '../store';
+import { openObjects } from './objects';
 import { type Outbox, type OutItem, openOutbox, Refused } from './outbox';
 import { openPeers, type PeerConfig, type Peers } from './peers';
 import { type FederationRoutesOptions, mountFederation } from './routes';
@@ -58,6 +63,10 @@ export interface Federation {
   apps(apps: Apps): Apps;
   /** `context` whose global changes are pushed to every peer. */
   context(context: RelayContext): RelayContext;
+  /** `keys` whose creations and revocations are pushed to every peer (hashes, never secrets). */
+  keys(keys: KeyStore): KeyStore;
+  /** `projects` whose user and project changes are pushed to every peer, versioned. */
+  projects(projects: Projects): Projects;
   /** `blobs` for jobs: a blob missing here is fetched from a peer when a job asks for it. */
   jobBlobs(blobs: Blobs, maxBytes: number): JobBlobs;
   /**
@@ -73,7 +82,7 @@ export interface Federation {
     traceId?: string,
   ): Promise<SiteAnswer | undefined>;
   /** Mounts `/api/federation/*` over the relay's own (unwrapped) parts. */
-  mount(app: FastifyInstance, o: Omit<FederationRoutesOptions, 'peers'>): void;
+  mount(app: FastifyInstance, o: Omit<FederationRoutesOptions, 'peers' | 'objects'>): void;
   /** Resolves once every outbox is empty (tests). */
   drained(): Promise<void>;
   close(): Promise<void>;
@@ -129,6 +138,12 @@ export async function createFederation(
   const pushAll = (item: OutItem) => {
     for (const box of outboxes) box.push(item);
   };
+  const objects = await openObjects({
+    dataDir: o.dataDir,
+    site: o.site,
+    push: pushAll,
+    warn: (m) => o.log.warn(m),
+  });
 
   /** The request that pushes `item`: path and init. */
   async function push(item: OutItem): Promise<[string, RequestInit, number]> {
@@ -136,6 +151,22 @@ export async function createFederation(
       return [
         '/api/federation/context',
         { method: 'POST', headers: msgpack, body: bodyOf(encode({ op: item.op })) },
+        PUSH_TIMEOUT_MS,
+      ];
+    }
+    if (
+      item.kind === 'key' ||
+      item.kind === 'revoke' ||
+      item.kind === 'user' ||
+      item.kind === 'project'
+    ) {
+      return [
+        '/api/federation/objects',
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(item),
+        },
         PUSH_TIMEOUT_MS,
       ];
     }
@@ -235,6 +266,8 @@ export async function createFederation(
         return seq;
       },
     }),
+    keys: objects.keys,
+    projects: objects.projects,
     jobBlobs: (blobs, maxBytes) => ({
       putBytes: (bytes) => blobs.putBytes(bytes),
       async stat(hash) {
@@ -284,7 +317,12 @@ export async function createFederation(
       }
       return undefined;
     },
-    mount: (app, routes) => mountFederation(app, { ...routes, peers }),
+    mount: (app, routes) =>
+      mountFederation(app, {
+        ...routes,
+        peers,
+        objects: { apply: (item) => objects.apply(item, routes) },
+      }),
     drained: async () => {
       await Promise.all(outboxes.map((b) => b.drained()));
     },

@@ -13,12 +13,17 @@ import { join } from 'node:path';
 import { decode, encode } from '../../core/codec';
 import type { ContextOp } from '../../core/context/replica';
 import { writeDurable } from '../durable';
+import type { ObjectItem } from './objects';
 
-/** What is pushed: an app version deployed, a version made current, a context change. */
+/**
+ * What is pushed: an app version deployed, a version made current, a context change, a user,
+ * project or key changed (relay/federation/objects.ts).
+ */
 export type OutItem =
   | { kind: 'app'; name: string; version: string }
   | { kind: 'current'; name: string; version: string }
-  | { kind: 'context'; op: ContextOp };
+  | { kind: 'context'; op: ContextOp }
+  | ObjectItem;
 
 /** A delivery the peer refused for good: dropped, not retried. */
 export class Refused extends Error {}

@@ -53,7 +53,7 @@ const PING_TIMEOUT_MS = 5_000;
 /** Weight of a new ping in the smoothed round trip (as TCP's SRTT). */
 const RTT_WEIGHT = 0.25;
 /** Site names: what `--site` accepts. */
-const SITE = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
+export const SITE = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
 
 /** Checks the CLI's or the caller's peer list; InputError naming the bad entry otherwise. */
 export function checkPeers(site: string, configs: readonly PeerConfig[]): void {

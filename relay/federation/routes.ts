@@ -6,6 +6,8 @@
  * - `POST /api/federation/apps/:name/current`: `{ version }` made current there (a rollback).
  * - `POST /api/federation/context`: `{ op }` (MessagePack), a global context change made there;
  *   stored and fanned out to this site's nodes, never pushed on (full mesh: one hop).
+ * - `POST /api/federation/objects`: a user, project or key changed there (JSON,
+ *   relay/federation/objects.ts), applied to this site's own stores unless older than what is here.
  * - `GET /api/federation/blobs/:hash`: a blob's bytes, fetched when a job here needs it.
  * - `POST /api/federation/call/:app/:service`: `{ input, qos?, rpc? }` (MessagePack) run on this
  *   site's nodes; the answer says which site ran it. Never placed at a third site.
@@ -24,7 +26,10 @@ import type { Blobs } from '../blobs';
 import { parseBody } from '../bodies';
 import type { RelayContext } from '../context';
 import type { CallAnswer } from '../hub/forwarding';
+import type { KeyStore } from '../keys';
 import { encodeAnswer } from '../outgoing';
+import type { Projects } from '../projects';
+import { type ObjectItem, objectItemSchema } from './objects';
 import type { Peers } from './peers';
 
 export interface FederationRoutesOptions {
@@ -35,6 +40,11 @@ export interface FederationRoutesOptions {
   /** Sends a stored change to this site's nodes. */
   publish(op: ContextOp, seq: number): void;
   blobs: Blobs;
+  /** The relay's own keys and users/projects: what arrives here is not pushed on. */
+  keys: KeyStore;
+  projects: Projects;
+  /** Applies a pushed user, project or key change (relay/federation/objects.ts). */
+  objects: { apply(item: ObjectItem): Promise<void> };
   hub: {
     call(app: string, service: string, input: unknown, qos: Qos, rpc?: string): Promise<CallAnswer>;
     draining(): boolean;
@@ -85,6 +95,12 @@ export function mountFederation(app: FastifyInstance, o: FederationRoutesOptions
     }
     const seq = await o.context.accept(op, '');
     if (seq) o.publish(op, seq);
+    return reply.code(204).send();
+  });
+
+  app.post('/api/federation/objects', guarded, async (req, reply) => {
+    const item = parseBody(objectItemSchema, req.body, '{ kind, ... } (PROTOCOL.md §6.3)');
+    await o.objects.apply(item as ObjectItem);
     return reply.code(204).send();
   });
 
