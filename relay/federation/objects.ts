@@ -42,6 +42,8 @@ export type ObjectItem =
 export const MAX_VERSIONS = 8192;
 /** Revoked key ids remembered at most (10 times the keys a relay holds); oldest forgotten. */
 export const MAX_REVOKED = 10_000;
+/** Largest change taken, in bytes: a project at its limits (100 members, 100 apps) is ~20 KiB. */
+export const MAX_OBJECT_BYTES = 64 * 1024;
 /** How far ahead of this site's clock a pushed version may be: a peer cannot stall the clock. */
 export const MAX_CLOCK_AHEAD_MS = 10 * 60_000;
 

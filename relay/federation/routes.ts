@@ -29,7 +29,7 @@ import type { CallAnswer } from '../hub/forwarding';
 import type { KeyStore } from '../keys';
 import { encodeAnswer } from '../outgoing';
 import type { Projects } from '../projects';
-import { type ObjectItem, objectItemSchema } from './objects';
+import { MAX_OBJECT_BYTES, type ObjectItem, objectItemSchema } from './objects';
 import type { Peers } from './peers';
 
 export interface FederationRoutesOptions {
@@ -98,11 +98,15 @@ export function mountFederation(app: FastifyInstance, o: FederationRoutesOptions
     return reply.code(204).send();
   });
 
-  app.post('/api/federation/objects', guarded, async (req, reply) => {
-    const item = parseBody(objectItemSchema, req.body, '{ kind, ... } (PROTOCOL.md §6.3)');
-    await o.objects.apply(item as ObjectItem);
-    return reply.code(204).send();
-  });
+  app.post(
+    '/api/federation/objects',
+    { ...guarded, bodyLimit: MAX_OBJECT_BYTES },
+    async (req, reply) => {
+      const item = parseBody(objectItemSchema, req.body, '{ kind, ... } (PROTOCOL.md §6.3)');
+      await o.objects.apply(item as ObjectItem);
+      return reply.code(204).send();
+    },
+  );
 
   app.get<{ Params: { hash: string } }>(
     '/api/federation/blobs/:hash',

@@ -141,6 +141,18 @@ describe('users, projects and keys between federated sites', () => {
     expect(site2.keys.list().some((k) => k.id === keyId)).toBe(false);
   }, 60_000);
 
+  it('a key of site 1 revoked at site 2 stops at site 1 too', async () => {
+    const made = await call(site1, TOKEN1, 'POST', '/api/keys', {
+      scopes: ['admin'],
+      label: 'ops',
+    });
+    expect(made.status).toBe(201);
+    const works = (relay: Relay) => call(relay, made.body.key, 'GET', '/api/keys');
+    await until(async () => (await works(site2)).status === 200, 'the key working at site 2');
+    expect((await call(site2, TOKEN2, 'DELETE', `/api/keys/${made.body.id}`)).status).toBe(204);
+    await until(async () => (await works(site1)).status === 401, 'the key refused at site 1');
+  }, 60_000);
+
   it('an older change never overwrites a newer one; the same change twice is taken once', async () => {
     const user = (label: string) => ({
       id: 'bob',
@@ -212,6 +224,8 @@ describe('users, projects and keys between federated sites', () => {
       /project/,
     );
     await refused({ kind: 'nodes' }, /kind/);
+    const huge = await push({ kind: 'revoke', id: '0'.repeat(16), pad: 'x'.repeat(100_000) });
+    expect(huge.status).toBe(413);
     expect(site2.keys.list().some((k) => k.id === key.id)).toBe(false);
   }, 60_000);
 });
