@@ -27,6 +27,8 @@ export const contextPutBody = z.object({
     .optional(),
   // Kept so the route can say why it refuses one (private values are not written over HTTP).
   privacy: z.unknown().optional(),
+  /** Keep the value at this site: never pushed to federated sites (relay/federation/). */
+  local: z.boolean().optional(),
 });
 
 /**

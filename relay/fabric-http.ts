@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
 import { decode } from '../core/codec';
-import { InputError, NotFoundError, UnavailableError } from '../core/errors';
+import { InputError, NotFoundError, QosError, UnavailableError } from '../core/errors';
 import { nodeIdOf } from '../core/identity';
 import type { ScheduleAnswer } from '../core/page-api';
 import { frameLimits } from '../core/protocol';
@@ -15,6 +15,7 @@ import type { Admin } from './admin';
 import type { Auth } from './auth';
 import { callBody, parseBody, scheduleBody } from './bodies';
 import type { RelayContext } from './context';
+import type { Federation } from './federation';
 import { type ContextRoutesOptions, mountContext } from './http/context';
 import type { Hub } from './hub';
 import { checkJson, encodeAnswer } from './outgoing';
@@ -41,6 +42,11 @@ export interface FabricHttpOptions {
   projects: ContextRoutesOptions['projects'];
   /** HTTP calls without a credential: allowed at all, and how many per address per window. */
   calls: { anonymous: boolean; max: number; windowMs: number };
+  /**
+   * A call no node here can take (E_QOS, E_UNAVAILABLE) placed at a federated site
+   * (relay/federation/); undefined when none could either.
+   */
+  elsewhere?: Federation['elsewhere'];
   log: { warn(m: string): void };
 }
 
@@ -118,9 +124,17 @@ function mountCalls(app: FastifyInstance, o: FabricHttpOptions): void {
       reply.header('traceparent', traceparent(traceId));
       const { input, qos, rpc } = parseBody(callBody, req.body, '{ input, qos?, rpc? }');
       const { app: name, service } = req.params;
-      const answer = await hub.call(name, service, input, qos ?? {}, rpc, traceId, {
-        reqId: req.id,
-      });
+      const answer = await hub
+        .call(name, service, input, qos ?? {}, rpc, traceId, { reqId: req.id })
+        .catch(async (e: unknown) => {
+          const local = e instanceof QosError || e instanceof UnavailableError;
+          const there =
+            local && !hub.draining()
+              ? await o.elsewhere?.(name, service, input, qos ?? {}, rpc, traceId)
+              : undefined;
+          if (!there) throw e;
+          return there;
+        });
       return send(req, reply, 200, { ...answer, traceId });
     },
   );

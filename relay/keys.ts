@@ -11,7 +11,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { InputError, LimitError } from '../core/errors';
+import { ConflictError, InputError, LimitError } from '../core/errors';
 import { APP_NAME, SHA256_HEX } from '../core/names';
 import { serial } from '../core/serial';
 import { readDurable, writeDurable } from './durable';
@@ -36,6 +36,11 @@ export interface KeyStore {
   /** Makes a key; `secret` is the only copy of what a client sends. */
   create(scopes: string[], label: string, user?: string): Promise<{ key: ApiKey; secret: string }>;
   revoke(id: string): Promise<boolean>;
+  /**
+   * Takes a key made elsewhere (a federated site, relay/federation/): its id and hash as made
+   * there. False when it is here already; E_CONFLICT when its id or hash is another key's.
+   */
+  adopt(key: ApiKey): Promise<boolean>;
   /** The key whose secret this is, if any. */
   find(secret: string): ApiKey | undefined;
 }
@@ -130,6 +135,15 @@ export async function openKeys(
         await commit(keys.filter((k) => k.id !== id));
         return true;
       }),
+    adopt: (key) =>
+      change(async () => {
+        if (!adoptable(keys, byHash, key)) return false;
+        if (keys.length >= maxKeys) {
+          throw new LimitError(`this relay holds ${maxKeys} keys already (its limit): revoke one`);
+        }
+        await commit([...keys, { ...key }]);
+        return true;
+      }),
   };
 }
 
@@ -157,6 +171,21 @@ export function makeKey(
     createdAt: new Date().toISOString(),
   };
   return { key, secret };
+}
+
+/** Whether `key` is new here (false: here already); E_CONFLICT when its id or hash is taken. */
+export function adoptable(
+  keys: Iterable<ApiKey>,
+  byHash: Map<string, ApiKey>,
+  key: ApiKey,
+): boolean {
+  for (const k of keys) {
+    if (k.id !== key.id) continue;
+    if (k.sha256 === key.sha256) return false;
+    throw new ConflictError(`key id ${key.id} is another key here`);
+  }
+  if (byHash.has(key.sha256)) throw new ConflictError(`key ${key.id}: its secret is another key's`);
+  return true;
 }
 
 function index(keys: ApiKey[]): Map<string, ApiKey> {

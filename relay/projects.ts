@@ -67,13 +67,13 @@ export const projectLimits = {
 const label = z.string().max(projectLimits.label);
 const NAMESPACE = /^n[0-9a-f]{16}$/;
 const newNamespace = () => `n${randomBytes(8).toString('hex')}`;
-const userSchema = z.strictObject({
+export const userSchema = z.strictObject({
   id: z.string().regex(APP_NAME),
   label,
   namespace: z.string().regex(NAMESPACE),
   createdAt: z.string(),
 });
-const projectSchema = z.strictObject({
+export const projectSchema = z.strictObject({
   id: z.string().regex(APP_NAME),
   label,
   apps: z.array(z.string().regex(APP_NAME)).max(projectLimits.apps),
@@ -423,6 +423,33 @@ export async function openProjects(
         }
         await update(id, (x) => ({ ...x, apps: x.apps.filter((a) => a !== app) }));
         return copy(project(id)!);
+      }),
+    /**
+     * Takes a user or project as a federated site has it now (relay/federation/objects.ts; checked
+     * by userSchema/projectSchema there), or its deletion (undefined). No rights are checked: the
+     * site that changed it did. Bounds hold; an app held here by another project: E_CONFLICT.
+     */
+    adopt: (kind: 'user' | 'project', id: string, value: User | Project | undefined) =>
+      change(async () => {
+        const list: (User | Project)[] = kind === 'user' ? state.users : state.projects;
+        const rest = list.filter((x) => x.id !== id);
+        if (value && rest.length === list.length && list.length >= max[`${kind}s`]) {
+          throw new LimitError(`this relay holds ${max[`${kind}s`]} ${kind}s already (its limit)`);
+        }
+        const holder = (a: string) => (byApp.get(a)?.id ?? id) !== id;
+        const taken = value && 'apps' in value ? value.apps.find(holder) : undefined;
+        if (taken) {
+          throw new ConflictError(`app "${taken}" belongs to project "${byApp.get(taken)!.id}"`);
+        }
+        const next = value ? [...rest, copy(value)] : rest;
+        if (kind === 'project') return commit({ ...state, projects: next as Project[] });
+        // A user gone leaves every project, as deleteUser does.
+        const members = (pr: Project) => pr.members.filter((m) => value || m.user !== id);
+        await commit({
+          v: 1,
+          users: next as User[],
+          projects: state.projects.map((pr) => ({ ...pr, members: members(pr) })),
+        });
       }),
   };
 }

@@ -25,6 +25,7 @@ import type { Cluster } from './cluster/cluster';
 import { joinCluster, wireShared } from './cluster/parts';
 import { type ContextOptions, openContext, type RelayContext } from './context';
 import { mountFabric } from './fabric-http';
+import { createFederation, type Federation, type FederationOptions } from './federation';
 import { hostAllowList } from './hosts';
 import { BUNDLE_TYPES, mountApps } from './http/apps';
 import { mountBlobs } from './http/blobs';
@@ -139,6 +140,8 @@ export interface RelayOptions {
    * project decides (relay/projects.ts `access`), an app in no project is open to `jobs`.
    */
   jobAccess?: JobAccess;
+  /** Links to peer sites (relay/federation/): apps and global context pushed, calls placed there. */
+  federation?: FederationOptions;
 }
 
 export interface Relay {
@@ -209,28 +212,63 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   );
   const { store, blobs } = files;
   const admin = shared?.admin ?? (await loadAdmin(dataDir, warn, options.adminToken));
-  const keys = shared?.keys ?? (await openKeys(dataDir, warn, { keys: options.maxKeys }));
-  const projects = await openProjects(dataDir, warn, {}, shared?.projects);
+  const ownKeyStore = shared?.keys ?? (await openKeys(dataDir, warn, { keys: options.maxKeys }));
+  const ownProjects = await openProjects(dataDir, warn, {}, shared?.projects);
   // cluster: context — the cluster-context part picks its Redis Stream log here when `cluster`.
-  const context = await openContext(dataDir, {
+  const ownContext = await openContext(dataDir, {
     ...options.context,
     trusted: (key) => admin.trusted(key),
     warn: (m) => log.warn(m),
     metrics,
   });
-  const apps = openApps(store, {
+  const ownApps = openApps(store, {
     bodyLimit,
     stored: (m) => files.apps.stored(Object.values(m.files)),
   });
+  // Federation: deploys, global context changes, users, projects and keys pushed to peer sites.
+  const federation =
+    options.federation &&
+    (await createFederation({
+      ...options.federation,
+      dataDir,
+      store,
+      log: { info: (m) => log.info(m), warn },
+    }));
+  const context = federation?.context(ownContext) ?? ownContext;
+  const apps = federation?.apps(ownApps) ?? ownApps;
+  const keys = federation?.keys(ownKeyStore) ?? ownKeyStore;
+  const projects = federation?.projects(ownProjects) ?? ownProjects;
   const hubCluster = options.hubCluster ?? shared?.hub;
-  const parts = { store, admin, keys, projects, context, apps, log, metrics, cluster, hubCluster };
+  const parts = {
+    store,
+    admin,
+    keys,
+    projects,
+    context,
+    apps,
+    log,
+    metrics,
+    cluster,
+    hubCluster,
+    federation,
+  };
   const { hub, net } = await buildServer(app, options, parts);
   // In a cluster: registered, and the other relays' nodes known, before anything is placed.
   await hub.started;
+  federation?.mount(app, {
+    apps: ownApps,
+    context: ownContext,
+    keys: ownKeyStore,
+    projects: ownProjects,
+    publish: (op, seq) => hub.publish(op, seq),
+    blobs,
+    hub,
+    bodyLimit,
+  });
   const jobs = await openJobs({
     // cluster: jobs — the cluster-jobs part picks its consumer-group queue here when `cluster`.
     store: await openJobLog(join(dataDir, 'jobs'), { warn }),
-    blobs,
+    blobs: federation?.jobBlobs(blobs, files.limits.maxBytes) ?? blobs,
     hub,
     ...(options.jobs && { limits: options.jobs }),
     manifest: (name) => apps.current(name),
@@ -303,6 +341,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     closing ??= (async () => {
       // First: answers of runs cut short by the close are not recorded; the jobs rerun at start.
       await jobs.close();
+      await federation?.close();
       clearInterval(sweeper);
       cloud?.close();
       await hub.close();
@@ -357,6 +396,7 @@ interface Parts {
   metrics: RelayMetrics;
   cluster: Cluster | undefined;
   hubCluster: HubCluster | undefined;
+  federation: Federation | undefined;
 }
 
 /** The Fastify app with its guards (Host, rate limits), the hub, the fabric's routes and keys. */
@@ -413,6 +453,7 @@ async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts
     deployed: async (name) => (await p.apps.current(name)) !== undefined,
     projects: p.projects,
     calls,
+    ...(p.federation && { elsewhere: p.federation.elsewhere }),
   });
   mountKeys(app, p.keys, auth, p.projects.userExists);
   return { hub, net: { auth, hosts, origins, ownKeys, closePeers, calls } };

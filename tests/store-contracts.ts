@@ -5,11 +5,11 @@
 // backing data (a relay restarted, or a second relay on the same Redis).
 import { createHash, randomBytes } from 'node:crypto';
 import { expect, it } from 'vitest';
-import { InputError, InternalError, LimitError } from '../core/errors';
+import { ConflictError, InputError, InternalError, LimitError } from '../core/errors';
 import { buildManifest, type Manifest } from '../core/manifest';
 import { type Job, moveTo } from '../relay/jobs/job';
 import type { JobStore } from '../relay/jobs/store';
-import type { KeyStore } from '../relay/keys';
+import { type KeyStore, makeKey } from '../relay/keys';
 import type { AppStore, BlobStore } from '../relay/store';
 
 export interface Backing<T> {
@@ -151,6 +151,22 @@ export function keyStoreContract(b: {
         .map((k) => k.label)
         .sort(),
     ).toEqual(['one', 'two']);
+  });
+
+  it('adopts a key made elsewhere by its hash, once, refusing one whose id or hash is taken', async () => {
+    const keys = await b.open(2);
+    const made = makeKey(['call'], 'from a peer', 'ada');
+    expect(await keys.adopt(made.key)).toBe(true);
+    expect(await keys.adopt(made.key)).toBe(false);
+    expect(keys.find(made.secret)).toEqual(made.key);
+    const other = makeKey(['call'], 'other').key;
+    await expect(keys.adopt({ ...other, id: made.key.id })).rejects.toBeInstanceOf(ConflictError);
+    await expect(keys.adopt({ ...other, sha256: made.key.sha256 })).rejects.toBeInstanceOf(
+      ConflictError,
+    );
+    await keys.create(['jobs'], 'two');
+    await expect(keys.adopt(other)).rejects.toBeInstanceOf(LimitError);
+    expect((await b.reopen()).find(made.secret)).toEqual(made.key);
   });
 }
 

@@ -25,6 +25,8 @@ export type ContextRequest =
       scope?: 'app' | 'node';
       ttlMs?: number;
       privacy?: string[];
+      /** true: the value stays at this site, never pushed to federated sites. */
+      local?: boolean;
     }
   | { op: 'delete'; key: string; scope?: 'app' | 'node' };
 

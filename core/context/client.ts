@@ -36,6 +36,8 @@ export interface PutOptions {
    * envelope or nothing.
    */
   privacy?: string[];
+  /** Keep the value at this site: never pushed to federated sites (PROTOCOL.md §6.3). */
+  local?: boolean;
 }
 
 export type ContextRead = { value: unknown; expiresAt?: number } | { expired: true } | undefined;
@@ -247,6 +249,7 @@ export class NodeContext {
             scope: r.scope,
             ttlMs: r.ttlMs,
             privacy: r.privacy,
+            local: r.local === true,
           })
         : await this.delete(app, r.key, r.scope);
     await this.settled(opId);
@@ -422,6 +425,7 @@ export class NodeContext {
       ...(sealed ? { sealed } : { value: plain }),
       ...(o.ttlMs !== undefined && { expiresAt: stamp.wall + o.ttlMs }),
       ...(o.privacy && { privacy: keys ?? o.privacy }),
+      ...(o.local === true && { local: true as const }),
     };
     if (sealed) this.keyring.remember(op.opId, decode(plain));
     return this.write(op);

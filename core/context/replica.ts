@@ -35,6 +35,8 @@ export interface ContextOp {
   privacy?: string[];
   /** Absolute wall-clock expiry (Laqista's Invalidate). */
   expiresAt?: number;
+  /** Site-local: kept by the site that took it, never pushed to federated sites (relay/federation/). */
+  local?: true;
 }
 
 export type Read =

@@ -28,6 +28,8 @@ export const contextOpSchema = z
     sealed: bin.optional(),
     privacy: z.array(z.string().max(512)).max(32).optional(),
     expiresAt: z.number().nonnegative().optional(),
+    /** Stays at the site (relay or cluster) that took it: never pushed to federated sites. */
+    local: z.literal(true).optional(),
   })
   .superRefine((op, ctx) => {
     const ok =

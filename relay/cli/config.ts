@@ -165,7 +165,10 @@ export function printConfig(config: Config): string {
   const shown: Record<string, unknown> = {};
   for (const s of settings) {
     if (!(s.key in config.values)) continue;
-    shown[s.key] = s.secret ? '********' : config.values[s.key];
+    const value = config.values[s.key];
+    // An empty list of secrets (no peer keys) hides nothing, and reads back as itself.
+    const empty = Array.isArray(value) && value.length === 0;
+    shown[s.key] = s.secret && !empty ? '********' : value;
   }
   return `${JSON.stringify(shown, null, 2)}\n`;
 }

@@ -218,6 +218,37 @@ export const settings: readonly Setting[] = [
     help: "also let pages from this origin open node sockets; the relay's own is always allowed",
   },
   {
+    key: 'site',
+    flag: 'site',
+    arg: '<name>',
+    kind: text("1 to 63 letters, digits, '.', '_' or '-'", /^[a-z0-9][a-z0-9._-]{0,62}$/i),
+    default: 'main',
+    help: "this site's name among federated sites: answers of calls placed here by a peer say it",
+  },
+  {
+    key: 'peers',
+    flag: 'peer',
+    arg: '<url>',
+    list: true,
+    kind: list(
+      z
+        .string()
+        .max(2048)
+        .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol)),
+      'http(s) URLs of peer sites (at most 100)',
+    ),
+    default: [],
+    help: 'federate with the relay (or cluster) at this URL: apps and global context are pushed to it, calls no local node can take may be placed there. Each needs its key in peerKeys, in the same order',
+  },
+  {
+    key: 'peerKeys',
+    list: true,
+    kind: list(z.string().regex(/^[^\0,]{16,512}$/), '16 to 512 characters each'),
+    default: [],
+    secret: true,
+    help: 'the key shared with each peer, in the order of peers (no flag: it would show in ps)',
+  },
+  {
     key: 'cloud',
     flag: 'no-cloud',
     kind: onOff,

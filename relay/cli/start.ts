@@ -5,7 +5,9 @@
 
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { InputError } from '../../core/errors';
 import type { LogicCaps } from '../cloud-node';
+import type { FederationOptions } from '../federation';
 import type { JobLimits } from '../jobs/job';
 import type { HubLimits } from '../limits';
 import type { LogLevel } from '../log';
@@ -62,6 +64,7 @@ export function startOptions(config: Config): StartOptions {
     maxQuarantined: v.maxQuarantined,
     leaseMs: v.leaseMs,
     drainMs: v.drainMs,
+    ...(v.peers.length > 0 && { federation: federation(v) }),
     jobs: {
       maxActive: v.maxJobs,
       maxInputBytes: v.maxJobInputKib * 1024,
@@ -74,6 +77,16 @@ export function startOptions(config: Config): StartOptions {
 }
 
 const MiB = 2 ** 20;
+
+/** The peers with their keys, paired in order; InputError when the counts differ. */
+function federation(v: Values): FederationOptions {
+  if (v.peerKeys.length !== v.peers.length) {
+    throw new InputError(
+      `peerKeys: one key per peer, in the same order (${v.peers.length} peers, ${v.peerKeys.length} keys; BRUME_PEER_KEYS or the file's "peerKeys")`,
+    );
+  }
+  return { site: v.site, peers: v.peers.map((url, i) => ({ url, key: v.peerKeys[i]! })) };
+}
 
 /** The settings' values by key (relay/cli/settings.ts checked each). */
 interface Values {
@@ -125,6 +138,9 @@ interface Values {
   jobResultBlobKib: number;
   jobsKept: number;
   jobTimeoutMs: number;
+  site: string;
+  peers: string[];
+  peerKeys: string[];
 }
 
 export interface StartOptions {
@@ -156,6 +172,8 @@ export interface StartOptions {
   /** On SIGTERM or SIGINT: how long calls in flight may finish (relay.drain). */
   drainMs: number;
   jobs: Partial<JobLimits>;
+  /** Peer sites (relay/federation/); absent: none. */
+  federation?: FederationOptions;
 }
 
 export async function start(o: StartOptions): Promise<number> {
@@ -189,6 +207,7 @@ export async function start(o: StartOptions): Promise<number> {
     maxQuarantined: o.maxQuarantined,
     leaseMs: o.leaseMs,
     jobs: o.jobs,
+    ...(o.federation && { federation: o.federation }),
   });
   const { log } = relay;
   log.info(

@@ -18,6 +18,7 @@ import { LimitError } from '../../core/errors';
 import { serial } from '../../core/serial';
 import {
   type ApiKey,
+  adoptable,
   hashSecret,
   type KeyStore,
   keyLimits,
@@ -193,6 +194,19 @@ export async function redisKeys(
         next.delete(id);
         set(next);
         return gone;
+      }),
+    adopt: (key) =>
+      change(async () => {
+        // Checked against the copy: two relays adopting the same key write the same entry.
+        if (!adoptable(keys.values(), byHash, key)) return false;
+        const r = await redis.run('adopt a key', (c) =>
+          c.eval(CREATE, 2, hash, channel, key.id, JSON.stringify(key), maxKeys),
+        );
+        if (r !== 1) {
+          throw new LimitError(`this relay holds ${maxKeys} keys already (its limit): revoke one`);
+        }
+        set(new Map(keys).set(key.id, { ...key }));
+        return true;
       }),
     refresh,
     async close() {

@@ -102,7 +102,13 @@ export function mountContext(app: FastifyInstance, o: ContextRoutesOptions): voi
     return { app: name, key, scope: 'app', what: `${name}/${key}` };
   };
 
-  const write = async (at: Place, kind: 'put' | 'delete', value?: unknown, ttlMs?: number) => {
+  const write = async (
+    at: Place,
+    kind: 'put' | 'delete',
+    value?: unknown,
+    ttlMs?: number,
+    local?: boolean,
+  ) => {
     if (!(await o.deployed(at.app))) {
       throw new NotFoundError(
         `no app named "${at.app}" is deployed: its context cannot be written`,
@@ -119,6 +125,7 @@ export function mountContext(app: FastifyInstance, o: ContextRoutesOptions): voi
       kind,
       ...(kind === 'put' && { value: encode(value) }),
       ...(ttlMs !== undefined && { expiresAt: stamp.wall + ttlMs }),
+      ...(local === true && { local: true as const }),
     };
     const seq = await o.context.accept(op, '');
     if (seq) o.publish(op, seq);
@@ -140,11 +147,11 @@ export function mountContext(app: FastifyInstance, o: ContextRoutesOptions): voi
   });
   app.put('/api/context/:app/:key', async (req: Req, reply) => {
     const at = place(req, 'write');
-    const body = parseBody(contextPutBody, req.body, '{ value, ttlMs? }');
+    const body = parseBody(contextPutBody, req.body, '{ value, ttlMs?, local? }');
     if (body.privacy !== undefined) {
       throw new UnsupportedError('private values are written by trusted nodes, not over HTTP');
     }
-    const op = await write(at, 'put', body.value, body.ttlMs);
+    const op = await write(at, 'put', body.value, body.ttlMs, body.local);
     return reply
       .code(200)
       .send({ stamp: op.stamp, ...(op.expiresAt !== undefined && { expiresAt: op.expiresAt }) });

@@ -256,3 +256,46 @@ describe('on disk', () => {
     expect(warnings).toEqual([]);
   });
 });
+
+describe('adopt (a user or project as a federated site has it)', () => {
+  const user = (id: string) => ({ id, label: '', namespace: 'n0123456789abcdef', createdAt: '' });
+  const project = (
+    id: string,
+    apps: string[],
+    members = [{ user: 'alice', role: 'owner' as const }],
+  ) => ({
+    id,
+    label: '',
+    apps,
+    members,
+    namespace: 'nfedcba9876543210',
+    createdAt: '',
+  });
+
+  it('puts, replaces and deletes as told, keeping it across a reopen', async () => {
+    await projects.adopt('user', 'dave', user('dave'));
+    await projects.adopt('project', 'vision', project('vision', ['digits']));
+    expect(projects.userNamespace('dave')).toBe('n0123456789abcdef');
+    expect(projects.access(alice, 'digits', 'deploy')).toBe(true);
+    await projects.adopt('project', 'vision', project('vision', ['digits'], []));
+    expect(projects.access(alice, 'digits', 'deploy')).toBe(false);
+    const again = await open();
+    expect(again.getProject(admin, 'vision').members).toEqual([]);
+    expect(again.userExists('dave')).toBe(true);
+  });
+
+  it('a user deleted leaves every project; an app held by another project and the bounds are refused', async () => {
+    await projects.adopt('project', 'vision', project('vision', ['digits']));
+    await projects.adopt('user', 'alice', undefined);
+    expect(projects.userExists('alice')).toBe(false);
+    expect(projects.getProject(admin, 'vision').members).toEqual([]);
+    await expect(projects.adopt('project', 'other', project('other', ['digits']))).rejects.toThrow(
+      /app "digits" belongs to project "vision"/,
+    );
+    const small = await openProjects(dir, (m) => warnings.push(m), { users: 2 });
+    await expect(small.adopt('user', 'erin', user('erin'))).rejects.toThrow(/2 users already/);
+    // Replacing one held already is no new entry.
+    await small.adopt('user', 'bob', { ...user('bob'), label: 'Bob' });
+    expect(small.getUser(admin, 'bob').label).toBe('Bob');
+  });
+});
