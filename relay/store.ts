@@ -65,8 +65,11 @@ export async function createStore(dataDir = '.brume'): Promise<Store> {
   return { location: root, blobs: fileBlobs(dirs.blobs), apps: fileApps(dirs.apps) };
 }
 
-/** Blobs as files named by their hash; a reader sees a whole file or none (relay/durable.ts). */
-function fileBlobs(dir: string): BlobStore {
+/**
+ * Blobs as files named by their hash; a reader sees a whole file or none (relay/durable.ts).
+ * Also a cluster's shared blob directory (relay/cluster/store.ts `clusterStore`).
+ */
+export function fileBlobs(dir: string): BlobStore {
   function blobPath(sha256: string): string {
     if (!isSha256(sha256)) {
       throw new InputError(`"${sha256}" is not a sha256: expected 64 lowercase hex digits`);
