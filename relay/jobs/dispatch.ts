@@ -46,6 +46,8 @@ export interface DispatchOptions {
   queue(): readonly Job[];
   get(id: string): Job | undefined;
   commit(prev: Job, next: Job): Promise<Job>;
+  /** Fills the queue before each pass (a cluster's relay takes jobs from the shared queue). */
+  refill?(): Promise<void>;
   log: { warn(m: string): void };
 }
 
@@ -105,6 +107,7 @@ export function createDispatch(o: DispatchOptions) {
 
   async function pass(): Promise<void> {
     if (stopped) return;
+    await o.refill?.();
     expire(o.now());
     if (o.queue().length === 0) return;
     const nodes = hub.nodes();
@@ -272,6 +275,12 @@ export function createDispatch(o: DispatchOptions) {
     stop(): void {
       stopped = true;
       clearInterval(timer);
+    },
+    /** Free slots on the nodes that may take jobs now, together. */
+    free(): number {
+      let n = 0;
+      for (const f of freeSlots(hub.nodes()).free.values()) n += f;
+      return n;
     },
     /** Why a queued job waits. */
     waiting(job: Job): string | undefined {
