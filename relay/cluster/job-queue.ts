@@ -7,7 +7,8 @@
  *   jobs:meta      hash   id → "<state> <attempts> <holder relay or -> <stream entry> <rev>"
  *   jobs:idem      hash   "<owner>\0<idempotency key>" → id
  *   jobs:queue     stream one entry { id } per job accepted; consumer group `relays`
- *   jobs:changed   channel "<rev> " + the job's MessagePack after each change
+ *   jobs:changed   channel "<rev> <relay> " + the job's MessagePack after each change (a relay
+ *                  skips its own: its tables have them, and an echo may come after a newer one)
  *
  * A submit writes the job, its meta, its key and its stream entry in one script. A relay reads
  * new entries with XREADGROUP (it becomes their consumer: it holds those jobs) only as many as it
@@ -65,7 +66,7 @@ local entry = redis.call('XADD', KEYS[4], '*', 'id', ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], 'queued 0 - ' .. entry .. ' 1')
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[3], ARGV[1]) end
-redis.call('PUBLISH', KEYS[5], '1 ' .. ARGV[2])
+redis.call('PUBLISH', KEYS[5], '1 ' .. ARGV[5] .. ' ' .. ARGV[2])
 return { 1 }`;
 
 /** Moves a job if it is as seen and held (or forced): its new rev, or 0 refused, -1 absent. */
@@ -82,7 +83,7 @@ if ARGV[5] ~= 'queued' and ARGV[5] ~= 'running' and m.e ~= '-' then
   redis.call('XACK', KEYS[3], ARGV[9], m.e)
   redis.call('XDEL', KEYS[3], m.e)
 end
-redis.call('PUBLISH', KEYS[4], rev .. ' ' .. ARGV[7])
+redis.call('PUBLISH', KEYS[4], rev .. ' ' .. ARGV[4] .. ' ' .. ARGV[7])
 return rev`;
 
 /** Holds the job of an entry this relay now consumes: its state, or false (no such job). */
@@ -284,6 +285,7 @@ export async function openJobQueue(link: RedisLink, o: JobQueueOptions): Promise
           Buffer.from(encode(job)),
           idempotencyField,
           maxJobs,
+          relayId,
         ),
       )) as [number, string?];
       if (r[0] === -1)
@@ -376,11 +378,14 @@ export async function openJobQueue(link: RedisLink, o: JobQueueOptions): Promise
       sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => {
         const space = message.subarray(0, 20).indexOf(0x20);
         const rev = Number(message.subarray(0, Math.max(space, 0)).toString('latin1'));
-        if (space <= 0 || !Number.isSafeInteger(rev)) {
-          o.warn('jobs: a change message without a rev: skipped');
+        const end = message.subarray(space + 1, space + 66).indexOf(0x20) + space + 1;
+        if (space <= 0 || !Number.isSafeInteger(rev) || end <= space) {
+          o.warn('jobs: a change message without a rev and a relay: skipped');
           return;
         }
-        const job = parse('a change message', new Uint8Array(message.subarray(space + 1)));
+        // This relay's own changes are in its tables already; an echo may come after a newer one.
+        if (message.subarray(space + 1, end).toString('latin1') === relayId) return;
+        const job = parse('a change message', new Uint8Array(message.subarray(end + 1)));
         if (job && seen(job.id, rev)) on.change(job);
       });
       await link.run("hear other relays' job changes", async () => {
