@@ -149,8 +149,8 @@ export async function openJobQueue(link: RedisLink, o: JobQueueOptions): Promise
   /** The newest rev seen of each job: older changes are dropped. */
   const revs = new Map<string, number>();
   const lostIds: string[] = [];
-  /** Own pending entries are read back first (a restart under the same id). */
-  let history = true;
+  /** Own pending entries are read back first (a restart under the same id), after this entry. */
+  let history: string | undefined = '0';
   let closed = false;
   let subscriber: Redis | undefined;
 
@@ -334,20 +334,29 @@ export async function openJobQueue(link: RedisLink, o: JobQueueOptions): Promise
         )) as [string, [string, string[] | null][]];
         taken.push(...(await takeEntries(claimed.filter((e) => !held.has(e[0])))));
         if (taken.length >= count) return taken;
-        const read = (await link.run('read the job queue', (c) =>
-          c.xreadgroup(
-            'GROUP',
-            GROUP,
-            relayId,
-            'COUNT',
-            count - taken.length,
-            'STREAMS',
-            k.stream,
-            history ? '0' : '>',
-          ),
-        )) as [string, [string, string[] | null][]][] | null;
-        const entries = (read?.[0]?.[1] ?? []).filter((e) => !held.has(e[0]));
-        if (history && (read?.[0]?.[1].length ?? 0) === 0) history = false;
+        const read = async () =>
+          (
+            (await link.run('read the job queue', (c) =>
+              c.xreadgroup(
+                'GROUP',
+                GROUP,
+                relayId,
+                'COUNT',
+                count - taken.length,
+                'STREAMS',
+                k.stream,
+                history ?? '>',
+              ),
+            )) as [string, [string, string[] | null][]][] | null
+          )?.[0]?.[1] ?? [];
+        const before = history;
+        let entries = await read();
+        if (before !== undefined) {
+          // Its own entries from before a restart, a page at a time; then new ones.
+          history = entries.at(-1)?.[0];
+          if (history === undefined) entries = await read();
+        }
+        entries = entries.filter((e) => !held.has(e[0]));
         taken.push(...(await takeEntries(entries)));
         return taken;
       } catch (e) {

@@ -19,8 +19,10 @@ import { openRedis, type RedisLink } from '../../relay/cluster/redis';
 import { clusterStore } from '../../relay/cluster/store';
 import type { Call } from '../../relay/hub';
 import { type JobHub, type Jobs, openJobs } from '../../relay/jobs';
-import type { JobView } from '../../relay/jobs/job';
+import { jobIds } from '../../relay/jobs/ids';
+import { type JobView, moveTo } from '../../relay/jobs/job';
 import { type RedisProcess, startRedis } from '../redis-process';
+import { job } from '../store-contracts';
 import { until } from '../until';
 
 let redis: RedisProcess;
@@ -192,4 +194,55 @@ it('skips garbage in the stream and the job state without a crash', async () => 
     async () => (await c.xlen(raw.key('jobs', 'queue'))) === 0,
     'garbage entries dropped',
   );
+}, 60_000);
+
+it('lets only the relay holding a job move it: a stalled relay’s late answer is refused, a final state stays', async () => {
+  const prefix = `t${++prefixes}:`;
+  const la = await openRedis(redis.url, { prefix });
+  const lb = await openRedis(redis.url, { prefix });
+  // a stalls (it refreshes once a minute); b claims what a held 3 of its own heartbeats idle.
+  const qa = await openJobQueue(la, { relayId: 'qa', heartbeatMs: 60_000, warn: () => {} });
+  const qb = await openJobQueue(lb, { relayId: 'qb', heartbeatMs: 50, warn: () => {} });
+  opened.push({ jobs: { close: () => qa.close() } as Jobs, link: la });
+  opened.push({ jobs: { close: () => qb.close() } as Jobs, link: lb });
+  const made = job(jobIds().next());
+  expect(await qa.add(made)).toBeUndefined();
+  const [held] = await qa.take(1);
+  expect(held).toMatchObject({ id: made.id, state: 'queued' });
+  const runA = moveTo(held!, 'running', { attempts: 1, node: 'n1' });
+  expect(await qa.move(held!, runA)).toBe(true);
+  const [claimed] = await until(async () => {
+    const t = await qb.take(1);
+    return t.length > 0 ? t : undefined;
+  }, 'b claims the idle entry');
+  expect(claimed).toMatchObject({ id: made.id, state: 'running', attempts: 1 });
+  // a answers late: refused, b holds it now.
+  expect(await qa.move(runA, moveTo(runA, 'succeeded', { result: 'a' }))).toBe(false);
+  const again = moveTo(claimed!, 'queued');
+  expect(await qb.move(claimed!, again)).toBe(true);
+  const runB = moveTo(again, 'running', { attempts: 2 });
+  expect(await qb.move(again, runB)).toBe(true);
+  const done = moveTo(runB, 'succeeded', { result: 'b' });
+  expect(await qb.move(runB, done)).toBe(true);
+  // Final: neither a second success nor a cancel moves it, even forced.
+  expect(await qb.move(runB, moveTo(runB, 'succeeded', { result: 'twice' }))).toBe(false);
+  expect(await qa.move(runB, moveTo(runB, 'cancelled'), true)).toBe(false);
+  expect(await qa.get(made.id)).toMatchObject({ state: 'succeeded', result: 'b', attempts: 2 });
+  // Its entry is acknowledged and gone: nobody takes it again.
+  expect(await la.client.xlen(la.key('jobs', 'queue'))).toBe(0);
+  expect(await qa.take(10)).toEqual([]);
+}, 60_000);
+
+it('a relay restarted under its id takes back the jobs it held and runs them again', async () => {
+  const prefix = `t${++prefixes}:`;
+  const first = await relay('r', prefix, false);
+  const ids: string[] = [];
+  for (let i = 0; i < 6; i++) ids.push((await first.jobs.submit('admin', greet(i))).job.id);
+  await until(() => first.calls.length === 4, 'four runs started');
+  await first.jobs.close();
+  await first.link.close();
+  const again = await relay('r', prefix);
+  await until(() => ids.every((id) => stateOf(again, id) === 'succeeded'), 'all six succeeded');
+  const attempts = ids.map((id) => again.jobs.view(id)!.attempts).sort();
+  expect(attempts).toEqual([1, 1, 2, 2, 2, 2]);
 }, 60_000);
