@@ -22,7 +22,7 @@ import { type JobHub, type Jobs, openJobs } from '../../relay/jobs';
 import { jobIds } from '../../relay/jobs/ids';
 import { type JobView, moveTo } from '../../relay/jobs/job';
 import { type RedisProcess, startRedis } from '../redis-process';
-import { job } from '../store-contracts';
+import { job, manifest } from '../store-contracts';
 import { until } from '../until';
 
 let redis: RedisProcess;
@@ -245,4 +245,29 @@ it('a relay restarted under its id takes back the jobs it held and runs them aga
   await until(() => ids.every((id) => stateOf(again, id) === 'succeeded'), 'all six succeeded');
   const attempts = ids.map((id) => again.jobs.view(id)!.attempts).sort();
   expect(attempts).toEqual([1, 1, 2, 2, 2, 2]);
+}, 60_000);
+
+it('keeps every blob as a file in the shared directory, so one relay reads what another stored', async () => {
+  const prefix = `t${++prefixes}:`;
+  const shared = join(dir, 'shared-blobs');
+  const stores = [];
+  for (let i = 0; i < 2; i++) {
+    const l = await openRedis(redis.url, { prefix });
+    opened.push({ jobs: { close: async () => {} } as Jobs, link: l });
+    stores.push(await clusterStore(l, shared));
+  }
+  const [one, two] = stores.map((s) => openBlobs(s, { graceMs: 60_000, maxUploads: 2 }));
+  const small = new Uint8Array([1, 2, 3]);
+  const large = new Uint8Array(3 << 20).map((_, i) => i % 251);
+  const a = await one!.putBytes(small);
+  const b = await one!.putBytes(large);
+  expect(new Uint8Array((await two!.get(a.hash))!)).toEqual(small);
+  expect(await two!.stat(b.hash)).toEqual({ size: large.byteLength });
+  expect(stores[1]!.location).toBe(shared);
+  // The bytes are files, none in Redis: small and large alike.
+  const l = opened.at(-1)!.link;
+  expect(await l.client.keys(`${prefix}blob*`)).toEqual([]);
+  const apps = stores[0]!.apps;
+  await apps.put(await manifest('shared', '1.0.0'));
+  expect((await stores[1]!.apps.current('shared'))?.version).toBe('1.0.0');
 }, 60_000);
