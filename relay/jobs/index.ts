@@ -15,7 +15,6 @@ import {
   InputError,
   LimitError,
   NotFoundError,
-  toWire,
   UnavailableError,
 } from '../../core/errors';
 import type { Manifest } from '../../core/manifest';
@@ -37,14 +36,12 @@ import {
   withReason,
 } from './job';
 import type { JobQueue } from './queue';
+import { shareJobs } from './shared';
 import type { JobStore } from './store';
 
 export type { JobHub } from './dispatch';
 export type { Job, JobLimits, JobState, JobView } from './job';
 export { defaultJobLimits } from './job';
-
-/** Jobs a relay of a cluster holds queued beyond its nodes' free slots (ordered by priority). */
-const LOOKAHEAD = 16;
 
 export interface JobsOptions {
   /** Exactly one: `store`, jobs kept by this relay alone, or `queue`, shared by a cluster. */
@@ -230,60 +227,29 @@ export async function openJobs(o: JobsOptions) {
     queue: () => queue,
     get: (id) => jobs.get(id),
     commit,
-    ...(shared && { refill }),
+    ...(shared && { refill: () => sharing!.refill() }),
     log: o.log,
   });
 
-  let refillFailing = false;
-  /** A cluster's relay: drops jobs taken over from it, takes what its free slots can run soon. */
-  async function refill(): Promise<void> {
-    const q = shared!;
-    for (const id of q.lost()) {
-      const job = jobs.get(id);
-      if (job) reset(job, job, false);
-    }
-    const want = dispatch.free() + LOOKAHEAD - queue.length;
-    if (want <= 0 || closed) return;
-    let taken: Job[];
-    try {
-      taken = await q.take(want);
-      if (refillFailing) o.log.info('jobs: the shared queue answers again');
-      refillFailing = false;
-    } catch (e) {
-      if (!refillFailing) o.log.warn(`jobs: cannot take jobs from the shared queue: ${String(e)}`);
-      refillFailing = true;
-      return;
-    }
-    for (const job of taken) {
-      const cur = jobs.get(job.id);
-      if (cur) reset(cur, job, job.state === 'queued');
-      else apply(undefined, job, job.state === 'queued');
-      if (job.idempotencyKey) idempotent.set(idemKey(job.owner, job.idempotencyKey), job.id);
-      if (job.state !== 'running') continue;
-      // Its relay stopped while it ran (or this one, restarted): it runs again, attempts bounded.
-      const why = `the relay of run ${job.attempts} stopped while it ran`;
-      const again = job.attempts < limits.maxAttempts;
-      const next = again
-        ? moveTo(job, 'queued', { reasons: withReason(job, why) })
-        : moveTo(
-            job,
-            'failed',
-            { reasons: withReason(job, why), error: toWire(new UnavailableError(why)) },
-            now(),
-          );
-      await commit(job, next).catch((e: unknown) => o.log.warn(`jobs: ${String(e)}`));
-    }
-  }
-
-  /** Another relay's change (or this one's, heard back): the tables and watchers follow it. */
-  function heard(job: Job): void {
-    const cur = jobs.get(job.id);
-    if (cur && cur.state === job.state && cur.attempts === job.attempts) return;
-    if (job.idempotencyKey) idempotent.set(idemKey(job.owner, job.idempotencyKey), job.id);
-    if (cur) reset(cur, job, false);
-    else apply(undefined, job, false);
-    tell(job);
-  }
+  const sharing =
+    shared &&
+    shareJobs({
+      queue: shared,
+      limits,
+      now,
+      log: o.log,
+      get: (id) => jobs.get(id),
+      held: () => queue.length,
+      free: () => dispatch.free(),
+      closed: () => closed,
+      apply,
+      reset,
+      remember: (job) => {
+        if (job.idempotencyKey) idempotent.set(idemKey(job.owner, job.idempotencyKey), job.id);
+      },
+      commit,
+      tell,
+    });
 
   /** The rest of a submit, counted in `accepting` meanwhile. */
   async function accept(
@@ -361,14 +327,7 @@ export async function openJobs(o: JobsOptions) {
   }
 
   // A cluster's relay hears changes before it reads them all: it misses none.
-  await shared?.listen({
-    change: heard,
-    resync: () =>
-      void shared
-        .load()
-        .then((all) => all.forEach(heard))
-        .catch((e: unknown) => o.log.warn(`jobs: ${String(e)}`)),
-  });
+  await sharing?.listen();
   // What the store kept: a job that was running when the relay stopped runs again.
   const kept = (await (shared ?? o.store!).load()).sort((a, b) => (a.id < b.id ? -1 : 1));
   let requeued = 0;
