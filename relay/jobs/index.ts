@@ -4,6 +4,8 @@
  * cancelled later. A job succeeds at most once and its result never changes (job.ts `moveTo`);
  * a run whose node is lost puts it back in the queue, at most `maxAttempts` runs; a job past its
  * deadline fails with E_TIMEOUT. Every change is durable before it is visible (store.ts).
+ * Relays of a cluster share their jobs through a JobQueue instead of a store (queue.ts,
+ * shared.ts): every relay sees every job, the one that holds a job runs it, moves are conditional.
  * @example const jobs = await openJobs({ store, blobs, hub, limits, log, manifest });
  *          const { job } = await jobs.submit('admin', body);
  *          jobs.watch(job.id, (view) => …);
