@@ -229,7 +229,7 @@ export async function openJobs(o: JobsOptions) {
     queue: () => queue,
     get: (id) => jobs.get(id),
     commit,
-    ...(shared && { refill: () => sharing!.refill() }),
+    ...(shared && { refill: () => sharing!.refill(), confirmRuns: true }),
     log: o.log,
   });
 
@@ -253,11 +253,12 @@ export async function openJobs(o: JobsOptions) {
       tell,
     });
 
-  /** The rest of a submit, counted in `accepting` meanwhile. */
+  /** The rest of a submit, counted in `accepting` until its job is held (`held` called). */
   async function accept(
     owner: string,
     body: SubmitBody,
     size: number,
+    held: () => void,
   ): Promise<{ job: Job; created: boolean }> {
     const manifest = await o.manifest(body.app);
     if (!manifest) throw new NotFoundError(`app: no app named "${body.app}" is deployed`);
@@ -297,6 +298,7 @@ export async function openJobs(o: JobsOptions) {
     };
     if (job.idempotencyKey) idempotent.set(idemKey(owner, job.idempotencyKey), job.id);
     jobs.set(job.id, job);
+    held();
     holdActive(owner, job.id, size);
     let same: string | undefined;
     try {
@@ -389,10 +391,15 @@ export async function openJobs(o: JobsOptions) {
           `this address has ${mine} jobs queued or running (limit ${limits.maxActivePerAddress} without a credential): submit again once some finish`,
         );
       accepting++;
+      let counted = true;
+      const held = () => {
+        if (counted) accepting--;
+        counted = false;
+      };
       try {
-        return await accept(owner, body, size);
+        return await accept(owner, body, size, held);
       } finally {
-        accepting--;
+        held();
       }
     },
     get: (id: string) => jobs.get(id),
