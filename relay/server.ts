@@ -22,6 +22,7 @@ import { type BlobLimits, collectEvery, withBlobs } from './blob-refs';
 import type { Blobs } from './blobs';
 import type { LogicCaps } from './cloud-node';
 import type { Cluster } from './cluster/cluster';
+import { openJobQueue } from './cluster/job-queue';
 import { joinCluster, wireShared } from './cluster/parts';
 import { type ContextOptions, openContext, type RelayContext } from './context';
 import { mountFabric } from './fabric-http';
@@ -266,8 +267,10 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     bodyLimit,
   });
   const jobs = await openJobs({
-    // cluster: jobs — the cluster-jobs part picks its consumer-group queue here when `cluster`.
-    store: await openJobLog(join(dataDir, 'jobs'), { warn }),
+    // One queue for the whole cluster (a Redis Streams consumer group), or this relay's log.
+    ...(cluster
+      ? { queue: await openJobQueue(cluster.redis, { relayId: cluster.relayId, warn }) }
+      : { store: await openJobLog(join(dataDir, 'jobs'), { warn }) }),
     blobs: federation?.jobBlobs(blobs, files.limits.maxBytes) ?? blobs,
     hub,
     ...(options.jobs && { limits: options.jobs }),

@@ -65,7 +65,10 @@ export async function createStore(dataDir = '.brume'): Promise<Store> {
   return { location: root, blobs: fileBlobs(dirs.blobs), apps: fileApps(dirs.apps) };
 }
 
-/** Blobs as files named by their hash; a reader sees a whole file or none (relay/durable.ts). */
+/**
+ * Blobs as files named by their hash; a reader sees a whole file or none (relay/durable.ts).
+ * Also a cluster's shared blob directory (relay/cluster/store.ts `clusterStore`).
+ */
 export function fileBlobs(dir: string): BlobStore {
   function blobPath(sha256: string): string {
     if (!isSha256(sha256)) {

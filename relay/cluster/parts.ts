@@ -8,8 +8,6 @@
  *          const parts = await clusterParts(cluster, { blobDir, warn });
  */
 
-import { mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
 import { InputError } from '../../core/errors';
 import { isAppName, isAppVersion } from '../../core/names';
 import type { Apps } from '../apps';
@@ -17,13 +15,13 @@ import type { Hub } from '../hub';
 import type { HubCluster } from '../hub/cluster';
 import { emptyProjects, type ProjectsState, projectsSchema } from '../projects';
 import type { RelayOptions } from '../server';
-import { fileBlobs, type Store } from '../store';
+import type { Store } from '../store';
 import { type SharedAdmin, sharedAdmin } from './admin';
 import { type Cluster, openCluster } from './cluster';
 import { openDoc, type SharedDoc } from './doc';
 import { type RedisKeyStore, redisKeys } from './keys';
 import { redisCluster } from './nodes';
-import { redisStore } from './store';
+import { clusterStore } from './store';
 
 /** The users-and-projects document's stored size at most (1000 projects of 100 apps and members). */
 const MAX_PROJECTS_BYTES = 32 * 1024 * 1024;
@@ -55,13 +53,8 @@ export async function clusterParts(
     );
   }
   const { redis } = cluster;
-  // Apps in Redis; blob bytes as files in the shared directory, streamed by relay/blobs.ts.
-  // cluster: jobs — the cluster-jobs part may give its own store function here (one line).
-  // Not createStore: it removes the temporaries it finds, which may be another relay's uploads.
-  const root = resolve(o.blobDir);
-  await mkdir(join(root, 'blobs'), { recursive: true });
-  const apps = (await redisStore(redis, { blobDir: root })).apps;
-  const store: Store = { location: root, apps, blobs: fileBlobs(join(root, 'blobs')) };
+  // Apps in Redis; every blob's bytes a file in the shared directory (relay/cluster/store.ts).
+  const store = await clusterStore(redis, o.blobDir);
   const admin = await sharedAdmin(cluster, o.warn, o.adminToken);
   const keys = await redisKeys(redis, o.warn, { keys: o.maxKeys }, cluster);
   const projects = await openDoc(cluster, 'projects', {

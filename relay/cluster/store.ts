@@ -21,8 +21,11 @@
  * parseManifest and must carry the name and version it is stored under; a blob's bytes must hash
  * to its name. Either refusal is an InternalError naming the key, never a crash.
  * Every write is one atomic step (MULTI or a script): a reader sees the old state or the new one.
+ * A cluster of relays (`brume start --redis`) uses `clusterStore` instead: one rule for blob bytes,
+ * every blob a file under the shared directory, whatever its size (see below).
  * @example const redis = await openRedis(url);
  *          const store = redisStore(redis, { blobDir: '/mnt/brume-blobs' });
+ *          const shared = await clusterStore(redis, '/mnt/brume-blobs');
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, stat } from 'node:fs/promises';
@@ -31,7 +34,7 @@ import { InputError, InternalError, LimitError, QuotaError } from '../../core/er
 import { type Manifest, parseManifest } from '../../core/manifest';
 import { isAppName, isAppVersion, isSha256 } from '../../core/names';
 import { writeDurable } from '../durable';
-import { type AppStore, type BlobStore, compareSemver, type Store } from '../store';
+import { type AppStore, type BlobStore, compareSemver, fileBlobs, type Store } from '../store';
 import type { RedisLink } from './redis';
 
 export interface RedisStoreOptions {
@@ -54,6 +57,25 @@ export async function redisStore(redis: RedisLink, o: RedisStoreOptions = {}): P
     apps: redisApps(redis),
     blobs: redisBlobs(redis, { ...redisStoreDefaults, ...o, blobDir }),
   };
+}
+
+/**
+ * The Store of a relay in a cluster: apps in Redis (as `redisStore`), and every blob's bytes,
+ * small or large, a file `<blobDir>/blobs/<sha256>` in a directory all relays mount (NFS, a
+ * shared volume). One rule, so the streaming, ranged and collected blob API (relay/blobs.ts, which
+ * works under `location`/blobs) is the same on every relay and any relay serves any blob; Redis
+ * memory, the scarce resource of a cluster, holds no bytes. Writes are whole-or-absent files
+ * (writeDurable, an upload's rename), and two relays writing one hash write the same bytes.
+ * Unlike `createStore`, nothing is cleaned up at start: a temporary file in the shared directory
+ * may be another relay's upload in progress.
+ * @example const store = await clusterStore(redis, '/mnt/brume-blobs');
+ *          const blobs = openBlobs(store, limits); // files under /mnt/brume-blobs/blobs
+ */
+export async function clusterStore(redis: RedisLink, blobDir: string): Promise<Store> {
+  const root = resolve(blobDir);
+  const dir = join(root, 'blobs');
+  await mkdir(dir, { recursive: true });
+  return { location: root, apps: redisApps(redis), blobs: fileBlobs(dir) };
 }
 
 function redisApps(redis: RedisLink): AppStore {

@@ -46,6 +46,13 @@ export interface DispatchOptions {
   queue(): readonly Job[];
   get(id: string): Job | undefined;
   commit(prev: Job, next: Job): Promise<Job>;
+  /** Fills the queue before each pass (a cluster's relay takes jobs from the shared queue). */
+  refill?(): Promise<void>;
+  /**
+   * A run starts only once its `running` state is written (a cluster: another relay may hold the
+   * job, and the write is refused). Otherwise it starts at once, the write going meanwhile.
+   */
+  confirmRuns?: boolean;
   log: { warn(m: string): void };
 }
 
@@ -105,6 +112,7 @@ export function createDispatch(o: DispatchOptions) {
 
   async function pass(): Promise<void> {
     if (stopped) return;
+    await o.refill?.();
     expire(o.now());
     if (o.queue().length === 0) return;
     const nodes = hub.nodes();
@@ -157,8 +165,23 @@ export function createDispatch(o: DispatchOptions) {
       { attempts: job.attempts + 1, node: route.node },
       o.now(),
     );
-    commit(job, runJob);
     bump(route.node, 1);
+    const written = o.commit(job, runJob);
+    if (!o.confirmRuns) {
+      void written.catch((e: unknown) => o.log.warn(`jobs: write failed: ${String(e)}`));
+      run(job, runJob, route);
+      return;
+    }
+    written.then(
+      () => run(job, runJob, route),
+      (e: unknown) => {
+        bump(route.node, -1);
+        o.log.warn(`jobs: ${job.id} not started: ${String(e)}`);
+      },
+    );
+  }
+
+  function run(job: Job, runJob: Job, route: Route): void {
     void inputOf(runJob).then(
       (input) => {
         const left = runJob.deadline === undefined ? Infinity : runJob.deadline - o.now();
@@ -272,6 +295,12 @@ export function createDispatch(o: DispatchOptions) {
     stop(): void {
       stopped = true;
       clearInterval(timer);
+    },
+    /** Free slots on the nodes that may take jobs now, together. */
+    free(): number {
+      let n = 0;
+      for (const f of freeSlots(hub.nodes()).free.values()) n += f;
+      return n;
     },
     /** Why a queued job waits. */
     waiting(job: Job): string | undefined {

@@ -4,6 +4,8 @@
  * cancelled later. A job succeeds at most once and its result never changes (job.ts `moveTo`);
  * a run whose node is lost puts it back in the queue, at most `maxAttempts` runs; a job past its
  * deadline fails with E_TIMEOUT. Every change is durable before it is visible (store.ts).
+ * Relays of a cluster share their jobs through a JobQueue instead of a store (queue.ts,
+ * shared.ts): every relay sees every job, the one that holds a job runs it, moves are conditional.
  * @example const jobs = await openJobs({ store, blobs, hub, limits, log, manifest });
  *          const { job } = await jobs.submit('admin', body);
  *          jobs.watch(job.id, (view) => …);
@@ -12,6 +14,7 @@ import { encode } from '../../core/codec';
 import {
   CodecError,
   ConflictError,
+  InputError,
   LimitError,
   NotFoundError,
   UnavailableError,
@@ -34,6 +37,8 @@ import {
   viewOf,
   withReason,
 } from './job';
+import type { JobQueue } from './queue';
+import { shareJobs } from './shared';
 import type { JobStore } from './store';
 
 export type { JobHub } from './dispatch';
@@ -41,7 +46,9 @@ export type { Job, JobLimits, JobState, JobView } from './job';
 export { defaultJobLimits } from './job';
 
 export interface JobsOptions {
-  store: JobStore;
+  /** Exactly one: `store`, jobs kept by this relay alone, or `queue`, shared by a cluster. */
+  store?: JobStore;
+  queue?: JobQueue;
   blobs: JobBlobs;
   hub: JobHub;
   limits?: Partial<JobLimits>;
@@ -56,13 +63,18 @@ export interface JobsOptions {
 type Listener = (view: JobView) => void;
 
 export async function openJobs(o: JobsOptions) {
+  if ((o.store === undefined) === (o.queue === undefined))
+    throw new InputError('jobs: give exactly one of store (one relay) and queue (a cluster)');
+  const shared = o.queue;
   const limits: JobLimits = { ...defaultJobLimits, ...o.limits };
   const now = o.now ?? Date.now;
   const ids = jobIds(now);
   /** Every job kept, in id order (ids sort by time; the map keeps insertion order). */
   const jobs = new Map<string, Job>();
-  /** Queued jobs in queue order. */
+  /** Queued jobs this relay may run, in queue order (in a cluster: those it holds). */
   const queue: Job[] = [];
+  /** Jobs running on this relay's dispatch. */
+  const runningHere = new Set<string>();
   /** Finished jobs' ids in the order they finished: the oldest is forgotten first. */
   const finished: string[] = [];
   const idempotent = new Map<string, string>();
@@ -70,10 +82,10 @@ export async function openJobs(o: JobsOptions) {
   /** Jobs whose new state is being written: the state before it, which readers still see. */
   const unsettled = new Map<string, Job>();
   let watchers = 0;
-  let running = 0;
   /** Submits checked and being written: counted against maxActive before they are queued. */
   let accepting = 0;
-  /** Jobs queued or running (or being accepted) by owner, and their inline inputs' bytes. */
+  /** Jobs queued or running (or being accepted) by owner, and their inline inputs' bytes (one
+   * entry per job active: its size is the count of jobs active). */
   const activeBy = new Map<string, number>();
   const inputBytes = new Map<string, number>();
   let activeInputBytes = 0;
@@ -83,6 +95,7 @@ export async function openJobs(o: JobsOptions) {
     activeInputBytes += bytes;
   };
   const releaseActive = (owner: string, id: string) => {
+    if (!inputBytes.has(id)) return;
     const n = (activeBy.get(owner) ?? 1) - 1;
     if (n > 0) activeBy.set(owner, n);
     else activeBy.delete(owner);
@@ -113,24 +126,67 @@ export async function openJobs(o: JobsOptions) {
    * Makes `next` the job's state: in the queue and tables at once (the dispatcher never runs a
    * job twice), then to readers and watchers once it is on disk.
    */
-  async function commit(prev: Job, next: Job): Promise<Job> {
+  async function commit(prev: Job, next: Job, force = false): Promise<Job> {
+    apply(prev, next, true);
+    // Readers see the state before until this one is on disk: a result shown is never taken back.
+    unsettled.set(next.id, unsettled.get(next.id) ?? prev);
+    if (shared) {
+      let moved: boolean;
+      try {
+        moved = await shared.move(prev, next, force);
+      } catch (e) {
+        // Redis did not say: the job is as before; a run's answer is lost, and the job is left
+        // for a relay (maybe this one) to take over once its entry is idle.
+        unsettled.delete(next.id);
+        if (prev.state === 'running') shared.release(prev.id);
+        reset(next, prev, prev.state === 'queued');
+        throw e;
+      }
+      unsettled.delete(next.id);
+      if (!moved) {
+        // Another relay moved it first (a cancel, or a takeover): the cluster's state wins.
+        const kept = await shared.get(next.id).catch(() => undefined);
+        if (kept && kept.state !== 'queued' && kept.state !== 'running') shared.release(next.id);
+        reset(next, kept ?? prev, false);
+        if (kept) tell(kept);
+        throw new ConflictError(`job ${next.id}: another relay moved it first`);
+      }
+    } else {
+      // A failed write leaves it there: the disk keeps the state before, and readers see it too.
+      await o.store!.put(next);
+      unsettled.delete(next.id);
+    }
+    tell(next);
+    return next;
+  }
+
+  /**
+   * Makes `next` the job's state in the tables (`mine`: this relay may run it): in the queue at
+   * once, so the dispatcher never runs a job twice.
+   */
+  function apply(prev: Job | undefined, next: Job, mine: boolean): void {
     jobs.set(next.id, next);
-    if (prev.state === 'queued') dequeue(prev.id);
-    if (prev.state === 'running') running--;
-    if (next.state === 'queued') enqueue(next);
-    if (next.state === 'running') running++;
-    if (isTerminal(next.state)) {
-      if (!isTerminal(prev.state)) releaseActive(next.owner, next.id);
+    if (prev?.state === 'queued') dequeue(prev.id);
+    runningHere.delete(next.id);
+    if (mine && next.state === 'queued') enqueue(next);
+    if (mine && next.state === 'running') runningHere.add(next.id);
+    if (!prev && !isTerminal(next.state))
+      holdActive(next.owner, next.id, next.input === undefined ? 0 : encodedSize(next.input));
+    if (isTerminal(next.state) && (!prev || !isTerminal(prev.state))) {
+      releaseActive(next.owner, next.id);
       finished.push(next.id);
       void trim();
     }
-    // Readers see the state before until this one is on disk: a result shown is never taken back.
-    unsettled.set(next.id, unsettled.get(next.id) ?? prev);
-    // A failed write leaves it there: the disk keeps the state before, and readers see it too.
-    await o.store.put(next);
-    unsettled.delete(next.id);
-    tell(next);
-    return next;
+  }
+  /** Puts a job back as `to` whatever it was locally (a write refused or failed, a resync). */
+  function reset(cur: Job, to: Job, mine: boolean): void {
+    dequeue(cur.id);
+    runningHere.delete(cur.id);
+    releaseActive(cur.owner, cur.id);
+    const at = finished.indexOf(cur.id);
+    if (at >= 0) finished.splice(at, 1);
+    jobs.delete(cur.id);
+    apply(undefined, to, mine);
   }
   /** A job as readers see it: its last state on disk. */
   const shown = (job: Job): Job => unsettled.get(job.id) ?? job;
@@ -146,12 +202,23 @@ export async function openJobs(o: JobsOptions) {
   async function trim(): Promise<void> {
     if (finished.length <= limits.maxKept) return;
     const gone = finished.splice(0, finished.length - limits.maxKept);
+    const forgotten = new Map<string, string>();
     for (const id of gone) {
       const job = jobs.get(id);
       jobs.delete(id);
-      if (job?.idempotencyKey) idempotent.delete(idemKey(job.owner, job.idempotencyKey));
+      if (job?.idempotencyKey) {
+        idempotent.delete(idemKey(job.owner, job.idempotencyKey));
+        forgotten.set(id, idemKey(job.owner, job.idempotencyKey));
+      }
     }
-    await o.store.forget(gone).catch((e: unknown) => o.log.warn(`jobs: ${String(e)}`));
+    const keys = gone.map((id) => {
+      const key = forgotten.get(id);
+      forgotten.delete(id);
+      return key ?? '';
+    });
+    await (shared ? shared.forget(gone, keys) : o.store!.forget(gone)).catch((e: unknown) =>
+      o.log.warn(`jobs: ${String(e)}`),
+    );
   }
 
   const dispatch = createDispatch({
@@ -162,14 +229,36 @@ export async function openJobs(o: JobsOptions) {
     queue: () => queue,
     get: (id) => jobs.get(id),
     commit,
+    ...(shared && { refill: () => sharing!.refill(), confirmRuns: true }),
     log: o.log,
   });
 
-  /** The rest of a submit, counted in `accepting` meanwhile. */
+  const sharing =
+    shared &&
+    shareJobs({
+      queue: shared,
+      limits,
+      now,
+      log: o.log,
+      get: (id) => jobs.get(id),
+      held: () => queue.length,
+      free: () => dispatch.free(),
+      closed: () => closed,
+      apply,
+      reset,
+      remember: (job) => {
+        if (job.idempotencyKey) idempotent.set(idemKey(job.owner, job.idempotencyKey), job.id);
+      },
+      commit,
+      tell,
+    });
+
+  /** The rest of a submit, counted in `accepting` until its job is held (`held` called). */
   async function accept(
     owner: string,
     body: SubmitBody,
     size: number,
+    held: () => void,
   ): Promise<{ job: Job; created: boolean }> {
     const manifest = await o.manifest(body.app);
     if (!manifest) throw new NotFoundError(`app: no app named "${body.app}" is deployed`);
@@ -209,36 +298,55 @@ export async function openJobs(o: JobsOptions) {
     };
     if (job.idempotencyKey) idempotent.set(idemKey(owner, job.idempotencyKey), job.id);
     jobs.set(job.id, job);
+    held();
     holdActive(owner, job.id, size);
+    let same: string | undefined;
     try {
-      await o.store.put(job);
+      if (shared) {
+        const key = job.idempotencyKey && idemKey(owner, job.idempotencyKey);
+        same = await shared.add(job, key);
+      } else await o.store!.put(job);
     } catch (e) {
+      same = undefined;
       releaseActive(owner, job.id);
       jobs.delete(job.id);
       if (job.idempotencyKey) idempotent.delete(idemKey(owner, job.idempotencyKey));
       throw e;
     }
+    if (same !== undefined) {
+      // Another relay made it first under this key.
+      releaseActive(owner, job.id);
+      jobs.delete(job.id);
+      const made = jobs.get(same) ?? (await shared!.get(same));
+      if (!made) throw new ConflictError(`idempotencyKey: job ${same} made under it is gone`);
+      idempotent.set(idemKey(owner, job.idempotencyKey!), same);
+      return { job: made, created: false };
+    }
+    // In a cluster it is run by the relay that takes it from the shared queue.
+    if (shared) return { job, created: true };
     // Queued only once on disk: it cannot run before it is accepted.
     enqueue(job);
     dispatch.pump();
     return { job, created: true };
   }
 
+  // A cluster's relay hears changes before it reads them all: it misses none.
+  await sharing?.listen();
   // What the store kept: a job that was running when the relay stopped runs again.
-  const kept = (await o.store.load()).sort((a, b) => (a.id < b.id ? -1 : 1));
+  const kept = (await (shared ?? o.store!).load()).sort((a, b) => (a.id < b.id ? -1 : 1));
   let requeued = 0;
   for (const job of kept) {
     ids.after(job.id);
     let j = job;
-    if (j.state === 'running') {
+    if (!shared && j.state === 'running') {
       j = moveTo(j, 'queued', { reasons: withReason(j, 'the relay stopped while it ran') });
       requeued++;
-      await o.store.put(j);
+      await o.store!.put(j);
     }
     jobs.set(j.id, j);
     if (j.idempotencyKey) idempotent.set(idemKey(j.owner, j.idempotencyKey), j.id);
-    if (j.state === 'queued') {
-      enqueue(j);
+    if (!isTerminal(j.state)) {
+      if (!shared) enqueue(j);
       holdActive(j.owner, j.id, j.input === undefined ? 0 : encodedSize(j.input));
     }
     if (isTerminal(j.state)) finished.push(j.id);
@@ -263,7 +371,7 @@ export async function openJobs(o: JobsOptions) {
       }
       if (closed)
         throw new UnavailableError('the relay is shutting down: it takes no new jobs, retry later');
-      const active = queue.length + running + accepting;
+      const active = inputBytes.size + accepting;
       if (active >= limits.maxActive)
         throw new LimitError(
           `${active} jobs are queued or running (limit --max-jobs ${limits.maxActive}): submit again once some finish`,
@@ -283,10 +391,15 @@ export async function openJobs(o: JobsOptions) {
           `this address has ${mine} jobs queued or running (limit ${limits.maxActivePerAddress} without a credential): submit again once some finish`,
         );
       accepting++;
+      let counted = true;
+      const held = () => {
+        if (counted) accepting--;
+        counted = false;
+      };
       try {
-        return await accept(owner, body, size);
+        return await accept(owner, body, size, held);
       } finally {
-        accepting--;
+        held();
       }
     },
     get: (id: string) => jobs.get(id),
@@ -301,7 +414,7 @@ export async function openJobs(o: JobsOptions) {
       if (!job) throw new NotFoundError(`no job ${id}`);
       if (isTerminal(job.state))
         throw new ConflictError(`job ${id} is already ${job.state}: there is nothing to cancel`);
-      const next = await commit(job, moveTo(job, 'cancelled', {}, now()));
+      const next = await commit(job, moveTo(job, 'cancelled', {}, now()), true);
       return viewOf(next);
     },
     /** Jobs in id order after `after`, filtered; `next` is the cursor for the next page. */
@@ -357,7 +470,7 @@ export async function openJobs(o: JobsOptions) {
     close(): Promise<void> {
       closed = true;
       dispatch.stop();
-      closing ??= o.store.close();
+      closing ??= (shared ?? o.store!).close();
       return closing;
     },
   };
