@@ -22,8 +22,8 @@ import type { Redis } from 'ioredis';
 import { encode } from '../../core/codec';
 import { Clock } from '../../core/context/hlc';
 import { type ContextOp, ContextReplica, entryId, type Staged } from '../../core/context/replica';
-import { InternalError, UnavailableError } from '../../core/errors';
-import type { AgreementBinding } from '../../core/protocol';
+import { InputError, InternalError, UnavailableError } from '../../core/errors';
+import { type AgreementBinding, contextOpSchema } from '../../core/protocol';
 import { type ContextOptions, checkWriter, type RelayContext } from '../context';
 import {
   AgreementCache,
@@ -115,6 +115,13 @@ export async function openClusterContext(
   let sinceSnapshot = { entries: 0, bytes: 0 };
   let generation = 0;
   let stored = 0;
+  /** This relay's writes sent or waiting for its reader, by operation id. */
+  const waiters = new Map<string, Waiter>();
+  let compacting: Promise<boolean> | undefined;
+  let readSinceCheck = 0;
+  let closed = false;
+  /** Why the reader cannot read now, while it cannot. */
+  let down: string | undefined;
 
   /** Loads the snapshot into a new replica (start, or a reader that fell behind a trim). */
   async function load(): Promise<void> {
@@ -252,8 +259,6 @@ export async function openClusterContext(
 
   /** The reader: its own connection, blocked on the stream, resuming from `lastId` after outages. */
   const reader = link.duplicate();
-  let closed = false;
-  let down: string | undefined;
   async function readLoop(): Promise<void> {
     for (let failures = 0; !closed; ) {
       try {
@@ -275,8 +280,6 @@ export async function openClusterContext(
   }
   const reading = readLoop();
 
-  let compacting: Promise<boolean> | undefined;
-  let readSinceCheck = 0;
   function maybeCompact(read: number): void {
     readSinceCheck += read;
     if (readSinceCheck < compactEntries || compacting) return;
@@ -331,8 +334,6 @@ export async function openClusterContext(
     }
   }
 
-  /** This relay's writes sent or waiting for its reader, by operation id. */
-  const waiters = new Map<string, Waiter>();
   const inflight = new Map<string, { op: ContextOp; bytes: number }>();
   let inflightBytes = 0;
   const staged: Staged = { entries: new Map(), bytes: new Map() };
@@ -380,6 +381,13 @@ export async function openClusterContext(
   function accept(op: ContextOp, from: string): Promise<number> {
     try {
       checkWriter(op, from);
+      // What goes into the stream must read back: every relay parses it there.
+      const shape = contextOpSchema.safeParse(op);
+      if (!shape.success) {
+        throw new InputError(
+          `op: not a context operation (${shape.error.issues[0]?.path.join('.')}: ${shape.error.issues[0]?.message})`,
+        );
+      }
       const first = pending.get(op.opId);
       if (first) return first.then(() => 0); // the same write again, still being stored
       if (replica.has(op.opId)) return Promise.resolve(0);
