@@ -5,7 +5,7 @@
 // the stream is skipped with a warning; compaction keeps the state and bounds the stream.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encode } from '../../core/codec';
-import { catchUpFor, type ContextOp } from '../../core/context/replica';
+import { type ContextOp, catchUpFor } from '../../core/context/replica';
 import { UnavailableError } from '../../core/errors';
 import { type ClusterContext, openClusterContext } from '../../relay/cluster/context';
 import { openRedis, type RedisLink } from '../../relay/cluster/redis';
@@ -67,7 +67,7 @@ function put(key: string, value: unknown, app = 'demo'): ContextOp {
     app,
     key,
     scope: 'app',
-    stamp: { wall: Date.now(), count: 0, node: `n${ops % 3}` },
+    stamp: { wall: Date.now(), count: ops, node: `n${ops % 3}` },
     kind: 'put',
     value: encode(value),
   };
@@ -85,7 +85,11 @@ const valueOf = (r: Relay, key: string) => {
 };
 const bytes = (v: unknown) => Buffer.from(encode(v));
 /** A replica's state, comparable whether its byte fields are Buffers or Uint8Arrays. */
-const stateOf = (r: Relay) => r.ctx.replica.state().map((op) => Buffer.from(encode(op))).sort(Buffer.compare);
+const stateOf = (r: Relay) =>
+  r.ctx.replica
+    .state()
+    .map((op) => Buffer.from(encode(op)))
+    .sort(Buffer.compare);
 
 describe('relays sharing a Redis', () => {
   it('see each other’s writes at the same positions, told through onRemote', async () => {
@@ -152,8 +156,9 @@ describe('relays sharing a Redis', () => {
     expect(late.ctx.replica.cursor).toBe(a.ctx.replica.cursor);
     expect(stateOf(late)).toEqual(stateOf(a));
     // Its next write is numbered after, on both.
+    const before = a.ctx.replica.cursor;
     const seq = await late.ctx.accept(put('after', 1), '');
-    expect(seq).toBeGreaterThan(a.ctx.replica.cursor);
+    expect(seq).toBeGreaterThan(before);
     await until(() => a.ctx.replica.cursor === seq, 'a to read it');
     expect(a.remote.at(-1)?.seq).toBe(seq);
   });
@@ -182,28 +187,31 @@ describe('Redis failing', () => {
     const { prefix, relays } = await cluster(1);
     const [a] = relays as [Relay];
     const acked: ContextOp[] = [];
-    let stop = false;
+    // Writes one after another until one is refused (Redis gone).
     const writing = (async () => {
-      for (let i = 0; !stop; i++) {
+      for (let i = 0; ; i++) {
         const op = put(`w${i}`, i);
         try {
           if (await a.ctx.accept(op, '')) acked.push(op);
         } catch (e) {
-          expect(e).toBeInstanceOf(UnavailableError);
+          return e;
         }
       }
     })();
     await until(() => acked.length >= 20, 'some writes acknowledged');
     await redis.kill();
-    stop = true;
-    await writing;
+    expect(await writing).toBeInstanceOf(UnavailableError);
     await redis.restart();
     const after = await relay('after', prefix);
     for (const op of acked) expect(after.ctx.replica.has(op.opId)).toBe(true);
     // The first relay reads again by itself and takes writes again.
     await until(() => a.ctx.failed() === undefined, 'the reader to resume');
     await until(
-      () => a.ctx.accept(put('again', 1), '').then(() => true, () => false),
+      () =>
+        a.ctx.accept(put('again', 1), '').then(
+          () => true,
+          () => false,
+        ),
       'a write to be taken again',
     );
   });
@@ -223,7 +231,11 @@ describe('Redis failing', () => {
     await redis.restart();
     let seq = 0;
     await until(
-      () => a.ctx.accept(put('after', 3), '').then((s) => ((seq = s), true), () => false),
+      () =>
+        a.ctx.accept(put('after', 3), '').then(
+          (s) => ((seq = s), true),
+          () => false,
+        ),
       'a write to be taken again',
     );
     await until(() => b.ctx.replica.cursor >= seq, 'b to read it');
