@@ -79,7 +79,7 @@ const errorOf = (p: Promise<unknown>) =>
   );
 const read = (r: Relay, key: string) => r.ctx.replica.get('demo', key, {}, Date.now());
 /** A key's value as bytes, or undefined. */
-const valueOf = (r: Relay, key: string) => {
+const valueAt = (r: Relay, key: string) => {
   const v = read(r, key)?.value;
   return v && Buffer.from(v);
 };
@@ -112,7 +112,7 @@ describe('relays sharing a Redis', () => {
     expect(a.remote.map((e) => e.seq)).toEqual(seqs.filter((_, i) => i % 3 !== 0));
     expect(b.remote.map((e) => e.seq)).toEqual(seqs.filter((_, i) => i % 3 !== 1));
     expect(c.remote.map((e) => e.seq)).toEqual(seqs.filter((_, i) => i % 3 !== 2));
-    expect(valueOf(c, 'k0')).toEqual(bytes(28));
+    expect(valueAt(c, 'k0')).toEqual(bytes(28));
     // The same write again, through another relay: a duplicate, 0, nothing new.
     const dup = put('dup', 1);
     expect(await a.ctx.accept(dup, '')).toBeGreaterThan(0);
@@ -128,8 +128,8 @@ describe('relays sharing a Redis', () => {
     const [sa, sb] = await Promise.all([b.ctx.accept(newer, ''), a.ctx.accept(older, '')]);
     const end = Math.max(sa, sb);
     await until(() => a.ctx.replica.cursor >= end && b.ctx.replica.cursor >= end, 'both read');
-    expect(valueOf(a, 'race')).toEqual(bytes('new'));
-    expect(valueOf(b, 'race')).toEqual(bytes('new'));
+    expect(valueAt(a, 'race')).toEqual(bytes('new'));
+    expect(valueAt(b, 'race')).toEqual(bytes('new'));
   });
 
   it('a node that moves from one relay to another catches up: nothing lost, nothing twice', async () => {
@@ -178,7 +178,7 @@ describe('compaction', () => {
     const fresh = await relay('fresh', prefix);
     expect(fresh.ctx.replica.cursor).toBe(a.ctx.replica.cursor);
     expect(stateOf(fresh)).toEqual(stateOf(a));
-    expect(valueOf(fresh, 'c9')).toEqual(bytes(199));
+    expect(valueAt(fresh, 'c9')).toEqual(bytes(199));
   });
 });
 
@@ -226,20 +226,15 @@ describe('Redis failing', () => {
     expect(e).toBeInstanceOf(UnavailableError);
     expect((e as Error).message).toMatch(/Redis at .* is unreachable/);
     expect(read(a, 'during')).toBeUndefined();
-    expect(valueOf(a, 'before')).toEqual(bytes(1));
+    expect(valueAt(a, 'before')).toEqual(bytes(1));
     await until(() => a.ctx.failed() !== undefined, 'the reader to notice');
     await redis.restart();
-    let seq = 0;
-    await until(
-      () =>
-        a.ctx.accept(put('after', 3), '').then(
-          (s) => ((seq = s), true),
-          () => false,
-        ),
+    const seq = await until(
+      () => a.ctx.accept(put('after', 3), '').catch(() => 0),
       'a write to be taken again',
     );
     await until(() => b.ctx.replica.cursor >= seq, 'b to read it');
-    expect(valueOf(b, 'after')).toEqual(bytes(3));
+    expect(valueAt(b, 'after')).toEqual(bytes(3));
     expect(b.remote.at(-1)?.op.key).toBe('after');
   });
 });
@@ -254,10 +249,10 @@ describe('garbage in the stream', () => {
     await a.link.client.xadd(key, '*', 'bind', 'garbage');
     const seq = await a.ctx.accept(put('fine', 1), '');
     await until(() => b.ctx.replica.cursor >= seq, 'b to read past the garbage');
-    expect(valueOf(b, 'fine')).toEqual(bytes(1));
+    expect(valueAt(b, 'fine')).toEqual(bytes(1));
     expect(b.warnings.filter((w) => w.includes('skipped')).length).toBeGreaterThanOrEqual(3);
     const late = await relay('late', prefix);
-    expect(valueOf(late, 'fine')).toEqual(bytes(1));
+    expect(valueAt(late, 'fine')).toEqual(bytes(1));
   });
 });
 
