@@ -99,7 +99,10 @@ export interface RelayContext extends ContextStore {
   agreements(keys: string[]): AgreementBinding[];
   /** A stamp for a write the relay makes itself (HTTP PUT/DELETE). */
   tick(): Stamp;
-  /** Why writes are refused until a restart (a failed write not undone), when they are. */
+  /**
+   * Why writes are refused now, when they are: until a restart (files: a failed write not undone),
+   * or until Redis answers again (cluster).
+   */
   failed(): string | undefined;
   /** The size of the log (bytes) and counts, for tests, readiness and the console. */
   files(): { log: number; generation: number; syncs: number; records: number };
