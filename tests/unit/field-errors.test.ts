@@ -77,7 +77,9 @@ describe('errors name the field', () => {
     const ttl = await refusal(await put('/api/context/hostile/k', { value: 1, ttlMs: -5 }));
     expect(ttl.message).toContain('ttlMs must be more than 0 (got -5)');
     const value = await refusal(await put('/api/context/hostile/k', { ttlMs: 5 }));
-    expect(value.message).toBe('value is required (send { value, ttlMs?, local? } as JSON or MessagePack)');
+    expect(value.message).toBe(
+      'value is required (send { value, ttlMs?, local? } as JSON or MessagePack)',
+    );
     const ok = await put('/api/context/hostile/k', { value: null, ttlMs: 5000 });
     expect(ok.status).toBe(200);
   });
