@@ -119,6 +119,8 @@ export function redisLogs(redis: RedisLink, o: RedisLogsOptions): LogStore {
   const lastWarned = new Map<string, number>();
   let sending: Promise<void> | undefined;
   let closed = false;
+  /** A send is due at the next turn (a batch filled up before the timer). */
+  let soon = false;
 
   /** Warns `message` unless a warning about `about` was given less than WARN_EVERY_MS ago. */
   const warnNow = (about: string, message: string) => {
@@ -145,12 +147,16 @@ export function redisLogs(redis: RedisLink, o: RedisLogsOptions): LogStore {
       })
       .then(
         (replies) => {
-          // A pipeline answers each command: one refused (not a stream there) is one dropped.
+          // A pipeline answers each command: one that failed (refused: not a stream there; or
+          // the link dropped) is one entry dropped.
           (replies ?? []).forEach(([error], i) => {
             const kind = batch[i]?.kind;
             if (!error || !kind) return;
             dropped(kind);
-            warnNow('refused', `cluster: Redis refused a ${kind} log entry: ${error.message}`);
+            warnNow(
+              'refused',
+              `cluster: a ${kind} log entry was not kept in Redis: ${error.message}`,
+            );
           });
         },
         (e: Error) => {
@@ -184,7 +190,13 @@ export function redisLogs(redis: RedisLink, o: RedisLogsOptions): LogStore {
         const oldest = pending.shift();
         if (oldest) dropped(oldest.kind);
       }
-      if (pending.length >= BATCH) setImmediate(() => void flush());
+      if (pending.length >= BATCH && !soon) {
+        soon = true;
+        setImmediate(() => {
+          soon = false;
+          void flush();
+        });
+      }
     },
     recent: own.recent,
     async list<K extends LogKind>(kind: K): Promise<LogEntries[K][]> {
