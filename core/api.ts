@@ -58,6 +58,8 @@ export interface DecisionRecord {
   estimateMs?: number;
   reason: string;
   ok: boolean;
+  /** The relay that decided, in a cluster (`--redis`): its id. */
+  relay?: string;
 }
 
 /** A call that went through the relay (HTTP clients, and nodes without a data channel). */
@@ -74,6 +76,8 @@ export interface CallRecord {
   quality?: number;
   /** A pipeline's stages and the node each ran on (a fan-out: its branches' nodes). */
   stages?: { stage: string; nodes: string[] }[];
+  /** The relay the call went through, in a cluster (`--redis`): its id. */
+  relay?: string;
 }
 
 export interface HubEvent {
@@ -89,6 +93,8 @@ export interface HubEvent {
     | 'disagreed';
   node?: string;
   detail: string;
+  /** The relay where it happened, in a cluster (`--redis`): its id. */
+  relay?: string;
 }
 
 export interface AppSummary {

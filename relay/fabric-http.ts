@@ -167,9 +167,10 @@ function mountAdmin(app: FastifyInstance, o: FabricHttpOptions): void {
   app.get('/api/nodes', guarded, async () =>
     hub.nodes().map((n) => ({ ...n, shortId: n.id.slice(0, 8) })),
   );
-  app.get('/api/decisions', guarded, async () => hub.decisions());
-  app.get('/api/events', guarded, async () => hub.events());
-  app.get('/api/calls', guarded, async () => hub.calls());
+  // A cluster's relay shows the whole cluster's newest entries (relay/cluster/logs.ts).
+  app.get('/api/decisions', guarded, () => hub.logs('decisions'));
+  app.get('/api/events', guarded, () => hub.logs('events'));
+  app.get('/api/calls', guarded, () => hub.logs('calls'));
   app.get('/api/exits', guarded, async () => hub.exits());
   // Sessions open now, the nodes leaving, and the last migrations (PROTOCOL.md §5.9).
   app.get('/api/sessions', guarded, async () => ({

@@ -93,6 +93,8 @@ export function createMetrics() {
     /** A message between relays of a cluster (relay/hub/cluster.ts): sent, received or dropped. */
     relayMessage: (dir: 'in' | 'out' | 'dropped', kind: string) =>
       m.relayMessages.inc({ dir, kind: relayKinds.has(kind) ? kind : 'other' }),
+    /** Entries of a log (decisions, calls, events) dropped: Redis was away, its buffer full. */
+    logDropped: (log: 'decisions' | 'calls' | 'events', n: number) => m.logDropped.inc({ log }, n),
     /** A context write: stored, a duplicate (nothing changed), or refused; by where it came from. */
     contextOp(from: string, accepted: Promise<number>): Promise<number> {
       const source = from ? 'node' : 'http';
@@ -165,6 +167,12 @@ function metricsIn(registry: Registry, sources: () => MetricsSources | undefined
       name: 'brume_relay_messages_total',
       help: 'Messages between the relays of a cluster, by direction (in, out, dropped: invalid) and kind',
       labelNames: ['dir', 'kind'],
+      registers,
+    }),
+    logDropped: new Counter({
+      name: 'brume_log_entries_dropped_total',
+      help: 'Log entries (decisions, calls, events) not kept: a cluster relay could not send them to Redis',
+      labelNames: ['log'],
       registers,
     }),
     contextOps: new Counter({

@@ -38,6 +38,7 @@ import { mountObserve, probe } from './http/observe';
 import { errorText, mountSite } from './http/site';
 import { createHub, type Hub } from './hub';
 import type { HubCluster } from './hub/cluster';
+import type { LogStore } from './hub/log-store';
 import { type JobLimits, type Jobs, openJobs } from './jobs';
 import { openJobLog } from './jobs/store';
 import { type KeyStore, openKeys } from './keys';
@@ -256,6 +257,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     metrics,
     cluster,
     hubCluster,
+    logs: shared?.logs,
     federation,
   };
   const { hub, net } = await buildServer(app, options, parts);
@@ -406,6 +408,8 @@ interface Parts {
   metrics: RelayMetrics;
   cluster: Cluster | undefined;
   hubCluster: HubCluster | undefined;
+  /** Where the hub keeps decisions, calls and events: the cluster's Redis, or (none) memory. */
+  logs: LogStore | undefined;
   federation: Federation | undefined;
 }
 
@@ -450,6 +454,7 @@ async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts
     ...(options.maxQuarantined !== undefined && { maxQuarantined: options.maxQuarantined }),
     ...(options.leaseMs !== undefined && { leaseMs: options.leaseMs }),
     ...(p.hubCluster && { cluster: p.hubCluster }),
+    ...(p.logs && { logs: p.logs }),
   });
   const closePeers = mountFabric(app, {
     hub,

@@ -3,7 +3,8 @@
  * for createRelay (relay/server.ts): apps and blob metadata, API keys, the admin token and trust
  * list, users and projects; and the news of a deploy (an app's current version changed) that
  * reaches the nodes of every relay. Blob bytes live in the shared `blobDir`, which every relay
- * of the cluster mounts: the streaming blob API (relay/blobs.ts) works on its files.
+ * of the cluster mounts: the streaming blob API (relay/blobs.ts) works on its files. The hub's
+ * decisions, calls and events are kept in Redis Streams too, so every relay shows the cluster's.
  * @example const cluster = await openCluster(url, { warn });
  *          const parts = await clusterParts(cluster, { blobDir, warn });
  */
@@ -13,6 +14,7 @@ import { isAppName, isAppVersion } from '../../core/names';
 import type { Apps } from '../apps';
 import type { Hub } from '../hub';
 import type { HubCluster } from '../hub/cluster';
+import type { LogStore } from '../hub/log-store';
 import { emptyProjects, type ProjectsState, projectsSchema } from '../projects';
 import type { RelayOptions } from '../server';
 import type { Store } from '../store';
@@ -20,6 +22,7 @@ import { type SharedAdmin, sharedAdmin } from './admin';
 import { type Cluster, openCluster } from './cluster';
 import { openDoc, type SharedDoc } from './doc';
 import { type RedisKeyStore, redisKeys } from './keys';
+import { redisLogs } from './logs';
 import { redisCluster } from './nodes';
 import { clusterStore } from './store';
 
@@ -35,6 +38,8 @@ export interface ClusterParts {
   projects: SharedDoc<ProjectsState>;
   /** The node registry and call forwarding across relays (relay/cluster/nodes.ts), for the hub. */
   hub: HubCluster;
+  /** Decisions, calls and events in Redis Streams (relay/cluster/logs.ts), for the hub. */
+  logs: LogStore;
   /** Tells the other relays that `name`'s current version is now `version`. */
   announceCurrent(name: string, version: string): Promise<void>;
   /** Calls `fn` when another relay made a version current. */
@@ -64,6 +69,7 @@ export async function clusterParts(
     warn: o.warn,
   });
   const hub = await redisCluster(redis, { warn: o.warn });
+  const logs = redisLogs(redis, { relayId: cluster.relayId, warn: o.warn });
   const currents = new Set<(name: string, version: string) => void>();
   const stop = cluster.listen(CURRENT, (message) => {
     // From Redis: hostile until checked, and one's own news is heard too.
@@ -78,6 +84,7 @@ export async function clusterParts(
     keys,
     projects,
     hub,
+    logs,
     announceCurrent: (name, version) =>
       cluster.publish(CURRENT, JSON.stringify({ relay: cluster.relayId, name, version })),
     onCurrent(fn) {
@@ -90,6 +97,7 @@ export async function clusterParts(
       projects.close();
       admin.close();
       await keys.close();
+      await logs.close();
     },
   };
 }

@@ -32,6 +32,7 @@ import { type Call, type CallAnswer, createForwarding, type Reply } from './forw
 import { createHonesty } from './honesty';
 import { createJoin } from './join';
 import { createLeases } from './leases';
+import type { LogStore } from './log-store';
 import { createLogs, type HubLog } from './logs';
 import { createPipelines } from './pipelines';
 import { createRegistry } from './registry';
@@ -83,13 +84,18 @@ export interface HubOptions {
    * nodes are placed on and reached through them. Default: this relay alone.
    */
   cluster?: HubCluster;
+  /**
+   * Where decisions, calls and events are kept (relay/cluster/logs.ts `redisLogs` in a cluster:
+   * every relay shows the cluster's). Default: this relay's memory (log-store.ts `memoryLogs`).
+   */
+  logs?: LogStore;
 }
 
 export function createHub(options: HubOptions) {
   const heartbeatMs = options.heartbeatMs ?? 2000;
   const limits: HubLimits = { ...defaultLimits, ...options.limits };
   const metrics = options.metrics ?? createMetrics();
-  const logs = createLogs(options.log, metrics);
+  const logs = createLogs(options.log, metrics, options.logs);
   const { event } = logs;
   const leaseMs = options.leaseMs ?? Math.min(heartbeatMs, MAX_LEASE_MS);
   if (leaseMs > heartbeatMs)
@@ -402,6 +408,8 @@ export function createHub(options: HubOptions) {
     sessions: { list: sessions.list, migrations: sessions.migrations, leaving: sessions.leaving },
     calls: logs.calls,
     events: logs.events,
+    /** What GET /api/decisions, /api/calls, /api/events show: the cluster's in a cluster. */
+    logs: logs.list,
     decide,
     /** Decision leases held now, and granted, revoked and refused (the table full) since start. */
     leases: leases.stats,

@@ -1,32 +1,24 @@
 /**
  * The hub's bounded logs, read by the admin console: events (joins, refusals, evictions,
  * quarantines), placement decisions, and calls through the relay with their outcome and latency.
- * @example const logs = createLogs(log); logs.event('joined', 'fog (trusted)', id);
+ * Kept in a LogStore (log-store.ts): this relay's memory, or Redis for a cluster; keeping an entry
+ * never waits, so a call is answered whatever the store's state.
+ * @example const logs = createLogs(log, metrics); logs.event('joined', 'fog (trusted)', id);
  */
 import type { CallRecord, DecisionRecord, HubEvent } from '../../core/api';
 import type { RelayLogger } from '../log';
 import type { RelayMetrics } from '../metrics';
 import type { Outcome } from '../verify';
+import { type LogKind, type LogStore, memoryLogs } from './log-store';
 
 /** What the hub logs through: pino's shape (relay/log.ts). */
 export type HubLog = Pick<RelayLogger, 'info' | 'warn' | 'debug'>;
 
-/** What the console shows of each log: the newest entries. */
-const shown = 1000;
-
-/** Bounded logs: the newest `max` entries, dropped a tenth at a time (not one shift per entry). */
-function remember<T>(list: T[], item: T, max = shown): void {
-  list.push(item);
-  if (list.length > max + max / 10) list.splice(0, list.length - max);
-}
-
-export function createLogs(log: HubLog, metrics: RelayMetrics) {
-  const decisions: DecisionRecord[] = [];
-  const calls: CallRecord[] = [];
-  const events: HubEvent[] = [];
+export function createLogs(log: HubLog, metrics: RelayMetrics, store: LogStore = memoryLogs()) {
+  store.onDropped((kind, n) => metrics.logDropped(kind, n));
   return {
     event(kind: HubEvent['kind'], detail: string, node?: string): void {
-      remember(events, { at: Date.now(), kind, detail, ...(node ? { node } : {}) });
+      store.add('events', { at: Date.now(), kind, detail, ...(node ? { node } : {}) });
       metrics.event(kind);
       const warn = kind === 'refused' || kind === 'evicted' || kind === 'quarantined';
       const fields = { event: kind, ...(node && { node }) };
@@ -34,7 +26,7 @@ export function createLogs(log: HubLog, metrics: RelayMetrics) {
       if (warn) log.warn(fields, line);
       else log.info(fields, line);
     },
-    decision: (record: DecisionRecord) => remember(decisions, record),
+    decision: (record: DecisionRecord) => store.add('decisions', record),
     /**
      * `reply`, recording the call's outcome and latency in the bounded call log and the metrics,
      * and logging one line with its trace id (this relay's hop of the request) and `ref`, what
@@ -68,7 +60,7 @@ export function createLogs(log: HubLog, metrics: RelayMetrics) {
           ...(answer.ok && answer.quality !== undefined && { quality: answer.quality }),
           ...(answer.ok && stagesOf(answer.trace)),
         };
-        remember(calls, record);
+        store.add('calls', record);
         const outcome = answer.ok ? 'ok' : answer.error.code;
         metrics.call(app, service, record.variant, outcome, record.ms);
         // Never the input or the value: they are the caller's, not the log's.
@@ -86,9 +78,12 @@ export function createLogs(log: HubLog, metrics: RelayMetrics) {
         reply(answer);
       };
     },
-    decisions: () => decisions.slice(-shown),
-    calls: () => calls.slice(-shown),
-    events: () => events.slice(-shown),
+    /** This relay's own newest entries of each log. */
+    decisions: (): DecisionRecord[] => store.recent('decisions'),
+    calls: (): CallRecord[] => store.recent('calls'),
+    events: (): HubEvent[] => store.recent('events'),
+    /** What the admin API shows of a log: this relay's, or a cluster's (E_UNAVAILABLE). */
+    list: <K extends LogKind>(kind: K) => store.list(kind),
   };
 }
 
