@@ -239,11 +239,9 @@ describe('a cluster of three relays behind HAProxy', () => {
         call(relayUrl(1 + (i % 2)), 'work', { n: base + i }, 'spin'),
       );
       const atA = () => real.reduce((s, n) => s + n.busy + n.waiting, 0);
-      await until(
-        () => atA() > 0 && atA() + real.reduce((s, n) => s + n.served, 0) + onB.calls.length >= 40,
-        'all 40 calls placed, some running on the nodes of A',
-        60_000,
-      );
+      const placed = () => atA() + real.reduce((s, n) => s + n.served, 0) + onB.calls.length;
+      // Killed while calls run on its nodes; the calls not placed yet are placed after.
+      await until(() => atA() > 0 && placed() >= 20, 'calls running on the nodes of A', 60_000);
       await cluster.kill(0);
       onB.release();
       const answers = await Promise.all(calls);
@@ -297,16 +295,19 @@ describe('a cluster of three relays behind HAProxy', () => {
     for (let i = 0; i < 8; i++) {
       ids.push(await submitJob(at, { app: APP, service: 'work', rpc: 'echo', input: { job: i } }));
     }
-    // Every job's run reached a node, which holds it: each job is running, held by a relay.
-    await until(
-      () => nodes.reduce((s, n) => s + n.calls.length, 0) === ids.length,
-      'a run of every job at the nodes',
-      60_000,
-    );
-    for (const id of ids) await jobWhen(at, id, ['running']);
-    // Which relay holds each job: the queue's own record in Redis.
+    // Runs reach the nodes, which hold them (a node's slots full, the other jobs wait queued).
     const redis = new Redis(cluster.redis.url);
-    const meta = await redis.hgetall('brume:jobs:meta').finally(() => redis.disconnect());
+    const meta = await until(
+      async () => {
+        const m = await redis.hgetall('brume:jobs:meta');
+        const running = ids.filter((id) => m[id]?.startsWith('running ')).length;
+        const held = nodes.reduce((s, n) => s + n.calls.length, 0);
+        return running >= 2 && held >= 2 && m;
+      },
+      'two jobs running, their runs held at the nodes',
+      60_000,
+    ).finally(() => redis.disconnect());
+    // Which relay holds each job (running, or read from the queue): the queue's record in Redis.
     const holder = new Map(ids.map((id) => [id, meta[id]?.split(' ')[2]]));
     const count = (r: string) => ids.filter((id) => holder.get(id) === r).length;
     const victim = count(relayIds[1]!) >= count(relayIds[2]!) ? 1 : 2;
@@ -315,11 +316,19 @@ describe('a cluster of three relays behind HAProxy', () => {
     expect(lost.length).toBeGreaterThan(0);
     await cluster.kill(victim);
     nodes[survivor - 1]!.release();
+    const views = () =>
+      Promise.all(
+        ids.map((id) =>
+          jobsApi(relayUrl(survivor), 'GET', `/api/jobs/${id}`, at).then((r) => r.body),
+        ),
+      );
     for (const id of ids) {
       const done = await jobWhen({ url: relayUrl(survivor), token: cluster.token }, id, [
         'succeeded',
         'failed',
-      ]);
+      ]).catch(async (e: Error) => {
+        throw new Error(`${e.message}; jobs: ${JSON.stringify(await views())}; lost: ${lost}`);
+      });
       expect(done.state, JSON.stringify(done)).toBe('succeeded');
       if (lost.includes(id)) {
         expect(done.attempts).toBeGreaterThanOrEqual(2);
