@@ -211,6 +211,7 @@ describe('a cluster of three relays behind HAProxy', () => {
         const identity = await loadOrCreateIdentity(memoryKeyStore(), name);
         const n = await testNode(wsOf(cluster.url), identity, {
           maxConcurrency: 2,
+          maxQueued: 32,
           runtime: { logicWorkers: 2 },
           backoff: { initialMs: 100, maxMs: 1000 },
         });
@@ -228,22 +229,19 @@ describe('a cluster of three relays behind HAProxy', () => {
         [1, 2],
         ids.map((id) => ({ id, relay: relayIds[0]! })),
       );
-      // A raw node on B holds what it gets until A is dead: calls wait there too.
-      const onB = await rawNode(relayUrl(1), 'raw-b');
-      onB.hold();
-      await listedEverywhere([2], [onB]);
-
-      // 40 calls, asked at B and at C, each with its own n: an answer tells which call it is.
-      const base = 200_000_000;
-      const calls = Array.from({ length: 40 }, (_, i) =>
+      // 30 calls, asked at B and at C, each with its own n: an answer tells which call it is.
+      // Only A's nodes can take them now.
+      const base = 400_000_000;
+      const calls = Array.from({ length: 30 }, (_, i) =>
         call(relayUrl(1 + (i % 2)), 'work', { n: base + i }, 'spin'),
       );
       const atA = () => real.reduce((s, n) => s + n.busy + n.waiting, 0);
-      const placed = () => atA() + real.reduce((s, n) => s + n.served, 0) + onB.calls.length;
-      // Killed while calls run on its nodes; the calls not placed yet are placed after.
-      await until(() => atA() > 0 && placed() >= 20, 'calls running on the nodes of A', 60_000);
+      await until(() => atA() >= 10, 'calls running and waiting on the nodes of A', 60_000);
+      // A node on B, to take what A had: its calls run again there (or on A's nodes, back).
+      const onB = await rawNode(relayUrl(1), 'raw-b');
+      await listedEverywhere([2], [onB]);
+      expect(atA()).toBeGreaterThan(0);
       await cluster.kill(0);
-      onB.release();
       const answers = await Promise.all(calls);
       for (const [i, a] of answers.entries()) {
         expect(a.status, JSON.stringify(a.body)).toBe(200);
@@ -331,7 +329,8 @@ describe('a cluster of three relays behind HAProxy', () => {
       });
       expect(done.state, JSON.stringify(done)).toBe('succeeded');
       if (lost.includes(id)) {
-        expect(done.attempts).toBeGreaterThanOrEqual(2);
+        // A run the dead relay started counts; a job it had only read from the queue did not run.
+        if (meta[id]?.startsWith('running ')) expect(done.attempts).toBeGreaterThanOrEqual(2);
         expect(done.result).toMatchObject({ by: `job-${'bc'[survivor - 1]}` });
       }
     }
