@@ -43,6 +43,11 @@ export interface HaproxyProcess {
   untilUp(name: string, timeoutMs?: number): Promise<void>;
   /** Resolves once HAProxy's checks have taken `name` out (status starting with `DOWN`). */
   untilDown(name: string, timeoutMs?: number): Promise<void>;
+  /**
+   * Sets server `name`'s admin state: `drain` sends it no new connection (those open stay),
+   * `ready` takes it back. Tests use it to land nodes on a chosen relay through the balancer.
+   */
+  setState(name: string, state: 'ready' | 'drain'): Promise<void>;
   /** Stops it and removes its directory. */
   stop(): Promise<void>;
 }
@@ -189,6 +194,12 @@ export async function startHaproxy(options: {
         timeoutMs,
         50,
       );
+    },
+    async setState(name, to) {
+      if (!NAME.test(name)) throw new Error(`backend name "${name}" must match ${NAME}`);
+      const answer = await command(socket, `set server ${BACKEND}/${name} state ${to}`);
+      // It answers nothing on success, a reason otherwise.
+      if (answer.trim() !== '') throw new Error(`haproxy refused ${to} for ${name}: ${answer}`);
     },
     async untilDown(name, timeoutMs = 30_000) {
       await until(

@@ -304,9 +304,14 @@ export async function redisCluster(
     async send(relay, frame) {
       if (closed) throw new UnavailableError('this relay left the cluster');
       const receivers = await publish(to(relay), frame, frame.t);
-      // Nobody listens there: that relay is gone, its node with it.
-      if (receivers === 0)
+      // Nobody listens there: that relay is gone, its nodes with it. They are forgotten now, not
+      // at its key's expiry, or every call and job run placed until then goes to them and fails
+      // (a relay only briefly away publishes its nodes again at its next period).
+      if (receivers === 0) {
+        heard.delete(relay);
+        forget((m) => m.relay === relay, `relay ${relay} is not listening`);
         throw new DisconnectedError(`relay ${relay.slice(0, 64)} is not listening: it is gone`);
+      }
     },
     async close() {
       if (closed) return;
