@@ -155,7 +155,11 @@ export async function startHaproxy(options: {
       break;
     } catch (e) {
       child?.kill('SIGKILL');
-      if (attempt >= 3 || options.port !== undefined || !/cannot bind|Address already in use/i.test(out)) {
+      if (
+        attempt >= 3 ||
+        options.port !== undefined ||
+        !/cannot bind|Address already in use/i.test(out)
+      ) {
         await rm(dir, { recursive: true, force: true });
         throw e;
       }
