@@ -22,6 +22,7 @@ import { type BlobLimits, collectEvery, withBlobs } from './blob-refs';
 import type { Blobs } from './blobs';
 import type { LogicCaps } from './cloud-node';
 import type { Cluster } from './cluster/cluster';
+import { openClusterContext } from './cluster/context';
 import { openJobQueue } from './cluster/job-queue';
 import { joinCluster, wireShared } from './cluster/parts';
 import { type ContextOptions, openContext, type RelayContext } from './context';
@@ -215,13 +216,17 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const admin = shared?.admin ?? (await loadAdmin(dataDir, warn, options.adminToken));
   const ownKeyStore = shared?.keys ?? (await openKeys(dataDir, warn, { keys: options.maxKeys }));
   const ownProjects = await openProjects(dataDir, warn, {}, shared?.projects);
-  // cluster: context — the cluster-context part picks its Redis Stream log here when `cluster`.
-  const ownContext = await openContext(dataDir, {
+  const contextOptions = {
     ...options.context,
-    trusted: (key) => admin.trusted(key),
-    warn: (m) => log.warn(m),
+    trusted: (key: string) => admin.trusted(key),
+    warn: (m: string) => log.warn(m),
     metrics,
-  });
+  };
+  // In a cluster the context log is a Redis Stream every relay appends to and reads.
+  const clusterContext =
+    cluster &&
+    (await openClusterContext(cluster.redis, { ...contextOptions, relayId: cluster.relayId }));
+  const ownContext = clusterContext ?? (await openContext(dataDir, contextOptions));
   const ownApps = openApps(store, {
     bodyLimit,
     stored: (m) => files.apps.stored(Object.values(m.files)),
@@ -292,6 +297,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   // the other relays of a cluster too; a trust change at another relay applies here.
   apps.onCurrent((name, version) => hub.announce(name, version));
   if (cluster && shared) wireShared(cluster, shared, { apps, hub, warn });
+  // Context changes other relays stored reach this relay's watchers (and their catch-up cursors).
+  clusterContext?.onRemote((op, seq) => hub.publish(op, seq));
   await mountSite(app, {
     webRoot,
     bodyLimit,
