@@ -3,6 +3,7 @@
 // another; a context write through one relay reaches tabs watching through the others; a relay
 // killed with SIGKILL while calls run loses none of them (each answered once), and its tabs
 // rejoin through the balancer with their node ids and the apps they already hold.
+import { writeFileSync } from 'node:fs';
 import type { Browser, BrowserContext } from '@playwright/test';
 import type { NodeRecord } from '../../core/api';
 import { decode, encode } from '../../core/codec';
@@ -27,6 +28,9 @@ test.beforeAll(async () => {
 });
 
 test.afterAll(async () => {
+  if (process.env.CE2E_DUMP)
+    for (const [i, r] of (cluster?.relays ?? []).entries())
+      writeFileSync(`/tmp/ce2e-relay-${i}.log`, r.output());
   await cluster?.stop();
 });
 
@@ -179,6 +183,9 @@ test('a context write through one relay reaches tabs watching through the others
   }
 });
 
+/** Calls sent while waiting for one to run on a tab of the relay to kill, at most. */
+const MAX_CALLS = 200;
+
 /** Calls hostile/spin at relay `i` directly: a call that keeps its tab busy a while. */
 async function spinAt(i: number, n: number) {
   const res = await fetch(`${cluster.relays[i]!.url}/api/call/hostile/echo`, {
@@ -200,26 +207,33 @@ test('a relay killed while its tabs run calls: each call answered once, its tabs
   const a = at[0]!;
   const survivors = [0, 1, 2].filter((i) => i !== a);
   const onA = tabs.filter((_, k) => at[k] === a);
-  // The tabs fetched the apps' files once, when they joined (the counter sees those requests).
-  for (const t of onA)
-    expect(t.requests.filter((p) => p.startsWith('/api/blobs/'))).not.toEqual([]);
-  const fetchedBefore = onA.map((t) => t.requests.length);
 
-  // Calls at the surviving relays, enough that A's tabs get some; A dies once one of them runs.
+  // Calls at the surviving relays, topped up until one runs on a tab of A; then A dies.
   const n = 100_000_000;
-  const calls = Array.from({ length: tabs.length * 2 }, (_, k) =>
-    spinAt(survivors[k % survivors.length]!, n + k),
-  );
+  const calls: ReturnType<typeof spinAt>[] = [];
+  let running = 0;
+  const more = () => {
+    while (running < tabs.length * 3 && calls.length < MAX_CALLS) {
+      running++;
+      const k = calls.length;
+      calls.push(spinAt(survivors[k % survivors.length]!, n + k).finally(() => running--));
+    }
+  };
   await expect
     .poll(
       async () => {
+        more();
         for (const t of onA)
           if (await t.page.evaluate(async () => (await window.brumeDebug.fabric).busy)) return true;
         return false;
       },
-      { timeout: 60_000, intervals: [50] },
+      { timeout: 120_000, intervals: [50] },
     )
     .toBe(true);
+  // The tabs fetched the apps' files (the counter sees those requests) before A dies.
+  const fetchedBefore = onA.map((t) => t.requests.length);
+  for (const t of onA)
+    expect(t.requests.filter((p) => p.startsWith('/api/blobs/'))).not.toEqual([]);
   await cluster.kill(a);
 
   const answers = await Promise.all(calls);
