@@ -7,7 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type HaproxyProcess, startHaproxy } from './haproxy-process';
+import { freePort, type HaproxyProcess, startHaproxy } from './haproxy-process';
 import { type RedisProcess, startRedis } from './redis-process';
 import { type RelayProcess, startRelay } from './relay-process';
 
@@ -35,7 +35,8 @@ export interface ClusterProcess {
 /**
  * Starts Redis, `relays` relays (default 3) and the balancer; resolves once HAProxy sees every
  * relay up. `args` and `env` go to every relay (e.g. `['--no-cloud']`); without `--no-cloud` in
- * them each relay runs its cloud node, which takes a while on this machine.
+ * them each relay runs its cloud node, which takes a while on this machine. Every relay allows
+ * the balancer's origin (`--origin`), so tabs opened at `url` join the fabric.
  */
 export async function startCluster(
   options: { relays?: number; args?: string[]; env?: Record<string, string> } = {},
@@ -46,6 +47,10 @@ export async function startCluster(
   const dataDirs = Array.from({ length: count }, () =>
     mkdtempSync(join(tmpdir(), 'brume-cluster-relay-')),
   );
+  // The balancer's port is chosen first: pages served through it open node sockets from its
+  // origin, which every relay is told to allow (`--origin`).
+  const balancerPort = await freePort();
+  const balancerUrl = `http://127.0.0.1:${balancerPort}`;
   const redis = await startRedis();
   const relays: RelayProcess[] = [];
   let balancer: HaproxyProcess | undefined;
@@ -63,6 +68,8 @@ export async function startCluster(
         // Behind the balancer the Host header names HAProxy's port, not the relay's.
         '--allow-host',
         '127.0.0.1',
+        '--origin',
+        balancerUrl,
         ...(options.args ?? []),
       ],
     });
@@ -77,6 +84,7 @@ export async function startCluster(
     // One after the other: relays starting together on two cores each take longer than in turn.
     for (let i = 0; i < count; i++) relays.push(await launch(i));
     balancer = await startHaproxy({
+      port: balancerPort,
       backends: relays.map((r, i) => ({ name: name(i), host: '127.0.0.1', port: r.port })),
     });
     for (let i = 0; i < count; i++) await balancer.untilUp(name(i));

@@ -73,6 +73,8 @@ process.once('exit', () => {
 export async function startHaproxy(options: {
   backends: Backend[];
   checkHost?: string;
+  /** The port to listen on (e.g. reserved before the relays start, to name it in `--origin`). */
+  port?: number;
 }): Promise<HaproxyProcess> {
   for (const b of options.backends)
     if (!NAME.test(b.name)) throw new Error(`backend name "${b.name}" must match ${NAME}`);
@@ -149,15 +151,20 @@ export async function startHaproxy(options: {
     await exited;
   }
 
-  // A port free a moment ago may be taken by the time HAProxy binds it: try another.
+  // A port free a moment ago may be taken by the time HAProxy binds it: try another (unless the
+  // caller named one).
   for (let attempt = 1; ; attempt++) {
-    port = await freePort();
+    port = options.port ?? (await freePort());
     try {
       await launch();
       break;
     } catch (e) {
       child?.kill('SIGKILL');
-      if (attempt >= 3 || !/cannot bind|Address already in use/i.test(out)) {
+      if (
+        attempt >= 3 ||
+        options.port !== undefined ||
+        !/cannot bind|Address already in use/i.test(out)
+      ) {
         await rm(dir, { recursive: true, force: true });
         throw e;
       }

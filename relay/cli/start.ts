@@ -230,7 +230,7 @@ export async function start(o: StartOptions): Promise<number> {
   if (relay.cluster)
     log.info(
       { relayId: relay.cluster.relayId, redis: relay.cluster.redis.location, data: o.data },
-      `cluster: relay ${relay.cluster.relayId} of those sharing ${relay.cluster.redis.location} (apps, keys, token, trust, projects) and ${relay.store.location} (blobs); its own data (context, jobs) in ${o.data}`,
+      `cluster: relay ${relay.cluster.relayId} of those sharing ${relay.cluster.redis.location} (apps, keys, token, trust, projects, the context log, the job queue) and ${relay.store.location} (blobs); its own files in ${o.data}`,
     );
   else log.info({ data: relay.store.location }, `data: ${relay.store.location}`);
 
