@@ -91,15 +91,15 @@ export async function killRun(
       moving[k] = await rejoin(s.url, moving[k]!);
     }
   };
-  moving.forEach((node, k) =>
+  for (const [k, node] of moving.entries()) {
     node.ws.once('close', () => {
       queue.push(k);
       if (pumping < 50) {
         pumping++;
         void pump().finally(() => pumping--);
       }
-    }),
-  );
+    });
+  }
 
   const done: { start: number; end: number; ok: boolean }[] = [];
   let stop = false;

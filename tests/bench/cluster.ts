@@ -13,9 +13,9 @@ import type { RawNode } from '../raw-node';
 import { deploy, startRelay } from '../relay-process';
 import { until } from '../until';
 import { clusterContext } from './cluster-context';
-import type { Section } from './report';
-import { askMany, joinMany } from './decisions';
 import { type KillRun, killRun, serve } from './cluster-kill';
+import { askMany, joinMany } from './decisions';
+import type { Section } from './report';
 
 /** One relay process plays thousands of nodes from one address: the socket caps lifted. */
 export const CAPS = ['--max-conns-per-address', '20000', '--max-conns', '20000'];
@@ -170,7 +170,11 @@ export async function callOnce(url: string, input: unknown, pin?: string, timeou
 function interleave(byRelay: RawNode[][]): RawNode[] {
   const out: RawNode[] = [];
   const longest = Math.max(...byRelay.map((x) => x.length));
-  for (let i = 0; i < longest; i++) for (const list of byRelay) if (list[i]) out.push(list[i]);
+  for (let i = 0; i < longest; i++)
+    for (const list of byRelay) {
+      const node = list[i];
+      if (node) out.push(node);
+    }
   return out;
 }
 
@@ -229,7 +233,9 @@ async function benchSetup(s: Setup, o: ClusterBenchOptions, bench: ClusterBench)
         );
       }
       const listedS = (performance.now() - t1) / 1000;
-      o.log(`  ${s.label}: ${n} nodes joined in ${joinS.toFixed(1)} s, listed everywhere after ${listedS.toFixed(1)} s more`);
+      o.log(
+        `  ${s.label}: ${n} nodes joined in ${joinS.toFixed(1)} s, listed everywhere after ${listedS.toFixed(1)} s more`,
+      );
       const nodes = interleave(byRelay);
       const senders = Math.min(n, 200);
       const pids = s.relays.map((x) => x.pid);
@@ -281,4 +287,110 @@ export async function clusterBench(o: ClusterBenchOptions): Promise<ClusterBench
     }
   }
   return bench;
+}
+
+const f = (x: number | undefined, d = 2) =>
+  x === undefined || Number.isNaN(x) ? '' : x.toFixed(d);
+const ratio = (x: number | undefined, base: number | undefined) =>
+  x === undefined || base === undefined || !base ? '' : `${(x / base).toFixed(2)}×`;
+
+/** The baseline row of the same size: one relay, no Redis. */
+const baseOf = (b: ClusterBench, r: ClusterRow) =>
+  b.rows.find((x) => !x.redis && x.nodes === r.nodes);
+
+/** Prints the tables: figures side by side with the baseline's, ratios against it. */
+export function printCluster(b: ClusterBench): void {
+  console.log('Relays sharing a Redis (issue 17); baseline: 1 relay, no Redis, same node count');
+  console.table(
+    b.rows.map((r) => {
+      const base = baseOf(b, r);
+      return {
+        setup: r.setup,
+        nodes: r.nodes,
+        'decisions/s': Math.round(r.decisionsPerSecond),
+        'vs baseline': ratio(r.decisionsPerSecond, base?.decisionsPerSecond),
+        'decision p99 (ms)': f(r.decisionP99Ms),
+        'relays CPU/decision (µs)': f(r.relayCpuUs, 1),
+        'failed / lost': `${r.failed} / ${r.lost}`,
+        'call same relay p50/p99 (ms)': `${f(r.sameP50Ms)} / ${f(r.sameP99Ms)}`,
+        'p50 vs baseline': ratio(r.sameP50Ms, base?.sameP50Ms),
+        'call other relay p50/p99 (ms)':
+          r.crossP50Ms === undefined ? '' : `${f(r.crossP50Ms)} / ${f(r.crossP99Ms)}`,
+        'hop adds p50 (ms)': r.crossP50Ms === undefined ? '' : f(r.crossP50Ms - r.sameP50Ms),
+        'join / listed (s)': `${f(r.joinS, 1)} / ${f(r.listedS, 1)}`,
+      };
+    }),
+  );
+  const ctx = b.rows.filter((r) => r.context);
+  if (ctx.length) {
+    console.log(
+      'Context: a write by a node of relay 0 reaching watchers spread over the relays; baseline: 1 relay, no Redis',
+    );
+    console.table(
+      ctx.map((r) => {
+        const c = r.context!;
+        const base = baseOf(b, r)?.context;
+        return {
+          setup: r.setup,
+          nodes: r.nodes,
+          watchers: c.watchers,
+          'p50 / p99 (ms)': `${f(c.p50Ms)} / ${f(c.p99Ms)}`,
+          'p50 vs baseline': ratio(c.p50Ms, base?.p50Ms),
+          'all reached p50 (ms)': f(c.allReachedP50Ms),
+          'writes/s acked': Math.round(c.writesPerSecond),
+          'writes/s vs baseline': ratio(c.writesPerSecond, base?.writesPerSecond),
+          'writes missed': c.missed,
+        };
+      }),
+    );
+  }
+  if (b.kills.length) {
+    console.log(
+      'A relay killed (SIGKILL) under calls through HAProxy; its nodes reconnect through it',
+    );
+    console.table(
+      b.kills.map((k) => ({
+        relays: k.relays,
+        nodes: k.nodes,
+        'nodes moved': k.moved,
+        'relisted after (s)': f(k.relistedS, 1),
+        'pinned call back after (s)': f(k.pinnedBackS, 1),
+        'calls failed / after kill': `${k.callsFailed} / ${k.calls}`,
+        'last failure after (s)': f(k.lastFailureS, 1),
+        'p50 before (ms)': f(k.p50BeforeMs),
+        'slowest after (ms)': f(k.slowestAfterMs, 0),
+      })),
+    );
+  }
+}
+
+/** The report's section (report.ts): one row per setup and size, one per kill run. */
+export function clusterSection(b: ClusterBench): Section {
+  return {
+    id: 'cluster',
+    title: 'Relays sharing a Redis: decisions, calls, context, a relay killed',
+    baseline: '1 relay without Redis, same number of simulated nodes',
+    note: 'Relay processes with --redis behind HAProxy, simulated nodes spread evenly over the relays, all on one machine (tests/bench/cluster.ts).',
+    rows: [
+      ...b.rows.map((r) => ({
+        label: `${r.setup}, ${r.nodes} nodes`,
+        'decisions/s': r.decisionsPerSecond,
+        'decision p99 (ms)': r.decisionP99Ms,
+        'call same relay p50 (ms)': r.sameP50Ms,
+        'call same relay p99 (ms)': r.sameP99Ms,
+        'call other relay p50 (ms)': r.crossP50Ms,
+        'call other relay p99 (ms)': r.crossP99Ms,
+        'context p50 (ms)': r.context?.p50Ms,
+        'context p99 (ms)': r.context?.p99Ms,
+        'context writes/s': r.context?.writesPerSecond,
+      })),
+      ...b.kills.map((k) => ({
+        label: `${k.relays} relays, one killed, ${k.nodes} nodes`,
+        'relisted after (s)': k.relistedS,
+        'pinned call back after (s)': k.pinnedBackS,
+        'calls failed': k.callsFailed,
+        'slowest call after (ms)': k.slowestAfterMs,
+      })),
+    ],
+  };
 }
