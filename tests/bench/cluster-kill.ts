@@ -13,11 +13,16 @@ export interface KillRun {
   moved: number;
   /** From kill -9 until every surviving relay lists all the killed relay's nodes on a live one. */
   relistedS: number;
-  /** From kill -9 until the first success of a call pinned to a node of the killed relay. */
+  /**
+   * From kill -9 until the first success of a call started after it, pinned to a node of the
+   * killed relay.
+   */
   pinnedBackS: number;
   /** Unpinned calls through the balancer: in all (after the kill) and failed. */
   calls: number;
   callsFailed: number;
+  /** Failed unpinned calls by why: an HTTP status, `timeout` (30 s) or `error` (no answer). */
+  failures: Record<string, number>;
   /** From kill -9 until the end of the last failed unpinned call (0: none failed). */
   lastFailureS: number;
   p50BeforeMs: number;
@@ -96,28 +101,30 @@ export async function killRun(
       queue.push(k);
       if (pumping < 50) {
         pumping++;
-        void pump().finally(() => pumping--);
+        void pump()
+          .catch((e: unknown) => console.error(`bench: a node did not rejoin: ${e}`))
+          .finally(() => pumping--);
       }
     });
   }
 
-  const done: { start: number; end: number; ok: boolean }[] = [];
+  const done: { start: number; end: number; ok: boolean; why?: string }[] = [];
   let stop = false;
   let i = 0;
   const lane = async () => {
     while (!stop) {
       const start = performance.now();
-      const ms = await callOnce(s.url, i++);
-      done.push({ start, end: performance.now(), ok: ms !== undefined });
+      const { ms, why } = await callOnce(s.url, i++);
+      done.push({ start, end: performance.now(), ok: ms !== undefined, ...(why && { why }) });
     }
   };
   let killedAt = Number.POSITIVE_INFINITY;
   let pinnedBackAt = Number.NaN;
   const pinned = async () => {
     while (!stop) {
-      const ok = (await callOnce(s.url, i++, ids[0], 30_000)) !== undefined;
-      if (ok && performance.now() > killedAt && Number.isNaN(pinnedBackAt))
-        pinnedBackAt = performance.now();
+      const start = performance.now();
+      const ok = (await callOnce(s.url, i++, ids[0], 30_000)).ms !== undefined;
+      if (ok && start > killedAt && Number.isNaN(pinnedBackAt)) pinnedBackAt = performance.now();
       if (!ok) await new Promise((r) => setTimeout(r, 100));
     }
   };
@@ -148,6 +155,8 @@ export async function killRun(
     await Promise.all(lanes);
     const after = done.filter((c) => c.end > killedAt);
     const failedEnds = after.filter((c) => !c.ok).map((c) => c.end);
+    const failures: Record<string, number> = {};
+    for (const c of after) if (!c.ok) failures[c.why!] = (failures[c.why!] ?? 0) + 1;
     return {
       relays: byRelay.length,
       nodes: byRelay.reduce((a, l) => a + l.length, 0),
@@ -156,6 +165,7 @@ export async function killRun(
       pinnedBackS: (pinnedBackAt - killedAt) / 1000,
       calls: after.length,
       callsFailed: failedEnds.length,
+      failures,
       lastFailureS: failedEnds.length ? (Math.max(...failedEnds) - killedAt) / 1000 : 0,
       p50BeforeMs: pct(
         done.filter((c) => c.end <= killedAt && c.ok).map((c) => c.end - c.start),

@@ -149,8 +149,16 @@ export async function listed(url: string, token: string): Promise<NodeRecord[]> 
   return (await res.json()) as NodeRecord[];
 }
 
-/** One HTTP call to hostile/echo at `url`, pinned to node `pin` when given; its ms or undefined. */
-export async function callOnce(url: string, input: unknown, pin?: string, timeoutMs = 30_000) {
+/**
+ * One HTTP call to hostile/echo at `url`, pinned to node `pin` when given: its ms when answered
+ * 200, else why not (the status, `timeout` or `error`).
+ */
+export async function callOnce(
+  url: string,
+  input: unknown,
+  pin?: string,
+  timeoutMs = 30_000,
+): Promise<{ ms?: number; why?: string }> {
   const t0 = performance.now();
   try {
     const res = await fetch(`${url}/api/call/hostile/echo`, {
@@ -160,9 +168,9 @@ export async function callOnce(url: string, input: unknown, pin?: string, timeou
       signal: AbortSignal.timeout(timeoutMs),
     });
     await res.arrayBuffer();
-    return res.status === 200 ? performance.now() - t0 : undefined;
-  } catch {
-    return undefined;
+    return res.status === 200 ? { ms: performance.now() - t0 } : { why: String(res.status) };
+  } catch (e) {
+    return { why: (e as Error).name === 'TimeoutError' ? 'timeout' : 'error' };
   }
 }
 
@@ -190,7 +198,7 @@ async function callFigures(s: Setup, server: RawNode, calls: number) {
   for (let i = -20; i < calls; i++) {
     // Alternated, so neither path gets the machine's quiet moments; the first 20 warm up.
     for (const p of i % 2 ? paths : [...paths].reverse()) {
-      const ms = await callOnce(p.url, i, server.identity.id);
+      const { ms } = await callOnce(p.url, i, server.identity.id);
       if (ms === undefined) failed++;
       else if (i >= 0) p.into.push(ms);
     }
@@ -357,6 +365,9 @@ export function printCluster(b: ClusterBench): void {
         'pinned call back after (s)': f(k.pinnedBackS, 1),
         'calls failed / after kill': `${k.callsFailed} / ${k.calls}`,
         'last failure after (s)': f(k.lastFailureS, 1),
+        'failures by kind': Object.entries(k.failures)
+          .map(([why, n]) => `${why}: ${n}`)
+          .join(', '),
         'p50 before (ms)': f(k.p50BeforeMs),
         'slowest after (ms)': f(k.slowestAfterMs, 0),
       })),
