@@ -193,7 +193,7 @@ export async function joinMany(wsUrl: string, n: number): Promise<RawNode[]> {
 }
 
 /** CPU seconds (user + system) process `pid` has used, from /proc (Linux). */
-function cpuSecondsOf(pid: number): number {
+export function cpuSecondsOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // Fields after the command name, which is in parentheses and may hold spaces.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -202,12 +202,12 @@ function cpuSecondsOf(pid: number): number {
 
 /**
  * Has `senders` of `nodes` ask a relay for decisions on digits for `ms`, keeping `window` requests
- * in flight each: decisions a second, the p99 round trip, and the CPU the relay process (`pid`)
- * and this process spent per decision.
+ * in flight each: decisions a second, the p99 round trip, and the CPU the relay process (`pid`;
+ * several: a cluster's relays, summed) and this process spent per decision.
  */
 export async function askMany(
   nodes: RawNode[],
-  options: { senders?: number; window?: number; ms?: number; pid?: number } = {},
+  options: { senders?: number; window?: number; ms?: number; pid?: number | number[] } = {},
 ) {
   const { senders = 50, window = 8, ms = 3000, pid } = options;
   let answered = 0;
@@ -215,7 +215,9 @@ export async function askMany(
   let lost = 0;
   let stop = false;
   const times: number[] = [];
-  const relay0 = pid ? cpuSecondsOf(pid) : 0;
+  const pids = pid === undefined ? [] : [pid].flat();
+  const relayCpu = () => pids.reduce((sum, p) => sum + cpuSecondsOf(p), 0);
+  const relay0 = relayCpu();
   const client0 = process.cpuUsage();
   const start = performance.now();
   await Promise.all(
@@ -273,7 +275,7 @@ export async function askMany(
     p99Ms: quantile(times, 0.99),
     failed,
     lost,
-    ...(pid && { relayCpuUs: ((cpuSecondsOf(pid) - relay0) * 1e6) / decisions }),
+    ...(pids.length > 0 && { relayCpuUs: ((relayCpu() - relay0) * 1e6) / decisions }),
     clientCpuUs: (client.user + client.system) / decisions,
   };
 }

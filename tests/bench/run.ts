@@ -15,6 +15,7 @@ import { netnsPrefix } from '../../scripts/netns';
 import { hopsApp, testBundles } from '../apps';
 import { deploy, startRelay } from '../relay-process';
 import { autoscaleBench, autoscaleSection, printAutoscale } from './autoscale';
+import { clusterBench, clusterOptions, clusterSection, printCluster } from './cluster';
 import { contextRates, contextStoreRate, contextToTabs, vadStream } from './context';
 import { type DecisionRow, decisionTable, inProcessRows, relayRows } from './decisions';
 import { earlyExitBench, earlyExitSection, printEarlyExit } from './early-exit';
@@ -308,6 +309,17 @@ if (only === 'early-exit') {
     earlyExitFabric: fabric,
     sections: [earlyExitSection(ee), ...fabricSections(timed, fabric)],
   });
+  process.exit(0);
+}
+// BENCH_ONLY=cluster: only issue 17's figures, relays sharing a Redis against one relay without
+// (several minutes at the default 1,000 and 3,000 nodes: not in the full run). Sizes:
+// BENCH_CLUSTER_NODES, BENCH_CLUSTER_RELAYS, BENCH_CLUSTER_CALLS, BENCH_CLUSTER_WATCHERS (0: no
+// context), BENCH_CLUSTER_ROUNDS, BENCH_CLUSTER_MS (tests/bench/cluster.ts clusterOptions).
+if (only === 'cluster') {
+  const cluster = await clusterBench(clusterOptions());
+  printCluster(cluster);
+  const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version };
+  save({ date: new Date().toISOString(), machine, cluster, sections: [clusterSection(cluster)] });
   process.exit(0);
 }
 // BENCH_ONLY=servernode: only the server node vs cloud node vs tab figures.
