@@ -16,7 +16,6 @@ import type { Hub } from '../hub';
 import type { HubCluster } from '../hub/cluster';
 import type { LogStore } from '../hub/log-store';
 import { emptyProjects, type ProjectsState, projectsSchema } from '../projects';
-import type { RelayOptions } from '../server';
 import type { Store } from '../store';
 import { type SharedAdmin, sharedAdmin } from './admin';
 import { type Cluster, openCluster } from './cluster';
@@ -104,7 +103,8 @@ export async function clusterParts(
 
 /** With `redis`: the cluster's link and the parts kept in Redis (for createRelay). */
 export async function joinCluster(
-  options: Pick<RelayOptions, 'redis' | 'blobDir' | 'adminToken' | 'maxKeys'>,
+  // createRelay's options of the same names (relay/server.ts RelayOptions).
+  options: { redis?: string; blobDir?: string; adminToken?: string; maxKeys?: number },
   warn: (m: string) => void,
 ): Promise<{ cluster?: Cluster; shared?: ClusterParts }> {
   if (options.redis === undefined) return {};
