@@ -12,7 +12,8 @@ import { mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { decode, encode } from '../core/codec';
-import { Clock } from '../core/context/hlc';
+import { Clock, type Stamp } from '../core/context/hlc';
+import type { ContextStore } from '../core/context/hub';
 import {
   type ContextLimits,
   type ContextOp,
@@ -75,7 +76,61 @@ interface Queued {
   reject(e: unknown): void;
 }
 
-export type RelayContext = Awaited<ReturnType<typeof openContext>>;
+/**
+ * The context store a relay serves nodes and HTTP from: `openContext` (one relay, files) or
+ * `openClusterContext` (relay/cluster/context.ts: relays sharing a Redis) — server.ts picks one.
+ */
+export interface RelayContext extends ContextStore {
+  readonly replica: ContextReplica;
+  /** The log position restored at start. */
+  readonly restored: number;
+  /** Bytes of ops per `ctx-catchup` frame. */
+  readonly catchUpBytes: number;
+  /**
+   * Takes an operation from node `from` ('' for the relay's own HTTP API): checks it, stores it
+   * durably, applies it. Answers its log sequence number when it changed the store (to fan
+   * out), 0 when not (a duplicate, or an older write); throws what refuses it, E_UNAVAILABLE
+   * when its storage did (nothing is acknowledged then).
+   */
+  accept(op: ContextOp, from: string): Promise<number>;
+  /** Remembers the agreement key a node's identity signed for (checked by the caller). */
+  bind(b: AgreementBinding): void;
+  /** The bindings known for these identity keys. */
+  agreements(keys: string[]): AgreementBinding[];
+  /** A stamp for a write the relay makes itself (HTTP PUT/DELETE). */
+  tick(): Stamp;
+  /**
+   * Why writes are refused now, when they are: until a restart (files: a failed write not undone),
+   * or until Redis answers again (cluster).
+   */
+  failed(): string | undefined;
+  /** The size of the log (bytes) and counts, for tests, readiness and the console. */
+  files(): { log: number; generation: number; syncs: number; records: number };
+  close(): Promise<void>;
+}
+
+/**
+ * Throws what refuses a write from node `from` ('' for HTTP) whatever the store holds: a node
+ * writing another's node-scoped key or a project/user key, a device-private value, a private value
+ * in plaintext.
+ */
+export function checkWriter(op: ContextOp, from: string): void {
+  if (op.scope === 'node' && op.owner !== from) {
+    throw new InputError(`a node writes only its own node-scoped keys`);
+  }
+  if ((op.scope === 'project' || op.scope === 'user') && from !== '') {
+    // Whose they are is the relay's to decide, from the principal of an HTTP request.
+    throw new UnsupportedError(
+      `scope: ${op.scope}-scoped keys are written over HTTP (PUT /api/context/:app/:key?scope=${op.scope}), not by nodes`,
+    );
+  }
+  if (op.privacy?.includes('device')) {
+    throw new InputError('a device-private value never leaves its device');
+  }
+  if (op.privacy && op.value) {
+    throw new PrivacyError('a private value must arrive sealed, not in plaintext');
+  }
+}
 
 const MiB = 1024 * 1024;
 /** What one key costs on disk besides its value bytes (names, stamp, framing), roughly. */
@@ -108,7 +163,10 @@ const snapshotSchema = z.strictObject({
  */
 const holdFsyncAfter = process.env.BRUME_TEST_HOLD_CONTEXT_FSYNC;
 
-export async function openContext(dataDir: string, options: ContextOptions = {}) {
+export async function openContext(
+  dataDir: string,
+  options: ContextOptions = {},
+): Promise<RelayContext> {
   const warn = options.warn ?? ((m: string) => process.emitWarning(m));
   const floor = options.compactFloorBytes ?? MiB;
   const maxQueued = options.maxQueuedWrites ?? 4096;
@@ -318,21 +376,7 @@ export async function openContext(dataDir: string, options: ContextOptions = {})
      */
     accept(op: ContextOp, from: string): Promise<number> {
       try {
-        if (op.scope === 'node' && op.owner !== from) {
-          throw new InputError(`a node writes only its own node-scoped keys`);
-        }
-        if ((op.scope === 'project' || op.scope === 'user') && from !== '') {
-          // Whose they are is the relay's to decide, from the principal of an HTTP request.
-          throw new UnsupportedError(
-            `scope: ${op.scope}-scoped keys are written over HTTP (PUT /api/context/:app/:key?scope=${op.scope}), not by nodes`,
-          );
-        }
-        if (op.privacy?.includes('device')) {
-          throw new InputError('a device-private value never leaves its device');
-        }
-        if (op.privacy && op.value) {
-          throw new PrivacyError('a private value must arrive sealed, not in plaintext');
-        }
+        checkWriter(op, from);
         const first = pending.get(op.opId);
         if (first) return first.then(() => 0); // the same write again, still being stored
         if (replica.has(op.opId)) return Promise.resolve(0);

@@ -22,6 +22,7 @@ import { type BlobLimits, collectEvery, withBlobs } from './blob-refs';
 import type { Blobs } from './blobs';
 import type { LogicCaps } from './cloud-node';
 import type { Cluster } from './cluster/cluster';
+import { openClusterContext } from './cluster/context';
 import { openJobQueue } from './cluster/job-queue';
 import { joinCluster, wireShared } from './cluster/parts';
 import { type ContextOptions, openContext, type RelayContext } from './context';
@@ -215,13 +216,17 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const admin = shared?.admin ?? (await loadAdmin(dataDir, warn, options.adminToken));
   const ownKeyStore = shared?.keys ?? (await openKeys(dataDir, warn, { keys: options.maxKeys }));
   const ownProjects = await openProjects(dataDir, warn, {}, shared?.projects);
-  // cluster: context — the cluster-context part picks its Redis Stream log here when `cluster`.
-  const ownContext = await openContext(dataDir, {
+  // The context log: a Redis Stream every relay of the cluster appends to and reads, or a file.
+  const contextOptions = {
     ...options.context,
-    trusted: (key) => admin.trusted(key),
-    warn: (m) => log.warn(m),
+    trusted: (key: string) => admin.trusted(key),
+    warn,
     metrics,
-  });
+  };
+  const sharedContext =
+    cluster &&
+    (await openClusterContext(cluster.redis, { ...contextOptions, relayId: cluster.relayId }));
+  const ownContext = sharedContext || (await openContext(dataDir, contextOptions));
   const ownApps = openApps(store, {
     bodyLimit,
     stored: (m) => files.apps.stored(Object.values(m.files)),
@@ -256,6 +261,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const { hub, net } = await buildServer(app, options, parts);
   // In a cluster: registered, and the other relays' nodes known, before anything is placed.
   await hub.started;
+  // Context changes other relays accepted reach this relay's watchers.
+  sharedContext?.onRemote((op, seq) => hub.publish(op, seq));
   federation?.mount(app, {
     apps: ownApps,
     context: ownContext,

@@ -202,6 +202,8 @@ export class ContextReplica {
   private readonly appBytes = new Map<string, number>();
   private readonly log: { seq: number; op: ContextOp }[] = [];
   private seq = 0;
+  /** The log holds every change after this position (what `restore` or trimming left out). */
+  private floor = 0;
   private readonly watchers = new Set<{
     app: string;
     prefix: string;
@@ -253,8 +255,20 @@ export class ContextReplica {
     return { base, total: base - (old ? sizeOf(old) : 0) + sizeOf(op) };
   }
 
-  /** Applies an operation; true when it changed this replica (it was new and it won). */
-  apply(op: ContextOp): boolean {
+  /**
+   * Applies an operation; true when it changed this replica (it was new and it won). With `at`
+   * (a relay of a cluster: the position its shared log gave the op) the cursor moves to `at`
+   * whether or not the op changed anything, and a change is logged at `at`: positions may then
+   * skip numbers, and every relay gives the same one to the same op.
+   */
+  apply(op: ContextOp, at?: number): boolean {
+    if (at !== undefined) {
+      if (!(Number.isSafeInteger(at) && at > this.seq)) return false;
+      this.seq = at - 1;
+      const changed = this.apply(op);
+      this.seq = at;
+      return changed;
+    }
     const id = idOf(op);
     const old = this.entries.get(id);
     // Seen before: nothing to do, unless its key was taken back (revert) and it returns.
@@ -296,6 +310,7 @@ export class ContextReplica {
     let bytes = this.logged.bytes;
     for (let i = 0; i < drop; i++) bytes -= sizeOf(this.log[i]!.op);
     while (drop < this.log.length - 1 && bytes > logBytes) bytes -= sizeOf(this.log[drop++]!.op);
+    if (drop > 0) this.floor = this.log[drop - 1]!.seq;
     this.log.splice(0, drop);
     this.logged.bytes = bytes;
   }
@@ -311,6 +326,7 @@ export class ContextReplica {
       this.appBytes.set(budgetOf(op), (this.appBytes.get(budgetOf(op)) ?? 0) + sizeOf(op));
     }
     this.seq = seq;
+    this.floor = seq;
   }
 
   /** How many keys it holds (tombstones included) and their value bytes. */
@@ -377,7 +393,19 @@ export class ContextReplica {
   at(seq: number): ContextOp | undefined {
     const first = this.log[0]?.seq;
     if (first === undefined || seq < first) return undefined;
-    return this.log[seq - first]?.op;
+    const guess = this.log[seq - first];
+    if (guess?.seq === seq) return guess.op;
+    // Positions skip numbers (`apply` with `at`): search.
+    let lo = 0;
+    let hi = this.log.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const e = this.log[mid]!;
+      if (e.seq === seq) return e.op;
+      if (e.seq < seq) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return undefined;
   }
 
   get cursor(): number {
@@ -386,8 +414,7 @@ export class ContextReplica {
 
   /** What a replica at `cursor` lacks: the log after it, or a snapshot if the log has moved on. */
   since(cursor: number): CatchUp {
-    const first = this.log[0]?.seq ?? this.seq + 1;
-    if (cursor >= first - 1) {
+    if (cursor >= this.floor) {
       return { ops: this.log.filter((e) => e.seq > cursor), cursor: this.seq };
     }
     return { snapshot: this.state(), cursor: this.seq };
