@@ -54,6 +54,8 @@ describe.each(seeds)('the cluster under chaos, seed %i', (seed) => {
     const note = (m: string) => log.push(`${((Date.now() - t0) / 1000).toFixed(1)}s ${m}`);
     try {
       await run(seed, schedule, note);
+      // What the run came to, for whoever reads CI's output.
+      console.log(`seed ${seed}:\n${log.filter((l) => !l.includes(' step ')).join('\n')}`);
     } catch (e) {
       const err = e as Error;
       err.message = [
@@ -203,13 +205,16 @@ async function run(seed: number, schedule: Step[], note: (m: string) => void): P
 
   // Every refusal typed; the balancer's own page only for the relay that died under a request.
   const tally = new Map<string, number>();
-  for (const { outcome } of seen) {
+  for (const { kind, outcome } of seen) {
+    const what = kind.split(' ')[0];
     const k =
       outcome.kind === 'typed'
-        ? `${outcome.status} ${outcome.code}`
+        ? `${what} ${outcome.status} ${outcome.code}`
         : outcome.kind === 'ok' || outcome.kind === 'balancer'
-          ? `${outcome.kind} ${outcome.status}`
-          : outcome.kind;
+          ? `${what} ${outcome.kind} ${outcome.status}`
+          : `${what} ${outcome.kind}`;
+    if (!tally.has(k) && outcome.kind !== 'ok')
+      note(`first ${k}: ${kind} ${JSON.stringify(outcome)}`);
     tally.set(k, (tally.get(k) ?? 0) + 1);
   }
   note(
