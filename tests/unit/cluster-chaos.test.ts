@@ -232,18 +232,21 @@ async function run(seed: number, schedule: Step[], note: (m: string) => void): P
   for (const { id, n } of jobs) {
     const views: Record<string, unknown>[] = [];
     for (const [i, relay] of c.relays.entries()) {
-      views.push(
-        await until(
-          async () => {
-            const o = await request(`${relay.url}/api/jobs/${id}`, { method: 'GET', token });
-            const v = o.kind === 'ok' && (o.body as Record<string, unknown>);
-            return v && final.includes(v.state as string) ? v : undefined;
-          },
-          `job ${id} (${n}) final through r${i}`,
-          120_000,
-          100,
-        ),
-      );
+      let last: Outcome | undefined;
+      const view = await until(
+        async () => {
+          last = await request(`${relay.url}/api/jobs/${id}`, { method: 'GET', token });
+          const v = last.kind === 'ok' && (last.body as Record<string, unknown>);
+          return v && final.includes(v.state as string) ? v : undefined;
+        },
+        `job ${id} (${n}) final through r${i}`,
+        120_000,
+        100,
+      ).catch((e: Error) => {
+        e.message += `; it reads ${JSON.stringify(last)}`;
+        throw e;
+      });
+      views.push(view);
     }
     const [first] = views;
     for (const v of views) {
