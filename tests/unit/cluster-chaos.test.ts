@@ -8,6 +8,7 @@
 // result, no relay exited on its own, and every refusal was a typed error (the balancer's own page
 // is allowed: the relay HAProxy chose died under the request). BRUME_SEED=<n> replays one seed; a
 // failure prints the seed, the schedule and what happened.
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { packBundle } from '../../core/manifest';
 import { contextApp, hostileApp } from '../apps';
@@ -242,8 +243,8 @@ async function run(seed: number, schedule: Step[], note: (m: string) => void): P
         `job ${id} (${n}) final through r${i}`,
         120_000,
         100,
-      ).catch((e: Error) => {
-        e.message += `; it reads ${JSON.stringify(last)}`;
+      ).catch(async (e: Error) => {
+        e.message += `; it reads ${JSON.stringify(last)}; in Redis ${await inRedis(c, id)}`;
         throw e;
       });
       views.push(view);
@@ -283,4 +284,23 @@ async function run(seed: number, schedule: Step[], note: (m: string) => void): P
   expect(crashes).toEqual([]);
   // What was stopped from here on is expected to exit.
   for (const r of c.relays) expected.add(r.child);
+}
+
+/** What Redis keeps of job `id` (its meta, its queue entry's consumer and idle time): a stuck job's story. */
+async function inRedis(c: ClusterProcess, id: string): Promise<string> {
+  const r = new Redis(c.redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await r.connect();
+    const meta = await r.hget('brume:jobs:meta', id);
+    const entry = meta?.split(' ')[3];
+    const pending =
+      entry && entry !== '-' ? await r.xpending('brume:jobs:queue', 'relays', entry, entry, 1) : [];
+    const consumers = await r.xinfo('CONSUMERS', 'brume:jobs:queue', 'relays');
+    const relays = await r.zrange('brume:relays', 0, -1);
+    return JSON.stringify({ meta, pending, consumers, relays });
+  } catch (e) {
+    return `unread: ${(e as Error).message}`;
+  } finally {
+    r.disconnect();
+  }
 }
