@@ -106,6 +106,17 @@ for i = 3, #ARGV do
 end
 return lost`;
 
+/** A page of the jobs (HSCAN from ARGV[1]) as cursor, then id, job, meta ('' none) triples. */
+const PAGE = `
+local r = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', 200)
+local out = { r[1] }
+for i = 1, #r[2], 2 do
+  out[#out + 1] = r[2][i]
+  out[#out + 1] = r[2][i + 1]
+  out[#out + 1] = redis.call('HGET', KEYS[2], r[2][i]) or ''
+end
+return out`;
+
 /** Forgets final jobs (id, idempotency field pairs); a job not final is kept. */
 const FORGET = `${LUA_META}
 for i = 1, #ARGV, 2 do
@@ -250,25 +261,23 @@ export async function openJobQueue(link: RedisLink, o: JobQueueOptions): Promise
       const jobs: Job[] = [];
       let cursor = '0';
       do {
-        const [at, flat] = await link.run('read the jobs', (c) =>
-          c.hscanBuffer(k.jobs, cursor, 'COUNT', 200),
-        );
-        cursor = at.toString();
-        for (let i = 0; i + 1 < flat.length; i += 2) {
+        // A page of jobs with their metas read at once: each job with the rev it is at.
+        const [at, ...flat] = (await link.run('read the jobs', (c) =>
+          c.callBuffer('EVAL', PAGE, 2, k.jobs, k.meta, cursor),
+        )) as Buffer[];
+        cursor = at!.toString();
+        for (let i = 0; i + 2 < flat.length; i += 3) {
           const field = flat[i]!.toString('latin1');
           const job = parse(`${k.jobs} ${field.slice(0, 40)}`, new Uint8Array(flat[i + 1]!));
-          if (job && job.id === field) jobs.push(job);
+          const rev = Number(META.exec(flat[i + 2]?.toString('latin1') ?? '')?.[5] ?? 0);
+          // A change heard since is newer than this page (the tables have it): never taken back.
+          if (!job || job.id !== field || (rev > 0 && (revs.get(field) ?? 0) > rev)) continue;
+          if (rev > 0) seen(field, rev);
+          jobs.push(job);
         }
         if (jobs.length > maxJobs)
           throw new LimitError(`${k.jobs} holds more than ${maxJobs} jobs (maxJobs): not loaded`);
       } while (cursor !== '0');
-      const metas = await link.run('read the jobs', (c) =>
-        c.hmget(k.meta, ...(jobs.length ? jobs.map((j) => j.id) : ['-'])),
-      );
-      for (const [i, m] of metas.entries()) {
-        const rev = m ? META.exec(m)?.[5] : undefined;
-        if (jobs[i] && rev) seen(jobs[i].id, Number(rev));
-      }
       return jobs;
     },
     async add(job, idempotencyField = '') {

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { NodeRecord } from '../../core/api';
+import { encode } from '../../core/codec';
 import type { Manifest } from '../../core/manifest';
 import { openBlobs } from '../../relay/blobs';
 import { openJobQueue } from '../../relay/cluster/job-queue';
@@ -270,4 +271,27 @@ it('keeps every blob as a file in the shared directory, so one relay reads what 
   const apps = stores[0]!.apps;
   await apps.put(await manifest('shared', '1.0.0'));
   expect((await stores[1]!.apps.current('shared'))?.version).toBe('1.0.0');
+}, 60_000);
+
+it('never gives back from load a job older than a change already heard (a relay starting or resyncing)', async () => {
+  const prefix = `t${++prefixes}:`;
+  const link = await openRedis(redis.url, { prefix });
+  const queue = await openJobQueue(link, { relayId: 'q', heartbeatMs: 60_000, warn: () => {} });
+  opened.push({ jobs: { close: () => queue.close() } as Jobs, link });
+  const heard: JobView['state'][] = [];
+  await queue.listen({ change: (j) => heard.push(j.state), resync: () => {} });
+  const made = job(jobIds().next());
+  expect(await queue.add(made)).toBeUndefined();
+  // Another relay's newer change is heard before the read of every job reaches this one (the
+  // race of a relay starting: it listens, then loads); its rev is past the one Redis holds now.
+  const later = moveTo(moveTo(made, 'running', { attempts: 1 }), 'succeeded', { result: 'done' });
+  const message = Buffer.concat([Buffer.from('9 other '), Buffer.from(encode(later))]);
+  await link.client.publish(link.key('jobs', 'changed'), message);
+  await until(() => heard.includes('succeeded'), 'the change heard');
+  // The older state read after it is not given back: the tables keep what was heard.
+  expect((await queue.load()).map((j) => j.id)).not.toContain(made.id);
+  // A job with no newer change is loaded as kept.
+  const other = job(jobIds().next());
+  await queue.add(other);
+  expect((await queue.load()).map((j) => j.id)).toContain(other.id);
 }, 60_000);
