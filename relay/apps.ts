@@ -154,10 +154,15 @@ export function openApps(
     current(name) {
       let m = manifests.get(name);
       if (!m) {
-        m = store.apps.current(name).then(seen, () => undefined);
+        m = store.apps.current(name).then(seen);
         manifests.set(name, m);
         // Only apps that exist are remembered: names from the network are not a way to fill memory.
-        void m.then((found) => found || manifests.delete(name));
+        // A store that could not answer (Redis unreachable) is not "no such app": the caller gets
+        // its typed error (E_UNAVAILABLE), and the next call asks again.
+        void m.then(
+          (found) => found || manifests.delete(name),
+          () => manifests.delete(name),
+        );
       }
       return m;
     },
