@@ -4,7 +4,8 @@
 // pinned to one of them fail, and how many calls failed in all.
 import { answerCall, joinRaw, onCalls, type RawNode } from '../raw-node';
 import { until } from '../until';
-import { type ClusterBenchOptions, callOnce, listed, type Setup, wsOf } from './cluster';
+import { type ClusterBenchOptions, callOnce, listed, type Setup, wsOf } from './cluster-kit';
+import { quantile } from './decisions';
 
 export interface KillRun {
   relays: number;
@@ -66,9 +67,6 @@ async function rejoin(url: string, old: RawNode): Promise<RawNode> {
   }
 }
 
-const pct = (xs: number[], q: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))] ?? Number.NaN;
-
 /**
  * Kills the last relay of `s` with its nodes `byRelay` joined (replaced in place by their
  * reconnections, so the caller closes those) while `o.lanes` unpinned calls and one lane pinned to
@@ -114,7 +112,7 @@ export async function killRun(
   const lane = async () => {
     while (!stop) {
       const start = performance.now();
-      const { ms, why } = await callOnce(s.url, i++);
+      const { ms, why } = await callOnce(s.url, i++, { token: s.token });
       done.push({ start, end: performance.now(), ok: ms !== undefined, ...(why && { why }) });
     }
   };
@@ -123,7 +121,7 @@ export async function killRun(
   const pinned = async () => {
     while (!stop) {
       const start = performance.now();
-      const ok = (await callOnce(s.url, i++, ids[0], 30_000)).ms !== undefined;
+      const ok = (await callOnce(s.url, i++, { pin: ids[0], token: s.token })).ms !== undefined;
       if (ok && start > killedAt && Number.isNaN(pinnedBackAt)) pinnedBackAt = performance.now();
       if (!ok) await new Promise((r) => setTimeout(r, 100));
     }
@@ -167,7 +165,7 @@ export async function killRun(
       callsFailed: failedEnds.length,
       failures,
       lastFailureS: failedEnds.length ? (Math.max(...failedEnds) - killedAt) / 1000 : 0,
-      p50BeforeMs: pct(
+      p50BeforeMs: quantile(
         done.filter((c) => c.end <= killedAt && c.ok).map((c) => c.end - c.start),
         0.5,
       ),
