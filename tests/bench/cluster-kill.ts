@@ -24,6 +24,11 @@ export interface KillRun {
   callsFailed: number;
   /** Failed unpinned calls by why: an HTTP status, `timeout` (30 s) or `error` (no answer). */
   failures: Record<string, number>;
+  /**
+   * Of those, answered 502 or 504 by HAProxy: the call was on the killed relay's own socket, its
+   * caller's connection went with it (the issue's exactly-one-answer needs a caller still there).
+   */
+  lostWithRelay: number;
   /** From kill -9 until the end of the last failed unpinned call (0: none failed). */
   lastFailureS: number;
   p50BeforeMs: number;
@@ -164,6 +169,7 @@ export async function killRun(
       calls: after.length,
       callsFailed: failedEnds.length,
       failures,
+      lostWithRelay: (failures['502'] ?? 0) + (failures['504'] ?? 0),
       lastFailureS: failedEnds.length ? (Math.max(...failedEnds) - killedAt) / 1000 : 0,
       p50BeforeMs: quantile(
         done.filter((c) => c.end <= killedAt && c.ok).map((c) => c.end - c.start),

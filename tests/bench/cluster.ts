@@ -294,6 +294,7 @@ export function printCluster(b: ClusterBench): void {
         'relisted after (s)': f(k.relistedS, 1),
         'pinned call back after (s)': f(k.pinnedBackS, 1),
         'calls failed / after kill': `${k.callsFailed} / ${k.calls}`,
+        'lost with the relay (502/504)': k.lostWithRelay,
         'last failure after (s)': f(k.lastFailureS, 1),
         'failures by kind': Object.entries(k.failures)
           .map(([why, n]) => `${why}: ${n}`)
@@ -330,6 +331,7 @@ export function clusterSection(b: ClusterBench): Section {
         'relisted after (s)': k.relistedS,
         'pinned call back after (s)': k.pinnedBackS,
         'calls failed': k.callsFailed,
+        'calls lost with the relay': k.lostWithRelay,
         'slowest call after (ms)': k.slowestAfterMs,
       })),
     ],
