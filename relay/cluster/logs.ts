@@ -5,10 +5,13 @@
  * the newest of the whole cluster.
  *
  * A log must never slow or fail a call: `add` keeps the entry in this relay's memory (its
- * `recent` view) and queues it; a timer sends what waits in one pipeline. While Redis is away the
- * entries wait, at most `maxPending` of them (all logs together): beyond that the oldest are
- * dropped, and so are those of a write that failed; each drop is counted (`onDropped`, the
- * relay's brume_log_entries_dropped_total). What is read back from Redis is hostile until checked:
+ * `recent` view) and queues it; a timer sends what waits in one pipeline. Redis keeps only the
+ * newest SHOWN of a log, so of what waits only each log's newest SHOWN are sent: an older entry is
+ * superseded (Redis would trim it at once), neither sent nor counted as dropped. A relay deciding
+ * 10,000 times a second thus writes at most SHOWN entries a log per FLUSH_MS, not one per
+ * decision. While Redis is away the entries wait, at most `maxPending` of them (all logs
+ * together): beyond that the oldest are dropped, and so are those of a write that failed; each
+ * drop is counted (`onDropped`, the relay's brume_log_entries_dropped_total). What is read back from Redis is hostile until checked:
  * an entry that is not valid JSON of its log's shape, or too large, is skipped (warned, counted).
  * @example const logs = redisLogs(redis, { relayId, warn });
  *          createHub({ …, logs });
@@ -25,12 +28,17 @@ import {
 } from '../hub/log-store';
 import type { RedisLink } from './redis';
 
-/** Entries waiting to be sent at most, all logs together (default): beyond, the oldest drop. */
-export const MAX_PENDING = 1000;
-/** How often waiting entries are sent to Redis (one pipeline for all). */
-const FLUSH_MS = 250;
-/** Waiting entries that are sent at once rather than at the next tick. */
-const BATCH = 100;
+/**
+ * Entries waiting to be sent at most, all logs together (default): beyond, the oldest drop. Each
+ * log waits with at most its newest SHOWN (older ones are superseded), so by default nothing is
+ * dropped while Redis answers, however fast entries come.
+ */
+export const MAX_PENDING = SHOWN * logKinds.length;
+/**
+ * How often waiting entries are sent to Redis (one pipeline for all): the delay before another
+ * relay lists an entry, and with SHOWN the bound on this relay's log writes to Redis.
+ */
+export const FLUSH_MS = 1000;
 /** An entry's JSON at most, in bytes: a larger one is neither written nor read. */
 export const MAX_ENTRY_BYTES = 16 * 1024;
 /** Warnings of one kind (skipped entries, writes failing) at most once in this long. */
@@ -114,14 +122,16 @@ export function redisLogs(redis: RedisLink, o: RedisLogsOptions): LogStore {
   const own = memoryLogs();
   const maxPending = o.maxPending ?? MAX_PENDING;
   const key = (kind: LogKind) => redis.key('logs', kind);
-  const pending: { kind: LogKind; json: string }[] = [];
+  /** What waits to be sent, per log, oldest first; `seq` orders entries across the logs. */
+  const pending = Object.fromEntries(logKinds.map((k) => [k, []])) as unknown as {
+    [K in LogKind]: { seq: number; entry: LogEntries[K] }[];
+  };
+  let waiting = 0;
+  let seq = 0;
   const droppedFns = new Set<(kind: LogKind, n: number) => void>();
   const lastWarned = new Map<string, number>();
   let sending: Promise<void> | undefined;
   let closed = false;
-  /** A send is due at the next turn (a batch filled up before the timer). */
-  let soon = false;
-
   /** Warns `message` unless a warning about `about` was given less than WARN_EVERY_MS ago. */
   const warnNow = (about: string, message: string) => {
     const now = Date.now();
@@ -133,12 +143,32 @@ export function redisLogs(redis: RedisLink, o: RedisLogsOptions): LogStore {
     for (const fn of droppedFns) fn(kind, n);
   };
 
+  /** Takes what waits: each log's entries as JSON (too large ones dropped, counted). */
+  const take = (): { kind: LogKind; json: string }[] => {
+    const batch: { kind: LogKind; json: string }[] = [];
+    for (const kind of logKinds) {
+      for (const { entry } of pending[kind].splice(0)) {
+        const json = JSON.stringify({ ...entry, relay: o.relayId });
+        if (Buffer.byteLength(json) <= MAX_ENTRY_BYTES) batch.push({ kind, json });
+        else {
+          warnNow(
+            'large',
+            `cluster: a ${kind} log entry over ${MAX_ENTRY_BYTES} bytes was dropped`,
+          );
+          dropped(kind);
+        }
+      }
+    }
+    waiting = 0;
+    return batch;
+  };
+
   /** Sends what waits, in one pipeline; nothing while a send is in flight or Redis is away. */
   const flush = (): Promise<void> => {
-    if (sending || pending.length === 0 || redis.client.status !== 'ready') {
+    if (sending || waiting === 0 || redis.client.status !== 'ready') {
       return sending ?? Promise.resolve();
     }
-    const batch = pending.splice(0, pending.length);
+    const batch = take();
     const sent = redis
       .run('write the logs', (c) => {
         const p = c.pipeline();
@@ -180,22 +210,26 @@ export function redisLogs(redis: RedisLink, o: RedisLogsOptions): LogStore {
     add(kind, entry) {
       own.add(kind, entry);
       if (closed) return;
-      const json = JSON.stringify({ ...entry, relay: o.relayId });
-      if (Buffer.byteLength(json) > MAX_ENTRY_BYTES) {
-        warnNow('large', `cluster: a ${kind} log entry over ${MAX_ENTRY_BYTES} bytes was dropped`);
-        return dropped(kind);
+      const list = pending[kind] as { seq: number; entry: typeof entry }[];
+      list.push({ seq: seq++, entry });
+      waiting++;
+      // Superseded: Redis keeps a log's newest SHOWN, so an older entry would be trimmed at once.
+      if (list.length > SHOWN) {
+        list.shift();
+        waiting--;
       }
-      pending.push({ kind, json });
-      if (pending.length > maxPending) {
-        const oldest = pending.shift();
-        if (oldest) dropped(oldest.kind);
-      }
-      if (pending.length >= BATCH && !soon) {
-        soon = true;
-        setImmediate(() => {
-          soon = false;
-          void flush();
-        });
+      if (waiting > maxPending) {
+        // The oldest waiting entry of all the logs is dropped.
+        let oldest: LogKind | undefined;
+        for (const k of logKinds) {
+          const head = pending[k][0];
+          if (head && (oldest === undefined || head.seq < pending[oldest][0]!.seq)) oldest = k;
+        }
+        if (oldest) {
+          pending[oldest].shift();
+          waiting--;
+          dropped(oldest);
+        }
       }
     },
     recent: own.recent,
@@ -223,7 +257,11 @@ export function redisLogs(redis: RedisLink, o: RedisLogsOptions): LogStore {
       // Best effort: what waits is sent once more (after a send in flight); then it is dropped.
       await sending;
       await flush();
-      for (const e of pending.splice(0, pending.length)) dropped(e.kind);
+      for (const kind of logKinds) {
+        const n = pending[kind].splice(0).length;
+        if (n > 0) dropped(kind, n);
+      }
+      waiting = 0;
     },
   };
 }

@@ -4,10 +4,8 @@
 import { encode } from '../../core/codec';
 import { decodeFrame } from '../../core/protocol';
 import type { RawNode } from '../raw-node';
-import type { ContextFigures } from './cluster';
-
-const pct = (xs: number[], q: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))] ?? Number.NaN;
+import type { ContextFigures } from './cluster-kit';
+import { quantile } from './decisions';
 
 /** A context write as a node sends it. */
 function op(app: string, node: RawNode, key: string, value: unknown, count: number) {
@@ -86,9 +84,9 @@ export async function clusterContext(
     }
     return {
       watchers: watching.length,
-      p50Ms: pct(all, 0.5),
-      p99Ms: pct(all, 0.99),
-      allReachedP50Ms: pct(last, 0.5),
+      p50Ms: quantile(all, 0.5),
+      p99Ms: quantile(all, 0.99),
+      allReachedP50Ms: quantile(last, 0.5),
       writesPerSecond: await ackRate(app, byRelay),
       missed,
     };

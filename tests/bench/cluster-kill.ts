@@ -4,7 +4,8 @@
 // pinned to one of them fail, and how many calls failed in all.
 import { answerCall, joinRaw, onCalls, type RawNode } from '../raw-node';
 import { until } from '../until';
-import { type ClusterBenchOptions, callOnce, listed, type Setup, wsOf } from './cluster';
+import { type ClusterBenchOptions, callOnce, listed, type Setup, wsOf } from './cluster-kit';
+import { quantile } from './decisions';
 
 export interface KillRun {
   relays: number;
@@ -23,6 +24,11 @@ export interface KillRun {
   callsFailed: number;
   /** Failed unpinned calls by why: an HTTP status, `timeout` (30 s) or `error` (no answer). */
   failures: Record<string, number>;
+  /**
+   * Of those, answered 502 or 504 by HAProxy: the call was on the killed relay's own socket, its
+   * caller's connection went with it (the issue's exactly-one-answer needs a caller still there).
+   */
+  lostWithRelay: number;
   /** From kill -9 until the end of the last failed unpinned call (0: none failed). */
   lastFailureS: number;
   p50BeforeMs: number;
@@ -65,9 +71,6 @@ async function rejoin(url: string, old: RawNode): Promise<RawNode> {
     }
   }
 }
-
-const pct = (xs: number[], q: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))] ?? Number.NaN;
 
 /**
  * Kills the last relay of `s` with its nodes `byRelay` joined (replaced in place by their
@@ -114,7 +117,7 @@ export async function killRun(
   const lane = async () => {
     while (!stop) {
       const start = performance.now();
-      const { ms, why } = await callOnce(s.url, i++);
+      const { ms, why } = await callOnce(s.url, i++, { token: s.token });
       done.push({ start, end: performance.now(), ok: ms !== undefined, ...(why && { why }) });
     }
   };
@@ -123,7 +126,7 @@ export async function killRun(
   const pinned = async () => {
     while (!stop) {
       const start = performance.now();
-      const ok = (await callOnce(s.url, i++, ids[0], 30_000)).ms !== undefined;
+      const ok = (await callOnce(s.url, i++, { pin: ids[0], token: s.token })).ms !== undefined;
       if (ok && start > killedAt && Number.isNaN(pinnedBackAt)) pinnedBackAt = performance.now();
       if (!ok) await new Promise((r) => setTimeout(r, 100));
     }
@@ -166,8 +169,9 @@ export async function killRun(
       calls: after.length,
       callsFailed: failedEnds.length,
       failures,
+      lostWithRelay: (failures['502'] ?? 0) + (failures['504'] ?? 0),
       lastFailureS: failedEnds.length ? (Math.max(...failedEnds) - killedAt) / 1000 : 0,
-      p50BeforeMs: pct(
+      p50BeforeMs: quantile(
         done.filter((c) => c.end <= killedAt && c.ok).map((c) => c.end - c.start),
         0.5,
       ),

@@ -6,7 +6,6 @@
 // calls succeed again, and how many failed). Every setup runs on this one machine: the relays,
 // Redis, HAProxy and the simulated nodes share its cores, so ratios say more than absolutes.
 import { rmSync } from 'node:fs';
-import type { NodeRecord } from '../../core/api';
 import { testBundles } from '../apps';
 import { startCluster } from '../cluster-process';
 import type { RawNode } from '../raw-node';
@@ -14,29 +13,17 @@ import { deploy, startRelay } from '../relay-process';
 import { until } from '../until';
 import { clusterContext } from './cluster-context';
 import { type KillRun, killRun, serve } from './cluster-kill';
-import { askMany, joinMany } from './decisions';
+import {
+  CAPS,
+  type ClusterBenchOptions,
+  type ContextFigures,
+  callOnce,
+  listed,
+  type Setup,
+  wsOf,
+} from './cluster-kit';
+import { askMany, joinMany, median, quantile } from './decisions';
 import type { Section } from './report';
-
-/** One relay process plays thousands of nodes from one address: the socket caps lifted. */
-export const CAPS = ['--max-conns-per-address', '20000', '--max-conns', '20000'];
-
-export interface ClusterBenchOptions {
-  /** Relay counts with Redis; the baseline (one relay, no Redis) always runs first. */
-  relays: number[];
-  /** Simulated nodes in all, joined in turn (spread evenly over the relays). */
-  sizes: number[];
-  /** Decision rounds and their length (ms); medians. */
-  rounds: number;
-  ms: number;
-  /** HTTP calls per path (same relay / another relay) per size. */
-  calls: number;
-  /** Context watchers (spread over the relays) and writes timed; 0 leaves context out. */
-  watchers: number;
-  writes: number;
-  /** HTTP calls in flight during the kill run. */
-  lanes: number;
-  log: (line: string) => void;
-}
 
 /** Sizes from the environment: BENCH_CLUSTER_NODES="1000,3000", BENCH_CLUSTER_RELAYS="1,2,3"... */
 export function clusterOptions(env = process.env): ClusterBenchOptions {
@@ -79,36 +66,10 @@ export interface ClusterRow {
   context?: ContextFigures;
 }
 
-export interface ContextFigures {
-  watchers: number;
-  p50Ms: number;
-  p99Ms: number;
-  allReachedP50Ms: number;
-  writesPerSecond: number;
-  /** Writes some watcher never saw within 10 s. */
-  missed: number;
-}
-
 export interface ClusterBench {
   rows: ClusterRow[];
   kills: KillRun[];
   options: Omit<ClusterBenchOptions, 'log'>;
-}
-
-const pct = (xs: number[], q: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))] ?? Number.NaN;
-const median = (xs: number[]) => pct(xs, 0.5);
-
-/** What a setup is to the bench: its relays' URLs and processes, and a way out. */
-export interface Setup {
-  label: string;
-  redis: boolean;
-  relays: { url: string; pid: number }[];
-  token: string;
-  /** The balancer (a cluster) or the relay itself. */
-  url: string;
-  kill?(i: number): Promise<void>;
-  stop(): Promise<void>;
 }
 
 async function baseline(): Promise<Setup> {
@@ -140,40 +101,6 @@ async function cluster(relays: number): Promise<Setup> {
   };
 }
 
-export const wsOf = (url: string) => `${url.replace('http', 'ws')}/ws`;
-
-/** The nodes relay `url` lists (admin API). */
-export async function listed(url: string, token: string): Promise<NodeRecord[]> {
-  const res = await fetch(`${url}/api/nodes`, { headers: { authorization: `Bearer ${token}` } });
-  if (res.status !== 200) throw new Error(`GET ${url}/api/nodes: ${res.status}`);
-  return (await res.json()) as NodeRecord[];
-}
-
-/**
- * One HTTP call to hostile/echo at `url`, pinned to node `pin` when given: its ms when answered
- * 200, else why not (the status, `timeout` or `error`).
- */
-export async function callOnce(
-  url: string,
-  input: unknown,
-  pin?: string,
-  timeoutMs = 30_000,
-): Promise<{ ms?: number; why?: string }> {
-  const t0 = performance.now();
-  try {
-    const res = await fetch(`${url}/api/call/hostile/echo`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ input, ...(pin && { qos: { privacy: pin } }) }),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    await res.arrayBuffer();
-    return res.status === 200 ? { ms: performance.now() - t0 } : { why: String(res.status) };
-  } catch (e) {
-    return { why: (e as Error).name === 'TimeoutError' ? 'timeout' : 'error' };
-  }
-}
-
 /** `nodes[i]` of each relay in turn: the senders of a round come from every relay. */
 function interleave(byRelay: RawNode[][]): RawNode[] {
   const out: RawNode[] = [];
@@ -198,15 +125,18 @@ async function callFigures(s: Setup, server: RawNode, calls: number) {
   for (let i = -20; i < calls; i++) {
     // Alternated, so neither path gets the machine's quiet moments; the first 20 warm up.
     for (const p of i % 2 ? paths : [...paths].reverse()) {
-      const { ms } = await callOnce(p.url, i, server.identity.id);
+      const { ms } = await callOnce(p.url, i, { pin: server.identity.id, token: s.token });
       if (ms === undefined) failed++;
       else if (i >= 0) p.into.push(ms);
     }
   }
   return {
-    sameP50Ms: pct(same, 0.5),
-    sameP99Ms: pct(same, 0.99),
-    ...(cross.length > 0 && { crossP50Ms: pct(cross, 0.5), crossP99Ms: pct(cross, 0.99) }),
+    sameP50Ms: quantile(same, 0.5),
+    sameP99Ms: quantile(same, 0.99),
+    ...(cross.length > 0 && {
+      crossP50Ms: quantile(cross, 0.5),
+      crossP99Ms: quantile(cross, 0.99),
+    }),
     callsFailed: failed,
   };
 }
@@ -364,6 +294,7 @@ export function printCluster(b: ClusterBench): void {
         'relisted after (s)': f(k.relistedS, 1),
         'pinned call back after (s)': f(k.pinnedBackS, 1),
         'calls failed / after kill': `${k.callsFailed} / ${k.calls}`,
+        'lost with the relay (502/504)': k.lostWithRelay,
         'last failure after (s)': f(k.lastFailureS, 1),
         'failures by kind': Object.entries(k.failures)
           .map(([why, n]) => `${why}: ${n}`)
@@ -400,6 +331,7 @@ export function clusterSection(b: ClusterBench): Section {
         'relisted after (s)': k.relistedS,
         'pinned call back after (s)': k.pinnedBackS,
         'calls failed': k.callsFailed,
+        'calls lost with the relay': k.lostWithRelay,
         'slowest call after (ms)': k.slowestAfterMs,
       })),
     ],

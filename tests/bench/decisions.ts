@@ -51,14 +51,15 @@ export function simulatedNodes(n: number): NodeView[] {
 // Every one satisfiable in these fabrics: the figure is the cost of a decision, not of a refusal.
 const qosMix = [{}, { accuracy: 0.95 }, { latencyMs: 100 }, { accuracy: 0.95, latencyMs: 200 }];
 
-/** The p-th quantile (0–1) of `xs`, sorted in place. */
-function quantile(xs: number[], p: number): number {
+/** The p-th quantile (0–1) of `xs`, sorted in place (NaN when empty). */
+export function quantile(xs: number[], p: number): number {
   if (xs.length === 0) return Number.NaN;
   xs.sort((a, b) => a - b);
   return xs[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
 }
 
-function median(xs: number[]): number {
+/** The median of `xs` (a copy is sorted). */
+export function median(xs: number[]): number {
   return quantile([...xs], 0.5);
 }
 

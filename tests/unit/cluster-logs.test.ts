@@ -2,16 +2,17 @@
 // two relays in this process on real ports (`redis` + `blobDir`), raw nodes. What happens at one
 // relay is listed by the other's admin API, tagged with its relay; garbage in the streams is
 // skipped; with Redis hung or down calls are still answered and the entries not kept are counted,
-// at most `maxPending` waiting, sent once Redis is back.
+// at most `maxPending` waiting, sent once Redis is back; a relay deciding faster than Redis keeps
+// a log sends no more than the newest SHOWN entries a log per flush.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CallRecord, DecisionRecord, HubEvent } from '../../core/api';
-import { MAX_ENTRY_BYTES, redisLogs } from '../../relay/cluster/logs';
+import { FLUSH_MS, MAX_ENTRY_BYTES, redisLogs } from '../../relay/cluster/logs';
 import { openRedis } from '../../relay/cluster/redis';
-import type { LogKind } from '../../relay/hub/log-store';
+import { type LogKind, SHOWN } from '../../relay/hub/log-store';
 import { hostileApp } from '../apps';
 import { answerCall, joinRaw, onCalls, type RawNode } from '../raw-node';
 import { type RedisProcess, startRedis } from '../redis-process';
@@ -176,6 +177,50 @@ describe('the logs of relays sharing a Redis', () => {
 });
 
 describe('a Redis log store', () => {
+  it('sends only the newest SHOWN entries a log per flush: decisions do not each cost a write', async () => {
+    // Its own prefix: XINFO's entries-added counts every XADD this store made, none of A's or B's.
+    const link = await openRedis(redis.url, { prefix: 'flood:' });
+    const logs = redisLogs(link, { relayId: 'r1', warn: () => {} });
+    const dropped: [LogKind, number][] = [];
+    logs.onDropped((kind, n) => dropped.push([kind, n]));
+    const decision = (i: number): DecisionRecord => ({
+      at: Date.now(),
+      app: 'a',
+      service: 's',
+      qos: {},
+      caller: `c${i}`,
+      reason: '',
+      ok: true,
+    });
+    try {
+      // Five times what a log shows, at once (well within one flush's time): a busy relay.
+      const total = 5 * SHOWN;
+      for (let i = 0; i < total; i++) logs.add('decisions', decision(i));
+      logs.add('events', { at: Date.now(), kind: 'left', detail: 'among the decisions' });
+      const listed = await until(
+        async () => {
+          const got = await logs.list('decisions');
+          return got.length >= SHOWN ? got : undefined;
+        },
+        'the decisions sent',
+        10_000 + 10 * FLUSH_MS,
+      );
+      // The newest SHOWN, in order; the event was not crowded out.
+      expect(listed.map((d) => d.caller)).toEqual(
+        Array.from({ length: SHOWN }, (_, i) => `c${total - SHOWN + i}`),
+      );
+      expect((await logs.list('events')).map((e) => e.detail)).toEqual(['among the decisions']);
+      const info = (await link.client.call('XINFO', 'STREAM', 'flood:logs:decisions')) as unknown[];
+      expect(info[info.indexOf('entries-added') + 1]).toBe(SHOWN);
+      // Superseded entries are not dropped ones: Redis would have trimmed them at once.
+      expect(dropped).toEqual([]);
+      expect(logs.recent('decisions').at(-1)?.caller).toBe(`c${total - 1}`);
+    } finally {
+      await logs.close();
+      await link.close();
+    }
+  }, 60_000);
+
   it('keeps at most maxPending entries while Redis is down, sends them once it is back', async () => {
     const link = await openRedis(redis.url, { maxBackoffMs: 200 });
     const logs = redisLogs(link, { relayId: 'r1', warn: () => {}, maxPending: 3 });
