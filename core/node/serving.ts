@@ -8,7 +8,7 @@
  *          const r = await serving.serveCall({ app, service, rpc, input, qos });
  */
 import { DisconnectedError, QosError, UnavailableError } from '../errors';
-import type { CallOptions, Runtime, TraceEntry } from '../runtime';
+import type { Runtime, ServeOptions, TraceEntry } from '../runtime';
 import type { Qos } from '../scheduler';
 
 export interface ServingOptions {
@@ -122,10 +122,12 @@ export class Serving {
       if (msg.probe) await runtime.plan(msg.app, msg.service, msg.qos, msg.rpc);
       // Gone while the app was fetched: it has not started, so it does not.
       if (gone?.aborted) throw reason(gone);
-      const opts: CallOptions = {
+      const opts: ServeOptions = {
         ...(msg.rpc ? { rpc: msg.rpc } : {}),
         ...(msg.pin ? { pin: msg.pin } : {}),
         ...(msg.traceId ? { traceId: msg.traceId } : {}),
+        // Past this slot, a Logic call may still wait for a worker: it leaves that queue too.
+        ...(gone ? { gone } : {}),
       };
       const r = await runtime.call(msg.app, msg.service, msg.input, msg.qos, opts);
       this.served++;

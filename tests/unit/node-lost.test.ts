@@ -52,61 +52,77 @@ async function spinPerMs(node: BrumeNode): Promise<number> {
 const holds = (relay: TestRelay, id: string) =>
   relay.relay.hub.nodes().some((n) => n.id === id && n.apps.includes('hostile'));
 
-describe('a node that loses its relay connection', () => {
-  it('never runs the calls queued over it, and serves the next relay at once', async () => {
-    const identity = await loadOrCreateIdentity(memoryKeyStore(), 'lost');
-    // The node's socket goes where `target` says: relay A first, relay B after the cut.
-    let target = a.ws;
-    const sockets: WebSocket[] = [];
-    const node = await testNode(a.ws, identity, {
-      refresh: true,
-      maxConcurrency: 1,
-      backoff: { initialMs: 50, maxMs: 200 },
-      socket: () => {
-        const ws = new WebSocket(target);
-        sockets.push(ws);
-        return ws;
-      },
+/**
+ * Queues three calls from relay A and one from a peer behind a long spin on a node with
+ * `maxConcurrency` slots and one Logic worker, cuts the node's socket to A and rejoins it to B.
+ */
+async function cutWhileQueued(name: string, maxConcurrency: number): Promise<void> {
+  const identity = await loadOrCreateIdentity(memoryKeyStore(), name);
+  // The node's socket goes where `target` says: relay A first, relay B after the cut.
+  let target = a.ws;
+  const sockets: WebSocket[] = [];
+  const node = await testNode(a.ws, identity, {
+    refresh: true,
+    maxConcurrency,
+    runtime: { logicWorkers: 1, maxWorkers: 1 },
+    backoff: { initialMs: 50, maxMs: 200 },
+    socket: () => {
+      const ws = new WebSocket(target);
+      sockets.push(ws);
+      return ws;
+    },
+  });
+  /** Calls this node holds now: running (in a worker or waiting for one), or waiting for a slot. */
+  const held = () => node.busy + node.waiting;
+  try {
+    await node.whenJoined();
+    await until(() => holds(a, node.nodeId), 'relay A to see the node holding hostile');
+    // Long enough that it surely still runs when the socket is cut, whatever the load.
+    const rate = await spinPerMs(node);
+    const long = httpCall(a, node.nodeId, 'spin', { n: Math.round(rate * 5000) });
+    await until(() => node.runtime.workers()['hostile/echo']?.busy === 1, 'the long spin to run');
+    // Behind it: three calls from relay A and one from a peer (no relay socket).
+    const queued = [1, 2, 3].map((i) => httpCall(a, node.nodeId, 'echo', `queued ${i}`));
+    const peer = node.serveCall({
+      app: 'hostile',
+      service: 'echo',
+      rpc: 'echo',
+      input: 'from a peer',
+      qos: {},
     });
-    try {
-      await node.whenJoined();
-      await until(() => holds(a, node.nodeId), 'relay A to see the node holding hostile');
-      // Long enough that it surely still runs when the socket is cut, whatever the load.
-      const rate = await spinPerMs(node);
-      const long = httpCall(a, node.nodeId, 'spin', { n: Math.round(rate * 5000) });
-      await until(() => node.busy === 1, 'the long spin to run');
-      // Queued behind it: three calls from relay A and one from a peer (no relay socket).
-      const queued = [1, 2, 3].map((i) => httpCall(a, node.nodeId, 'echo', `queued ${i}`));
-      const peer = node.serveCall({
-        app: 'hostile',
-        service: 'echo',
-        rpc: 'echo',
-        input: 'from a peer',
-        qos: {},
-      });
-      await until(() => node.waiting === 4, 'four calls waiting for the slot');
+    await until(() => held() === 5, 'four calls behind the long spin');
 
-      // Cut, with no close frame (a relay killed with SIGKILL); the node rejoins through B.
-      target = b.ws;
-      sockets.at(-1)!.terminate();
-      // Relay A's calls leave the queue at once; the peer's stays.
-      await until(() => node.waiting === 1, "relay A's queued calls to be dropped");
-      for (const r of [await long, ...(await Promise.all(queued))]) expect(r.status).not.toBe(200);
-      await until(() => node.status === 'joined' && holds(b, node.nodeId), 'the node to join B');
+    // Cut, with no close frame (a relay killed with SIGKILL); the node rejoins through B.
+    target = b.ws;
+    sockets.at(-1)!.terminate();
+    // Relay A's calls leave at once; the long spin runs on, and the peer's call stays.
+    await until(() => held() === 2, "relay A's waiting calls to be dropped");
+    for (const r of [await long, ...(await Promise.all(queued))]) expect(r.status).not.toBe(200);
+    await until(() => node.status === 'joined' && holds(b, node.nodeId), 'the node to join B');
 
-      // B's call waits only for what really runs: the long spin, then the peer's call. Its id is
-      // B's own (the long spin's on A may be the same number): only its own answer settles it.
-      const fresh = await httpCall(b, node.nodeId, 'echo', 'after the cut');
-      expect(fresh).toEqual({
-        status: 200,
-        body: expect.objectContaining({ value: 'after the cut' }),
-      });
-      expect((await peer).value).toBe('from a peer');
-      await until(() => node.busy === 0 && node.waiting === 0, 'the node to be idle');
-      // Ran: the long spin, the peer's call and B's. None of the three A had queued.
-      expect(node.served).toBe(3);
-    } finally {
-      closeNodes([node]);
-    }
+    // B's call waits only for what really runs: the long spin, then the peer's call. Its id is
+    // B's own (the long spin's on A may be the same number): only its own answer settles it.
+    const fresh = await httpCall(b, node.nodeId, 'echo', 'after the cut');
+    expect(fresh).toEqual({
+      status: 200,
+      body: expect.objectContaining({ value: 'after the cut' }),
+    });
+    expect((await peer).value).toBe('from a peer');
+    await until(() => held() === 0, 'the node to be idle');
+    // Ran: the long spin, the peer's call and B's. None of the three A had queued.
+    expect(node.served).toBe(3);
+  } finally {
+    closeNodes([node]);
+  }
+}
+
+describe('a node that loses its relay connection', () => {
+  it('never runs the calls waiting for a slot over it, and serves the next relay at once', async () => {
+    await cutWhileQueued('lost-slots', 1);
+  }, 120_000);
+
+  it('never runs the calls waiting for a Logic worker over it either', async () => {
+    // Slots for all five: the four behind the spin wait in the Logic pool's queue, not for a slot.
+    await cutWhileQueued('lost-workers', 8);
   }, 120_000);
 });
