@@ -15,6 +15,18 @@ export interface CallOptions {
   traceId?: string;
 }
 
+/**
+ * A call's options as a node serving another passes them to its runtime: not part of the page's
+ * `CallOptions` (a signal does not cross postMessage).
+ */
+export interface ServeOptions extends CallOptions {
+  /**
+   * Aborted when the caller can no longer hear the answer (the relay socket the call came over
+   * closed): a Logic call still waiting for a worker then leaves the pool's queue and never runs.
+   */
+  gone?: AbortSignal;
+}
+
 export interface TraceEntry {
   service: string;
   rpc: string;

@@ -88,3 +88,15 @@ declare class URL {
   readonly pathname: string;
   readonly origin: string;
 }
+
+/** Tells that something is no longer wanted (a call whose caller is gone): the web standard's part core uses. */
+declare class AbortSignal {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+declare class AbortController {
+  readonly signal: AbortSignal;
+  abort(reason?: unknown): void;
+}

@@ -42,9 +42,9 @@ import { type UsedService, usedService } from './uses';
 
 export type { AppSource, Platform } from './exec/loader';
 
-import type { CallOptions, CallResult, TraceEntry } from './call-types';
+import type { CallOptions, CallResult, ServeOptions, TraceEntry } from './call-types';
 
-export type { CallOptions, CallResult, TraceEntry } from './call-types';
+export type { CallOptions, CallResult, ServeOptions, TraceEntry } from './call-types';
 
 export interface NodeDescription {
   id: string;
@@ -265,13 +265,13 @@ export class Runtime {
     };
   }
 
-  /** Runs `service` of `app` on this node. */
+  /** Runs `service` of `app` on this node (`opts.gone`: its caller went before it started). */
   async call(
     app: string,
     service: string,
     input: unknown,
     qos: Qos = {},
-    opts: CallOptions = {},
+    opts: ServeOptions = {},
   ): Promise<CallResult> {
     const trace: TraceEntry[] = [];
     const t0 = performance.now();
@@ -329,7 +329,7 @@ export class Runtime {
     rpc: string,
     input: unknown,
     qos: Qos,
-    opts: CallOptions,
+    opts: ServeOptions,
     trace: TraceEntry[],
     depth: number,
   ): Promise<CallOutcome> {
@@ -393,12 +393,13 @@ export class Runtime {
           return this.context(app, request);
         },
       };
-      // The call's first step is told so (a bench's holdMs holds the worker once per call).
+      // The call's first step is told so (a bench's holdMs holds the worker once per call), and
+      // so is the pool: a caller gone before it has a worker leaves the queue (later steps finish).
       let first = true;
       const step = (name: string, request: Uint8Array) => {
         const f = first;
         first = false;
-        return pool.step(name, request, f);
+        return pool.step(name, request, f, f ? opts.gone : undefined);
       };
       const value = await invokeLogic(step, chosen, input, dispatch);
       const ms = performance.now() - t0;
@@ -428,7 +429,7 @@ export class Runtime {
     rpc: string,
     payload: unknown,
     qos: Qos,
-    opts: CallOptions,
+    opts: ServeOptions,
     trace: TraceEntry[],
     depth: number,
   ): Promise<CallOutcome> {

@@ -1,4 +1,4 @@
-import { fromWire, LogicLoadError, LogicTimeoutError } from '../errors';
+import { DisconnectedError, fromWire, LogicLoadError, LogicTimeoutError } from '../errors';
 import type { LogicWorkerApi, Reply } from './logic-worker';
 import { type PoolState, type ScaleEvent, type ScalePolicy, Scaler, WakeTimer } from './scaler';
 
@@ -111,14 +111,22 @@ export class LogicPool {
 
   /**
    * One invocation step under the watchdog. Bound, so it can be passed as a Step. `first`: the
-   * call's first step (a bench's `holdMs` applies to it alone).
+   * call's first step (a bench's `holdMs` applies to it alone). `gone`: aborted when the caller
+   * can no longer hear the answer; a step still waiting for a worker then leaves the queue and
+   * fails with the signal's reason, never run.
    */
-  step = async (exportName: string, request: Uint8Array, first = false): Promise<Uint8Array> => {
+  step = async (
+    exportName: string,
+    request: Uint8Array,
+    first = false,
+    gone?: AbortSignal,
+  ): Promise<Uint8Array> => {
+    if (gone?.aborted) throw goneReason(gone);
     // An idle worker is taken without a turn of the event loop: this runs twice per Logic call.
     let worker = this.closed ? undefined : this.idle.pop();
     // The scaler hears of it: a worker taken ends the idle period it was standing in.
     if (worker) this.rescale();
-    else worker = await this.acquire();
+    else worker = await this.acquire(gone);
     const hold = first ? this.options.holdMs : undefined;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let reply: Reply<Uint8Array> | 'timeout';
@@ -160,14 +168,33 @@ export class LogicPool {
     }
   }
 
-  private acquire(): Promise<WorkerHandle> {
+  private acquire(gone?: AbortSignal): Promise<WorkerHandle> {
     if (this.closed)
       return Promise.reject(new LogicLoadError(`Logic ${this.options.name} was unloaded`));
     const idle = this.idle.pop();
     if (idle) return Promise.resolve(idle);
-    const p = new Promise<WorkerHandle>((resolve, reject) =>
-      this.waiting.push({ resolve, reject }),
-    );
+    const p = new Promise<WorkerHandle>((resolve, reject) => {
+      const leave = () => {
+        const at = this.waiting.indexOf(waiter);
+        if (at < 0) return;
+        this.waiting.splice(at, 1);
+        reject(goneReason(gone!));
+        // One fewer waiting: the scaler may start fewer workers.
+        this.rescale();
+      };
+      const waiter = {
+        resolve: (w: WorkerHandle) => {
+          gone?.removeEventListener('abort', leave);
+          resolve(w);
+        },
+        reject: (e: unknown) => {
+          gone?.removeEventListener('abort', leave);
+          reject(e);
+        },
+      };
+      gone?.addEventListener('abort', leave, { once: true });
+      this.waiting.push(waiter);
+    });
     this.rescale();
     return p;
   }
@@ -245,4 +272,10 @@ export class LogicPool {
     // A slot freed up: the next waiting request gets a fresh worker.
     this.rescale();
   }
+}
+
+/** Why a step's caller is gone: the signal's reason when it is an error, else a plain one. */
+function goneReason(gone: AbortSignal): Error {
+  const r: unknown = gone.reason;
+  return r instanceof Error ? r : new DisconnectedError('the caller is gone');
 }

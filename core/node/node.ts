@@ -13,7 +13,13 @@ import type { Qos } from '../scheduler';
 import { type SessionHandle, type SessionOptions, Sessions } from '../session/client';
 import { passOn } from './fog';
 import type { PeerLinks, SocketLike } from './links';
-import { type Heartbeat, type LinkStatus, RelayLink, type Welcome } from './relay-link';
+import {
+  type Heartbeat,
+  type LinkStatus,
+  type RelayConnection,
+  RelayLink,
+  type Welcome,
+} from './relay-link';
 import { Router } from './router';
 import { type ServeRequest, type ServeResult, Serving } from './serving';
 
@@ -81,7 +87,7 @@ export class BrumeNode {
         this.context?.offline();
         this.sessions.offline();
       },
-      onFrame: (msg) => this.onFrame(msg),
+      onFrame: (msg, conn) => this.onFrame(msg, conn),
       ...(parts.requestTimeoutMs !== undefined && { requestTimeoutMs: parts.requestTimeoutMs }),
       ...(parts.backoff && { backoff: parts.backoff }),
       ...(parts.log && { log: parts.log }),
@@ -189,9 +195,12 @@ export class BrumeNode {
     return this.router.schedule(app, service, qos, rpc);
   }
 
-  /** Runs a call another node sent (through the relay or a data channel) and answers it. */
-  serveCall(msg: ServeRequest): Promise<ServeResult> {
-    return this.serving.serveCall(msg);
+  /**
+   * Runs a call another node sent (through the relay or a data channel) and answers it; one still
+   * waiting for a slot when `gone` aborts (its relay socket closed) never runs (E_DISCONNECTED).
+   */
+  serveCall(msg: ServeRequest, gone?: AbortSignal): Promise<ServeResult> {
+    return this.serving.serveCall(msg, gone);
   }
 
   /** A Logic's call to another service: the runtime's `remote`. */
@@ -270,7 +279,7 @@ export class BrumeNode {
     if (msg.parent) links?.connect(msg.parent);
   }
 
-  private async onFrame(msg: ToNode): Promise<void> {
+  private async onFrame(msg: ToNode, conn: RelayConnection): Promise<void> {
     const links = this.parts.links;
     switch (msg.t) {
       case 'ctx-nack':
@@ -319,11 +328,13 @@ export class BrumeNode {
         links?.drop(msg.node);
         return;
       case 'call':
+        // The relay's call on this socket: dropped unstarted if the socket closes (the relay has
+        // placed it again), and answered on this socket only — its id means nothing on the next.
         try {
-          const r = await this.serveCall(msg);
-          this.link.send({ t: 'result', id: msg.id, ...r });
+          const r = await this.serveCall(msg, conn.closed);
+          conn.send({ t: 'result', id: msg.id, ...r });
         } catch (e) {
-          this.link.send({ t: 'error', id: msg.id, error: toWire(e) });
+          conn.send({ t: 'error', id: msg.id, error: toWire(e) });
         }
         return;
     }

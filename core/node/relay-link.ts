@@ -2,7 +2,8 @@
  * A node's socket to the relay: joins by challenge–response, reconnects with capped exponential
  * backoff, sends heartbeats on the relay's beat, and carries requests to the relay (each with an
  * id and a timeout, failed when the socket drops). The relay's lease revocations go to
- * `onRevoke` listeners (the router's lease cache); every other frame goes to `onFrame`.
+ * `onRevoke` listeners (the router's lease cache); every other frame goes to `onFrame`, with the
+ * connection it came over: what answers it goes back on that socket only, never on a later one.
  * @example const link = new RelayLink({ url, socket: (u) => new WebSocket(u), identity, role, … });
  *          await link.whenJoined(); const decision = await link.request({ t: 'schedule', id: 0, … });
  */
@@ -27,6 +28,18 @@ export type LeaseRevoke = Extract<ToNode, { t: 'lease-revoke' }>;
 /** What a request to the relay is: a placement, a call it carries to a node, a session (§5.9). */
 export type RelayRequest = Extract<ToRelay, { t: 'schedule' | 'call' | 'session-open' }>;
 
+/**
+ * One socket to the relay, as a frame that came over it sees it. A call the relay sent is the
+ * relay's on that socket: once it closes, the relay has placed the call again elsewhere, and its
+ * ids mean nothing on the next socket (which may reach another relay).
+ */
+export interface RelayConnection {
+  /** Aborted (with an E_DISCONNECTED) when this socket closes. */
+  readonly closed: AbortSignal;
+  /** Sends on this socket while it is open; dropped once it is closed (never on a later one). */
+  send(frame: ToRelay): void;
+}
+
 export interface RelayLinkOptions {
   /** The relay's WebSocket endpoint, e.g. ws://127.0.0.1:8787/ws */
   url: string;
@@ -42,8 +55,8 @@ export interface RelayLinkOptions {
   onJoined?(): void;
   /** The socket closed; requests in flight have failed. */
   onLost?(): void;
-  /** Any frame but the handshake, pings and answers to requests. */
-  onFrame(msg: ToNode): Promise<void> | void;
+  /** Any frame but the handshake, pings and answers to requests, with the socket it came over. */
+  onFrame(msg: ToNode, conn: RelayConnection): Promise<void> | void;
   /** Time a request to the relay may take; default 60 000 ms. */
   requestTimeoutMs?: number;
   backoff?: { initialMs: number; maxMs: number };
@@ -74,6 +87,13 @@ export class RelayLink {
     this.setStatus(this.attempt === 0 ? 'connecting' : 'offline');
     const ws = this.options.socket(this.options.url);
     this.socket = ws;
+    const closed = new AbortController();
+    const conn: RelayConnection = {
+      closed: closed.signal,
+      send: (frame) => {
+        if (!closed.signal.aborted) this.sendOn(ws, frame);
+      },
+    };
     ws.binaryType = 'arraybuffer';
     ws.onmessage = (ev) => {
       let msg: ToNode;
@@ -86,14 +106,16 @@ export class RelayLink {
         ws.close(1008, 'bad frame');
         return;
       }
-      void this.onFrame(ws, msg).catch((e: unknown) =>
+      void this.onFrame(ws, conn, msg).catch((e: unknown) =>
         this.options.log?.(`fabric: ${(e as Error).message}`),
       );
     };
     ws.onclose = (ev) => {
+      const why = `lost the relay (${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`;
+      // What came over this socket has no one to answer to now, whichever socket is current.
+      closed.abort(new DisconnectedError(why));
       if (this.socket !== ws) return;
       clearTimeout(this.heartbeat);
-      const why = `lost the relay (${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`;
       // The reason says what to do when the relay refused the join (e.g. a key not trusted).
       if (ev.reason) this.options.log?.(why);
       this.requests.failAll(new DisconnectedError(why));
@@ -138,10 +160,7 @@ export class RelayLink {
 
   /** Sends a frame when the socket is open; dropped otherwise (the relay resends what matters). */
   send(frame: ToRelay): void {
-    const ws = this.socket;
-    if (ws?.readyState !== 1) return;
-    if (ws.sendFrame) ws.sendFrame(frame);
-    else ws.send(encodeFrame(frame));
+    if (this.socket) this.sendOn(this.socket, frame);
   }
 
   /** One request to the relay: an id, a timeout, and a rejection if the link drops. */
@@ -170,6 +189,12 @@ export class RelayLink {
     this.requests.failAll(new ClosedError('the fabric link was closed'));
   }
 
+  private sendOn(ws: SocketLike, frame: ToRelay): void {
+    if (ws.readyState !== 1) return;
+    if (ws.sendFrame) ws.sendFrame(frame);
+    else ws.send(encodeFrame(frame));
+  }
+
   private setStatus(s: LinkStatus): void {
     if (this.status === s || this.status === 'closed') return;
     this.status = s;
@@ -181,7 +206,7 @@ export class RelayLink {
     this.heartbeat = setTimeout(() => this.beat(everyMs), everyMs);
   }
 
-  private async onFrame(ws: SocketLike, msg: ToNode): Promise<void> {
+  private async onFrame(ws: SocketLike, conn: RelayConnection, msg: ToNode): Promise<void> {
     switch (msg.t) {
       case 'challenge': {
         const { identity, role } = this.options;
@@ -229,7 +254,7 @@ export class RelayLink {
         return;
       }
       default:
-        return this.options.onFrame(msg);
+        return this.options.onFrame(msg, conn);
     }
   }
 }

@@ -1,12 +1,14 @@
 /**
  * How a node serves calls from other nodes (through the relay or a data channel): a few at once,
- * a bounded queue after them, none while paused, and privacy checked where the data lands. It
- * counts what it served for the page's "compute contributed".
+ * a bounded queue after them, none while paused, and privacy checked where the data lands. A call
+ * whose caller is gone before it starts (its relay socket closed: `gone` aborted) leaves the queue
+ * and never runs; one already running finishes, holding only its own slot. It counts what it
+ * served for the page's "compute contributed".
  * @example const serving = new Serving({ runtime, isMe, maxConcurrency: 2, changed: () => link.beatNow() });
  *          const r = await serving.serveCall({ app, service, rpc, input, qos });
  */
-import { QosError, UnavailableError } from '../errors';
-import type { CallOptions, Runtime, TraceEntry } from '../runtime';
+import { DisconnectedError, QosError, UnavailableError } from '../errors';
+import type { Runtime, ServeOptions, TraceEntry } from '../runtime';
 import type { Qos } from '../scheduler';
 
 export interface ServingOptions {
@@ -54,7 +56,7 @@ export class Serving {
   /** Why this node serves only itself now ('user', 'battery'...); empty: it contributes. */
   private readonly pausedBy = new Set<string>();
   private running = 0;
-  /** Calls from others waiting for a slot, oldest first. */
+  /** Calls from others waiting for a slot, oldest first: each takes the slot when called. */
   private readonly queued: (() => void)[] = [];
 
   constructor(private readonly options: ServingOptions) {
@@ -97,8 +99,13 @@ export class Serving {
     return this.queued.length;
   }
 
-  /** Runs a call another node sent and answers it. */
-  async serveCall(msg: ServeRequest): Promise<ServeResult> {
+  /**
+   * Runs a call another node sent and answers it. `gone` aborts when whoever sent it can no longer
+   * hear the answer (the relay socket it came over closed): if it has not started by then, it
+   * never does and fails with the signal's reason (an E_DISCONNECTED).
+   */
+  async serveCall(msg: ServeRequest, gone?: AbortSignal): Promise<ServeResult> {
+    if (gone?.aborted) throw reason(gone);
     if (this.paused) throw new UnavailableError('this node is paused');
     const p = msg.qos.privacy;
     // The relay placed it here, but privacy is checked where the data lands too.
@@ -106,16 +113,21 @@ export class Serving {
       throw new QosError('privacy', undefined, `privacy ${p} does not allow this node`);
     }
     const runtime = this.options.runtime;
-    const wait = this.slot();
+    // A call that leaves the queue (its caller gone) never held a slot: it fails before the try.
+    const wait = this.slot(gone);
+    if (wait) await wait;
     try {
-      if (wait) await wait;
       await runtime.ensure(msg.app);
       // A child's offer: taken only if this node meets the QoS (it throws the QosError if not).
       if (msg.probe) await runtime.plan(msg.app, msg.service, msg.qos, msg.rpc);
-      const opts: CallOptions = {
+      // Gone while the app was fetched: it has not started, so it does not.
+      if (gone?.aborted) throw reason(gone);
+      const opts: ServeOptions = {
         ...(msg.rpc ? { rpc: msg.rpc } : {}),
         ...(msg.pin ? { pin: msg.pin } : {}),
         ...(msg.traceId ? { traceId: msg.traceId } : {}),
+        // Past this slot, a Logic call may still wait for a worker: it leaves that queue too.
+        ...(gone ? { gone } : {}),
       };
       const r = await runtime.call(msg.app, msg.service, msg.input, msg.qos, opts);
       this.served++;
@@ -141,9 +153,10 @@ export class Serving {
   /**
    * A slot to serve a call in: at once, after the calls waiting before it, or refused when the
    * queue is full (the caller places it elsewhere). Synchronous up to the wait, so the order and
-   * the refusal do not depend on timing.
+   * the refusal do not depend on timing. A call waiting when `gone` aborts leaves the queue without
+   * a slot (the promise rejects), so it counts against nothing after.
    */
-  private slot(): Promise<void> | undefined {
+  private slot(gone?: AbortSignal): Promise<void> | undefined {
     if (this.running < this.concurrency) {
       this.running++;
       return undefined;
@@ -154,7 +167,20 @@ export class Serving {
         `this node is serving ${this.running} calls with ${this.queued.length} waiting (limit ${this.concurrency} at once, ${max} waiting)`,
       );
     }
-    return new Promise<void>((resolve) => this.queued.push(resolve));
+    return new Promise<void>((resolve, reject) => {
+      const take = () => {
+        gone?.removeEventListener('abort', leave);
+        resolve();
+      };
+      const leave = () => {
+        const at = this.queued.indexOf(take);
+        if (at < 0) return;
+        this.queued.splice(at, 1);
+        reject(reason(gone!));
+      };
+      gone?.addEventListener('abort', leave, { once: true });
+      this.queued.push(take);
+    });
   }
 
   /** Hands the slot to the oldest waiting call, unless concurrency was lowered meanwhile. */
@@ -163,4 +189,10 @@ export class Serving {
     if (next) next();
     else this.running--;
   }
+}
+
+/** Why a call's caller is gone: the signal's reason when it is an error, else a plain one. */
+function reason(gone: AbortSignal): Error {
+  const r: unknown = gone.reason;
+  return r instanceof Error ? r : new DisconnectedError('the caller is gone');
 }
