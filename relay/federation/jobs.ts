@@ -36,6 +36,14 @@ export interface SiteJob {
   anonymous: boolean;
 }
 
+/** Jobs held at other sites (GET /api/jobs/:id, relay/http/jobs.ts), read when this relay holds none. */
+export interface JobsElsewhere {
+  /** Job `id` as the site holding it answers; NotFoundError when no site does. */
+  find(id: string): Promise<SiteJob>;
+  /** Makes result blob `hash` readable at this site (fetched from a peer); never throws. */
+  fetchResult(hash: string): Promise<void>;
+}
+
 /** What the route reads: this relay's own jobs (relay/jobs). */
 export interface LocalJobs {
   get(id: string): Job | undefined;

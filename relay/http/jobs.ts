@@ -21,21 +21,13 @@ import {
 import type { Auth, Principal } from '../auth';
 import { parseBody } from '../bodies';
 import { send } from '../fabric-http';
-import type { SiteJob } from '../federation/jobs';
+import type { JobsElsewhere } from '../federation/jobs';
 import type { Jobs } from '../jobs';
 import { isJobId } from '../jobs/ids';
 import { isTerminal, type Job, type JobView, listQuery, submitBody } from '../jobs/job';
 
 /** Who may do what with an app's jobs beyond the `jobs` scope (projects, relay/projects.ts). */
 export type JobAccess = (p: Principal | undefined, app: string, what: 'read' | 'write') => boolean;
-
-/** Jobs held at other sites (relay/federation/jobs.ts), read when this relay holds none. */
-export interface JobsElsewhere {
-  /** Job `id` as the site holding it answers; NotFoundError when no site does. */
-  find(id: string): Promise<SiteJob>;
-  /** Makes result blob `hash` readable at this site (fetched from a peer); never throws. */
-  fetchResult(hash: string): Promise<void>;
-}
 
 export interface JobRoutesOptions {
   jobs: Jobs;
