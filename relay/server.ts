@@ -289,6 +289,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   metrics.watchJobs(() => jobs.counts());
   // A job's input and result blobs live as long as the job is kept.
   blobs.addReferrer('jobs', () => jobs.blobs());
+  federation?.mountJobs(app, jobs);
   mountJobs(app, {
     jobs,
     auth: net.auth,
@@ -296,6 +297,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     rate: net.calls,
     access: options.jobAccess ?? projects.access,
     draining: hub.draining,
+    ...(federation && { elsewhere: federation.jobsElsewhere(blobs, files.limits.maxBytes) }),
   });
   // A deploy or a rollback that changes the current version reaches every node (§5.7), those of
   // the other relays of a cluster too; a trust change at another relay applies here.

@@ -5,6 +5,8 @@
  * - context changes are pushed, except those written `local` (and node-scoped keys: nodes never
  *   move), through a durable outbox per peer (relay/federation/outbox.ts);
  * - a blob a job here needs and this site lacks is fetched from a peer then, and only then;
+ * - a job read here that this site does not hold is asked of the peers then (relay/federation/
+ *   jobs.ts), its result blob fetched with it; it still runs only where it was submitted;
  * - a call no node here can take (E_QOS, E_UNAVAILABLE) may be placed at the nearest peer whose
  *   round trip fits its latency budget, the budget shortened by that round trip (`elsewhere`);
  * - users, projects and API keys are pushed when they change (relay/federation/objects.ts: keys
@@ -15,6 +17,7 @@
  * const apps = fed.apps(openApps(store, o)); const context = fed.context(await openContext(dir));
  * const keys = fed.keys(rawKeys); const projects = fed.projects(rawProjects);
  * fed.mount(app, { apps: rawApps, context: rawContext, keys: rawKeys, projects: rawProjects, ... });
+ * fed.mountJobs(app, jobs); mountJobs(app, { ..., elsewhere: fed.jobsElsewhere(blobs, maxBytes) });
  */
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -37,11 +40,13 @@ import type { JobBlobs } from '../jobs/blobs';
 import type { KeyStore } from '../keys';
 import type { Projects } from '../projects';
 import type { Store } from '../store';
+import { findJob, type JobsElsewhere, type LocalJobs, mountFederatedJobs } from './jobs';
 import { openObjects } from './objects';
 import { type Outbox, type OutItem, openOutbox, Refused } from './outbox';
 import { openPeers, type PeerConfig, type Peers } from './peers';
 import { type FederationRoutesOptions, mountFederation } from './routes';
 
+export type { SiteJob } from './jobs';
 export type { PeerConfig } from './peers';
 
 /** What `createRelay` takes to federate (RelayOptions.federation). */
@@ -81,6 +86,13 @@ export interface Federation {
     rpc?: string,
     traceId?: string,
   ): Promise<SiteAnswer | undefined>;
+  /**
+   * Jobs this site does not hold, read at the peers (`GET /api/jobs/:id`); a result blob read
+   * that way is fetched into `blobs` like a job's input blob.
+   */
+  jobsElsewhere(blobs: Blobs, maxBytes: number): JobsElsewhere;
+  /** Mounts `GET /api/federation/jobs/:id` over this relay's own jobs (once they are open). */
+  mountJobs(app: FastifyInstance, jobs: LocalJobs): void;
   /** Mounts `/api/federation/*` over the relay's own (unwrapped) parts. */
   mount(app: FastifyInstance, o: Omit<FederationRoutesOptions, 'peers' | 'objects'>): void;
   /** Resolves once every outbox is empty (tests). */
@@ -317,6 +329,21 @@ export async function createFederation(
       }
       return undefined;
     },
+    jobsElsewhere: (blobs, maxBytes) => ({
+      find: (id) => findJob(peers, id, o.log),
+      async fetchResult(hash) {
+        if (!isSha256(hash) || (await blobs.stat(hash))) return;
+        try {
+          if (!(await fetchBlob(blobs, hash, maxBytes))) {
+            o.log.warn(`federation: result blob ${hash.slice(0, 12)}: no peer had it`);
+          }
+        } catch (e) {
+          // The view still answers: the blob is fetched at the next read.
+          o.log.warn(`federation: result blob ${hash.slice(0, 12)}: ${(e as Error).message}`);
+        }
+      },
+    }),
+    mountJobs: (app, jobs) => mountFederatedJobs(app, { peers, jobs }),
     mount: (app, routes) =>
       mountFederation(app, {
         ...routes,

@@ -32,7 +32,10 @@ export interface Peers {
   list(): readonly Peer[];
   /** Peers that answered their last ping, nearest first. */
   nearest(): Peer[];
-  /** A request to `peer` with the shared key; E_UNAVAILABLE when it cannot be reached in time. */
+  /**
+   * A request to `peer` with the shared key; E_UNAVAILABLE when it cannot be reached in time (or
+   * `init.signal` aborts it first).
+   */
   request(peer: Peer, path: string, init?: RequestInit, timeoutMs?: number): Promise<Response>;
   /** Throws AuthError unless `authorization` is `Bearer <a configured peer key>`. */
   authorize(authorization: string | undefined): void;
@@ -106,7 +109,10 @@ export function openPeers(o: {
       return await fetch(`${peer.url}${path}`, {
         ...init,
         headers,
-        signal: AbortSignal.timeout(timeoutMs ?? REQUEST_TIMEOUT_MS),
+        // The caller's signal (a race another peer won) cuts it short too.
+        signal: init.signal
+          ? AbortSignal.any([init.signal, AbortSignal.timeout(timeoutMs ?? REQUEST_TIMEOUT_MS)])
+          : AbortSignal.timeout(timeoutMs ?? REQUEST_TIMEOUT_MS),
       });
     } catch (e) {
       throw new UnavailableError(`peer ${peer.name}: ${(e as Error).message}`, { cause: e });

@@ -5,7 +5,9 @@
  * and out, like /api/call. A credential needs the `jobs` scope (the admin token holds it) and,
  * per app, what `access` allows; without one, a relay that takes anonymous calls takes anonymous
  * jobs at the same per-address rate, and such a job is read or cancelled by its id alone (62
- * random bits: the id is the capability); listing needs `jobs`.
+ * random bits: the id is the capability); listing needs `jobs`. A federated site reads a job it
+ * does not hold at its peers (`elsewhere`, relay/federation/jobs.ts), checked here by the same
+ * rules against the app's project as this site has it; the answer names the `site` holding it.
  * @example mountJobs(app, { jobs, auth, anonymous: true, rate, access: () => true, draining });
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -19,6 +21,7 @@ import {
 import type { Auth, Principal } from '../auth';
 import { parseBody } from '../bodies';
 import { send } from '../fabric-http';
+import type { JobsElsewhere } from '../federation/jobs';
 import type { Jobs } from '../jobs';
 import { isJobId } from '../jobs/ids';
 import { isTerminal, type Job, type JobView, listQuery, submitBody } from '../jobs/job';
@@ -34,6 +37,8 @@ export interface JobRoutesOptions {
   rate: { max: number; windowMs: number };
   access: JobAccess;
   draining(): boolean;
+  /** Federated: where a job this relay does not hold is read (GET only; it runs there). */
+  elsewhere?: JobsElsewhere;
 }
 
 const DRAIN_RETRY_AFTER_S = 5;
@@ -54,18 +59,27 @@ export function mountJobs(app: FastifyInstance, o: JobRoutesOptions): void {
   };
   const ownerOf = (p: Principal | undefined, req: FastifyRequest) =>
     !p ? `anon:${req.ip}` : p.kind === 'admin' ? 'admin' : `key:${p.key.id}`;
+  /** Throws unless `p` may `what` a job of `app` (`anonymous`: submitted without a credential). */
+  const check = (
+    p: Principal | undefined,
+    app: string,
+    anonymous: boolean,
+    what: 'read' | 'write',
+  ) => {
+    if (!p && !anonymous)
+      throw new AuthError('this job was submitted with a credential: send one with the jobs scope');
+    if (!o.access(p, app, what)) {
+      if (!p) throw new AuthError(`jobs of app "${app}" need a credential with scope jobs`);
+      throw new ForbiddenError(`this credential may not ${what} jobs of app "${app}"`);
+    }
+  };
   /** The job `id`, if this caller may `what` it. */
   const jobFor = (req: FastifyRequest<{ Params: { id: string } }>, what: 'read' | 'write'): Job => {
     const { id } = req.params;
     const p = caller(req);
     const job = isJobId(id) ? jobs.get(id) : undefined;
     if (!job) throw new NotFoundError(`no job ${id.slice(0, 32)} on this relay`);
-    if (!p && !job.owner.startsWith('anon:'))
-      throw new AuthError('this job was submitted with a credential: send one with the jobs scope');
-    if (!o.access(p, job.app, what)) {
-      if (!p) throw new AuthError(`jobs of app "${job.app}" need a credential with scope jobs`);
-      throw new ForbiddenError(`this credential may not ${what} jobs of app "${job.app}"`);
-    }
+    check(p, job.app, job.owner.startsWith('anon:'), what);
     return job;
   };
 
@@ -130,6 +144,14 @@ export function mountJobs(app: FastifyInstance, o: JobRoutesOptions): void {
   });
 
   app.get<{ Params: { id: string } }>('/api/jobs/:id', async (req, reply) => {
+    const { id } = req.params;
+    if (o.elsewhere && isJobId(id) && !jobs.get(id)) {
+      const p = caller(req); // refused before any peer is asked
+      const there = await o.elsewhere.find(id);
+      check(p, there.view.app, there.anonymous, 'read');
+      if (there.view.resultBlob) await o.elsewhere.fetchResult(there.view.resultBlob);
+      return send(req, reply, 200, { ...there.view, site: there.site });
+    }
     const job = jobFor(req, 'read');
     return send(req, reply, 200, jobs.view(job.id));
   });
