@@ -1,7 +1,8 @@
 // GET /api/relays (PROTOCOL.md §5.10, §6): a lone relay answers itself only, Redis "not
 // configured"; two relays in this process on one real redis-server each list both, with the nodes
 // joined at each, and this relay marked; Redis killed, the relay answers what it last heard and
-// says Redis is unreachable, then recovers by itself; a relay that closes leaves the list.
+// says Redis is unreachable, then recovers by itself; garbage and stale members of the relays set
+// are left out; a relay that closes leaves the list.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -118,6 +119,29 @@ describe('GET /api/relays on two relays sharing one Redis', () => {
     );
     expect(back.relays.map((r) => r.id)).toContain(idOf(a));
   }, 60_000);
+
+  it('leaves out what the relays set holds that is no relay, or a relay not heard of in time', async () => {
+    const link = a.relay.cluster!.redis;
+    const now = Date.now();
+    // Keys set too, so that no registration drops these members before the list is read.
+    await link.run('plant', async (c) => {
+      await c.zadd(link.key('relays'), now, 'not a relay id!', now - 3_600_000, 'stale-relay');
+      await c.set(link.key('relay', 'not a relay id!'), '1', 'PX', 60_000);
+      await c.set(link.key('relay', 'stale-relay'), '1', 'PX', 60_000);
+    });
+    try {
+      const members = await link.run('read', (c) => c.zrange(link.key('relays'), 0, -1));
+      expect(members).toEqual(expect.arrayContaining(['not a relay id!', 'stale-relay']));
+      const answer = await relaysAt(a);
+      expect(answer.redis.ok).toBe(true);
+      expect(answer.relays.map((r) => r.id).sort()).toEqual([idOf(a), idOf(b)].sort());
+    } finally {
+      await link.run('clean', async (c) => {
+        await c.zrem(link.key('relays'), 'not a relay id!', 'stale-relay');
+        await c.del(link.key('relay', 'not a relay id!'), link.key('relay', 'stale-relay'));
+      });
+    }
+  });
 
   it('a relay that closes leaves the list', async () => {
     await until(
