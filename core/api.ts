@@ -206,3 +206,25 @@ export interface SessionsAnswer {
   /** Nodes leaving their sessions now, with why. */
   leaving: Record<string, string>;
 }
+
+/** A relay of the cluster as `GET /api/relays` lists it (PROTOCOL.md §5.10). */
+export interface RelayRecord {
+  /** The relay's id (a node record's and a decision's `relay`). */
+  id: string;
+  /** The relay that answered. */
+  self: boolean;
+  /** Nodes whose socket is on it, as the answering relay knows them. */
+  nodes: number;
+  /** When it last registered in Redis (every heartbeat period), ms since the epoch. */
+  lastHeard: number;
+}
+
+/** `GET /api/relays`: the cluster's relays (a lone relay: itself only), and Redis from here. */
+export interface RelaysAnswer {
+  relays: RelayRecord[];
+  /**
+   * Redis as the answering relay reaches it; not ok: `relays` is what it last heard. A lone
+   * relay: ok, `not configured`.
+   */
+  redis: { ok: boolean; detail: string };
+}

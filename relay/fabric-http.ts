@@ -1,7 +1,8 @@
 /**
  * The fabric's HTTP and upgrade surface on the relay's one port: the node WebSocket (`/ws`), the
  * PeerJS signalling socket (`/peerjs/peerjs`), calls for HTTP clients, the context store's routes
- * (relay/http/context.ts), and the admin API (nodes, decisions, events, trust) behind the admin token.
+ * (relay/http/context.ts), and the admin API (nodes, relays, decisions, events, trust) behind the
+ * admin token.
  * @example mountFabric(app, { hub, admin, origins: (o) => o === relayUrl });
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
@@ -167,6 +168,8 @@ function mountAdmin(app: FastifyInstance, o: FabricHttpOptions): void {
   app.get('/api/nodes', guarded, async () =>
     hub.nodes().map((n) => ({ ...n, shortId: n.id.slice(0, 8) })),
   );
+  // The cluster's relays (a lone relay: itself), and whether this one reaches Redis.
+  app.get('/api/relays', guarded, () => hub.relays());
   // A cluster's relay shows the whole cluster's newest entries (relay/cluster/logs.ts).
   app.get('/api/decisions', guarded, () => hub.logs('decisions'));
   app.get('/api/events', guarded, () => hub.logs('events'));

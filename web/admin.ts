@@ -1,6 +1,6 @@
 /**
- * The admin console (/admin): the fabric live — topology, nodes and trust, apps and deploys, the
- * scheduling log, latency plots, warnings, blobs, sessions and their migrations. Everything comes from the relay's admin API
+ * The admin console (/admin): the fabric live — a cluster's relays, topology, nodes and trust, apps
+ * and deploys, the scheduling log, latency plots, warnings, blobs, sessions and their migrations. Everything comes from the relay's admin API
  * with the token the relay printed at start; without it nothing is shown. The panels live in
  * web/admin/.
  */
@@ -17,6 +17,7 @@ import type {
   HubEvent,
   NodeRecord,
   QuarantineEntry,
+  RelaysAnswer,
   SessionsAnswer,
 } from '../core/api';
 import { AuthError } from '../core/errors';
@@ -30,6 +31,7 @@ import { Nodes, Topology, Warnings } from './admin/fabric';
 import { Jobs } from './admin/jobs';
 import { Context, Decisions, Pipelines } from './admin/log';
 import { Quarantine } from './admin/quarantine';
+import { Relays } from './admin/relays';
 import { Sessions } from './admin/sessions';
 import { Workers } from './admin/workers';
 
@@ -51,13 +53,15 @@ interface State {
   jobs: { counts: Record<JobState, number>; active: JobView[] };
   exits: ExitRow[];
   sessions: SessionsAnswer;
+  relays: RelaysAnswer;
 }
 
 /** Everything the console shows, from the admin API. */
 async function loadState(relay: RelayClient): Promise<State> {
   const get = <T>(path: string) => relay.json<T>('GET', path);
-  const [nodes, decisions, events, calls, trust] = await Promise.all([
+  const [nodes, relays, decisions, events, calls, trust] = await Promise.all([
     get<NodeRecord[]>('/api/nodes'),
+    get<RelaysAnswer>('/api/relays'),
     get<DecisionRecord[]>('/api/decisions'),
     get<HubEvent[]>('/api/events'),
     get<CallRecord[]>('/api/calls'),
@@ -92,6 +96,7 @@ async function loadState(relay: RelayClient): Promise<State> {
     jobs,
     exits,
     sessions,
+    relays,
   };
 }
 
@@ -144,7 +149,7 @@ function App() {
   return html`<header>
       <h1>Brume admin</h1>
       <p class="lede">
-        ${state.nodes.length} nodes · ${state.apps.length} apps · updated every second
+        ${state.nodes.length} nodes${state.relays.relays.length > 1 ? ` · ${state.relays.relays.length} relays` : ''} · ${state.apps.length} apps · updated every second
         ${error && html`<span class="error"> · ${error}</span>`}
         <button type="button" style="margin-left:1rem" onClick=${() => {
           sessionStorage.removeItem(tokenKey);
@@ -154,8 +159,9 @@ function App() {
     </header>
     <div class="console">
       <${Warnings} events=${state.events} nodes=${state.nodes} />
+      <${Relays} ...${state.relays} />
       <div class="row">
-        <${Topology} nodes=${state.nodes} />
+        <${Topology} nodes=${state.nodes} relays=${state.relays.relays} />
         <${Apps} relay=${relay} apps=${state.apps} nodes=${state.nodes} />
       </div>
       <${Nodes} relay=${relay} nodes=${state.nodes} trust=${state.trust} />

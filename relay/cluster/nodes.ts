@@ -22,6 +22,8 @@ import { describeIssues } from '../../core/issues';
 import { nodeId } from '../../core/protocol/fields';
 import {
   type ClusterHandlers,
+  type ClusterRelays,
+  type HeardRelay,
   type HubCluster,
   publishedRecord,
   relayFrame,
@@ -114,6 +116,10 @@ export async function redisCluster(
   const remote = new Map<string, Mirrored>();
   /** Other relays heard of, and when last: a relay not heard of in time is gone. */
   const heard = new Map<string, number>();
+  /** The relays Redis last listed (`relays()`): what is answered while it is away. */
+  let listed: HeardRelay[] = [];
+  /** When this relay last registered. */
+  let registeredAt = 0;
   /** When each kind of warning was last logged: at most one a period each. */
   const warned = new Map<string, number>();
 
@@ -260,10 +266,50 @@ export async function redisCluster(
       throw new LimitError(
         `relays: the cluster holds its most relays (${o.maxRelays}); this one (${me}) may not join`,
       );
+    registeredAt = Date.now();
     return Array.isArray(dropped) ? dropped.filter((r) => typeof r === 'string') : [];
   }
 
+  /**
+   * The relays set with each one's last registration (its score), at most `maxRelays`; one
+   * whose key expired but that no registration dropped yet is left out. Redis away: the
+   * relays it last listed, with what this relay heard of them since.
+   */
+  async function listRelays(): Promise<ClusterRelays> {
+    const began = performance.now();
+    try {
+      const flat = await link.run('list the relays', (c) =>
+        c.zrange(relays, 0, o.maxRelays - 1, 'WITHSCORES'),
+      );
+      const ms = performance.now() - began;
+      const expiry = o.expiryPeriods * periodMs;
+      const now = Date.now();
+      const found: HeardRelay[] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const id = flat[i]!;
+        const at = Number(flat[i + 1]);
+        // From Redis: hostile until checked.
+        if (!relayIdSchema.safeParse(id).success || !Number.isFinite(at)) {
+          drop(`the relays set holds "${String(id).slice(0, 80)}", which is no relay`);
+          continue;
+        }
+        if (id !== me && periodMs > 0 && now - at > expiry) continue;
+        found.push({ id, at });
+      }
+      listed = found;
+      return { relays: found, redis: { ok: true, detail: `answers in ${ms.toFixed(1)} ms` } };
+    } catch (e) {
+      // This relay first, so that the bound never leaves it out.
+      const known = new Map<string, number>(me ? [[me, registeredAt]] : []);
+      for (const r of listed) if (r.id !== me) known.set(r.id, r.at);
+      for (const [id, at] of heard) known.set(id, Math.max(at, known.get(id) ?? 0));
+      const last = [...known].slice(0, o.maxRelays).map(([id, at]) => ({ id, at }));
+      return { relays: last, redis: { ok: false, detail: (e as Error).message } };
+    }
+  }
+
   return {
+    relays: listRelays,
     async start(relayId, ms, h, nodes) {
       const id = relayIdSchema.safeParse(relayId);
       if (!id.success)

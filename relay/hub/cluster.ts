@@ -109,6 +109,19 @@ export interface ClusterHandlers {
   counted(dir: 'in' | 'out' | 'dropped', kind: string): void;
 }
 
+/** A relay of the cluster, and when it last registered (ms since the epoch). */
+export interface HeardRelay {
+  id: string;
+  at: number;
+}
+
+/** The cluster's relays as one relay knows them (`GET /api/relays`), and Redis from there. */
+export interface ClusterRelays {
+  relays: HeardRelay[];
+  /** Not ok: Redis did not answer, and `relays` is what this relay last heard. */
+  redis: { ok: boolean; detail: string };
+}
+
 /** The other relays, as the hub reaches them. */
 export interface HubCluster {
   /**
@@ -127,6 +140,11 @@ export interface HubCluster {
   left(id: string): void;
   /** Sends `frame` to relay `to`; rejects (a typed error) when it cannot be sent. */
   send(to: string, frame: RelayFrame): Promise<void>;
+  /**
+   * The cluster's relays, this one included once started (at most the cluster's most relays).
+   * Never rejects: Redis away, it answers what it last heard and says so in `redis`.
+   */
+  relays(): Promise<ClusterRelays>;
   /** Leaves the cluster: the others drop this relay's nodes at once. */
   close(): Promise<void>;
 }
@@ -141,6 +159,10 @@ export const singleRelay: HubCluster = {
       `relay ${to.slice(0, 64)} is not reachable: this relay has no cluster`,
     );
   },
+  relays: async () => ({
+    relays: [],
+    redis: { ok: true, detail: 'not configured: a single relay (no --redis)' },
+  }),
   close: async () => {},
 };
 

@@ -36,7 +36,7 @@ import type { LogStore } from './log-store';
 import { createLogs, type HubLog } from './logs';
 import { createPipelines } from './pipelines';
 import { createRegistry } from './registry';
-import { createRelays } from './relays';
+import { createRelays, listRelays } from './relays';
 import { createSessions } from './sessions';
 
 export type { Route } from './decide';
@@ -391,6 +391,8 @@ export function createHub(options: HubOptions) {
     started: relays.started,
     /** Nodes as the scheduler sees them: the whole cluster's, each with its `relay` in one. */
     nodes: () => [...registry.records()],
+    /** The cluster's relays with their nodes, and Redis from here (GET /api/relays). */
+    relays: () => listRelays(options.relayId, cluster, registry.records()),
     /** Whether node `id`'s socket is on this relay (not another of the cluster). */
     joinedHere: (id: string) => registry.get(id) !== undefined,
     /**

@@ -6,7 +6,7 @@
  * @example const relays = createRelays({ relayId, cluster, registry, forwarding, … });
  *          forwarding's send: relays.sendCall;   await relays.started;
  */
-import type { NodeRecord } from '../../core/api';
+import type { NodeRecord, RelaysAnswer } from '../../core/api';
 import { type BrumeError, DisconnectedError, toWire } from '../../core/errors';
 import type { ToNode } from '../../core/protocol';
 import type { RelayMetrics } from '../metrics';
@@ -125,5 +125,35 @@ export function createRelays(o: RelaysOptions) {
     joining(id: string): void {
       if (registry.removeRemote(id)) o.forwarding().moveFrom(id);
     },
+  };
+}
+
+/**
+ * `GET /api/relays`: the relays `cluster` lists, each with the nodes joined there among `nodes`
+ * (this relay's own: `relay` unset or its id), this relay always among them; a lone relay
+ * answers itself only.
+ */
+export async function listRelays(
+  relayId: string,
+  cluster: HubCluster,
+  nodes: Iterable<NodeRecord>,
+): Promise<RelaysAnswer> {
+  const { relays, redis } = await cluster.relays();
+  const joined = new Map<string, number>();
+  for (const n of nodes) {
+    const at = n.relay ?? relayId;
+    joined.set(at, (joined.get(at) ?? 0) + 1);
+  }
+  const heard = relays.some((r) => r.id === relayId)
+    ? relays
+    : [{ id: relayId, at: Date.now() }, ...relays];
+  return {
+    relays: heard.map((r) => ({
+      id: r.id,
+      self: r.id === relayId,
+      nodes: joined.get(r.id) ?? 0,
+      lastHeard: r.at,
+    })),
+    redis,
   };
 }

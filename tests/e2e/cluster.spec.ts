@@ -2,7 +2,8 @@
 // every tab opened at the balancer's URL. A call sent to one relay is served by a tab joined to
 // another; a context write through one relay reaches tabs watching through the others; a relay
 // killed with SIGKILL while calls run loses none of them (each answered once), and its tabs
-// rejoin through the balancer with their node ids and the apps they already hold.
+// rejoin through the balancer with their node ids and the apps they already hold. The admin
+// console at one relay shows every relay, and a tab joined to another under its relay.
 import type { Browser, BrowserContext } from '@playwright/test';
 import type { NodeRecord } from '../../core/api';
 import { decode, encode } from '../../core/codec';
@@ -126,6 +127,39 @@ test('a call sent to one relay is served by the only tab that can, joined to ano
   }
   const served = await t.page.evaluate(async () => (await window.brumeDebug.fabric).served);
   expect(served).toBe(others.length);
+});
+
+test('the console at one relay lists every relay and a tab of another with its relay', async ({
+  browser,
+}) => {
+  const t = await tab(browser);
+  const a = (await placement([t]))[0]!;
+  const b = (a + 1) % 3;
+  const [there, here] = [relayIds[a]!, relayIds[b]!];
+  const context = await browser.newContext();
+  contexts.push(context);
+  const page = await context.newPage();
+  await page.goto(`${cluster.relays[b]!.url}/admin`);
+  await page.locator('#token').fill(cluster.token);
+  await page.locator('button[type=submit]').click();
+  // The relays panel: the three relays, the one serving this console marked, Redis reached.
+  const rows = page.locator('#relays tr[data-relay]');
+  await expect(rows).toHaveCount(3, { timeout: 30_000 });
+  expect(
+    (await rows.evaluateAll((r) => r.map((e) => e.getAttribute('data-relay')))).sort(),
+  ).toEqual([...relayIds].sort());
+  await expect(page.locator(`#relays tr[data-relay="${here}"]`)).toContainText('this relay');
+  // Tabs of earlier tests have left (their contexts closed): this one alone is at relay a.
+  await expect(page.locator(`#relays tr[data-relay="${there}"] td.nodes`)).toHaveText('1', {
+    timeout: 30_000,
+  });
+  await expect(page.locator('#relays .redis .ok')).toContainText('answers in');
+  // The tab, joined to relay a, in the node table with a's short id, and under a in the topology.
+  const row = page.locator(`#nodes tr[data-node="${t.id}"]`);
+  await expect(row.locator('td.relay')).toHaveText(there.slice(0, 8));
+  await expect(
+    page.locator(`#topology li[data-relay="${there}"] li[data-node="${t.id}"]`),
+  ).toHaveCount(1);
 });
 
 /** Opens tabs at the balancer until they are joined to at least two relays; with where each is. */

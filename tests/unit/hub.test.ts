@@ -101,6 +101,7 @@ describe('hub', () => {
       '/api/context/fanout',
       '/api/calls',
       '/api/exits',
+      '/api/relays',
     ]) {
       expect((await fetch(`${relay.url}${path}`)).status).toBe(401);
       const ok = await fetch(`${relay.url}${path}`, {

@@ -1,10 +1,11 @@
 /**
  * The console's view of the fabric: warnings, the topology (cloud, fogs with their dews, other
- * dews) and the node table with the trust buttons for fog keys.
+ * dews; in a cluster, under the relay each node's socket is on) and the node table with the
+ * trust buttons for fog keys.
  */
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
-import type { HubEvent, NodeRecord } from '../../core/api';
+import type { HubEvent, NodeRecord, RelayRecord } from '../../core/api';
 import type { RelayClient } from '../../core/relay-client';
 
 export function Warnings({ events, nodes }: { events: HubEvent[]; nodes: NodeRecord[] }) {
@@ -22,7 +23,7 @@ export function Warnings({ events, nodes }: { events: HubEvent[]; nodes: NodeRec
       )}
       ${bad.map(
         (e) =>
-          html`<li>${new Date(e.at).toLocaleTimeString()} · ${e.kind}${e.node ? ` ${e.node.slice(0, 8)}` : ''}: ${e.detail}</li>`,
+          html`<li>${new Date(e.at).toLocaleTimeString()} · ${e.kind}${e.node ? ` ${e.node.slice(0, 8)}` : ''}${e.relay ? ` at relay ${short(e.relay)}` : ''}: ${e.detail}</li>`,
       )}
     </ul>
   </section>`;
@@ -41,7 +42,8 @@ const measuredText = (n: NodeRecord, key: string) => {
   return m ? ` · relay ${m.p50.toFixed(2)} ms (${m.count})` : '';
 };
 
-export function Topology({ nodes }: { nodes: NodeRecord[] }) {
+/** One relay's nodes as a tree: clouds, fogs with their dews, the other dews. */
+function tree(nodes: NodeRecord[]) {
   const byParent = new Map<string, NodeRecord[]>();
   for (const n of nodes) {
     if (n.role !== 'dew' || !n.parent) continue;
@@ -54,22 +56,39 @@ export function Topology({ nodes }: { nodes: NodeRecord[] }) {
   const orphans = nodes.filter(
     (n) => n.role === 'dew' && !(n.parent && fogs.some((f) => f.id === n.parent)),
   );
+  return html`<ul>
+    ${clouds.map(leaf)}
+    ${fogs.map(
+      (f) => html`<li key=${f.id} data-node=${f.id}>
+        <code>${short(f.id)}</code>${badge(f)} load ${load(f)}
+        <ul>${(byParent.get(f.id) ?? []).map(leaf)}</ul>
+      </li>`,
+    )}
+    ${orphans.map(leaf)}
+  </ul>`;
+}
+
+/**
+ * The fabric as trees: one relay's, or in a cluster of several one per relay (`relays`, and any
+ * relay a node names that the list lacks), each node under the relay its socket is on.
+ */
+export function Topology({ nodes, relays = [] }: { nodes: NodeRecord[]; relays?: RelayRecord[] }) {
+  const self = relays.find((r) => r.self)?.id;
+  const ids = [...new Set([...relays.map((r) => r.id), ...nodes.flatMap((n) => n.relay ?? [])])];
+  if (ids.length <= 1)
+    return html`<section class="card tree" id="topology">
+      <h2>Topology</h2>
+      <ul><li><strong>relay</strong>${tree(nodes)}</li></ul>
+    </section>`;
   return html`<section class="card tree" id="topology">
-    <h2>Topology</h2>
+    <h2>Topology (${ids.length} relays)</h2>
     <ul>
-      <li>
-        <strong>relay</strong>
-        <ul>
-          ${clouds.map(leaf)}
-          ${fogs.map(
-            (f) => html`<li key=${f.id} data-node=${f.id}>
-              <code>${short(f.id)}</code>${badge(f)} load ${load(f)}
-              <ul>${(byParent.get(f.id) ?? []).map(leaf)}</ul>
-            </li>`,
-          )}
-          ${orphans.map(leaf)}
-        </ul>
-      </li>
+      ${ids.map(
+        (id) => html`<li key=${id} data-relay=${id}>
+          <strong>relay <code title=${id}>${short(id)}</code></strong>${id === self ? html`<span class="badge">this relay</span>` : ''}
+          ${tree(nodes.filter((n) => (n.relay ?? self) === id))}
+        </li>`,
+      )}
     </ul>
   </section>`;
 }
@@ -85,6 +104,8 @@ export function Nodes({
 }) {
   const [msg, setMsg] = useState('');
   const listed = new Set(trust.map((t) => t.publicKey));
+  // In a cluster every record names its relay: a column for it; a lone relay has none.
+  const clustered = nodes.some((n) => n.relay !== undefined);
   const act = async (n: NodeRecord, approve: boolean) => {
     try {
       if (approve) {
@@ -105,12 +126,13 @@ export function Nodes({
     <div class="scroll">
       <table>
         <thead>
-          <tr><th>node</th><th>role</th><th>backends</th><th>cores / memory</th><th>battery / visible</th><th>load</th><th>RTT</th><th>apps</th><th>latency p50 (count)</th><th>context</th><th>trust</th></tr>
+          <tr><th>node</th>${clustered && html`<th>relay</th>`}<th>role</th><th>backends</th><th>cores / memory</th><th>battery / visible</th><th>load</th><th>RTT</th><th>apps</th><th>latency p50 (count)</th><th>context</th><th>trust</th></tr>
         </thead>
         <tbody>
           ${nodes.map(
             (n) => html`<tr key=${n.id} data-node=${n.id}>
               <td><code title=${n.id}>${short(n.id)}</code></td>
+              ${clustered && html`<td class="relay"><code title=${n.relay ?? ''}>${n.relay ? short(n.relay) : '—'}</code></td>`}
               <td>${badge(n)}</td>
               <td>${n.caps.backends.map((b) => html`<div>${b.name}: ${b.detail}</div>`)}</td>
               <td>${n.caps.cores ?? '?'} cores${n.caps.memoryGiB ? ` · ${n.caps.memoryGiB} GiB` : ''}</td>

@@ -7,11 +7,13 @@ import type { CallRecord, ContextFanout, ContextKeyInfo, DecisionRecord } from '
 import { short } from './fabric';
 
 export function Decisions({ decisions }: { decisions: DecisionRecord[] }) {
+  // In a cluster each decision names the relay that made it: a column for it.
+  const clustered = decisions.some((d) => d.relay !== undefined);
   return html`<section class="card" id="decisions">
     <h2>Scheduling decisions (newest first)</h2>
     <div class="scroll">
       <table>
-        <thead><tr><th>time</th><th>request</th><th>QoS</th><th>caller</th><th>chosen</th><th>reason</th></tr></thead>
+        <thead><tr><th>time</th><th>request</th><th>QoS</th><th>caller</th><th>chosen</th>${clustered && html`<th>relay</th>`}<th>reason</th></tr></thead>
         <tbody>
           ${decisions
             .slice(-200)
@@ -25,6 +27,7 @@ export function Decisions({ decisions }: { decisions: DecisionRecord[] }) {
                 <td><code>${JSON.stringify(d.qos)}</code></td>
                 <td>${d.caller ? short(d.caller) : 'HTTP'}</td>
                 <td>${d.ok ? `${short(d.node ?? '')} ${d.rpc ?? ''}` : html`<span class="error">refused</span>`}</td>
+                ${clustered && html`<td class="relay"><code title=${d.relay ?? ''}>${d.relay ? short(d.relay) : '—'}</code></td>`}
                 <td>${d.reason}</td>
               </tr>`,
             )}
