@@ -13,6 +13,7 @@ import { frameLimits } from '../core/protocol';
 import { newTraceId, traceIdOf, traceparent } from '../core/trace';
 import type { Admin } from './admin';
 import type { Auth } from './auth';
+import type { PeerDirectory } from './cluster/signal';
 import { callBody, parseBody, scheduleBody } from './bodies';
 import type { RelayContext } from './context';
 import type { Federation } from './federation';
@@ -34,6 +35,11 @@ export interface FabricHttpOptions {
   origins(origin: string): boolean;
   /** Largest PeerJS signalling message, in bytes; default 64 KiB. */
   maxSignalBytes?: number;
+  /**
+   * In a cluster: where the relays hold signalling sockets (relay/cluster/signal.ts); messages
+   * for a socket another relay holds go there over the hub's cluster.
+   */
+  peerDirectory?: PeerDirectory;
   /** Throws HostError for a Host header that is not one of the relay's names. */
   hosts(host: string | undefined): void;
   /** Whether an app of that name is deployed. */
@@ -60,6 +66,7 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
     known: (id) => hub.nodes().some((n) => n.id === id),
     origins: o.origins,
     ...(o.maxSignalBytes !== undefined && { maxMessageBytes: o.maxSignalBytes }),
+    ...(o.peerDirectory && { relays: { ...o.peerDirectory, ...hub.signals } }),
     log: o.log,
   });
   routeUpgrades(
@@ -90,7 +97,10 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
     send,
   });
   mountAdmin(app, o);
-  return () => peers.close();
+  return () => {
+    peers.close();
+    o.peerDirectory?.close();
+  };
 }
 
 /** Calls and schedules for HTTP clients outside the fabric. */
@@ -165,7 +175,8 @@ function mountAdmin(app: FastifyInstance, o: FabricHttpOptions): void {
   const { hub, admin, auth } = o;
   const guarded = { onRequest: auth.hook('admin') };
   app.get('/api/nodes', guarded, async () =>
-    hub.nodes().map((n) => ({ ...n, shortId: n.id.slice(0, 8) })),
+    // A record's peerKey is between relays only.
+    hub.nodes().map(({ peerKey: _, ...n }) => ({ ...n, shortId: n.id.slice(0, 8) })),
   );
   // A cluster's relay shows the whole cluster's newest entries (relay/cluster/logs.ts).
   app.get('/api/decisions', guarded, () => hub.logs('decisions'));

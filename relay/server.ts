@@ -26,6 +26,7 @@ import { openClusterContext } from './cluster/context';
 import { openJobQueue } from './cluster/job-queue';
 import { joinCluster, wireShared } from './cluster/parts';
 import { type ContextOptions, openContext, type RelayContext } from './context';
+import { redisPeerDirectory } from './cluster/signal';
 import { mountFabric } from './fabric-http';
 import { createFederation, type Federation, type FederationOptions } from './federation';
 import { hostAllowList } from './hosts';
@@ -464,6 +465,12 @@ async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts
     log,
     origins: (origin) => origins.has(origin),
     ...(options.maxSignalBytes !== undefined && { maxSignalBytes: options.maxSignalBytes }),
+    ...(p.cluster && {
+      peerDirectory: redisPeerDirectory(p.cluster.redis, {
+        relayId: p.cluster.relayId,
+        warn: (m) => log.warn(m),
+      }),
+    }),
     hosts: (host) => hosts.check(host),
     deployed: async (name) => (await p.apps.current(name)) !== undefined,
     projects: p.projects,
