@@ -14,7 +14,8 @@
  *          routeUpgrades(app.server, { '/peerjs/peerjs': peers.upgrade }, log);
  */
 import { EventEmitter } from 'node:events';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { ExpressPeerServer } from 'peer';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import { AuthError } from '../core/errors';
@@ -50,6 +51,12 @@ const FORWARD_BURST = 200;
 const FORWARDS_PER_S = 20;
 /** Messages of one socket waiting for the directory at most; more are dropped. */
 const MAX_WAITING = 256;
+/** How long a socket for a node not (yet) known here waits for its record from another relay, ms. */
+const ADMIT_WAIT_MS = 5_000;
+/** How often it looks again, ms. */
+const ADMIT_POLL_MS = 50;
+/** Sockets waiting so at most: more are refused at once. */
+const MAX_ADMITTING = 256;
 /** Warnings of dropped messages logged at most once this often, ms. */
 const WARN_EVERY_MS = 10_000;
 
@@ -87,12 +94,29 @@ export function mountPeerSignalling(server: Server, o: PeerSignallingOptions) {
       return refuseUpgrade(socket, originError(origin));
     }
     // Only a node the hub admitted may register its own id: no one can take another's id.
-    if (!o.authorized(id, token)) {
-      o.log.warn(`peer signalling refused for "${id.slice(0, 32)}"`);
-      const message = 'peer signalling: send a joined node id and the peerToken of its welcome';
-      return refuseUpgrade(socket, new AuthError(message));
-    }
+    if (o.authorized(id, token)) return accept(req, socket, head, id);
+    // In a cluster the node may have joined another relay a moment ago: its record (with its
+    // token's digest) is on the way. Waited for a while, a bounded number of sockets at once.
+    if (!o.relays || admitting >= MAX_ADMITTING) return refuse(socket, id);
+    admitting += 1;
+    const started = Date.now();
+    const timer = setInterval(() => {
+      const ok = o.authorized(id, token);
+      if (!ok && !socket.destroyed && Date.now() - started < ADMIT_WAIT_MS) return;
+      clearInterval(timer);
+      admitting -= 1;
+      if (socket.destroyed) return;
+      if (ok) accept(req, socket, head, id);
+      else refuse(socket, id);
+    }, ADMIT_POLL_MS);
+  };
+  let admitting = 0;
+  const accept = (req: IncomingMessage, socket: Duplex, head: Buffer, id: string) =>
     sockets.handleUpgrade(req, socket, head, (ws) => broker.emit('connection', adapt(ws, id), req));
+  const refuse = (socket: Duplex, id: string) => {
+    o.log.warn(`peer signalling refused for "${id.slice(0, 32)}"`);
+    const message = 'peer signalling: send a joined node id and the peerToken of its welcome';
+    refuseUpgrade(socket, new AuthError(message));
   };
 
   /** The sockets joined here, by node id (the latest of each). */

@@ -92,12 +92,12 @@ describe('PeerJS signalling across relays', () => {
   it('admits a signalling socket at another relay with the token, not without', async () => {
     const { node, welcome } = await joinRaw(a.ws);
     nodes.push(node);
-    await until(() => b.relay.hub.nodes().some((n) => n.id === welcome.nodeId), 'listed at B');
+    // At once, as a tab does on its welcome: B may not have heard of the node yet, and waits.
+    const ws = await openSignalling(b.relay.url, welcome.nodeId, welcome.peerToken);
+    sockets.push(ws);
     await expect(openSignalling(b.relay.url, welcome.nodeId, 'not-the-token')).rejects.toThrow(
       /signalling refused: 401/,
     );
-    const ws = await openSignalling(b.relay.url, welcome.nodeId, welcome.peerToken);
-    sockets.push(ws);
     // Its digest is between relays only: /api/nodes never shows it.
     const listed = await fetch(`${b.relay.url}/api/nodes`, {
       headers: { authorization: `Bearer ${b.relay.admin.token}` },
