@@ -13,6 +13,11 @@ export interface NodeRecord extends NodeView {
   parent?: string;
   /** The relay its socket is on (issue 17: relays sharing a Redis); absent on a lone relay. */
   relay?: string;
+  /**
+   * In a cluster: sha256 (hex) of the peer token its relay gave it, so that any relay of the
+   * cluster admits its PeerJS signalling socket (PROTOCOL.md §5.10). Never shown by the API.
+   */
+  peerKey?: string;
   joinedAt: number;
   lastSeen: number;
   /** Its context store, as its last heartbeat reported it. */

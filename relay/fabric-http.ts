@@ -15,6 +15,7 @@ import { newTraceId, traceIdOf, traceparent } from '../core/trace';
 import type { Admin } from './admin';
 import type { Auth } from './auth';
 import { callBody, parseBody, scheduleBody } from './bodies';
+import type { PeerDirectory } from './cluster/signal';
 import type { RelayContext } from './context';
 import type { Federation } from './federation';
 import { type ContextRoutesOptions, mountContext } from './http/context';
@@ -35,6 +36,11 @@ export interface FabricHttpOptions {
   origins(origin: string): boolean;
   /** Largest PeerJS signalling message, in bytes; default 64 KiB. */
   maxSignalBytes?: number;
+  /**
+   * In a cluster: where the relays hold signalling sockets (relay/cluster/signal.ts); messages
+   * for a socket another relay holds go there over the hub's cluster.
+   */
+  peerDirectory?: PeerDirectory;
   /** Throws HostError for a Host header that is not one of the relay's names. */
   hosts(host: string | undefined): void;
   /** Whether an app of that name is deployed. */
@@ -61,6 +67,7 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
     known: (id) => hub.nodes().some((n) => n.id === id),
     origins: o.origins,
     ...(o.maxSignalBytes !== undefined && { maxMessageBytes: o.maxSignalBytes }),
+    ...(o.peerDirectory && { relays: { ...o.peerDirectory, ...hub.signals } }),
     log: o.log,
   });
   routeUpgrades(
@@ -91,7 +98,10 @@ export function mountFabric(app: FastifyInstance, o: FabricHttpOptions): () => v
     send,
   });
   mountAdmin(app, o);
-  return () => peers.close();
+  return () => {
+    peers.close();
+    o.peerDirectory?.close();
+  };
 }
 
 /** Calls and schedules for HTTP clients outside the fabric. */
@@ -166,7 +176,8 @@ function mountAdmin(app: FastifyInstance, o: FabricHttpOptions): void {
   const { hub, admin, auth } = o;
   const guarded = { onRequest: auth.hook('admin') };
   app.get('/api/nodes', guarded, async () =>
-    hub.nodes().map((n) => ({ ...n, shortId: n.id.slice(0, 8) })),
+    // A record's peerKey is between relays only.
+    hub.nodes().map(({ peerKey: _, ...n }) => ({ ...n, shortId: n.id.slice(0, 8) })),
   );
   // The cluster's relays (a lone relay: itself), and whether this one reaches Redis.
   app.get('/api/relays', guarded, () => hub.relays());

@@ -23,6 +23,7 @@ import type { Cluster } from './cluster/cluster';
 import { openClusterContext } from './cluster/context';
 import { openJobQueue } from './cluster/job-queue';
 import { joinCluster, wireShared } from './cluster/parts';
+import { redisPeerDirectory } from './cluster/signal';
 import { openContext, type RelayContext } from './context';
 import { mountFabric } from './fabric-http';
 import { createFederation, type Federation } from './federation';
@@ -336,6 +337,12 @@ async function buildServer(app: FastifyInstance, options: RelayOptions, p: Parts
     log,
     origins: (origin) => origins.has(origin),
     ...(options.maxSignalBytes !== undefined && { maxSignalBytes: options.maxSignalBytes }),
+    ...(p.cluster && {
+      peerDirectory: redisPeerDirectory(p.cluster.redis, {
+        relayId: p.cluster.relayId,
+        warn: (m) => log.warn(m),
+      }),
+    }),
     hosts: (host) => hosts.check(host),
     deployed: async (name) => (await p.apps.current(name)) !== undefined,
     projects: p.projects,

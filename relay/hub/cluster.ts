@@ -7,6 +7,7 @@
  * schemas here, because whatever reaches Redis may be garbage.
  * @example const hub = createHub({ relayId, …, cluster: await redisCluster(redis, { warn }) });
  */
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { NodeRecord } from '../../core/api';
 import { UnavailableError } from '../../core/errors';
@@ -69,6 +70,11 @@ export const remoteRecord = z.object({
   workers: perService(count.max(1024)).optional(),
   caps: capabilitiesSchema,
   parent: nodeId.optional(),
+  /** sha256 (hex) of the peer token its relay gave it: another relay admits its signalling. */
+  peerKey: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
   joinedAt: z.number(),
   lastSeen: z.number(),
 });
@@ -77,10 +83,17 @@ export type RemoteRecord = z.infer<typeof remoteRecord>;
 /** The longest a call handed to another relay may take, ms (a job's run may be long). */
 export const MAX_RELAYED_CALL_MS = 24 * 3_600_000;
 
+/** The largest signalling payload one relay hands another: `--max-signal-kib`'s top (16 MiB). */
+export const MAX_SIGNAL_BYTES = 16 * 1024 * 1024;
+
+/** The PeerJS messages one relay hands another for a peer whose signalling socket it holds. */
+export const SIGNAL_TYPES = ['OFFER', 'ANSWER', 'CANDIDATE', 'LEAVE', 'EXPIRE'] as const;
+
 /**
  * A frame one relay addresses to another (channel `to:<relay>`): a call for a node joined there,
  * and that call's answer. `from` is the sender, where the answer goes; `id` the sender's own call
- * id, which the answer carries back.
+ * id, which the answer carries back. `signal`: a PeerJS message from node `src` for node `dst`,
+ * whose signalling socket is held by the relay it is sent to (`payload`: its JSON text).
  */
 export const relayFrame = z.discriminatedUnion('t', [
   z.object({
@@ -94,7 +107,16 @@ export const relayFrame = z.discriminatedUnion('t', [
   }),
   z.object({ t: z.literal('result'), from: relayId, node: nodeId, ...resultFields }),
   z.object({ t: z.literal('error'), from: relayId, node: nodeId, id, error }),
+  z.object({
+    t: z.literal('signal'),
+    from: relayId,
+    type: z.enum(SIGNAL_TYPES),
+    src: nodeId,
+    dst: nodeId,
+    payload: z.string().max(MAX_SIGNAL_BYTES).optional(),
+  }),
 ]);
+export type SignalFrame = Extract<RelayFrame, { t: 'signal' }>;
 export type RelayFrame = z.infer<typeof relayFrame>;
 
 /** What the cluster tells the hub. */
@@ -166,6 +188,11 @@ export const singleRelay: HubCluster = {
   close: async () => {},
 };
 
+/** What a node's record publishes of its peer token: its sha256 (hex), never the token. */
+export function peerKeyOf(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
 /** What of a node record another relay needs, as published (`relay`: this one). */
 export function publishedRecord(n: NodeRecord, relay: string): RemoteRecord {
   return {
@@ -191,6 +218,7 @@ export function publishedRecord(n: NodeRecord, relay: string): RemoteRecord {
     ...(n.workers && { workers: n.workers }),
     caps: n.caps,
     ...(n.parent && { parent: n.parent }),
+    ...(n.peerKey && { peerKey: n.peerKey }),
     joinedAt: n.joinedAt,
     lastSeen: n.lastSeen,
   };

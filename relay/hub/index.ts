@@ -24,7 +24,7 @@ import type { RelayContext } from '../context';
 import { defaultLimits, type HubLimits } from '../limits';
 import { createMetrics, type RelayMetrics } from '../metrics';
 import type { Outcome } from '../verify';
-import { type HubCluster, singleRelay } from './cluster';
+import { type HubCluster, peerKeyOf, singleRelay } from './cluster';
 import { type Conn, closeCodes, createConnections } from './connections';
 import { type DecideArgs, decide as place } from './decide';
 import { createExitTally } from './exits';
@@ -227,6 +227,7 @@ export function createHub(options: HubOptions) {
     enter(record, conn) {
       if (options.cluster) record.relay = options.relayId;
       const { entry, parent } = registry.add(record, conn);
+      if (options.cluster) record.peerKey = peerKeyOf(entry.peerToken);
       cluster.joined(record);
       return { peerToken: entry.peerToken, ...(parent && { parent }) };
     },
@@ -493,8 +494,15 @@ export function createHub(options: HubOptions) {
     load: () => ({ ...forwarding.load(), sockets: sockets.sockets() }),
     /** Context changes sent straight to nodes, through fogs, and sent again for a fog. */
     fanout: context.fanout,
-    /** Whether `token` is what this relay gave node `id` for the PeerJS server. */
-    peerTokenOk: registry.peerTokenOk,
+    /**
+     * Whether `token` is what this relay gave node `id` for the PeerJS server, or (a node of
+     * another relay of the cluster) what its relay did.
+     */
+    peerTokenOk: (id: string, token: string): boolean =>
+      registry.peerTokenOk(id, token) ||
+      (registry.isRemote(id) && registry.record(id)?.peerKey === peerKeyOf(token)),
+    /** PeerJS messages to and from the other relays of the cluster (relay/peer-signal.ts). */
+    signals: relays.signals,
     /**
      * Re-reads trust for every connected node (after the trust list changed): a revoked cloud
      * node is disconnected, a revoked fog's dews are given another parent (or none), and a fog

@@ -11,7 +11,7 @@ import { type BrumeError, DisconnectedError, toWire } from '../../core/errors';
 import type { ToNode } from '../../core/protocol';
 import type { RelayMetrics } from '../metrics';
 import type { Outcome } from '../verify';
-import type { HubCluster, RelayFrame } from './cluster';
+import type { HubCluster, RelayFrame, SignalFrame } from './cluster';
 import type { Call, CallAnswer, Forwarding, Reply } from './forwarding';
 
 export interface RelaysOptions {
@@ -37,6 +37,8 @@ export interface RelaysOptions {
 
 export function createRelays(o: RelaysOptions) {
   const { relayId, cluster, registry, metrics } = o;
+  /** Who takes the PeerJS messages other relays hand this one (none: they are dropped). */
+  let onSignal: ((frame: SignalFrame) => void) | undefined;
 
   /**
    * Sends a call frame to node `node`, joined here or to another relay of the cluster, which
@@ -65,6 +67,10 @@ export function createRelays(o: RelaysOptions) {
    * node gone: E_DISCONNECTED, and that relay places the call again.
    */
   function received(frame: RelayFrame): void {
+    if (frame.t === 'signal') {
+      onSignal?.(frame);
+      return;
+    }
     if (frame.t !== 'call') {
       o.forwarding().answerFrom(frame.from, frame);
       return;
@@ -116,6 +122,15 @@ export function createRelays(o: RelaysOptions) {
 
   return {
     sendCall,
+    /** PeerJS messages between relays (PROTOCOL.md §5.10), for relay/peer-signal.ts. */
+    signals: {
+      /** Sends `frame` to relay `to`; rejects (a typed error) when it cannot be sent. */
+      send: (to: string, frame: SignalFrame): Promise<void> => cluster.send(to, frame),
+      /** `fn` takes the signalling frames other relays send here. */
+      listen(fn: (frame: SignalFrame) => void): void {
+        onSignal = fn;
+      },
+    },
     /** Joined the cluster; rejects when it may not (the most relays are there already). */
     started,
     /**

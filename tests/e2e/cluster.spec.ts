@@ -2,7 +2,8 @@
 // every tab opened at the balancer's URL. A call sent to one relay is served by a tab joined to
 // another; a context write through one relay reaches tabs watching through the others; a relay
 // killed with SIGKILL while calls run loses none of them (each answered once), and its tabs
-// rejoin through the balancer with their node ids and the apps they already hold. The admin
+// rejoin through the balancer with their node ids and the apps they already hold. Two tabs of
+// different relays open a data channel: the relays carry their signalling between them. The admin
 // console at one relay shows every relay, and a tab joined to another under its relay.
 import type { Browser, BrowserContext } from '@playwright/test';
 import type { NodeRecord } from '../../core/api';
@@ -299,4 +300,20 @@ test('a relay killed while its tabs run calls: each call answered once, its tabs
     const r = await spinAt(i, 1);
     expect(r.status).toBe(200);
   }
+});
+
+test('two tabs joined to different relays call each other over a data channel', async ({
+  browser,
+}) => {
+  test.skip(!netns, 'needs data channels: run inside a network namespace');
+  // Their signalling sockets land wherever the balancer sends them; the relays hand offers,
+  // answers and candidates to the one holding the other's socket (PROTOCOL.md §5.10).
+  const { tabs, at } = await spread(browser, 'hostile');
+  const from = tabs[0]!;
+  const to = tabs.find((_, k) => at[k] !== at[0])!;
+  const echoed = await from.page.evaluate(async (node) => {
+    const r = await window.brume.invoke('hostile', 'echo', 'across', { privacy: node });
+    return { value: r.value, via: r.via, node: r.node };
+  }, to.id);
+  expect(echoed).toEqual({ value: 'across', via: 'peer', node: to.id });
 });
