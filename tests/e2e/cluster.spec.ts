@@ -321,7 +321,13 @@ test('two tabs joined to different relays call each other over a data channel', 
   let echoed = await echo();
   expect(echoed).toMatchObject({ value: 'across', node: to.id });
   await expect
-    .poll(async () => (echoed = await echo()).via, { timeout: 90_000, intervals: [1000] })
+    .poll(
+      async () => {
+        echoed = await echo();
+        return echoed.via;
+      },
+      { timeout: 90_000, intervals: [1000] },
+    )
     .toBe('peer');
   expect(echoed).toEqual({ value: 'across', via: 'peer', node: to.id });
 });
