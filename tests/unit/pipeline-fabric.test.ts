@@ -65,6 +65,14 @@ describe('pipelines over the fabric', () => {
 
   it("runs a node's own pipeline call with that node as the source (NI stage on it)", async () => {
     const [a] = nodes;
+    // The relay places on the load each node last put in a heartbeat (every 2 s): one sent while
+    // a served the branches of the call before leaves it "no free slot" until the next, and a
+    // node with no free slot is rightly passed over. The claim is about a source with room, so
+    // wait until the relay has heard that a has it.
+    await until(
+      () => server.relay.hub.nodes().some((n) => n.id === a!.runtime.id && n.queue === 0),
+      'the relay hearing that a is idle',
+    );
     const r = await a!.call('chain', 'spin', { jobs: [{ n: 10 }, { n: 20 }] });
     expect(r.via).toBe('relay');
     const prepare = r.trace.find((t) => t.stage === 'prepare');
