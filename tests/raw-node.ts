@@ -120,7 +120,12 @@ export function onCalls(node: RawNode, handle: (call: CallFrame) => void): void 
 }
 
 /** Answers `call` with `value`, claiming `ms` of execution, unless the socket has closed since. */
-export function answerCall(node: Pick<RawNode, 'ws'>, call: CallFrame, value: unknown, ms = 0): void {
+export function answerCall(
+  node: Pick<RawNode, 'ws'>,
+  call: CallFrame,
+  value: unknown,
+  ms = 0,
+): void {
   if (node.ws.readyState !== node.ws.OPEN) return;
   node.ws.send(encodeFrame({ t: 'result', id: call.id, value, rpc: call.rpc, ms }));
 }
