@@ -33,6 +33,13 @@ export interface RawOptions {
   silent?: boolean;
   /** Frames to keep in `frames` (default all but pings); others are dropped on arrival. */
   keep?: (frame: ToNode) => boolean;
+  /**
+   * Handles every call from the socket's first frame on, as a real node does (one handler for
+   * all frames, core/node/relay-link.ts). A relay may place a call on a node the moment it joins,
+   * right behind `welcome`: `onCalls` attached after `joinRaw` resolves misses it, and the relay
+   * waits its whole call timeout for an answer that never comes.
+   */
+  onCall?: (call: CallFrame, node: Pick<RawNode, 'ws'>) => void;
 }
 
 export async function openRaw(wsUrl: string, options: RawOptions = {}): Promise<RawNode> {
@@ -47,6 +54,7 @@ export async function openRaw(wsUrl: string, options: RawOptions = {}): Promise<
     if (frame.t === 'ping' && !options.silent) {
       return ws.send(encodeFrame({ t: 'pong', ts: frame.ts }));
     }
+    if (frame.t === 'call') options.onCall?.(frame, { ws });
     if (options.keep && !options.keep(frame)) return;
     frames.push(frame);
     for (const w of waiters.splice(0)) w();
@@ -100,7 +108,10 @@ export async function joinRaw(wsUrl: string, role: Role = 'dew', options: RawOpt
 
 export type CallFrame = Extract<ToNode, { t: 'call' }>;
 
-/** Calls `handle` with every call the relay forwards to this node. */
+/**
+ * Calls `handle` with every call the relay forwards to this node from now on (one that came
+ * before is only in `frames`: to miss none, give joinRaw `onCall`).
+ */
 export function onCalls(node: RawNode, handle: (call: CallFrame) => void): void {
   node.ws.on('message', (data) => {
     const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode');
@@ -109,7 +120,12 @@ export function onCalls(node: RawNode, handle: (call: CallFrame) => void): void 
 }
 
 /** Answers `call` with `value`, claiming `ms` of execution, unless the socket has closed since. */
-export function answerCall(node: RawNode, call: CallFrame, value: unknown, ms = 0): void {
+export function answerCall(
+  node: Pick<RawNode, 'ws'>,
+  call: CallFrame,
+  value: unknown,
+  ms = 0,
+): void {
   if (node.ws.readyState !== node.ws.OPEN) return;
   node.ws.send(encodeFrame({ t: 'result', id: call.id, value, rpc: call.rpc, ms }));
 }

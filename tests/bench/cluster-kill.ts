@@ -50,10 +50,14 @@ export function serve(node: RawNode): void {
 async function rejoin(url: string, old: RawNode): Promise<RawNode> {
   for (let tries = 1; ; tries++) {
     try {
+      // Served from its first frame: the relay may place a call on it right behind `welcome`
+      // (serve() after joinRaw missed those, and each waited the relay's 30 s call timeout).
       const { node } = await joinRaw(wsOf(url), 'dew', {
         identity: old.identity,
         keep: (f) => f.t !== 'decision' && f.t !== 'error',
+        onCall: (f, at) => answerCall(at, f, f.input),
       });
+      serving.add(node);
       node.send({
         t: 'heartbeat',
         load: { queue: 0, maxConcurrency: 1 },
@@ -62,7 +66,6 @@ async function rejoin(url: string, old: RawNode): Promise<RawNode> {
         stats: { 'digits/model/small@wasm': { count: 10, p50: 0.3 } },
         paused: false,
       });
-      serve(node);
       return node;
     } catch (e) {
       // The balancer may not have taken the dead relay out yet: a real node retries too.
