@@ -7,7 +7,8 @@ import { mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, type HaproxyProcess, startHaproxy } from './haproxy-process';
+import { freePort } from './free-port';
+import { type HaproxyProcess, startHaproxy } from './haproxy-process';
 import { type RedisProcess, startRedis } from './redis-process';
 import { type RelayProcess, startRelay } from './relay-process';
 

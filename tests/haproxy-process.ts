@@ -5,12 +5,14 @@
 // request to a dead relay goes to another. Its backends' state comes from its admin socket
 // (`show stat`). Never the system service, never a fixed sleep: it is ready when that socket
 // answers and its port accepts.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { type AddressInfo, connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { endChild, launchChild } from './child-server';
+import { freePort } from './free-port';
 import { until } from './until';
 
 export interface Backend {
@@ -59,12 +61,6 @@ const BINARY =
 const BACKEND = 'relays';
 const NAME = /^[A-Za-z0-9_.-]{1,32}$/;
 
-/** Balancers this process started and that still run: killed when it exits. */
-const running = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
-
 /**
  * Starts HAProxy in front of `backends`. `checkHost` is the Host header of its health checks:
  * relays refuse a Host that is not one of their names (421), so they run with
@@ -81,7 +77,7 @@ export async function startHaproxy(options: {
   const dir = mkdtempSync(join(tmpdir(), 'brume-haproxy-'));
   const socket = join(dir, 'admin.sock');
   const configFile = join(dir, 'haproxy.cfg');
-  let out = '';
+  const log = { text: '' };
   let child: ChildProcess | undefined;
   let port = 0;
 
@@ -116,39 +112,15 @@ export async function startHaproxy(options: {
   async function launch(): Promise<void> {
     writeFileSync(configFile, config());
     // -db: in the foreground, so the child is HAProxy itself and its signals reach it.
-    const c = spawn(BINARY, ['-db', '-f', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child = c;
-    running.add(c);
-    const keep = (d: Buffer) => {
-      out = (out + d).slice(-32_768);
-    };
-    c.stdout!.on('data', keep);
-    c.stderr!.on('data', keep);
-    let exited = false;
-    c.once('exit', () => {
-      exited = true;
-      running.delete(c);
+    child = await launchChild({
+      binary: BINARY,
+      args: ['-db', '-f', configFile],
+      install: 'apt-get install haproxy',
+      log,
+      ready: async () =>
+        (await accepts(port)) && (await command(socket, 'show info').then(Boolean, () => false)),
+      what: `haproxy on port ${port} to accept and answer on its admin socket`,
     });
-    c.once('error', (e) => {
-      exited = true;
-      out += `\n${e.message}`;
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
-        out += `\n${BINARY} is not installed: apt-get install haproxy`;
-    });
-    await until(async () => {
-      if (exited) throw new Error(`haproxy exited before it answered:\n${out}`);
-      return (
-        (await accepts(port)) && (await command(socket, 'show info').then(Boolean, () => false))
-      );
-    }, `haproxy on port ${port} to accept and answer on its admin socket`);
-  }
-
-  async function end(): Promise<void> {
-    const c = child;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise((r) => c.once('exit', r));
-    c.kill('SIGTERM');
-    await exited;
   }
 
   // A port free a moment ago may be taken by the time HAProxy binds it: try another (unless the
@@ -159,11 +131,10 @@ export async function startHaproxy(options: {
       await launch();
       break;
     } catch (e) {
-      child?.kill('SIGKILL');
       if (
         attempt >= 3 ||
         options.port !== undefined ||
-        !/cannot bind|Address already in use/i.test(out)
+        !/cannot bind|Address already in use/i.test(log.text)
       ) {
         await rm(dir, { recursive: true, force: true });
         throw e;
@@ -192,7 +163,7 @@ export async function startHaproxy(options: {
     url: `http://127.0.0.1:${port}`,
     port,
     dir,
-    output: () => out,
+    output: () => log.text,
     servers,
     async untilUp(name, timeoutMs = 30_000) {
       await until(
@@ -217,7 +188,7 @@ export async function startHaproxy(options: {
       );
     },
     async stop() {
-      await end();
+      await endChild(child, 'SIGTERM');
       await rm(dir, { recursive: true, force: true });
     },
   };
@@ -253,12 +224,4 @@ function accepts(port: number): Promise<boolean> {
     s.on('error', () => done(false));
     s.on('connect', () => done(true));
   });
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
 }

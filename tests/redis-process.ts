@@ -2,13 +2,14 @@
 // 127.0.0.1 port, in a fresh directory, with its append-only file fsynced on every write, so a
 // reply means the write is on disk. Never the system service, never a fixed sleep: it is ready
 // when it answers PING.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { type AddressInfo, connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { until } from './until';
+import { endChild, launchChild } from './child-server';
+import { freePort } from './free-port';
 
 export interface RedisProcess {
   /** `redis://127.0.0.1:<port>` */
@@ -33,22 +34,16 @@ export interface RedisProcess {
 
 const BINARY = process.env.BRUME_REDIS_SERVER ?? 'redis-server';
 
-/** Servers this process started and that still run: killed when it exits, however a test ended. */
-const running = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
-
 export async function startRedis(): Promise<RedisProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'brume-redis-'));
-  let out = '';
+  const log = { text: '' };
   let child: ChildProcess | undefined;
   let port = 0;
 
   async function launch(): Promise<void> {
-    const c = spawn(
-      BINARY,
-      [
+    child = await launchChild({
+      binary: BINARY,
+      args: [
         '--save',
         '',
         '--appendonly',
@@ -64,39 +59,14 @@ export async function startRedis(): Promise<RedisProcess> {
         '--daemonize',
         'no',
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    child = c;
-    running.add(c);
-    const keep = (d: Buffer) => {
-      out = (out + d).slice(-32_768);
-    };
-    c.stdout!.on('data', keep);
-    c.stderr!.on('data', keep);
-    let exited = false;
-    c.once('exit', () => {
-      exited = true;
-      running.delete(c);
+      install: 'apt-get install redis-server (.ci/run does it)',
+      log,
+      ready: () => ping(port),
+      what: `redis-server on port ${port} to answer PING`,
     });
-    c.once('error', (e) => {
-      exited = true;
-      out += `\n${e.message}`;
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
-        out += `\n${BINARY} is not installed: apt-get install redis-server (.ci/run does it)`;
-    });
-    await until(async () => {
-      if (exited) throw new Error(`redis-server exited before it answered PING:\n${out}`);
-      return ping(port);
-    }, `redis-server on port ${port} to answer PING`);
   }
 
-  async function end(signal: NodeJS.Signals): Promise<void> {
-    const c = child;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise((r) => c.once('exit', r));
-    c.kill(signal);
-    await exited;
-  }
+  const end = (signal: NodeJS.Signals) => endChild(child, signal);
 
   // A port that was free a moment ago may be taken by the time redis binds it: try another.
   for (let attempt = 1; ; attempt++) {
@@ -106,7 +76,7 @@ export async function startRedis(): Promise<RedisProcess> {
       break;
     } catch (e) {
       await end('SIGKILL');
-      if (attempt >= 3 || !/Address already in use/.test(out)) {
+      if (attempt >= 3 || !/Address already in use/.test(log.text)) {
         await rm(dir, { recursive: true, force: true });
         throw e;
       }
@@ -117,7 +87,7 @@ export async function startRedis(): Promise<RedisProcess> {
     url: `redis://127.0.0.1:${port}`,
     port,
     dir,
-    output: () => out,
+    output: () => log.text,
     stop: () => end('SIGTERM'),
     kill: () => end('SIGKILL'),
     pause: () => void child?.kill('SIGSTOP'),
@@ -152,12 +122,4 @@ function ping(port: number): Promise<boolean> {
       if (got.includes('\r\n')) done(got.startsWith('+PONG'));
     });
   });
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
 }

@@ -5,7 +5,7 @@
 import { answerCall, joinRaw, onCalls, type RawNode } from '../raw-node';
 import { until } from '../until';
 import { type ClusterBenchOptions, callOnce, listed, type Setup, wsOf } from './cluster-kit';
-import { quantile } from './decisions';
+import { digitsHeartbeat, quantile } from './decisions';
 
 export interface KillRun {
   relays: number;
@@ -58,14 +58,7 @@ async function rejoin(url: string, old: RawNode): Promise<RawNode> {
         onCall: (f, at) => answerCall(at, f, f.input),
       });
       serving.add(node);
-      node.send({
-        t: 'heartbeat',
-        load: { queue: 0, maxConcurrency: 1 },
-        apps: ['digits'],
-        models: { 'digits/model': ['small', 'large'] },
-        stats: { 'digits/model/small@wasm': { count: 10, p50: 0.3 } },
-        paused: false,
-      });
+      digitsHeartbeat(node);
       return node;
     } catch (e) {
       // The balancer may not have taken the dead relay out yet: a real node retries too.

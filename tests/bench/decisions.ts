@@ -171,6 +171,18 @@ async function joinPatiently(wsUrl: string, tries = 3): ReturnType<typeof joinRa
   }
 }
 
+/** Has `node` say it is idle and holds the digits app and both its models, the small one measured. */
+export function digitsHeartbeat(node: RawNode): void {
+  node.send({
+    t: 'heartbeat',
+    load: { queue: 0, maxConcurrency: 1 },
+    apps: ['digits'],
+    models: { 'digits/model': ['small', 'large'] },
+    stats: { 'digits/model/small@wasm': { count: 10, p50: 0.3 } },
+    paused: false,
+  });
+}
+
 /** `n` nodes joined over real sockets with signed joins, each having sent one heartbeat. */
 export async function joinMany(wsUrl: string, n: number): Promise<RawNode[]> {
   const nodes: RawNode[] = [];
@@ -179,14 +191,7 @@ export async function joinMany(wsUrl: string, n: number): Promise<RawNode[]> {
       Array.from({ length: Math.min(50, n - i) }, () => joinPatiently(wsUrl)),
     );
     for (const { node } of batch) {
-      node.send({
-        t: 'heartbeat',
-        load: { queue: 0, maxConcurrency: 1 },
-        apps: ['digits'],
-        models: { 'digits/model': ['small', 'large'] },
-        stats: { 'digits/model/small@wasm': { count: 10, p50: 0.3 } },
-        paused: false,
-      });
+      digitsHeartbeat(node);
       nodes.push(node);
     }
   }

@@ -10,7 +10,17 @@ import type { NodeRecord } from '../../core/api';
 import { decode, encode } from '../../core/codec';
 import { testBundles } from '../apps';
 import { type ClusterProcess, startCluster } from '../cluster-process';
-import { deploy, deployApp, expect, type JoinedTab, joinTab, test, writeHeaders } from './fixtures';
+import {
+  deploy,
+  deployApp,
+  expect,
+  type JoinedTab,
+  joinTab,
+  netns,
+  noRtc,
+  test,
+  writeHeaders,
+} from './fixtures';
 
 let cluster: ClusterProcess;
 /** Each relay's id in the cluster, by index, read from the line it prints when it starts. */
@@ -36,20 +46,6 @@ const contexts: BrowserContext[] = [];
 test.afterEach(async () => {
   for (const c of contexts.splice(0)) await c.close();
 });
-
-/** Turns WebRTC off in a page: calls between tabs then go through the relays. */
-const noRtc = () => {
-  const broken = class {
-    constructor() {
-      throw new Error('WebRTC is disabled by this test');
-    }
-  };
-  for (const name of ['RTCPeerConnection', 'webkitRTCPeerConnection']) {
-    Object.defineProperty(globalThis, name, { value: broken, configurable: true });
-  }
-};
-// Outside a loopback-only namespace tabs must not open peer connections (ENVIRONMENT.md).
-const netns = !process.env.BRUME_NO_NETNS;
 
 /** A tab joined at the balancer, with every request it (or its workers) makes counted by path. */
 interface Tab extends JoinedTab {

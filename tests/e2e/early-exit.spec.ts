@@ -5,7 +5,7 @@
 import { rmSync } from 'node:fs';
 import type { Browser, BrowserContext } from '@playwright/test';
 import { type RelayProcess, startRelay } from '../relay-process';
-import { expect, type JoinedTab, joinTab, test, untilIdleHolding } from './fixtures';
+import { expect, type JoinedTab, joinTab, netns, noRtc, test, untilIdleHolding } from './fixtures';
 
 let relay: RelayProcess;
 const contexts: BrowserContext[] = [];
@@ -20,20 +20,6 @@ test.afterAll(async () => {
   await relay.stop();
   rmSync(relay.dataDir, { recursive: true, force: true });
 });
-
-// Outside a loopback-only namespace tabs must not open peer connections: they run without
-// WebRTC, and what would cross a data channel goes through the relay.
-const noRtc = () => {
-  const broken = class {
-    constructor() {
-      throw new Error('WebRTC is disabled by this test');
-    }
-  };
-  for (const name of ['RTCPeerConnection', 'webkitRTCPeerConnection']) {
-    Object.defineProperty(globalThis, name, { value: broken, configurable: true });
-  }
-};
-const netns = !process.env.BRUME_NO_NETNS;
 
 const tab = (browser: Browser, query = ''): Promise<JoinedTab> =>
   joinTab(browser, `${relay.url}/${query}`, contexts, netns ? {} : { init: noRtc });

@@ -4,7 +4,16 @@ import { rmSync } from 'node:fs';
 import type { Browser, BrowserContext } from '@playwright/test';
 import { testBundles } from '../apps';
 import { deploy, type RelayProcess, startProxy, startRelay } from '../relay-process';
-import { deployApp, expect, type JoinedTab, joinTab, test, writeHeaders } from './fixtures';
+import {
+  deployApp,
+  expect,
+  type JoinedTab,
+  joinTab,
+  netns,
+  noRtc,
+  test,
+  writeHeaders,
+} from './fixtures';
 
 type Proxy = Awaited<ReturnType<typeof startProxy>>;
 let relay: RelayProcess;
@@ -33,21 +42,6 @@ test.afterEach(async () => {
 
 type Tab = JoinedTab;
 
-/** Turns WebRTC off in a page: every call to another tab then goes through the relay. */
-const noRtc = () => {
-  const broken = class {
-    constructor() {
-      throw new Error('WebRTC is disabled by this test');
-    }
-  };
-  for (const name of ['RTCPeerConnection', 'webkitRTCPeerConnection']) {
-    Object.defineProperty(globalThis, name, { value: broken, configurable: true });
-  }
-};
-
-// Outside a loopback-only namespace tabs must not open peer connections (ENVIRONMENT.md): they
-// run without WebRTC, and what would go over a data channel goes through the relay.
-const netns = !process.env.BRUME_NO_NETNS;
 const direct = netns ? 'peer' : 'relay';
 
 /** A tab joined to the fabric; `init` runs before the page's scripts (e.g. to break WebRTC). */

@@ -10,6 +10,27 @@ import { packBundle } from '../../core/manifest';
 import { brokenApp, contextApp, plantApp, testBundles } from '../apps';
 import { deploy, type RelayProcess, startRelay } from '../relay-process';
 
+/**
+ * Whether tabs may open peer connections: only inside a loopback-only network namespace
+ * (ENVIRONMENT.md), which BRUME_NO_NETNS says the run is not in.
+ */
+export const netns = !process.env.BRUME_NO_NETNS;
+
+/**
+ * Turns WebRTC off in a page (as `joinTab`'s `init`): outside a loopback-only namespace, what
+ * would cross a data channel between tabs then goes through the relays.
+ */
+export const noRtc = () => {
+  const broken = class {
+    constructor() {
+      throw new Error('WebRTC is disabled by this test');
+    }
+  };
+  for (const name of ['RTCPeerConnection', 'webkitRTCPeerConnection']) {
+    Object.defineProperty(globalThis, name, { value: broken, configurable: true });
+  }
+};
+
 /** Opens the join page and waits until the node knows the deployed apps. */
 export async function openNode(page: Page, relayUrl: string): Promise<void> {
   const errors: string[] = [];

@@ -5,19 +5,7 @@ import { rmSync } from 'node:fs';
 import type { BrowserContext } from '@playwright/test';
 import { type NodeProcess, startNodeProcess } from '../node-process';
 import { type RelayProcess, startRelay } from '../relay-process';
-import { expect, joinTab, test } from './fixtures';
-
-/** Turns WebRTC off in a page. */
-const noRtc = () => {
-  const broken = class {
-    constructor() {
-      throw new Error('WebRTC is disabled by this test');
-    }
-  };
-  for (const name of ['RTCPeerConnection', 'webkitRTCPeerConnection']) {
-    Object.defineProperty(globalThis, name, { value: broken, configurable: true });
-  }
-};
+import { expect, joinTab, netns, noRtc, test } from './fixtures';
 
 let relay: RelayProcess;
 let server: NodeProcess;
@@ -59,7 +47,7 @@ test("a tab's call that needs more accuracy than it holds is served by the serve
   // 0.5 MiB: the tab holds the small variant (0.1 MB), not the large one (0.9 MB).
   const dew = await joinTab(browser, `${relay.url}/?maxModelMiB=0.5`, contexts, {
     // Outside a loopback-only namespace tabs open no peer connections (ENVIRONMENT.md).
-    ...(process.env.BRUME_NO_NETNS && { init: noRtc }),
+    ...(!netns && { init: noRtc }),
   });
   // The server fog is its parent (the only trusted fog).
   await expect

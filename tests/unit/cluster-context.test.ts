@@ -3,28 +3,18 @@
 // one relay catches up on another; a kill -9 of Redis loses no acknowledged write; Redis down
 // refuses writes with E_UNAVAILABLE naming Redis, and everything recovers by itself; garbage in
 // the stream is skipped with a warning; compaction keeps the state and bounds the stream.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encode } from '../../core/codec';
 import { type ContextOp, catchUpFor } from '../../core/context/replica';
 import { UnavailableError } from '../../core/errors';
 import { type ClusterContext, openClusterContext } from '../../relay/cluster/context';
 import { openRedis, type RedisLink } from '../../relay/cluster/redis';
-import { type RedisProcess, startRedis } from '../redis-process';
+import { useRedis } from '../redis-suite';
 import { until } from '../until';
 
-let redis: RedisProcess;
-beforeAll(async () => {
-  redis = await startRedis();
-});
-afterAll(async () => {
-  await redis?.close();
-});
+const shared = useRedis();
 
-const closers: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
-let prefixes = 0;
+const { closers } = shared;
 
 interface Relay {
   link: RedisLink;
@@ -35,14 +25,14 @@ interface Relay {
 
 /** `n` relays on one prefix of the shared Redis. */
 async function cluster(n: number, extra: { compactEntries?: number } = {}, prefix?: string) {
-  const p = prefix ?? `c${++prefixes}:`;
+  const p = prefix ?? shared.prefix('c');
   const relays: Relay[] = [];
   for (let i = 0; i < n; i++) relays.push(await relay(`r${i}`, p, extra));
   return { prefix: p, relays };
 }
 
 async function relay(id: string, prefix: string, extra: { compactEntries?: number } = {}) {
-  const link = await openRedis(redis.url, { prefix, commandTimeoutMs: 5000 });
+  const link = await openRedis(shared.redis.url, { prefix, commandTimeoutMs: 5000 });
   const warnings: string[] = [];
   const ctx = await openClusterContext(link, {
     relayId: id,
@@ -199,9 +189,9 @@ describe('Redis failing', () => {
       }
     })();
     await until(() => acked.length >= 20, 'some writes acknowledged');
-    await redis.kill();
+    await shared.redis.kill();
     expect(await writing).toBeInstanceOf(UnavailableError);
-    await redis.restart();
+    await shared.redis.restart();
     const after = await relay('after', prefix);
     for (const op of acked) expect(after.ctx.replica.has(op.opId)).toBe(true);
     // The first relay reads again by itself and takes writes again.
@@ -221,14 +211,14 @@ describe('Redis failing', () => {
     const [a, b] = relays as [Relay, Relay];
     await a.ctx.accept(put('before', 1), '');
     await until(() => read(b, 'before') !== undefined, 'b to read it');
-    await redis.kill();
+    await shared.redis.kill();
     const e = await errorOf(a.ctx.accept(put('during', 2), ''));
     expect(e).toBeInstanceOf(UnavailableError);
     expect((e as Error).message).toMatch(/Redis at .* is unreachable/);
     expect(read(a, 'during')).toBeUndefined();
     expect(valueAt(a, 'before')).toEqual(bytes(1));
     await until(() => a.ctx.failed() !== undefined, 'the reader to notice');
-    await redis.restart();
+    await shared.redis.restart();
     const seq = await until(
       () => a.ctx.accept(put('after', 3), '').catch(() => 0),
       'a write to be taken again',

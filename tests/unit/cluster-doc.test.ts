@@ -7,28 +7,22 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { InputError, LimitError } from '../../core/errors';
 import { type Cluster, openCluster } from '../../relay/cluster/cluster';
 import { openDoc } from '../../relay/cluster/doc';
 import { clusterParts } from '../../relay/cluster/parts';
-import { type RedisProcess, startRedis } from '../redis-process';
+import { useRedis } from '../redis-suite';
 import { until } from '../until';
 
-let redis: RedisProcess;
-beforeAll(async () => {
-  redis = await startRedis();
-});
-afterAll(async () => {
-  await redis?.close();
-});
+const shared = useRedis();
 const open: Cluster[] = [];
 afterEach(async () => {
   for (const c of open.splice(0)) await c.close();
 });
 async function relay(warnings: string[] = []): Promise<Cluster> {
-  const c = await openCluster(redis.url, { warn: (m) => warnings.push(m) });
+  const c = await openCluster(shared.redis.url, { warn: (m) => warnings.push(m) });
   open.push(c);
   return c;
 }

@@ -11,6 +11,7 @@ import { type clusterDefaults, redisCluster } from '../../relay/cluster/nodes';
 import { openRedis, type RedisLink } from '../../relay/cluster/redis';
 import type { HubCluster } from '../../relay/hub/cluster';
 import { hostileApp } from '../apps';
+import { node as nodeView } from '../node-view';
 import { answerCall, joinRaw, onCalls, type RawNode } from '../raw-node';
 import { type RedisProcess, startRedis } from '../redis-process';
 import { inProcessRelay } from '../relay-process';
@@ -211,20 +212,8 @@ describe('relays sharing a Redis', () => {
     // A cluster of its own: relays of the tests before may still be registered in the other.
     const b = await member({ maxRemoteNodes: 2 }, 'bounds:');
     const record = (i: number) => ({
-      id: i.toString(16).padStart(32, '0'),
+      ...nodeView(i, { publicKey: 'k', apps: ['hostile'] }),
       relay: 'other',
-      role: 'dew',
-      publicKey: 'k',
-      trusted: false,
-      online: true,
-      paused: false,
-      rttMs: 1,
-      backends: ['wasm'],
-      queue: 0,
-      maxConcurrency: 1,
-      apps: ['hostile'],
-      stats: {},
-      models: {},
       caps: { backends: [{ name: 'wasm', detail: 'fake' }], cores: 1 },
       joinedAt: Date.now(),
       lastSeen: Date.now(),

@@ -4,61 +4,31 @@
 // site 2 runs none. A job submitted and finished at site 1 is read through site 2 with its result,
 // its result blob and the site that holds it; an unknown id is 404 within the bound although one
 // peer never answers; a caller whom site 1 refuses the job is refused it through site 2 too.
-import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo, Socket } from 'node:net';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode } from '../../core/codec';
 import { packBundle } from '../../core/manifest';
 import { JOB_READ_TIMEOUT_MS } from '../../relay/federation/jobs';
-import { createRelay, type Relay, type RelayLogger } from '../../relay/server';
+import type { Relay } from '../../relay/server';
 import { greetApp } from '../apps';
+import { call as request, type Sites, startSites, TOKEN1, TOKEN2 } from '../federation-sites';
 import { jobsApi, jobWhen } from '../jobs-http';
 import { until } from '../until';
 
-const silent: RelayLogger = { info() {}, warn() {}, error() {} };
 const KEY = 'federation-jobs-key-0123456789';
-const TOKEN1 = 'admin-token-site-1-0123456789abcdef';
-const TOKEN2 = 'admin-token-site-2-0123456789abcdef';
 /** Far past the read's bound, far below vitest's: a read that hangs fails here, by name. */
 const HANG_MS = JOB_READ_TIMEOUT_MS + 25_000;
 
+let sites: Sites;
 let site1: Relay;
 let site2: Relay;
-const dirs: string[] = [];
 /** The peer that never answers: its sockets, and the request lines it was sent. */
 const hole = { server: createServer(), sockets: new Set<Socket>(), asked: [] as string[] };
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
 /** A JSON request to `relay` with `Bearer <credential>`, cut short past HANG_MS. */
-async function call(
-  relay: Relay,
-  credential: string,
-  method: string,
-  path: string,
-  body?: unknown,
-) {
-  const res = await fetch(`${relay.url}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${credential}`,
-      ...(body !== undefined && { 'content-type': 'application/json' }),
-    },
-    ...(body !== undefined && { body: JSON.stringify(body) }),
-    signal: AbortSignal.timeout(HANG_MS),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const call = (relay: Relay, credential: string, method: string, path: string, body?: unknown) =>
+  request(relay, credential, method, path, body, HANG_MS);
 
 beforeAll(async () => {
   hole.server.on('connection', (s) => {
@@ -68,27 +38,13 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => hole.server.listen(0, '127.0.0.1', r));
   const holePort = (hole.server.address() as AddressInfo).port;
-  const [port1, port2] = [await freePort(), await freePort()];
-  const start = async (site: string, port: number, o: { peers: number[]; cloud: boolean }) => {
-    const dir = await mkdtemp(join(tmpdir(), `brume-${site}-`));
-    dirs.push(dir);
-    return createRelay({
-      port,
-      dataDir: dir,
-      adminToken: site === 'site-1' ? TOKEN1 : TOKEN2,
-      logger: silent,
-      cloudNode: o.cloud,
-      // A result over 1 KiB is a blob: the read through site 2 must bring it.
-      jobs: { resultBlobBytes: 1024 },
-      federation: {
-        site,
-        peers: o.peers.map((p) => ({ url: `http://127.0.0.1:${p}`, key: KEY })),
-        pingMs: 200,
-      },
-    });
-  };
-  site1 = await start('site-1', port1, { peers: [port2], cloud: true });
-  site2 = await start('site-2', port2, { peers: [port1, holePort], cloud: false });
+  // A result over 1 KiB is a blob: the read through site 2 must bring it.
+  const extra = { jobs: { resultBlobBytes: 1024 } };
+  sites = await startSites(KEY, [
+    { site: 'site-1', token: TOKEN1, cloud: true, extra },
+    { site: 'site-2', token: TOKEN2, morePeers: [holePort], extra },
+  ]);
+  [site1, site2] = sites.relays as [Relay, Relay];
   await until(
     () => site1.hub.nodes().some((n) => n.role === 'cloud'),
     'the cloud node of site 1',
@@ -103,9 +59,7 @@ afterAll(async () => {
   // The silent peer first: requests to it end now instead of at their timeouts.
   for (const s of hole.sockets) s.destroy();
   await new Promise((r) => hole.server.close(r));
-  await site1?.close();
-  await site2?.close();
-  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  await sites?.close();
 });
 
 describe('jobs read at a site that does not hold them', () => {

@@ -3,79 +3,32 @@
 // made at site 1 exist at site 2 unasked, and the key works there; revoking it at site 1 stops it
 // at site 2; a change made at site 2 comes back. The route applies a change only if newer than
 // what it has, never revives a revoked key, and refuses hostile bodies by field.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashSecret } from '../../relay/keys';
-import { createRelay, type Relay, type RelayLogger } from '../../relay/server';
+import type { Relay } from '../../relay/server';
+import { call, type Sites, startSites, TOKEN1, TOKEN2 } from '../federation-sites';
 import { until } from '../until';
 
-const silent: RelayLogger = { info() {}, warn() {}, error() {} };
 const KEY = 'federation-objects-key-0123456789';
-const TOKEN1 = 'admin-token-site-1-0123456789abcdef';
-const TOKEN2 = 'admin-token-site-2-0123456789abcdef';
 
+let sites: Sites;
 let site1: Relay;
 let site2: Relay;
-const dirs: string[] = [];
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
-/** A JSON request to `relay` with `Bearer <credential>`. */
-async function call(
-  relay: Relay,
-  credential: string,
-  method: string,
-  path: string,
-  body?: unknown,
-) {
-  const res = await fetch(`${relay.url}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${credential}`,
-      ...(body !== undefined && { 'content-type': 'application/json' }),
-    },
-    ...(body !== undefined && { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
 
 /** Pushes `item` to site 2 as its peer would. */
 const push = (item: unknown) => call(site2, KEY, 'POST', '/api/federation/objects', item);
 
 beforeAll(async () => {
-  const [port1, port2] = [await freePort(), await freePort()];
-  const start = async (port: number, peer: number, site: string, token: string) => {
-    const dir = await mkdtemp(join(tmpdir(), `brume-${site}-`));
-    dirs.push(dir);
-    return createRelay({
-      port,
-      dataDir: dir,
-      adminToken: token,
-      logger: silent,
-      cloudNode: false,
-      federation: { site, peers: [{ url: `http://127.0.0.1:${peer}`, key: KEY }], pingMs: 200 },
-    });
-  };
-  site1 = await start(port1, port2, 'site-1', TOKEN1);
-  site2 = await start(port2, port1, 'site-2', TOKEN2);
+  sites = await startSites(KEY, [
+    { site: 'site-1', token: TOKEN1 },
+    { site: 'site-2', token: TOKEN2 },
+  ]);
+  [site1, site2] = sites.relays as [Relay, Relay];
 }, 60_000);
 
-afterAll(async () => {
-  await site1?.close();
-  await site2?.close();
-  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => sites?.close());
 
 describe('users, projects and keys between federated sites', () => {
   let secret = '';
@@ -112,7 +65,9 @@ describe('users, projects and keys between federated sites', () => {
     expect(adopted?.sha256).toBe(hashSecret(secret));
     expect(adopted?.user).toBe('alice');
     const files = await Promise.all(
-      ['keys.json', 'federation-objects.json'].map((f) => readFile(join(dirs[1]!, f), 'utf8')),
+      ['keys.json', 'federation-objects.json'].map((f) =>
+        readFile(join(sites.dirs[1]!, f), 'utf8'),
+      ),
     );
     for (const text of files) expect(text).not.toContain(secret);
   }, 60_000);

@@ -4,11 +4,6 @@
 // context stays; a blob of site 1 reaches site 2 only when a job there needs it; a call no node
 // of site 1 can take is answered by site 2, and the answer says so. The federation routes refuse
 // anyone without the key, and hostile bodies by field.
-import { mkdtemp, rm } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encode } from '../../core/codec';
 import { NodeContext } from '../../core/context/client';
@@ -17,63 +12,28 @@ import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import { packBundle } from '../../core/manifest';
 import { loadConfig } from '../../relay/cli/config';
 import { startOptions } from '../../relay/cli/start';
-import { createRelay, type Relay, type RelayLogger } from '../../relay/server';
+import { createRelay, type Relay } from '../../relay/server';
 import { greetApp } from '../apps';
+import { call, type Sites, siteOptions, startSites, TOKEN1, TOKEN2 } from '../federation-sites';
+import { freePort } from '../free-port';
 import { jobWhen, submitJob } from '../jobs-http';
 import { until } from '../until';
 
-const silent: RelayLogger = { info() {}, warn() {}, error() {} };
 const KEY = 'federation-test-key-0123456789';
-const TOKEN1 = 'admin-token-site-1-0123456789abcdef';
-const TOKEN2 = 'admin-token-site-2-0123456789abcdef';
 
+let sites: Sites;
 let site1: Relay;
 let site2: Relay;
-const dirs: string[] = [];
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
-const api = (relay: Relay, token: string) =>
-  async function call(method: string, path: string, body?: unknown, headers = {}) {
-    const res = await fetch(`${relay.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body !== undefined && { 'content-type': 'application/json' }),
-        ...headers,
-      },
-      ...(body !== undefined && { body: JSON.stringify(body) }),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  };
+const api = (relay: Relay, token: string) => (method: string, path: string, body?: unknown) =>
+  call(relay, token, method, path, body);
 
 beforeAll(async () => {
-  const [port1, port2] = [await freePort(), await freePort()];
-  const start = async (port: number, peer: number, site: string, token: string, cloud: boolean) => {
-    const dir = await mkdtemp(join(tmpdir(), `brume-${site}-`));
-    dirs.push(dir);
-    return createRelay({
-      port,
-      dataDir: dir,
-      adminToken: token,
-      logger: silent,
-      cloudNode: cloud,
-      federation: {
-        site,
-        peers: [{ url: `http://127.0.0.1:${peer}`, key: KEY }],
-        pingMs: 200,
-      },
-    });
-  };
-  site1 = await start(port1, port2, 'site-1', TOKEN1, false);
-  site2 = await start(port2, port1, 'site-2', TOKEN2, true);
+  sites = await startSites(KEY, [
+    { site: 'site-1', token: TOKEN1 },
+    { site: 'site-2', token: TOKEN2, cloud: true },
+  ]);
+  [site1, site2] = sites.relays as [Relay, Relay];
   await until(
     () => site2.hub.nodes().some((n) => n.role === 'cloud'),
     'the cloud node of site 2',
@@ -81,11 +41,7 @@ beforeAll(async () => {
   );
 }, 90_000);
 
-afterAll(async () => {
-  await site1?.close();
-  await site2?.close();
-  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => sites?.close());
 
 describe('two federated sites', () => {
   it('an app deployed at site 1 appears at site 2 without being asked', async () => {
@@ -97,7 +53,7 @@ describe('two federated sites', () => {
     });
     expect(res.status).toBeLessThan(300);
     const there = await until(async () => {
-      const r = await api(site2, TOKEN2)('GET', '/api/apps/greet');
+      const r = await call(site2, TOKEN2, 'GET', '/api/apps/greet');
       return r.status === 200 && r.body;
     }, 'greet at site 2');
     expect(there.version).toBe('1.0.0');
@@ -162,7 +118,7 @@ describe('two federated sites', () => {
   it('a call no node of site 1 can take is answered by site 2, which the answer names', async () => {
     const answer = await until(
       async () => {
-        const r = await api(site1, TOKEN1)('POST', '/api/call/greet/greet', {
+        const r = await call(site1, TOKEN1, 'POST', '/api/call/greet/greet', {
           input: 'hello from site 1',
           rpc: 'echo',
         });
@@ -181,7 +137,7 @@ describe('two federated sites', () => {
     // A budget shorter than the round trip to site 2 is not offered there (site 2 decides
     // nothing more): the caller gets site 1's own refusal.
     const decided = site2.hub.decisions().length;
-    const tight = await api(site1, TOKEN1)('POST', '/api/call/greet/greet', {
+    const tight = await call(site1, TOKEN1, 'POST', '/api/call/greet/greet', {
       input: 'x',
       rpc: 'echo',
       qos: { latencyMs: 0.000001 },
@@ -250,21 +206,13 @@ describe('the local flag where nodes write', () => {
 describe('the outbox to a peer that is down', () => {
   it('keeps what it must push across a restart and delivers it once the peer is up', async () => {
     const [port3, port4] = [await freePort(), await freePort()];
-    const dir3 = await mkdtemp(join(tmpdir(), 'brume-site-3-'));
-    const dir4 = await mkdtemp(join(tmpdir(), 'brume-site-4-'));
-    dirs.push(dir3, dir4);
-    const options = (port: number, peer: number, site: string, dataDir: string) => ({
-      port,
-      dataDir,
-      adminToken: TOKEN1,
-      logger: silent,
-      cloudNode: false,
-      federation: { site, peers: [{ url: `http://127.0.0.1:${peer}`, key: KEY }], pingMs: 200 },
-    });
+    const [dir3, dir4] = [await sites.dir('site-3'), await sites.dir('site-4')];
+    const options = (port: number, peer: number, site: string, dataDir: string) =>
+      siteOptions(KEY, port, [peer], dataDir, { site, token: TOKEN1 });
     let site3 = await createRelay(options(port3, port4, 'site-3', dir3));
     const b = await greetApp('2.0.0');
     await site3.deploy(packBundle(b.manifest, b.files));
-    expect((await api(site3, TOKEN1)('PUT', '/api/context/greet/late', { value: 7 })).status).toBe(
+    expect((await call(site3, TOKEN1, 'PUT', '/api/context/greet/late', { value: 7 })).status).toBe(
       200,
     );
     // Nobody listens at site 4's port yet: the pushes wait on disk, and the relay stops.
@@ -274,7 +222,7 @@ describe('the outbox to a peer that is down', () => {
     try {
       const late = await until(
         async () => {
-          const r = await api(site4, TOKEN1)('GET', '/api/context/greet/late');
+          const r = await call(site4, TOKEN1, 'GET', '/api/context/greet/late');
           return r.status === 200 && r.body;
         },
         'the context write of site 3 at site 4',

@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encode } from '../../core/codec';
 import {
   InputError,
@@ -21,25 +21,16 @@ import { redisJobs } from '../../relay/cluster/jobs';
 import { redisKeys } from '../../relay/cluster/keys';
 import { openRedis, parseRedisUrl, type RedisLink } from '../../relay/cluster/redis';
 import { redisStore } from '../../relay/cluster/store';
-import { type RedisProcess, startRedis } from '../redis-process';
+import { startRedis } from '../redis-process';
+import { useRedis } from '../redis-suite';
 import { job, manifest } from '../store-contracts';
 import { until } from '../until';
 
-let redis: RedisProcess;
-beforeAll(async () => {
-  redis = await startRedis();
-});
-afterAll(async () => {
-  await redis?.close();
-});
+const shared = useRedis();
 
-const closers: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
-let prefixes = 0;
-async function link(prefix = `t${++prefixes}:`): Promise<RedisLink> {
-  const l = await openRedis(redis.url, { prefix });
+const { closers } = shared;
+async function link(prefix = shared.prefix('t')): Promise<RedisLink> {
+  const l = await openRedis(shared.redis.url, { prefix });
   closers.push(() => l.close());
   return l;
 }
@@ -124,12 +115,12 @@ describe('Redis restarting', () => {
     };
     const writers = Promise.all([0, 1, 2, 3].map(writer));
     await until(() => acked.length >= 40, 'some writes acknowledged', 20_000, 1);
-    await redis.kill();
+    await shared.redis.kill();
     await writers;
     expect(failures).toHaveLength(4);
     for (const e of failures) expect(e).toBeInstanceOf(UnavailableError);
 
-    await redis.restart();
+    await shared.redis.restart();
     await back(l);
     const kept = new Set((await jobs.load()).map((j) => j.id));
     for (const id of acked) expect(kept.has(id), `acknowledged job ${id}`).toBe(true);
@@ -148,7 +139,7 @@ describe('Redis down', () => {
     const keys = await redisKeys(l, () => {});
     closers.push(() => keys.close());
     const made = await keys.create(['call'], 'before');
-    await redis.stop();
+    await shared.redis.stop();
     await until(() => l.client.status !== 'ready', 'the link to see Redis gone');
     const bytes = new Uint8Array([1, 2, 3]);
     // commandTimeoutMs is 10 s: each of these failing within the test's time did not wait on it.
@@ -171,7 +162,7 @@ describe('Redis down', () => {
     }
     expect(keys.find(made.secret)?.id).toBe(made.key.id); // the copy in memory still answers
 
-    await redis.restart();
+    await shared.redis.restart();
     await back(l);
     await apps.put(await manifest('down', '1.0.0'));
     await jobs.put(job(jobId(1)));
@@ -184,21 +175,21 @@ describe('Redis down', () => {
 describe('Redis hung', () => {
   it('fails a command unanswered within commandTimeoutMs with E_UNAVAILABLE, and answers again once it runs', async () => {
     // A bound long enough for a healthy command on a loaded machine; only the frozen one meets it.
-    const prefix = `t${++prefixes}:`;
-    const l = await openRedis(redis.url, { prefix, commandTimeoutMs: 2000 });
+    const prefix = shared.prefix('t');
+    const l = await openRedis(shared.redis.url, { prefix, commandTimeoutMs: 2000 });
     closers.push(() => l.close());
     const jobs = await redisJobs(l);
-    redis.pause();
+    shared.redis.pause();
     try {
       const e = await errorOf(jobs.put(job(jobId(1))));
       expect(e).toBeInstanceOf(UnavailableError);
       expect((e as Error).message).toMatch(/is unreachable: Command timed out/);
     } finally {
-      redis.resume();
+      shared.redis.resume();
     }
     // Not acknowledged, yet it may have been applied: a put is idempotent, written again. Redis
     // first works through what waited while it was frozen: the same client, with no tight bound.
-    const after = await openRedis(redis.url, { prefix });
+    const after = await openRedis(shared.redis.url, { prefix });
     closers.push(() => after.close());
     const again = await redisJobs(after);
     await again.put(job(jobId(1), { priority: 3 }));
@@ -316,8 +307,8 @@ describe('two relays on one Redis', () => {
     );
     const before = await a.create(['call'], 'before');
     await until(() => b.find(before.secret), 'relay b to know the first key');
-    await redis.kill();
-    await redis.restart();
+    await shared.redis.kill();
+    await shared.redis.restart();
     await back(bLink);
     const after = await until(
       () => a.create(['call'], 'after').catch(() => undefined),
@@ -332,7 +323,7 @@ describe('two relays on one Redis', () => {
 describe('databases', () => {
   it('keep apart what the same prefix holds in db 0 and db 1', async () => {
     const zero = await redisStore(await link('db-test:'));
-    const oneLink = await openRedis(`${redis.url}/1`, { prefix: 'db-test:' });
+    const oneLink = await openRedis(`${shared.redis.url}/1`, { prefix: 'db-test:' });
     closers.push(() => oneLink.close());
     const one = await redisStore(oneLink);
     await one.apps.put(await manifest('only-one', '1.0.0'));

@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe } from 'vitest';
+import { describe } from 'vitest';
 import { redisJobs } from '../../relay/cluster/jobs';
 import { redisKeys } from '../../relay/cluster/keys';
 import { openRedis, type RedisLink } from '../../relay/cluster/redis';
@@ -13,7 +13,7 @@ import { redisStore } from '../../relay/cluster/store';
 import { openJobLog } from '../../relay/jobs/store';
 import { openKeys } from '../../relay/keys';
 import { createStore } from '../../relay/store';
-import { type RedisProcess, startRedis } from '../redis-process';
+import { useRedis } from '../redis-suite';
 import {
   appStoreContract,
   blobStoreContract,
@@ -21,23 +21,13 @@ import {
   keyStoreContract,
 } from '../store-contracts';
 
-let redis: RedisProcess;
-beforeAll(async () => {
-  redis = await startRedis();
-});
-afterAll(async () => {
-  await redis?.close();
-});
+const shared = useRedis();
 
-const dirs: string[] = [];
-const closers: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const { closers } = shared;
+/** A fresh directory, removed after the test once what was opened in it is closed. */
 const tempDir = () => {
   const d = mkdtempSync(join(tmpdir(), 'brume-contract-'));
-  dirs.push(d);
+  closers.push(async () => rmSync(d, { recursive: true, force: true }));
   return d;
 };
 const quiet = () => {};
@@ -54,19 +44,18 @@ function onFiles<T>(open: (dir: string) => Promise<T>) {
   };
 }
 
-let prefixes = 0;
 /** A Redis-backed part under a fresh key prefix; reopen is a second connection to the same keys. */
 function onRedis<T>(open: (link: RedisLink, dir: string) => Promise<T>) {
   let prefix = '';
   let dir = '';
   const connect = async () => {
-    const link = await openRedis(redis.url, { prefix });
+    const link = await openRedis(shared.redis.url, { prefix });
     closers.push(() => link.close());
     return link;
   };
   return {
     async open() {
-      prefix = `contract${++prefixes}:`;
+      prefix = shared.prefix('contract');
       dir = tempDir();
       return open(await connect(), dir);
     },
@@ -107,7 +96,7 @@ describe('KeyStore', () => {
   describe('in Redis', () => {
     let prefix = '';
     const connect = async (limit?: number) => {
-      const link = await openRedis(redis.url, { prefix });
+      const link = await openRedis(shared.redis.url, { prefix });
       const keys = await redisKeys(link, quiet, { keys: limit });
       closers.push(async () => {
         await keys.close();
@@ -117,7 +106,7 @@ describe('KeyStore', () => {
     };
     keyStoreContract({
       open: (limit) => {
-        prefix = `contract${++prefixes}:`;
+        prefix = shared.prefix('contract');
         return connect(limit);
       },
       reopen: () => connect(),
