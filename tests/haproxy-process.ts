@@ -1,7 +1,8 @@
 // A real HAProxy as a child process, the load balancer in front of a cluster of relays (issue 17):
 // on a free 127.0.0.1 port, its config in a fresh directory, HTTP mode with WebSocket upgrades
 // passed through (`timeout tunnel`), round robin, health checks on `/api/health` every 200 ms (a
-// server is out after 2 failures, back after 1 success), `option redispatch` and retries so a
+// server is out after 2 failures — a refused connection, or no answer in 5 s —, back after 1
+// success), `option redispatch` and retries so a
 // request to a dead relay goes to another. Its backends' state comes from its admin socket
 // (`show stat`). Never the system service, never a fixed sleep: it is ready when that socket
 // answers and its port accepts.
@@ -57,6 +58,8 @@ export interface HaproxyProcess {
 /** Debian installs it in /usr/sbin, which a user's PATH may lack. */
 const BINARY =
   process.env.BRUME_HAPROXY ?? (existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : 'haproxy');
+/** How long a health check waits for `/api/health` to answer: a busy relay is not a dead one. */
+export const CHECK_TIMEOUT = '5s';
 /** The backend's name in the config and in `show stat`. */
 const BACKEND = 'relays';
 const NAME = /^[A-Za-z0-9_.-]{1,32}$/;
@@ -96,6 +99,11 @@ export async function startHaproxy(options: {
       '  timeout http-request 10s',
       '  option redispatch',
       '  retries 3',
+      // A check waits this long for the answer (connecting still fails within `inter`): without
+      // it HAProxy gives the answer only `inter` (200 ms), so a relay whose event loop is busy
+      // that long twice — the survivor taking a dead relay's 1,500 nodes — is taken out too,
+      // and with every server out each request is HAProxy's own 503 (tests/bench/cluster-kill.ts).
+      `  timeout check ${CHECK_TIMEOUT}`,
       'frontend front',
       `  bind 127.0.0.1:${port}`,
       `  default_backend ${BACKEND}`,

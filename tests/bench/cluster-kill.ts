@@ -110,10 +110,19 @@ export async function killRun(
   const done: { start: number; end: number; ok: boolean; why?: string }[] = [];
   let stop = false;
   let i = 0;
+  const logged: Record<string, number> = {};
   const lane = async () => {
     while (!stop) {
       const start = performance.now();
-      const { ms, why } = await callOnce(s.url, i++, { token: s.token });
+      const { ms, why, body } = await callOnce(s.url, i++, { token: s.token });
+      // The first few failures of each kind after the kill, with what they said.
+      if (why && start > killedAt) {
+        logged[why] = (logged[why] ?? 0) + 1;
+        if (logged[why] <= 5)
+          o.log(
+            `  failed call (${why}) ${((start - killedAt) / 1000).toFixed(1)} s after the kill: ${(body ?? '').replace(/\s+/g, ' ')}`,
+          );
+      }
       done.push({ start, end: performance.now(), ok: ms !== undefined, ...(why && { why }) });
     }
   };

@@ -68,12 +68,12 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
-/** One HTTP call to hostile/echo at `url`: its ms when answered 200, else why not. */
+/** One HTTP call to hostile/echo at `url`: its ms when answered 200, else why not (and the answer's start). */
 export async function callOnce(
   url: string,
   input: unknown,
   { pin, token, timeoutMs = 30_000 }: CallOptions = {},
-): Promise<{ ms?: number; why?: string }> {
+): Promise<{ ms?: number; why?: string; body?: string }> {
   const t0 = performance.now();
   try {
     const res = await fetch(`${url}/api/call/hostile/echo`, {
@@ -85,8 +85,11 @@ export async function callOnce(
       body: JSON.stringify({ input, ...(pin && { qos: { privacy: pin } }) }),
       signal: AbortSignal.timeout(timeoutMs),
     });
-    await res.arrayBuffer();
-    return res.status === 200 ? { ms: performance.now() - t0 } : { why: String(res.status) };
+    const text = await res.text();
+    // A failure's answer says whose refusal it is (a relay's typed error or the balancer's page).
+    return res.status === 200
+      ? { ms: performance.now() - t0 }
+      : { why: String(res.status), body: text.slice(0, 300) };
   } catch (e) {
     return { why: (e as Error).name === 'TimeoutError' ? 'timeout' : 'error' };
   }
