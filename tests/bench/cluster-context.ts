@@ -1,24 +1,11 @@
 // A context write reaching watchers spread over a cluster's relays: the writer on relay 0, the
 // watchers taken from every relay in turn; each watcher times a write's arrival (same process,
 // same clock). Then writes per second acknowledged, 10 writers from every relay, 8 in flight each.
-import { encode } from '../../core/codec';
 import { decodeFrame } from '../../core/protocol';
 import type { RawNode } from '../raw-node';
 import type { ContextFigures } from './cluster-kit';
+import { ctxOp, writesAcked } from './context-writes';
 import { quantile } from './decisions';
-
-/** A context write as a node sends it. */
-function op(app: string, node: RawNode, key: string, value: unknown, count: number) {
-  return {
-    opId: crypto.randomUUID(),
-    app,
-    key,
-    scope: 'app' as const,
-    stamp: { wall: Date.now(), count, node: node.identity.id },
-    kind: 'put' as const,
-    value: encode(value),
-  };
-}
 
 /** Waits up to `ms` for `check`, polling each millisecond (the figure is milliseconds). */
 async function within(check: () => boolean, ms: number): Promise<boolean> {
@@ -69,7 +56,7 @@ export async function clusterContext(
     const last: number[] = [];
     let missed = 0;
     for (let i = 0; i < writes; i++) {
-      const o = op(app, writer, `k${i % 10}`, i, i);
+      const o = ctxOp(app, writer, `k${i % 10}`, i, i);
       arrivals.set(o.opId, []);
       sentAt.set(o.opId, performance.now());
       writer.send({ t: 'ctx-op', op: o });
@@ -102,40 +89,5 @@ async function ackRate(app: string, byRelay: RawNode[][]): Promise<number> {
     const node = byRelay[i % byRelay.length]![Math.floor(i / byRelay.length)];
     if (node) writers.push(node);
   }
-  let acked = 0;
-  let stop = false;
-  const t0 = performance.now();
-  await Promise.all(
-    writers.map(
-      (w, s) =>
-        new Promise<void>((resolve) => {
-          let inFlight = 0;
-          let k = 0;
-          const write = () => {
-            inFlight++;
-            w.send({ t: 'ctx-op', op: op(app, w, `w${s}-${k % 20}`, k, k++) });
-          };
-          const h = (data: Buffer) => {
-            const f = decodeFrame(new Uint8Array(data), 'toNode');
-            if (f.t !== 'ctx-ack' && f.t !== 'ctx-nack') return;
-            inFlight--;
-            if (f.t === 'ctx-ack') acked++;
-            if (!stop) write();
-            else if (inFlight === 0) finish();
-          };
-          const finish = () => {
-            w.ws.off('message', h);
-            resolve();
-          };
-          w.ws.on('message', h);
-          for (let i = 0; i < 8; i++) write();
-          setTimeout(() => {
-            stop = true;
-            // An answer that never comes ends the writer 10 s later, counted as not acknowledged.
-            setTimeout(finish, 10_000).unref();
-          }, 3000);
-        }),
-    ),
-  );
-  return (acked * 1000) / (performance.now() - t0);
+  return writesAcked(app, writers);
 }

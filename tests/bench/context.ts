@@ -9,21 +9,8 @@ import { encode } from '../../core/codec';
 import { decodeFrame } from '../../core/protocol';
 import { FRAME, loadFixture } from '../../models/vad/vad';
 import { openContext } from '../../relay/context';
-import type { RawNode } from '../raw-node';
+import { ctxOp, writesAcked } from './context-writes';
 import { joinMany } from './decisions';
-
-/** A context write as a node sends it. */
-function ctxOp(app: string, node: RawNode, key: string, value: unknown, count: number) {
-  return {
-    opId: crypto.randomUUID(),
-    app,
-    key,
-    scope: 'app' as const,
-    stamp: { wall: Date.now(), count, node: node.identity.id },
-    kind: 'put' as const,
-    value: encode(value),
-  };
-}
 
 const pct = (xs: number[], q: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))] ?? Number.NaN;
@@ -68,36 +55,7 @@ export async function contextRates(wsUrl: string, n: number, writes = 50) {
     lastArrival.push(Math.max(...got));
   }
   // Throughput: 10 writers, 8 writes in flight each, for 3 s.
-  let acked = 0;
-  let stop = false;
-  const writers = nodes.slice(0, 10);
-  const t0 = performance.now();
-  await Promise.all(
-    writers.map(
-      (w, s) =>
-        new Promise<void>((resolve) => {
-          let inFlight = 0;
-          let k = 0;
-          const write = () => {
-            inFlight++;
-            w.send({ t: 'ctx-op', op: ctxOp(app, w, `w${s}-${k % 20}`, k, k++) });
-          };
-          w.ws.on('message', (data) => {
-            const f = decodeFrame(new Uint8Array(data as Buffer), 'toNode');
-            if (f.t !== 'ctx-ack' && f.t !== 'ctx-nack') return;
-            inFlight--;
-            if (f.t === 'ctx-ack') acked++;
-            if (!stop) write();
-            else if (inFlight === 0) resolve();
-          });
-          for (let i = 0; i < 8; i++) write();
-          setTimeout(() => {
-            stop = true;
-          }, 3000);
-        }),
-    ),
-  );
-  const writesPerSecond = (acked * 1000) / (performance.now() - t0);
+  const writesPerSecond = await writesAcked(app, nodes.slice(0, 10));
   for (const node of nodes) node.ws.close();
   return {
     nodes: n,

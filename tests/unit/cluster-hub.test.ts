@@ -8,13 +8,11 @@ import { encode } from '../../core/codec';
 import { LimitError } from '../../core/errors';
 import { loadOrCreateIdentity, memoryKeyStore } from '../../core/identity';
 import { type clusterDefaults, redisCluster } from '../../relay/cluster/nodes';
-import { openRedis, type RedisLink } from '../../relay/cluster/redis';
-import type { HubCluster } from '../../relay/hub/cluster';
-import { hostileApp } from '../apps';
+import { openRedis } from '../../relay/cluster/redis';
+import { echoCall, type Member as HubMember, hubMember } from '../cluster-relays';
 import { node as nodeView } from '../node-view';
 import { answerCall, joinRaw, onCalls, type RawNode } from '../raw-node';
 import { type RedisProcess, startRedis } from '../redis-process';
-import { inProcessRelay } from '../relay-process';
 import { until } from '../until';
 
 const heartbeatMs = 200;
@@ -22,32 +20,14 @@ let redis: RedisProcess;
 let raw: Redis;
 const opened: { close(): Promise<void> }[] = [];
 
-interface Member {
-  server: Awaited<ReturnType<typeof inProcessRelay>>;
-  link: RedisLink;
-  cluster: HubCluster;
-  warnings: string[];
-}
+type Member = HubMember & { warnings: string[] };
 
 async function member(o: Partial<typeof clusterDefaults> = {}, prefix = 'brume:'): Promise<Member> {
   const link = await openRedis(redis.url, { prefix });
   const warnings: string[] = [];
-  const cluster = await redisCluster(link, { warn: (m) => warnings.push(m), ...o });
-  const server = await inProcessRelay({
-    heartbeatMs,
-    callTimeoutMs: 60_000,
-    hubCluster: cluster,
-    apps: [await hostileApp()],
-  });
-  await server.relay.hub.started;
-  const m = { server, link, cluster, warnings };
-  opened.push({
-    close: async () => {
-      await server.close();
-      await link.close();
-    },
-  });
-  return m;
+  const relay = { heartbeatMs, callTimeoutMs: 60_000 };
+  const m = await hubMember(link, opened, relay, { warn: (w) => warnings.push(w), ...o });
+  return { ...m, warnings };
 }
 
 /** Answers every call with `answer(input)` unless `hold` says not yet; counts the calls. */
@@ -60,12 +40,7 @@ function serve(node: RawNode, answer: (input: unknown) => unknown, hold = () => 
   return got;
 }
 
-const call = (m: Member, input: unknown) =>
-  fetch(`${m.server.relay.url}/api/call/hostile/echo`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ input }),
-  });
+const call = (m: Member, input: unknown) => echoCall(m.server, input);
 
 beforeAll(async () => {
   redis = await startRedis();

@@ -4,9 +4,6 @@
 // skipped; with Redis hung or down calls are still answered and the entries not kept are counted,
 // at most `maxPending` waiting, sent once Redis is back; a relay deciding faster than Redis keeps
 // a log sends no more than the newest SHOWN entries a log per flush.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CallRecord, DecisionRecord, HubEvent } from '../../core/api';
@@ -14,19 +11,14 @@ import { FLUSH_MS, MAX_ENTRY_BYTES, redisLogs } from '../../relay/cluster/logs';
 import { openRedis } from '../../relay/cluster/redis';
 import { type LogKind, SHOWN } from '../../relay/hub/log-store';
 import { hostileApp } from '../apps';
+import { echoCall, type Relay, useRelayPair } from '../cluster-relays';
 import { answerCall, joinRaw, onCalls, type RawNode } from '../raw-node';
-import { type RedisProcess, startRedis } from '../redis-process';
-import { inProcessRelay } from '../relay-process';
 import { until } from '../until';
 
-type Relay = Awaited<ReturnType<typeof inProcessRelay>>;
-
-let redis: RedisProcess;
-let raw: Redis;
-let blobDir: string;
-let a: Relay;
-let b: Relay;
 const warnings: string[] = [];
+const logger = { info() {}, error() {}, warn: (m: unknown) => void warnings.push(String(m)) };
+const pair = useRelayPair('cluster-logs', { logger }, async () => ({ apps: [await hostileApp()] }));
+let raw: Redis;
 
 /** A log as GET /api/<kind> at `r` shows it (the admin token is the cluster's). */
 async function shown<T>(r: Relay, kind: LogKind): Promise<{ status: number; body: T[] }> {
@@ -47,12 +39,7 @@ async function droppedAt(r: Relay, kind: LogKind): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
-const call = (r: Relay, input: string) =>
-  fetch(`${r.relay.url}/api/call/hostile/echo`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ input }),
-  });
+const call = (r: Relay, input: string) => echoCall(r, input);
 
 /** Answers every call with "echo <input>". */
 function serve(node: RawNode): void {
@@ -61,33 +48,24 @@ function serve(node: RawNode): void {
 
 const relayId = (r: Relay) => r.relay.cluster?.relayId ?? 'no cluster';
 
-beforeAll(async () => {
-  redis = await startRedis();
-  raw = new Redis(redis.url);
-  blobDir = mkdtempSync(join(tmpdir(), 'brume-cluster-logs-'));
-  const logger = { info() {}, error() {}, warn: (m: unknown) => void warnings.push(String(m)) };
-  a = await inProcessRelay({ redis: redis.url, blobDir, logger, apps: [await hostileApp()] });
-  b = await inProcessRelay({ redis: redis.url, blobDir, logger });
-}, 60_000);
-afterAll(async () => {
-  await b?.close();
-  await a?.close();
+beforeAll(() => {
+  raw = new Redis(pair.redis.url);
+});
+afterAll(() => {
   raw?.disconnect();
-  await redis?.close();
-  if (blobDir) rmSync(blobDir, { recursive: true, force: true });
 });
 
 describe('the logs of relays sharing a Redis', () => {
   it('lists a decision, a call and an event made at A at B, tagged with relay A', async () => {
-    const { node, welcome } = await joinRaw(a.ws);
+    const { node, welcome } = await joinRaw(pair.a.ws);
     serve(node);
-    const res = await call(a, 'hi');
+    const res = await call(pair.a, 'hi');
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ value: 'echo hi', node: welcome.nodeId });
-    const fromA = { relay: relayId(a) };
+    const fromA = { relay: relayId(pair.a) };
     const event = await until(
       async () =>
-        (await shown<HubEvent>(b, 'events')).body.find(
+        (await shown<HubEvent>(pair.b, 'events')).body.find(
           (e) => e.kind === 'joined' && e.node === welcome.nodeId,
         ),
       'the join at A listed at B',
@@ -95,25 +73,27 @@ describe('the logs of relays sharing a Redis', () => {
     expect(event).toMatchObject(fromA);
     const decision = await until(
       async () =>
-        (await shown<DecisionRecord>(b, 'decisions')).body.find(
+        (await shown<DecisionRecord>(pair.b, 'decisions')).body.find(
           (d) => d.node === welcome.nodeId && d.ok,
         ),
       'the decision at A listed at B',
     );
     expect(decision).toMatchObject({ app: 'hostile', service: 'echo', ...fromA });
     const answered = await until(
-      async () => (await shown<CallRecord>(b, 'calls')).body.find((c) => c.node === welcome.nodeId),
+      async () =>
+        (await shown<CallRecord>(pair.b, 'calls')).body.find((c) => c.node === welcome.nodeId),
       'the call at A listed at B',
     );
     expect(answered).toMatchObject({ app: 'hostile', service: 'echo', ok: true, ...fromA });
     // A call made at B (on A's node) is listed at A, tagged B; this relay's own view stays its own.
-    expect((await call(b, 'there')).status).toBe(200);
+    expect((await call(pair.b, 'there')).status).toBe(200);
     await until(
-      async () => (await shown<CallRecord>(a, 'calls')).body.some((c) => c.relay === relayId(b)),
+      async () =>
+        (await shown<CallRecord>(pair.a, 'calls')).body.some((c) => c.relay === relayId(pair.b)),
       "B's call listed at A",
     );
-    expect(b.relay.hub.calls().length).toBe(1);
-    expect(b.relay.hub.calls()[0]?.relay).toBe(undefined);
+    expect(pair.b.relay.hub.calls().length).toBe(1);
+    expect(pair.b.relay.hub.calls()[0]?.relay).toBe(undefined);
     node.ws.close();
   }, 60_000);
 
@@ -129,7 +109,7 @@ describe('the logs of relays sharing a Redis', () => {
     await raw.xadd(key, '*', 'other', valid('under another field'));
     await raw.xadd(key, '*', 'e', valid('x'.repeat(MAX_ENTRY_BYTES)));
     await raw.xadd(key, '*', 'e', valid('after the garbage'));
-    const { status, body } = await shown<HubEvent>(b, 'events');
+    const { status, body } = await shown<HubEvent>(pair.b, 'events');
     expect(status).toBe(200);
     const details = body.filter((e) => e.relay === 'elsewhere').map((e) => e.detail);
     expect(details).toEqual(['before the garbage', 'after the garbage']);
@@ -140,37 +120,37 @@ describe('the logs of relays sharing a Redis', () => {
     // A stream that is not a stream: the read fails with a typed error, the relay runs on.
     await raw.del('brume:logs:decisions');
     await raw.set('brume:logs:decisions', 'not a stream');
-    const wrong = await fetch(`${b.relay.url}/api/decisions`, {
-      headers: { authorization: `Bearer ${b.relay.admin.token}` },
+    const wrong = await fetch(`${pair.b.relay.url}/api/decisions`, {
+      headers: { authorization: `Bearer ${pair.b.relay.admin.token}` },
     });
     expect(wrong.status).toBe(500);
     expect(await wrong.json()).toMatchObject({ error: { code: 'E_INTERNAL' } });
     await raw.del('brume:logs:decisions');
-    expect((await shown(b, 'events')).status).toBe(200);
+    expect((await shown(pair.b, 'events')).status).toBe(200);
   }, 60_000);
 
   it('answers calls while Redis hangs, counting the entries it could not keep', async () => {
-    const { node, welcome } = await joinRaw(a.ws);
+    const { node, welcome } = await joinRaw(pair.a.ws);
     serve(node);
-    const before = await droppedAt(a, 'calls');
-    redis.pause();
+    const before = await droppedAt(pair.a, 'calls');
+    pair.redis.pause();
     try {
       // Calls at A on A's node: the log's writes wait on a Redis that answers nothing.
       for (const input of ['one', 'two', 'three']) {
-        const res = await call(a, input);
+        const res = await call(pair.a, input);
         expect(res.status).toBe(200);
         expect(await res.json()).toMatchObject({ value: `echo ${input}`, node: welcome.nodeId });
       }
-      expect(a.relay.hub.calls().filter((c) => c.node === welcome.nodeId)).toHaveLength(3);
+      expect(pair.a.relay.hub.calls().filter((c) => c.node === welcome.nodeId)).toHaveLength(3);
       // The write in flight times out (the link's command timeout): its entries are counted.
       await until(
-        async () => (await droppedAt(a, 'calls')) > before,
+        async () => (await droppedAt(pair.a, 'calls')) > before,
         'dropped calls counted',
         60_000,
         100,
       );
     } finally {
-      redis.resume();
+      pair.redis.resume();
     }
     node.ws.close();
   }, 90_000);
@@ -179,7 +159,7 @@ describe('the logs of relays sharing a Redis', () => {
 describe('a Redis log store', () => {
   it('sends only the newest SHOWN entries a log per flush: decisions do not each cost a write', async () => {
     // Its own prefix: XINFO's entries-added counts every XADD this store made, none of A's or B's.
-    const link = await openRedis(redis.url, { prefix: 'flood:' });
+    const link = await openRedis(pair.redis.url, { prefix: 'flood:' });
     const logs = redisLogs(link, { relayId: 'r1', warn: () => {} });
     const dropped: [LogKind, number][] = [];
     logs.onDropped((kind, n) => dropped.push([kind, n]));
@@ -222,12 +202,12 @@ describe('a Redis log store', () => {
   }, 60_000);
 
   it('keeps at most maxPending entries while Redis is down, sends them once it is back', async () => {
-    const link = await openRedis(redis.url, { maxBackoffMs: 200 });
+    const link = await openRedis(pair.redis.url, { maxBackoffMs: 200 });
     const logs = redisLogs(link, { relayId: 'r1', warn: () => {}, maxPending: 3 });
     const dropped: [LogKind, number][] = [];
     logs.onDropped((kind, n) => dropped.push([kind, n]));
     try {
-      await redis.kill();
+      await pair.redis.kill();
       await until(() => link.client.status !== 'ready', 'the link to see Redis gone');
       for (const n of [1, 2, 3, 4, 5])
         logs.add('events', { at: Date.now(), kind: 'left', detail: `down ${n}` });
@@ -243,7 +223,7 @@ describe('a Redis log store', () => {
         'down 4',
         'down 5',
       ]);
-      await redis.restart();
+      await pair.redis.restart();
       const sent = await until(async () => {
         const listed = await logs.list('events').catch(() => []);
         const mine = listed.filter((e) => e.relay === 'r1').map((e) => e.detail);

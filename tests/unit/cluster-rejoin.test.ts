@@ -7,12 +7,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateIdentity, memoryKeyStore, nodeIdOf, signJoin } from '../../core/identity';
 import { PROTOCOL_VERSION } from '../../core/protocol';
-import { redisCluster } from '../../relay/cluster/nodes';
 import { openRedis, type RedisLink } from '../../relay/cluster/redis';
-import { hostileApp } from '../apps';
+import { echoCall, hubMember, type Member } from '../cluster-relays';
 import { answerCall, type CallFrame, caps, joinRaw, openRaw } from '../raw-node';
 import { type RedisProcess, startRedis } from '../redis-process';
-import { inProcessRelay } from '../relay-process';
 import { until } from '../until';
 
 const heartbeatMs = 200;
@@ -21,11 +19,6 @@ const callTimeoutMs = 60_000;
 let redis: RedisProcess;
 const opened: { close(): Promise<void> }[] = [];
 
-interface Member {
-  server: Awaited<ReturnType<typeof inProcessRelay>>;
-  link: RedisLink;
-}
-
 async function member(): Promise<Member> {
   const link = await openRedis(redis.url, { prefix: `rejoin${opened.length}:` });
   return join(link);
@@ -33,21 +26,7 @@ async function member(): Promise<Member> {
 
 /** A relay on the Redis `link` names (relays of one test share its prefix). */
 async function join(link: RedisLink): Promise<Member> {
-  const cluster = await redisCluster(link, { warn: () => {} });
-  const server = await inProcessRelay({
-    heartbeatMs,
-    callTimeoutMs,
-    hubCluster: cluster,
-    apps: [await hostileApp()],
-  });
-  await server.relay.hub.started;
-  opened.push({
-    close: async () => {
-      await server.close();
-      await link.close();
-    },
-  });
-  return { server, link };
+  return hubMember(link, opened, { heartbeatMs, callTimeoutMs }, { warn: () => {} });
 }
 
 /** Relays sharing one prefix, each with its own connection. */
@@ -58,12 +37,7 @@ async function relays(n: number): Promise<Member[]> {
   return out;
 }
 
-const call = (m: Member, input: unknown) =>
-  fetch(`${m.server.relay.url}/api/call/hostile/echo`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ input }),
-  });
+const call = (m: Member, input: unknown) => echoCall(m.server, input);
 
 /** A node that records the calls it gets and answers them with `answer`, or holds them. */
 function node(answer?: (input: unknown) => unknown) {

@@ -3,20 +3,15 @@
 // signalling sockets opened at the *other* relay (as a balancer may land them). An OFFER from one
 // reaches the other and its ANSWER comes back; a socket nobody holds any more answers EXPIRE;
 // garbage frames on a relay's channel are dropped; one socket's flood to other relays is bounded.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
 import { encode } from '../../core/codec';
+import { type Relay, useRelayPair } from '../cluster-relays';
 import { openSignalling } from '../fuzz-kit';
 import { joinRaw, type RawNode } from '../raw-node';
-import { type RedisProcess, startRedis } from '../redis-process';
-import { inProcessRelay } from '../relay-process';
 import { until } from '../until';
 
-type Relay = Awaited<ReturnType<typeof inProcessRelay>>;
 interface Signal {
   type: string;
   src?: string;
@@ -33,11 +28,6 @@ async function signalling(url: string, id: string, token: string) {
   return { ws, got };
 }
 
-let redis: RedisProcess;
-let raw: Redis;
-let blobDir: string;
-let a: Relay;
-let b: Relay;
 const warnings: string[] = [];
 const nodes: RawNode[] = [];
 const sockets: WebSocket[] = [];
@@ -48,6 +38,8 @@ const logger = {
   error() {},
   warn: (...args: unknown[]) => warnings.push(args.map((x) => JSON.stringify(x)).join(' ')),
 };
+const pair = useRelayPair('signal-blobs', { logger });
+let raw: Redis;
 
 /** Joins a node at `at`; opens its signalling socket at `signalAt` once Redis says it is there. */
 async function peer(at: Relay, signalAt: Relay) {
@@ -68,47 +60,37 @@ async function peer(at: Relay, signalAt: Relay) {
   return { id, token: welcome.peerToken, ...s };
 }
 
-beforeAll(async () => {
-  redis = await startRedis();
-  raw = new Redis(redis.url);
-  blobDir = mkdtempSync(join(tmpdir(), 'brume-signal-blobs-'));
-  a = await inProcessRelay({ redis: redis.url, blobDir, logger });
-  b = await inProcessRelay({ redis: redis.url, blobDir, logger });
-  await a.relay.hub.started;
-  await b.relay.hub.started;
-}, 60_000);
+beforeAll(() => {
+  raw = new Redis(pair.redis.url);
+});
 
 afterAll(async () => {
   for (const ws of sockets) ws.terminate();
   for (const n of nodes) n.ws.terminate();
-  await b?.close();
-  await a?.close();
   raw?.disconnect();
-  await redis?.close();
-  rmSync(blobDir, { recursive: true, force: true });
 });
 
 describe('PeerJS signalling across relays', () => {
   it('admits a signalling socket at another relay with the token, not without', async () => {
-    const { node, welcome } = await joinRaw(a.ws);
+    const { node, welcome } = await joinRaw(pair.a.ws);
     nodes.push(node);
     // At once, as a tab does on its welcome: B may not have heard of the node yet, and waits.
-    const ws = await openSignalling(b.relay.url, welcome.nodeId, welcome.peerToken);
+    const ws = await openSignalling(pair.b.relay.url, welcome.nodeId, welcome.peerToken);
     sockets.push(ws);
-    await expect(openSignalling(b.relay.url, welcome.nodeId, 'not-the-token')).rejects.toThrow(
+    await expect(openSignalling(pair.b.relay.url, welcome.nodeId, 'not-the-token')).rejects.toThrow(
       /signalling refused: 401/,
     );
     // Its digest is between relays only: /api/nodes never shows it.
-    const listed = await fetch(`${b.relay.url}/api/nodes`, {
-      headers: { authorization: `Bearer ${b.relay.admin.token}` },
+    const listed = await fetch(`${pair.b.relay.url}/api/nodes`, {
+      headers: { authorization: `Bearer ${pair.b.relay.admin.token}` },
     });
     expect(JSON.stringify(await listed.json())).not.toContain('peerKey');
   }, 60_000);
 
   it('carries an OFFER to a socket at the other relay, and its ANSWER back', async () => {
     // Each node joined at one relay, its signalling socket at the other.
-    const x = await peer(a, b);
-    const y = await peer(b, a);
+    const x = await peer(pair.a, pair.b);
+    const y = await peer(pair.b, pair.a);
     const sdp = { sdp: 'v=0 offer', type: 'offer', connectionId: 'dc_1' };
     x.ws.send(JSON.stringify({ type: 'OFFER', dst: y.id, payload: sdp }));
     await until(() => y.got.some((m) => m.type === 'OFFER'), 'the OFFER at the other relay');
@@ -132,22 +114,22 @@ describe('PeerJS signalling across relays', () => {
   }, 60_000);
 
   it('answers EXPIRE when the relay named for a socket holds it no more', async () => {
-    const x = await peer(a, b);
-    const { node, welcome } = await joinRaw(b.ws);
+    const x = await peer(pair.a, pair.b);
+    const { node, welcome } = await joinRaw(pair.b.ws);
     nodes.push(node);
     const z = welcome.nodeId;
-    await until(() => b.relay.hub.nodes().some((n) => n.id === z), 'listed at B');
+    await until(() => pair.b.relay.hub.nodes().some((n) => n.id === z), 'listed at B');
     // The directory names relay A, which holds no socket of z: A says so, B tells x.
-    await raw.set(`brume:peer:${z}`, relayOf(a), 'PX', 60_000);
+    await raw.set(`brume:peer:${z}`, relayOf(pair.a), 'PX', 60_000);
     x.ws.send(JSON.stringify({ type: 'OFFER', dst: z, payload: { sdp: 'lost' } }));
     await until(() => x.got.some((m) => m.type === 'EXPIRE'), 'EXPIRE from the other relay');
     expect(x.got.find((m) => m.type === 'EXPIRE')).toEqual({ type: 'EXPIRE', src: z, dst: x.id });
   }, 60_000);
 
   it('drops garbage signal frames on a relay channel and delivers the good one after', async () => {
-    const y = await peer(b, a);
-    const channel = `brume:to:${relayOf(a)}`;
-    const from = relayOf(b);
+    const y = await peer(pair.b, pair.a);
+    const channel = `brume:to:${relayOf(pair.a)}`;
+    const from = relayOf(pair.b);
     const src = 'f'.repeat(32);
     const garbage: unknown[] = [
       { t: 'signal', from, type: 'OFFER', src: 'not-an-id', dst: y.id, payload: '{}' },
@@ -166,14 +148,14 @@ describe('PeerJS signalling across relays', () => {
       { type: 'OFFER', src, dst: y.id, payload: { sdp: 'ok' } },
     ]);
     // The relays still carry signalling after the garbage.
-    const x = await peer(b, a);
+    const x = await peer(pair.b, pair.a);
     x.ws.send(JSON.stringify({ type: 'OFFER', dst: y.id, payload: { sdp: 'still' } }));
     await until(() => y.got.filter((m) => m.type === 'OFFER').length === 2, 'a real OFFER');
   }, 60_000);
 
   it("bounds one socket's messages to other relays: a flood is cut, and logged", async () => {
-    const x = await peer(a, b);
-    const y = await peer(b, a);
+    const x = await peer(pair.a, pair.b);
+    const y = await peer(pair.b, pair.a);
     const flood = 1000;
     for (let i = 0; i < flood; i++) {
       x.ws.send(JSON.stringify({ type: 'CANDIDATE', dst: y.id, payload: { i } }));
@@ -189,7 +171,7 @@ describe('PeerJS signalling across relays', () => {
   }, 60_000);
 
   it('answers EXPIRE at once for a peer joined nowhere, as a lone relay does', async () => {
-    const x = await peer(a, b);
+    const x = await peer(pair.a, pair.b);
     const nobody = 'e'.repeat(32);
     x.ws.send(JSON.stringify({ type: 'OFFER', dst: nobody, payload: {} }));
     await until(() => x.got.some((m) => m.type === 'EXPIRE'), 'EXPIRE');

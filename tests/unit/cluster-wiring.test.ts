@@ -4,20 +4,17 @@
 // --redis URL is refused naming redis; and a whole cluster of relay processes behind a real
 // HAProxy (tests/cluster-process.ts) serves HTTP and WebSockets through the balancer, which
 // takes a killed relay out.
-import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packBundle } from '../../core/manifest';
 import { greetApp } from '../apps';
 import { brume } from '../cli-process';
 import { type ClusterProcess, startCluster } from '../cluster-process';
+import { type Relay, useRelayPair } from '../cluster-relays';
 import { joinRaw } from '../raw-node';
-import { type RedisProcess, startRedis } from '../redis-process';
+import { startRedis } from '../redis-process';
 import { deploy, inProcessRelay } from '../relay-process';
 import { until } from '../until';
-
-type Relay = Awaited<ReturnType<typeof inProcessRelay>>;
 
 /** A P-256 public key as a node's (base64url SPKI), for the trust list. */
 async function nodeKey(): Promise<string> {
@@ -35,82 +32,69 @@ const json = (token: string) => ({
 });
 
 describe('two relays on one Redis', () => {
-  let redis: RedisProcess;
-  let blobDir: string;
-  let a: Relay;
-  let b: Relay;
-  beforeAll(async () => {
-    redis = await startRedis();
-    blobDir = mkdtempSync(join(tmpdir(), 'brume-cluster-blobs-'));
-    a = await inProcessRelay({ redis: redis.url, blobDir });
-    b = await inProcessRelay({ redis: redis.url, blobDir });
-  }, 60_000);
-  afterAll(async () => {
-    await b?.close();
-    await a?.close();
-    await redis?.close();
-    rmSync(blobDir, { recursive: true, force: true });
-  });
+  const pair = useRelayPair('cluster-blobs');
 
   it('share one admin token, made by the first relay; rotated, both take the new one', async () => {
-    expect(a.relay.admin.created).toBe(true);
-    expect(b.relay.admin.created).toBe(false);
-    expect(b.relay.admin.token).toBe(a.relay.admin.token);
-    const old = a.relay.admin.token;
+    expect(pair.a.relay.admin.created).toBe(true);
+    expect(pair.b.relay.admin.created).toBe(false);
+    expect(pair.b.relay.admin.token).toBe(pair.a.relay.admin.token);
+    const old = pair.a.relay.admin.token;
     const keysAt = (url: string, token: string) =>
       fetch(`${url}/api/keys`, { headers: json(token) }).then((r) => r.status);
-    expect(await keysAt(b.relay.url, old)).toBe(200);
-    const rotated = await brume(['token', '--redis', redis.url, '--rotate', '--reveal']);
+    expect(await keysAt(pair.b.relay.url, old)).toBe(200);
+    const rotated = await brume(['token', '--redis', pair.redis.url, '--rotate', '--reveal']);
     expect(rotated.code, rotated.stderr).toBe(0);
     const fresh = rotated.stdout.trim();
     expect(fresh).toMatch(/^[\w-]{32,}$/);
     expect(fresh).not.toBe(old);
-    for (const r of [a, b]) {
+    for (const r of [pair.a, pair.b]) {
       await until(async () => (await keysAt(r.relay.url, fresh)) === 200, 'the new token to work');
       expect(await keysAt(r.relay.url, old)).toBe(401);
     }
-    const read = await brume(['token', '--redis', redis.url, '--reveal']);
+    const read = await brume(['token', '--redis', pair.redis.url, '--reveal']);
     expect(read.stdout.trim()).toBe(fresh);
   }, 60_000);
 
   it("an app deployed at A is listed at B, and B's nodes hear of its new version", async () => {
-    const { node } = await joinRaw(b.ws);
+    const { node } = await joinRaw(pair.b.ws);
     const v1 = await greetApp('1.0.0');
     const res = await deploy(
-      { url: a.relay.url, token: a.relay.admin.token },
+      { url: pair.a.relay.url, token: pair.a.relay.admin.token },
       packBundle(v1.manifest, v1.files),
     );
     expect(res.status).toBe(201);
-    const listed = (await (await fetch(`${b.relay.url}/api/apps`)).json()) as { name: string }[];
+    const listed = (await (await fetch(`${pair.b.relay.url}/api/apps`)).json()) as {
+      name: string;
+    }[];
     expect(listed.map((x) => x.name)).toContain('greet');
     expect((await node.next('app', 20_000)).version).toBe('1.0.0');
     const v2 = await greetApp('1.1.0');
-    await a.relay.deploy(packBundle(v2.manifest, v2.files));
+    await pair.a.relay.deploy(packBundle(v2.manifest, v2.files));
     expect((await node.next('app', 20_000)).version).toBe('1.1.0');
-    const at = (await (await fetch(`${b.relay.url}/api/apps/greet`)).json()) as {
+    const at = (await (await fetch(`${pair.b.relay.url}/api/apps/greet`)).json()) as {
       version: string;
     };
     expect(at.version).toBe('1.1.0');
     // Its files are in the shared blob directory: B serves them.
     const file = Object.values(v2.manifest.files)[0]!;
-    expect((await fetch(`${b.relay.url}/api/blobs/${file.sha256}`)).status).toBe(200);
+    expect((await fetch(`${pair.b.relay.url}/api/blobs/${file.sha256}`)).status).toBe(200);
     node.ws.close();
   }, 60_000);
 
   it('an API key made at A works at B, and revoked at A is refused at B', async () => {
-    const made = await fetch(`${a.relay.url}/api/keys`, {
+    const made = await fetch(`${pair.a.relay.url}/api/keys`, {
       method: 'POST',
-      headers: json(a.relay.admin.token),
+      headers: json(pair.a.relay.admin.token),
       body: JSON.stringify({ scopes: ['metrics'], label: 'cluster' }),
     });
     expect(made.status).toBe(201);
     const { id, key } = (await made.json()) as { id: string; key: string };
     const metrics = () =>
-      fetch(`${b.relay.url}/metrics`, { headers: { authorization: `Bearer ${key}` } });
+      fetch(`${pair.b.relay.url}/metrics`, { headers: { authorization: `Bearer ${key}` } });
     await until(async () => (await metrics()).status === 200, 'the key to work at B');
-    const gone = await fetch(`${a.relay.url}/api/keys/${id}`, {
+    const gone = await fetch(`${pair.a.relay.url}/api/keys/${id}`, {
       method: 'DELETE',
-      headers: { authorization: `Bearer ${a.relay.admin.token}` },
+      headers: { authorization: `Bearer ${pair.a.relay.admin.token}` },
     });
     expect(gone.status).toBe(204);
     await until(async () => (await metrics()).status === 401, 'the key to be refused at B');
@@ -118,24 +102,26 @@ describe('two relays on one Redis', () => {
 
   it('a fog key trusted at A is trusted at B; revoked at A, not any more', async () => {
     const publicKey = await nodeKey();
-    const added = await fetch(`${a.relay.url}/api/trust`, {
+    const added = await fetch(`${pair.a.relay.url}/api/trust`, {
       method: 'POST',
-      headers: json(a.relay.admin.token),
+      headers: json(pair.a.relay.admin.token),
       body: JSON.stringify({ publicKey, label: 'lab' }),
     });
     expect(added.status).toBe(201);
-    await until(() => b.relay.admin.trusted(publicKey), 'B to trust the key');
+    await until(() => pair.b.relay.admin.trusted(publicKey), 'B to trust the key');
     const list = (await (
-      await fetch(`${b.relay.url}/api/trust`, { headers: json(b.relay.admin.token) })
+      await fetch(`${pair.b.relay.url}/api/trust`, { headers: json(pair.b.relay.admin.token) })
     ).json()) as { publicKey: string; label: string }[];
     expect(list.find((e) => e.publicKey === publicKey)?.label).toBe('lab');
     // Changes at both at once all land (optimistic saves retried on the newer list).
     const others = await Promise.all([nodeKey(), nodeKey(), nodeKey(), nodeKey()]);
-    await Promise.all(others.map((k, i) => (i % 2 ? a : b).relay.admin.trust(k, `k${i}`)));
-    for (const r of [a, b])
+    await Promise.all(
+      others.map((k, i) => (i % 2 ? pair.a : pair.b).relay.admin.trust(k, `k${i}`)),
+    );
+    for (const r of [pair.a, pair.b])
       await until(() => others.every((k) => r.relay.admin.trusted(k)), 'every key at both');
-    await a.relay.admin.revoke(publicKey);
-    await until(() => !b.relay.admin.trusted(publicKey), 'B to drop the key');
+    await pair.a.relay.admin.revoke(publicKey);
+    await until(() => !pair.b.relay.admin.trusted(publicKey), 'B to drop the key');
   });
 
   it('users and projects made at A are seen at B; changes at both land', async () => {
@@ -145,13 +131,13 @@ describe('two relays on one Redis', () => {
         headers: json(r.relay.admin.token),
         body: JSON.stringify(body),
       });
-    expect((await post(a, '/api/users', { id: 'ada' })).status).toBe(201);
+    expect((await post(pair.a, '/api/users', { id: 'ada' })).status).toBe(201);
     const ids = ['p1', 'p2', 'p3', 'p4'];
     const made = await Promise.all(
-      ids.map((id, i) => post(i % 2 ? a : b, '/api/projects', { id })),
+      ids.map((id, i) => post(i % 2 ? pair.a : pair.b, '/api/projects', { id })),
     );
     expect(made.map((r) => r.status)).toEqual([201, 201, 201, 201]);
-    for (const r of [a, b]) {
+    for (const r of [pair.a, pair.b]) {
       await until(() => r.relay.projects.userExists('ada'), 'the user at both');
       await until(
         () =>
@@ -162,13 +148,13 @@ describe('two relays on one Redis', () => {
       );
     }
     // The same id made at B after A: refused there as it would be on one relay.
-    expect((await post(b, '/api/users', { id: 'ada' })).status).toBe(409);
+    expect((await post(pair.b, '/api/users', { id: 'ada' })).status).toBe(409);
   });
 
   it('the hub of each relay is known by its cluster relay id', async () => {
-    const { challenge, node } = await joinRaw(a.ws);
-    expect(challenge.relayId).toBe(a.relay.cluster!.relayId);
-    expect(a.relay.cluster!.relayId).not.toBe(b.relay.cluster!.relayId);
+    const { challenge, node } = await joinRaw(pair.a.ws);
+    expect(challenge.relayId).toBe(pair.a.relay.cluster!.relayId);
+    expect(pair.a.relay.cluster!.relayId).not.toBe(pair.b.relay.cluster!.relayId);
     node.ws.close();
   });
 
@@ -180,21 +166,21 @@ describe('two relays on one Redis', () => {
       };
       return { status: res.status, redis: body.checks.redis! };
     };
-    const up = await ready(a);
+    const up = await ready(pair.a);
     expect(up.status).toBe(200);
     expect(up.redis.ok).toBe(true);
     expect(up.redis.detail).toMatch(/answers PING/);
-    await redis.kill();
+    await pair.redis.kill();
     const down = await until(async () => {
-      const r = await ready(b);
+      const r = await ready(pair.b);
       return !r.redis.ok && r;
     }, 'B to see Redis down');
     expect(down.status).toBe(503);
     expect(down.redis.detail).toMatch(/Redis is unreachable/);
     // A write needing Redis is refused, typed, and nothing crashes.
-    const refused = await fetch(`${a.relay.url}/api/keys`, {
+    const refused = await fetch(`${pair.a.relay.url}/api/keys`, {
       method: 'POST',
-      headers: json(a.relay.admin.token),
+      headers: json(pair.a.relay.admin.token),
       body: JSON.stringify({ scopes: ['call'] }),
     });
     expect(refused.status).toBe(503);
@@ -202,19 +188,19 @@ describe('two relays on one Redis', () => {
     expect(error.code).toBe('E_UNAVAILABLE');
     expect(error.message).toMatch(/Redis at .* is unreachable/);
     // A change made while Redis is away is refused; B still trusts what it heard before.
-    await expect(a.relay.admin.trust(await nodeKey(), 'late')).rejects.toThrow(/unreachable/);
-    await redis.restart();
-    for (const r of [a, b])
+    await expect(pair.a.relay.admin.trust(await nodeKey(), 'late')).rejects.toThrow(/unreachable/);
+    await pair.redis.restart();
+    for (const r of [pair.a, pair.b])
       await until(async () => (await ready(r)).redis.ok, 'Redis ok again', 30_000);
     // Both listen again: a trust at A after the restart reaches B.
     const after = await nodeKey();
     await until(
-      () => a.relay.admin.trust(after, 'after').then(Boolean, () => false),
+      () => pair.a.relay.admin.trust(after, 'after').then(Boolean, () => false),
       'a trust at A to be taken again',
       30_000,
       200,
     );
-    await until(() => b.relay.admin.trusted(after), 'B to hear of it', 30_000);
+    await until(() => pair.b.relay.admin.trusted(after), 'B to hear of it', 30_000);
   }, 60_000);
 });
 
