@@ -83,6 +83,9 @@ test('a tab runs a pipeline spread over three tabs and the cloud node, the trace
   expect(new Set(branches.map((t) => t.node))).toEqual(new Set([a.id, b.id, c.id, cloud]));
 
   // A pipeline with quality levels: invoke says the level chosen, and so does the admin console.
+  // Its prepare stage goes to the caller only if the relay knows the caller has a free slot: a
+  // node reports its load each heartbeat, so the relay may still count a busy with its branches.
+  await untilIdleHolding(relay, 'chain', [a.id]);
   const q = await a.page.evaluate(async () => {
     const pixels = { type: 'float32', dims: [1, 784], data: new Uint8Array(784 * 4) };
     const lines = [{ inputs: { pixels } }, { inputs: { pixels } }];
