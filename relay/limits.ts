@@ -194,3 +194,22 @@ export class Admission {
 function addressOf(req: IncomingMessage): string {
   return req.socket.remoteAddress ?? 'unknown';
 }
+
+/**
+ * A token bucket: `burst` at first and at most, refilled at `perSecond`; `take()` answers whether
+ * one more is allowed now (and spends it). For per-socket rates (frames, forwarded signals).
+ */
+export function tokenBucket(burst: number, perSecond: number): { take(): boolean } {
+  let tokens = burst;
+  let filledAt = performance.now();
+  return {
+    take() {
+      const now = performance.now();
+      tokens = Math.min(burst, tokens + ((now - filledAt) / 1000) * perSecond);
+      filledAt = now;
+      if (tokens < 1) return false;
+      tokens -= 1;
+      return true;
+    },
+  };
+}

@@ -21,6 +21,7 @@ import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import { AuthError } from '../core/errors';
 import type { PeerDirectory } from './cluster/signal';
 import type { SignalFrame } from './hub/cluster';
+import { tokenBucket } from './limits';
 import { originError, refuseUpgrade, type UpgradeHandler } from './upgrade';
 
 export interface PeerSignallingOptions {
@@ -133,8 +134,7 @@ export function mountPeerSignalling(server: Server, o: PeerSignallingOptions) {
     held.set(self, ws);
     relays?.hold(self);
     /** Forwards left to this socket (a token bucket), and its messages waiting on the directory. */
-    let tokens = FORWARD_BURST;
-    let filledAt = Date.now();
+    const forwards = tokenBucket(FORWARD_BURST, FORWARDS_PER_S);
     let waiting = 0;
     let chain = Promise.resolve();
     const here = (m: Message, data: RawData): void => {
@@ -149,16 +149,12 @@ export function mountPeerSignalling(server: Server, o: PeerSignallingOptions) {
     const route = async (m: Message & { dst: string }, data: RawData) => {
       const relay = await relays!.holder(m.dst);
       if (relay === undefined || relay === relays!.relayId || held.has(m.dst)) return here(m, data);
-      const now = Date.now();
-      tokens = Math.min(FORWARD_BURST, tokens + ((now - filledAt) / 1000) * FORWARDS_PER_S);
-      filledAt = now;
-      if (tokens < 1) {
+      if (!forwards.take()) {
         warnOnce(
           `peer signalling: node ${self.slice(0, 8)} sends more than ${FORWARDS_PER_S} messages a second to other relays; dropped`,
         );
         return;
       }
-      tokens -= 1;
       const frame: SignalFrame = {
         t: 'signal',
         from: relays!.relayId,

@@ -12,7 +12,7 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import type { NodeRecord } from '../../core/api';
 import { BrumeError, ProtocolError, toWire } from '../../core/errors';
 import { decodeFrame, type ToNode, type ToRelay } from '../../core/protocol';
-import { Admission, type HubLimits } from '../limits';
+import { Admission, type HubLimits, tokenBucket } from '../limits';
 import type { HubEnd } from '../local-link';
 import { closeReason, encodeOutgoing } from '../outgoing';
 import { originError, refuseUpgrade } from '../upgrade';
@@ -24,8 +24,8 @@ export interface Conn {
   node?: NodeRecord;
   nonce?: Uint8Array;
   hello?: Extract<ToRelay, { t: 'hello' }>;
-  tokens: number;
-  refill: number;
+  /** Frames this socket may still send now (`frameRate`, bursts of twice that). */
+  frames: { take(): boolean };
   /** Recent ping round trips, newest last. */
   rtts?: number[];
   pingAt?: number;
@@ -206,7 +206,7 @@ export function createConnections(o: ConnectionOptions) {
 
   /** A new connection: it must join in time; the challenge goes out at once. */
   function open(ws: Conn['ws'], release?: () => void): Conn {
-    const conn: Conn = { ws, tokens: 2 * frameRate, refill: performance.now(), release };
+    const conn: Conn = { ws, frames: tokenBucket(2 * frameRate, frameRate), release };
     conns.add(conn);
     conn.joinTimer = setTimeout(() => {
       const reason = `no join within ${limits.joinTimeoutMs} ms`;
@@ -247,15 +247,6 @@ export function createConnections(o: ConnectionOptions) {
     ws.on('close', () => drop(conn));
   }
 
-  function rateLimited(conn: Conn): boolean {
-    const now = performance.now();
-    conn.tokens = Math.min(2 * frameRate, conn.tokens + ((now - conn.refill) / 1000) * frameRate);
-    conn.refill = now;
-    if (conn.tokens < 1) return true;
-    conn.tokens--;
-    return false;
-  }
-
   async function receive(conn: Conn, data: Buffer, isBinary: boolean): Promise<void> {
     o.bytes('in', data.byteLength);
     if (!isBinary)
@@ -269,7 +260,7 @@ export function createConnections(o: ConnectionOptions) {
 
   /** A decoded frame: counted against the node's rate unless it answers the relay, then handled. */
   async function take(conn: Conn, msg: ToRelay): Promise<void> {
-    if (!o.answersRelay(conn, msg) && rateLimited(conn))
+    if (!o.answersRelay(conn, msg) && !conn.frames.take())
       throw new ProtocolError(`more than ${frameRate} frames per second`);
     if (conn.node) conn.node.lastSeen = Date.now();
     return o.onFrame(conn, msg);
