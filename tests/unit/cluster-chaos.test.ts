@@ -109,6 +109,7 @@ async function run(seed: number, schedule: Step[], note: (m: string) => void): P
   let calls = 0;
   let callsAnswered = 0;
   let chaos = true;
+  // The workload's pace (a seeded think time between requests), not a barrier.
   const pause = () => new Promise((r) => setTimeout(r, rng.int(20, 150)));
 
   const writer = async (w: number) => {
@@ -179,6 +180,7 @@ async function run(seed: number, schedule: Step[], note: (m: string) => void): P
         break;
       case 'redis-outage':
         await c.redis.kill();
+        // How long the outage lasts is part of the seeded schedule; restart() then waits for PING.
         await new Promise((r) => setTimeout(r, step.downMs));
         await c.redis.restart();
         break;
@@ -189,6 +191,7 @@ async function run(seed: number, schedule: Step[], note: (m: string) => void): P
         nodes[step.node]!.online();
         break;
     }
+    // The schedule's gap between steps (the workload runs through it); healing below polls.
     await new Promise((r) => setTimeout(r, step.pauseMs));
   }
   chaos = false;
